@@ -1,0 +1,185 @@
+//! The command line: argument definitions (one file per command), dispatch, and the only
+//! place that prints errors. Scriptable output goes to stdout, progress and logs to stderr.
+
+mod image;
+mod lifecycle;
+mod list;
+mod logs;
+pub mod man;
+mod promote;
+mod review;
+mod shell;
+mod spawn;
+mod status;
+mod sync;
+pub mod term;
+
+use std::io::Write;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::error::{Interrupted, find_hint};
+use crate::git::{Config, Git};
+use crate::runtime::docker::DockerRuntime;
+use crate::sandbox::RepoId;
+use crate::task::store::TaskStore;
+
+/// Delegate coding tasks to AI agents in sandboxed containers; get their work back as
+/// ordinary git branches you review and promote with your own identity.
+///
+/// A task runs on a private copy of the repository inside a container. History moves in and
+/// out only as git bundles over the container's stdin/stdout; what comes back is checked
+/// before it is fetched into the task's refs (`refs/agent/<task>/`). Your branches, index,
+/// work tree, hooks and credentials are never reachable from the sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "git-agent", bin_name = "git agent", version)]
+#[command(
+    after_help = "Settings live in git config under agent.* (agent.baseImage, agent.maxBundleSize, ...).\nSee git-agent(1) for the full manual."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    #[command(visible_alias = "run")]
+    Spawn(spawn::SpawnArgs),
+    Sync(sync::SyncArgs),
+    Review(review::ReviewArgs),
+    Commit(promote::CommitArgs),
+    Push(promote::PushArgs),
+    CommitPush(promote::CommitPushArgs),
+    List(list::ListArgs),
+    Status(status::StatusArgs),
+    Logs(logs::LogsArgs),
+    Shell(shell::ShellArgs),
+    Stop(lifecycle::StopArgs),
+    Rm(lifecycle::RmArgs),
+    Purge(lifecycle::PurgeArgs),
+    Image(image::ImageArgs),
+}
+
+/// What every command in a repository needs.
+pub struct Ctx {
+    pub git: Git,
+    pub store: TaskStore,
+    pub config: Config,
+    pub repo: RepoId,
+}
+
+impl Ctx {
+    pub fn open() -> Result<Ctx> {
+        let cwd = std::env::current_dir()?;
+        let git = Git::discover(&cwd)?;
+        let store = TaskStore::open(&git)?;
+        let config = git.agent_config()?;
+        let repo = RepoId::of(&git);
+        Ok(Ctx {
+            git,
+            store,
+            config,
+            repo,
+        })
+    }
+
+    /// The cap on bytes accepted from a sandbox in one sync.
+    pub fn bundle_limit(&self) -> Result<u64> {
+        self.config.size("agent.maxBundleSize", 1 << 30)
+    }
+}
+
+/// Connect to the container engine.
+pub async fn engine() -> Result<DockerRuntime> {
+    DockerRuntime::connect().await
+}
+
+/// Run `fut`, turning Ctrl-C into an [`Interrupted`] error (dropping `fut`, so its temp
+/// files and child processes are cleaned up).
+pub async fn interruptible<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::select! {
+        r = fut => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::Error::new(Interrupted)),
+    }
+}
+
+/// Parse arguments, run the command, print any error; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let result = rt.block_on(dispatch(cli));
+    // Do not wait for threads blocked on the terminal.
+    rt.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Spawn(a) => spawn::run(a).await,
+        Command::Sync(a) => sync::run(a).await,
+        Command::Review(a) => review::run(a).await,
+        Command::Commit(a) => promote::run_commit(a).await,
+        Command::Push(a) => promote::run_push(a).await,
+        Command::CommitPush(a) => promote::run_commit_push(a).await,
+        Command::List(a) => list::run(a).await,
+        Command::Status(a) => status::run(a).await,
+        Command::Logs(a) => logs::run(a).await,
+        Command::Shell(a) => shell::run(a).await,
+        Command::Stop(a) => lifecycle::run_stop(a).await,
+        Command::Rm(a) => lifecycle::run_rm(a).await,
+        Command::Purge(a) => lifecycle::run_purge(a).await,
+        Command::Image(a) => image::run(a).await,
+    }
+}
+
+/// Print an error as `Error:` / `Caused by:` / `Hint:` and return its exit code.
+pub fn report(err: &anyhow::Error) -> i32 {
+    if is_broken_pipe(err) {
+        return 0;
+    }
+    let mut stderr = std::io::stderr().lock();
+    if err.downcast_ref::<Interrupted>().is_some() {
+        let _ = writeln!(stderr, "Error: interrupted; nothing was left half-done");
+        return 130;
+    }
+    let _ = writeln!(stderr, "Error: {err}");
+    let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+    for c in causes
+        .iter()
+        .filter(|c| !err.to_string().contains(c.as_str()))
+    {
+        let _ = writeln!(stderr, "Caused by: {c}");
+    }
+    if let Some(h) = find_hint(err) {
+        let _ = writeln!(stderr, "Hint: {h}");
+    }
+    1
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Print a line to stdout, treating a closed pipe (`| head`) as the end of output.
+pub fn out(line: impl AsRef<str>) -> Result<()> {
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "{}", line.as_ref())?;
+    Ok(())
+}

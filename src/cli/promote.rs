@@ -1,0 +1,233 @@
+//! `git agent commit`, `push` and `commit-push`: promote a task's work with the user's own
+//! git identity, signing and credentials. Nothing here runs in or near the sandbox.
+
+use std::process::Stdio;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::{Ctx, engine, out, term};
+use crate::error::hinted;
+use crate::git::promote::{PromoteRequest, needs_message, promote};
+use crate::task::branch_name;
+use crate::task::store::Loaded;
+
+/// Create commits for a task's work on branch agent/<task>, as you.
+///
+/// Each commit the agent made is re-created with your identity (and signed when
+/// commit.gpgSign is set), keeping its message and exact content; uncommitted agent work
+/// becomes one more commit whose message comes from -m or your editor. Provenance is noted
+/// under refs/notes/agent. Your work tree, index and HEAD are not touched.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// The task (any unique prefix of its name).
+    pub task: String,
+    /// Message for the commit of the agent's uncommitted changes.
+    #[arg(short = 'm', long = "message")]
+    pub message: Option<String>,
+}
+
+/// Push branch agent/<task> with your git and credential helpers.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The task (any unique prefix of its name).
+    pub task: String,
+    /// Remote to push to (default: the base branch's remote, else the only remote, else origin).
+    #[arg(long)]
+    pub remote: Option<String>,
+}
+
+/// Commit a task's work, then push it.
+#[derive(Debug, Args)]
+pub struct CommitPushArgs {
+    /// The task (any unique prefix of its name).
+    pub task: String,
+    /// Message for the commit of the agent's uncommitted changes.
+    #[arg(short = 'm', long = "message")]
+    pub message: Option<String>,
+    /// Remote to push to.
+    #[arg(long)]
+    pub remote: Option<String>,
+}
+
+async fn synced(ctx: &Ctx, task: &str) -> Result<Loaded> {
+    let loaded = ctx.store.resolve(task)?;
+    if loaded.record.sandbox.container.is_none() {
+        return Ok(loaded);
+    }
+    let rt = engine().await?;
+    super::sync::sync_if_possible(&rt, ctx, loaded).await
+}
+
+/// Ask for a message in the user's editor, git style.
+fn edit_message(ctx: &Ctx, loaded: &Loaded) -> Result<Option<String>> {
+    if !term::stdin_is_tty() || !term::stdout_is_tty() {
+        return Err(hinted(
+            "the task has uncommitted changes and no commit message was given",
+            "pass one with -m: git agent commit <task> -m \"message\"",
+        ));
+    }
+    let wip = loaded.ref_value("wip").unwrap_or_default();
+    let stat = ctx
+        .git
+        .run(["diff", "--stat", &format!("{wip}^"), wip])
+        .unwrap_or_default();
+    let mut text = format!(
+        "\n# Message for the uncommitted changes of task {}.\n# Lines starting with '#' are ignored; an empty message aborts.\n#\n",
+        loaded.record.name
+    );
+    for l in stat.lines() {
+        text += &format!("# {l}\n");
+    }
+    let file = tempfile::Builder::new()
+        .prefix("AGENT_COMMIT_EDITMSG")
+        .tempfile()?;
+    std::fs::write(file.path(), text)?;
+    let editor = ctx.git.run(["var", "GIT_EDITOR"])?;
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("{editor} \"$@\""), "editor"])
+        .arg(file.path())
+        .status()
+        .context("cannot start the editor")?;
+    if !status.success() {
+        return Err(hinted(
+            "the editor failed; nothing was committed",
+            "pass the message with -m instead",
+        ));
+    }
+    let raw = std::fs::read(file.path())?;
+    let clean = ctx
+        .git
+        .run_with_input(["stripspace", "--strip-comments"], &raw)?;
+    Ok((!clean.trim().is_empty()).then_some(clean))
+}
+
+async fn commit(ctx: &Ctx, task: &str, message: Option<String>) -> Result<String> {
+    let loaded = synced(ctx, task).await?;
+    let r = &loaded.record;
+    let head = loaded.ref_value("head").unwrap_or(&r.base).to_string();
+    let wip = loaded.ref_value("wip").map(str::to_string);
+    let mut req = PromoteRequest {
+        task: &r.name,
+        agent: &r.agent,
+        base: &r.base,
+        head: &head,
+        wip: wip.as_deref(),
+        previous: r.promoted.as_ref(),
+        message,
+    };
+    if req.message.is_none()
+        && needs_message(&req)
+        && crate::git::promote::task_tip(&head, wip.as_deref()) != r.base
+    {
+        req.message = edit_message(ctx, &loaded)?;
+    }
+    let done = promote(&ctx.git, req)?;
+    let promotion = done.promotion.clone();
+    ctx.store.update(&r.name, "commit", |rec, _| {
+        rec.promoted = Some(promotion.clone());
+        Ok(vec![])
+    })?;
+    eprintln!(
+        "git-agent: {} commit{} on {} ({})",
+        done.commits.len(),
+        if done.commits.len() == 1 { "" } else { "s" },
+        branch_name(&r.name),
+        &done.promotion.branch_tip[..12]
+    );
+    Ok(r.name.clone())
+}
+
+/// The remote a task's branch goes to.
+fn pick_remote(ctx: &Ctx, loaded: &Loaded, explicit: Option<&str>) -> Result<String> {
+    if let Some(r) = explicit {
+        return Ok(r.to_string());
+    }
+    if let Some(b) = &loaded.record.base_branch {
+        if let Ok(r) = ctx.git.run(["config", &format!("branch.{b}.remote")]) {
+            if !r.is_empty() && r != "." {
+                return Ok(r);
+            }
+        }
+    }
+    if let Ok(r) = ctx.git.run(["config", "remote.pushDefault"]) {
+        if !r.is_empty() {
+            return Ok(r);
+        }
+    }
+    let remotes = ctx.git.run(["remote"])?;
+    let remotes: Vec<&str> = remotes.lines().collect();
+    match remotes.as_slice() {
+        [one] => Ok(one.to_string()),
+        many if many.contains(&"origin") => Ok("origin".into()),
+        [] => Err(hinted(
+            "this repository has no remote to push to",
+            "add one with `git remote add origin <url>`, or pass --remote",
+        )),
+        _ => Err(hinted(
+            "cannot tell which remote to push to",
+            "pass --remote <name>",
+        )),
+    }
+}
+
+fn push(ctx: &Ctx, task: &str, remote: Option<&str>) -> Result<()> {
+    let loaded = ctx.store.resolve(task)?;
+    let name = loaded.record.name.clone();
+    let branch = format!("refs/heads/{}", branch_name(&name));
+    if ctx.git.ref_value(&branch)?.is_none() {
+        return Err(hinted(
+            format!("branch {} does not exist yet", branch_name(&name)),
+            format!("create it first with `git agent commit {name}`"),
+        ));
+    }
+    let remote = pick_remote(ctx, &loaded, remote)?;
+    let mut cmd = ctx.git.command();
+    cmd.args([
+        "push",
+        "--porcelain",
+        &remote,
+        &format!("{branch}:{branch}"),
+    ])
+    .stdin(Stdio::inherit())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let out = cmd.output().context("cannot run git push")?;
+    if !out.status.success() {
+        let mut msg = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
+        let porcelain = String::from_utf8_lossy(&out.stdout);
+        if let Some(line) = porcelain.lines().find(|l| l.starts_with('!')) {
+            msg = format!("{msg}\n{line}");
+        }
+        return Err(hinted(
+            format!(
+                "push of {} to {remote} was rejected:\n{msg}",
+                branch_name(&name)
+            ),
+            "fetch and look at the remote branch; git-agent never force-pushes",
+        ));
+    }
+    eprintln!("git-agent: pushed {} to {remote}", branch_name(&name));
+    Ok(())
+}
+
+pub async fn run_commit(args: CommitArgs) -> Result<i32> {
+    let ctx = Ctx::open()?;
+    let name = commit(&ctx, &args.task, args.message).await?;
+    out(branch_name(&name))?;
+    Ok(0)
+}
+
+pub async fn run_push(args: PushArgs) -> Result<i32> {
+    let ctx = Ctx::open()?;
+    push(&ctx, &args.task, args.remote.as_deref())?;
+    Ok(0)
+}
+
+pub async fn run_commit_push(args: CommitPushArgs) -> Result<i32> {
+    let ctx = Ctx::open()?;
+    let name = commit(&ctx, &args.task, args.message).await?;
+    push(&ctx, &name, args.remote.as_deref())?;
+    out(branch_name(&name))?;
+    Ok(0)
+}

@@ -1,0 +1,51 @@
+//! `git agent shell`: an interactive shell in a task's workspace.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{Ctx, engine};
+use crate::error::hinted;
+use crate::runtime::{ContainerState, Runtime};
+
+/// Open an interactive shell inside a task's sandbox, in its workspace, as the task user.
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// The task (any unique prefix of its name).
+    pub task: String,
+}
+
+pub async fn run(args: ShellArgs) -> Result<i32> {
+    let ctx = Ctx::open()?;
+    let loaded = ctx.store.resolve(&args.task)?;
+    let no_container = || {
+        hinted(
+            format!("task '{}' has no container", loaded.record.name),
+            "its synced work is in its refs: `git agent review`",
+        )
+    };
+    let container = loaded
+        .record
+        .sandbox
+        .container
+        .clone()
+        .ok_or_else(no_container)?;
+    let rt = engine().await?;
+    let started = match rt.state(&container).await? {
+        ContainerState::Running => false,
+        ContainerState::Missing => return Err(no_container()),
+        _ => {
+            rt.start(&container).await?;
+            true
+        }
+    };
+    let cmd = [
+        "/bin/sh".to_string(),
+        "-c".into(),
+        "if command -v bash >/dev/null; then exec bash; else exec sh; fi".into(),
+    ];
+    let code = rt.exec_interactive(&container, &cmd).await;
+    if started {
+        rt.stop(&container, 0).await.ok();
+    }
+    Ok(code?.clamp(0, 255) as i32)
+}

@@ -1,0 +1,59 @@
+//! Terminal helpers: raw mode for interactive sessions, window size, tty checks.
+
+use std::io::IsTerminal;
+
+use anyhow::Result;
+
+/// Puts the terminal in raw mode while alive; restores it on drop. Does nothing when stdin
+/// is not a terminal.
+pub struct RawMode {
+    saved: Option<libc::termios>,
+}
+
+impl RawMode {
+    pub fn enable() -> Result<RawMode> {
+        if !std::io::stdin().is_terminal() {
+            return Ok(RawMode { saved: None });
+        }
+        // SAFETY: termios is plain data; tcgetattr fills it for fd 0, which is a terminal.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return Ok(RawMode { saved: None });
+            }
+            let saved = t;
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+            Ok(RawMode { saved: Some(saved) })
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved {
+            // SAFETY: restoring the attributes read in `enable` on the same descriptor.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, &saved);
+            }
+        }
+    }
+}
+
+/// The terminal's (columns, rows), if stdout is a terminal.
+pub fn size() -> Option<(u16, u16)> {
+    // SAFETY: TIOCGWINSZ fills a winsize struct; we check the return value.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col > 0)
+            .then_some((ws.ws_col, ws.ws_row))
+    }
+}
+
+pub fn stdout_is_tty() -> bool {
+    std::io::stdout().is_terminal()
+}
+
+pub fn stdin_is_tty() -> bool {
+    std::io::stdin().is_terminal()
+}

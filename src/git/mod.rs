@@ -1,0 +1,311 @@
+//! Everything git-agent does with the host's git: running the `git` binary, reading config,
+//! refs and transactions, and bringing bundles in from a sandbox.
+//!
+//! All commands run in the user's own repository (never in a directory a sandbox can write)
+//! and export `GIT_AGENT_NESTED=1` so the user's hooks can tell they were fired by git-agent.
+
+pub mod bundle;
+pub mod promote;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::error::hinted;
+
+/// The all-zero object id git uses for "must not exist" in ref transactions.
+pub const ZERO_OID: &str = "0000000000000000000000000000000000000000";
+
+/// A repository on the host, addressed through the `git` binary.
+#[derive(Debug, Clone)]
+pub struct Git {
+    /// The work tree (or the git dir for bare repositories); commands run here.
+    pub dir: PathBuf,
+    /// The absolute common git dir (shared by all worktrees); task refs live here.
+    pub common_dir: PathBuf,
+}
+
+impl Git {
+    /// Find the repository containing `start`.
+    pub fn discover(start: &Path) -> Result<Git> {
+        let out = Command::new("git")
+            .current_dir(start)
+            .args(["rev-parse", "--show-toplevel", "--git-common-dir"])
+            .env("GIT_AGENT_NESTED", "1")
+            .output()
+            .context("could not run git; is it installed and on PATH?")?;
+        if !out.status.success() {
+            return Err(hinted(
+                format!("not a git repository: {}", start.display()),
+                "run git agent inside a git repository, or use `git -C <path> agent ...`",
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let top = PathBuf::from(lines.next().unwrap_or_default());
+        let common = PathBuf::from(lines.next().unwrap_or_default());
+        let common = if common.is_absolute() {
+            common
+        } else {
+            top.join(common)
+        };
+        let common_dir = common
+            .canonicalize()
+            .with_context(|| format!("cannot resolve git dir {}", common.display()))?;
+        Ok(Git {
+            dir: top,
+            common_dir,
+        })
+    }
+
+    /// A `git` command ready to run in this repository.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(&self.dir).env("GIT_AGENT_NESTED", "1");
+        cmd
+    }
+
+    /// Run git with `args`, returning trimmed stdout; a failure carries git's stderr.
+    pub fn run<I, S>(&self, args: I) -> Result<String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command();
+        cmd.args(args);
+        let out = output_of(&mut cmd, None)?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+
+    /// Run git feeding `input` on stdin.
+    pub fn run_with_input<I, S>(&self, args: I, input: &[u8]) -> Result<String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command();
+        cmd.args(args);
+        let out = output_of(&mut cmd, Some(input))?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+
+    /// Run git; `Ok(false)` when it exits 1 (the "no" answer of predicates such as
+    /// `merge-base --is-ancestor`), an error on anything else.
+    pub fn test<I, S>(&self, args: I) -> Result<bool>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command();
+        cmd.args(args).stdin(Stdio::null());
+        let out = cmd.output().context("could not run git")?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => bail!(
+                "git failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            ),
+        }
+    }
+
+    /// Resolve a revision to a full commit id.
+    pub fn resolve_commit(&self, rev: &str) -> Result<String> {
+        self.run(["rev-parse", "-q", "--verify", &format!("{rev}^{{commit}}")])
+            .map_err(|_| {
+                hinted(
+                    format!("'{rev}' is not a commit in this repository"),
+                    "name a branch, tag or commit id (see `git log --oneline`)",
+                )
+            })
+    }
+
+    /// The value of a ref, if it exists.
+    pub fn ref_value(&self, name: &str) -> Result<Option<String>> {
+        let out = self
+            .command()
+            .args(["rev-parse", "-q", "--verify", name])
+            .stdin(Stdio::null())
+            .output()
+            .context("could not run git")?;
+        Ok(out
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()))
+    }
+
+    /// The branch HEAD points at (short name), if any.
+    pub fn current_branch(&self) -> Option<String> {
+        self.run(["symbolic-ref", "-q", "--short", "HEAD"])
+            .ok()
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Every `agent.*` setting, as git resolves them (scopes, includes and `git -c` apply).
+    pub fn agent_config(&self) -> Result<Config> {
+        let out = self
+            .command()
+            .args(["config", "-z", "--get-regexp", r"^agent\."])
+            .stdin(Stdio::null())
+            .output()
+            .context("could not run git config")?;
+        let mut values = BTreeMap::new();
+        for entry in out.stdout.split(|b| *b == 0).filter(|e| !e.is_empty()) {
+            let entry = String::from_utf8_lossy(entry);
+            let (key, value) = entry.split_once('\n').unwrap_or((&entry, ""));
+            values.insert(key.to_lowercase(), value.to_string());
+        }
+        Ok(Config { values })
+    }
+
+    /// Apply a set of ref updates atomically: all happen or none do. Each update names the
+    /// value it expects the ref to have (compare-and-swap), so racing writers cannot lose one
+    /// another's changes.
+    pub fn transaction(&self, updates: &[RefUpdate]) -> Result<()> {
+        let mut script = String::from("start\n");
+        for u in updates {
+            match (&u.new, &u.old) {
+                (Some(new), Some(old)) => script += &format!("update {} {new} {old}\n", u.name),
+                (Some(new), None) => script += &format!("update {} {new} {ZERO_OID}\n", u.name),
+                (None, Some(old)) => script += &format!("delete {} {old}\n", u.name),
+                (None, None) => script += &format!("verify {} {ZERO_OID}\n", u.name),
+            }
+        }
+        script += "prepare\ncommit\n";
+        let mut cmd = self.command();
+        cmd.args(["update-ref", "--stdin"]);
+        match output_of(&mut cmd, Some(script.as_bytes())) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.context(TransactionFailed)),
+        }
+    }
+}
+
+/// A ref transaction did not apply (usually: a ref moved under us).
+#[derive(Debug)]
+pub struct TransactionFailed;
+
+impl std::fmt::Display for TransactionFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ref update did not apply")
+    }
+}
+
+impl std::error::Error for TransactionFailed {}
+
+/// One ref change in a [`Git::transaction`]. `old: None` means "must not exist yet";
+/// `new: None` deletes.
+#[derive(Debug, Clone)]
+pub struct RefUpdate {
+    pub name: String,
+    pub new: Option<String>,
+    pub old: Option<String>,
+}
+
+/// The resolved `agent.*` git config.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    values: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Build a config from `(key, value)` pairs (keys are case-insensitive).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Config {
+        Config {
+            values: pairs
+                .iter()
+                .map(|(k, v)| (k.to_lowercase(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(&key.to_lowercase()).map(String::as_str)
+    }
+
+    /// A size setting in bytes; accepts git's k/m/g suffixes.
+    pub fn size(&self, key: &str, default: u64) -> Result<u64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => parse_size(v).ok_or_else(|| {
+                hinted(
+                    format!("bad value '{v}' for {key}"),
+                    format!("use a size such as 512m or 2g: git config {key} 512m"),
+                )
+            }),
+        }
+    }
+}
+
+/// Parse a byte size with an optional k/m/g suffix (powers of 1024, as git does).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, mult) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1u64 << 10),
+        'm' => (&t[..t.len() - 1], 1 << 20),
+        'g' => (&t[..t.len() - 1], 1 << 30),
+        _ => (&t[..], 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// Run a command to completion, optionally feeding stdin; non-zero exit becomes an error
+/// that includes the command's stderr.
+pub fn output_of(cmd: &mut Command, input: Option<&[u8]>) -> Result<Output> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("could not run {:?}", cmd.get_program()))?;
+    if let Some(data) = input {
+        let mut stdin = child.stdin.take().expect("stdin was piped");
+        let data = data.to_vec();
+        // Write on a thread so a child that fills its stdout pipe cannot deadlock us.
+        let writer = std::thread::spawn(move || stdin.write_all(&data));
+        let out = child.wait_with_output()?;
+        let _ = writer.join();
+        return check(cmd, out);
+    }
+    let out = child.wait_with_output()?;
+    check(cmd, out)
+}
+
+fn check(cmd: &Command, out: Output) -> Result<Output> {
+    if out.status.success() {
+        return Ok(out);
+    }
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    bail!(
+        "`{} {}` failed ({}): {}",
+        cmd.get_program().to_string_lossy(),
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim_end()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_git_suffixes() {
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("4k"), Some(4096));
+        assert_eq!(parse_size("2M"), Some(2 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size(""), None);
+    }
+}

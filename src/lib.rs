@@ -1,0 +1,14 @@
+//! git-agent: delegate coding tasks to AI agents in sandboxed containers and get their work
+//! back as ordinary git branches.
+//!
+//! Modules by responsibility: [`task`] (the state model in refs), [`git`] (host git: refs,
+//! bundles, promotion), [`runtime`] (the container engine seam), [`image`] (composing the
+//! sandbox image), [`sandbox`] (driving a task's container), [`cli`] (commands and output).
+
+pub mod cli;
+pub mod error;
+pub mod git;
+pub mod image;
+pub mod runtime;
+pub mod sandbox;
+pub mod task;

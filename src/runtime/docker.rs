@@ -1,0 +1,509 @@
+//! [`Runtime`] on the Docker Engine API through bollard: `DOCKER_HOST` or the default socket,
+//! with the API version negotiated against the engine.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, HostConfig, Mount, MountType,
+    NetworkCreateRequest, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    ResizeExecOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::{ContainerState, ExecOutcome, LABEL_TASK, OutputTooLarge, Owned, Runtime, SandboxSpec};
+use crate::error::hinted;
+
+const STDERR_KEEP: usize = 64 * 1024;
+
+/// A Docker (or Podman) engine.
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+fn is_not_found(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn engine_hint() -> String {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) => format!(
+            "check that the engine at DOCKER_HOST={h} is running, or unset DOCKER_HOST to use the local socket"
+        ),
+        Err(_) => "start the Docker engine (e.g. `sudo systemctl start docker`), or point DOCKER_HOST at one".into(),
+    }
+}
+
+impl DockerRuntime {
+    /// Connect and negotiate the API version; a clear error when no engine answers.
+    pub async fn connect() -> Result<DockerRuntime> {
+        let unreachable = |e: BollardError| {
+            hinted(
+                format!("cannot reach the container engine: {e}"),
+                engine_hint(),
+            )
+        };
+        // Long-running streams (logs -f, wait) must not hit bollard's default 2 minute timeout.
+        let docker = Docker::connect_with_defaults()
+            .map_err(unreachable)?
+            .with_timeout(Duration::from_secs(7 * 24 * 3600));
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        Ok(DockerRuntime { docker })
+    }
+}
+
+fn parse_state(state: Option<ContainerStateStatusEnum>, exit: Option<i64>) -> ContainerState {
+    match state {
+        Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running,
+        Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
+        Some(ContainerStateStatusEnum::EXITED) | Some(ContainerStateStatusEnum::DEAD) => {
+            ContainerState::Exited(exit.unwrap_or(-1))
+        }
+        other => ContainerState::Other(format!("{other:?}").to_lowercase()),
+    }
+}
+
+impl Runtime for DockerRuntime {
+    async fn ping(&self) -> Result<String> {
+        self.docker.ping().await.map_err(|e| {
+            hinted(
+                format!("the container engine does not answer: {e}"),
+                engine_hint(),
+            )
+        })?;
+        let v = self.docker.version().await?;
+        Ok(format!(
+            "{} (API {})",
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default()
+        ))
+    }
+
+    async fn image_id(&self, tag: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(tag).await {
+            Ok(i) => Ok(i.id),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(anyhow!(e).context(format!("cannot inspect image {tag}"))),
+        }
+    }
+
+    async fn build_image(
+        &self,
+        context: Vec<u8>,
+        tag: &str,
+        labels: &HashMap<String, String>,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<String> {
+        let opts = BuildImageOptionsBuilder::new()
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .labels(labels)
+            .build();
+        let mut stream = self.docker.build_image(
+            opts,
+            None,
+            Some(bollard::body_full(bytes::Bytes::from(context))),
+        );
+        let mut recent: Vec<String> = Vec::new();
+        while let Some(item) = stream.next().await {
+            let info = match item {
+                Ok(i) => i,
+                Err(BollardError::DockerStreamError { error }) => {
+                    return Err(build_failed(&error, &recent));
+                }
+                Err(e) => return Err(anyhow!(e).context("image build failed")),
+            };
+            if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
+                progress(text);
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    recent.push(line.to_string());
+                }
+                if recent.len() > 40 {
+                    recent.drain(..recent.len() - 40);
+                }
+            }
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(build_failed(&err, &recent));
+            }
+        }
+        self.image_id(tag)
+            .await?
+            .ok_or_else(|| anyhow!("the engine reported success but image {tag} is missing"))
+    }
+
+    async fn create_network(&self, name: &str, labels: &HashMap<String, String>) -> Result<String> {
+        let resp = self
+            .docker
+            .create_network(NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".into()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot create network {name}"))?;
+        Ok(resp.id)
+    }
+
+    async fn create_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<()> {
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.to_string()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot create volume {name}"))?;
+        Ok(())
+    }
+
+    async fn create_container(&self, spec: &SandboxSpec) -> Result<String> {
+        let host = HostConfig {
+            mounts: Some(vec![Mount {
+                target: Some("/workspace".into()),
+                source: Some(spec.volume.clone()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            }]),
+            network_mode: Some(spec.network.clone()),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            pids_limit: Some(spec.pids_limit),
+            memory: Some(spec.memory),
+            nano_cpus: Some(spec.nano_cpus),
+            init: Some(true),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(spec.cmd.clone()),
+            env: Some(spec.env.clone()),
+            labels: Some(spec.labels.clone()),
+            user: Some(spec.user.clone()),
+            working_dir: Some("/workspace".into()),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        let resp = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .with_context(|| format!("cannot create container {}", spec.name))?;
+        Ok(resp.id)
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .with_context(|| format!("cannot start container {id}"))
+    }
+
+    async fn state(&self, id: &str) -> Result<ContainerState> {
+        match self.docker.inspect_container(id, None).await {
+            Ok(c) => {
+                let s = c.state.unwrap_or_default();
+                Ok(parse_state(s.status, s.exit_code))
+            }
+            Err(e) if is_not_found(&e) => Ok(ContainerState::Missing),
+            Err(e) => Err(anyhow!(e).context(format!("cannot inspect container {id}"))),
+        }
+    }
+
+    async fn exec<R, W>(
+        &self,
+        id: &str,
+        cmd: &[String],
+        stdin: Option<R>,
+        stdout: &mut W,
+        limit: u64,
+    ) -> Result<ExecOutcome>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        let exec = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    attach_stdin: Some(stdin.is_some()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(cmd.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("cannot exec in container {id}"))?;
+        let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = self.docker.start_exec(&exec.id, None).await?
+        else {
+            bail!("the engine did not attach to the exec");
+        };
+        let has_stdin = stdin.is_some();
+        let feed = async move {
+            if let Some(mut r) = stdin {
+                tokio::io::copy(&mut r, &mut input).await?;
+            }
+            if has_stdin {
+                // The exec sees EOF on its stdin only after the writer is shut down.
+                input.shutdown().await?;
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        let mut stderr = Vec::new();
+        let mut written = 0u64;
+        let read = async {
+            while let Some(msg) = output.next().await {
+                match msg? {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        written += message.len() as u64;
+                        if written > limit {
+                            return Err(anyhow::Error::new(OutputTooLarge { limit }));
+                        }
+                        stdout.write_all(&message).await?;
+                    }
+                    LogOutput::StdErr { message } => {
+                        let room = STDERR_KEEP.saturating_sub(stderr.len());
+                        stderr.extend_from_slice(&message[..message.len().min(room)]);
+                    }
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+            stdout.flush().await?;
+            Ok(())
+        };
+        let (fed, read) = tokio::join!(feed, read);
+        read?;
+        let info = self.docker.inspect_exec(&exec.id).await?;
+        let exit_code = info.exit_code.unwrap_or(-1);
+        if exit_code == 0 {
+            fed.context("could not send data into the sandbox")?;
+        }
+        Ok(ExecOutcome {
+            exit_code,
+            stderr,
+            stdout_len: written,
+        })
+    }
+
+    async fn exec_interactive(&self, id: &str, cmd: &[String]) -> Result<i64> {
+        let exec = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(true),
+                    cmd: Some(cmd.to_vec()),
+                    env: Some(vec!["TERM=xterm-256color".to_string()]),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = self.docker.start_exec(&exec.id, None).await?
+        else {
+            bail!("the engine did not attach to the exec");
+        };
+        let _raw = crate::cli::term::RawMode::enable()?;
+        let resize = |exec_id: String| async move {
+            if let Some((w, h)) = crate::cli::term::size() {
+                let opts = ResizeExecOptionsBuilder::new()
+                    .w(w as i32)
+                    .h(h as i32)
+                    .build();
+                let _ = self.docker.resize_exec(&exec_id, opts).await;
+            }
+        };
+        resize(exec.id.clone()).await;
+        // Read the terminal on a plain thread: a blocked read must not hold up shutdown.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 1024];
+            let mut stdin = std::io::stdin();
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 || tx.blocking_send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut winch =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
+        let mut out = tokio::io::stdout();
+        loop {
+            tokio::select! {
+                msg = output.next() => match msg {
+                    Some(Ok(m)) => {
+                        out.write_all(&m.into_bytes()).await?;
+                        out.flush().await?;
+                    }
+                    Some(Err(e)) => return Err(e.into()),
+                    None => break,
+                },
+                Some(data) = rx.recv() => {
+                    input.write_all(&data).await?;
+                }
+                _ = winch.recv() => resize(exec.id.clone()).await,
+            }
+        }
+        let info = self.docker.inspect_exec(&exec.id).await?;
+        Ok(info.exit_code.unwrap_or(-1))
+    }
+
+    async fn logs<W>(&self, id: &str, follow: bool, tail: Option<usize>, out: &mut W) -> Result<()>
+    where
+        W: AsyncWrite + Unpin + Send,
+    {
+        let tail = tail.map_or("all".to_string(), |n| n.to_string());
+        let opts = LogsOptionsBuilder::new()
+            .follow(follow)
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail)
+            .build();
+        let mut stream = self.docker.logs(id, Some(opts));
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(m) => {
+                    out.write_all(&m.into_bytes()).await?;
+                    out.flush().await?;
+                }
+                Err(e) if is_not_found(&e) => {
+                    return Err(hinted(
+                        "the task's container no longer exists, so its output is gone",
+                        "output is kept only while the container exists (until `git agent rm`)",
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait(&self, id: &str) -> Result<i64> {
+        let mut stream = self.docker.wait_container(id, None);
+        match stream.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(e.into()),
+            None => bail!("the engine closed the wait stream for {id}"),
+        }
+    }
+
+    async fn stop(&self, id: &str, timeout_secs: i32) -> Result<()> {
+        let opts = StopContainerOptionsBuilder::new().t(timeout_secs).build();
+        match self.docker.stop_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(anyhow!(e).context(format!("cannot stop container {id}"))),
+        }
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let opts = RemoveContainerOptionsBuilder::new().force(true).build();
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(anyhow!(e).context(format!("cannot remove container {id}"))),
+        }
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
+        match self.docker.remove_volume(name, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(anyhow!(e).context(format!("cannot remove volume {name}"))),
+        }
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(anyhow!(e).context(format!("cannot remove network {name}"))),
+        }
+    }
+
+    async fn containers_with(&self, labels: &[(&str, &str)]) -> Result<Vec<Owned>> {
+        let mut filters = HashMap::new();
+        filters.insert(
+            "label",
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
+        );
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self.docker.list_containers(Some(opts)).await?;
+        let mut out = Vec::new();
+        for c in list {
+            let id = c.id.unwrap_or_default();
+            let task = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_TASK))
+                .cloned()
+                .unwrap_or_default();
+            let state = match c.state.map(|s| s.to_string()).as_deref() {
+                Some("running") => ContainerState::Running,
+                Some("created") => ContainerState::Created,
+                Some("exited") | Some("dead") => self.state(&id).await?,
+                other => ContainerState::Other(other.unwrap_or("unknown").to_string()),
+            };
+            out.push(Owned { task, id, state });
+        }
+        Ok(out)
+    }
+}
+
+fn build_failed(error: &str, recent: &[String]) -> anyhow::Error {
+    let mut msg = format!("image build failed: {}", error.trim());
+    if !recent.is_empty() {
+        msg.push_str("\n\nlast build output:\n");
+        for line in recent {
+            msg.push_str("  ");
+            msg.push_str(&crate::error::sanitize(line));
+            msg.push('\n');
+        }
+    }
+    hinted(
+        msg.trim_end(),
+        "fix the failing step (see `git agent image build --dry-run` for the Dockerfile), then run `git agent image build`",
+    )
+}

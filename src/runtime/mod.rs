@@ -1,0 +1,124 @@
+//! The container engine seam. Commands talk to a [`Runtime`]; [`docker::DockerRuntime`] is the
+//! one implementation today (Docker, or Podman through its Docker-compatible API). Nothing
+//! here bind-mounts host paths: workspaces are named volumes, data moves over exec streams.
+
+pub mod docker;
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Labels put on every runtime object, so objects can be traced back to their task.
+pub const LABEL_TASK: &str = "git-agent.task";
+pub const LABEL_REPO: &str = "git-agent.repo";
+pub const LABEL_REPO_PATH: &str = "git-agent.repo-path";
+
+/// Everything needed to create a task's container.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub name: String,
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub volume: String,
+    pub network: String,
+    pub user: String,
+    /// Limits: process count, memory in bytes, CPUs in billionths.
+    pub pids_limit: i64,
+    pub memory: i64,
+    pub nano_cpus: i64,
+}
+
+/// What the engine says about a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerState {
+    Missing,
+    Created,
+    Running,
+    Exited(i64),
+    Other(String),
+}
+
+/// How an exec ended.
+#[derive(Debug)]
+pub struct ExecOutcome {
+    pub exit_code: i64,
+    /// Up to the first 64 KiB of the exec's stderr (untrusted).
+    pub stderr: Vec<u8>,
+    /// Bytes written to the output sink.
+    pub stdout_len: u64,
+}
+
+/// The output of an exec grew beyond the permitted size.
+#[derive(Debug)]
+pub struct OutputTooLarge {
+    pub limit: u64,
+}
+
+impl std::fmt::Display for OutputTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the sandbox sent more than {} bytes", self.limit)
+    }
+}
+
+impl std::error::Error for OutputTooLarge {}
+
+/// A runtime object owned by a task, as found by its labels.
+#[derive(Debug, Clone)]
+pub struct Owned {
+    pub task: String,
+    pub id: String,
+    pub state: ContainerState,
+}
+
+/// Operations git-agent needs from a container engine.
+#[allow(async_fn_in_trait)]
+pub trait Runtime {
+    /// Check the engine answers; the error carries a hint on how to start one.
+    async fn ping(&self) -> Result<String>;
+    /// The id of an image, if present locally.
+    async fn image_id(&self, tag: &str) -> Result<Option<String>>;
+    /// Build an image from an in-memory tar context; progress lines go to `progress`.
+    async fn build_image(
+        &self,
+        context: Vec<u8>,
+        tag: &str,
+        labels: &HashMap<String, String>,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<String>;
+    async fn create_network(&self, name: &str, labels: &HashMap<String, String>) -> Result<String>;
+    async fn create_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<()>;
+    async fn create_container(&self, spec: &SandboxSpec) -> Result<String>;
+    async fn start(&self, id: &str) -> Result<()>;
+    async fn state(&self, id: &str) -> Result<ContainerState>;
+    /// Run `cmd` in a running container. `stdin` is copied in and closed; stdout is copied
+    /// to `stdout`, failing with [`OutputTooLarge`] beyond `limit` bytes.
+    async fn exec<R, W>(
+        &self,
+        id: &str,
+        cmd: &[String],
+        stdin: Option<R>,
+        stdout: &mut W,
+        limit: u64,
+    ) -> Result<ExecOutcome>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send;
+    /// Interactive exec attached to the terminal; returns the exit code.
+    async fn exec_interactive(&self, id: &str, cmd: &[String]) -> Result<i64>;
+    /// Copy the container's output (stdout and stderr, interleaved) to `out`.
+    async fn logs<W>(&self, id: &str, follow: bool, tail: Option<usize>, out: &mut W) -> Result<()>
+    where
+        W: AsyncWrite + Unpin + Send;
+    /// Wait for a container to stop; returns its exit code.
+    async fn wait(&self, id: &str) -> Result<i64>;
+    async fn stop(&self, id: &str, timeout_secs: i32) -> Result<()>;
+    /// Remove objects; a missing object is not an error.
+    async fn remove_container(&self, id: &str) -> Result<()>;
+    async fn remove_volume(&self, name: &str) -> Result<()>;
+    async fn remove_network(&self, name: &str) -> Result<()>;
+    /// Containers carrying all the given labels.
+    async fn containers_with(&self, labels: &[(&str, &str)]) -> Result<Vec<Owned>>;
+}

@@ -1,0 +1,114 @@
+//! Driving a task's sandbox: creating it and delivering the repository (spawn), bringing its
+//! work home (sync), and reconciling the recorded state with what the engine reports.
+//!
+//! History crosses the boundary only as bundles over exec stdin/stdout; the host never runs
+//! git anywhere a sandbox can write. Runtime objects get deterministic names derived from the
+//! repository and task, plus labels, so they can always be found and cleaned up again.
+
+pub mod spawn;
+pub mod sync;
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use sha2::{Digest, Sha256};
+
+use crate::git::Git;
+use crate::runtime::{ContainerState, LABEL_REPO, LABEL_REPO_PATH, LABEL_TASK, Runtime};
+use crate::task::store::{Loaded, TaskStore};
+use crate::task::{Status, now};
+
+/// The path of the sandbox helper inside the image.
+pub const HELPER: &str = "/usr/local/bin/git-agent-sandbox";
+
+/// Identifies a repository on the engine: a short hash of its git dir's path.
+#[derive(Debug, Clone)]
+pub struct RepoId {
+    pub id: String,
+    pub path: String,
+}
+
+impl RepoId {
+    pub fn of(git: &Git) -> RepoId {
+        let path = git.common_dir.display().to_string();
+        let digest = Sha256::digest(path.as_bytes());
+        let id = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        RepoId { id, path }
+    }
+
+    /// Engine object names for a task: (container, volume, network).
+    pub fn object_names(&self, task: &str) -> ObjectNames {
+        let stem = format!("git-agent-{}-{task}", self.id);
+        ObjectNames {
+            container: stem.clone(),
+            volume: format!("{stem}-ws"),
+            network: format!("{stem}-net"),
+        }
+    }
+
+    pub fn labels(&self, task: &str) -> HashMap<String, String> {
+        HashMap::from([
+            (LABEL_TASK.to_string(), task.to_string()),
+            (LABEL_REPO.to_string(), self.id.clone()),
+            (LABEL_REPO_PATH.to_string(), self.path.clone()),
+        ])
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ObjectNames {
+    pub container: String,
+    pub volume: String,
+    pub network: String,
+}
+
+/// Bring a running task's record up to date with its container: a finished command is
+/// recorded as exited with its exit code; a vanished container as failed.
+pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> Result<Loaded> {
+    if !matches!(loaded.record.status, Status::Running | Status::Creating) {
+        return Ok(loaded);
+    }
+    let Some(container) = loaded.record.sandbox.container.clone() else {
+        return Ok(loaded);
+    };
+    let state = rt.state(&container).await?;
+    let (status, code, reason) = match state {
+        ContainerState::Exited(code) => (Status::Exited, Some(code), None),
+        ContainerState::Missing if loaded.record.status == Status::Running => (
+            Status::Failed,
+            None,
+            Some("the container disappeared".to_string()),
+        ),
+        _ => return Ok(loaded),
+    };
+    store.update(
+        &loaded.record.name,
+        &format!("{}", status.as_str()),
+        |r, _| {
+            if matches!(r.status, Status::Running | Status::Creating) {
+                r.status = status;
+                r.exit_code = code;
+                r.reason = reason.clone();
+                r.finished = Some(now());
+            }
+            Ok(vec![])
+        },
+    )
+}
+
+/// Remove a task's runtime objects by their deterministic names (missing ones are fine).
+pub async fn remove_objects<R: Runtime>(
+    rt: &R,
+    names: &ObjectNames,
+    volume: bool,
+    network: bool,
+) -> Result<()> {
+    rt.remove_container(&names.container).await?;
+    if volume {
+        rt.remove_volume(&names.volume).await?;
+    }
+    if network {
+        rt.remove_network(&names.network).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Bringing a task's work home: the sandbox emits a header and a bundle, the host admits it
+//! (see `git::bundle`) and moves the task's `head`/`wip` refs and state in one transaction.
+
+use anyhow::{Context, Result};
+use tokio::io::AsyncWriteExt;
+
+use super::{HELPER, refresh};
+use crate::error::{hinted, sanitize};
+use crate::git::bundle::{HeaderSplitter, admit, parse_header};
+use crate::runtime::{ContainerState, OutputTooLarge, Runtime};
+use crate::task::store::{Loaded, TaskStore};
+use crate::task::{branch_name, now};
+
+/// What a sync changed.
+#[derive(Debug)]
+pub struct SyncOutcome {
+    pub loaded: Loaded,
+    /// New commits on the task's branch since the last sync.
+    pub new_commits: usize,
+    pub head_moved: bool,
+    pub wip_changed: bool,
+    pub has_wip: bool,
+    pub bundle_bytes: u64,
+}
+
+impl SyncOutcome {
+    pub fn nothing_new(&self) -> bool {
+        !self.head_moved && !self.wip_changed
+    }
+}
+
+/// Sync a task. `limit` caps the bytes accepted from the sandbox.
+pub async fn sync<R: Runtime>(
+    rt: &R,
+    store: &TaskStore,
+    loaded: Loaded,
+    limit: u64,
+) -> Result<SyncOutcome> {
+    let loaded = refresh(rt, store, loaded).await?;
+    let task = loaded.record.name.clone();
+    let container = loaded.record.sandbox.container.clone().ok_or_else(|| {
+        hinted(
+            format!("task '{task}' has no container to sync from"),
+            "its last synced work is still in its refs; see it with `git agent review`",
+        )
+    })?;
+    let started_here = match rt.state(&container).await? {
+        ContainerState::Running => false,
+        ContainerState::Missing => {
+            return Err(hinted(
+                format!("the container of task '{task}' no longer exists"),
+                "its last synced work is still in its refs; see it with `git agent review`",
+            ));
+        }
+        _ => {
+            rt.start(&container).await?;
+            true
+        }
+    };
+    let result = fetch_work(rt, store, &loaded, &container, limit).await;
+    if started_here {
+        rt.stop(&container, 0).await.ok();
+    }
+    result
+}
+
+async fn fetch_work<R: Runtime>(
+    rt: &R,
+    store: &TaskStore,
+    loaded: &Loaded,
+    container: &str,
+    limit: u64,
+) -> Result<SyncOutcome> {
+    let git = store.git();
+    let task = loaded.record.name.as_str();
+    let base = loaded.record.base.as_str();
+    let mut cmd = vec![HELPER.to_string(), "emit".into(), branch_name(task)];
+    for leaf in ["base", "head", "wip"] {
+        if let Some(v) = loaded.ref_value(leaf) {
+            cmd.push(v.to_string());
+        }
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("git-agent-sync-")
+        .suffix(".bundle")
+        .tempfile()
+        .context("cannot create a temp file for the bundle")?;
+    let file = tokio::fs::File::create(tmp.path()).await?;
+    let mut splitter = HeaderSplitter::new(file);
+    let out = rt
+        .exec(container, &cmd, None::<&[u8]>, &mut splitter, limit)
+        .await
+        .map_err(|e| match e.downcast_ref::<OutputTooLarge>() {
+            Some(big) => hinted(
+                format!(
+                    "rejected the sandbox's work: its bundle is larger than the {} byte limit",
+                    big.limit
+                ),
+                "nothing was changed; if the work is legitimate raise the limit: git config agent.maxBundleSize 2g",
+            ),
+            None => e,
+        })?;
+    splitter.shutdown().await.ok();
+    if out.exit_code != 0 {
+        return Err(hinted(
+            format!(
+                "the sandbox could not produce its work (exit {}): {}",
+                out.exit_code,
+                sanitize(String::from_utf8_lossy(&out.stderr).trim_end())
+            ),
+            format!("look inside with `git agent shell {task}`"),
+        ));
+    }
+    let header = parse_header(&splitter.header_line()?)?;
+    let bundle_bytes = out
+        .stdout_len
+        .saturating_sub(splitter.header.len() as u64 + 1);
+    let bundle = (bundle_bytes > 0).then(|| tmp.path());
+    admit(git, task, base, &header, bundle)?;
+
+    let old_head = loaded.ref_value("head").unwrap_or(base).to_string();
+    let new_commits = if old_head == header.head {
+        0
+    } else {
+        git.run(["rev-list", "--count", &header.head, &format!("^{old_head}")])?
+            .parse()
+            .unwrap_or(0)
+    };
+    let head_moved = loaded.ref_value("head") != Some(header.head.as_str());
+    let wip_changed = loaded.ref_value("wip") != header.wip.as_deref();
+    let loaded = if head_moved || wip_changed {
+        store.update(task, &format!("sync {}", &header.head[..12]), |r, _| {
+            r.synced = Some(now());
+            Ok(vec![
+                ("head".to_string(), Some(header.head.clone())),
+                ("wip".to_string(), header.wip.clone()),
+            ])
+        })?
+    } else {
+        loaded.clone()
+    };
+    Ok(SyncOutcome {
+        loaded,
+        new_commits,
+        head_moved,
+        wip_changed,
+        has_wip: header.wip.is_some(),
+        bundle_bytes,
+    })
+}

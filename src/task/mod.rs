@@ -1,0 +1,147 @@
+//! The task model: names, the state record, and where a task's refs live.
+//!
+//! A task `<name>` owns the ref namespace `refs/agent/<name>/`:
+//! - `base`  the commit the sandbox started from,
+//! - `head`  the sandbox's branch as last synced,
+//! - `wip`   a snapshot commit of its uncommitted changes (only while there are some),
+//! - `state` a commit chain whose tree holds `task.toml` and `prompt.md`; every state change
+//!   is a new commit, applied with a compare-and-swap ref update (see [`store`]).
+
+pub mod name;
+pub mod store;
+
+use serde::{Deserialize, Serialize};
+
+pub use name::TaskName;
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Refs written, sandbox being set up.
+    Creating,
+    /// The task's command is running.
+    Running,
+    /// The command finished (see `exit_code`).
+    Exited,
+    /// Stopped by the user before it finished.
+    Stopped,
+    /// Setting up the sandbox failed.
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Running => "running",
+            Status::Exited => "exited",
+            Status::Stopped => "stopped",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// Runtime objects that belong to a task (ids or names on the container engine).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub image: String,
+    pub image_id: String,
+    pub container: Option<String>,
+    pub volume: Option<String>,
+    pub network: Option<String>,
+}
+
+/// What `commit` last produced, so a later `commit` continues from there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Promotion {
+    /// The task tip (head or wip) that was promoted.
+    pub task_tip: String,
+    /// The host branch's commit that corresponds to it.
+    pub branch_tip: String,
+}
+
+/// The state record of one task, stored as `task.toml` in its state commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub name: String,
+    pub agent: String,
+    pub command: Vec<String>,
+    /// The commit the task started from (includes the `--dirty` commit when used).
+    pub base: String,
+    /// The branch the task was started from, if any; `push` uses its remote.
+    pub base_branch: Option<String>,
+    pub dirty: bool,
+    pub status: Status,
+    pub exit_code: Option<i64>,
+    /// Why the task failed or stopped, when known.
+    pub reason: Option<String>,
+    pub created: i64,
+    pub started: Option<i64>,
+    pub finished: Option<i64>,
+    pub synced: Option<i64>,
+    pub sandbox: Sandbox,
+    pub promoted: Option<Promotion>,
+    /// Kept outside `task.toml` (in `prompt.md`) so it stays readable with `git show`.
+    #[serde(skip)]
+    pub prompt: String,
+}
+
+impl TaskRecord {
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.status,
+            Status::Exited | Status::Stopped | Status::Failed
+        )
+    }
+}
+
+/// Ref names of a task's namespace.
+pub fn ref_name(task: &str, leaf: &str) -> String {
+    format!("refs/agent/{task}/{leaf}")
+}
+
+/// The host branch a task's work is promoted to.
+pub fn branch_name(task: &str) -> String {
+    format!("agent/{task}")
+}
+
+/// Seconds since the epoch, now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A short human age: `42s`, `5m`, `3h`, `2d`.
+pub fn age(since: i64, now: i64) -> String {
+    let s = (now - since).max(0);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_short() {
+        assert_eq!(age(100, 100), "0s");
+        assert_eq!(age(0, 59), "59s");
+        assert_eq!(age(0, 60), "1m");
+        assert_eq!(age(0, 7200), "2h");
+        assert_eq!(age(0, 3 * 86400 + 5), "3d");
+        assert_eq!(age(10, 0), "0s");
+    }
+
+    #[test]
+    fn ref_names_live_under_one_namespace() {
+        assert_eq!(ref_name("fix-1", "state"), "refs/agent/fix-1/state");
+        assert_eq!(branch_name("fix-1"), "agent/fix-1");
+    }
+}

@@ -1,0 +1,271 @@
+//! Reading and writing task state in the repository's refs.
+//!
+//! Objects (the state blobs, trees and commits) are written in-process with libgit2; refs
+//! are moved only through `git update-ref --stdin` transactions that name the value each ref
+//! must still have. A writer that loses a race re-reads the state and applies its change
+//! again, so no update is ever lost and a crash never leaves half the refs moved.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, anyhow, bail};
+use git2::{Oid, Repository, Signature};
+
+use super::name::{self, TaskName};
+use super::{TaskRecord, ref_name};
+use crate::error::hinted;
+use crate::git::{Git, RefUpdate, TransactionFailed};
+
+const RECORD_FILE: &str = "task.toml";
+const PROMPT_FILE: &str = "prompt.md";
+const MAX_ATTEMPTS: usize = 50;
+
+/// A task record together with the state commit it was read from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub record: TaskRecord,
+    pub state: String,
+    /// Current values of every ref in the task's namespace, by leaf name (`base`, `head`, ...).
+    pub refs: BTreeMap<String, String>,
+}
+
+impl Loaded {
+    pub fn ref_value(&self, leaf: &str) -> Option<&str> {
+        self.refs.get(leaf).map(String::as_str)
+    }
+
+    /// The newest state of the task's work: the uncommitted snapshot, else its branch, else
+    /// its base.
+    pub fn tip(&self) -> &str {
+        self.ref_value("wip")
+            .or(self.ref_value("head"))
+            .unwrap_or(&self.record.base)
+    }
+}
+
+/// The task store of one repository.
+pub struct TaskStore {
+    git: Git,
+    repo: Repository,
+}
+
+impl TaskStore {
+    pub fn open(git: &Git) -> Result<TaskStore> {
+        let repo = Repository::open(&git.common_dir)
+            .with_context(|| format!("cannot open repository {}", git.common_dir.display()))?;
+        Ok(TaskStore {
+            git: git.clone(),
+            repo,
+        })
+    }
+
+    pub fn git(&self) -> &Git {
+        &self.git
+    }
+
+    /// Names of all tasks, sorted.
+    pub fn names(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for r in self.repo.references_glob("refs/agent/*/state")? {
+            let r = r?;
+            if let Some(n) = r.name().ok().and_then(|n| n.strip_prefix("refs/agent/")) {
+                if let Some(n) = n.strip_suffix("/state") {
+                    names.push(n.to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Find a task by exact name or unique prefix.
+    pub fn resolve(&self, query: &str) -> Result<Loaded> {
+        let names = self.names()?;
+        let name = name::select(&names, query)?;
+        self.load(name)?
+            .ok_or_else(|| anyhow!("task '{name}' disappeared while reading it"))
+    }
+
+    /// Read a task's current state, if it exists.
+    pub fn load(&self, name: &str) -> Result<Option<Loaded>> {
+        let refs = self.task_refs(name)?;
+        let Some(state) = refs.get("state").cloned() else {
+            return Ok(None);
+        };
+        let record = self.read_record(&state)?;
+        Ok(Some(Loaded {
+            record,
+            state,
+            refs,
+        }))
+    }
+
+    /// All tasks with their records.
+    pub fn all(&self) -> Result<Vec<Loaded>> {
+        let mut out = Vec::new();
+        for n in self.names()? {
+            if let Some(l) = self.load(&n)? {
+                out.push(l);
+            }
+        }
+        Ok(out)
+    }
+
+    fn task_refs(&self, name: &str) -> Result<BTreeMap<String, String>> {
+        let mut refs = BTreeMap::new();
+        let prefix = format!("refs/agent/{name}/");
+        for r in self.repo.references_glob(&format!("{prefix}*"))? {
+            let r = r?;
+            if let (Ok(n), Some(oid)) = (r.name(), r.target()) {
+                if let Some(leaf) = n.strip_prefix(&prefix) {
+                    refs.insert(leaf.to_string(), oid.to_string());
+                }
+            }
+        }
+        Ok(refs)
+    }
+
+    fn read_record(&self, state: &str) -> Result<TaskRecord> {
+        let commit = self.repo.find_commit(Oid::from_str(state)?)?;
+        let tree = commit.tree()?;
+        let read = |file: &str| -> Result<String> {
+            let entry = tree
+                .get_name(file)
+                .ok_or_else(|| anyhow!("state commit {state} has no {file}"))?;
+            let blob = self.repo.find_blob(entry.id())?;
+            Ok(String::from_utf8_lossy(blob.content()).into_owned())
+        };
+        let mut record: TaskRecord = toml::from_str(&read(RECORD_FILE)?)
+            .with_context(|| format!("task state {state} is unreadable"))?;
+        record.prompt = read(PROMPT_FILE).unwrap_or_default();
+        Ok(record)
+    }
+
+    fn write_state(&self, record: &TaskRecord, parent: Option<&str>, msg: &str) -> Result<String> {
+        let text = toml::to_string(record).context("cannot serialise task record")?;
+        let mut tb = self.repo.treebuilder(None)?;
+        tb.insert(RECORD_FILE, self.repo.blob(text.as_bytes())?, 0o100644)?;
+        tb.insert(
+            PROMPT_FILE,
+            self.repo.blob(record.prompt.as_bytes())?,
+            0o100644,
+        )?;
+        let tree = self.repo.find_tree(tb.write()?)?;
+        let sig = Signature::now("git-agent", "git-agent@localhost")?;
+        let parents = match parent {
+            Some(p) => vec![self.repo.find_commit(Oid::from_str(p)?)?],
+            None => vec![],
+        };
+        let parent_refs: Vec<&git2::Commit> = parents.iter().collect();
+        let oid = self
+            .repo
+            .commit(None, &sig, &sig, msg, &tree, &parent_refs)?;
+        Ok(oid.to_string())
+    }
+
+    /// Create a new task: its base ref and first state commit appear together or not at all.
+    pub fn create(&self, name: &TaskName, record: &TaskRecord) -> Result<Loaded> {
+        let state = self.write_state(record, None, &format!("create {name}"))?;
+        let updates = vec![
+            RefUpdate {
+                name: ref_name(name.as_str(), "state"),
+                new: Some(state.clone()),
+                old: None,
+            },
+            RefUpdate {
+                name: ref_name(name.as_str(), "base"),
+                new: Some(record.base.clone()),
+                old: None,
+            },
+        ];
+        if let Err(e) = self.git.transaction(&updates) {
+            if self.load(name.as_str())?.is_some() {
+                return Err(hinted(
+                    format!("a task named '{name}' already exists"),
+                    "choose another --name, or remove the old task with `git agent purge --refs`",
+                ));
+            }
+            return Err(e.context(format!("cannot create the refs of task '{name}'")));
+        }
+        self.load(name.as_str())?
+            .ok_or_else(|| anyhow!("task '{name}' vanished right after creation"))
+    }
+
+    /// Change a task's state. `change` edits the record and returns extra ref changes for the
+    /// task's namespace as `(leaf, new value or None to delete)`; it may run more than once
+    /// when another process updates the task at the same time.
+    pub fn update<F>(&self, name: &str, msg: &str, mut change: F) -> Result<Loaded>
+    where
+        F: FnMut(&mut TaskRecord, &Loaded) -> Result<Vec<(String, Option<String>)>>,
+    {
+        for attempt in 0..MAX_ATTEMPTS {
+            let current = self
+                .load(name)?
+                .ok_or_else(|| anyhow!("task '{name}' no longer exists"))?;
+            let mut record = current.record.clone();
+            let extra = change(&mut record, &current)?;
+            let state = self.write_state(&record, Some(&current.state), msg)?;
+            let mut updates = vec![RefUpdate {
+                name: ref_name(name, "state"),
+                new: Some(state),
+                old: Some(current.state.clone()),
+            }];
+            for (leaf, new) in extra {
+                let old = current.refs.get(&leaf).cloned();
+                if new == old {
+                    continue;
+                }
+                updates.push(RefUpdate {
+                    name: ref_name(name, &leaf),
+                    new,
+                    old,
+                });
+            }
+            match self.git.transaction(&updates) {
+                Ok(()) => {
+                    return self
+                        .load(name)?
+                        .ok_or_else(|| anyhow!("task '{name}' vanished during an update"));
+                }
+                Err(e) if e.downcast_ref::<TransactionFailed>().is_some() => {
+                    // Someone else moved a ref first: back off a little and try again.
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        1 + (attempt as u64 * 7) % 23,
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        bail!("task '{name}' is being changed too often to update it; try again")
+    }
+
+    /// Delete every ref of a task, each only if it still has the value we read.
+    pub fn delete(&self, name: &str) -> Result<()> {
+        let refs = self.task_refs(name)?;
+        let updates: Vec<RefUpdate> = refs
+            .into_iter()
+            .map(|(leaf, old)| RefUpdate {
+                name: ref_name(name, &leaf),
+                new: None,
+                old: Some(old),
+            })
+            .collect();
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.git.transaction(&updates)
+    }
+
+    /// The messages of a task's state commits, newest first, with their times.
+    pub fn history(&self, loaded: &Loaded) -> Result<Vec<(i64, String)>> {
+        let mut out = Vec::new();
+        let mut next = Some(self.repo.find_commit(Oid::from_str(&loaded.state)?)?);
+        while let Some(c) = next {
+            out.push((
+                c.time().seconds(),
+                c.summary().ok().flatten().unwrap_or_default().to_string(),
+            ));
+            next = c.parents().next();
+        }
+        Ok(out)
+    }
+}
