@@ -22,6 +22,10 @@ if ! engine_up; then
     ip addr add 172.17.0.1/16 dev docker0
     ip link set docker0 up
   fi
+  # A dockerd killed with its machine leaves pid files behind that block a new start.
+  if ! pgrep -x dockerd >/dev/null 2>&1; then
+    rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
+  fi
   log "starting dockerd"
   nohup dockerd >/var/log/dockerd.log 2>&1 &
   for _ in $(seq 1 60); do

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod error;
 pub mod git;
 pub mod image;
+pub mod interrupt;
 pub mod runtime;
 pub mod sandbox;
 pub mod task;

@@ -20,6 +20,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::error::{Interrupted, find_hint};
+
 use crate::git::{Config, Git};
 use crate::runtime::docker::DockerRuntime;
 use crate::sandbox::RepoId;
@@ -95,15 +96,6 @@ pub async fn engine() -> Result<DockerRuntime> {
     DockerRuntime::connect().await
 }
 
-/// Run `fut`, turning Ctrl-C into an [`Interrupted`] error (dropping `fut`, so its temp
-/// files and child processes are cleaned up).
-pub async fn interruptible<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::select! {
-        r = fut => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::Error::new(Interrupted)),
-    }
-}
-
 /// Parse arguments, run the command, print any error; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
@@ -128,6 +120,7 @@ pub fn main() -> i32 {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32> {
+    crate::interrupt::install()?;
     match cli.command {
         Command::Spawn(a) => spawn::run(a).await,
         Command::Sync(a) => sync::run(a).await,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{Ctx, engine, interruptible, out, term};
+use super::{Ctx, engine, out, term};
 use crate::error::{Interrupted, hinted};
 use crate::git::Git;
 use crate::image;
@@ -192,7 +192,7 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
         limits,
     };
     create_record(&ctx.store, &req, &ctx.repo)?;
-    let started = interruptible(start(&rt, &ctx.store, &req, &ctx.repo)).await;
+    let started = start(&rt, &ctx.store, &req, &ctx.repo).await;
     let loaded = match started {
         Ok(l) => l,
         Err(e) => {
@@ -218,9 +218,19 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
         .container
         .clone()
         .expect("a started task has a container");
-    let mut stderr = tokio::io::stderr();
-    rt.logs(&container, true, None, &mut stderr).await?;
-    let code = rt.wait(&container).await?;
+    let follow = async {
+        let mut stderr = tokio::io::stderr();
+        rt.logs(&container, true, None, &mut stderr).await?;
+        rt.wait(&container).await
+    };
+    let code = match crate::interrupt::abandon_on_interrupt(follow).await {
+        Ok(code) => code,
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            eprintln!("git-agent: stopped waiting; task {name} keeps running");
+            return Ok(130);
+        }
+        Err(e) => return Err(e),
+    };
     let loaded = crate::sandbox::refresh(&rt, &ctx.store, loaded).await?;
     if loaded.record.status == Status::Exited {
         eprintln!("git-agent: task {name} exited with status {code}");

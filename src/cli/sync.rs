@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, engine, interruptible};
+use super::{Ctx, engine};
 use crate::runtime::Runtime;
 use crate::sandbox::sync::{SyncOutcome, sync};
 use crate::task::store::Loaded;
@@ -24,7 +24,7 @@ pub async fn sync_if_possible<R: Runtime>(rt: &R, ctx: &Ctx, loaded: Loaded) -> 
     if loaded.record.sandbox.container.is_none() {
         return Ok(loaded);
     }
-    let outcome = interruptible(sync(rt, &ctx.store, loaded, ctx.bundle_limit()?)).await?;
+    let outcome = sync(rt, &ctx.store, loaded, ctx.bundle_limit()?).await?;
     describe(&outcome);
     Ok(outcome.loaded)
 }
@@ -57,7 +57,7 @@ pub async fn run(args: SyncArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     let loaded = ctx.store.resolve(&args.task)?;
     let rt = engine().await?;
-    let outcome = interruptible(sync(&rt, &ctx.store, loaded, ctx.bundle_limit()?)).await?;
+    let outcome = sync(&rt, &ctx.store, loaded, ctx.bundle_limit()?).await?;
     describe(&outcome);
     Ok(0)
 }

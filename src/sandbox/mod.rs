@@ -83,7 +83,7 @@ pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> R
     };
     store.update(
         &loaded.record.name,
-        &format!("{}", status.as_str()),
+        status.as_str(),
         |r, _| {
             if matches!(r.status, Status::Running | Status::Creating) {
                 r.status = status;

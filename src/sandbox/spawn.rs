@@ -10,6 +10,7 @@ use super::{HELPER, RepoId, remove_objects};
 use crate::error::{hinted, sanitize};
 use crate::git::Git;
 use crate::image::TASK_USER;
+use crate::interrupt::{abandon_on_interrupt, checkpoint};
 use crate::runtime::{Runtime, SandboxSpec};
 use crate::task::store::{Loaded, TaskStore};
 use crate::task::{Sandbox, Status, TaskName, TaskRecord, branch_name, now, ref_name};
@@ -78,8 +79,11 @@ pub async fn start<R: Runtime>(
     let task = req.name.as_str();
     let names = repo.object_names(task);
     let labels = repo.labels(task);
+    checkpoint()?;
     rt.create_network(&names.network, &labels).await?;
+    checkpoint()?;
     rt.create_volume(&names.volume, &labels).await?;
+    checkpoint()?;
     let mut cmd = vec![HELPER.to_string(), "supervise".into(), "--".into()];
     cmd.extend(req.command.iter().cloned());
     let spec = SandboxSpec {
@@ -99,7 +103,9 @@ pub async fn start<R: Runtime>(
         nano_cpus: req.limits.nano_cpus,
     };
     let id = rt.create_container(&spec).await?;
+    checkpoint()?;
     rt.start(&id).await?;
+    checkpoint()?;
 
     let mut sink = tokio::io::sink();
     let out = rt
@@ -117,7 +123,10 @@ pub async fn start<R: Runtime>(
             sanitize(&String::from_utf8_lossy(&out.stderr))
         );
     }
-    deliver_repository(rt, store.git(), &id, task).await?;
+    checkpoint()?;
+    // Abandoning the stream midway is safe: the sandbox just sees a truncated bundle.
+    abandon_on_interrupt(deliver_repository(rt, store.git(), &id, task)).await?;
+    checkpoint()?;
 
     store.update(task, "running", |r, _| {
         r.status = Status::Running;

@@ -7,6 +7,7 @@ use tokio::io::AsyncWriteExt;
 use super::{HELPER, refresh};
 use crate::error::{hinted, sanitize};
 use crate::git::bundle::{HeaderSplitter, admit, parse_header};
+use crate::interrupt::abandon_on_interrupt;
 use crate::runtime::{ContainerState, OutputTooLarge, Runtime};
 use crate::task::store::{Loaded, TaskStore};
 use crate::task::{branch_name, now};
@@ -57,7 +58,7 @@ pub async fn sync<R: Runtime>(
             true
         }
     };
-    let result = fetch_work(rt, store, &loaded, &container, limit).await;
+    let result = abandon_on_interrupt(fetch_work(rt, store, &loaded, &container, limit)).await;
     if started_here {
         rt.stop(&container, 0).await.ok();
     }
@@ -126,9 +127,10 @@ async fn fetch_work<R: Runtime>(
             .parse()
             .unwrap_or(0)
     };
-    let head_moved = loaded.ref_value("head") != Some(header.head.as_str());
+    let head_moved = old_head != header.head;
     let wip_changed = loaded.ref_value("wip") != header.wip.as_deref();
-    let loaded = if head_moved || wip_changed {
+    let refs_differ = loaded.ref_value("head") != Some(header.head.as_str()) || wip_changed;
+    let loaded = if refs_differ {
         store.update(task, &format!("sync {}", &header.head[..12]), |r, _| {
             r.synced = Some(now());
             Ok(vec![

@@ -1,0 +1,311 @@
+//! A hermetic test environment: temp HOME, a repository at a path with spaces and non-ASCII
+//! characters, fixed dates, no system git config, and the built binary reachable as
+//! `git agent`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_git-agent");
+
+pub fn base_image() -> String {
+    std::env::var("GIT_AGENT_TEST_BASE_IMAGE").unwrap_or_else(|_| "git-agent-base:bookworm".into())
+}
+
+/// True when a Docker engine answers and the base image is there. Without one, tests that
+/// need it are skipped, except under `GIT_AGENT_REQUIRE_DOCKER=1`, where that is a failure.
+pub fn docker_ready() -> bool {
+    let ok = Command::new("docker")
+        .args(["image", "inspect", &base_image()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok && std::env::var_os("GIT_AGENT_REQUIRE_DOCKER").is_some() {
+        panic!(
+            "GIT_AGENT_REQUIRE_DOCKER is set but no Docker engine with image {} answers",
+            base_image()
+        );
+    }
+    ok
+}
+
+#[macro_export]
+macro_rules! require_docker {
+    () => {
+        if !$crate::common::docker_ready() {
+            eprintln!("SKIPPED: no Docker engine / base image (set GIT_AGENT_REQUIRE_DOCKER=1 to fail instead)");
+            return;
+        }
+    };
+}
+
+/// The result of running a command.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "command failed:\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn fails(self) -> Run {
+        assert_eq!(self.code, 1, "expected exit 1:\n{self}");
+        assert!(self.stderr.contains("Error: "), "no Error: line:\n{self}");
+        assert!(self.stderr.contains("Hint: "), "no Hint: line:\n{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+pub struct TestEnv {
+    pub home: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub bin_dir: PathBuf,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let home = tempfile::Builder::new()
+            .prefix("git-agent-test-")
+            .tempdir()
+            .expect("temp home");
+        let bin_dir = home.path().join(".cargo/bin");
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        std::os::unix::fs::symlink(BIN, bin_dir.join("git-agent")).unwrap();
+        std::fs::write(
+            home.path().join(".gitconfig"),
+            format!(
+                "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n[agent]\n\tbaseImage = {}\n",
+                base_image()
+            ),
+        )
+        .unwrap();
+        let repo = home.path().join("my repo ü");
+        std::fs::create_dir_all(&repo).unwrap();
+        let env = TestEnv {
+            home,
+            repo,
+            bin_dir,
+        };
+        env.git(&["init", "-q"]).ok();
+        std::fs::write(env.repo.join("README.md"), "# demo\n").unwrap();
+        std::fs::write(env.repo.join(".gitignore"), "ignored.log\n").unwrap();
+        env.git(&["add", "."]).ok();
+        env.git(&["commit", "-q", "-m", "initial"]).ok();
+        env
+    }
+
+    fn base_command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .current_dir(&self.repo)
+            .env("HOME", self.home.path())
+            .env(
+                "PATH",
+                format!("{}:/usr/local/bin:/usr/bin:/bin", self.bin_dir.display()),
+            )
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("LC_ALL", "C")
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .stdin(Stdio::null());
+        for var in ["DOCKER_HOST", "TMPDIR"] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        cmd
+    }
+
+    /// `git <args>` in the repository.
+    pub fn git(&self, args: &[&str]) -> Run {
+        Run::from(
+            self.base_command("git")
+                .args(args)
+                .output()
+                .expect("git runs"),
+        )
+    }
+
+    /// `git agent <args>` in the repository.
+    pub fn agent(&self, args: &[&str]) -> Run {
+        self.agent_with(args, |_| {})
+    }
+
+    pub fn agent_with(&self, args: &[&str], f: impl FnOnce(&mut Command)) -> Run {
+        let mut cmd = self.base_command("git");
+        cmd.arg("agent").args(args);
+        f(&mut cmd);
+        Run::from(cmd.output().expect("git agent runs"))
+    }
+
+    /// The binary itself (not through git), for signalling it.
+    pub fn agent_command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.base_command(BIN);
+        cmd.args(args);
+        cmd
+    }
+
+    pub fn write(&self, path: &str, text: &str) {
+        let p = self.repo.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// Everything about the user's repository that a failed or hostile operation must not
+    /// change: refs outside refs/agent, HEAD, index, config, hooks and work tree status.
+    pub fn snapshot(&self) -> BTreeMap<String, String> {
+        let mut s = BTreeMap::new();
+        let refs = self
+            .git(&["for-each-ref", "--format=%(refname) %(objectname)"])
+            .stdout;
+        s.insert(
+            "refs".into(),
+            refs.lines()
+                .filter(|l| !l.starts_with("refs/agent/"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        s.insert("HEAD".into(), self.git(&["rev-parse", "HEAD"]).stdout);
+        s.insert(
+            "status".into(),
+            self.git(&["status", "--porcelain=v1", "--ignored"]).stdout,
+        );
+        let gitdir = self.repo.join(".git");
+        for f in ["index", "config", "HEAD"] {
+            s.insert(
+                f.into(),
+                hex(&std::fs::read(gitdir.join(f)).unwrap_or_default()),
+            );
+        }
+        let mut hooks: Vec<String> = std::fs::read_dir(gitdir.join("hooks"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        hooks.sort();
+        s.insert("hooks".into(), hooks.join(","));
+        s
+    }
+
+    /// The task refs of `task` as `leaf -> oid`.
+    pub fn task_refs(&self, task: &str) -> BTreeMap<String, String> {
+        let prefix = format!("refs/agent/{task}/");
+        self.git(&["for-each-ref", "--format=%(refname) %(objectname)", &prefix])
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(r, o)| (r.trim_start_matches(&prefix).to_string(), o.to_string()))
+            .collect()
+    }
+
+    /// The engine-side id of this repository (label value on its runtime objects).
+    pub fn repo_id(&self) -> String {
+        let git = git_agent::git::Git::discover(&self.repo).unwrap();
+        git_agent::sandbox::RepoId::of(&git).id
+    }
+
+    /// Names of runtime objects of this repository: (containers, volumes, networks).
+    pub fn runtime_objects(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let filter = format!("label=git-agent.repo={}", self.repo_id());
+        let list = |args: &[&str]| -> Vec<String> {
+            let out = Command::new("docker").args(args).output().unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        (
+            list(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"]),
+            list(&["volume", "ls", "--filter", &filter, "--format", "{{.Name}}"]),
+            list(&[
+                "network",
+                "ls",
+                "--filter",
+                &filter,
+                "--format",
+                "{{.Name}}",
+            ]),
+        )
+    }
+
+    pub fn container_of(&self, task: &str) -> String {
+        format!("git-agent-{}-{task}", self.repo_id())
+    }
+
+    /// `docker exec` into a task's container as the task user (test-side tampering).
+    pub fn docker_exec(&self, task: &str, script: &str) -> Run {
+        Run::from(
+            Command::new("docker")
+                .args(["exec", &self.container_of(task), "sh", "-c", script])
+                .output()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if !Command::new("docker")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return;
+        }
+        let (containers, volumes, networks) = self.runtime_objects();
+        for c in containers {
+            let _ = Command::new("docker").args(["rm", "-f", &c]).output();
+        }
+        for v in volumes {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", &v])
+                .output();
+        }
+        for n in networks {
+            let _ = Command::new("docker").args(["network", "rm", &n]).output();
+        }
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    // A cheap fingerprint: length plus FNV-1a, enough to see any change.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    let mut s = String::new();
+    let _ = write!(s, "{}:{h:016x}", bytes.len());
+    s
+}

@@ -1,0 +1,129 @@
+//! Hostile sandboxes: whatever the task does, the host repository is unchanged and the
+//! task's refs do not move.
+
+use crate::common::TestEnv;
+use crate::require_docker;
+
+#[test]
+fn rewritten_unrelated_history_is_rejected() {
+    require_docker!();
+    let env = TestEnv::new();
+    // The agent replaces its branch with history that does not descend from the base.
+    let evil = r#"set -e
+git checkout -q --orphan evil
+git rm -rq --cached .
+echo pwned > pwned.txt
+git add pwned.txt
+git commit -qm "unrelated history"
+git branch -f "$GIT_AGENT_BRANCH" evil
+git checkout -q "$GIT_AGENT_BRANCH""#;
+    env.agent(&[
+        "spawn", "--name", "rewrite", "--wait", "-m", "x", "--", "sh", "-c", evil,
+    ])
+    .ok();
+    let before = env.snapshot();
+    let refs_before = env.task_refs("rewrite");
+    let objects_before = env.git(&["count-objects", "-v"]).stdout;
+    let e = env.agent(&["sync", "rewrite"]).fails();
+    assert!(
+        e.stderr.contains("does not descend from the task's base"),
+        "{e}"
+    );
+    assert_eq!(before, env.snapshot());
+    assert_eq!(refs_before, env.task_refs("rewrite"));
+    assert_eq!(
+        objects_before,
+        env.git(&["count-objects", "-v"]).stdout,
+        "quarantined objects stay out"
+    );
+    // review and commit sync first, so they refuse too.
+    env.agent(&["review", "rewrite"]).fails();
+    env.agent(&["commit", "rewrite", "-m", "x"]).fails();
+    assert_eq!(
+        env.git(&["rev-parse", "-q", "--verify", "agent/rewrite"])
+            .code,
+        1
+    );
+}
+
+#[test]
+fn oversized_bundle_is_rejected() {
+    require_docker!();
+    let env = TestEnv::new();
+    let big = "head -c 3000000 /dev/urandom > blob.bin && git add blob.bin && git commit -qm big";
+    env.agent(&[
+        "spawn", "--name", "big", "--wait", "-m", "x", "--", "sh", "-c", big,
+    ])
+    .ok();
+    let before = env.snapshot();
+    // As `git -c agent.maxBundleSize=1m agent sync big` would set it.
+    let e = env.agent_with(&["sync", "big"], |c| {
+        c.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "agent.maxBundleSize")
+            .env("GIT_CONFIG_VALUE_0", "1m");
+    });
+    let e = e.fails();
+    assert!(
+        e.stderr.contains("larger than the 1048576 byte limit"),
+        "{e}"
+    );
+    assert!(e.stderr.contains("agent.maxBundleSize"), "{e}");
+    assert_eq!(before, env.snapshot());
+    assert!(!env.task_refs("big").contains_key("head"));
+    // Within the limit it comes through.
+    env.agent(&["sync", "big"]).ok();
+    assert!(env.task_refs("big").contains_key("head"));
+}
+
+#[test]
+fn unexpected_refs_and_garbage_are_rejected() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&["spawn", "--name", "sneaky", "-m", "x", "--", "sleep", "300"])
+        .ok();
+    // Replace the sandbox helper's answer: a bundle carrying an extra ref the host never
+    // asked for (the helper lives in a root-owned path, so the agent overrides it through
+    // PATH-independent means: it shadows git itself in the workspace and emits by hand).
+    let forged = r#"cd /workspace && echo x > x && git add x && git commit -qm x &&
+git update-ref refs/heads/main HEAD &&
+head=$(git rev-parse HEAD) &&
+{ echo "git-agent-sync 1 $head -"; git bundle create -q - refs/heads/main "refs/heads/agent/sneaky" ^HEAD~1; } > /tmp/forged"#;
+    env.docker_exec("sneaky", forged).ok();
+    // Swap the helper for one that replays the forged answer (as root, simulating an agent
+    // that escaped into the helper): the host must still refuse it.
+    let swap = std::process::Command::new("docker")
+        .args([
+            "exec",
+            "-u",
+            "0",
+            &env.container_of("sneaky"),
+            "sh",
+            "-c",
+            "printf '#!/bin/sh\\ncat /tmp/forged\\n' > /usr/local/bin/git-agent-sandbox",
+        ])
+        .output()
+        .unwrap();
+    assert!(swap.status.success(), "{swap:?}");
+    let before = env.snapshot();
+    let e = env.agent(&["sync", "sneaky"]).fails();
+    assert!(e.stderr.contains("unexpected ref 'refs/heads/main'"), "{e}");
+    assert_eq!(before, env.snapshot());
+
+    // Pure garbage instead of a header.
+    std::process::Command::new("docker")
+        .args([
+            "exec",
+            "-u",
+            "0",
+            &env.container_of("sneaky"),
+            "sh",
+            "-c",
+            "printf '#!/bin/sh\\nhead -c 5000 /dev/urandom\\n' > /usr/local/bin/git-agent-sandbox",
+        ])
+        .output()
+        .unwrap();
+    let e = env.agent(&["sync", "sneaky"]);
+    assert_eq!(e.code, 1, "{e}");
+    assert_eq!(before, env.snapshot());
+    assert!(!env.task_refs("sneaky").contains_key("head"));
+}

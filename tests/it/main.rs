@@ -1,0 +1,12 @@
+//! Integration tests: the real `git` and, where marked, a real Docker engine.
+//!
+//! Docker tests skip (with a SKIPPED line on stderr) when no engine answers, unless
+//! `GIT_AGENT_REQUIRE_DOCKER=1` is set (as `.ci/run` does), in which case they fail.
+
+mod common;
+
+mod cli;
+mod core_loop;
+mod hostile;
+mod lifecycle;
+mod state;
