@@ -88,6 +88,13 @@ fn dirty_commit(git: &Git, base: &str) -> Result<Option<String>> {
     let index = git.dir.join(index);
     if index.exists() {
         std::fs::copy(&index, tmp.path())?;
+        // Keep the index's mtime: git relies on it to spot files changed in the same second
+        // the index was written ("racily clean" entries).
+        let modified = std::fs::metadata(&index)?.modified()?;
+        std::fs::File::options()
+            .write(true)
+            .open(tmp.path())?
+            .set_modified(modified)?;
     } else {
         std::fs::remove_file(tmp.path()).ok();
     }

@@ -81,19 +81,15 @@ pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> R
         ),
         _ => return Ok(loaded),
     };
-    store.update(
-        &loaded.record.name,
-        status.as_str(),
-        |r, _| {
-            if matches!(r.status, Status::Running | Status::Creating) {
-                r.status = status;
-                r.exit_code = code;
-                r.reason = reason.clone();
-                r.finished = Some(now());
-            }
-            Ok(vec![])
-        },
-    )
+    store.update(&loaded.record.name, status.as_str(), |r, _| {
+        if matches!(r.status, Status::Running | Status::Creating) {
+            r.status = status;
+            r.exit_code = code;
+            r.reason = reason.clone();
+            r.finished = Some(now());
+        }
+        Ok(vec![])
+    })
 }
 
 /// Remove a task's runtime objects by their deterministic names (missing ones are fine).

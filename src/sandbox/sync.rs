@@ -86,7 +86,9 @@ async fn fetch_work<R: Runtime>(
         .suffix(".bundle")
         .tempfile()
         .context("cannot create a temp file for the bundle")?;
-    let file = tokio::fs::File::create(tmp.path()).await?;
+    // Write through a handle of the temp file itself, never by path: a create still running
+    // on a blocking thread after an interrupt would otherwise bring the file back.
+    let file = tokio::fs::File::from_std(tmp.reopen()?);
     let mut splitter = HeaderSplitter::new(file);
     let out = rt
         .exec(container, &cmd, None::<&[u8]>, &mut splitter, limit)

@@ -242,6 +242,12 @@ fn spawn_sync_review_commit_signed_push() {
 fn dirty_spawn_carries_uncommitted_changes_without_touching_the_index() {
     require_docker!();
     let env = TestEnv::new();
+    // A same-size edit right after a commit: git only sees it if the index copy keeps the
+    // index's mtime ("racily clean" entries).
+    env.write("same.txt", "aaaa\n");
+    env.git(&["add", "same.txt"]).ok();
+    env.git(&["commit", "-q", "-m", "same"]).ok();
+    env.write("same.txt", "bbbb\n");
     env.write("README.md", "# demo\nedited, not committed\n");
     env.write("new dir/untracked é.txt", "untracked\n");
     env.write("ignored.log", "ignored\n");
@@ -258,12 +264,13 @@ fn dirty_spawn_carries_uncommitted_changes_without_touching_the_index() {
             "--",
             "sh",
             "-c",
-            "cat README.md; ls -a . 'new dir'; test ! -e ignored.log && echo no-ignored",
+            "cat README.md same.txt; ls -a . 'new dir'; test ! -e ignored.log && echo no-ignored",
         ])
         .ok();
     assert!(run.stderr.contains("edited, not committed"), "{run}");
     assert!(run.stderr.contains("untracked é.txt"), "{run}");
     assert!(run.stderr.contains("no-ignored"), "{run}");
+    assert!(run.stderr.contains("bbbb"), "{run}");
     assert_eq!(
         before,
         env.snapshot(),
@@ -373,4 +380,60 @@ fn nothing_to_commit_and_rejected_push_are_clear_errors() {
     let e = env.agent(&["push", "pushy"]).fails();
     assert!(e.stderr.contains("rejected"), "{e}");
     assert_eq!(before, env.snapshot());
+}
+
+/// Without -m, `commit` asks for the message in the user's editor (through a real pty).
+#[test]
+fn commit_asks_the_editor_for_a_message() {
+    require_docker!();
+    if which::which("script").is_err() {
+        eprintln!("SKIPPED: util-linux `script` is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    // Same size as "# demo\n", written within the second of checkout: the sandbox's
+    // snapshot must still see it.
+    env.agent(&[
+        "spawn",
+        "--name",
+        "ed",
+        "--wait",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "echo edited > README.md",
+    ])
+    .ok();
+    let editor = env.home.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\ngrep -q 'uncommitted changes of task ed' \"$1\" || exit 9\nprintf 'Message from the editor\\n\\n# a comment line\\n' > \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} commit ed", crate::common::BIN),
+            "/dev/null",
+        ])
+        .current_dir(&env.repo)
+        .env("HOME", env.home.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_EDITOR", &editor)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let msg = env
+        .git(&["log", "-1", "--format=%B", "agent/ed"])
+        .ok()
+        .stdout;
+    assert_eq!(msg.trim_end(), "Message from the editor");
 }

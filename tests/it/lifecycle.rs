@@ -176,3 +176,125 @@ fn interrupted_spawn_leaves_nothing_half_done() {
     }
     eprintln!("interrupted {interrupted} of 9 spawns");
 }
+
+/// Ctrl-C at any moment of a sync leaves the task's refs either as they were or fully
+/// updated, no temp files, and the (finished) task's container stopped again.
+#[test]
+fn interrupted_sync_leaves_refs_whole_and_no_temp_files() {
+    require_docker!();
+    let env = TestEnv::new();
+    let tmp = env.home.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let big = "head -c 20000000 /dev/urandom > big.bin && git add big.bin && git commit -qm big";
+    env.agent(&[
+        "spawn", "--name", "bigsync", "--wait", "-m", "x", "--", "sh", "-c", big,
+    ])
+    .ok();
+    let mut interrupted = 0;
+    for delay_ms in [30u64, 150, 300, 600, 1000, 4000] {
+        env.git(&["update-ref", "-d", "refs/agent/bigsync/head"])
+            .ok();
+        let before = env.task_refs("bigsync");
+        let child = env
+            .agent_command(&["sync", "bigsync"])
+            .env("TMPDIR", &tmp)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+        let out = child.wait_with_output().unwrap();
+        let after = env.task_refs("bigsync");
+        match out.status.code() {
+            Some(0) => assert!(after.contains_key("head"), "{after:?}"),
+            code => {
+                interrupted += 1;
+                assert_eq!(code, Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+                assert_eq!(before, after, "delay {delay_ms}ms moved refs");
+            }
+        }
+        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+        assert!(
+            left.is_empty(),
+            "delay {delay_ms}ms left temp files: {left:?}"
+        );
+        let state = std::process::Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{.State.Running}}",
+                &env.container_of("bigsync"),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&state.stdout).trim(),
+            "false",
+            "delay {delay_ms}ms"
+        );
+    }
+    eprintln!("interrupted {interrupted} of 6 syncs");
+}
+
+/// `shell` through a real pseudo-terminal (util-linux `script`).
+#[test]
+fn shell_opens_in_the_workspace_as_the_task_user() {
+    require_docker!();
+    if which::which("script").is_err() {
+        eprintln!("SKIPPED: util-linux `script` is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    env.agent(&[
+        "spawn",
+        "--name",
+        "sh1",
+        "--wait",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "echo hi > hi.txt",
+    ])
+    .ok();
+    let mut script = std::process::Command::new("script");
+    script
+        .args([
+            "-qec",
+            &format!("{} shell sh1", crate::common::BIN),
+            "/dev/null",
+        ])
+        .current_dir(&env.repo)
+        .env("HOME", env.home.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = script.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"echo inside-$((40+2)) $(id -un) $(pwd) $(cat hi.txt)\nexit 5\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("inside-42 agent /workspace hi"), "{text}");
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    // The finished task's container was started only for the shell, and stopped after.
+    let state = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.State.Running}}",
+            &env.container_of("sh1"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "false");
+}
