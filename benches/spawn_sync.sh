@@ -260,7 +260,7 @@ for size in $SIZES_MB; do
     log "size=${size}MB: generated in $(secs "$g0" "$(now)")s"
   fi
   git -C "$repo" config agent.baseImage "$BASE_IMAGE"
-  image="$(git -C "$repo" agent image build 2>/dev/null | awk '{ print $1 }')"
+  image="$(git -C "$repo" agent image build | awk '{ print $1 }')"
   [ -n "$image" ] || die "git agent image build printed no tag"
   packed="$(packed_size "$repo")"
   commits="$(git -C "$repo" rev-list --count HEAD)"

@@ -193,10 +193,15 @@ impl TestEnv {
                 .join("\n"),
         );
         s.insert("HEAD".into(), self.git(&["rev-parse", "HEAD"]).stdout);
-        s.insert(
-            "status".into(),
-            self.git(&["status", "--porcelain=v1", "--ignored"]).stdout,
+        // No opportunistic index refresh: the snapshot itself must not change the index.
+        let status = Run::from(
+            self.base_command("git")
+                .env("GIT_OPTIONAL_LOCKS", "0")
+                .args(["status", "--porcelain=v1", "--ignored"])
+                .output()
+                .expect("git status runs"),
         );
+        s.insert("status".into(), status.stdout);
         let gitdir = self.repo.join(".git");
         for f in ["index", "config", "HEAD"] {
             s.insert(
