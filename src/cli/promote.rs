@@ -102,11 +102,27 @@ fn edit_message(ctx: &Ctx, loaded: &Loaded) -> Result<Option<String>> {
     Ok((!clean.trim().is_empty()).then_some(clean))
 }
 
-async fn commit(ctx: &Ctx, task: &str, message: Option<String>) -> Result<String> {
+/// Promote a task's work. With `up_to_date_ok`, work that is already on the branch is not
+/// an error (so `commit-push` can finish a push that failed earlier).
+async fn commit(
+    ctx: &Ctx,
+    task: &str,
+    message: Option<String>,
+    up_to_date_ok: bool,
+) -> Result<String> {
     let loaded = synced(ctx, task).await?;
     let r = &loaded.record;
     let head = loaded.ref_value("head").unwrap_or(&r.base).to_string();
     let wip = loaded.ref_value("wip").map(str::to_string);
+    let tip = crate::git::promote::task_tip(&head, wip.as_deref());
+    if up_to_date_ok && r.promoted.as_ref().is_some_and(|p| p.task_tip == tip) {
+        eprintln!(
+            "git-agent: {} is already committed on {}",
+            r.name,
+            branch_name(&r.name)
+        );
+        return Ok(r.name.clone());
+    }
     let mut req = PromoteRequest {
         task: &r.name,
         agent: &r.agent,
@@ -213,7 +229,7 @@ fn push(ctx: &Ctx, task: &str, remote: Option<&str>) -> Result<()> {
 
 pub async fn run_commit(args: CommitArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let name = commit(&ctx, &args.task, args.message).await?;
+    let name = commit(&ctx, &args.task, args.message, false).await?;
     out(branch_name(&name))?;
     Ok(0)
 }
@@ -226,7 +242,7 @@ pub async fn run_push(args: PushArgs) -> Result<i32> {
 
 pub async fn run_commit_push(args: CommitPushArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let name = commit(&ctx, &args.task, args.message).await?;
+    let name = commit(&ctx, &args.task, args.message, true).await?;
     push(&ctx, &name, args.remote.as_deref())?;
     out(branch_name(&name))?;
     Ok(0)

@@ -137,6 +137,12 @@ fn spawn_sync_review_commit_signed_push() {
             "untracked.txt"
         ]
     );
+    let stat = env.agent(&["review", "loop", "--stat"]).ok().stdout;
+    assert!(stat.contains("5 files changed"), "{stat}");
+    assert!(
+        !stat.contains("+agent line"),
+        "--stat has no patch:\n{stat}"
+    );
     let review = env.agent(&["review", "loop"]).ok().stdout;
     assert!(review.contains("exited (0)"), "{review}");
     assert!(review.contains("agent: add files"), "{review}");
@@ -435,4 +441,63 @@ fn commit_asks_the_editor_for_a_message() {
         .ok()
         .stdout;
     assert_eq!(msg.trim_end(), "Message from the editor");
+}
+
+#[test]
+fn commit_push_promotes_and_pushes_in_one_step() {
+    require_docker!();
+    let env = TestEnv::new();
+    let remote = env.home.path().join("elsewhere.git");
+    env.git(&["init", "-q", "--bare", remote.to_str().unwrap()])
+        .ok();
+    env.git(&["remote", "add", "upstream", remote.to_str().unwrap()])
+        .ok();
+    env.git(&["remote", "add", "other", remote.to_str().unwrap()])
+        .ok();
+    env.agent(&[
+        "spawn",
+        "--name",
+        "cp",
+        "--wait",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "echo one > one && git add one && git commit -qm one && echo two > two",
+    ])
+    .ok();
+    // Two remotes and no upstream: git-agent will not guess.
+    let e = env.agent(&["commit-push", "cp", "-m", "two"]).fails();
+    assert!(e.stderr.contains("--remote"), "{e}");
+    // The commit happened before the push failed; pushing again completes it.
+    assert_eq!(
+        env.git(&["rev-list", "--count", "main..agent/cp"])
+            .stdout
+            .trim(),
+        "2"
+    );
+    let again = env
+        .agent(&["commit-push", "cp", "-m", "two", "--remote", "upstream"])
+        .ok();
+    assert!(again.stderr.contains("already committed"), "{again}");
+    assert_eq!(
+        env.git(&["rev-list", "--count", "main..agent/cp"])
+            .stdout
+            .trim(),
+        "2"
+    );
+    let remote_tip = Command::new("git")
+        .args([
+            "--git-dir",
+            remote.to_str().unwrap(),
+            "rev-parse",
+            "agent/cp",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&remote_tip.stdout),
+        env.git(&["rev-parse", "agent/cp"]).stdout
+    );
 }

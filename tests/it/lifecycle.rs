@@ -22,7 +22,7 @@ fn list_status_logs_stop_rm_purge() {
         "echo started-up; printf '\\033[2Jcleared\\n'; sleep 300",
     ])
     .ok();
-    env.agent(&[
+    let short = env.agent(&[
         "spawn",
         "--name",
         "short",
@@ -34,6 +34,28 @@ fn list_status_logs_stop_rm_purge() {
         "-c",
         "echo hi > f; exit 3",
     ]);
+    assert_eq!(
+        short.code, 3,
+        "spawn --wait exits with the task's status:\n{short}"
+    );
+    assert_eq!(short.stdout.trim(), "short");
+
+    // logs -f follows until the task ends.
+    env.agent(&[
+        "spawn",
+        "--name",
+        "follow",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "echo one; sleep 2; echo two",
+    ])
+    .ok();
+    let followed = env.agent(&["logs", "-f", "follow"]).ok();
+    assert_eq!(followed.stdout, "one\ntwo\n", "{followed}");
+    env.agent(&["purge", "--refs", "follow"]).ok();
 
     let list = env.agent(&["list"]).ok().stdout;
     let line = |name: &str| {
