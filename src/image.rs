@@ -2,10 +2,19 @@
 //! an in-memory context that never contains the repository, and tagged by a hash of what
 //! goes into it so an unchanged image is never rebuilt.
 //!
-//! Layers, in order: `base` (built in, from `dockerfiles/base.dockerfile`), `project` (the
-//! repository's `.git-agent/dockerfiles/project.dockerfile`, when present) and `final`
-//! (built in; switches to the unprivileged task user, so no earlier layer can leave the task
-//! running as root).
+//! Layers, in order, each a dockerfile snippet with a known origin:
+//! - `base`: built in (`dockerfiles/base.dockerfile`): `FROM agent.baseImage`, git, extra CA
+//!   certificates (`agent.extraCaCerts`), the task user and the sandbox helper;
+//! - `stack`: the language stack's snippet (`dockerfiles/stacks/<stack>.dockerfile`, looked
+//!   up repository, user, built-in), detected from the repository or set with `--stack` or
+//!   `agent.stack`;
+//! - `agent`: the agent definition's `install` snippet;
+//! - `project`: the repository's `.git-agent/dockerfiles/project.dockerfile`, if any;
+//! - `final`: built in; switches to the task user, so no earlier layer can leave the task
+//!   running as root.
+//!
+//! Because earlier layers render to the same text, the engine's build cache reuses them:
+//! changing only the project layer rebuilds only from there.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +23,8 @@ use anyhow::{Context, Result};
 use minijinja::Environment;
 use sha2::{Digest, Sha256};
 
+use crate::agent::Agent;
+use crate::data::{STACKS, Search};
 use crate::error::hinted;
 use crate::git::Config;
 
@@ -43,17 +54,57 @@ pub struct ImagePlan {
     pub layers: Vec<Layer>,
     pub dockerfile: String,
     pub tag: String,
+    pub stack: String,
+    extra_ca: Option<Vec<u8>>,
 }
 
-/// Compose the image for a repository whose work tree is `root`.
-pub fn plan(root: &Path, config: &Config) -> Result<ImagePlan> {
+/// What an image is composed for.
+pub struct ImageRequest<'a> {
+    /// The repository's work tree.
+    pub root: &'a Path,
+    pub config: &'a Config,
+    pub search: &'a Search,
+    pub agent: &'a Agent,
+    /// `--stack`, overriding `agent.stack` and detection.
+    pub stack: Option<&'a str>,
+}
+
+/// Compose the image for a task.
+pub fn plan(req: &ImageRequest<'_>) -> Result<ImagePlan> {
+    let config = req.config;
     let base_image = config.get("agent.baseImage").unwrap_or(DEFAULT_BASE_IMAGE);
+    let extra_ca = match config.get("agent.extraCaCerts") {
+        None | Some("") => None,
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            hinted(
+                format!("cannot read agent.extraCaCerts file {path}: {e}"),
+                "point agent.extraCaCerts at a PEM file of CA certificates (e.g. /etc/ssl/certs/ca-certificates.crt)",
+            )
+        })?),
+    };
+    let stack = match req.stack.or(config.get("agent.stack")) {
+        Some(s) => s.to_string(),
+        None => crate::stack::detect(req.root).to_string(),
+    };
+    let stack_file = req.search.find(STACKS, &stack)?.ok_or_else(|| {
+        hinted(
+            format!("unknown stack '{stack}'"),
+            "use one of default, rust, go, node, python, java, or add .git-agent/dockerfiles/stacks/<name>.dockerfile",
+        )
+    })?;
+    let version = config
+        .get(&format!("agent.{}.version", req.agent.name))
+        .unwrap_or("latest");
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     let vars = minijinja::context! {
         base_image => base_image,
         user => TASK_USER,
         uid => TASK_UID,
+        extra_ca => extra_ca.is_some(),
+        version => version,
+        agent => req.agent.name.as_str(),
+        stack => stack.as_str(),
     };
     let render = |name: &str, text: &str| -> Result<String> {
         env.render_str(text, &vars)
@@ -64,11 +115,25 @@ pub fn plan(root: &Path, config: &Config) -> Result<ImagePlan> {
         origin: "built-in dockerfiles/base.dockerfile".into(),
         text: render("base", BASE_LAYER)?,
     }];
-    let project = root.join(".git-agent/dockerfiles/project.dockerfile");
+    check_snippet(&stack_file.text, &stack_file.origin.to_string())?;
+    layers.push(Layer {
+        name: "stack",
+        origin: format!("{stack}: {}", stack_file.origin),
+        text: render("stack", &stack_file.text)?,
+    });
+    if !req.agent.def.install.trim().is_empty() {
+        check_snippet(&req.agent.def.install, &req.agent.origin.to_string())?;
+        layers.push(Layer {
+            name: "agent",
+            origin: format!("{}: {}", req.agent.name, req.agent.origin),
+            text: render("agent", &req.agent.def.install)?,
+        });
+    }
+    let project = req.root.join(".git-agent/dockerfiles/project.dockerfile");
     if project.is_file() {
         let text = std::fs::read_to_string(&project)
             .with_context(|| format!("cannot read {}", project.display()))?;
-        check_project_layer(&text, &project)?;
+        check_snippet(&text, &project.display().to_string())?;
         layers.push(Layer {
             name: "project",
             origin: project.display().to_string(),
@@ -83,24 +148,32 @@ pub fn plan(root: &Path, config: &Config) -> Result<ImagePlan> {
     let mut dockerfile = String::new();
     for l in &layers {
         dockerfile.push_str(&format!("# --- layer: {} ({})\n", l.name, l.origin));
-        dockerfile.push_str(l.text.trim_end());
-        dockerfile.push('\n');
+        let body = l.text.trim();
+        if !body.is_empty() {
+            dockerfile.push_str(body);
+            dockerfile.push('\n');
+        }
     }
     let mut hash = Sha256::new();
     hash.update(dockerfile.as_bytes());
     hash.update(SANDBOX_HELPER.as_bytes());
+    if let Some(ca) = &extra_ca {
+        hash.update(ca);
+    }
     let digest = hash.finalize();
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
     Ok(ImagePlan {
         layers,
         dockerfile,
         tag: format!("git-agent:{hex}"),
+        stack,
+        extra_ca,
     })
 }
 
-/// A project layer may add packages and files, never a second base or a different user:
-/// those would replace what the built-in layers guarantee.
-fn check_project_layer(text: &str, path: &Path) -> Result<()> {
+/// A snippet may add packages and files, never a second base: that would replace what the
+/// built-in layers guarantee. (A `USER` switch is harmless: the final layer switches back.)
+fn check_snippet(text: &str, origin: &str) -> Result<()> {
     for (i, line) in text.lines().enumerate() {
         let word = line
             .split_whitespace()
@@ -109,11 +182,7 @@ fn check_project_layer(text: &str, path: &Path) -> Result<()> {
             .to_ascii_uppercase();
         if word == "FROM" {
             return Err(hinted(
-                format!(
-                    "{}:{}: a project layer may not use FROM",
-                    path.display(),
-                    i + 1
-                ),
+                format!("{origin}:{}: a dockerfile layer may not use FROM", i + 1),
                 "set the base image with `git config agent.baseImage <image>` instead",
             ));
         }
@@ -136,6 +205,9 @@ impl ImagePlan {
         };
         add("Dockerfile", self.dockerfile.as_bytes(), 0o644)?;
         add("git-agent-sandbox", SANDBOX_HELPER.as_bytes(), 0o755)?;
+        if let Some(ca) = &self.extra_ca {
+            add("extra-ca.crt", ca, 0o644)?;
+        }
         Ok(tar.into_inner()?)
     }
 
@@ -147,42 +219,133 @@ impl ImagePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::{AGENTS, Found, Origin};
 
     fn config(pairs: &[(&str, &str)]) -> Config {
         Config::from_pairs(pairs)
     }
 
-    #[test]
-    fn base_image_comes_from_config() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = plan(dir.path(), &config(&[("agent.baseimage", "local:1")])).unwrap();
-        assert!(p.dockerfile.contains("FROM local:1\n"), "{}", p.dockerfile);
-        let d = plan(dir.path(), &config(&[])).unwrap();
-        assert!(d.dockerfile.contains("FROM debian:bookworm-slim\n"));
-        assert_ne!(p.tag, d.tag, "the tag follows the content");
+    fn agent(name: &str) -> Agent {
+        let text = AGENTS.builtin.iter().find(|(n, _)| *n == name).unwrap().1;
+        crate::agent::parse(&Found {
+            name: name.into(),
+            origin: Origin::BuiltIn,
+            text: text.into(),
+        })
+        .unwrap()
+    }
+
+    fn plan_in(
+        root: &Path,
+        cfg: &Config,
+        agent_name: &str,
+        stack: Option<&str>,
+    ) -> Result<ImagePlan> {
+        let search = Search {
+            repo: Some(root.join(".git-agent")),
+            user: None,
+        };
+        let agent = agent(agent_name);
+        plan(&ImageRequest {
+            root,
+            config: cfg,
+            search: &search,
+            agent: &agent,
+            stack,
+        })
     }
 
     #[test]
-    fn task_user_is_set_last() {
+    fn base_image_comes_from_config() {
         let dir = tempfile::tempdir().unwrap();
+        let p = plan_in(
+            dir.path(),
+            &config(&[("agent.baseimage", "local:1")]),
+            "exec",
+            None,
+        )
+        .unwrap();
+        assert!(p.dockerfile.contains("FROM local:1\n"), "{}", p.dockerfile);
+        let d = plan_in(dir.path(), &config(&[]), "exec", None).unwrap();
+        assert!(d.dockerfile.contains("FROM debian:bookworm-slim\n"));
+        assert_ne!(p.tag, d.tag, "the tag follows the content");
+        assert_eq!(
+            d.tag,
+            plan_in(dir.path(), &config(&[]), "exec", None).unwrap().tag
+        );
+    }
+
+    #[test]
+    fn layers_come_in_order_and_the_task_user_is_set_last() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Cargo.toml"), "").unwrap();
         std::fs::create_dir_all(dir.path().join(".git-agent/dockerfiles")).unwrap();
         std::fs::write(
             dir.path().join(".git-agent/dockerfiles/project.dockerfile"),
             "USER root\nRUN echo project\n",
         )
         .unwrap();
-        let p = plan(dir.path(), &config(&[])).unwrap();
-        let project = p.dockerfile.find("RUN echo project").unwrap();
-        let user = p.dockerfile.rfind("USER agent").unwrap();
-        assert!(user > project, "{}", p.dockerfile);
+        let p = plan_in(
+            dir.path(),
+            &config(&[("agent.claude.version", "1.2.3")]),
+            "claude",
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.stack, "rust");
         assert_eq!(
             p.layers.iter().map(|l| l.name).collect::<Vec<_>>(),
-            ["base", "project", "final"]
+            ["base", "stack", "agent", "project", "final"]
+        );
+        let pos = |needle: &str| {
+            p.dockerfile
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {}", p.dockerfile))
+        };
+        assert!(pos("cargo rustc") < pos("@anthropic-ai/claude-code@1.2.3"));
+        assert!(pos("@anthropic-ai/claude-code") < pos("RUN echo project"));
+        assert!(pos("RUN echo project") < p.dockerfile.rfind("USER agent").unwrap());
+        assert!(
+            p.dockerfile
+                .contains("# --- layer: agent (claude: built-in)"),
+            "{}",
+            p.dockerfile
         );
     }
 
     #[test]
-    fn project_layer_cannot_replace_the_base() {
+    fn stack_can_be_chosen_and_unknown_stacks_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan_in(dir.path(), &config(&[]), "exec", Some("python")).unwrap();
+        assert!(p.dockerfile.contains("python3-venv"));
+        let p = plan_in(dir.path(), &config(&[("agent.stack", "go")]), "exec", None).unwrap();
+        assert!(p.dockerfile.contains("golang-go"));
+        let e = plan_in(dir.path(), &config(&[]), "exec", Some("cobol")).unwrap_err();
+        assert!(e.to_string().contains("unknown stack 'cobol'"), "{e}");
+    }
+
+    #[test]
+    fn only_the_project_layer_differs_when_only_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = plan_in(dir.path(), &config(&[]), "exec", None).unwrap();
+        std::fs::create_dir_all(dir.path().join(".git-agent/dockerfiles")).unwrap();
+        std::fs::write(
+            dir.path().join(".git-agent/dockerfiles/project.dockerfile"),
+            "RUN true\n",
+        )
+        .unwrap();
+        let b = plan_in(dir.path(), &config(&[]), "exec", None).unwrap();
+        let prefix = b.dockerfile.find("# --- layer: project").unwrap();
+        assert_eq!(
+            a.dockerfile[..prefix],
+            b.dockerfile[..prefix],
+            "earlier layers render identically"
+        );
+        assert_ne!(a.tag, b.tag);
+    }
+
+    #[test]
+    fn snippets_cannot_replace_the_base() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(".git-agent/dockerfiles")).unwrap();
         std::fs::write(
@@ -190,14 +353,41 @@ mod tests {
             "from evil:latest\n",
         )
         .unwrap();
-        let err = plan(dir.path(), &config(&[])).unwrap_err();
+        let err = plan_in(dir.path(), &config(&[]), "exec", None).unwrap_err();
         assert!(err.to_string().contains("may not use FROM"), "{err}");
+    }
+
+    #[test]
+    fn extra_ca_certificates_go_into_the_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let cfg = config(&[("agent.extracacerts", ca.to_str().unwrap())]);
+        let p = plan_in(dir.path(), &cfg, "exec", None).unwrap();
+        assert!(p.dockerfile.contains("COPY extra-ca.crt"));
+        assert!(p.dockerfile.contains("update-ca-certificates"));
+        let bytes = p.context().unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["Dockerfile", "git-agent-sandbox", "extra-ca.crt"]);
+        let missing = config(&[("agent.extracacerts", "/nonexistent.pem")]);
+        assert!(
+            plan_in(dir.path(), &missing, "exec", None)
+                .unwrap_err()
+                .to_string()
+                .contains("agent.extraCaCerts")
+        );
     }
 
     #[test]
     fn context_holds_only_dockerfile_and_helper() {
         let dir = tempfile::tempdir().unwrap();
-        let p = plan(dir.path(), &config(&[])).unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "repository content").unwrap();
+        let p = plan_in(dir.path(), &config(&[]), "exec", None).unwrap();
         let bytes = p.context().unwrap();
         let mut archive = tar::Archive::new(&bytes[..]);
         let names: Vec<String> = archive

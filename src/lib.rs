@@ -5,11 +5,15 @@
 //! bundles, promotion), [`runtime`] (the container engine seam), [`image`] (composing the
 //! sandbox image), [`sandbox`] (driving a task's container), [`cli`] (commands and output).
 
+pub mod agent;
 pub mod cli;
+pub mod data;
 pub mod error;
 pub mod git;
 pub mod image;
 pub mod interrupt;
 pub mod runtime;
 pub mod sandbox;
+pub mod stack;
 pub mod task;
+pub mod template;

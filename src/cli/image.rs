@@ -6,7 +6,8 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::{Ctx, engine, out};
-use crate::image::{self, ImagePlan};
+use crate::data::Search;
+use crate::image::{self, ImagePlan, ImageRequest};
 use crate::runtime::Runtime;
 
 /// Show or build the sandbox image.
@@ -21,10 +22,17 @@ pub enum ImageCommand {
     /// Build the image tasks of this repository run in (a no-op when it is up to date).
     ///
     /// The Dockerfile is composed from layers: the built-in base (FROM agent.baseImage), the
-    /// repository's .git-agent/dockerfiles/project.dockerfile when present, and a final
-    /// layer that switches to the unprivileged task user. The build context holds only the
+    /// language stack, the agent's install snippet, the repository's
+    /// .git-agent/dockerfiles/project.dockerfile when present, and a final layer that
+    /// switches to the unprivileged task user. The build context holds only the
     /// Dockerfile and git-agent's sandbox helper, never the repository.
     Build {
+        /// The agent whose image to build (default: agent.defaultAgent, else claude).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Language stack (default: agent.stack, else detected from the repository).
+        #[arg(long)]
+        stack: Option<String>,
         /// Print the composed Dockerfile (with each layer's origin) instead of building.
         #[arg(long)]
         dry_run: bool,
@@ -54,21 +62,38 @@ async fn build<R: Runtime>(rt: &R, plan: &ImagePlan) -> Result<String> {
 
 pub async fn run(args: ImageArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let plan = image::plan(&ctx.git.dir, &ctx.config)?;
-    match args.command {
-        ImageCommand::Build { dry_run: true, .. } => {
-            print!("{}", plan.dockerfile);
-            std::io::stdout().flush()?;
-        }
-        ImageCommand::Build { force, .. } => {
-            let rt = engine().await?;
-            let id = if force {
-                build(&rt, &plan).await?
-            } else {
-                ensure(&rt, &plan).await?
-            };
-            out(format!("{} {id}", plan.tag))?;
-        }
+    let ImageCommand::Build {
+        agent,
+        stack,
+        dry_run,
+        force,
+    } = args.command;
+    let search = Search::new(&ctx.git.dir);
+    let agent_name = agent.unwrap_or_else(|| {
+        ctx.config
+            .get("agent.defaultAgent")
+            .unwrap_or("claude")
+            .to_string()
+    });
+    let agent = crate::agent::load(&search, &agent_name)?;
+    let plan = image::plan(&ImageRequest {
+        root: &ctx.git.dir,
+        config: &ctx.config,
+        search: &search,
+        agent: &agent,
+        stack: stack.as_deref(),
+    })?;
+    if dry_run {
+        print!("{}", plan.dockerfile);
+        std::io::stdout().flush()?;
+        return Ok(0);
     }
+    let rt = engine().await?;
+    let id = if force {
+        build(&rt, &plan).await?
+    } else {
+        ensure(&rt, &plan).await?
+    };
+    out(format!("{} {id}", plan.tag))?;
     Ok(0)
 }

@@ -30,6 +30,10 @@ struct Row {
     insertions: u64,
     deletions: u64,
     uncommitted: bool,
+    turns: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cost_usd: Option<f64>,
 }
 
 /// Parse `git diff --shortstat` output into (files, insertions, deletions).
@@ -96,6 +100,10 @@ pub async fn run(args: ListArgs) -> Result<i32> {
             insertions: ins,
             deletions: del,
             uncommitted: l.ref_value("wip").is_some(),
+            turns: r.stats.as_ref().and_then(|s| s.turns),
+            input_tokens: r.stats.as_ref().and_then(|s| s.input_tokens),
+            output_tokens: r.stats.as_ref().and_then(|s| s.output_tokens),
+            cost_usd: r.stats.as_ref().and_then(|s| s.cost_usd),
         });
     }
     if args.json {
@@ -108,7 +116,7 @@ pub async fn run(args: ListArgs) -> Result<i32> {
     }
     let mut table = Table::new();
     table.load_style(presets::NOTHING);
-    table.set_header(["NAME", "AGENT", "STATUS", "AGE", "BASE", "CHANGES"]);
+    table.set_header(["NAME", "AGENT", "STATUS", "AGE", "BASE", "CHANGES", "RUN"]);
     let t = now();
     for r in rows {
         let status = match r.exit_code {
@@ -131,7 +139,24 @@ pub async fn run(args: ListArgs) -> Result<i32> {
                 if r.uncommitted { " (uncommitted)" } else { "" }
             )
         };
-        table.add_row([r.name, r.agent, status, age(r.created, t), base, changes]);
+        let run = crate::agent::claude::RunStats {
+            turns: r.turns,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cost_usd: r.cost_usd,
+            ..Default::default()
+        }
+        .summary();
+        let run = if run.is_empty() { "-".to_string() } else { run };
+        table.add_row([
+            r.name,
+            r.agent,
+            status,
+            age(r.created, t),
+            base,
+            changes,
+            run,
+        ]);
     }
     let text = table.to_string();
     for line in text.lines() {

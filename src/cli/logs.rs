@@ -1,18 +1,21 @@
-//! `git agent logs`: a task's output.
+//! `git agent logs`: a task's output, live from its container or as kept with the task.
 
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use anyhow::Result;
 use clap::Args;
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{Ctx, engine, term};
+use crate::agent::claude;
 use crate::error::{hinted, sanitize};
 use crate::runtime::Runtime;
 
-/// Show a task's output (its command's stdout and stderr). Control characters are escaped
-/// when writing to a terminal, so a task cannot drive your terminal; --raw passes them.
+/// Show a task's output: readable (messages and tool calls) for agents that emit a
+/// structured transcript, as emitted with --raw. While the container exists the output is
+/// read from it; afterwards from the transcript kept in the task's state. Control characters
+/// are escaped on a terminal so a task cannot drive it.
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The task (any unique prefix of its name).
@@ -23,60 +26,157 @@ pub struct LogsArgs {
     /// Only the last N lines.
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
-    /// Do not escape control characters.
+    /// The output exactly as the agent emitted it.
     #[arg(long)]
     pub raw: bool,
 }
 
-/// Stdout that escapes terminal control sequences.
-struct Sanitized(tokio::io::Stdout);
+/// How output is shown.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// As emitted.
+    Raw,
+    /// As emitted, control characters escaped.
+    Escaped,
+    /// Claude stream-json rendered as messages and tool calls.
+    Transcript,
+}
 
-impl AsyncWrite for Sanitized {
+/// A line-buffering writer that renders each complete line according to the mode.
+struct Rendered<W> {
+    inner: W,
+    mode: Mode,
+    pending: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Unpin> Rendered<W> {
+    fn new(inner: W, mode: Mode) -> Self {
+        Rendered {
+            inner,
+            mode,
+            pending: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    fn render(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        match self.mode {
+            Mode::Raw => self.out.extend_from_slice(line),
+            Mode::Escaped => self.out.extend_from_slice(sanitize(&text).as_bytes()),
+            Mode::Transcript => {
+                if let Some(r) = claude::render_line(&text) {
+                    self.out.extend_from_slice(r.as_bytes());
+                    self.out.push(b'\n');
+                }
+            }
+        }
+    }
+
+    async fn finish(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.render(&rest);
+        }
+        let out = std::mem::take(&mut self.out);
+        self.inner.write_all(&out).await?;
+        self.inner.flush().await
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Rendered<W> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let clean = sanitize(&String::from_utf8_lossy(buf));
-        match Pin::new(&mut self.0).poll_write(cx, clean.as_bytes()) {
-            // Report the whole input as written once the cleaned form went out in one piece.
-            Poll::Ready(Ok(n)) if n == clean.len() => Poll::Ready(Ok(buf.len())),
-            Poll::Ready(Ok(_)) => Poll::Ready(Err(std::io::Error::other("short write"))),
-            other => other,
+        // Drain what was rendered before taking more.
+        while !self.out.is_empty() {
+            let this = &mut *self;
+            match Pin::new(&mut this.inner).poll_write(cx, &this.out) {
+                Poll::Ready(Ok(n)) => {
+                    this.out.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
         }
+        self.pending.extend_from_slice(buf);
+        while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=pos).collect();
+            match self.mode {
+                Mode::Transcript => self.render(&line[..line.len() - 1]),
+                _ => self.render(&line),
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        while !self.out.is_empty() {
+            let this = &mut *self;
+            match Pin::new(&mut this.inner).poll_write(cx, &this.out) {
+                Poll::Ready(Ok(n)) => {
+                    this.out.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
 pub async fn run(args: LogsArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     let loaded = ctx.store.resolve(&args.task)?;
-    let Some(container) = loaded.record.sandbox.container.clone() else {
+    let search = crate::data::Search::new(&ctx.git.dir);
+    let structured = crate::agent::load(&search, &loaded.record.agent)
+        .map(|a| a.def.output == crate::agent::OutputFormat::ClaudeStreamJson)
+        .unwrap_or(false);
+    let mode = if args.raw {
+        Mode::Raw
+    } else if structured {
+        Mode::Transcript
+    } else if term::stdout_is_tty() {
+        Mode::Escaped
+    } else {
+        Mode::Raw
+    };
+    let mut w = Rendered::new(tokio::io::stdout(), mode);
+    if let Some(container) = loaded.record.sandbox.container.clone() {
+        let rt = engine().await?;
+        if rt.state(&container).await? != crate::runtime::ContainerState::Missing {
+            rt.logs(&container, args.follow, args.tail, &mut w).await?;
+            w.finish().await?;
+            return Ok(0);
+        }
+    }
+    let Some(transcript) = ctx.store.transcript(&loaded)? else {
         return Err(hinted(
             format!(
-                "task '{}' has no container, so no output",
+                "task '{}' has no container and no kept output",
                 loaded.record.name
             ),
-            "output is kept only while the container exists (until `git agent rm`)",
+            "output is kept with a task once it finishes; this one ended without any",
         ));
     };
-    let rt = engine().await?;
-    if args.raw || !term::stdout_is_tty() {
-        let mut o = tokio::io::stdout();
-        rt.logs(&container, args.follow, args.tail, &mut o).await?;
-    } else {
-        let mut o = Sanitized(tokio::io::stdout());
-        rt.logs(&container, args.follow, args.tail, &mut o).await?;
-    }
+    let text = match args.tail {
+        Some(n) => {
+            let lines: Vec<&[u8]> = transcript.split_inclusive(|b| *b == b'\n').collect();
+            lines[lines.len().saturating_sub(n)..].concat()
+        }
+        None => transcript,
+    };
+    w.write_all(&text).await?;
+    w.finish().await?;
     Ok(0)
 }

@@ -1,6 +1,8 @@
 //! The command line: argument definitions (one file per command), dispatch, and the only
 //! place that prints errors. Scriptable output goes to stdout, progress and logs to stderr.
 
+mod agents;
+mod attach;
 mod image;
 mod lifecycle;
 mod list;
@@ -56,10 +58,15 @@ pub enum Command {
     Status(status::StatusArgs),
     Logs(logs::LogsArgs),
     Shell(shell::ShellArgs),
+    Attach(attach::AttachArgs),
+    Restart(attach::RestartArgs),
     Stop(lifecycle::StopArgs),
     Rm(lifecycle::RmArgs),
     Purge(lifecycle::PurgeArgs),
     Image(image::ImageArgs),
+    Agents(agents::AgentsArgs),
+    Template(agents::TemplateArgs),
+    Auth(agents::AuthArgs),
 }
 
 /// What every command in a repository needs.
@@ -132,10 +139,15 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Status(a) => status::run(a).await,
         Command::Logs(a) => logs::run(a).await,
         Command::Shell(a) => shell::run(a).await,
+        Command::Attach(a) => attach::run_attach(a).await,
+        Command::Restart(a) => attach::run_restart(a).await,
         Command::Stop(a) => lifecycle::run_stop(a).await,
         Command::Rm(a) => lifecycle::run_rm(a).await,
         Command::Purge(a) => lifecycle::run_purge(a).await,
         Command::Image(a) => image::run(a).await,
+        Command::Agents(a) => agents::run_agents(a),
+        Command::Template(a) => agents::run_template(a),
+        Command::Auth(a) => agents::run_auth(a),
     }
 }
 

@@ -9,6 +9,7 @@ use clap::Args;
 use super::{Ctx, engine, out, term};
 use crate::error::hinted;
 use crate::git::promote::{PromoteRequest, needs_message, promote};
+use crate::runtime::Runtime;
 use crate::task::branch_name;
 use crate::task::store::Loaded;
 
@@ -59,8 +60,59 @@ async fn synced(ctx: &Ctx, task: &str) -> Result<Loaded> {
     super::sync::sync_if_possible(&rt, ctx, loaded).await
 }
 
-/// Ask for a message in the user's editor, git style.
-fn edit_message(ctx: &Ctx, loaded: &Loaded) -> Result<Option<String>> {
+/// Ask the task's agent to draft a message for its uncommitted changes (headless, in its
+/// sandbox, with the `commit-msg` template). `None` when there is no agent to ask.
+async fn draft_message(ctx: &Ctx, loaded: &Loaded) -> Option<String> {
+    let r = &loaded.record;
+    let container = r.sandbox.container.clone()?;
+    let search = crate::data::Search::new(&ctx.git.dir);
+    let agent = crate::agent::load(&search, &r.agent).ok()?;
+    if agent.is_exec() {
+        return None;
+    }
+    let template = search.find(crate::data::PROMPTS, "commit-msg").ok()??;
+    let template = crate::template::parse(&template).ok()?;
+    let prompt = crate::template::render(
+        &template,
+        &crate::template::PromptVars {
+            description: r.prompt.clone(),
+            repository: String::new(),
+            base: r.base.clone(),
+            base_branch: r.base_branch.clone().unwrap_or_default(),
+            branch: branch_name(&r.name),
+            task: r.name.clone(),
+        },
+    )
+    .ok()?;
+    let rt = engine().await.ok()?;
+    let started = match rt.state(&container).await.ok()? {
+        crate::runtime::ContainerState::Running => false,
+        crate::runtime::ContainerState::Missing => return None,
+        _ => {
+            rt.start(&container).await.ok()?;
+            true
+        }
+    };
+    eprintln!(
+        "git-agent: asking {} to draft a commit message...",
+        agent.name
+    );
+    let answer = crate::sandbox::spawn::ask(&rt, &container, &agent, &prompt).await;
+    if started {
+        rt.stop(&container, 0).await.ok();
+    }
+    match answer {
+        Ok(a) if !a.trim().is_empty() => Some(a),
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!("git-agent: no draft ({e:#})");
+            None
+        }
+    }
+}
+
+/// Ask for a message in the user's editor, git style, starting from `draft`.
+fn edit_message(ctx: &Ctx, loaded: &Loaded, draft: Option<&str>) -> Result<Option<String>> {
     if !term::stdin_is_tty() || !term::stdout_is_tty() {
         return Err(hinted(
             "the task has uncommitted changes and no commit message was given",
@@ -73,8 +125,14 @@ fn edit_message(ctx: &Ctx, loaded: &Loaded) -> Result<Option<String>> {
         .run(["diff", "--stat", &format!("{wip}^"), wip])
         .unwrap_or_default();
     let mut text = format!(
-        "\n# Message for the uncommitted changes of task {}.\n# Lines starting with '#' are ignored; an empty message aborts.\n#\n",
-        loaded.record.name
+        "{}\n# Message for the uncommitted changes of task {}.{}\n# Lines starting with '#' are ignored; an empty message aborts.\n#\n",
+        draft.unwrap_or(""),
+        loaded.record.name,
+        if draft.is_some() {
+            " The agent drafted the text above."
+        } else {
+            ""
+        }
     );
     for l in stat.lines() {
         text += &format!("# {l}\n");
@@ -136,7 +194,12 @@ async fn commit(
         && needs_message(&req)
         && crate::git::promote::task_tip(&head, wip.as_deref()) != r.base
     {
-        req.message = edit_message(ctx, &loaded)?;
+        let draft = if term::stdin_is_tty() && term::stdout_is_tty() {
+            draft_message(ctx, &loaded).await
+        } else {
+            None
+        };
+        req.message = edit_message(ctx, &loaded, draft.as_deref())?;
     }
     let done = promote(&ctx.git, req)?;
     let promotion = done.promotion.clone();

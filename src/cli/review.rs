@@ -83,8 +83,63 @@ fn commits(ctx: &Ctx, loaded: &Loaded) -> Result<Vec<String>> {
     Ok(text.lines().map(sanitize).collect())
 }
 
+/// Several attempts at one task (`spawn --agent a,b`), side by side.
+async fn review_group(ctx: &Ctx, group: &str, members: Vec<Loaded>, sync: bool) -> Result<i32> {
+    let rt = engine().await.ok();
+    let mut rows = Vec::new();
+    for mut l in members {
+        if let Some(rt) = &rt {
+            if sync && l.record.sandbox.container.is_some() {
+                l = super::sync::sync_if_possible(rt, ctx, l).await?;
+            } else {
+                l = crate::sandbox::refresh(rt, &ctx.store, l).await?;
+            }
+        }
+        rows.push(l);
+    }
+    let mut text = format!("group {group}: {} attempts\n", rows.len());
+    for l in &rows {
+        let r = &l.record;
+        let status = match r.exit_code {
+            Some(c) => format!("{} ({c})", r.status.as_str()),
+            None => r.status.as_str().to_string(),
+        };
+        let run = r.stats.as_ref().map(|s| s.summary()).unwrap_or_default();
+        text += &format!(
+            "\n== {} ({} agent, {status}{}{})\n",
+            r.name,
+            r.agent,
+            if run.is_empty() { "" } else { ", " },
+            run
+        );
+        let stat = ctx
+            .git
+            .run(["diff", "--stat", "--no-color", &r.base, l.tip()])?;
+        if stat.is_empty() {
+            text += "   no changes\n";
+        }
+        for line in stat.lines() {
+            text += &format!("  {line}\n");
+        }
+    }
+    text += "\nSee one attempt in full with `git agent review <task>`.\n";
+    super::out(text.trim_end())?;
+    Ok(0)
+}
+
 pub async fn run(args: ReviewArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
+    if ctx.store.names()?.iter().all(|n| n != &args.task) {
+        let members: Vec<Loaded> = ctx
+            .store
+            .all()?
+            .into_iter()
+            .filter(|l| l.record.group.as_deref() == Some(args.task.as_str()))
+            .collect();
+        if !members.is_empty() {
+            return review_group(&ctx, &args.task, members, !args.no_sync).await;
+        }
+    }
     let mut loaded = ctx.store.resolve(&args.task)?;
     let mut output_tail = None;
     if loaded.record.sandbox.container.is_some() {

@@ -1,4 +1,4 @@
-//! `git agent spawn`: start a task in a new sandbox.
+//! `git agent spawn`: start one task per agent in new sandboxes.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -7,27 +7,36 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::{Ctx, engine, out, term};
+use crate::agent::{self, Agent, credentials};
+use crate::data::{PROMPTS, Search};
 use crate::error::{Interrupted, hinted};
 use crate::git::Git;
-use crate::image;
+use crate::image::{self, ImageRequest};
 use crate::runtime::Runtime;
-use crate::sandbox::spawn::{Limits, SpawnRequest, abandon, create_record, start};
-use crate::task::{Status, TaskName};
+use crate::sandbox::spawn::{Limits, SpawnRequest, abandon, create_record, go, start};
+use crate::task::{Status, TaskName, branch_name};
+use crate::template::{self, PromptVars};
 
-/// Start a task: a sandboxed container working on a private copy of the repository.
+/// Start a task: an agent in a sandboxed container, working on a private copy of the
+/// repository.
 ///
 /// The task starts from HEAD (or --base) and works on branch agent/<name> inside the sandbox.
-/// Its prompt comes from -m, -F, or standard input when that is piped. The built-in `exec`
-/// agent runs the command given after `--` in place of an AI agent, with the prompt on its
-/// standard input. Prints the task's name on stdout.
+/// The prompt comes from -m, -F, or standard input when that is piped; with --type it fills
+/// in a prompt template (see `git agent template list`). The agent runs headless without
+/// permission prompts (the sandbox protects you), or attached to your terminal with -i.
+/// The `exec` agent runs the command given after `--` instead of an AI agent, with the
+/// prompt on its standard input. Prints each task's name on stdout.
 #[derive(Debug, Args)]
 pub struct SpawnArgs {
     /// Name of the task (lowercase letters, digits, '-', '_', '.'); generated when omitted.
+    /// With several agents, the name of the group: tasks are named <name>-<agent>.
     #[arg(long)]
     pub name: Option<String>,
-    /// The agent that does the work.
-    #[arg(long, default_value = "exec")]
-    pub agent: String,
+    /// The agent(s) that do the work, comma-separated (`claude,codex` or `claude,claude`
+    /// starts one task per entry). Default: `exec` when a command follows `--`, else
+    /// agent.defaultAgent, else claude.
+    #[arg(long, value_delimiter = ',')]
+    pub agent: Vec<String>,
     /// The prompt: what the agent should do.
     #[arg(short = 'm', long = "message", value_name = "TEXT")]
     pub message: Option<String>,
@@ -39,18 +48,49 @@ pub struct SpawnArgs {
         conflicts_with = "message"
     )]
     pub file: Option<PathBuf>,
+    /// Fill in this prompt template with the prompt as its description (feat, fix, refactor,
+    /// test, doc, review, or your own).
+    #[arg(short = 't', long = "type", value_name = "TEMPLATE")]
+    pub template: Option<String>,
+    /// Open the rendered prompt in your editor before the task starts.
+    #[arg(long)]
+    pub edit: bool,
     /// Start from this revision instead of HEAD.
     #[arg(long, value_name = "REV")]
     pub base: Option<String>,
     /// Carry uncommitted changes (tracked and untracked, not ignored) in as one commit.
     #[arg(long)]
     pub dirty: bool,
-    /// Stream the task's output and exit with its exit status.
+    /// Language stack of the image (default: agent.stack, else detected from the repository).
     #[arg(long)]
+    pub stack: Option<String>,
+    /// Stop the run after this long (e.g. 90s, 30m, 2h) and record why.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<u64>,
+    /// Attach your terminal to the agent's session (detach with Ctrl-P Ctrl-Q).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Stream the task's output and exit with its exit status.
+    #[arg(long, conflicts_with = "interactive")]
     pub wait: bool,
     /// The command the `exec` agent runs.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// Parse `90`, `90s`, `30m`, `2h` into seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('s') => (&t[..t.len() - 1], 1),
+        Some('m') => (&t[..t.len() - 1], 60),
+        Some('h') => (&t[..t.len() - 1], 3600),
+        _ => (t, 1),
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n * mult),
+        _ => Err(format!("'{text}' is not a duration like 90s, 30m or 2h")),
+    }
 }
 
 fn read_prompt(args: &SpawnArgs) -> Result<String> {
@@ -70,7 +110,7 @@ fn read_prompt(args: &SpawnArgs) -> Result<String> {
             )
         });
     }
-    if !term::stdin_is_tty() {
+    if !term::stdin_is_tty() && !args.interactive {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
@@ -117,21 +157,152 @@ fn dirty_commit(git: &Git, base: &str) -> Result<Option<String>> {
     Ok(Some(commit))
 }
 
+/// Let the user edit `text` in their editor; returns the edited text.
+pub fn edit_text(git: &Git, text: &str, file_prefix: &str) -> Result<String> {
+    if !term::stdin_is_tty() {
+        return Err(hinted(
+            "--edit needs a terminal for the editor",
+            "drop --edit, or run the command in a terminal",
+        ));
+    }
+    let file = tempfile::Builder::new()
+        .prefix(file_prefix)
+        .suffix(".md")
+        .tempfile()?;
+    std::fs::write(file.path(), text)?;
+    let editor = git.run(["var", "GIT_EDITOR"])?;
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("{editor} \"$@\""), "editor"])
+        .arg(file.path())
+        .status()
+        .context("cannot start the editor")?;
+    if !status.success() {
+        return Err(hinted(
+            "the editor failed; nothing was started",
+            "check core.editor / GIT_EDITOR",
+        ));
+    }
+    Ok(std::fs::read_to_string(file.path())?)
+}
+
+/// Task names for a spawn: one agent gets `name`; several get `<name>-<agent>`, numbered
+/// when an agent repeats.
+pub fn task_names(base: &str, agents: &[String]) -> Vec<String> {
+    if agents.len() == 1 {
+        return vec![base.to_string()];
+    }
+    agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let repeats = agents.iter().filter(|x| *x == a).count() > 1;
+            if repeats {
+                let n = agents[..=i].iter().filter(|x| *x == a).count();
+                format!("{base}-{a}-{n}")
+            } else {
+                format!("{base}-{a}")
+            }
+        })
+        .collect()
+}
+
+/// The environment a task's agent runs with: its fixed settings, its credentials and its
+/// API base URL.
+pub fn agent_env(ctx: &Ctx, agent: &Agent) -> Result<Vec<String>> {
+    let mut env: Vec<String> = agent
+        .def
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for (k, v) in credentials::resolve(agent)? {
+        env.push(format!("{k}={v}"));
+    }
+    if let Some(var) = &agent.def.base_url_env {
+        let url = ctx
+            .config
+            .get(&format!("agent.{}.baseUrl", agent.name))
+            .map(str::to_string)
+            .or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()));
+        if let Some(url) = url {
+            env.push(format!("{var}={url}"));
+        }
+    }
+    Ok(env)
+}
+
 pub async fn run(args: SpawnArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    if args.agent != "exec" {
+    let search = Search::new(&ctx.git.dir);
+    let agent_names: Vec<String> = if !args.agent.is_empty() {
+        args.agent.iter().map(|a| a.trim().to_string()).collect()
+    } else if !args.command.is_empty() {
+        vec!["exec".into()]
+    } else {
+        vec![
+            ctx.config
+                .get("agent.defaultAgent")
+                .unwrap_or("claude")
+                .to_string(),
+        ]
+    };
+    let agents: Vec<Agent> = agent_names
+        .iter()
+        .map(|n| agent::load(&search, n))
+        .collect::<Result<_>>()?;
+    for a in &agents {
+        if a.is_exec() && args.command.is_empty() {
+            return Err(hinted(
+                "the exec agent needs a command to run",
+                "put it after `--`: git agent spawn -m \"what to do\" -- sh -c 'make test'",
+            ));
+        }
+        if !a.is_exec() && !args.command.is_empty() {
+            return Err(hinted(
+                format!(
+                    "a command after `--` is only for the exec agent, not '{}'",
+                    a.name
+                ),
+                "drop the command, or use --agent exec",
+            ));
+        }
+        if args.interactive && !a.is_exec() && a.def.interactive.is_empty() {
+            return Err(hinted(
+                format!("agent '{}' has no interactive command", a.name),
+                "run it headless (without -i)",
+            ));
+        }
+    }
+    if args.interactive && agents.len() > 1 {
         return Err(hinted(
-            format!("unknown agent '{}'", args.agent),
-            "the built-in agent is `exec`: git agent spawn --agent exec -m <prompt> -- <command...>",
+            "-i attaches one terminal, so it takes one agent",
+            "start the others headless, or one at a time",
         ));
     }
-    if args.command.is_empty() {
+    if args.edit && agents.len() > 1 {
         return Err(hinted(
-            "the exec agent needs a command to run",
-            "put it after `--`: git agent spawn -m \"what to do\" -- sh -c 'make test'",
+            "--edit works on one task's prompt",
+            "spawn the agents one at a time to edit each prompt",
         ));
     }
-    let prompt = read_prompt(&args)?;
+    let description = read_prompt(&args)?;
+    let template = match &args.template {
+        Some(t) => Some(template::parse(&search.find(PROMPTS, t)?.ok_or_else(
+            || {
+                hinted(
+                    format!("unknown template '{t}'"),
+                    "see the templates with `git agent template list`",
+                )
+            },
+        )?)?),
+        None => None,
+    };
+    if template.is_some() && description.trim().is_empty() {
+        return Err(hinted(
+            "a template needs a description of the task",
+            "pass it with -m \"...\" or -F <file>",
+        ));
+    }
     let base_rev = args.base.clone().unwrap_or_else(|| "HEAD".into());
     let mut base = ctx.git.resolve_commit(&base_rev).map_err(|e| {
         if args.base.is_none() {
@@ -150,16 +321,26 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
             .ref_value(&format!("refs/heads/{b}"))?
             .map(|_| b.clone()),
     };
-    let name = match &args.name {
+    let group_name = match &args.name {
         Some(n) => TaskName::parse(n)?,
-        None => TaskName::generate(&prompt, random_u16()),
+        None => TaskName::generate(&description, random_u16()),
     };
-    if ctx.store.load(name.as_str())?.is_some() {
-        return Err(hinted(
-            format!("a task named '{name}' already exists"),
-            "choose another --name, or remove the old task with `git agent purge --refs`",
-        ));
+    let names: Vec<TaskName> = task_names(group_name.as_str(), &agent_names)
+        .iter()
+        .map(|n| TaskName::parse(n))
+        .collect::<Result<_>>()?;
+    for n in &names {
+        if ctx.store.load(n.as_str())?.is_some() {
+            return Err(hinted(
+                format!("a task named '{n}' already exists"),
+                "choose another --name, or remove the old task with `git agent purge --refs`",
+            ));
+        }
     }
+    let envs: Vec<Vec<String>> = agents
+        .iter()
+        .map(|a| agent_env(&ctx, a))
+        .collect::<Result<_>>()?;
     let mut dirty = false;
     if args.dirty {
         if let Some(c) = dirty_commit(&ctx.git, &base)? {
@@ -169,80 +350,179 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
             eprintln!("git-agent: --dirty: no uncommitted changes; starting from {base_rev}");
         }
     }
+    let repository = ctx
+        .git
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut prompts = Vec::new();
+    for n in &names {
+        let prompt = match &template {
+            Some(t) => template::render(
+                t,
+                &PromptVars {
+                    description: description.clone(),
+                    repository: repository.clone(),
+                    base: base.clone(),
+                    base_branch: base_branch.clone().unwrap_or_default(),
+                    branch: branch_name(n.as_str()),
+                    task: n.to_string(),
+                },
+            )?,
+            None => description.clone(),
+        };
+        let prompt = if args.edit {
+            edit_text(&ctx.git, &prompt, "AGENT_PROMPT")?
+        } else {
+            prompt
+        };
+        prompts.push(prompt);
+    }
 
     let rt = engine().await?;
-    let plan = image::plan(&ctx.git.dir, &ctx.config)?;
-    let image_id = super::image::ensure(&rt, &plan).await?;
-    let limits = Limits {
-        pids: ctx
-            .config
-            .get("agent.pidsLimit")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(512),
-        memory: ctx.config.size("agent.memory", 4 << 30)? as i64,
-        nano_cpus: ctx
-            .config
-            .get("agent.cpus")
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(2_000_000_000, |c| (c * 1e9) as i64),
-    };
-    let req = SpawnRequest {
-        name: name.clone(),
-        agent: args.agent.clone(),
-        command: args.command.clone(),
-        prompt,
-        base,
-        base_branch,
-        dirty,
-        image: plan.tag.clone(),
-        image_id,
-        limits,
-    };
-    create_record(&ctx.store, &req, &ctx.repo)?;
-    let started = start(&rt, &ctx.store, &req, &ctx.repo).await;
-    let loaded = match started {
-        Ok(l) => l,
-        Err(e) => {
-            if e.downcast_ref::<Interrupted>().is_none() {
-                eprintln!("git-agent: spawn failed; removing task {name}");
+    let limits = Limits::from_config(&ctx.config)?;
+    let mut requests = Vec::new();
+    for (((agent, name), prompt), env) in agents.iter().zip(&names).zip(prompts).zip(envs) {
+        let plan = image::plan(&ImageRequest {
+            root: &ctx.git.dir,
+            config: &ctx.config,
+            search: &search,
+            agent,
+            stack: args.stack.as_deref(),
+        })?;
+        let image_id = super::image::ensure(&rt, &plan).await?;
+        let command = if agent.is_exec() {
+            args.command.clone()
+        } else if args.interactive {
+            agent.def.interactive.clone()
+        } else {
+            agent.def.headless.clone()
+        };
+        requests.push(SpawnRequest {
+            name: name.clone(),
+            agent: agent.name.clone(),
+            command,
+            env,
+            prompt,
+            template: args.template.clone(),
+            stack: plan.stack.clone(),
+            timeout: args.timeout,
+            interactive: args.interactive,
+            group: (names.len() > 1).then(|| group_name.to_string()),
+            home_volume: !agent.is_exec(),
+            base: base.clone(),
+            base_branch: base_branch.clone(),
+            dirty,
+            image: plan.tag.clone(),
+            image_id,
+            limits: limits.clone(),
+        });
+    }
+
+    let mut started = Vec::new();
+    for req in &requests {
+        create_record(&ctx.store, req, &ctx.repo)?;
+        match start(&rt, &ctx.store, req, &ctx.repo).await {
+            Ok(l) => started.push(l),
+            Err(e) => {
+                // All or nothing: a group whose member failed is removed entirely.
+                for r in requests.iter().take(started.len() + 1) {
+                    if e.downcast_ref::<Interrupted>().is_none() {
+                        eprintln!("git-agent: spawn failed; removing task {}", r.name);
+                    }
+                    if let Err(c) = abandon(&rt, &ctx.store, &ctx.repo, r.name.as_str()).await {
+                        eprintln!(
+                            "git-agent: cleanup failed too: {c:#}; run `git agent purge --refs {}`",
+                            r.name
+                        );
+                    }
+                }
+                return Err(e);
             }
-            if let Err(c) = abandon(&rt, &ctx.store, &ctx.repo, name.as_str()).await {
-                eprintln!(
-                    "git-agent: cleanup failed too: {c:#}; run `git agent purge --refs {name}`"
-                );
-            }
-            return Err(e);
         }
-    };
-    out(name.as_str())?;
+    }
+    for l in &started {
+        out(&l.record.name)?;
+    }
+    if args.interactive {
+        let l = &started[0];
+        let container = l.record.sandbox.container.clone().unwrap_or_default();
+        return super::attach::attach_to(&rt, &ctx, l, go(&rt, &container)).await;
+    }
     if !args.wait {
-        eprintln!("git-agent: task {name} is running; follow it with `git agent logs -f {name}`");
+        for l in &started {
+            eprintln!(
+                "git-agent: task {0} is running; follow it with `git agent logs -f {0}`",
+                l.record.name
+            );
+        }
         return Ok(0);
     }
-    let container = loaded
-        .record
-        .sandbox
-        .container
-        .clone()
-        .expect("a started task has a container");
-    let follow = async {
-        let mut stderr = tokio::io::stderr();
-        rt.logs(&container, true, None, &mut stderr).await?;
-        rt.wait(&container).await
-    };
-    let code = match crate::interrupt::abandon_on_interrupt(follow).await {
-        Ok(code) => code,
-        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
-            eprintln!("git-agent: stopped waiting; task {name} keeps running");
-            return Ok(130);
+    let mut worst = 0;
+    for l in started {
+        let name = l.record.name.clone();
+        let container = l
+            .record
+            .sandbox
+            .container
+            .clone()
+            .expect("a started task has a container");
+        let single = requests.len() == 1;
+        let follow = async {
+            if single {
+                let mut seen = crate::sandbox::CappedBuf::new(usize::MAX);
+                {
+                    let mut tee = Tee {
+                        out: tokio::io::stderr(),
+                        seen: &mut seen,
+                    };
+                    rt.logs(&container, true, None, &mut tee).await?;
+                }
+                let code = rt.wait(&container).await?;
+                // A following stream can end before the engine flushed a last line without
+                // a newline; print whatever it missed.
+                let mut all = crate::sandbox::CappedBuf::new(usize::MAX);
+                rt.logs(&container, false, None, &mut all).await?;
+                if all.data.len() > seen.data.len() && all.data.starts_with(&seen.data) {
+                    use tokio::io::AsyncWriteExt;
+                    let mut e = tokio::io::stderr();
+                    e.write_all(&all.data[seen.data.len()..]).await?;
+                    e.write_all(b"\n").await?;
+                }
+                return Ok(code);
+            }
+            rt.wait(&container).await
+        };
+        let code = match crate::interrupt::abandon_on_interrupt(follow).await {
+            Ok(code) => code,
+            Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+                eprintln!("git-agent: stopped waiting; the tasks keep running");
+                return Ok(130);
+            }
+            Err(e) => return Err(e),
+        };
+        let loaded = crate::sandbox::refresh(&rt, &ctx.store, l).await?;
+        if loaded.record.status == Status::Exited {
+            let stats = loaded
+                .record
+                .stats
+                .as_ref()
+                .map(|s| format!(" ({})", s.summary()))
+                .unwrap_or_default();
+            let why = loaded
+                .record
+                .reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            eprintln!("git-agent: task {name} exited with status {code}{why}{stats}");
         }
-        Err(e) => return Err(e),
-    };
-    let loaded = crate::sandbox::refresh(&rt, &ctx.store, loaded).await?;
-    if loaded.record.status == Status::Exited {
-        eprintln!("git-agent: task {name} exited with status {code}");
+        if worst == 0 {
+            worst = code.clamp(0, 255) as i32;
+        }
     }
-    Ok(code.clamp(0, 255) as i32)
+    Ok(worst)
 }
 
 fn random_u16() -> u16 {
@@ -258,4 +538,70 @@ fn random_u16() -> u16 {
         return (t ^ std::process::id()) as u16;
     }
     u16::from_le_bytes(b)
+}
+
+/// Writes to `out` and keeps a copy in `seen`.
+struct Tee<'a, W> {
+    out: W,
+    seen: &'a mut crate::sandbox::CappedBuf,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tee<'_, W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.out).poll_write(cx, buf) {
+            std::task::Poll::Ready(Ok(n)) => {
+                this.seen.data.extend_from_slice(&buf[..n]);
+                std::task::Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.out).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.out).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration("2h"), Ok(7200));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-5m").is_err());
+    }
+
+    #[test]
+    fn names_for_several_agents_group() {
+        assert_eq!(task_names("fix", &["claude".into()]), ["fix"]);
+        assert_eq!(
+            task_names("fix", &["claude".into(), "codex".into()]),
+            ["fix-claude", "fix-codex"]
+        );
+        assert_eq!(
+            task_names("fix", &["claude".into(), "claude".into(), "codex".into()]),
+            ["fix-claude-1", "fix-claude-2", "fix-codex"]
+        );
+    }
 }

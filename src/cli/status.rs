@@ -63,6 +63,24 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
     if let Some(why) = &r.reason {
         lines.push(format!("reason:    {why}"));
     }
+    if let Some(stats) = &r.stats {
+        lines.push(format!("run:       {}", stats.summary()));
+        if let Some(m) = &stats.final_message {
+            lines.push(format!(
+                "final:     {}",
+                crate::error::sanitize(m.lines().next().unwrap_or(""))
+            ));
+        }
+    }
+    if let Some(t) = &r.template {
+        lines.push(format!("template:  {t}"));
+    }
+    if let Some(g) = &r.group {
+        lines.push(format!("group:     {g}"));
+    }
+    if let Some(t) = r.timeout {
+        lines.push(format!("timeout:   {t}s"));
+    }
     lines.push(format!(
         "base:      {}{}{}",
         r.base,

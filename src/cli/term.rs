@@ -57,3 +57,38 @@ pub fn stdout_is_tty() -> bool {
 pub fn stdin_is_tty() -> bool {
     std::io::stdin().is_terminal()
 }
+
+/// Turns terminal echo off while alive (for secrets); does nothing without a terminal.
+pub struct NoEcho {
+    saved: Option<libc::termios>,
+}
+
+impl NoEcho {
+    pub fn enable() -> NoEcho {
+        if !std::io::stdin().is_terminal() {
+            return NoEcho { saved: None };
+        }
+        // SAFETY: as in RawMode::enable.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return NoEcho { saved: None };
+            }
+            let saved = t;
+            t.c_lflag &= !libc::ECHO;
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+            NoEcho { saved: Some(saved) }
+        }
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved {
+            // SAFETY: restoring attributes read in `enable`.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, &saved);
+            }
+        }
+    }
+}

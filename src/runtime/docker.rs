@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bollard::Docker;
-use bollard::container::LogOutput;
+use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
@@ -14,9 +14,10 @@ use bollard::models::{
     NetworkCreateRequest, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
-    ResizeExecOptionsBuilder, StopContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, ResizeContainerTTYOptionsBuilder, ResizeExecOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -175,13 +176,25 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create_container(&self, spec: &SandboxSpec) -> Result<String> {
-        let host = HostConfig {
-            mounts: Some(vec![Mount {
-                target: Some("/workspace".into()),
-                source: Some(spec.volume.clone()),
+        let mut mounts = vec![Mount {
+            target: Some("/workspace".into()),
+            source: Some(spec.volume.clone()),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        }];
+        if let Some(home) = &spec.home_volume {
+            mounts.push(Mount {
+                target: Some(format!("/home/{}", spec.user)),
+                source: Some(home.clone()),
                 typ: Some(MountType::VOLUME),
                 ..Default::default()
-            }]),
+            });
+        }
+        let host = HostConfig {
+            mounts: Some(mounts),
+            // Lets a task reach services the user runs on the host (e.g. a local model API)
+            // by name, without knowing the bridge's address.
+            extra_hosts: Some(vec!["host.docker.internal:host-gateway".into()]),
             network_mode: Some(spec.network.clone()),
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
@@ -198,6 +211,9 @@ impl Runtime for DockerRuntime {
             labels: Some(spec.labels.clone()),
             user: Some(spec.user.clone()),
             working_dir: Some("/workspace".into()),
+            tty: Some(spec.tty),
+            open_stdin: Some(spec.tty),
+            attach_stdin: Some(spec.tty),
             host_config: Some(host),
             ..Default::default()
         };
@@ -333,7 +349,6 @@ impl Runtime for DockerRuntime {
         else {
             bail!("the engine did not attach to the exec");
         };
-        let _raw = crate::cli::term::RawMode::enable()?;
         let resize = |exec_id: String| async move {
             if let Some((w, h)) = crate::cli::term::size() {
                 let opts = ResizeExecOptionsBuilder::new()
@@ -343,40 +358,46 @@ impl Runtime for DockerRuntime {
                 let _ = self.docker.resize_exec(&exec_id, opts).await;
             }
         };
+        let _raw = crate::cli::term::RawMode::enable()?;
         resize(exec.id.clone()).await;
-        // Read the terminal on a plain thread: a blocked read must not hold up shutdown.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
-        std::thread::spawn(move || {
-            use std::io::Read;
-            let mut buf = [0u8; 1024];
-            let mut stdin = std::io::stdin();
-            while let Ok(n) = stdin.read(&mut buf) {
-                if n == 0 || tx.blocking_send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut winch =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
-        let mut out = tokio::io::stdout();
-        loop {
-            tokio::select! {
-                msg = output.next() => match msg {
-                    Some(Ok(m)) => {
-                        out.write_all(&m.into_bytes()).await?;
-                        out.flush().await?;
-                    }
-                    Some(Err(e)) => return Err(e.into()),
-                    None => break,
-                },
-                Some(data) = rx.recv() => {
-                    input.write_all(&data).await?;
-                }
-                _ = winch.recv() => resize(exec.id.clone()).await,
-            }
-        }
+        pump_terminal(&mut output, &mut input, || resize(exec.id.clone())).await?;
         let info = self.docker.inspect_exec(&exec.id).await?;
         Ok(info.exit_code.unwrap_or(-1))
+    }
+
+    async fn attach_terminal<F>(&self, id: &str, ready: F) -> Result<()>
+    where
+        F: std::future::Future<Output = Result<()>> + Send,
+    {
+        let opts = AttachContainerOptionsBuilder::new()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .logs(true)
+            .detach_keys("ctrl-p,ctrl-q")
+            .build();
+        let AttachContainerResults {
+            mut output,
+            mut input,
+        } = self
+            .docker
+            .attach_container(id, Some(opts))
+            .await
+            .with_context(|| format!("cannot attach to container {id}"))?;
+        let resize = || async move {
+            if let Some((w, h)) = crate::cli::term::size() {
+                let opts = ResizeContainerTTYOptionsBuilder::new()
+                    .w(w as i32)
+                    .h(h as i32)
+                    .build();
+                let _ = self.docker.resize_container_tty(id, opts).await;
+            }
+        };
+        let _raw = crate::cli::term::RawMode::enable()?;
+        resize().await;
+        ready.await?;
+        pump_terminal(&mut output, &mut input, resize).await
     }
 
     async fn logs<W>(&self, id: &str, follow: bool, tail: Option<usize>, out: &mut W) -> Result<()>
@@ -490,6 +511,57 @@ impl Runtime for DockerRuntime {
         }
         Ok(out)
     }
+}
+
+/// Copy the terminal to `input` and `output` to the terminal until the output ends,
+/// calling `on_resize` when the window changes size.
+async fn pump_terminal<Fut>(
+    output: &mut std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<LogOutput, BollardError>> + Send>,
+    >,
+    input: &mut std::pin::Pin<Box<dyn AsyncWrite + Send>>,
+    on_resize: impl Fn() -> Fut,
+) -> Result<()>
+where
+    Fut: std::future::Future<Output = ()>,
+{
+    // Read the terminal on a plain thread: a blocked read must not hold up shutdown.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 1024];
+        let mut stdin = std::io::stdin();
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || tx.blocking_send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
+    let mut out = tokio::io::stdout();
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            msg = output.next() => match msg {
+                Some(Ok(m)) => {
+                    out.write_all(&m.into_bytes()).await?;
+                    out.flush().await?;
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => break,
+            },
+            data = rx.recv(), if stdin_open => match data {
+                Some(data) => {
+                    if input.write_all(&data).await.is_err() {
+                        stdin_open = false;
+                    }
+                }
+                None => stdin_open = false,
+            },
+            _ = winch.recv() => on_resize().await,
+        }
+    }
+    Ok(())
 }
 
 fn build_failed(error: &str, recent: &[String]) -> anyhow::Error {

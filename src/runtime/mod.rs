@@ -23,8 +23,12 @@ pub struct SandboxSpec {
     pub env: Vec<String>,
     pub labels: HashMap<String, String>,
     pub volume: String,
+    /// A volume mounted over the task user's home, keeping agent sessions across restarts.
+    pub home_volume: Option<String>,
     pub network: String,
     pub user: String,
+    /// Give the main process a terminal with an open stdin (interactive agents).
+    pub tty: bool,
     /// Limits: process count, memory in bytes, CPUs in billionths.
     pub pids_limit: i64,
     pub memory: i64,
@@ -108,6 +112,11 @@ pub trait Runtime {
         W: AsyncWrite + Unpin + Send;
     /// Interactive exec attached to the terminal; returns the exit code.
     async fn exec_interactive(&self, id: &str, cmd: &[String]) -> Result<i64>;
+    /// Attach the terminal to a tty container's main process until the user detaches
+    /// (Ctrl-P Ctrl-Q) or the process ends. `ready` runs once the attach is in place.
+    async fn attach_terminal<F>(&self, id: &str, ready: F) -> Result<()>
+    where
+        F: std::future::Future<Output = Result<()>> + Send;
     /// Copy the container's output (stdout and stderr, interleaved) to `out`.
     async fn logs<W>(&self, id: &str, follow: bool, tail: Option<usize>, out: &mut W) -> Result<()>
     where

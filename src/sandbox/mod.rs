@@ -42,6 +42,7 @@ impl RepoId {
         ObjectNames {
             container: stem.clone(),
             volume: format!("{stem}-ws"),
+            home_volume: format!("{stem}-home"),
             network: format!("{stem}-net"),
         }
     }
@@ -59,11 +60,70 @@ impl RepoId {
 pub struct ObjectNames {
     pub container: String,
     pub volume: String,
+    pub home_volume: String,
     pub network: String,
 }
 
+/// Most bytes of a task's output kept as its transcript.
+pub const TRANSCRIPT_MAX: usize = 16 << 20;
+
+/// An in-memory sink that keeps at most `cap` bytes and drops the rest.
+pub struct CappedBuf {
+    pub data: Vec<u8>,
+    pub cap: usize,
+    pub truncated: bool,
+}
+
+impl CappedBuf {
+    pub fn new(cap: usize) -> CappedBuf {
+        CappedBuf {
+            data: Vec::new(),
+            cap,
+            truncated: false,
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedBuf {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let room = self.cap.saturating_sub(self.data.len());
+        if buf.len() > room {
+            self.truncated = true;
+        }
+        self.data.extend_from_slice(&buf[..buf.len().min(room)]);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Why a run ended, from its exit code (`timeout(1)` exits 124, or 137 once it had to kill).
+fn end_reason(code: i64, timeout: Option<u64>) -> Option<String> {
+    match (code, timeout) {
+        (124, Some(t)) | (137, Some(t)) => Some(format!("timed out after {t}s")),
+        _ => None,
+    }
+}
+
 /// Bring a running task's record up to date with its container: a finished command is
-/// recorded as exited with its exit code; a vanished container as failed.
+/// recorded as exited with its exit code, its output kept as the task's transcript and the
+/// run's statistics read from it; a vanished container is recorded as failed.
 pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> Result<Loaded> {
     if !matches!(loaded.record.status, Status::Running | Status::Creating) {
         return Ok(loaded);
@@ -73,7 +133,11 @@ pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> R
     };
     let state = rt.state(&container).await?;
     let (status, code, reason) = match state {
-        ContainerState::Exited(code) => (Status::Exited, Some(code), None),
+        ContainerState::Exited(code) => (
+            Status::Exited,
+            Some(code),
+            end_reason(code, loaded.record.timeout),
+        ),
         ContainerState::Missing if loaded.record.status == Status::Running => (
             Status::Failed,
             None,
@@ -81,12 +145,21 @@ pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> R
         ),
         _ => return Ok(loaded),
     };
-    store.update(&loaded.record.name, status.as_str(), |r, _| {
+    let mut transcript = CappedBuf::new(TRANSCRIPT_MAX);
+    if code.is_some() {
+        rt.logs(&container, false, None, &mut transcript).await.ok();
+    }
+    let stats = crate::agent::claude::stats(&String::from_utf8_lossy(&transcript.data));
+    let kept = (!transcript.data.is_empty()).then_some(transcript.data.as_slice());
+    store.update_with(&loaded.record.name, status.as_str(), kept, |r, _| {
         if matches!(r.status, Status::Running | Status::Creating) {
             r.status = status;
             r.exit_code = code;
             r.reason = reason.clone();
             r.finished = Some(now());
+            if stats.is_some() {
+                r.stats = stats.clone();
+            }
         }
         Ok(vec![])
     })
@@ -102,6 +175,7 @@ pub async fn remove_objects<R: Runtime>(
     rt.remove_container(&names.container).await?;
     if volume {
         rt.remove_volume(&names.volume).await?;
+        rt.remove_volume(&names.home_volume).await?;
     }
     if network {
         rt.remove_network(&names.network).await?;

@@ -23,13 +23,57 @@ pub struct Limits {
     pub nano_cpus: i64,
 }
 
+impl Limits {
+    /// `agent.pidsLimit` (512), `agent.memory` (4g) and `agent.cpus` (2).
+    pub fn from_config(config: &crate::git::Config) -> Result<Limits> {
+        let bad = |key: &str, v: &str| {
+            hinted(
+                format!("bad value '{v}' for {key}"),
+                format!("set a positive number: git config {key} <n>"),
+            )
+        };
+        let pids = match config.get("agent.pidsLimit") {
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad("agent.pidsLimit", v))?,
+            None => 512,
+        };
+        let nano_cpus = match config.get("agent.cpus") {
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|c| *c > 0.0)
+                .map(|c| (c * 1e9) as i64)
+                .ok_or_else(|| bad("agent.cpus", v))?,
+            None => 2_000_000_000,
+        };
+        Ok(Limits {
+            pids,
+            memory: config.size("agent.memory", 4 << 30)? as i64,
+            nano_cpus,
+        })
+    }
+}
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct SpawnRequest {
     pub name: TaskName,
     pub agent: String,
+    /// The words the sandbox runs (`{prompt}`/`{prompt_file}` are substituted inside it).
     pub command: Vec<String>,
+    /// Environment of the task's process (agent settings, credentials, base URL).
+    pub env: Vec<String>,
     pub prompt: String,
+    pub template: Option<String>,
+    pub stack: String,
+    pub timeout: Option<u64>,
+    pub interactive: bool,
+    pub group: Option<String>,
+    /// Keep the task user's home in a volume (agent sessions survive `restart`).
+    pub home_volume: bool,
     pub base: String,
     pub base_branch: Option<String>,
     pub dirty: bool,
@@ -62,14 +106,125 @@ pub fn create_record(store: &TaskStore, req: &SpawnRequest, repo: &RepoId) -> Re
             container: Some(names.container),
             volume: Some(names.volume),
             network: Some(names.network),
+            home_volume: req.home_volume.then_some(names.home_volume),
         },
         promoted: None,
+        template: req.template.clone(),
+        stack: Some(req.stack.clone()),
+        timeout: req.timeout,
+        interactive: req.interactive,
+        group: req.group.clone(),
+        restarts: 0,
+        stats: None,
         prompt: req.prompt.clone(),
     };
     store.create(&req.name, &record)
 }
 
-/// Create and start the sandbox and deliver the repository and prompt into it.
+/// The container's command: the sandbox helper supervising the task's own command.
+pub fn supervised(command: &[String], timeout: Option<u64>) -> Vec<String> {
+    let mut cmd = vec![HELPER.to_string(), "supervise".into()];
+    if let Some(t) = timeout {
+        cmd.push("--timeout".into());
+        cmd.push(t.to_string());
+    }
+    cmd.push("--".into());
+    cmd.extend(command.iter().cloned());
+    cmd
+}
+
+/// What runs in a task's container.
+pub struct Process<'a> {
+    pub image_id: &'a str,
+    pub cmd: Vec<String>,
+    pub env: &'a [String],
+    pub home_volume: bool,
+    pub tty: bool,
+}
+
+/// The engine-side description of a task's container.
+pub fn sandbox_spec(
+    repo: &RepoId,
+    task: &str,
+    process: Process<'_>,
+    limits: &Limits,
+) -> SandboxSpec {
+    let Process {
+        image_id,
+        cmd,
+        env,
+        home_volume,
+        tty,
+    } = process;
+    let names = repo.object_names(task);
+    let mut env = env.to_vec();
+    env.push(format!("GIT_AGENT_TASK={task}"));
+    env.push(format!("GIT_AGENT_BRANCH={}", branch_name(task)));
+    if tty {
+        env.push("TERM=xterm-256color".into());
+    }
+    SandboxSpec {
+        name: names.container.clone(),
+        image: image_id.to_string(),
+        cmd,
+        env,
+        labels: repo.labels(task),
+        volume: names.volume.clone(),
+        home_volume: home_volume.then_some(names.home_volume),
+        network: names.network.clone(),
+        user: TASK_USER.into(),
+        tty,
+        pids_limit: limits.pids,
+        memory: limits.memory,
+        nano_cpus: limits.nano_cpus,
+    }
+}
+
+/// Hand the prompt to the sandbox (stored for the supervised command's stdin).
+pub async fn deliver_prompt<R: Runtime>(rt: &R, id: &str, prompt: &str) -> Result<()> {
+    let mut sink = tokio::io::sink();
+    let out = rt
+        .exec(
+            id,
+            &[HELPER.to_string(), "prompt".into()],
+            Some(prompt.as_bytes()),
+            &mut sink,
+            1 << 20,
+        )
+        .await?;
+    if out.exit_code != 0 {
+        bail!(
+            "could not deliver the prompt into the sandbox: {}",
+            sanitize(&String::from_utf8_lossy(&out.stderr))
+        );
+    }
+    Ok(())
+}
+
+/// Let the supervised command start.
+pub async fn go<R: Runtime>(rt: &R, id: &str) -> Result<()> {
+    let mut sink = tokio::io::sink();
+    let out = rt
+        .exec(
+            id,
+            &[HELPER.to_string(), "go".into()],
+            None::<&[u8]>,
+            &mut sink,
+            1 << 16,
+        )
+        .await?;
+    if out.exit_code != 0 {
+        bail!(
+            "could not start the task's command: {}",
+            sanitize(&String::from_utf8_lossy(&out.stderr))
+        );
+    }
+    Ok(())
+}
+
+/// Create and start the sandbox and deliver the repository and prompt into it. The task's
+/// command starts right away unless the task is interactive: then the caller attaches first
+/// and calls [`go`].
 pub async fn start<R: Runtime>(
     rt: &R,
     store: &TaskStore,
@@ -83,51 +238,35 @@ pub async fn start<R: Runtime>(
     rt.create_network(&names.network, &labels).await?;
     checkpoint()?;
     rt.create_volume(&names.volume, &labels).await?;
+    if req.home_volume {
+        checkpoint()?;
+        rt.create_volume(&names.home_volume, &labels).await?;
+    }
     checkpoint()?;
-    let mut cmd = vec![HELPER.to_string(), "supervise".into(), "--".into()];
-    cmd.extend(req.command.iter().cloned());
-    let spec = SandboxSpec {
-        name: names.container.clone(),
-        image: req.image_id.clone(),
-        cmd,
-        env: vec![
-            format!("GIT_AGENT_TASK={task}"),
-            format!("GIT_AGENT_BRANCH={}", branch_name(task)),
-        ],
-        labels,
-        volume: names.volume.clone(),
-        network: names.network.clone(),
-        user: TASK_USER.into(),
-        pids_limit: req.limits.pids,
-        memory: req.limits.memory,
-        nano_cpus: req.limits.nano_cpus,
-    };
+    let spec = sandbox_spec(
+        repo,
+        task,
+        Process {
+            image_id: &req.image_id,
+            cmd: supervised(&req.command, req.timeout),
+            env: &req.env,
+            home_volume: req.home_volume,
+            tty: req.interactive,
+        },
+        &req.limits,
+    );
     let id = rt.create_container(&spec).await?;
     checkpoint()?;
     rt.start(&id).await?;
     checkpoint()?;
-
-    let mut sink = tokio::io::sink();
-    let out = rt
-        .exec(
-            &id,
-            &[HELPER.to_string(), "prompt".into()],
-            Some(req.prompt.as_bytes()),
-            &mut sink,
-            1 << 20,
-        )
-        .await?;
-    if out.exit_code != 0 {
-        bail!(
-            "could not deliver the prompt into the sandbox: {}",
-            sanitize(&String::from_utf8_lossy(&out.stderr))
-        );
-    }
+    deliver_prompt(rt, &id, &req.prompt).await?;
     checkpoint()?;
     // Abandoning the stream midway is safe: the sandbox just sees a truncated bundle.
     abandon_on_interrupt(deliver_repository(rt, store.git(), &id, task)).await?;
     checkpoint()?;
-
+    if !req.interactive {
+        go(rt, &id).await?;
+    }
     store.update(task, "running", |r, _| {
         r.status = Status::Running;
         r.started = Some(now());
@@ -190,4 +329,35 @@ pub async fn abandon<R: Runtime>(
     let names = repo.object_names(task);
     remove_objects(rt, &names, true, true).await?;
     store.delete(task)
+}
+
+/// Run an agent's headless command once in a running sandbox with `prompt` on its stdin and
+/// return its answer: the final message for structured transcripts, else its output.
+pub async fn ask<R: Runtime>(
+    rt: &R,
+    container: &str,
+    agent: &crate::agent::Agent,
+    prompt: &str,
+) -> Result<String> {
+    let mut cmd = vec![HELPER.to_string(), "oneshot".into(), "--".into()];
+    cmd.extend(agent.def.headless.iter().cloned());
+    let mut out = crate::sandbox::CappedBuf::new(4 << 20);
+    let res = rt
+        .exec(container, &cmd, Some(prompt.as_bytes()), &mut out, u64::MAX)
+        .await?;
+    let text = String::from_utf8_lossy(&out.data).into_owned();
+    if res.exit_code != 0 {
+        bail!(
+            "the agent exited with status {}: {}",
+            res.exit_code,
+            sanitize(String::from_utf8_lossy(&res.stderr).trim_end())
+        );
+    }
+    let answer = match agent.def.output {
+        crate::agent::OutputFormat::ClaudeStreamJson => crate::agent::claude::stats(&text)
+            .and_then(|s| s.final_message)
+            .unwrap_or_default(),
+        crate::agent::OutputFormat::Text => text,
+    };
+    Ok(sanitize(answer.trim()))
 }

@@ -50,6 +50,9 @@ pub struct Sandbox {
     pub container: Option<String>,
     pub volume: Option<String>,
     pub network: Option<String>,
+    /// The volume holding the task user's home (agent sessions), if any.
+    #[serde(default)]
+    pub home_volume: Option<String>,
 }
 
 /// What `commit` last produced, so a later `commit` continues from there.
@@ -82,6 +85,27 @@ pub struct TaskRecord {
     pub synced: Option<i64>,
     pub sandbox: Sandbox,
     pub promoted: Option<Promotion>,
+    /// The prompt template used (`--type`), if any.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// The language stack of the image.
+    #[serde(default)]
+    pub stack: Option<String>,
+    /// Seconds after which the run is stopped (`--timeout`).
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// Attached to a terminal (`spawn -i`) rather than headless.
+    #[serde(default)]
+    pub interactive: bool,
+    /// Tasks started together by one `spawn --agent a,b` share a group.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// How many times `restart` recreated the container.
+    #[serde(default)]
+    pub restarts: u32,
+    /// What the agent reported about its run (turns, tokens, cost, final message).
+    #[serde(default)]
+    pub stats: Option<crate::agent::claude::RunStats>,
     /// Kept outside `task.toml` (in `prompt.md`) so it stays readable with `git show`.
     #[serde(skip)]
     pub prompt: String,

@@ -17,6 +17,7 @@ use crate::git::{Git, RefUpdate, TransactionFailed};
 
 const RECORD_FILE: &str = "task.toml";
 const PROMPT_FILE: &str = "prompt.md";
+const TRANSCRIPT_FILE: &str = "transcript";
 const MAX_ATTEMPTS: usize = 50;
 
 /// A task record together with the state commit it was read from.
@@ -140,8 +141,18 @@ impl TaskStore {
         Ok(record)
     }
 
-    fn write_state(&self, record: &TaskRecord, parent: Option<&str>, msg: &str) -> Result<String> {
+    fn write_state(
+        &self,
+        record: &TaskRecord,
+        parent: Option<&str>,
+        msg: &str,
+        transcript: Option<&[u8]>,
+    ) -> Result<String> {
         let text = toml::to_string(record).context("cannot serialise task record")?;
+        let parents = match parent {
+            Some(p) => vec![self.repo.find_commit(Oid::from_str(p)?)?],
+            None => vec![],
+        };
         let mut tb = self.repo.treebuilder(None)?;
         tb.insert(RECORD_FILE, self.repo.blob(text.as_bytes())?, 0o100644)?;
         tb.insert(
@@ -149,12 +160,21 @@ impl TaskStore {
             self.repo.blob(record.prompt.as_bytes())?,
             0o100644,
         )?;
+        match transcript {
+            Some(bytes) => {
+                tb.insert(TRANSCRIPT_FILE, self.repo.blob(bytes)?, 0o100644)?;
+            }
+            None => {
+                // Keep the transcript the previous state had.
+                if let Some(p) = parents.first() {
+                    if let Some(e) = p.tree()?.get_name(TRANSCRIPT_FILE) {
+                        tb.insert(TRANSCRIPT_FILE, e.id(), 0o100644)?;
+                    }
+                }
+            }
+        }
         let tree = self.repo.find_tree(tb.write()?)?;
         let sig = Signature::now("git-agent", "git-agent@localhost")?;
-        let parents = match parent {
-            Some(p) => vec![self.repo.find_commit(Oid::from_str(p)?)?],
-            None => vec![],
-        };
         let parent_refs: Vec<&git2::Commit> = parents.iter().collect();
         let oid = self
             .repo
@@ -162,9 +182,19 @@ impl TaskStore {
         Ok(oid.to_string())
     }
 
+    /// The transcript kept with a task (its output, saved when it finished), if any.
+    pub fn transcript(&self, loaded: &Loaded) -> Result<Option<Vec<u8>>> {
+        let commit = self.repo.find_commit(Oid::from_str(&loaded.state)?)?;
+        let tree = commit.tree()?;
+        let Some(entry) = tree.get_name(TRANSCRIPT_FILE) else {
+            return Ok(None);
+        };
+        Ok(Some(self.repo.find_blob(entry.id())?.content().to_vec()))
+    }
+
     /// Create a new task: its base ref and first state commit appear together or not at all.
     pub fn create(&self, name: &TaskName, record: &TaskRecord) -> Result<Loaded> {
-        let state = self.write_state(record, None, &format!("create {name}"))?;
+        let state = self.write_state(record, None, &format!("create {name}"), None)?;
         let updates = vec![
             RefUpdate {
                 name: ref_name(name.as_str(), "state"),
@@ -193,7 +223,21 @@ impl TaskStore {
     /// Change a task's state. `change` edits the record and returns extra ref changes for the
     /// task's namespace as `(leaf, new value or None to delete)`; it may run more than once
     /// when another process updates the task at the same time.
-    pub fn update<F>(&self, name: &str, msg: &str, mut change: F) -> Result<Loaded>
+    pub fn update<F>(&self, name: &str, msg: &str, change: F) -> Result<Loaded>
+    where
+        F: FnMut(&mut TaskRecord, &Loaded) -> Result<Vec<(String, Option<String>)>>,
+    {
+        self.update_with(name, msg, None, change)
+    }
+
+    /// [`update`](Self::update), also replacing the task's stored transcript.
+    pub fn update_with<F>(
+        &self,
+        name: &str,
+        msg: &str,
+        transcript: Option<&[u8]>,
+        mut change: F,
+    ) -> Result<Loaded>
     where
         F: FnMut(&mut TaskRecord, &Loaded) -> Result<Vec<(String, Option<String>)>>,
     {
@@ -203,7 +247,7 @@ impl TaskStore {
                 .ok_or_else(|| anyhow!("task '{name}' no longer exists"))?;
             let mut record = current.record.clone();
             let extra = change(&mut record, &current)?;
-            let state = self.write_state(&record, Some(&current.state), msg)?;
+            let state = self.write_state(&record, Some(&current.state), msg, transcript)?;
             let mut updates = vec![RefUpdate {
                 name: ref_name(name, "state"),
                 new: Some(state),

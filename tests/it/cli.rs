@@ -102,7 +102,7 @@ fn unknown_task_and_bad_names() {
         .agent(&["spawn", "--name", "Bad Name", "-m", "x", "--", "true"])
         .fails();
     assert!(r.stderr.contains("invalid task name"), "{r}");
-    let r = env.agent(&["spawn", "-m", "x"]).fails();
+    let r = env.agent(&["spawn", "--agent", "exec", "-m", "x"]).fails();
     assert!(r.stderr.contains("needs a command"), "{r}");
     let r = env
         .agent(&["spawn", "--base", "no-such-rev", "-m", "x", "--", "true"])

@@ -153,7 +153,7 @@ fn interrupted_spawn_leaves_nothing_half_done() {
     require_docker!();
     let env = TestEnv::new();
     // Build the image first so the spawns below are quick and the signal lands mid-way.
-    env.agent(&["image", "build"]).ok();
+    env.agent(&["image", "build", "--agent", "exec"]).ok();
     let mut interrupted = 0;
     for (i, delay_ms) in [50u64, 150, 300, 450, 600, 800, 1100, 1500, 3000]
         .into_iter()

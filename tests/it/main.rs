@@ -5,6 +5,7 @@
 
 mod common;
 
+mod agents;
 mod cli;
 mod core_loop;
 mod hostile;

@@ -25,6 +25,13 @@ fn record(name: &str, base: &str) -> TaskRecord {
         synced: None,
         sandbox: Sandbox::default(),
         promoted: None,
+        template: None,
+        stack: None,
+        timeout: None,
+        interactive: false,
+        group: None,
+        restarts: 0,
+        stats: None,
         prompt: "racing".into(),
     }
 }

@@ -1,0 +1,1 @@
+# Default stack: nothing beyond the base layer.

@@ -1,0 +1,235 @@
+//! Agents are data: each is a TOML definition (how to install it into the image, how to run
+//! it headless, interactively and to resume, which credentials and API base URL variable it
+//! uses, and how to read its output). Built in: `claude`, `codex`, `opencode`, `exec`; users
+//! and repositories add or override them (see [`crate::data`]).
+
+pub mod claude;
+pub mod credentials;
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Deserialize;
+
+use crate::data::{AGENTS, Found, Origin, Search};
+use crate::error::hinted;
+
+/// How the prompt reaches a headless agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptVia {
+    /// On standard input.
+    Stdin,
+    /// As the `{prompt}` (or `{prompt_file}`) word of the command.
+    Arg,
+}
+
+/// How an agent's output is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OutputFormat {
+    #[serde(rename = "claude-stream-json")]
+    ClaudeStreamJson,
+    #[serde(rename = "text")]
+    Text,
+}
+
+/// An agent definition as written in its TOML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentDef {
+    pub description: String,
+    #[serde(default)]
+    pub install: String,
+    pub headless: Vec<String>,
+    #[serde(default)]
+    pub interactive: Vec<String>,
+    #[serde(default)]
+    pub resume: Vec<String>,
+    #[serde(default)]
+    pub version: Vec<String>,
+    pub prompt: PromptVia,
+    #[serde(default)]
+    pub credentials: Vec<String>,
+    pub base_url_env: Option<String>,
+    pub output: OutputFormat,
+    #[serde(default)]
+    pub state_dirs: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// A loaded agent: its name, definition and where that came from.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    pub def: AgentDef,
+    pub origin: Origin,
+}
+
+impl Agent {
+    pub fn is_exec(&self) -> bool {
+        self.name == "exec"
+    }
+}
+
+/// Parse and check one definition; errors name the file and the field.
+pub fn parse(found: &Found) -> Result<Agent> {
+    let where_ = match &found.origin {
+        Origin::BuiltIn => format!("built-in agent '{}'", found.name),
+        Origin::Repository(p) | Origin::User(p) => p.display().to_string(),
+    };
+    let def: AgentDef = toml::from_str(&found.text).map_err(|e| {
+        hinted(
+            format!("bad agent definition {where_}: {}", e.message()),
+            format!(
+                "fix the file{}; see `git agent agents` for the built-in definitions",
+                e.span()
+                    .map(|s| format!(
+                        " near line {}",
+                        found.text[..s.start].matches('\n').count() + 1
+                    ))
+                    .unwrap_or_default()
+            ),
+        )
+    })?;
+    let bad = |field: &str, why: &str| {
+        hinted(
+            format!("bad agent definition {where_}: field `{field}` {why}"),
+            "fix the file; see `git agent agents` for the built-in definitions",
+        )
+    };
+    if def.headless.is_empty() && found.name != "exec" {
+        return Err(bad("headless", "must name a command"));
+    }
+    let uses_prompt = def
+        .headless
+        .iter()
+        .any(|w| w == "{prompt}" || w == "{prompt_file}");
+    if def.prompt == PromptVia::Arg && !uses_prompt {
+        return Err(bad(
+            "headless",
+            "must contain \"{prompt}\" or \"{prompt_file}\" when prompt = \"arg\"",
+        ));
+    }
+    for var in def
+        .credentials
+        .iter()
+        .chain(def.base_url_env.iter())
+        .chain(def.env.keys())
+    {
+        if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(bad(
+                "credentials/env",
+                &format!("has an invalid variable name '{var}'"),
+            ));
+        }
+    }
+    for dir in &def.state_dirs {
+        if !dir.starts_with("/home/agent/") || dir.contains("..") {
+            return Err(bad(
+                "state_dirs",
+                &format!("entry '{dir}' must be under /home/agent/"),
+            ));
+        }
+    }
+    Ok(Agent {
+        name: found.name.clone(),
+        def,
+        origin: found.origin.clone(),
+    })
+}
+
+/// Load the agent `name`.
+pub fn load(search: &Search, name: &str) -> Result<Agent> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(hinted(
+            format!("invalid agent name '{name}'"),
+            "see the available agents with `git agent agents`",
+        ));
+    }
+    match search.find(AGENTS, name)? {
+        Some(f) => parse(&f),
+        None => Err(hinted(
+            format!("unknown agent '{name}'"),
+            "see the available agents with `git agent agents`, or add one in ~/.config/git-agent/agents/",
+        )),
+    }
+}
+
+/// Every agent, with parse errors reported per agent.
+pub fn list(search: &Search) -> Result<Vec<(Found, Result<Agent>)>> {
+    Ok(search
+        .list(AGENTS)?
+        .into_iter()
+        .map(|f| {
+            let a = parse(&f);
+            (f, a)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(name: &str, text: &str) -> Found {
+        Found {
+            name: name.into(),
+            origin: Origin::User("/u/agents/x.toml".into()),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn builtins_parse() {
+        for (name, text) in AGENTS.builtin {
+            let a = parse(&Found {
+                name: name.to_string(),
+                origin: Origin::BuiltIn,
+                text: text.to_string(),
+            })
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert_eq!(a.name, *name);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_file_and_field() {
+        let e = parse(&found("x", "description = 1\n")).unwrap_err();
+        assert!(e.to_string().contains("/u/agents/x.toml"), "{e}");
+        let e = parse(&found(
+            "x",
+            "description = \"d\"\nheadless = [\"a\"]\nprompt = \"stdin\"\noutput = \"text\"\nbogus = 1\n",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = parse(&found(
+            "x",
+            "description = \"d\"\nheadless = [\"a\"]\nprompt = \"arg\"\noutput = \"text\"\n",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("field `headless`"), "{e}");
+        let e = parse(&found(
+            "x",
+            "description = \"d\"\nheadless = []\nprompt = \"stdin\"\noutput = \"text\"\n",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("must name a command"), "{e}");
+        let e = parse(&found(
+            "x",
+            "description = \"d\"\nheadless = [\"a\"]\nprompt = \"mail\"\noutput = \"text\"\n",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("mail"), "{e}");
+        let e = parse(&found(
+            "x",
+            "description = \"d\"\nheadless = [\"a\"]\nprompt = \"stdin\"\noutput = \"text\"\nstate_dirs = [\"/etc\"]\n",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("state_dirs"), "{e}");
+    }
+}

@@ -1,0 +1,155 @@
+//! `git agent agents`, `git agent template` and `git agent auth`: the data users customise.
+
+use std::io::Read;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use super::{Ctx, out, term};
+use crate::agent::{self, credentials};
+use crate::data::{PROMPTS, Search};
+use crate::error::hinted;
+use crate::template;
+
+/// List every agent with where its definition comes from.
+#[derive(Debug, Args)]
+pub struct AgentsArgs {}
+
+/// List or show prompt templates.
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    #[command(subcommand)]
+    pub command: TemplateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Every template with its description and origin (repository, user or built-in).
+    List,
+    /// Print a template as written.
+    Show {
+        /// The template's name.
+        name: String,
+    },
+}
+
+/// Store a credential for an agent on the host (read from standard input), or show which
+/// of its credentials are set. The store is ~/.config/git-agent/credentials.toml, readable
+/// only by you; a variable set in the environment takes precedence.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// The agent.
+    pub agent: String,
+    /// Which of the agent's credential variables to set (default: its first).
+    #[arg(long, value_name = "NAME")]
+    pub var: Option<String>,
+    /// Show which credentials are set and where, without changing anything.
+    #[arg(long)]
+    pub status: bool,
+}
+
+fn search() -> Result<Search> {
+    Ok(match Ctx::open() {
+        Ok(ctx) => Search::new(&ctx.git.dir),
+        Err(_) => Search {
+            repo: None,
+            ..Search::new(std::path::Path::new("/"))
+        },
+    })
+}
+
+pub fn run_agents(_: AgentsArgs) -> Result<i32> {
+    let search = search()?;
+    for (found, parsed) in agent::list(&search)? {
+        match parsed {
+            Ok(a) => out(format!(
+                "{:<10} {:<60} {}",
+                a.name, a.def.description, found.origin
+            ))?,
+            Err(e) => out(format!(
+                "{:<10} (invalid: {e}) {}",
+                found.name, found.origin
+            ))?,
+        }
+    }
+    Ok(0)
+}
+
+pub fn run_template(args: TemplateArgs) -> Result<i32> {
+    let search = search()?;
+    match args.command {
+        TemplateCommand::List => {
+            for f in search.list(PROMPTS)? {
+                let desc = template::parse(&f)
+                    .map(|t| t.description().to_string())
+                    .unwrap_or_else(|e| format!("(invalid: {e})"));
+                out(format!("{:<12} {:<50} {}", f.name, desc, f.origin))?;
+            }
+        }
+        TemplateCommand::Show { name } => {
+            let f = search.find(PROMPTS, &name)?.ok_or_else(|| {
+                hinted(
+                    format!("unknown template '{name}'"),
+                    "see the templates with `git agent template list`",
+                )
+            })?;
+            print!("{}", f.text);
+        }
+    }
+    Ok(0)
+}
+
+pub fn run_auth(args: AuthArgs) -> Result<i32> {
+    let search = search()?;
+    let agent = agent::load(&search, &args.agent)?;
+    if agent.def.credentials.is_empty() {
+        return Err(hinted(
+            format!("agent '{}' uses no credentials", agent.name),
+            "nothing to store",
+        ));
+    }
+    if args.status {
+        for (var, src) in credentials::sources(&agent)? {
+            out(format!("{var:<28} {}", src.unwrap_or("not set")))?;
+        }
+        return Ok(0);
+    }
+    let var = args.var.unwrap_or_else(|| agent.def.credentials[0].clone());
+    if !agent.def.credentials.contains(&var) {
+        return Err(hinted(
+            format!("agent '{}' does not use {var}", agent.name),
+            format!("use one of {}", agent.def.credentials.join(", ")),
+        ));
+    }
+    if term::stdin_is_tty() {
+        eprint!("{var} for {} (input is not echoed): ", agent.name);
+    }
+    let _echo = term::NoEcho::enable();
+    let mut value = String::new();
+    if term::stdin_is_tty() {
+        std::io::stdin().read_line(&mut value)?;
+    } else {
+        std::io::stdin().read_to_string(&mut value)?;
+    }
+    drop(_echo);
+    if term::stdin_is_tty() {
+        eprintln!();
+    }
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(hinted(
+            "no value given; nothing stored",
+            format!(
+                "type or pipe the value: printenv {var} | git agent auth {}",
+                agent.name
+            ),
+        ));
+    }
+    let path = credentials::save(&agent.name, &var, value)?;
+    eprintln!(
+        "git-agent: stored {var} for {} in {}",
+        agent.name,
+        path.display()
+    );
+    Ok(0)
+}

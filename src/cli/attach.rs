@@ -1,0 +1,173 @@
+//! `git agent attach` and `git agent restart`: interactive sessions and resuming them.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{Ctx, engine, out};
+use crate::agent;
+use crate::data::Search;
+use crate::error::hinted;
+use crate::image::{self, ImageRequest};
+use crate::runtime::{ContainerState, Runtime};
+use crate::sandbox::spawn::{Limits, Process, deliver_prompt, go, sandbox_spec, supervised};
+use crate::task::store::Loaded;
+use crate::task::{Status, now};
+
+/// Connect your terminal to a running task's agent session. Detach with Ctrl-P Ctrl-Q; the
+/// task keeps running and `attach` reconnects.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The task (any unique prefix of its name).
+    pub task: String,
+}
+
+/// Recreate a task's container on the current image and resume the agent's previous
+/// conversation (its sessions are kept in the task's home volume). The workspace is kept.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// The task (any unique prefix of its name).
+    pub task: String,
+    /// Resume attached to your terminal, even if the task ran headless.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+}
+
+/// Attach to a task's container; `ready` runs once attached (e.g. starting the agent).
+pub async fn attach_to<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    loaded: &Loaded,
+    ready: impl std::future::Future<Output = Result<()>> + Send,
+) -> Result<i32> {
+    let name = loaded.record.name.clone();
+    let container = loaded.record.sandbox.container.clone().ok_or_else(|| {
+        hinted(
+            format!("task '{name}' has no container"),
+            format!("start it again with `git agent restart {name}`"),
+        )
+    })?;
+    if !loaded.record.interactive {
+        return Err(hinted(
+            format!("task '{name}' runs headless; there is no session to attach to"),
+            format!(
+                "follow its output with `git agent logs -f {name}`, or resume it interactively with `git agent restart -i {name}`"
+            ),
+        ));
+    }
+    if rt.state(&container).await? != ContainerState::Running {
+        return Err(hinted(
+            format!("task '{name}' is not running"),
+            format!("resume its session with `git agent restart {name}`"),
+        ));
+    }
+    rt.attach_terminal(&container, ready).await?;
+    match rt.state(&container).await? {
+        ContainerState::Running => {
+            eprintln!(
+                "\r\ngit-agent: detached from {name}; reattach with `git agent attach {name}`"
+            );
+            Ok(0)
+        }
+        _ => {
+            let l = crate::sandbox::refresh(rt, &ctx.store, ctx.store.resolve(&name)?).await?;
+            let code = l.record.exit_code.unwrap_or(0);
+            eprintln!("\r\ngit-agent: task {name} ended (status {code})");
+            Ok(code.clamp(0, 255) as i32)
+        }
+    }
+}
+
+pub async fn run_attach(args: AttachArgs) -> Result<i32> {
+    let ctx = Ctx::open()?;
+    let loaded = ctx.store.resolve(&args.task)?;
+    let rt = engine().await?;
+    attach_to(&rt, &ctx, &loaded, async { Ok(()) }).await
+}
+
+pub async fn run_restart(args: RestartArgs) -> Result<i32> {
+    let ctx = Ctx::open()?;
+    let loaded = ctx.store.resolve(&args.task)?;
+    let name = loaded.record.name.clone();
+    let search = Search::new(&ctx.git.dir);
+    let agent = agent::load(&search, &loaded.record.agent)?;
+    let interactive = args.interactive || loaded.record.interactive;
+    let command = if agent.is_exec() {
+        loaded.record.command.clone()
+    } else if interactive {
+        if agent.def.resume.is_empty() {
+            agent.def.interactive.clone()
+        } else {
+            agent.def.resume.clone()
+        }
+    } else {
+        agent.def.headless.clone()
+    };
+    if command.is_empty() {
+        return Err(hinted(
+            format!("agent '{}' has no command to resume with", agent.name),
+            "add `resume` (or `interactive`) to its definition",
+        ));
+    }
+    let rt = engine().await?;
+    let names = ctx.repo.object_names(&name);
+    if loaded.record.sandbox.volume.is_none() {
+        return Err(hinted(
+            format!("task '{name}' has no workspace left (it was purged)"),
+            "start a new task from its branch instead",
+        ));
+    }
+    let plan = image::plan(&ImageRequest {
+        root: &ctx.git.dir,
+        config: &ctx.config,
+        search: &search,
+        agent: &agent,
+        stack: loaded.record.stack.as_deref(),
+    })?;
+    let image_id = super::image::ensure(&rt, &plan).await?;
+    // Sync what the old container has before replacing it.
+    let loaded = super::sync::sync_if_possible(&rt, &ctx, loaded)
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("git-agent: could not sync before restarting: {e:#}");
+            ctx.store.resolve(&name).expect("task exists")
+        });
+    rt.remove_container(&names.container).await?;
+    let env = super::spawn::agent_env(&ctx, &agent)?;
+    let limits = Limits::from_config(&ctx.config)?;
+    let home = loaded.record.sandbox.home_volume.is_some();
+    let spec = sandbox_spec(
+        &ctx.repo,
+        &name,
+        Process {
+            image_id: &image_id,
+            cmd: supervised(&command, loaded.record.timeout),
+            env: &env,
+            home_volume: home,
+            tty: interactive,
+        },
+        &limits,
+    );
+    let id = rt.create_container(&spec).await?;
+    rt.start(&id).await?;
+    deliver_prompt(&rt, &id, "Continue the task where you left off.\n").await?;
+    let loaded = ctx.store.update(&name, "restart", |r, _| {
+        r.status = Status::Running;
+        r.exit_code = None;
+        r.reason = None;
+        r.finished = None;
+        r.started = Some(now());
+        r.interactive = interactive;
+        r.restarts += 1;
+        r.sandbox.container = Some(id.clone());
+        r.sandbox.image = plan.tag.clone();
+        r.sandbox.image_id = image_id.clone();
+        Ok(vec![])
+    })?;
+    out(&name)?;
+    if interactive {
+        return attach_to(&rt, &ctx, &loaded, go(&rt, &id)).await;
+    }
+    go(&rt, &id).await?;
+    eprintln!("git-agent: task {name} restarted; follow it with `git agent logs -f {name}`");
+    Ok(0)
+}
