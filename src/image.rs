@@ -94,6 +94,7 @@ pub fn plan(req: &ImageRequest<'_>) -> Result<ImagePlan> {
     })?;
     let version = config
         .get(&format!("agent.{}.version", req.agent.name))
+        .or(req.agent.def.default_version.as_deref())
         .unwrap_or("latest");
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
@@ -303,6 +304,8 @@ mod tests {
                 .unwrap_or_else(|| panic!("{needle} in {}", p.dockerfile))
         };
         assert!(pos("cargo rustc") < pos("@anthropic-ai/claude-code@1.2.3"));
+        let d = plan_in(dir.path(), &config(&[]), "claude", None).unwrap();
+        assert!(d.dockerfile.contains("@anthropic-ai/claude-code@2.1.330"));
         assert!(pos("@anthropic-ai/claude-code") < pos("RUN echo project"));
         assert!(pos("RUN echo project") < p.dockerfile.rfind("USER agent").unwrap());
         assert!(

@@ -38,6 +38,8 @@ pub enum OutputFormat {
 #[serde(deny_unknown_fields)]
 pub struct AgentDef {
     pub description: String,
+    /// The version `{{ version }}` stands for in `install` unless `agent.<name>.version` is set.
+    pub default_version: Option<String>,
     #[serde(default)]
     pub install: String,
     pub headless: Vec<String>,

@@ -15,8 +15,13 @@
 //!   The CLI runs the tool and sends the next request with the `tool_result`.
 //! * [`Step::Text`]: an assistant message with one text block, `stop_reason: end_turn`; this ends
 //!   the CLI's turn (the CLI prints its `result` event and exits in `-p` mode).
-//! * [`Step::Error`]: an HTTP error with Anthropic's error body (e.g. 400 `invalid_request_error`).
-//!   Note the CLI retries 408/409/429/5xx/529 several times with back-off; prefer 400/401/403.
+//! * [`Step::Error`]: one HTTP error with Anthropic's error body (e.g. 400
+//!   `invalid_request_error`), then the script moves on. Claude Code retries: a 400 is retried
+//!   at once with a degraded request (fewer betas, more tools) up to 4 times, and 401/429/5xx/529
+//!   up to 10 times with exponential back-off (minutes). So an `Error` step followed by more
+//!   steps tests recovery.
+//! * [`Step::Fail`]: like `Error`, but sticky: this and every later main request gets the error;
+//!   the script never moves past it. Use it to make the CLI give up.
 //!
 //! When the script is exhausted, further main requests get a final text
 //! ([`EXHAUSTED_TEXT`]) so the CLI ends its turn instead of hanging; tests can detect this
@@ -65,7 +70,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Text answered to side requests (titles, topic checks, ...).
 pub const SIDE_TEXT: &str = "ok";
@@ -90,9 +95,15 @@ pub enum Step {
     ToolUse { name: String, input: Value },
     /// Final assistant text; ends the turn (`stop_reason: end_turn`).
     Text(String),
-    /// Answer with an HTTP error: `status` (e.g. 400), Anthropic `error_type`
-    /// (e.g. `invalid_request_error`) and `message`.
+    /// Answer one request with an HTTP error: `status` (e.g. 400), Anthropic `error_type`
+    /// (e.g. `invalid_request_error`) and `message`. The CLI's retry consumes the next step.
     Error {
+        status: u16,
+        error_type: String,
+        message: String,
+    },
+    /// Answer this and every later main request with an HTTP error (never advances).
+    Fail {
         status: u16,
         error_type: String,
         message: String,
@@ -173,7 +184,10 @@ impl RecordedRequest {
 
     /// `stream` from the JSON body (false when absent).
     pub fn stream(&self) -> bool {
-        self.body.get("stream").and_then(Value::as_bool).unwrap_or(false)
+        self.body
+            .get("stream")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 
     /// Whether this was a main conversation request (scripted or overrun).
@@ -306,7 +320,10 @@ impl FakeAnthropic {
 
     /// Only the main conversation requests, in arrival order.
     pub fn main_requests(&self) -> Vec<RecordedRequest> {
-        self.requests().into_iter().filter(|r| r.is_main()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is_main())
+            .collect()
     }
 
     /// How many script steps have been served.
@@ -316,7 +333,9 @@ impl FakeAnthropic {
 
     /// Whether a main request arrived after the script was exhausted.
     pub fn overrun(&self) -> bool {
-        self.requests().iter().any(|r| r.kind == RequestKind::Overrun)
+        self.requests()
+            .iter()
+            .any(|r| r.kind == RequestKind::Overrun)
     }
 
     /// Append steps to the script (e.g. before resuming a conversation).
@@ -342,7 +361,12 @@ impl FakeAnthropic {
             if now >= deadline {
                 return false;
             }
-            st = self.shared.changed.wait_timeout(st, deadline - now).unwrap().0;
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap()
+                .0;
         }
     }
 
@@ -357,7 +381,10 @@ impl FakeAnthropic {
                 r.kind,
                 r.model(),
                 r.stream(),
-                r.body.get("max_tokens").map(|v| v.to_string()).unwrap_or_default(),
+                r.body
+                    .get("max_tokens")
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
                 r.body
                     .get("tools")
                     .and_then(Value::as_array)
@@ -374,10 +401,8 @@ impl Drop for FakeAnthropic {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         // Wake the acceptor with a throwaway connection so it sees `stopping`.
-        let _ = TcpStream::connect_timeout(
-            &([127, 0, 0, 1], self.port).into(),
-            Duration::from_secs(1),
-        );
+        let _ =
+            TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(1));
         for c in self.shared.conns.lock().unwrap().drain(..) {
             let _ = c.shutdown(Shutdown::Both);
         }
@@ -418,7 +443,9 @@ enum ReadError {
 fn serve_connection(stream: TcpStream, shared: &Shared) {
     let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = stream.set_nodelay(true);
-    let Ok(read_half) = stream.try_clone() else { return };
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
     loop {
@@ -429,7 +456,12 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             Ok(r) => r,
             Err(ReadError::Closed) => break,
             Err(ReadError::Bad(why)) => {
-                let _ = write_json(&mut writer, 400, &error_body("invalid_request_error", why), true);
+                let _ = write_json(
+                    &mut writer,
+                    400,
+                    &error_body("invalid_request_error", why),
+                    true,
+                );
                 break;
             }
             Err(ReadError::TooLarge) => {
@@ -558,9 +590,17 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Request, ReadError>
 
 /// What to send back, decided under the state lock, written after it is released.
 enum Reply {
-    Message { content: Vec<Value>, stop_reason: &'static str },
-    Json { status: u16, body: Value },
-    Empty { status: u16 },
+    Message {
+        content: Vec<Value>,
+        stop_reason: &'static str,
+    },
+    Json {
+        status: u16,
+        body: Value,
+    },
+    Empty {
+        status: u16,
+    },
 }
 
 fn handle(req: &Request, shared: &Shared, w: &mut TcpStream, close: bool) -> std::io::Result<()> {
@@ -575,7 +615,7 @@ fn handle(req: &Request, shared: &Shared, w: &mut TcpStream, close: bool) -> std
         .to_string();
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
 
-    let (kind, reply, msg_id) = {
+    let (reply, msg_id) = {
         let mut st = shared.state.lock().unwrap();
         st.next_id += 1;
         let id = st.next_id;
@@ -614,7 +654,9 @@ fn handle(req: &Request, shared: &Shared, w: &mut TcpStream, close: bool) -> std
                     )
                 } else if st.cursor < st.script.len() {
                     let step = st.cursor;
-                    st.cursor += 1;
+                    if !matches!(st.script[step], Step::Fail { .. }) {
+                        st.cursor += 1;
+                    }
                     let reply = match st.script[step].clone() {
                         Step::ToolUse { name, input } => Reply::Message {
                             content: vec![json!({
@@ -630,6 +672,11 @@ fn handle(req: &Request, shared: &Shared, w: &mut TcpStream, close: bool) -> std
                             stop_reason: "end_turn",
                         },
                         Step::Error {
+                            status,
+                            error_type,
+                            message,
+                        }
+                        | Step::Fail {
                             status,
                             error_type,
                             message,
@@ -681,9 +728,8 @@ fn handle(req: &Request, shared: &Shared, w: &mut TcpStream, close: bool) -> std
             kind: kind.clone(),
         });
         shared.changed.notify_all();
-        (kind, reply, format!("msg_fake_{id:06}"))
+        (reply, format!("msg_fake_{id:06}"))
     };
-    let _ = kind;
 
     match reply {
         Reply::Empty { status } => {

@@ -6,8 +6,10 @@
 mod common;
 
 mod agents;
+mod claude;
 mod cli;
 mod core_loop;
+mod fake_anthropic;
 mod hostile;
 mod lifecycle;
 mod state;

@@ -1,0 +1,155 @@
+//! End to end with the real Claude Code CLI, installed from npm into the agent image during
+//! the build, talking to the scripted fake Anthropic API (`fake_anthropic`) on the host.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::common::TestEnv;
+use crate::fake_anthropic::{FakeAnthropic, Step};
+use crate::require_docker;
+
+const KEY: &str = "sk-ant-test-key-for-git-agent";
+
+/// Configure `env` so the claude image builds here (npm behind the TLS-inspecting proxy needs
+/// the host's CA bundle) and the agent talks to `fake`.
+fn use_fake(env: &TestEnv, fake: &FakeAnthropic) {
+    env.git(&[
+        "config",
+        "agent.extraCaCerts",
+        "/etc/ssl/certs/ca-certificates.crt",
+    ])
+    .ok();
+    env.git(&[
+        "config",
+        "agent.claude.baseUrl",
+        &fake.base_url("host.docker.internal"),
+    ])
+    .ok();
+}
+
+#[test]
+fn claude_code_edits_files_and_the_work_is_promoted() {
+    require_docker!();
+    let env = TestEnv::new();
+    let fake = FakeAnthropic::start_requiring_key(
+        vec![
+            Step::tool(
+                "Write",
+                json!({"file_path": "/workspace/hello.txt", "content": "hello\n"}),
+            ),
+            Step::tool(
+                "Edit",
+                json!({"file_path": "/workspace/hello.txt", "old_string": "hello", "new_string": "hello, world"}),
+            ),
+            Step::tool(
+                "Bash",
+                json!({"command": "echo ok > ran.txt", "description": "Record that the shell ran"}),
+            ),
+            Step::text("Added hello.txt and ran the shell."),
+        ],
+        KEY,
+    );
+    use_fake(&env, &fake);
+    let spawn = env.agent_with(
+        &[
+            "spawn",
+            "--agent",
+            "claude",
+            "--name",
+            "cc",
+            "--type",
+            "feat",
+            "-m",
+            "add a greeting file",
+            "--wait",
+        ],
+        |c| {
+            c.env("ANTHROPIC_API_KEY", KEY);
+        },
+    );
+    assert_eq!(spawn.code, 0, "{spawn}\n{}", fake.describe());
+    assert!(!fake.overrun(), "{}", fake.describe());
+    assert_eq!(fake.steps_served(), 4, "{}", fake.describe());
+
+    // The prompt rendered from the `feat` template reached the model, with the real key.
+    let first = &fake.main_requests()[0];
+    assert_eq!(first.api_key(), Some(KEY));
+    let body = first.body.to_string();
+    assert!(body.contains("Implement this feature"), "{body}");
+    assert!(
+        body.contains("add a greeting file") && body.contains("agent/cc"),
+        "{body}"
+    );
+
+    env.agent(&["sync", "cc"]).ok();
+    let tip = {
+        let refs = env.task_refs("cc");
+        refs.get("wip").or(refs.get("head")).unwrap().clone()
+    };
+    assert_eq!(
+        env.git(&["show", &format!("{tip}:hello.txt")]).ok().stdout,
+        "hello, world\n"
+    );
+    assert_eq!(
+        env.git(&["show", &format!("{tip}:ran.txt")]).ok().stdout,
+        "ok\n"
+    );
+
+    let st: serde_json::Value =
+        serde_json::from_str(&env.agent(&["status", "cc", "--json"]).ok().stdout).unwrap();
+    assert_eq!(st["status"], "exited");
+    assert!(st["stats"]["turns"].as_u64().unwrap() >= 4, "{st}");
+    assert!(st["stats"]["input_tokens"].as_u64().unwrap() > 0, "{st}");
+    assert!(st["stats"]["output_tokens"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(
+        st["stats"]["final_message"],
+        "Added hello.txt and ran the shell."
+    );
+    let list = env.agent(&["list"]).ok().stdout;
+    assert!(list.contains("tokens"), "{list}");
+
+    let logs = env.agent(&["logs", "cc"]).ok().stdout;
+    assert!(
+        logs.contains("→ Write") && logs.contains("→ Edit") && logs.contains("→ Bash"),
+        "{logs}"
+    );
+    assert!(logs.contains("■ done"), "{logs}");
+    let raw = env.agent(&["logs", "--raw", "cc"]).ok().stdout;
+    assert!(
+        raw.lines().any(|l| l.contains("\"type\":\"result\"")),
+        "{raw}"
+    );
+
+    // The key is not in the kept transcript; promotion goes to a bare remote as the user.
+    assert!(!raw.contains(KEY));
+    let remote = env.home.path().join("remote.git");
+    env.git(&["init", "-q", "--bare", remote.to_str().unwrap()])
+        .ok();
+    env.git(&["remote", "add", "origin", remote.to_str().unwrap()])
+        .ok();
+    env.agent(&["commit-push", "cc", "-m", "Add a greeting"])
+        .ok();
+    let show = Command::new("git")
+        .args([
+            "--git-dir",
+            remote.to_str().unwrap(),
+            "show",
+            "agent/cc:hello.txt",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&show.stdout), "hello, world\n");
+    let author = Command::new("git")
+        .args([
+            "--git-dir",
+            remote.to_str().unwrap(),
+            "log",
+            "-1",
+            "--format=%an",
+            "agent/cc",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&author.stdout).trim(), "Test User");
+}
