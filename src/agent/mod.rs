@@ -47,6 +47,9 @@ pub struct AgentDef {
     pub interactive: Vec<String>,
     #[serde(default)]
     pub resume: Vec<String>,
+    /// Continue the previous conversation without a terminal (prompt on stdin).
+    #[serde(default)]
+    pub resume_headless: Vec<String>,
     #[serde(default)]
     pub version: Vec<String>,
     pub prompt: PromptVia,

@@ -99,6 +99,8 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
         } else {
             agent.def.resume.clone()
         }
+    } else if !agent.def.resume_headless.is_empty() {
+        agent.def.resume_headless.clone()
     } else {
         agent.def.headless.clone()
     };

@@ -153,3 +153,87 @@ fn claude_code_edits_files_and_the_work_is_promoted() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&author.stdout).trim(), "Test User");
 }
+
+/// `restart` recreates the container and resumes the conversation: the agent's session lives
+/// in the task's home volume, so the model sees the earlier turns again.
+#[test]
+fn restart_resumes_the_previous_conversation() {
+    require_docker!();
+    let env = TestEnv::new();
+    let fake = FakeAnthropic::start(vec![
+        Step::tool(
+            "Write",
+            json!({"file_path": "/workspace/one.txt", "content": "one\n"}),
+        ),
+        Step::text("First part done."),
+    ]);
+    use_fake(&env, &fake);
+    let key = |c: &mut Command| {
+        c.env("ANTHROPIC_API_KEY", KEY);
+    };
+    env.agent_with(
+        &[
+            "spawn",
+            "--agent",
+            "claude",
+            "--name",
+            "again",
+            "-m",
+            "remember the word pelican",
+            "--wait",
+        ],
+        key,
+    )
+    .ok();
+    let first_container = Command::new("docker")
+        .args(["inspect", "-f", "{{.Id}}", &env.container_of("again")])
+        .output()
+        .unwrap();
+    fake.push_steps(vec![
+        Step::tool(
+            "Write",
+            json!({"file_path": "/workspace/two.txt", "content": "two\n"}),
+        ),
+        Step::text("Second part done."),
+    ]);
+    let restarted = env.agent_with(&["restart", "again"], key).ok();
+    assert_eq!(restarted.stdout.trim(), "again");
+    let second_container = Command::new("docker")
+        .args(["inspect", "-f", "{{.Id}}", &env.container_of("again")])
+        .output()
+        .unwrap();
+    assert_ne!(
+        first_container.stdout, second_container.stdout,
+        "a new container"
+    );
+    assert!(
+        fake.wait_for(4, std::time::Duration::from_secs(90), |r| r.is_main()),
+        "{}",
+        fake.describe()
+    );
+    // The resumed conversation carries the first run's prompt and the new instruction.
+    let resumed = fake.main_requests()[2].body.to_string();
+    assert!(resumed.contains("pelican"), "{resumed}");
+    assert!(resumed.contains("Continue the task"), "{resumed}");
+    let mut st = serde_json::Value::Null;
+    for _ in 0..100 {
+        st = serde_json::from_str(&env.agent(&["status", "again", "--json"]).ok().stdout).unwrap();
+        if st["status"] == "exited" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(st["status"], "exited", "{st}");
+    assert_eq!(st["restarts"], 1);
+    env.agent(&["sync", "again"]).ok();
+    let refs = env.task_refs("again");
+    let tip = refs.get("wip").or(refs.get("head")).unwrap().clone();
+    assert_eq!(
+        env.git(&["show", &format!("{tip}:one.txt")]).ok().stdout,
+        "one\n"
+    );
+    assert_eq!(
+        env.git(&["show", &format!("{tip}:two.txt")]).ok().stdout,
+        "two\n"
+    );
+}
