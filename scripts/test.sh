@@ -4,6 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-engine.sh
+# Tools the tests drive: tmux and script(1) for terminals, ssh-keygen for signing keys.
+missing=""
+command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
+command -v script >/dev/null 2>&1 || missing="$missing util-linux"
+command -v ssh-keygen >/dev/null 2>&1 || missing="$missing openssh-client"
+command -v man >/dev/null 2>&1 || missing="$missing man-db"
+if [ -n "$missing" ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
 export GIT_AGENT_REQUIRE_DOCKER=1
 export GIT_AGENT_TEST_BASE_IMAGE="${GIT_AGENT_TEST_BASE_IMAGE:-git-agent-base:bookworm}"
 cargo test --locked "$@"

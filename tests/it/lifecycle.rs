@@ -320,3 +320,123 @@ fn shell_opens_in_the_workspace_as_the_task_user() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "false");
 }
+
+/// Interactive sessions through a real terminal (tmux): `spawn -i` attaches, Ctrl-P Ctrl-Q
+/// detaches and leaves the task running, `attach` reconnects to the same session.
+#[test]
+fn interactive_attach_detach_reattach() {
+    require_docker!();
+    if which::which("tmux").is_err() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    env.agent(&["image", "build", "--agent", "exec"]).ok();
+    let sock = env.home.path().join("tmux.sock");
+    let tmux = |args: &[&str]| {
+        let out = std::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let screen_has = |needle: &str| {
+        for _ in 0..100 {
+            if tmux(&["capture-pane", "-p", "-t", "t"]).contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    };
+    let cmd = |args: &str| {
+        format!(
+            "cd '{}' && HOME='{}' GIT_CONFIG_NOSYSTEM=1 {} {args}; echo EXITED-$?; sleep 60",
+            env.repo.display(),
+            env.home.path().display(),
+            crate::common::BIN
+        )
+    };
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &cmd("spawn -i --name tty -m x -- sh"),
+    ]);
+    assert!(
+        screen_has("$"),
+        "{}",
+        tmux(&["capture-pane", "-p", "-t", "t"])
+    );
+    tmux(&[
+        "send-keys",
+        "-t",
+        "t",
+        "echo inside-$((6*7)) $(tty)",
+        "Enter",
+    ]);
+    assert!(
+        screen_has("inside-42 /dev/pts"),
+        "{}",
+        tmux(&["capture-pane", "-p", "-t", "t"])
+    );
+    tmux(&["send-keys", "-t", "t", "C-p", "C-q"]);
+    assert!(
+        screen_has("detached from tty"),
+        "{}",
+        tmux(&["capture-pane", "-p", "-t", "t"])
+    );
+    assert!(screen_has("EXITED-0"));
+    let st: serde_json::Value =
+        serde_json::from_str(&env.agent(&["status", "tty", "--json"]).ok().stdout).unwrap();
+    assert_eq!(st["status"], "running", "detaching leaves the task running");
+
+    tmux(&["kill-session", "-t", "t"]);
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &cmd("attach tty"),
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    tmux(&[
+        "send-keys",
+        "-t",
+        "t",
+        "echo back-$((40+2)); exit 7",
+        "Enter",
+    ]);
+    assert!(
+        screen_has("back-42"),
+        "{}",
+        tmux(&["capture-pane", "-p", "-t", "t"])
+    );
+    assert!(
+        screen_has("ended (status 7)"),
+        "{}",
+        tmux(&["capture-pane", "-p", "-t", "t"])
+    );
+    assert!(screen_has("EXITED-7"));
+    tmux(&["kill-server"]);
+    let st: serde_json::Value =
+        serde_json::from_str(&env.agent(&["status", "tty", "--json"]).ok().stdout).unwrap();
+    assert_eq!(st["status"], "exited");
+    assert_eq!(st["exit_code"], 7);
+    // A headless task has no session to attach to.
+    env.agent(&["spawn", "--name", "bg", "-m", "x", "--", "sleep", "60"])
+        .ok();
+    let e = env.agent(&["attach", "bg"]).fails();
+    assert!(e.stderr.contains("runs headless"), "{e}");
+}
