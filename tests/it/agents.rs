@@ -217,3 +217,52 @@ fn several_agents_start_a_group_reviewed_side_by_side() {
         assert_eq!(st["group"], "race");
     }
 }
+
+/// The Codex and OpenCode images build (from npm, during the image build) and their CLIs run
+/// as the task user. (A full offline run of those agents needs a fake of their model APIs,
+/// which this suite does not have yet.)
+#[test]
+fn codex_and_opencode_images_run_their_clis_as_the_task_user() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.git(&[
+        "config",
+        "agent.extraCaCerts",
+        "/etc/ssl/certs/ca-certificates.crt",
+    ])
+    .ok();
+    for (agent, cli, expect) in [
+        ("codex", "codex", "codex-cli 0.169.0"),
+        ("opencode", "opencode", "1.18.33"),
+    ] {
+        let built = env.agent(&["image", "build", "--agent", agent]).ok();
+        let tag = built.stdout.split_whitespace().next().unwrap().to_string();
+        let dry = env
+            .agent(&["image", "build", "--agent", agent, "--dry-run"])
+            .ok()
+            .stdout;
+        assert!(
+            dry.contains(&format!("# --- layer: agent ({agent}: built-in)")),
+            "{dry}"
+        );
+        let out = std::process::Command::new("docker")
+            .args([
+                "run",
+                "--rm",
+                &tag,
+                "sh",
+                "-c",
+                &format!("id -un && {cli} --version"),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.starts_with("agent\n"), "{text}");
+        assert!(text.contains(expect), "{agent}: {text}");
+    }
+}
