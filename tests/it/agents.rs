@@ -266,3 +266,47 @@ fn codex_and_opencode_images_run_their_clis_as_the_task_user() {
         assert!(text.contains(expect), "{agent}: {text}");
     }
 }
+
+/// Changing only the project layer rebuilds only from there: every earlier step comes from
+/// the engine's cache, and an unchanged image is not rebuilt at all.
+#[test]
+fn project_layer_change_rebuilds_only_from_there() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&["image", "build", "--agent", "exec"]).ok();
+    let again = env.agent(&["image", "build", "--agent", "exec"]).ok();
+    assert!(
+        !again.stderr.contains("Step 1/"),
+        "an unchanged image is not rebuilt:\n{again}"
+    );
+    let marker = format!("project-step-{}", std::process::id());
+    env.write(
+        ".git-agent/dockerfiles/project.dockerfile",
+        &format!("RUN echo {marker}\n"),
+    );
+    let b = env.agent(&["image", "build", "--agent", "exec"]).ok();
+    let steps: Vec<&str> = b
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("Step "))
+        .collect();
+    let project = steps
+        .iter()
+        .position(|l| l.contains(&marker))
+        .expect("project step");
+    // Every step before the project layer was cached; the project step itself ran.
+    let before_project = b.stderr.split(steps[project]).next().unwrap();
+    let ran_before = before_project.matches("Running in").count();
+    assert_eq!(
+        ran_before, 0,
+        "steps before the project layer ran again:\n{}",
+        b.stderr
+    );
+    assert!(
+        before_project.matches("Using cache").count() >= 4,
+        "{}",
+        b.stderr
+    );
+    let after_project = b.stderr.split(steps[project]).nth(1).unwrap();
+    assert!(after_project.contains(&marker), "{}", b.stderr);
+}

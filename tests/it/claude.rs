@@ -237,3 +237,78 @@ fn restart_resumes_the_previous_conversation() {
         "two\n"
     );
 }
+
+/// `commit` without -m asks the task's agent for a draft (headless, in the sandbox, with the
+/// `commit-msg` template) and opens it in the editor, where the user accepts it.
+#[test]
+fn commit_message_is_drafted_by_the_agent() {
+    require_docker!();
+    if which::which("script").is_err() {
+        eprintln!("SKIPPED: util-linux `script` is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    let fake = FakeAnthropic::start(vec![
+        Step::tool(
+            "Write",
+            json!({"file_path": "/workspace/notes.txt", "content": "notes\n"}),
+        ),
+        Step::text("Wrote notes."),
+        Step::text("Add notes.txt\n\nKeep the meeting notes next to the code."),
+    ]);
+    use_fake(&env, &fake);
+    env.agent_with(
+        &[
+            "spawn",
+            "--agent",
+            "claude",
+            "--name",
+            "msg",
+            "-m",
+            "write notes",
+            "--wait",
+        ],
+        |c| {
+            c.env("ANTHROPIC_API_KEY", KEY);
+        },
+    )
+    .ok();
+    // The "editor" accepts the draft as it is, after checking it was offered.
+    let editor = env.home.path().join("accept.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\ngrep -q '^Add notes.txt' \"$1\" || exit 9\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} commit msg", crate::common::BIN),
+            "/dev/null",
+        ])
+        .current_dir(&env.repo)
+        .env("HOME", env.home.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_EDITOR", &editor)
+        .env("ANTHROPIC_API_KEY", KEY)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        fake.describe()
+    );
+    let asked = fake.main_requests()[2].body.to_string();
+    assert!(asked.contains("Write a git commit message"), "{asked}");
+    let msg = env
+        .git(&["log", "-1", "--format=%B", "agent/msg"])
+        .ok()
+        .stdout;
+    assert_eq!(
+        msg.trim_end(),
+        "Add notes.txt\n\nKeep the meeting notes next to the code."
+    );
+}

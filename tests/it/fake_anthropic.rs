@@ -29,16 +29,24 @@
 //!
 //! # Main vs side requests
 //!
-//! Besides the agent loop, Claude Code sends small *side* requests (conversation titles, topic
-//! detection, bash-command prefix checks, quota probes, ...). Those never carry tools: the
-//! agent loop always sends the full tool list (`Bash`, `Edit`, `Write`, ...) in `tools`, while
-//! side requests send no `tools` key or an empty array (and usually a small `max_tokens` and
-//! the small/fast model). The rule used here is therefore:
+//! Besides the agent loop, coding agents send *side* requests to the same endpoint
+//! (conversation titles, topic detection, summaries, ...). Those carry no tools: the agent loop
+//! always sends its full tool list (`Bash`, `Edit`, `Write`, ...) in `tools`, while side
+//! requests send no `tools` key or an empty array. The rule used here is therefore:
 //!
 //! > a `POST /v1/messages` request is *main* iff its JSON body has a non-empty `tools` array.
 //!
 //! Side requests are answered with a short text ([`SIDE_TEXT`]) and do not consume a step.
 //! Each [`RecordedRequest`] says how it was classified ([`RequestKind`]).
+//!
+//! Observed (Claude Code 2.1.330, `claude -p`): no side requests at all, only main requests
+//! (`/v1/messages?beta=true`, `stream: true`, `max_tokens: 128000`, 12 tools, default model
+//! `claude-opus-5-5`), plus `HEAD /api/hello` when `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC` is
+//! unset. OpenCode sends a title request first (`claude-haiku-4-5-*`, no tools,
+//! `max_tokens: 48000`, so `max_tokens` is no reliable signal) that this rule classifies as side.
+//! Caveats: requests of a subagent (Claude's `Task`/`Agent` tool) and Claude Code's cache-sharing
+//! forks (compaction, memory extraction; interactive/long sessions only) also carry tools and
+//! would consume steps.
 //!
 //! # Other endpoints
 //!
