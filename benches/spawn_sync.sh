@@ -56,15 +56,17 @@ if [ -n "${GIT_AGENT:-}" ]; then
   BIN="$(cd "$(dirname "$GIT_AGENT")" && pwd)/$(basename "$GIT_AGENT")"
 else
   log "cargo build --release"
-  (cd "$ROOT" && cargo build --release --quiet) >&2
+  (cd "$ROOT" && cargo build --release --quiet) >&2 ||
+    die "cargo build --release failed; to measure an existing build, set GIT_AGENT=<path to git-agent>"
   BIN="$ROOT/target/release/git-agent"
 fi
 [ -x "$BIN" ] || die "no git-agent binary at $BIN"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/git-agent-bench.XXXXXX")"
-# `git agent` must resolve to the binary under test: give it a directory of its own.
+# `git agent` must resolve to the binary under test: a private copy, so a rebuild of
+# target/release during the run cannot swap it out from under the benchmark.
 BINDIR="$WORK/bin"
 mkdir -p "$BINDIR"
-ln -s "$BIN" "$BINDIR/git-agent"
+cp "$BIN" "$BINDIR/git-agent"
 export PATH="$BINDIR:$PATH"
 
 # Isolated git configuration: nothing from the user's or the system's config leaks in.
@@ -86,6 +88,7 @@ FLOORS=()
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  [ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null
   for c in "${FLOORS[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
   for r in "${REPOS[@]}"; do
     [ -d "$r" ] || continue
@@ -142,16 +145,29 @@ PY
 
 packed_size() { git -C "$1" count-objects -vH | sed -n 's/^size-pack: //p' | tr -d ' '; }
 
-# Docker events (between $2 and $3, seconds.nanos) of the engine objects named "$1" or
-# belonging to task "$1" (…-$1, …-$1-ws, …-$1-net), as "TYPE:ACTION NANOS" lines.
-events_of() {
-  local name="$1" since="$2" until="$3"
-  docker events --since "$since" --until "$until" \
-    --format '{{.TimeNano}} {{.Type}} {{.Actor.ID}} {{with index .Actor.Attributes "name"}}{{.}}{{else}}-{{end}} {{.Action}}' |
-    awk -v n="$name" '
-      function ends(s, t) { return length(s) >= length(t) && substr(s, length(s) - length(t) + 1) == t }
-      function ours(s) { return s == n || ends(s, "-" n) || ends(s, "-" n "-ws") || ends(s, "-" n "-net") }
-      ours($3) || ours($4) { sub(/:.*/, "", $5); print $2 ":" $5, $1 }'
+# Engine events are collected by a `docker events` running in the background around each
+# measured operation (the daemon keeps only a short backlog, so asking afterwards with
+# --since/--until loses events when other engine users are busy).
+WATCH_PID=""
+watch_start() {
+  WATCH_FILE="$WORK/events.$RANDOM$RANDOM"
+  docker events --since "$(ts "$(now)")" \
+    --format '{{.TimeNano}} {{.Type}} {{.Actor.ID}} {{with index .Actor.Attributes "name"}}{{.}}{{else}}-{{end}} {{.Action}}' \
+    > "$WATCH_FILE" 2>/dev/null &
+  WATCH_PID=$!
+}
+# watch_stop NAME: stop collecting; set EVENTS to the events of the engine objects named NAME
+# or belonging to task NAME (...-NAME, ...-NAME-ws, ...-NAME-net) as "TYPE:ACTION NANOS" lines.
+watch_stop() {
+  sleep 0.3
+  kill "$WATCH_PID" 2>/dev/null || true
+  wait "$WATCH_PID" 2>/dev/null || true
+  WATCH_PID=""
+  EVENTS="$(awk -v n="$1" '
+    function ends(s, t) { return length(s) >= length(t) && substr(s, length(s) - length(t) + 1) == t }
+    function ours(s) { return s == n || ends(s, "-" n) || ends(s, "-" n "-ws") || ends(s, "-" n "-net") }
+    ours($3) || ours($4) { sub(/:.*/, "", $5); print $2 ":" $5, $1 }' "$WATCH_FILE")"
+  rm -f "$WATCH_FILE"
 }
 # ev EVENTS TYPE:ACTION [NTH]: the time of the NTH such event (default the first).
 ev() { awk -v k="$2" -v nth="${3:-1}" '$1 == k && ++c == nth { print $2; exit }' <<<"$1"; }
@@ -181,6 +197,7 @@ floor() {
   for metric in floor_stream floor_stream_checkout; do
     c="$PREFIX-floor-$RANDOM$RANDOM"
     FLOORS+=("$c")
+    [ "$m" = 1 ] && watch_start
     t0="$(now)"
     tc="$(docker run -i --rm --name "$c" --network none "$image" sh -c "${scripts[$metric]}" < "$bundle")"
     local t1
@@ -188,7 +205,8 @@ floor() {
     [ "$m" = 1 ] || continue
     record "$size" "$metric" "$(secs "$t0" "$tc")"
     local e
-    e="$(events_of "$c" "$(ts "$t0")" "$(ts "$t1")")"
+    watch_stop "$c"
+    e="$EVENTS"
     span "$size" "$metric.cli_to_create" "$t0" "$(ev "$e" container:create)"
     span "$size" "$metric.container_start" "$(ev "$e" container:create)" "$(ev "$e" container:start)"
     span "$size" "$metric.start_to_done" "$(ev "$e" container:start)" "$tc"
@@ -198,8 +216,9 @@ floor() {
 # spawn_and_sync SIZE REPO TASK MEASURE(0/1)
 spawn_and_sync() {
   local size="$1" repo="$2" task="$3" m="$4" t0 t1 tc c e
+  [ "$m" = 1 ] && watch_start
   t0="$(now)"
-  git -C "$repo" agent spawn --name "$task" -m "benchmark" -- sh -c 'date +%s%N; exec sleep 600' >/dev/null 2>"$WORK/spawn.err" ||
+  git -C "$repo" agent spawn --agent exec --name "$task" -m "benchmark" -- sh -c 'date +%s%N; exec sleep 600' >/dev/null 2>"$WORK/spawn.err" ||
     { cat "$WORK/spawn.err" >&2; die "spawn failed"; }
   t1="$(now)"
   c="$(docker ps --filter "label=git-agent.task=$task" --format '{{.Names}}' | head -n1)"
@@ -208,7 +227,8 @@ spawn_and_sync() {
   if [ "$m" = 1 ]; then
     record "$size" spawn "$(secs "$t0" "$tc")"
     record "$size" spawn_wall "$(secs "$t0" "$t1")"
-    e="$(events_of "$task" "$(ts "$t0")" "$(ts "$t1")")"
+    watch_stop "$task"
+    e="$EVENTS"
     span "$size" spawn.before_engine_objects "$t0" "$(ev "$e" network:create)"
     span "$size" spawn.network_volume_create "$(ev "$e" network:create)" "$(ev "$e" container:create)"
     span "$size" spawn.container_start "$(ev "$e" container:create)" "$(ev "$e" container:start)"
@@ -220,13 +240,15 @@ spawn_and_sync() {
   # sync_one METRIC: time `git agent sync` and split it at the sandbox's emit exec.
   sync_one() {
     local metric="$1" s0 s1
+    [ "$m" = 1 ] && watch_start
     s0="$(now)"
     git -C "$repo" agent sync "$task" 2>"$WORK/sync.err" || { cat "$WORK/sync.err" >&2; die "sync failed"; }
     s1="$(now)"
     [ "$m" = 1 ] || return 0
     record "$size" "$metric" "$(secs "$s0" "$s1")"
     local se
-    se="$(events_of "$task" "$(ts "$s0")" "$(ts "$s1")")"
+    watch_stop "$task"
+    se="$EVENTS"
     span "$size" "$metric.host_before_emit" "$s0" "$(ev "$se" container:exec_create)"
     span "$size" "$metric.sandbox_emit" "$(ev "$se" container:exec_create)" "$(ev "$se" container:exec_die)"
     span "$size" "$metric.host_admit" "$(ev "$se" container:exec_die)" "$s1"
@@ -260,6 +282,8 @@ for size in $SIZES_MB; do
     log "size=${size}MB: generated in $(secs "$g0" "$(now)")s"
   fi
   git -C "$repo" config agent.baseImage "$BASE_IMAGE"
+  # The built-in `exec` agent needs nothing installed: the image is base + git + helper.
+  git -C "$repo" config agent.defaultAgent exec
   image="$(git -C "$repo" agent image build | awk '{ print $1 }')"
   [ -n "$image" ] || die "git agent image build printed no tag"
   packed="$(packed_size "$repo")"
@@ -323,9 +347,13 @@ for size, d in data.items():
           f"sync_commit={med(d, 'sync_commit'):.2f}s sync_uncommitted={med(d, 'sync_uncommitted'):.2f}s "
           f"sync_noop={med(d, 'sync_noop'):.2f}s")
     print(f"  {'metric':<46} {'median':>8} {'min':>8} {'max':>8}  n")
-    for k, v in d.items():
-        if k.startswith("meta."):
-            continue
+    top = ["bundle_create", "spawn", "spawn_wall", "floor_stream", "floor_stream_checkout",
+           "sync_noop", "sync_commit", "sync_uncommitted"]
+    keys = [k for k in d if not k.startswith("meta.")]
+    rank = lambda k: (top.index(k.split(".")[0]) if k.split(".")[0] in top else len(top),
+                      "." in k, keys.index(k))
+    for k in sorted(keys, key=rank):
+        v = d[k]
         f = [float(x) for x in v]
         indent = "    " if "." in k else ""
         name = (indent + k.split(".", 1)[1]) if "." in k else k
