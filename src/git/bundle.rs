@@ -217,6 +217,7 @@ pub fn admit(
         "-q".to_string(),
         "--no-tags".to_string(),
         "--no-write-fetch-head".to_string(),
+        "--no-auto-maintenance".to_string(),
         bundle_arg.clone(),
     ];
     fetch.extend(fetch_specs.iter().cloned());
@@ -236,6 +237,7 @@ pub fn admit(
             "-q".to_string(),
             "--no-tags".to_string(),
             "--no-write-fetch-head".to_string(),
+            "--no-auto-maintenance".to_string(),
             quarantine.path().to_string_lossy().to_string(),
         ];
         for what in &listed {

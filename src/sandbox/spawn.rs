@@ -235,6 +235,7 @@ pub async fn start<R: Runtime>(
     let names = repo.object_names(task);
     let labels = repo.labels(task);
     checkpoint()?;
+    let bundle = start_bundle(store.git(), task)?;
     rt.create_network(&names.network, &labels).await?;
     checkpoint()?;
     rt.create_volume(&names.volume, &labels).await?;
@@ -262,7 +263,7 @@ pub async fn start<R: Runtime>(
     deliver_prompt(rt, &id, &req.prompt).await?;
     checkpoint()?;
     // Abandoning the stream midway is safe: the sandbox just sees a truncated bundle.
-    abandon_on_interrupt(deliver_repository(rt, store.git(), &id, task)).await?;
+    abandon_on_interrupt(deliver_repository(rt, bundle, &id, task)).await?;
     checkpoint()?;
     if !req.interactive {
         go(rt, &id).await?;
@@ -276,18 +277,28 @@ pub async fn start<R: Runtime>(
 }
 
 /// Stream `git bundle create` of the task's base straight into the sandbox's `receive`.
-async fn deliver_repository<R: Runtime>(rt: &R, git: &Git, id: &str, task: &str) -> Result<()> {
-    let base_ref = ref_name(task, "base");
-    let mut child = tokio::process::Command::new("git")
+/// Start `git bundle create` of the task's base. Started before the container so that git
+/// counts and prepares objects while the engine creates the sandbox.
+fn start_bundle(git: &Git, task: &str) -> Result<tokio::process::Child> {
+    tokio::process::Command::new("git")
         .current_dir(&git.dir)
         .env("GIT_AGENT_NESTED", "1")
-        .args(["bundle", "create", "-q", "-", &base_ref])
+        .args(["bundle", "create", "-q", "-", &ref_name(task, "base")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .context("cannot run git bundle")?;
+        .context("cannot run git bundle")
+}
+
+async fn deliver_repository<R: Runtime>(
+    rt: &R,
+    mut child: tokio::process::Child,
+    id: &str,
+    task: &str,
+) -> Result<()> {
+    let base_ref = ref_name(task, "base");
     let stdout = child.stdout.take().expect("stdout was piped");
     let mut sink = tokio::io::sink();
     let cmd = [
