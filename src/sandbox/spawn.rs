@@ -260,14 +260,16 @@ pub async fn start<R: Runtime>(
     checkpoint()?;
     rt.start(&id).await?;
     checkpoint()?;
-    deliver_prompt(rt, &id, &req.prompt).await?;
-    checkpoint()?;
+    // Prompt and repository go in side by side; a headless command starts as soon as both
+    // are there (interactive ones once the caller has attached, see [`go`]).
     // Abandoning the stream midway is safe: the sandbox just sees a truncated bundle.
-    abandon_on_interrupt(deliver_repository(rt, bundle, &id, task)).await?;
+    let (prompt, repo_in) = tokio::join!(
+        deliver_prompt(rt, &id, &req.prompt),
+        abandon_on_interrupt(deliver_repository(rt, bundle, &id, task, !req.interactive)),
+    );
+    prompt?;
+    repo_in?;
     checkpoint()?;
-    if !req.interactive {
-        go(rt, &id).await?;
-    }
     store.update(task, "running", |r, _| {
         r.status = Status::Running;
         r.started = Some(now());
@@ -297,16 +299,20 @@ async fn deliver_repository<R: Runtime>(
     mut child: tokio::process::Child,
     id: &str,
     task: &str,
+    then_go: bool,
 ) -> Result<()> {
     let base_ref = ref_name(task, "base");
     let stdout = child.stdout.take().expect("stdout was piped");
     let mut sink = tokio::io::sink();
-    let cmd = [
+    let mut cmd = vec![
         HELPER.to_string(),
         "receive".into(),
         base_ref.clone(),
         branch_name(task),
     ];
+    if then_go {
+        cmd.push("--go".into());
+    }
     let out = rt.exec(id, &cmd, Some(stdout), &mut sink, 1 << 20).await?;
     let bundle = child.wait_with_output().await?;
     if !bundle.status.success() {
