@@ -15,4 +15,3 @@ RUN groupadd --gid {{ uid }} {{ user }} && \
     mkdir -p /workspace /opt/git-agent && \
     mkfifo /opt/git-agent/go && \
     chown -R {{ user }}:{{ user }} /workspace /opt/git-agent
-COPY git-agent-sandbox /usr/local/bin/git-agent-sandbox

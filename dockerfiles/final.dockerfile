@@ -1,4 +1,7 @@
-{#- Final layer: always last, so no earlier layer can leave the task running as root. -#}
+{#- Final layer: always last, so no earlier layer can leave the task running as root. The
+    sandbox helper comes in here, so changing it does not invalidate the agent layers. -#}
+USER root
+COPY git-agent-sandbox /usr/local/bin/git-agent-sandbox
 USER {{ user }}
 ENV HOME=/home/{{ user }} GIT_AGENT_SANDBOX=1
 RUN git config --global user.name "git-agent sandbox" && \

@@ -4,14 +4,14 @@
 //!
 //! Layers, in order, each a dockerfile snippet with a known origin:
 //! - `base`: built in (`dockerfiles/base.dockerfile`): `FROM agent.baseImage`, git, extra CA
-//!   certificates (`agent.extraCaCerts`), the task user and the sandbox helper;
+//!   certificates (`agent.extraCaCerts`) and the task user;
 //! - `stack`: the language stack's snippet (`dockerfiles/stacks/<stack>.dockerfile`, looked
 //!   up repository, user, built-in), detected from the repository or set with `--stack` or
 //!   `agent.stack`;
 //! - `agent`: the agent definition's `install` snippet;
 //! - `project`: the repository's `.git-agent/dockerfiles/project.dockerfile`, if any;
-//! - `final`: built in; switches to the task user, so no earlier layer can leave the task
-//!   running as root.
+//! - `final`: built in; adds the sandbox helper and switches to the task user, so no earlier
+//!   layer can leave the task running as root.
 //!
 //! Because earlier layers render to the same text, the engine's build cache reuses them:
 //! changing only the project layer rebuilds only from there.

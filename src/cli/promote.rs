@@ -137,26 +137,15 @@ fn edit_message(ctx: &Ctx, loaded: &Loaded, draft: Option<&str>) -> Result<Optio
     for l in stat.lines() {
         text += &format!("# {l}\n");
     }
-    let file = tempfile::Builder::new()
-        .prefix("AGENT_COMMIT_EDITMSG")
-        .tempfile()?;
-    std::fs::write(file.path(), text)?;
-    let editor = ctx.git.run(["var", "GIT_EDITOR"])?;
-    let status = std::process::Command::new("sh")
-        .args(["-c", &format!("{editor} \"$@\""), "editor"])
-        .arg(file.path())
-        .status()
-        .context("cannot start the editor")?;
-    if !status.success() {
-        return Err(hinted(
+    let raw = term::edit_in_editor(&ctx.git, &text, "AGENT_COMMIT_EDITMSG", "", || {
+        hinted(
             "the editor failed; nothing was committed",
             "pass the message with -m instead",
-        ));
-    }
-    let raw = std::fs::read(file.path())?;
+        )
+    })?;
     let clean = ctx
         .git
-        .run_with_input(["stripspace", "--strip-comments"], &raw)?;
+        .run_with_input(["stripspace", "--strip-comments"], raw.as_bytes())?;
     Ok((!clean.trim().is_empty()).then_some(clean))
 }
 

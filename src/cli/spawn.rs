@@ -165,24 +165,12 @@ pub fn edit_text(git: &Git, text: &str, file_prefix: &str) -> Result<String> {
             "drop --edit, or run the command in a terminal",
         ));
     }
-    let file = tempfile::Builder::new()
-        .prefix(file_prefix)
-        .suffix(".md")
-        .tempfile()?;
-    std::fs::write(file.path(), text)?;
-    let editor = git.run(["var", "GIT_EDITOR"])?;
-    let status = std::process::Command::new("sh")
-        .args(["-c", &format!("{editor} \"$@\""), "editor"])
-        .arg(file.path())
-        .status()
-        .context("cannot start the editor")?;
-    if !status.success() {
-        return Err(hinted(
+    term::edit_in_editor(git, text, file_prefix, ".md", || {
+        hinted(
             "the editor failed; nothing was started",
             "check core.editor / GIT_EDITOR",
-        ));
-    }
-    Ok(std::fs::read_to_string(file.path())?)
+        )
+    })
 }
 
 /// Task names for a spawn: one agent gets `name`; several get `<name>-<agent>`, numbered

@@ -92,3 +92,30 @@ impl Drop for NoEcho {
         }
     }
 }
+
+/// Open `text` in the user's editor (git's GIT_EDITOR / core.editor) and return what they
+/// saved. `failed` is the error to give when the editor exits unsuccessfully.
+pub fn edit_in_editor(
+    git: &crate::git::Git,
+    text: &str,
+    prefix: &str,
+    suffix: &str,
+    failed: impl FnOnce() -> anyhow::Error,
+) -> Result<String> {
+    use anyhow::Context;
+    let file = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(suffix)
+        .tempfile()?;
+    std::fs::write(file.path(), text)?;
+    let editor = git.run(["var", "GIT_EDITOR"])?;
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("{editor} \"$@\""), "editor"])
+        .arg(file.path())
+        .status()
+        .context("cannot start the editor")?;
+    if !status.success() {
+        return Err(failed());
+    }
+    Ok(String::from_utf8_lossy(&std::fs::read(file.path())?).into_owned())
+}
