@@ -48,6 +48,8 @@ struct Rendered<W> {
     mode: Mode,
     pending: Vec<u8>,
     out: Vec<u8>,
+    /// Bytes taken in so far.
+    seen: usize,
 }
 
 impl<W: AsyncWrite + Unpin> Rendered<W> {
@@ -57,6 +59,7 @@ impl<W: AsyncWrite + Unpin> Rendered<W> {
             mode,
             pending: Vec::new(),
             out: Vec::new(),
+            seen: 0,
         }
     }
 
@@ -102,6 +105,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Rendered<W> {
                 Poll::Pending => return Poll::Pending,
             }
         }
+        self.seen += buf.len();
         self.pending.extend_from_slice(buf);
         while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=pos).collect();
@@ -156,6 +160,16 @@ pub async fn run(args: LogsArgs) -> Result<i32> {
         let rt = engine().await?;
         if rt.state(&container).await? != crate::runtime::ContainerState::Missing {
             rt.logs(&container, args.follow, args.tail, &mut w).await?;
+            if args.follow && args.tail.is_none() {
+                // A following stream can end before the engine flushed a last line without a
+                // newline; show whatever it missed.
+                let mut all = crate::sandbox::CappedBuf::new(crate::sandbox::TRANSCRIPT_MAX);
+                rt.logs(&container, false, None, &mut all).await?;
+                if all.data.len() > w.seen {
+                    let rest = all.data[w.seen..].to_vec();
+                    w.write_all(&rest).await?;
+                }
+            }
             w.finish().await?;
             return Ok(0);
         }
