@@ -3,6 +3,7 @@
 
 mod agents;
 mod attach;
+mod doctor;
 mod image;
 mod lifecycle;
 mod list;
@@ -67,6 +68,8 @@ pub enum Command {
     Agents(agents::AgentsArgs),
     Template(agents::TemplateArgs),
     Auth(agents::AuthArgs),
+    Doctor(doctor::DoctorArgs),
+    Panic(doctor::PanicArgs),
 }
 
 /// What every command in a repository needs.
@@ -148,6 +151,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Agents(a) => agents::run_agents(a),
         Command::Template(a) => agents::run_template(a),
         Command::Auth(a) => agents::run_auth(a),
+        Command::Doctor(a) => doctor::run_doctor(a).await,
+        Command::Panic(a) => doctor::run_panic(a).await,
     }
 }
 

@@ -478,6 +478,42 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    async fn panic_stop_all(&self, only: Option<(&str, &str)>) -> Result<Vec<String>> {
+        let mut filters = HashMap::new();
+        let mut labels = vec![LABEL_TASK.to_string()];
+        if let Some((k, v)) = only {
+            labels.push(format!("{k}={v}"));
+        }
+        filters.insert("label", labels);
+        let opts = ListContainersOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let list = self.docker.list_containers(Some(opts)).await?;
+        let jobs = list.iter().map(|c| {
+            let id = c.id.clone().unwrap_or_default();
+            let networks: Vec<String> = c
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.networks.as_ref())
+                .map(|n| n.keys().cloned().collect())
+                .unwrap_or_default();
+            async move { self.cut_and_kill(&id, &networks).await }
+        });
+        let results = futures_util::future::join_all(jobs).await;
+        let mut stopped = Vec::new();
+        for (c, r) in list.iter().zip(results) {
+            let name = c
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            r.with_context(|| format!("cannot stop {name}"))?;
+            stopped.push(name);
+        }
+        Ok(stopped)
+    }
+
     async fn containers_with(&self, labels: &[(&str, &str)]) -> Result<Vec<Owned>> {
         let mut filters = HashMap::new();
         filters.insert(
@@ -562,6 +598,24 @@ where
         }
     }
     Ok(())
+}
+
+impl DockerRuntime {
+    async fn cut_and_kill(&self, id: &str, networks: &[String]) -> Result<()> {
+        for net in networks {
+            self.docker
+                .disconnect_network(
+                    net,
+                    bollard::models::NetworkDisconnectRequest {
+                        container: id.to_string(),
+                        force: Some(true),
+                    },
+                )
+                .await
+                .ok();
+        }
+        self.stop(id, 0).await
+    }
 }
 
 fn build_failed(error: &str, recent: &[String]) -> anyhow::Error {

@@ -130,4 +130,7 @@ pub trait Runtime {
     async fn remove_network(&self, name: &str) -> Result<()>;
     /// Containers carrying all the given labels.
     async fn containers_with(&self, labels: &[(&str, &str)]) -> Result<Vec<Owned>>;
+    /// Cut every network of every git-agent container (or only those also carrying label
+    /// `only`) at once and kill them all; volumes are kept. Returns the names it stopped.
+    async fn panic_stop_all(&self, only: Option<(&str, &str)>) -> Result<Vec<String>>;
 }

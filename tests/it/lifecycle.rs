@@ -441,3 +441,81 @@ fn interactive_attach_detach_reattach() {
     let e = env.agent(&["attach", "bg"]).fails();
     assert!(e.stderr.contains("runs headless"), "{e}");
 }
+
+/// `doctor` finds what is wrong and says how to fix it; `panic` cuts networks and stops
+/// task containers at once, keeping workspaces and refs.
+#[test]
+fn doctor_and_panic() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&["spawn", "--name", "p1", "-m", "x", "--", "sleep", "300"])
+        .ok();
+    env.agent(&[
+        "spawn",
+        "--name",
+        "p2",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "echo work > w.txt; sleep 300",
+    ])
+    .ok();
+    let healthy = env.agent(&["doctor"]).ok().stdout;
+    assert!(
+        healthy.contains("ok    engine") && healthy.contains("ok    tasks"),
+        "{healthy}"
+    );
+
+    // Only this repository's tasks: other tests share the engine.
+    let panic = env.agent(&["panic", "--this-repo"]).ok();
+    let mut stopped: Vec<&str> = panic.stdout.lines().collect();
+    stopped.sort();
+    assert_eq!(
+        stopped,
+        [env.container_of("p1"), env.container_of("p2")],
+        "{panic}"
+    );
+    for t in ["p1", "p2"] {
+        let state = std::process::Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{.State.Running}} {{len .NetworkSettings.Networks}}",
+                &env.container_of(t),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&state.stdout).trim(),
+            "false 0",
+            "{t}: network cut, stopped"
+        );
+    }
+    // Nothing lost: the work is still there and comes home.
+    env.agent(&["sync", "p2"]).ok();
+    let wip = env.task_refs("p2")["wip"].clone();
+    assert_eq!(
+        env.git(&["show", &format!("{wip}:w.txt")]).ok().stdout,
+        "work\n"
+    );
+
+    // A container that vanished behind git-agent's back is reported with its fix.
+    std::process::Command::new("docker")
+        .args(["rm", "-f", &env.container_of("p1")])
+        .output()
+        .unwrap();
+    env.git(&["update-ref", "-d", "refs/agent/p2/state"]).ok();
+    let sick = env.agent(&["doctor"]);
+    assert_eq!(sick.code, 1, "{sick}");
+    assert!(
+        sick.stdout.contains("orphan") && sick.stdout.contains("git agent purge p2"),
+        "{sick}"
+    );
+    let down = env.agent_with(&["doctor"], |c| {
+        c.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    });
+    assert_eq!(down.code, 1, "{down}");
+    assert!(down.stdout.contains("FAIL  engine"), "{down}");
+}
