@@ -127,3 +127,39 @@ head=$(git rev-parse HEAD) &&
     assert_eq!(before, env.snapshot());
     assert!(!env.task_refs("sneaky").contains_key("head"));
 }
+
+/// The task user is not root, holds no capabilities, cannot gain privileges and cannot see
+/// the engine: checked from inside a real task.
+#[test]
+fn the_task_cannot_become_root_or_reach_the_engine() {
+    require_docker!();
+    let env = TestEnv::new();
+    let probe = r#"echo "uid=$(id -u)"
+grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs):' /proc/self/status
+for s in /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock; do test -e "$s" && echo "socket=$s"; done
+su -c true root </dev/null >/dev/null 2>&1 && echo su=yes || echo su=no
+echo pids=$(cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max 2>/dev/null)
+true"#;
+    let run = env
+        .agent(&[
+            "spawn", "--name", "probe", "--wait", "-m", "x", "--", "sh", "-c", probe,
+        ])
+        .ok();
+    let out = run.stderr;
+    assert!(out.contains("uid=1000"), "{out}");
+    for cap in ["CapEff", "CapPrm", "CapBnd"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(cap))
+            .unwrap_or_else(|| panic!("{cap}: {out}"));
+        assert!(line.ends_with("0000000000000000"), "{line}");
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')),
+        "{out}"
+    );
+    assert!(!out.contains("socket="), "{out}");
+    assert!(out.contains("su=no"), "{out}");
+    assert!(out.contains("pids=512"), "{out}");
+}
