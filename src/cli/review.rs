@@ -50,6 +50,7 @@ struct ReviewJson<'a> {
     wip: Option<&'a str>,
     commits: Vec<String>,
     files: Vec<FileChange>,
+    sensitive: Vec<crate::git::sensitive::Flag>,
 }
 
 /// Per-file line counts between two commits.
@@ -70,6 +71,38 @@ fn numstat(ctx: &Ctx, from: &str, to: &str) -> Result<Vec<FileChange>> {
         });
     }
     Ok(files)
+}
+
+/// Changes between `from` and `to` that deserve a second look (see `git::sensitive`).
+fn sensitive(ctx: &Ctx, from: &str, to: &str) -> Result<Vec<crate::git::sensitive::Flag>> {
+    use crate::git::sensitive::{flags, parse_raw};
+    let raw = ctx.git.run([
+        "diff",
+        "--raw",
+        "-z",
+        "--no-renames",
+        "--no-abbrev",
+        from,
+        to,
+    ])?;
+    let mut changes = parse_raw(&raw);
+    let live: Vec<usize> = (0..changes.len())
+        .filter(|i| changes[*i].status != 'D')
+        .collect();
+    if !live.is_empty() {
+        let input: String = live
+            .iter()
+            .map(|i| format!("{to}:{}\n", changes[*i].path))
+            .collect();
+        let sizes = ctx.git.run_with_input(
+            ["cat-file", "--batch-check=%(objectsize)"],
+            input.as_bytes(),
+        )?;
+        for (i, size) in live.iter().zip(sizes.lines()) {
+            changes[*i].new_size = size.trim().parse().ok();
+        }
+    }
+    Ok(flags(&changes))
 }
 
 fn commits(ctx: &Ctx, loaded: &Loaded) -> Result<Vec<String>> {
@@ -173,6 +206,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             wip: loaded.ref_value("wip"),
             commits: commits(&ctx, &loaded)?,
             files,
+            sensitive: sensitive(&ctx, &r.base, &tip)?,
         };
         super::out(serde_json::to_string_pretty(&json)?)?;
         return Ok(0);
@@ -225,6 +259,13 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
     );
     for c in &log {
         text += &format!("        {c}\n");
+    }
+    let flagged = sensitive(&ctx, &r.base, &tip)?;
+    if !flagged.is_empty() {
+        text += "attention: changes to look at before promoting\n";
+        for f in &flagged {
+            text += &format!("  ! {}: {}\n", sanitize(&f.path), f.why);
+        }
     }
     if let Some(tail) = &output_tail {
         if !tail.trim().is_empty() {

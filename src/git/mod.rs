@@ -6,6 +6,7 @@
 
 pub mod bundle;
 pub mod promote;
+pub mod sensitive;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

@@ -163,3 +163,40 @@ true"#;
     assert!(out.contains("su=no"), "{out}");
     assert!(out.contains("pids=512"), "{out}");
 }
+
+/// `review` flags changes that can run code elsewhere or hide from a quick look.
+#[test]
+fn review_flags_sensitive_changes() {
+    require_docker!();
+    let env = TestEnv::new();
+    let work = r#"set -e
+mkdir -p .github/workflows && echo 'on: push' > .github/workflows/x.yml
+printf '#!/bin/sh\n' > run.sh && chmod +x run.sh
+ln -s /etc/passwd passwd-link
+head -c 1100000 /dev/zero > blob.bin
+echo fine > notes.txt
+git add -A && git commit -qm sensitive"#;
+    env.agent(&[
+        "spawn", "--name", "sens", "--wait", "-m", "x", "--", "sh", "-c", work,
+    ])
+    .ok();
+    let review = env.agent(&["review", "sens"]).ok().stdout;
+    assert!(review.contains("attention"), "{review}");
+    for (path, why) in [
+        (".github/workflows/x.yml", "CI configuration"),
+        ("run.sh", "made executable"),
+        ("passwd-link", "symbolic link"),
+        ("blob.bin", "large file"),
+    ] {
+        assert!(
+            review
+                .lines()
+                .any(|l| l.contains(&format!("! {path}: {why}"))),
+            "{path}:\n{review}"
+        );
+    }
+    assert!(!review.contains("! notes.txt"), "{review}");
+    let json: serde_json::Value =
+        serde_json::from_str(&env.agent(&["review", "sens", "--json"]).ok().stdout).unwrap();
+    assert_eq!(json["sensitive"].as_array().unwrap().len(), 4, "{json}");
+}
