@@ -236,6 +236,16 @@ mod tests {
         .unwrap()
     }
 
+    fn context_names(p: &ImagePlan) -> Vec<String> {
+        let bytes = p.context().unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect()
+    }
+
     fn plan_in(
         root: &Path,
         cfg: &Config,
@@ -369,13 +379,7 @@ mod tests {
         let p = plan_in(dir.path(), &cfg, "exec", None).unwrap();
         assert!(p.dockerfile.contains("COPY extra-ca.crt"));
         assert!(p.dockerfile.contains("update-ca-certificates"));
-        let bytes = p.context().unwrap();
-        let mut archive = tar::Archive::new(&bytes[..]);
-        let names: Vec<String> = archive
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
-            .collect();
+        let names = context_names(&p);
         assert_eq!(names, ["Dockerfile", "git-agent-sandbox", "extra-ca.crt"]);
         let missing = config(&[("agent.extracacerts", "/nonexistent.pem")]);
         assert!(
@@ -391,13 +395,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secret.txt"), "repository content").unwrap();
         let p = plan_in(dir.path(), &config(&[]), "exec", None).unwrap();
-        let bytes = p.context().unwrap();
-        let mut archive = tar::Archive::new(&bytes[..]);
-        let names: Vec<String> = archive
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
-            .collect();
+        let names = context_names(&p);
         assert_eq!(names, ["Dockerfile", "git-agent-sandbox"]);
     }
 }

@@ -48,8 +48,6 @@ struct Rendered<W> {
     mode: Mode,
     pending: Vec<u8>,
     out: Vec<u8>,
-    /// Bytes taken in so far.
-    seen: usize,
 }
 
 impl<W: AsyncWrite + Unpin> Rendered<W> {
@@ -59,7 +57,6 @@ impl<W: AsyncWrite + Unpin> Rendered<W> {
             mode,
             pending: Vec::new(),
             out: Vec::new(),
-            seen: 0,
         }
     }
 
@@ -75,6 +72,21 @@ impl<W: AsyncWrite + Unpin> Rendered<W> {
                 }
             }
         }
+    }
+
+    /// Write out everything rendered so far.
+    fn poll_drain(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        while !self.out.is_empty() {
+            let this = &mut *self;
+            match Pin::new(&mut this.inner).poll_write(cx, &this.out) {
+                Poll::Ready(Ok(n)) => {
+                    this.out.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     async fn finish(&mut self) -> std::io::Result<()> {
@@ -95,17 +107,12 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Rendered<W> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         // Drain what was rendered before taking more.
-        while !self.out.is_empty() {
-            let this = &mut *self;
-            match Pin::new(&mut this.inner).poll_write(cx, &this.out) {
-                Poll::Ready(Ok(n)) => {
-                    this.out.drain(..n);
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
+        if let Poll::Ready(Err(e)) = self.as_mut().poll_drain(cx) {
+            return Poll::Ready(Err(e));
         }
-        self.seen += buf.len();
+        if !self.out.is_empty() {
+            return Poll::Pending;
+        }
         self.pending.extend_from_slice(buf);
         while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=pos).collect();
@@ -118,17 +125,10 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Rendered<W> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        while !self.out.is_empty() {
-            let this = &mut *self;
-            match Pin::new(&mut this.inner).poll_write(cx, &this.out) {
-                Poll::Ready(Ok(n)) => {
-                    this.out.drain(..n);
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
+        match self.as_mut().poll_drain(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut self.inner).poll_flush(cx),
+            other => other,
         }
-        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(
@@ -160,16 +160,6 @@ pub async fn run(args: LogsArgs) -> Result<i32> {
         let rt = engine().await?;
         if rt.state(&container).await? != crate::runtime::ContainerState::Missing {
             rt.logs(&container, args.follow, args.tail, &mut w).await?;
-            if args.follow && args.tail.is_none() {
-                // A following stream can end before the engine flushed a last line without a
-                // newline; show whatever it missed.
-                let mut all = crate::sandbox::CappedBuf::new(crate::sandbox::TRANSCRIPT_MAX);
-                rt.logs(&container, false, None, &mut all).await?;
-                if all.data.len() > w.seen {
-                    let rest = all.data[w.seen..].to_vec();
-                    w.write_all(&rest).await?;
-                }
-            }
             w.finish().await?;
             return Ok(0);
         }

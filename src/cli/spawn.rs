@@ -459,26 +459,14 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
         let single = requests.len() == 1;
         let follow = async {
             if single {
-                let mut seen = crate::sandbox::CappedBuf::new(usize::MAX);
-                {
-                    let mut tee = Tee {
-                        out: tokio::io::stderr(),
-                        seen: &mut seen,
-                    };
-                    rt.logs(&container, true, None, &mut tee).await?;
+                let mut stderr = LastByte {
+                    out: tokio::io::stderr(),
+                    last: b'\n',
+                };
+                rt.logs(&container, true, None, &mut stderr).await?;
+                if stderr.last != b'\n' {
+                    eprintln!();
                 }
-                let code = rt.wait(&container).await?;
-                // A following stream can end before the engine flushed a last line without
-                // a newline; print whatever it missed.
-                let mut all = crate::sandbox::CappedBuf::new(usize::MAX);
-                rt.logs(&container, false, None, &mut all).await?;
-                if all.data.len() > seen.data.len() && all.data.starts_with(&seen.data) {
-                    use tokio::io::AsyncWriteExt;
-                    let mut e = tokio::io::stderr();
-                    e.write_all(&all.data[seen.data.len()..]).await?;
-                    e.write_all(b"\n").await?;
-                }
-                return Ok(code);
             }
             rt.wait(&container).await
         };
@@ -528,26 +516,27 @@ fn random_u16() -> u16 {
     u16::from_le_bytes(b)
 }
 
-/// Writes to `out` and keeps a copy in `seen`.
-struct Tee<'a, W> {
+/// Passes writes through to `out`, remembering the last byte written (so the task's output
+/// can be ended with a newline before git-agent's own message).
+struct LastByte<W> {
     out: W,
-    seen: &'a mut crate::sandbox::CappedBuf,
+    last: u8,
 }
 
-impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tee<'_, W> {
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for LastByte<W> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         let this = &mut *self;
-        match std::pin::Pin::new(&mut this.out).poll_write(cx, buf) {
-            std::task::Poll::Ready(Ok(n)) => {
-                this.seen.data.extend_from_slice(&buf[..n]);
-                std::task::Poll::Ready(Ok(n))
+        let polled = std::pin::Pin::new(&mut this.out).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = polled {
+            if n > 0 {
+                this.last = buf[n - 1];
             }
-            other => other,
         }
+        polled
     }
 
     fn poll_flush(

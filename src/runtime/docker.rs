@@ -412,10 +412,13 @@ impl Runtime for DockerRuntime {
             .tail(&tail)
             .build();
         let mut stream = self.docker.logs(id, Some(opts));
+        let mut written = 0usize;
         while let Some(item) = stream.next().await {
             match item {
                 Ok(m) => {
-                    out.write_all(&m.into_bytes()).await?;
+                    let bytes = m.into_bytes();
+                    written += bytes.len();
+                    out.write_all(&bytes).await?;
                     out.flush().await?;
                 }
                 Err(e) if is_not_found(&e) => {
@@ -426,6 +429,22 @@ impl Runtime for DockerRuntime {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+        if follow && tail == "all" {
+            // A following stream can end before the engine flushed a last line without a
+            // newline; read the log once more and pass on whatever the stream missed.
+            let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+            let mut all = self.docker.logs(id, Some(opts));
+            let mut seen = 0usize;
+            while let Some(Ok(m)) = all.next().await {
+                let bytes = m.into_bytes();
+                let skip = written.saturating_sub(seen).min(bytes.len());
+                seen += bytes.len();
+                if skip < bytes.len() {
+                    out.write_all(&bytes[skip..]).await?;
+                }
+            }
+            out.flush().await?;
         }
         Ok(())
     }

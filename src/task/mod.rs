@@ -111,15 +111,6 @@ pub struct TaskRecord {
     pub prompt: String,
 }
 
-impl TaskRecord {
-    pub fn is_finished(&self) -> bool {
-        matches!(
-            self.status,
-            Status::Exited | Status::Stopped | Status::Failed
-        )
-    }
-}
-
 /// Ref names of a task's namespace.
 pub fn ref_name(task: &str, leaf: &str) -> String {
     format!("refs/agent/{task}/{leaf}")

@@ -144,8 +144,7 @@ fn templates_list_show_and_render_into_the_prompt() {
             .contains("FIX in my repo ü on agent/tmpl: the login crashes"),
         "{run}"
     );
-    let st: serde_json::Value =
-        serde_json::from_str(&env.agent(&["status", "tmpl", "--json"]).ok().stdout).unwrap();
+    let st = env.json(&["status", "tmpl", "--json"]);
     assert_eq!(st["template"], "fix");
     assert!(st["prompt"].as_str().unwrap().starts_with("FIX in"), "{st}");
 }
@@ -169,8 +168,7 @@ fn timeout_stops_the_run_and_records_why() {
     ]);
     assert_eq!(run.code, 124, "{run}");
     assert!(run.stderr.contains("timed out after 2s"), "{run}");
-    let st: serde_json::Value =
-        serde_json::from_str(&env.agent(&["status", "slow", "--json"]).ok().stdout).unwrap();
+    let st = env.json(&["status", "slow", "--json"]);
     assert_eq!(st["reason"], "timed out after 2s");
     assert_eq!(st["exit_code"], 124);
 }
@@ -212,8 +210,7 @@ fn several_agents_start_a_group_reviewed_side_by_side() {
             env.git(&["show", &format!("{head}:who.txt")]).stdout.trim(),
             t
         );
-        let st: serde_json::Value =
-            serde_json::from_str(&env.agent(&["status", t, "--json"]).ok().stdout).unwrap();
+        let st = env.json(&["status", t, "--json"]);
         assert_eq!(st["group"], "race");
     }
 }

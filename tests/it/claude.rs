@@ -96,8 +96,7 @@ fn claude_code_edits_files_and_the_work_is_promoted() {
         "ok\n"
     );
 
-    let st: serde_json::Value =
-        serde_json::from_str(&env.agent(&["status", "cc", "--json"]).ok().stdout).unwrap();
+    let st = env.json(&["status", "cc", "--json"]);
     assert_eq!(st["status"], "exited");
     assert!(st["stats"]["turns"].as_u64().unwrap() >= 4, "{st}");
     assert!(st["stats"]["input_tokens"].as_u64().unwrap() > 0, "{st}");
@@ -217,7 +216,7 @@ fn restart_resumes_the_previous_conversation() {
     assert!(resumed.contains("Continue the task"), "{resumed}");
     let mut st = serde_json::Value::Null;
     for _ in 0..100 {
-        st = serde_json::from_str(&env.agent(&["status", "again", "--json"]).ok().stdout).unwrap();
+        st = env.json(&["status", "again", "--json"]);
         if st["status"] == "exited" {
             break;
         }
@@ -281,15 +280,8 @@ fn commit_message_is_drafted_by_the_agent() {
     )
     .unwrap();
     std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = Command::new("script")
-        .args([
-            "-qec",
-            &format!("{} commit msg", crate::common::BIN),
-            "/dev/null",
-        ])
-        .current_dir(&env.repo)
-        .env("HOME", env.home.path())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
+    let out = env
+        .pty_command("commit msg")
         .env("GIT_EDITOR", &editor)
         .env("ANTHROPIC_API_KEY", KEY)
         .stdin(std::process::Stdio::null())

@@ -172,6 +172,24 @@ impl TestEnv {
         cmd
     }
 
+    /// `git agent <args>` (a `--json` command) parsed as JSON; the command must succeed.
+    #[track_caller]
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let run = self.agent(args).ok();
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}:\n{run}"))
+    }
+
+    /// `git-agent <args>` on a pseudo-terminal (util-linux `script`), in the repository with
+    /// this environment's HOME.
+    pub fn pty_command(&self, args: &str) -> Command {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
+            .current_dir(&self.repo)
+            .env("HOME", self.home.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1");
+        cmd
+    }
+
     pub fn write(&self, path: &str, text: &str) {
         let p = self.repo.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();

@@ -151,8 +151,7 @@ fn spawn_sync_review_commit_signed_push() {
         "output tail is shown:\n{review}"
     );
     assert!(review.contains("+agent line"), "{review}");
-    let json: serde_json::Value =
-        serde_json::from_str(&env.agent(&["review", "loop", "--json"]).ok().stdout).unwrap();
+    let json = env.json(&["review", "loop", "--json"]);
     assert_eq!(json["exit_code"], 0);
     assert_eq!(json["files"].as_array().unwrap().len(), 5);
     assert!(
@@ -289,8 +288,7 @@ fn dirty_spawn_carries_uncommitted_changes_without_touching_the_index() {
         env.git(&["rev-parse", &format!("{base}^")]).stdout,
         env.git(&["rev-parse", "HEAD"]).stdout
     );
-    let status: serde_json::Value =
-        serde_json::from_str(&env.agent(&["status", "dirty", "--json"]).ok().stdout).unwrap();
+    let status = env.json(&["status", "dirty", "--json"]);
     assert_eq!(status["dirty"], true);
     assert_eq!(status["status"], "exited");
 }
@@ -418,15 +416,8 @@ fn commit_asks_the_editor_for_a_message() {
     )
     .unwrap();
     std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = Command::new("script")
-        .args([
-            "-qec",
-            &format!("{} commit ed", crate::common::BIN),
-            "/dev/null",
-        ])
-        .current_dir(&env.repo)
-        .env("HOME", env.home.path())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
+    let out = env
+        .pty_command("commit ed")
         .env("GIT_EDITOR", &editor)
         .stdin(std::process::Stdio::null())
         .output()

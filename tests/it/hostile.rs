@@ -196,7 +196,6 @@ git add -A && git commit -qm sensitive"#;
         );
     }
     assert!(!review.contains("! notes.txt"), "{review}");
-    let json: serde_json::Value =
-        serde_json::from_str(&env.agent(&["review", "sens", "--json"]).ok().stdout).unwrap();
+    let json = env.json(&["review", "sens", "--json"]);
     assert_eq!(json["sensitive"].as_array().unwrap().len(), 4, "{json}");
 }

@@ -68,8 +68,7 @@ fn list_status_logs_stop_rm_purge() {
     assert!(line("long").contains("running"), "{list}");
     assert!(line("short").contains("exited (3)"), "{list}");
     assert!(list.lines().next().unwrap().contains("NAME"));
-    let json: serde_json::Value =
-        serde_json::from_str(&env.agent(&["list", "--json"]).ok().stdout).unwrap();
+    let json = env.json(&["list", "--json"]);
     assert_eq!(json.as_array().unwrap().len(), 2);
 
     // A prefix selects; an ambiguous or unknown one is a clear error.
@@ -104,8 +103,7 @@ fn list_status_logs_stop_rm_purge() {
     );
 
     env.agent(&["stop", "long", "--timeout", "1"]).ok();
-    let st: serde_json::Value =
-        serde_json::from_str(&env.agent(&["status", "long", "--json"]).ok().stdout).unwrap();
+    let st = env.json(&["status", "long", "--json"]);
     assert_eq!(st["status"], "stopped");
     // Work is still reachable after a stop: sync starts the container just long enough.
     env.docker_exec("long", "true"); // container is stopped, so this fails; that's fine
@@ -178,9 +176,7 @@ fn interrupted_spawn_leaves_nothing_half_done() {
         match out.status.code() {
             Some(0) => {
                 assert!(refs.contains_key("state") && refs.contains_key("base"));
-                let st: serde_json::Value =
-                    serde_json::from_str(&env.agent(&["status", &name, "--json"]).ok().stdout)
-                        .unwrap();
+                let st = env.json(&["status", &name, "--json"]);
                 assert_eq!(st["status"], "running");
             }
             code => {
@@ -283,16 +279,8 @@ fn shell_opens_in_the_workspace_as_the_task_user() {
         "echo hi > hi.txt",
     ])
     .ok();
-    let mut script = std::process::Command::new("script");
+    let mut script = env.pty_command("shell sh1");
     script
-        .args([
-            "-qec",
-            &format!("{} shell sh1", crate::common::BIN),
-            "/dev/null",
-        ])
-        .current_dir(&env.repo)
-        .env("HOME", env.home.path())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -395,8 +383,7 @@ fn interactive_attach_detach_reattach() {
         tmux(&["capture-pane", "-p", "-t", "t"])
     );
     assert!(screen_has("EXITED-0"));
-    let st: serde_json::Value =
-        serde_json::from_str(&env.agent(&["status", "tty", "--json"]).ok().stdout).unwrap();
+    let st = env.json(&["status", "tty", "--json"]);
     assert_eq!(st["status"], "running", "detaching leaves the task running");
 
     tmux(&["kill-session", "-t", "t"]);
@@ -431,8 +418,7 @@ fn interactive_attach_detach_reattach() {
     );
     assert!(screen_has("EXITED-7"));
     tmux(&["kill-server"]);
-    let st: serde_json::Value =
-        serde_json::from_str(&env.agent(&["status", "tty", "--json"]).ok().stdout).unwrap();
+    let st = env.json(&["status", "tty", "--json"]);
     assert_eq!(st["status"], "exited");
     assert_eq!(st["exit_code"], 7);
     // A headless task has no session to attach to.
