@@ -31,6 +31,8 @@ use crate::git::Config;
 const BASE_LAYER: &str = include_str!("../dockerfiles/base.dockerfile");
 const FINAL_LAYER: &str = include_str!("../dockerfiles/final.dockerfile");
 const SANDBOX_HELPER: &str = include_str!("../dockerfiles/git-agent-sandbox");
+const GATEWAY_LAYER: &str = include_str!("../dockerfiles/gateway.dockerfile");
+const GATEWAY_HELPER: &str = include_str!("../dockerfiles/git-agent-gateway");
 
 /// The default base image for users; tests and air-gapped machines set `agent.baseImage`.
 pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm-slim";
@@ -56,6 +58,8 @@ pub struct ImagePlan {
     pub tag: String,
     pub stack: String,
     extra_ca: Option<Vec<u8>>,
+    /// The helper script copied into the image: (file name, text).
+    helper: (&'static str, &'static str),
 }
 
 /// What an image is composed for.
@@ -73,15 +77,7 @@ pub struct ImageRequest<'a> {
 pub fn plan(req: &ImageRequest<'_>) -> Result<ImagePlan> {
     let config = req.config;
     let base_image = config.get("agent.baseImage").unwrap_or(DEFAULT_BASE_IMAGE);
-    let extra_ca = match config.get("agent.extraCaCerts") {
-        None | Some("") => None,
-        Some(path) => Some(std::fs::read(path).map_err(|e| {
-            hinted(
-                format!("cannot read agent.extraCaCerts file {path}: {e}"),
-                "point agent.extraCaCerts at a PEM file of CA certificates (e.g. /etc/ssl/certs/ca-certificates.crt)",
-            )
-        })?),
-    };
+    let extra_ca = extra_ca(config)?;
     let stack = match req.stack.or(config.get("agent.stack")) {
         Some(s) => s.to_string(),
         None => crate::stack::detect(req.root).to_string(),
@@ -169,6 +165,62 @@ pub fn plan(req: &ImageRequest<'_>) -> Result<ImagePlan> {
         tag: format!("git-agent:{hex}"),
         stack,
         extra_ca,
+        helper: ("git-agent-sandbox", SANDBOX_HELPER),
+    })
+}
+
+/// `agent.extraCaCerts`: extra CA certificates the images trust (TLS-inspecting proxies).
+fn extra_ca(config: &Config) -> Result<Option<Vec<u8>>> {
+    match config.get("agent.extraCaCerts") {
+        None | Some("") => Ok(None),
+        Some(path) => Ok(Some(std::fs::read(path).map_err(|e| {
+            hinted(
+                format!("cannot read agent.extraCaCerts file {path}: {e}"),
+                "point agent.extraCaCerts at a PEM file of CA certificates (e.g. /etc/ssl/certs/ca-certificates.crt)",
+            )
+        })?)),
+    }
+}
+
+/// The egress gateway's image: the base image plus Debian's tinyproxy and nginx.
+pub fn gateway_plan(config: &Config) -> Result<ImagePlan> {
+    let base_image = config.get("agent.baseImage").unwrap_or(DEFAULT_BASE_IMAGE);
+    let extra_ca = extra_ca(config)?;
+    let mut env = Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let text = env
+        .render_str(
+            GATEWAY_LAYER,
+            minijinja::context! { base_image => base_image, extra_ca => extra_ca.is_some() },
+        )
+        .context("cannot render the gateway dockerfile")?;
+    let dockerfile = format!(
+        "# --- layer: gateway (built-in dockerfiles/gateway.dockerfile)\n{}\n",
+        text.trim()
+    );
+    let mut hash = Sha256::new();
+    hash.update(dockerfile.as_bytes());
+    hash.update(GATEWAY_HELPER.as_bytes());
+    if let Some(ca) = &extra_ca {
+        hash.update(ca);
+    }
+    let hex: String = hash
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(ImagePlan {
+        layers: vec![Layer {
+            name: "gateway",
+            origin: "built-in dockerfiles/gateway.dockerfile".into(),
+            text,
+        }],
+        dockerfile,
+        tag: format!("git-agent-gateway:{hex}"),
+        stack: String::new(),
+        extra_ca,
+        helper: ("git-agent-gateway", GATEWAY_HELPER),
     })
 }
 
@@ -205,7 +257,7 @@ impl ImagePlan {
             Ok(())
         };
         add("Dockerfile", self.dockerfile.as_bytes(), 0o644)?;
-        add("git-agent-sandbox", SANDBOX_HELPER.as_bytes(), 0o755)?;
+        add(self.helper.0, self.helper.1.as_bytes(), 0o755)?;
         if let Some(ca) = &self.extra_ca {
             add("extra-ca.crt", ca, 0o644)?;
         }

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod cli;
 pub mod data;
+pub mod egress;
 pub mod error;
 pub mod git;
 pub mod image;

@@ -56,6 +56,14 @@ pub struct AgentDef {
     #[serde(default)]
     pub credentials: Vec<String>,
     pub base_url_env: Option<String>,
+    /// The model API's base URL, where the credential vault forwards to (unless
+    /// `agent.<name>.baseUrl` or the host's `base_url_env` variable says otherwise).
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Hosts the agent reaches directly for its API when the vault cannot stand in for it
+    /// (no `base_url_env`); the `api` network profile allows them.
+    #[serde(default)]
+    pub api_domains: Vec<String>,
     pub output: OutputFormat,
     #[serde(default)]
     pub state_dirs: Vec<String>,

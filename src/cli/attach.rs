@@ -134,7 +134,38 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
             ctx.store.resolve(&name).expect("task exists")
         });
     rt.remove_container(&names.container).await?;
-    let env = super::spawn::agent_env(&ctx, &agent)?;
+    // A new run gets a new gateway (and new stand-in tokens) with the recorded policy.
+    let loaded = crate::sandbox::gateway::retire(&rt, &ctx.store, loaded, &names).await?;
+    rt.remove_container(&names.gateway).await?;
+    let policy = match &loaded.record.network {
+        Some(p) => p.clone(),
+        None => crate::egress::resolve(
+            &search,
+            &ctx.config,
+            &crate::egress::Request::default(),
+            &crate::egress::repo::load(&ctx.git.dir)?.allow,
+        )?,
+    };
+    let (mut env, access) = super::spawn::agent_env(&ctx, &agent)?;
+    let gw_plan = crate::sandbox::gateway::GatewayPlan::new(policy, &access)?;
+    env.extend(gw_plan.env.iter().cloned());
+    let gateway_image = super::image::ensure(&rt, &image::gateway_plan(&ctx.config)?).await?;
+    if loaded.record.network.is_none() {
+        // A task from before egress control ran on a plain network: give it an internal one.
+        rt.remove_network(&names.network).await?;
+    }
+    rt.create_network(&names.network, &ctx.repo.labels(&name), true)
+        .await
+        .ok();
+    let gw = crate::sandbox::gateway::start(
+        &rt,
+        &ctx.repo,
+        &name,
+        &gateway_image,
+        &crate::sandbox::gateway::outer_network(&ctx.config),
+        &gw_plan,
+    )
+    .await?;
     let limits = Limits::from_config(&ctx.config)?;
     let home = loaded.record.sandbox.home_volume.is_some();
     let spec = sandbox_spec(
@@ -146,6 +177,7 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
             env: &env,
             home_volume: home,
             tty: interactive,
+            read_only: loaded.record.read_only,
         },
         &limits,
     );
@@ -163,6 +195,8 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
         r.sandbox.container = Some(id.clone());
         r.sandbox.image = plan.tag.clone();
         r.sandbox.image_id = image_id.clone();
+        r.sandbox.gateway = Some(gw.clone());
+        r.network = Some(gw_plan.policy.clone());
         Ok(vec![])
     })?;
     out(&name)?;

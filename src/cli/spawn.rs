@@ -13,6 +13,7 @@ use crate::error::{Interrupted, hinted};
 use crate::git::Git;
 use crate::image::{self, ImageRequest};
 use crate::runtime::Runtime;
+use crate::sandbox::gateway::{AgentAccess, GatewayPlan};
 use crate::sandbox::spawn::{Limits, SpawnRequest, abandon, create_record, go, start};
 use crate::task::{Status, TaskName, branch_name};
 use crate::template::{self, PromptVars};
@@ -70,6 +71,18 @@ pub struct SpawnArgs {
     /// Attach your terminal to the agent's session (detach with Ctrl-P Ctrl-Q).
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Network profile: none, api (the default: only the agent's model API), dev (plus the
+    /// common package registries), open (every host), or your own (default: agent.network).
+    #[arg(long, value_name = "PROFILE")]
+    pub network: Option<String>,
+    /// Also let the task reach this domain and its subdomains (repeatable; *.example.com
+    /// for subdomains only).
+    #[arg(long, value_name = "DOMAIN")]
+    pub allow: Vec<String>,
+    /// Make the container's root file system read-only (the workspace, home and /tmp stay
+    /// writable; default: agent.readOnlyRoot).
+    #[arg(long)]
+    pub read_only: bool,
     /// Stream the task's output and exit with its exit status.
     #[arg(long, conflicts_with = "interactive")]
     pub wait: bool,
@@ -194,29 +207,73 @@ pub fn task_names(base: &str, agents: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The environment a task's agent runs with: its fixed settings, its credentials and its
-/// API base URL.
-pub fn agent_env(ctx: &Ctx, agent: &Agent) -> Result<Vec<String>> {
-    let mut env: Vec<String> = agent
+/// The environment a task's agent runs with (its fixed settings), and how it reaches its
+/// model API: its credentials and API base URL, which go to the task's gateway.
+pub fn agent_env(ctx: &Ctx, agent: &Agent) -> Result<(Vec<String>, AgentAccess)> {
+    let env: Vec<String> = agent
         .def
         .env
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    for (k, v) in credentials::resolve(agent)? {
-        env.push(format!("{k}={v}"));
+    let upstream = ctx
+        .config
+        .get(&format!("agent.{}.baseUrl", agent.name))
+        .map(str::to_string)
+        .or_else(|| {
+            let var = agent.def.base_url_env.as_ref()?;
+            std::env::var(var).ok().filter(|v| !v.is_empty())
+        })
+        .or_else(|| agent.def.api_url.clone());
+    let access = AgentAccess {
+        credentials: credentials::resolve(agent)?,
+        base_url_env: agent.def.base_url_env.clone(),
+        upstream,
+        api_domains: agent.def.api_domains.clone(),
+    };
+    Ok((env, access))
+}
+
+/// The gateway setup of a task: its egress policy and, for its agent's API, the vault.
+pub fn gateway_plan(
+    ctx: &Ctx,
+    search: &Search,
+    agent: &Agent,
+    profile: Option<&str>,
+    allow: &[String],
+) -> Result<(Vec<String>, GatewayPlan)> {
+    let repo = crate::egress::repo::load(&ctx.git.dir)?;
+    let policy = crate::egress::resolve(
+        search,
+        &ctx.config,
+        &crate::egress::Request { profile, allow },
+        &repo.allow,
+    )?;
+    let (mut env, access) = agent_env(ctx, agent)?;
+    let plan = GatewayPlan::new(policy, &access)?;
+    if let Some(w) = &plan.warning {
+        eprintln!("git-agent: warning: agent {}: {w}", agent.name);
     }
-    if let Some(var) = &agent.def.base_url_env {
-        let url = ctx
-            .config
-            .get(&format!("agent.{}.baseUrl", agent.name))
-            .map(str::to_string)
-            .or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()));
-        if let Some(url) = url {
-            env.push(format!("{var}={url}"));
-        }
+    env.extend(plan.env.iter().cloned());
+    Ok((env, plan))
+}
+
+/// `--read-only`, else `agent.readOnlyRoot`.
+pub fn read_only_root(ctx: &Ctx, flag: bool) -> Result<bool> {
+    if flag {
+        return Ok(true);
     }
-    Ok(env)
+    match ctx.config.get("agent.readOnlyRoot") {
+        None => Ok(false),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(true),
+            "false" | "no" | "off" | "0" | "" => Ok(false),
+            _ => Err(hinted(
+                format!("bad value '{v}' for agent.readOnlyRoot"),
+                "set true or false: git config agent.readOnlyRoot true",
+            )),
+        },
+    }
 }
 
 pub async fn run(args: SpawnArgs) -> Result<i32> {
@@ -325,10 +382,11 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
             ));
         }
     }
-    let envs: Vec<Vec<String>> = agents
+    let gateways: Vec<(Vec<String>, GatewayPlan)> = agents
         .iter()
-        .map(|a| agent_env(&ctx, a))
+        .map(|a| gateway_plan(&ctx, &search, a, args.network.as_deref(), &args.allow))
         .collect::<Result<_>>()?;
+    let read_only = read_only_root(&ctx, args.read_only)?;
     let mut dirty = false;
     if args.dirty {
         if let Some(c) = dirty_commit(&ctx.git, &base)? {
@@ -370,8 +428,12 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
 
     let rt = engine().await?;
     let limits = Limits::from_config(&ctx.config)?;
+    let gateway_image = super::image::ensure(&rt, &image::gateway_plan(&ctx.config)?).await?;
+    let outer_network = crate::sandbox::gateway::outer_network(&ctx.config);
     let mut requests = Vec::new();
-    for (((agent, name), prompt), env) in agents.iter().zip(&names).zip(prompts).zip(envs) {
+    for (((agent, name), prompt), (env, gateway)) in
+        agents.iter().zip(&names).zip(prompts).zip(gateways)
+    {
         let plan = image::plan(&ImageRequest {
             root: &ctx.git.dir,
             config: &ctx.config,
@@ -405,6 +467,10 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
             image: plan.tag.clone(),
             image_id,
             limits: limits.clone(),
+            gateway,
+            gateway_image: gateway_image.clone(),
+            outer_network: outer_network.clone(),
+            read_only,
         });
     }
 

@@ -158,7 +158,10 @@ impl Git {
         for entry in out.stdout.split(|b| *b == 0).filter(|e| !e.is_empty()) {
             let entry = String::from_utf8_lossy(entry);
             let (key, value) = entry.split_once('\n').unwrap_or((&entry, ""));
-            values.insert(key.to_lowercase(), value.to_string());
+            values
+                .entry(key.to_lowercase())
+                .or_insert_with(Vec::new)
+                .push(value.to_string());
         }
         Ok(Config { values })
     }
@@ -210,22 +213,36 @@ pub struct RefUpdate {
 /// The resolved `agent.*` git config.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
-    values: BTreeMap<String, String>,
+    /// Every value of each key, in the order git gives them (the last one wins).
+    values: BTreeMap<String, Vec<String>>,
 }
 
 impl Config {
     /// Build a config from `(key, value)` pairs (keys are case-insensitive).
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Config {
-        Config {
-            values: pairs
-                .iter()
-                .map(|(k, v)| (k.to_lowercase(), v.to_string()))
-                .collect(),
+        let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in pairs {
+            values
+                .entry(k.to_lowercase())
+                .or_default()
+                .push(v.to_string());
         }
+        Config { values }
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values.get(&key.to_lowercase()).map(String::as_str)
+        self.values
+            .get(&key.to_lowercase())
+            .and_then(|v| v.last())
+            .map(String::as_str)
+    }
+
+    /// Every value of a multi-valued key (`git config --add`).
+    pub fn get_all(&self, key: &str) -> Vec<String> {
+        self.values
+            .get(&key.to_lowercase())
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// A size setting in bytes; accepts git's k/m/g suffixes.

@@ -10,19 +10,22 @@ use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, HostConfig, Mount, MountType,
-    NetworkCreateRequest, VolumeCreateRequest,
+    ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HostConfig, Mount, MountType,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
     ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
     RemoveVolumeOptionsBuilder, ResizeContainerTTYOptionsBuilder, ResizeExecOptionsBuilder,
-    StopContainerOptionsBuilder,
+    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::{ContainerState, ExecOutcome, LABEL_TASK, OutputTooLarge, Owned, Runtime, SandboxSpec};
+use super::{
+    ContainerState, ExecOutcome, GatewaySpec, LABEL_TASK, OutputTooLarge, Owned, Runtime,
+    SandboxSpec, Upload,
+};
 use crate::error::hinted;
 
 const STDERR_KEEP: usize = 64 * 1024;
@@ -149,18 +152,123 @@ impl Runtime for DockerRuntime {
             .ok_or_else(|| anyhow!("the engine reported success but image {tag} is missing"))
     }
 
-    async fn create_network(&self, name: &str, labels: &HashMap<String, String>) -> Result<String> {
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+        internal: bool,
+    ) -> Result<String> {
+        // An internal bridge has no route out; without an address of its own the host is
+        // not reachable from it either (otherwise a task could connect to any service
+        // listening on the host's addresses).
+        let options = internal.then(|| {
+            HashMap::from([(
+                "com.docker.network.bridge.inhibit_ipv4".to_string(),
+                "true".to_string(),
+            )])
+        });
         let resp = self
             .docker
             .create_network(NetworkCreateRequest {
                 name: name.to_string(),
                 driver: Some("bridge".into()),
+                internal: Some(internal),
+                options,
                 labels: Some(labels.clone()),
                 ..Default::default()
             })
             .await
             .with_context(|| format!("cannot create network {name}"))?;
         Ok(resp.id)
+    }
+
+    async fn create_gateway(&self, spec: &GatewaySpec) -> Result<String> {
+        let host = HostConfig {
+            network_mode: Some(spec.outer.clone()),
+            // The vault may forward to a model API the user runs on the host.
+            extra_hosts: Some(vec!["host.docker.internal:host-gateway".into()]),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            pids_limit: Some(256),
+            memory: Some(256 << 20),
+            init: Some(true),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            labels: Some(spec.labels.clone()),
+            host_config: Some(host),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    spec.outer.clone(),
+                    EndpointSettings::default(),
+                )])),
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        let resp = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .with_context(|| format!("cannot create the gateway container {}", spec.name))?;
+        self.docker
+            .connect_network(
+                &spec.inner,
+                NetworkConnectRequest {
+                    container: resp.id.clone(),
+                    endpoint_config: Some(EndpointSettings {
+                        aliases: Some(vec![spec.alias.clone()]),
+                        ..Default::default()
+                    }),
+                },
+            )
+            .await
+            .with_context(|| format!("cannot attach the gateway to network {}", spec.inner))?;
+        Ok(resp.id)
+    }
+
+    async fn upload(&self, id: &str, dir: &str, files: &[Upload]) -> Result<()> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for f in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(f.data.len() as u64);
+            header.set_mode(f.mode);
+            header.set_uid(f.owner);
+            header.set_gid(f.owner);
+            header.set_mtime(0);
+            header.set_cksum();
+            tar.append_data(&mut header, &f.name, f.data.as_slice())?;
+        }
+        let body = bytes::Bytes::from(tar.into_inner()?);
+        let opts = UploadToContainerOptionsBuilder::new().path(dir).build();
+        self.docker
+            .upload_to_container(id, Some(opts), bollard::body_full(body))
+            .await
+            .with_context(|| format!("cannot upload files into container {id}"))
+    }
+
+    async fn timestamped_log(&self, id: &str, limit: usize) -> Result<Vec<u8>> {
+        let opts = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .build();
+        let mut stream = self.docker.logs(id, Some(opts));
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            let bytes = item
+                .with_context(|| format!("cannot read the log of container {id}"))?
+                .into_bytes();
+            let room = limit.saturating_sub(out.len());
+            out.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn create_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<()> {
@@ -190,12 +298,25 @@ impl Runtime for DockerRuntime {
                 ..Default::default()
             });
         }
+        if let Some(state) = &spec.state_volume {
+            mounts.push(Mount {
+                target: Some("/opt/git-agent".into()),
+                source: Some(state.clone()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            });
+        }
+        let tmpfs = spec.read_only.then(|| {
+            HashMap::from([(
+                "/tmp".to_string(),
+                "rw,nosuid,nodev,size=1g,mode=1777".to_string(),
+            )])
+        });
         let host = HostConfig {
             mounts: Some(mounts),
-            // Lets a task reach services the user runs on the host (e.g. a local model API)
-            // by name, without knowing the bridge's address.
-            extra_hosts: Some(vec!["host.docker.internal:host-gateway".into()]),
             network_mode: Some(spec.network.clone()),
+            readonly_rootfs: Some(spec.read_only),
+            tmpfs,
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
             pids_limit: Some(spec.pids_limit),

@@ -33,6 +33,33 @@ pub struct SandboxSpec {
     pub pids_limit: i64,
     pub memory: i64,
     pub nano_cpus: i64,
+    /// Read-only root file system; the workspace, home and state volumes and /tmp stay
+    /// writable.
+    pub read_only: bool,
+    /// A volume for the sandbox helper's state (only with `read_only`).
+    pub state_volume: Option<String>,
+}
+
+/// A task's egress gateway: a container on the task's internal network (under `alias`)
+/// and on an outer network with a route out.
+#[derive(Debug, Clone)]
+pub struct GatewaySpec {
+    pub name: String,
+    pub image: String,
+    pub labels: HashMap<String, String>,
+    pub inner: String,
+    pub outer: String,
+    pub alias: String,
+}
+
+/// A file to upload into a container.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub name: String,
+    pub data: Vec<u8>,
+    pub mode: u32,
+    /// Owner uid/gid of the file inside the container.
+    pub owner: u64,
 }
 
 /// What the engine says about a container.
@@ -92,7 +119,21 @@ pub trait Runtime {
         labels: &HashMap<String, String>,
         progress: &mut (dyn FnMut(&str) + Send),
     ) -> Result<String>;
-    async fn create_network(&self, name: &str, labels: &HashMap<String, String>) -> Result<String>;
+    /// Create a bridge network; an `internal` one has no route out and no address for the
+    /// host on it.
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+        internal: bool,
+    ) -> Result<String>;
+    /// Create (not start) a task's egress gateway.
+    async fn create_gateway(&self, spec: &GatewaySpec) -> Result<String>;
+    /// Write files into directory `dir` of a container (created or running).
+    async fn upload(&self, id: &str, dir: &str, files: &[Upload]) -> Result<()>;
+    /// Up to `limit` bytes of a container's output, each line prefixed by the engine's
+    /// RFC 3339 timestamp.
+    async fn timestamped_log(&self, id: &str, limit: usize) -> Result<Vec<u8>>;
     async fn create_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<()>;
     async fn create_container(&self, spec: &SandboxSpec) -> Result<String>;
     async fn start(&self, id: &str) -> Result<()>;

@@ -5,6 +5,7 @@
 //! git anywhere a sandbox can write. Runtime objects get deterministic names derived from the
 //! repository and task, plus labels, so they can always be found and cleaned up again.
 
+pub mod gateway;
 pub mod spawn;
 pub mod sync;
 
@@ -43,7 +44,9 @@ impl RepoId {
             container: stem.clone(),
             volume: format!("{stem}-ws"),
             home_volume: format!("{stem}-home"),
+            state_volume: format!("{stem}-state"),
             network: format!("{stem}-net"),
+            gateway: format!("{stem}-gw"),
         }
     }
 
@@ -61,7 +64,9 @@ pub struct ObjectNames {
     pub container: String,
     pub volume: String,
     pub home_volume: String,
+    pub state_volume: String,
     pub network: String,
+    pub gateway: String,
 }
 
 /// Most bytes of a task's output kept as its transcript.
@@ -151,7 +156,7 @@ pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> R
     }
     let stats = crate::agent::claude::stats(&String::from_utf8_lossy(&transcript.data));
     let kept = (!transcript.data.is_empty()).then_some(transcript.data.as_slice());
-    store.update_with(&loaded.record.name, status.as_str(), kept, |r, _| {
+    let loaded = store.update_with(&loaded.record.name, status.as_str(), kept, |r, _| {
         if matches!(r.status, Status::Running | Status::Creating) {
             r.status = status;
             r.exit_code = code;
@@ -162,7 +167,9 @@ pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> R
             }
         }
         Ok(vec![])
-    })
+    })?;
+    let names = RepoId::of(store.git()).object_names(&loaded.record.name);
+    gateway::retire(rt, store, loaded, &names).await
 }
 
 /// Remove a task's runtime objects by their deterministic names (missing ones are fine).
@@ -173,9 +180,11 @@ pub async fn remove_objects<R: Runtime>(
     network: bool,
 ) -> Result<()> {
     rt.remove_container(&names.container).await?;
+    rt.remove_container(&names.gateway).await?;
     if volume {
         rt.remove_volume(&names.volume).await?;
         rt.remove_volume(&names.home_volume).await?;
+        rt.remove_volume(&names.state_volume).await?;
     }
     if network {
         rt.remove_network(&names.network).await?;

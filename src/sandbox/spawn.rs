@@ -6,6 +6,7 @@ use std::process::Stdio;
 use anyhow::{Context, Result, bail};
 use tokio::io::AsyncWriteExt;
 
+use super::gateway::{self, GatewayPlan};
 use super::{HELPER, RepoId, remove_objects};
 use crate::error::{hinted, sanitize};
 use crate::git::Git;
@@ -80,6 +81,12 @@ pub struct SpawnRequest {
     pub image: String,
     pub image_id: String,
     pub limits: Limits,
+    /// The task's gateway: its image, the outer network it joins, and its setup. The
+    /// gateway's environment for the agent is already part of `env`.
+    pub gateway: GatewayPlan,
+    pub gateway_image: String,
+    pub outer_network: String,
+    pub read_only: bool,
 }
 
 /// Write the task's refs (status `creating`). Separate from [`start`] so the caller can clean
@@ -107,7 +114,11 @@ pub fn create_record(store: &TaskStore, req: &SpawnRequest, repo: &RepoId) -> Re
             volume: Some(names.volume),
             network: Some(names.network),
             home_volume: req.home_volume.then_some(names.home_volume),
+            gateway: Some(names.gateway),
+            state_volume: req.read_only.then_some(names.state_volume),
         },
+        network: Some(req.gateway.policy.clone()),
+        read_only: req.read_only,
         promoted: None,
         template: req.template.clone(),
         stack: Some(req.stack.clone()),
@@ -140,6 +151,7 @@ pub struct Process<'a> {
     pub env: &'a [String],
     pub home_volume: bool,
     pub tty: bool,
+    pub read_only: bool,
 }
 
 /// The engine-side description of a task's container.
@@ -155,6 +167,7 @@ pub fn sandbox_spec(
         env,
         home_volume,
         tty,
+        read_only,
     } = process;
     let names = repo.object_names(task);
     let mut env = env.to_vec();
@@ -177,6 +190,8 @@ pub fn sandbox_spec(
         pids_limit: limits.pids,
         memory: limits.memory,
         nano_cpus: limits.nano_cpus,
+        read_only,
+        state_volume: read_only.then_some(names.state_volume),
     }
 }
 
@@ -236,13 +251,31 @@ pub async fn start<R: Runtime>(
     let labels = repo.labels(task);
     checkpoint()?;
     let bundle = start_bundle(store.git(), task)?;
-    rt.create_network(&names.network, &labels).await?;
+    rt.create_network(&names.network, &labels, true).await?;
     checkpoint()?;
-    rt.create_volume(&names.volume, &labels).await?;
-    if req.home_volume {
-        checkpoint()?;
-        rt.create_volume(&names.home_volume, &labels).await?;
-    }
+    // The gateway and the volumes come up side by side; neither request is abandoned
+    // midway, so an interruption afterwards finds every object it must remove.
+    let volumes = async {
+        rt.create_volume(&names.volume, &labels).await?;
+        if req.home_volume {
+            rt.create_volume(&names.home_volume, &labels).await?;
+        }
+        if req.read_only {
+            rt.create_volume(&names.state_volume, &labels).await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    let gw = gateway::start(
+        rt,
+        repo,
+        task,
+        &req.gateway_image,
+        &req.outer_network,
+        &req.gateway,
+    );
+    let (volumes, gw) = tokio::join!(volumes, gw);
+    volumes?;
+    gw?;
     checkpoint()?;
     let spec = sandbox_spec(
         repo,
@@ -253,6 +286,7 @@ pub async fn start<R: Runtime>(
             env: &req.env,
             home_volume: req.home_volume,
             tty: req.interactive,
+            read_only: req.read_only,
         },
         &req.limits,
     );

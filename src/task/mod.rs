@@ -53,6 +53,12 @@ pub struct Sandbox {
     /// The volume holding the task user's home (agent sessions), if any.
     #[serde(default)]
     pub home_volume: Option<String>,
+    /// The task's egress gateway container, while it has one.
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// The volume holding the sandbox helper's state (read-only root only).
+    #[serde(default)]
+    pub state_volume: Option<String>,
 }
 
 /// What `commit` last produced, so a later `commit` continues from there.
@@ -106,6 +112,12 @@ pub struct TaskRecord {
     /// What the agent reported about its run (turns, tokens, cost, final message).
     #[serde(default)]
     pub stats: Option<crate::agent::claude::RunStats>,
+    /// The task's egress policy (none for tasks from before egress control).
+    #[serde(default)]
+    pub network: Option<crate::egress::NetworkPolicy>,
+    /// The container's root file system is read-only.
+    #[serde(default)]
+    pub read_only: bool,
     /// Kept outside `task.toml` (in `prompt.md`) so it stays readable with `git show`.
     #[serde(skip)]
     pub prompt: String,

@@ -18,6 +18,8 @@ use crate::git::{Git, RefUpdate, TransactionFailed};
 const RECORD_FILE: &str = "task.toml";
 const PROMPT_FILE: &str = "prompt.md";
 const TRANSCRIPT_FILE: &str = "transcript";
+/// The task's connection log (see [`crate::egress::log`]).
+pub const CONNECTIONS_FILE: &str = "connections";
 const MAX_ATTEMPTS: usize = 50;
 
 /// A task record together with the state commit it was read from.
@@ -146,32 +148,27 @@ impl TaskStore {
         record: &TaskRecord,
         parent: Option<&str>,
         msg: &str,
-        transcript: Option<&[u8]>,
+        files: &[(&str, &[u8])],
     ) -> Result<String> {
         let text = toml::to_string(record).context("cannot serialise task record")?;
         let parents = match parent {
             Some(p) => vec![self.repo.find_commit(Oid::from_str(p)?)?],
             None => vec![],
         };
-        let mut tb = self.repo.treebuilder(None)?;
+        // Start from the previous state's tree, so files not given here are kept.
+        let previous = match parents.first() {
+            Some(p) => Some(p.tree()?),
+            None => None,
+        };
+        let mut tb = self.repo.treebuilder(previous.as_ref())?;
         tb.insert(RECORD_FILE, self.repo.blob(text.as_bytes())?, 0o100644)?;
         tb.insert(
             PROMPT_FILE,
             self.repo.blob(record.prompt.as_bytes())?,
             0o100644,
         )?;
-        match transcript {
-            Some(bytes) => {
-                tb.insert(TRANSCRIPT_FILE, self.repo.blob(bytes)?, 0o100644)?;
-            }
-            None => {
-                // Keep the transcript the previous state had.
-                if let Some(p) = parents.first() {
-                    if let Some(e) = p.tree()?.get_name(TRANSCRIPT_FILE) {
-                        tb.insert(TRANSCRIPT_FILE, e.id(), 0o100644)?;
-                    }
-                }
-            }
+        for (name, bytes) in files {
+            tb.insert(name, self.repo.blob(bytes)?, 0o100644)?;
         }
         let tree = self.repo.find_tree(tb.write()?)?;
         let sig = Signature::now("git-agent", "git-agent@localhost")?;
@@ -182,19 +179,24 @@ impl TaskStore {
         Ok(oid.to_string())
     }
 
-    /// The transcript kept with a task (its output, saved when it finished), if any.
-    pub fn transcript(&self, loaded: &Loaded) -> Result<Option<Vec<u8>>> {
+    /// A file kept in the task's state tree, if any.
+    pub fn state_file(&self, loaded: &Loaded, file: &str) -> Result<Option<Vec<u8>>> {
         let commit = self.repo.find_commit(Oid::from_str(&loaded.state)?)?;
         let tree = commit.tree()?;
-        let Some(entry) = tree.get_name(TRANSCRIPT_FILE) else {
+        let Some(entry) = tree.get_name(file) else {
             return Ok(None);
         };
         Ok(Some(self.repo.find_blob(entry.id())?.content().to_vec()))
     }
 
+    /// The transcript kept with a task (its output, saved when it finished), if any.
+    pub fn transcript(&self, loaded: &Loaded) -> Result<Option<Vec<u8>>> {
+        self.state_file(loaded, TRANSCRIPT_FILE)
+    }
+
     /// Create a new task: its base ref and first state commit appear together or not at all.
     pub fn create(&self, name: &TaskName, record: &TaskRecord) -> Result<Loaded> {
-        let state = self.write_state(record, None, &format!("create {name}"), None)?;
+        let state = self.write_state(record, None, &format!("create {name}"), &[])?;
         let updates = vec![
             RefUpdate {
                 name: ref_name(name.as_str(), "state"),
@@ -227,7 +229,7 @@ impl TaskStore {
     where
         F: FnMut(&mut TaskRecord, &Loaded) -> Result<Vec<(String, Option<String>)>>,
     {
-        self.update_with(name, msg, None, change)
+        self.update_files(name, msg, &[], change)
     }
 
     /// [`update`](Self::update), also replacing the task's stored transcript.
@@ -236,6 +238,24 @@ impl TaskStore {
         name: &str,
         msg: &str,
         transcript: Option<&[u8]>,
+        change: F,
+    ) -> Result<Loaded>
+    where
+        F: FnMut(&mut TaskRecord, &Loaded) -> Result<Vec<(String, Option<String>)>>,
+    {
+        let files: Vec<(&str, &[u8])> = transcript
+            .map(|t| (TRANSCRIPT_FILE, t))
+            .into_iter()
+            .collect();
+        self.update_files(name, msg, &files, change)
+    }
+
+    /// [`update`](Self::update), also replacing files of the task's state tree.
+    pub fn update_files<F>(
+        &self,
+        name: &str,
+        msg: &str,
+        files: &[(&str, &[u8])],
         mut change: F,
     ) -> Result<Loaded>
     where
@@ -247,7 +267,7 @@ impl TaskStore {
                 .ok_or_else(|| anyhow!("task '{name}' no longer exists"))?;
             let mut record = current.record.clone();
             let extra = change(&mut record, &current)?;
-            let state = self.write_state(&record, Some(&current.state), msg, transcript)?;
+            let state = self.write_state(&record, Some(&current.state), msg, files)?;
             let mut updates = vec![RefUpdate {
                 name: ref_name(name, "state"),
                 new: Some(state),

@@ -32,6 +32,8 @@ fn record(name: &str, base: &str) -> TaskRecord {
         group: None,
         restarts: 0,
         stats: None,
+        network: None,
+        read_only: false,
         prompt: "racing".into(),
     }
 }

@@ -1,0 +1,277 @@
+//! A task's egress gateway: a sidecar container, on the task's internal network (as
+//! [`ALIAS`]) and on an outer network with a route out. It runs the proxy that enforces the
+//! task's [`NetworkPolicy`] and records every decision, and the credential vault that holds
+//! the agent's real API keys (see [`crate::egress::vault`]).
+//!
+//! Everything it needs is uploaded into it through the engine API (no host files are
+//! mounted), so it works the same with a remote engine. It lives exactly as long as the
+//! task's run: created before the task's container, removed when the run is seen to end.
+
+use anyhow::{Context, Result, bail};
+
+use super::{ObjectNames, RepoId};
+use crate::egress::log::{self, Connection};
+use crate::egress::vault::{self, Secret, Upstream};
+use crate::egress::{NetworkPolicy, normalize_domain};
+use crate::error::{hinted, sanitize};
+use crate::runtime::{GatewaySpec, Runtime, Upload};
+use crate::task::store::{CONNECTIONS_FILE, Loaded, TaskStore};
+
+/// The gateway's name on a task's internal network.
+pub const ALIAS: &str = "git-agent-gateway";
+pub const PROXY_PORT: u16 = 3128;
+pub const VAULT_PORT: u16 = 8080;
+const CONF_DIR: &str = "/etc/git-agent-gateway";
+const HELPER: &str = "/usr/local/bin/git-agent-gateway";
+/// The gateway's unprivileged user (nobody).
+const GATEWAY_UID: u64 = 65534;
+/// Most bytes of the proxy's log read back.
+const LOG_LIMIT: usize = 16 << 20;
+
+/// How a task's agent reaches its model API, from the host's point of view.
+#[derive(Debug, Clone, Default)]
+pub struct AgentAccess {
+    /// Credential variables and their real values.
+    pub credentials: Vec<(String, String)>,
+    /// The variable that points the agent at its API.
+    pub base_url_env: Option<String>,
+    /// The real API base URL.
+    pub upstream: Option<String>,
+    /// Hosts the agent needs for its API when it cannot go through the vault.
+    pub api_domains: Vec<String>,
+}
+
+/// What a task's gateway is set up with, and what the agent's environment gets.
+#[derive(Debug, Clone)]
+pub struct GatewayPlan {
+    pub policy: NetworkPolicy,
+    pub vault: Option<(Upstream, Vec<Secret>)>,
+    /// Environment for the task's container: proxy settings, stand-ins, the vault's URL
+    /// (and real credentials only for agents the vault cannot stand in for).
+    pub env: Vec<String>,
+    /// Something the user should know (printed by the caller).
+    pub warning: Option<String>,
+}
+
+impl GatewayPlan {
+    pub fn new(mut policy: NetworkPolicy, access: &AgentAccess) -> Result<GatewayPlan> {
+        let proxy = format!("http://{ALIAS}:{PROXY_PORT}");
+        let mut env = vec![
+            format!("HTTP_PROXY={proxy}"),
+            format!("HTTPS_PROXY={proxy}"),
+            format!("http_proxy={proxy}"),
+            format!("https_proxy={proxy}"),
+            format!("NO_PROXY={ALIAS},localhost,127.0.0.1"),
+            format!("no_proxy={ALIAS},localhost,127.0.0.1"),
+        ];
+        let mut vault = None;
+        let mut warning = None;
+        if policy.api && !access.credentials.is_empty() {
+            match (&access.base_url_env, &access.upstream) {
+                (Some(var), Some(url)) => {
+                    let upstream = Upstream::parse(url)?;
+                    let mut secrets = Vec::new();
+                    for (k, v) in &access.credentials {
+                        let s = Secret {
+                            var: k.clone(),
+                            real: v.clone(),
+                            standin: vault::standin()?,
+                        };
+                        env.push(format!("{k}={}", s.standin));
+                        secrets.push(s);
+                    }
+                    env.push(format!("{var}={}", vault::local_url(ALIAS, VAULT_PORT)));
+                    vault = Some((upstream, secrets));
+                }
+                _ => {
+                    for (k, v) in &access.credentials {
+                        env.push(format!("{k}={v}"));
+                    }
+                    warning = Some(
+                        "this agent's API keys go into its container: its definition has no base_url_env and api_url for the credential vault".to_string(),
+                    );
+                }
+            }
+        }
+        if policy.api && vault.is_none() {
+            let mut hosts = access.api_domains.clone();
+            if let Some(url) = &access.upstream {
+                hosts.push(Upstream::parse(url)?.host);
+            }
+            for h in hosts {
+                let d = normalize_domain(&h).map_err(|e| {
+                    hinted(
+                        format!("bad API domain '{h}': {e}"),
+                        "fix api_domains in the agent's definition",
+                    )
+                })?;
+                if !policy.allow.contains(&d) {
+                    policy.allow.push(d);
+                }
+            }
+            policy.allow.sort();
+        }
+        Ok(GatewayPlan {
+            policy,
+            vault,
+            env,
+            warning,
+        })
+    }
+
+    /// The files uploaded into the gateway before it starts.
+    fn files(&self) -> Result<Vec<Upload>> {
+        let mut files = vec![
+            upload("proxy.conf", self.policy.proxy_config(PROXY_PORT), 0o644),
+            upload("filter", self.policy.filter(), 0o644),
+        ];
+        if let Some((upstream, secrets)) = &self.vault {
+            files.push(upload(
+                "vault.conf",
+                vault::nginx_config(upstream, secrets, VAULT_PORT)?,
+                0o600,
+            ));
+        }
+        Ok(files)
+    }
+}
+
+fn upload(name: &str, text: String, mode: u32) -> Upload {
+    Upload {
+        name: name.to_string(),
+        data: text.into_bytes(),
+        mode,
+        owner: GATEWAY_UID,
+    }
+}
+
+/// The outer network gateways join: `agent.egressNetwork`, else the engine's default bridge.
+pub fn outer_network(config: &crate::git::Config) -> String {
+    config
+        .get("agent.egressNetwork")
+        .filter(|n| !n.is_empty())
+        .unwrap_or("bridge")
+        .to_string()
+}
+
+/// Create, configure and start a task's gateway. The task's internal network must exist.
+pub async fn start<R: Runtime>(
+    rt: &R,
+    repo: &RepoId,
+    task: &str,
+    image: &str,
+    outer: &str,
+    plan: &GatewayPlan,
+) -> Result<String> {
+    let names = repo.object_names(task);
+    let spec = GatewaySpec {
+        name: names.gateway.clone(),
+        image: image.to_string(),
+        labels: repo.labels(task),
+        inner: names.network.clone(),
+        outer: outer.to_string(),
+        alias: ALIAS.to_string(),
+    };
+    let id = rt.create_gateway(&spec).await.map_err(|e| {
+        if outer != "bridge" && format!("{e:#}").contains("not found") {
+            hinted(
+                format!("{e:#}"),
+                format!("create the network ({outer}) or unset agent.egressNetwork"),
+            )
+        } else {
+            e
+        }
+    })?;
+    rt.upload(&id, CONF_DIR, &plan.files()?).await?;
+    rt.start(&id).await?;
+    Ok(id)
+}
+
+/// Open more domains for a running task: new filter, then the proxy re-reads it.
+pub async fn update_policy<R: Runtime>(
+    rt: &R,
+    gateway: &str,
+    policy: &NetworkPolicy,
+) -> Result<()> {
+    rt.upload(
+        gateway,
+        CONF_DIR,
+        &[upload("filter", policy.filter(), 0o644)],
+    )
+    .await?;
+    let mut sink = tokio::io::sink();
+    let out = rt
+        .exec(
+            gateway,
+            &[HELPER.to_string(), "reload".into()],
+            None::<&[u8]>,
+            &mut sink,
+            1 << 16,
+        )
+        .await?;
+    if out.exit_code != 0 {
+        bail!(
+            "the gateway did not reload its filter: {}",
+            sanitize(String::from_utf8_lossy(&out.stderr).trim())
+        );
+    }
+    Ok(())
+}
+
+/// The connections recorded so far by a gateway that still exists.
+pub async fn live_connections<R: Runtime>(rt: &R, gateway: &str) -> Result<Vec<Connection>> {
+    let raw = rt.timestamped_log(gateway, LOG_LIMIT).await?;
+    Ok(log::parse(&String::from_utf8_lossy(&raw)))
+}
+
+/// A task's connections: live from its gateway while it runs, else as recorded.
+pub async fn connections<R: Runtime>(
+    rt: Option<&R>,
+    store: &TaskStore,
+    loaded: &Loaded,
+) -> Result<Vec<Connection>> {
+    if let (Some(rt), Some(gw)) = (rt, &loaded.record.sandbox.gateway) {
+        if let Ok(c) = live_connections(rt, gw).await {
+            return Ok(c);
+        }
+    }
+    Ok(store
+        .state_file(loaded, CONNECTIONS_FILE)?
+        .map(|b| log::from_tsv(&String::from_utf8_lossy(&b)))
+        .unwrap_or_default())
+}
+
+/// The run is over: keep the gateway's connection log with the task, then remove the
+/// gateway (its vault and every stand-in die with it).
+pub async fn retire<R: Runtime>(
+    rt: &R,
+    store: &TaskStore,
+    loaded: Loaded,
+    names: &ObjectNames,
+) -> Result<Loaded> {
+    let Some(gw) = loaded.record.sandbox.gateway.clone() else {
+        return Ok(loaded);
+    };
+    let mut conns = live_connections(rt, &gw).await.unwrap_or_default();
+    // Connections from earlier runs (before a restart) stay in front.
+    let mut all = store
+        .state_file(&loaded, CONNECTIONS_FILE)?
+        .map(|b| log::from_tsv(&String::from_utf8_lossy(&b)))
+        .unwrap_or_default();
+    all.append(&mut conns);
+    all.truncate(log::MAX_ENTRIES);
+    let tsv = log::to_tsv(&all);
+    let loaded = store
+        .update_files(
+            &loaded.record.name,
+            "network log",
+            &[(CONNECTIONS_FILE, tsv.as_bytes())],
+            |r, _| {
+                r.sandbox.gateway = None;
+                Ok(vec![])
+            },
+        )
+        .context("cannot record the task's connections")?;
+    rt.remove_container(&names.gateway).await?;
+    Ok(loaded)
+}
