@@ -127,6 +127,7 @@ pub async fn run_doctor(_: DoctorArgs) -> Result<i32> {
         )?,
         Err(e) => r.fail("image", e.to_string(), "check the engine")?,
     }
+    gateway_checks(&rt, &ctx, &mut r).await?;
     // Tasks and runtime objects that disagree.
     let tasks = ctx.store.all()?;
     let mut stale = 0;
@@ -163,6 +164,52 @@ pub async fn run_doctor(_: DoctorArgs) -> Result<i32> {
         )?;
     }
     Ok(if r.failed { 1 } else { 0 })
+}
+
+/// The egress gateway: its image, internal networks on this engine, and the gateways of
+/// running tasks.
+async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report) -> Result<()> {
+    let plan = crate::image::gateway_plan(&ctx.config)?;
+    match rt.image_id(&plan.tag).await {
+        Ok(Some(_)) => r.ok("gateway", format!("image {} is present", plan.tag))?,
+        Ok(None) => r.warn(
+            "gateway",
+            format!("image {} is not built yet; the first spawn builds it", plan.tag),
+            "make sure the base image can install Debian's tinyproxy and nginx-light (apt), or run a spawn once",
+        )?,
+        Err(e) => r.fail("gateway", e.to_string(), "check the engine")?,
+    }
+    let probe = format!("git-agent-doctor-{}", std::process::id());
+    match rt.create_network(&probe, &Default::default(), true).await {
+        Ok(_) => {
+            rt.remove_network(&probe).await.ok();
+            r.ok("network", "internal networks without a host address work")?;
+        }
+        Err(e) => r.fail(
+            "network",
+            format!("cannot create an internal network: {e:#}"),
+            "the engine must support internal bridge networks (Docker 20.10+, or Podman's Docker API)",
+        )?,
+    }
+    for l in ctx.store.all()? {
+        let rec = &l.record;
+        if rec.status != Status::Running {
+            continue;
+        }
+        if let Some(gw) = &rec.sandbox.gateway {
+            if rt.state(gw).await? != ContainerState::Running {
+                r.fail(
+                    "gateway",
+                    format!(
+                        "task {}'s gateway is not running: the task has no way out",
+                        rec.name
+                    ),
+                    &format!("`git agent restart {}` gives it a new one", rec.name),
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub async fn run_panic(args: PanicArgs) -> Result<i32> {

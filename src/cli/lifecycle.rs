@@ -69,6 +69,8 @@ pub async fn run_stop(args: StopArgs) -> Result<i32> {
         }
         Ok(vec![])
     })?;
+    let names = ctx.repo.object_names(&name);
+    crate::sandbox::gateway::retire(&rt, &ctx.store, ctx.store.resolve(&name)?, &names).await?;
     eprintln!("git-agent: stopped {name}");
     Ok(0)
 }
@@ -91,6 +93,8 @@ pub async fn run_rm(args: RmArgs) -> Result<i32> {
         r.sandbox.container = None;
         Ok(vec![])
     })?;
+    // The run is over for good: keep its connection log, remove its gateway.
+    crate::sandbox::gateway::retire(&rt, &ctx.store, ctx.store.resolve(&name)?, &names).await?;
     eprintln!("git-agent: removed the container of {name}");
     Ok(0)
 }
@@ -129,6 +133,8 @@ async fn purge_one<R: Runtime>(ctx: &Ctx, rt: &R, query: &str, refs: bool) -> Re
                 r.sandbox.container = None;
                 r.sandbox.volume = None;
                 r.sandbox.network = None;
+                r.sandbox.gateway = None;
+                r.sandbox.state_volume = None;
                 Ok(vec![])
             })?;
         }

@@ -9,6 +9,7 @@ mod lifecycle;
 mod list;
 mod logs;
 pub mod man;
+mod network;
 mod promote;
 mod review;
 mod shell;
@@ -61,6 +62,7 @@ pub enum Command {
     Shell(shell::ShellArgs),
     Attach(attach::AttachArgs),
     Restart(attach::RestartArgs),
+    Allow(network::AllowArgs),
     Stop(lifecycle::StopArgs),
     Rm(lifecycle::RmArgs),
     Purge(lifecycle::PurgeArgs),
@@ -144,6 +146,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Shell(a) => shell::run(a).await,
         Command::Attach(a) => attach::run_attach(a).await,
         Command::Restart(a) => attach::run_restart(a).await,
+        Command::Allow(a) => network::run_allow(a).await,
         Command::Stop(a) => lifecycle::run_stop(a).await,
         Command::Rm(a) => lifecycle::run_rm(a).await,
         Command::Purge(a) => lifecycle::run_purge(a).await,

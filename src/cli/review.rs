@@ -51,6 +51,7 @@ struct ReviewJson<'a> {
     commits: Vec<String>,
     files: Vec<FileChange>,
     sensitive: Vec<crate::git::sensitive::Flag>,
+    network: Option<super::network::NetworkUse>,
 }
 
 /// Per-file line counts between two commits.
@@ -175,6 +176,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
     }
     let mut loaded = ctx.store.resolve(&args.task)?;
     let mut output_tail = None;
+    let mut network = None;
     if loaded.record.sandbox.container.is_some() {
         match engine().await {
             Ok(rt) => {
@@ -188,9 +190,18 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
                 if rt.logs(&container, false, Some(10), &mut buf).await.is_ok() {
                     output_tail = Some(sanitize(&String::from_utf8_lossy(&buf)));
                 }
+                network = super::network::network_use(Some(&rt), &ctx.store, &loaded).await?;
             }
             Err(e) => eprintln!("git-agent: not syncing ({e}); showing the last synced work"),
         }
+    }
+    if network.is_none() {
+        network = super::network::network_use(
+            None::<&crate::runtime::docker::DockerRuntime>,
+            &ctx.store,
+            &loaded,
+        )
+        .await?;
     }
     let r = &loaded.record;
     let tip = loaded.tip().to_string();
@@ -207,6 +218,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             commits: commits(&ctx, &loaded)?,
             files,
             sensitive: sensitive(&ctx, &r.base, &tip)?,
+            network,
         };
         super::out(serde_json::to_string_pretty(&json)?)?;
         return Ok(0);
@@ -265,6 +277,13 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         text += "attention: changes to look at before promoting\n";
         for f in &flagged {
             text += &format!("  ! {}: {}\n", sanitize(&f.path), f.why);
+        }
+    }
+    if let Some(n) = &network {
+        let mut l = n.lines().into_iter();
+        text += &format!("network {}\n", l.next().unwrap_or_default());
+        for x in l {
+            text += &format!("        {x}\n");
         }
     }
     if let Some(tail) = &output_tail {

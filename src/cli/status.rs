@@ -26,14 +26,17 @@ struct StatusJson<'a> {
     head: Option<&'a str>,
     wip: Option<&'a str>,
     history: Vec<(i64, String)>,
+    network: Option<super::network::NetworkUse>,
 }
 
 pub async fn run(args: StatusArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     let mut loaded = ctx.store.resolve(&args.task)?;
-    if let Ok(rt) = engine().await {
-        loaded = crate::sandbox::refresh(&rt, &ctx.store, loaded).await?;
+    let rt = engine().await.ok();
+    if let Some(rt) = &rt {
+        loaded = crate::sandbox::refresh(rt, &ctx.store, loaded).await?;
     }
+    let network = super::network::network_use(rt.as_ref(), &ctx.store, &loaded).await?;
     let history = ctx.store.history(&loaded)?;
     let r = &loaded.record;
     if args.json {
@@ -43,6 +46,7 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
             head: loaded.ref_value("head"),
             wip: loaded.ref_value("wip"),
             history,
+            network,
         };
         out(serde_json::to_string_pretty(&j)?)?;
         return Ok(0);
@@ -71,6 +75,14 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
                 crate::error::sanitize(m.lines().next().unwrap_or(""))
             ));
         }
+    }
+    if let Some(n) = &network {
+        let mut l = n.lines().into_iter();
+        lines.push(format!("egress:    {}", l.next().unwrap_or_default()));
+        lines.extend(l.map(|x| format!("           {x}")));
+    }
+    if r.read_only {
+        lines.push("root:      read-only".to_string());
     }
     if let Some(t) = &r.template {
         lines.push(format!("template:  {t}"));

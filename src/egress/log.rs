@@ -108,11 +108,7 @@ fn split_line(line: &str) -> Option<(String, &str)> {
         Some(s) => s.chars().take(23).collect::<String>() + "Z",
         None => head
             .split_once(char::is_whitespace)
-            .map(|(_, t)| {
-                t.trim()
-                    .trim_end_matches(['[', ' '])
-                    .to_string()
-            })
+            .map(|(_, t)| t.trim().trim_end_matches(['[', ' ']).to_string())
             .unwrap_or_default()
             .split(" [")
             .next()

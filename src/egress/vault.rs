@@ -162,16 +162,21 @@ http {{
   scgi_temp_path /tmp/nginx-scgi;
   server_tokens off;
   client_max_body_size 256m;
+  map_hash_bucket_size 256;
   map $http_x_api_key $git_agent_key {{
     default "";
 {key_map}  }}
   map $http_authorization $git_agent_auth {{
     default "";
 {auth_map}  }}
+  map "$git_agent_key:$git_agent_auth" $git_agent_refused {{
+    ":" 1;
+    default 0;
+  }}
   server {{
     listen {port};
     location / {{
-      if ($git_agent_key$git_agent_auth = "") {{
+      if ($git_agent_refused) {{
         return 401 "git-agent vault: this request does not carry the task's token\n";
       }}
       proxy_set_header x-api-key $git_agent_key;

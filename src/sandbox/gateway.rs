@@ -184,7 +184,31 @@ pub async fn start<R: Runtime>(
     })?;
     rt.upload(&id, CONF_DIR, &plan.files()?).await?;
     rt.start(&id).await?;
+    helper(rt, &id, "ready").await.map_err(|e| {
+        hinted(
+            format!("the task's gateway did not come up: {e:#}"),
+            "run `git agent doctor`; a vault that cannot resolve its API host keeps retrying",
+        )
+    })?;
     Ok(id)
+}
+
+/// Run the gateway's helper with one command.
+async fn helper<R: Runtime>(rt: &R, gateway: &str, cmd: &str) -> Result<()> {
+    let mut sink = tokio::io::sink();
+    let out = rt
+        .exec(
+            gateway,
+            &[HELPER.to_string(), cmd.to_string()],
+            None::<&[u8]>,
+            &mut sink,
+            1 << 16,
+        )
+        .await?;
+    if out.exit_code != 0 {
+        bail!("{}", sanitize(String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(())
 }
 
 /// Open more domains for a running task: new filter, then the proxy re-reads it.
@@ -199,23 +223,9 @@ pub async fn update_policy<R: Runtime>(
         &[upload("filter", policy.filter(), 0o644)],
     )
     .await?;
-    let mut sink = tokio::io::sink();
-    let out = rt
-        .exec(
-            gateway,
-            &[HELPER.to_string(), "reload".into()],
-            None::<&[u8]>,
-            &mut sink,
-            1 << 16,
-        )
-        .await?;
-    if out.exit_code != 0 {
-        bail!(
-            "the gateway did not reload its filter: {}",
-            sanitize(String::from_utf8_lossy(&out.stderr).trim())
-        );
-    }
-    Ok(())
+    helper(rt, gateway, "reload")
+        .await
+        .context("the gateway did not reload its filter")
 }
 
 /// The connections recorded so far by a gateway that still exists.

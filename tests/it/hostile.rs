@@ -164,6 +164,61 @@ true"#;
     assert!(out.contains("pids=512"), "{out}");
 }
 
+/// With a read-only root the task can write only its workspace, home, /tmp and the helper's
+/// state; the work still comes home, and a restart of the container (sync of a finished
+/// task) still finds the helper's state.
+#[test]
+fn a_read_only_root_leaves_only_the_workspace_writable() {
+    require_docker!();
+    let env = TestEnv::new();
+    let probe = r#"for d in /usr/local/bin /etc /home/agent /workspace /tmp /opt/git-agent; do
+  if touch "$d/probe" 2>/dev/null; then echo "$d=writable"; rm -f "$d/probe"; else echo "$d=read-only"; fi
+done
+echo done > result.txt"#;
+    let run = env
+        .agent(&[
+            "spawn",
+            "--name",
+            "ro",
+            "--read-only",
+            "--wait",
+            "-m",
+            "x",
+            "--",
+            "sh",
+            "-c",
+            probe,
+        ])
+        .ok();
+    let out = run.stderr;
+    for d in ["/usr/local/bin", "/etc", "/home/agent"] {
+        assert!(out.contains(&format!("{d}=read-only")), "{d}: {out}");
+    }
+    for d in ["/workspace", "/tmp", "/opt/git-agent"] {
+        assert!(out.contains(&format!("{d}=writable")), "{d}: {out}");
+    }
+    let st = env.json(&["status", "ro", "--json"]);
+    assert_eq!(st["read_only"], true, "{st}");
+    // The container is started again for the sync; the helper's state survived in its volume.
+    env.agent(&["sync", "ro"]).ok();
+    let tip = env.task_refs("ro")["wip"].clone();
+    assert_eq!(
+        env.git(&["show", &format!("{tip}:result.txt")]).ok().stdout,
+        "done\n"
+    );
+    // Without the flag, git config asks for it too; a bad value is an error with a hint.
+    env.git(&["config", "agent.readOnlyRoot", "maybe"]).ok();
+    env.agent(&["spawn", "--name", "bad", "-m", "x", "--", "true"])
+        .fails();
+    assert!(env.task_refs("bad").is_empty());
+    env.agent(&["purge", "ro"]).ok();
+    let (containers, volumes, _) = env.runtime_objects();
+    assert!(
+        containers.is_empty() && volumes.is_empty(),
+        "{containers:?} {volumes:?}"
+    );
+}
+
 /// `review` flags changes that can run code elsewhere or hide from a quick look.
 #[test]
 fn review_flags_sensitive_changes() {

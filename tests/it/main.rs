@@ -9,6 +9,7 @@ mod agents;
 mod claude;
 mod cli;
 mod core_loop;
+mod egress;
 mod fake_anthropic;
 mod hostile;
 mod lifecycle;
