@@ -48,13 +48,19 @@ impl fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 /// Make text from a sandbox safe to print on a terminal: control characters and escape
-/// sequences become visible `\xNN` escapes, so a hostile task cannot drive the user's terminal.
+/// sequences become visible `\xNN` escapes, so a hostile task cannot drive the user's terminal,
+/// and bidirectional-text controls become `\u{NNNN}`, so it cannot make a name read as another.
 pub fn sanitize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
             '\n' | '\t' => out.push(c),
             c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            '\u{061c}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}' => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
             c => out.push(c),
         }
     }
@@ -76,5 +82,6 @@ mod tests {
     fn sanitize_escapes_terminal_controls() {
         assert_eq!(sanitize("ok\n\x1b[2Jx\r"), "ok\n\\x1b[2Jx\\x0d");
         assert_eq!(sanitize("tab\there"), "tab\there");
+        assert_eq!(sanitize("evil\u{202e}hs.txt é"), "evil\\u{202e}hs.txt é");
     }
 }

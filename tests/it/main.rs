@@ -14,3 +14,4 @@ mod fake_anthropic;
 mod hostile;
 mod lifecycle;
 mod state;
+mod workspace;
