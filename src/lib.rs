@@ -10,6 +10,7 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod git;
+pub mod guard;
 pub mod image;
 pub mod interrupt;
 pub mod runtime;

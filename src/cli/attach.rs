@@ -134,7 +134,8 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
             ctx.store.resolve(&name).expect("task exists")
         });
     rt.remove_container(&names.container).await?;
-    let env = super::spawn::agent_env(&ctx, &agent)?;
+    let mut env = super::spawn::agent_env(&ctx, &agent)?;
+    crate::guard::add_env(&mut env, loaded.record.git_readonly);
     let limits = Limits::from_config(&ctx.config)?;
     let home = loaded.record.sandbox.home_volume.is_some();
     let spec = sandbox_spec(

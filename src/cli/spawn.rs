@@ -73,6 +73,14 @@ pub struct SpawnArgs {
     /// Stream the task's output and exit with its exit status.
     #[arg(long, conflicts_with = "interactive")]
     pub wait: bool,
+    /// Allow the agent only read-only git (status, log, diff, ...): a git wrapper first on
+    /// its PATH, a Claude Code hook and Codex rules refuse commit, checkout, reset, push and
+    /// the like (default: agent.gitReadOnly). A seatbelt for the agent, not a boundary.
+    #[arg(long, overrides_with = "no_git_readonly")]
+    pub git_readonly: bool,
+    /// Let the agent run any git command, even when agent.gitReadOnly is set.
+    #[arg(long, overrides_with = "git_readonly")]
+    pub no_git_readonly: bool,
     /// The command the `exec` agent runs.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -370,6 +378,10 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
 
     let rt = engine().await?;
     let limits = Limits::from_config(&ctx.config)?;
+    let git_readonly = crate::guard::enabled(
+        (args.git_readonly || args.no_git_readonly).then_some(args.git_readonly),
+        &ctx.config,
+    )?;
     let mut requests = Vec::new();
     for (((agent, name), prompt), env) in agents.iter().zip(&names).zip(prompts).zip(envs) {
         let plan = image::plan(&ImageRequest {
@@ -387,6 +399,8 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
         } else {
             agent.def.headless.clone()
         };
+        let mut env = env;
+        crate::guard::add_env(&mut env, git_readonly);
         requests.push(SpawnRequest {
             name: name.clone(),
             agent: agent.name.clone(),
@@ -405,6 +419,7 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
             image: plan.tag.clone(),
             image_id,
             limits: limits.clone(),
+            git_readonly,
         });
     }
 

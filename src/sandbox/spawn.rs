@@ -80,6 +80,8 @@ pub struct SpawnRequest {
     pub image: String,
     pub image_id: String,
     pub limits: Limits,
+    /// Run with the read-only git guards (see [`crate::guard`]).
+    pub git_readonly: bool,
 }
 
 /// Write the task's refs (status `creating`). Separate from [`start`] so the caller can clean
@@ -116,6 +118,7 @@ pub fn create_record(store: &TaskStore, req: &SpawnRequest, repo: &RepoId) -> Re
         group: req.group.clone(),
         restarts: 0,
         stats: None,
+        git_readonly: req.git_readonly,
         prompt: req.prompt.clone(),
     };
     store.create(&req.name, &record)

@@ -106,6 +106,9 @@ pub struct TaskRecord {
     /// What the agent reported about its run (turns, tokens, cost, final message).
     #[serde(default)]
     pub stats: Option<crate::agent::claude::RunStats>,
+    /// The agent-side read-only git guards are on (`--git-readonly`, see [`crate::guard`]).
+    #[serde(default)]
+    pub git_readonly: bool,
     /// Kept outside `task.toml` (in `prompt.md`) so it stays readable with `git show`.
     #[serde(skip)]
     pub prompt: String,

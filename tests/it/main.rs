@@ -10,6 +10,7 @@ mod claude;
 mod cli;
 mod core_loop;
 mod fake_anthropic;
+mod guard;
 mod hostile;
 mod lifecycle;
 mod state;

@@ -32,6 +32,7 @@ fn record(name: &str, base: &str) -> TaskRecord {
         group: None,
         restarts: 0,
         stats: None,
+        git_readonly: false,
         prompt: "racing".into(),
     }
 }
