@@ -10,8 +10,9 @@
 //!   `agent.stack`;
 //! - `agent`: the agent definition's `install` snippet;
 //! - `project`: the repository's `.git-agent/dockerfiles/project.dockerfile`, if any;
-//! - `final`: built in; adds the sandbox helper and switches to the task user, so no earlier
-//!   layer can leave the task running as root.
+//! - `final`: built in; adds the sandbox helper and the agent-side guards of `hooks/` (see
+//!   [`crate::guard`]) and switches to the task user, so no earlier layer can leave the
+//!   task running as root.
 //!
 //! Because earlier layers render to the same text, the engine's build cache reuses them:
 //! changing only the project layer rebuilds only from there.
@@ -33,6 +34,16 @@ const FINAL_LAYER: &str = include_str!("../dockerfiles/final.dockerfile");
 const SANDBOX_HELPER: &str = include_str!("../dockerfiles/git-agent-sandbox");
 const GATEWAY_LAYER: &str = include_str!("../dockerfiles/gateway.dockerfile");
 const GATEWAY_HELPER: &str = include_str!("../dockerfiles/git-agent-gateway");
+/// The agent-side guards, copied to `/usr/local/lib/git-agent/hooks/` by the final layer:
+/// (file name, content, mode).
+const HOOKS: &[(&str, &str, u32)] = &[
+    ("git-readonly", include_str!("../hooks/git-readonly"), 0o755),
+    (
+        "codex-readonly-git.rules",
+        include_str!("../hooks/codex-readonly-git.rules"),
+        0o644,
+    ),
+];
 
 /// The default base image for users; tests and air-gapped machines set `agent.baseImage`.
 pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm-slim";
@@ -154,6 +165,10 @@ pub fn plan(req: &ImageRequest<'_>) -> Result<ImagePlan> {
     let mut hash = Sha256::new();
     hash.update(dockerfile.as_bytes());
     hash.update(SANDBOX_HELPER.as_bytes());
+    for (name, text, mode) in HOOKS {
+        hash.update(format!("{name} {mode:o} {}\n", text.len()).as_bytes());
+        hash.update(text.as_bytes());
+    }
     if let Some(ca) = &extra_ca {
         hash.update(ca);
     }
@@ -244,11 +259,15 @@ fn check_snippet(text: &str, origin: &str) -> Result<()> {
 }
 
 impl ImagePlan {
-    /// The in-memory build context: the Dockerfile and the sandbox helper, nothing else.
+    /// The in-memory build context: the Dockerfile, the sandbox helper and the guards in
+    /// `hooks/`, nothing else.
     pub fn context(&self) -> Result<Vec<u8>> {
         let mut tar = tar::Builder::new(Vec::new());
         let mut add = |name: &str, data: &[u8], mode: u32| -> Result<()> {
             let mut header = tar::Header::new_gnu();
+            if name.ends_with('/') {
+                header.set_entry_type(tar::EntryType::Directory);
+            }
             header.set_size(data.len() as u64);
             header.set_mode(mode);
             header.set_mtime(0);
@@ -258,6 +277,12 @@ impl ImagePlan {
         };
         add("Dockerfile", self.dockerfile.as_bytes(), 0o644)?;
         add(self.helper.0, self.helper.1.as_bytes(), 0o755)?;
+        if self.helper.0 == "git-agent-sandbox" {
+            add("hooks/", b"", 0o755)?;
+            for (name, text, mode) in HOOKS {
+                add(&format!("hooks/{name}"), text.as_bytes(), *mode)?;
+            }
+        }
         if let Some(ca) = &self.extra_ca {
             add("extra-ca.crt", ca, 0o644)?;
         }
@@ -432,7 +457,17 @@ mod tests {
         assert!(p.dockerfile.contains("COPY extra-ca.crt"));
         assert!(p.dockerfile.contains("update-ca-certificates"));
         let names = context_names(&p);
-        assert_eq!(names, ["Dockerfile", "git-agent-sandbox", "extra-ca.crt"]);
+        assert_eq!(
+            names,
+            [
+                "Dockerfile",
+                "git-agent-sandbox",
+                "hooks/",
+                "hooks/git-readonly",
+                "hooks/codex-readonly-git.rules",
+                "extra-ca.crt"
+            ]
+        );
         let missing = config(&[("agent.extracacerts", "/nonexistent.pem")]);
         assert!(
             plan_in(dir.path(), &missing, "exec", None)
@@ -443,11 +478,24 @@ mod tests {
     }
 
     #[test]
-    fn context_holds_only_dockerfile_and_helper() {
+    fn context_holds_only_dockerfile_helper_and_guards() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secret.txt"), "repository content").unwrap();
         let p = plan_in(dir.path(), &config(&[]), "exec", None).unwrap();
         let names = context_names(&p);
-        assert_eq!(names, ["Dockerfile", "git-agent-sandbox"]);
+        assert_eq!(
+            names,
+            [
+                "Dockerfile",
+                "git-agent-sandbox",
+                "hooks/",
+                "hooks/git-readonly",
+                "hooks/codex-readonly-git.rules"
+            ]
+        );
+        assert!(
+            p.dockerfile
+                .contains("COPY hooks/ /usr/local/lib/git-agent/hooks/")
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod data;
 pub mod egress;
 pub mod error;
 pub mod git;
+pub mod guard;
 pub mod image;
 pub mod interrupt;
 pub mod runtime;

@@ -147,6 +147,7 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
         )?,
     };
     let (mut env, access) = super::spawn::agent_env(&ctx, &agent)?;
+    crate::guard::add_env(&mut env, loaded.record.git_readonly);
     let gw_plan = crate::sandbox::gateway::GatewayPlan::new(policy, &access)?;
     env.extend(gw_plan.env.iter().cloned());
     let gateway_image = super::image::ensure(&rt, &image::gateway_plan(&ctx.config)?).await?;

@@ -25,7 +25,8 @@ pub enum ImageCommand {
     /// language stack, the agent's install snippet, the repository's
     /// .git-agent/dockerfiles/project.dockerfile when present, and a final layer that
     /// switches to the unprivileged task user. The build context holds only the
-    /// Dockerfile and git-agent's sandbox helper, never the repository.
+    /// Dockerfile, git-agent's sandbox helper and its agent-side guards (hooks/), never the
+    /// repository.
     Build {
         /// The agent whose image to build (default: agent.defaultAgent, else claude).
         #[arg(long)]

@@ -86,6 +86,14 @@ pub struct SpawnArgs {
     /// Stream the task's output and exit with its exit status.
     #[arg(long, conflicts_with = "interactive")]
     pub wait: bool,
+    /// Allow the agent only read-only git (status, log, diff, ...): a git wrapper first on
+    /// its PATH, a Claude Code hook and Codex rules refuse commit, checkout, reset, push and
+    /// the like (default: agent.gitReadOnly). A seatbelt for the agent, not a boundary.
+    #[arg(long, overrides_with = "no_git_readonly")]
+    pub git_readonly: bool,
+    /// Let the agent run any git command, even when agent.gitReadOnly is set.
+    #[arg(long, overrides_with = "git_readonly")]
+    pub no_git_readonly: bool,
     /// The command the `exec` agent runs.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -430,6 +438,10 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
     let limits = Limits::from_config(&ctx.config)?;
     let gateway_image = super::image::ensure(&rt, &image::gateway_plan(&ctx.config)?).await?;
     let outer_network = crate::sandbox::gateway::outer_network(&ctx.config);
+    let git_readonly = crate::guard::enabled(
+        (args.git_readonly || args.no_git_readonly).then_some(args.git_readonly),
+        &ctx.config,
+    )?;
     let mut requests = Vec::new();
     for (((agent, name), prompt), (env, gateway)) in
         agents.iter().zip(&names).zip(prompts).zip(gateways)
@@ -449,6 +461,8 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
         } else {
             agent.def.headless.clone()
         };
+        let mut env = env;
+        crate::guard::add_env(&mut env, git_readonly);
         requests.push(SpawnRequest {
             name: name.clone(),
             agent: agent.name.clone(),
@@ -471,6 +485,7 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
             gateway_image: gateway_image.clone(),
             outer_network: outer_network.clone(),
             read_only,
+            git_readonly,
         });
     }
 

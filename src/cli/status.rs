@@ -93,6 +93,9 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
     if let Some(t) = r.timeout {
         lines.push(format!("timeout:   {t}s"));
     }
+    if r.git_readonly {
+        lines.push("git:       read-only (agent-side guards; --git-readonly)".into());
+    }
     lines.push(format!(
         "base:      {}{}{}",
         r.base,

@@ -87,6 +87,8 @@ pub struct SpawnRequest {
     pub gateway_image: String,
     pub outer_network: String,
     pub read_only: bool,
+    /// Run with the read-only git guards (see [`crate::guard`]).
+    pub git_readonly: bool,
 }
 
 /// Write the task's refs (status `creating`). Separate from [`start`] so the caller can clean
@@ -127,6 +129,7 @@ pub fn create_record(store: &TaskStore, req: &SpawnRequest, repo: &RepoId) -> Re
         group: req.group.clone(),
         restarts: 0,
         stats: None,
+        git_readonly: req.git_readonly,
         prompt: req.prompt.clone(),
     };
     store.create(&req.name, &record)

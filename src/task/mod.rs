@@ -118,6 +118,9 @@ pub struct TaskRecord {
     /// The container's root file system is read-only.
     #[serde(default)]
     pub read_only: bool,
+    /// The agent-side read-only git guards are on (`--git-readonly`, see [`crate::guard`]).
+    #[serde(default)]
+    pub git_readonly: bool,
     /// Kept outside `task.toml` (in `prompt.md`) so it stays readable with `git show`.
     #[serde(skip)]
     pub prompt: String,

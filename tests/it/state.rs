@@ -34,6 +34,7 @@ fn record(name: &str, base: &str) -> TaskRecord {
         stats: None,
         network: None,
         read_only: false,
+        git_readonly: false,
         prompt: "racing".into(),
     }
 }
