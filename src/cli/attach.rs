@@ -155,9 +155,10 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
         // A task from before egress control ran on a plain network: give it an internal one.
         rt.remove_network(&names.network).await?;
     }
-    rt.create_network(&names.network, &ctx.repo.labels(&name), true)
-        .await
-        .ok();
+    if !rt.network_exists(&names.network).await? {
+        rt.create_network(&names.network, &ctx.repo.labels(&name), true)
+            .await?;
+    }
     let gw = crate::sandbox::gateway::start(
         &rt,
         &ctx.repo,

@@ -97,7 +97,30 @@ async fn draft_message(ctx: &Ctx, loaded: &Loaded) -> Option<String> {
         "git-agent: asking {} to draft a commit message...",
         agent.name
     );
-    let answer = crate::sandbox::spawn::ask(&rt, &container, &agent, &prompt).await;
+    // A finished run's gateway is gone (its stand-ins with it): the draft gets a gateway of
+    // its own, under the task's policy, with fresh stand-ins passed to this one command.
+    let names = ctx.repo.object_names(&r.name);
+    let mut env = Vec::new();
+    let mut own_gateway = false;
+    if let Some(policy) = &r.network {
+        let running = match &r.sandbox.gateway {
+            Some(g) => rt.state(g).await.ok() == Some(crate::runtime::ContainerState::Running),
+            None => false,
+        };
+        if !running {
+            match draft_gateway(ctx, &rt, &agent, policy, &r.name).await {
+                Ok(e) => {
+                    env = e;
+                    own_gateway = true;
+                }
+                Err(e) => eprintln!("git-agent: no gateway for the draft ({e:#})"),
+            }
+        }
+    }
+    let answer = crate::sandbox::spawn::ask(&rt, &container, &agent, &prompt, &env).await;
+    if own_gateway {
+        rt.remove_container(&names.gateway).await.ok();
+    }
     if started {
         rt.stop(&container, 0).await.ok();
     }
@@ -109,6 +132,34 @@ async fn draft_message(ctx: &Ctx, loaded: &Loaded) -> Option<String> {
             None
         }
     }
+}
+
+/// Start a gateway for a one-off agent command of a finished task; returns the command's
+/// environment (proxy, stand-ins, the vault's URL).
+async fn draft_gateway<R: crate::runtime::Runtime>(
+    ctx: &Ctx,
+    rt: &R,
+    agent: &crate::agent::Agent,
+    policy: &crate::egress::NetworkPolicy,
+    task: &str,
+) -> Result<Vec<String>> {
+    use crate::sandbox::gateway;
+    let names = ctx.repo.object_names(task);
+    rt.remove_container(&names.gateway).await?;
+    let (mut env, access) = super::spawn::agent_env(ctx, agent)?;
+    let plan = gateway::GatewayPlan::new(policy.clone(), &access)?;
+    let image = super::image::ensure(rt, &crate::image::gateway_plan(&ctx.config)?).await?;
+    gateway::start(
+        rt,
+        &ctx.repo,
+        task,
+        &image,
+        &gateway::outer_network(&ctx.config),
+        &plan,
+    )
+    .await?;
+    env.extend(plan.env);
+    Ok(env)
 }
 
 /// Ask for a message in the user's editor, git style, starting from `draft`.

@@ -182,6 +182,21 @@ impl Runtime for DockerRuntime {
         Ok(resp.id)
     }
 
+    async fn network_exists(&self, name: &str) -> Result<bool> {
+        match self
+            .docker
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(anyhow!(e).context(format!("cannot inspect network {name}"))),
+        }
+    }
+
     async fn create_gateway(&self, spec: &GatewaySpec) -> Result<String> {
         let host = HostConfig {
             network_mode: Some(spec.outer.clone()),
@@ -367,10 +382,11 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn exec<R, W>(
+    async fn exec_env<R, W>(
         &self,
         id: &str,
         cmd: &[String],
+        env: &[String],
         stdin: Option<R>,
         stdout: &mut W,
         limit: u64,
@@ -388,6 +404,7 @@ impl Runtime for DockerRuntime {
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     cmd: Some(cmd.to_vec()),
+                    env: (!env.is_empty()).then(|| env.to_vec()),
                     ..Default::default()
                 },
             )

@@ -127,6 +127,8 @@ pub trait Runtime {
         labels: &HashMap<String, String>,
         internal: bool,
     ) -> Result<String>;
+    /// Does a network of this name exist?
+    async fn network_exists(&self, name: &str) -> Result<bool>;
     /// Create (not start) a task's egress gateway.
     async fn create_gateway(&self, spec: &GatewaySpec) -> Result<String>;
     /// Write files into directory `dir` of a container (created or running).
@@ -144,6 +146,22 @@ pub trait Runtime {
         &self,
         id: &str,
         cmd: &[String],
+        stdin: Option<R>,
+        stdout: &mut W,
+        limit: u64,
+    ) -> Result<ExecOutcome>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        self.exec_env(id, cmd, &[], stdin, stdout, limit).await
+    }
+    /// [`exec`](Self::exec) with extra `KEY=value` environment for the command.
+    async fn exec_env<R, W>(
+        &self,
+        id: &str,
+        cmd: &[String],
+        env: &[String],
         stdin: Option<R>,
         stdout: &mut W,
         limit: u64,

@@ -392,12 +392,20 @@ pub async fn ask<R: Runtime>(
     container: &str,
     agent: &crate::agent::Agent,
     prompt: &str,
+    env: &[String],
 ) -> Result<String> {
     let mut cmd = vec![HELPER.to_string(), "oneshot".into(), "--".into()];
     cmd.extend(agent.def.headless.iter().cloned());
     let mut out = crate::sandbox::CappedBuf::new(4 << 20);
     let res = rt
-        .exec(container, &cmd, Some(prompt.as_bytes()), &mut out, u64::MAX)
+        .exec_env(
+            container,
+            &cmd,
+            env,
+            Some(prompt.as_bytes()),
+            &mut out,
+            u64::MAX,
+        )
         .await?;
     let text = String::from_utf8_lossy(&out.data).into_owned();
     if res.exit_code != 0 {

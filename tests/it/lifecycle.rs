@@ -450,7 +450,10 @@ fn doctor_and_panic() {
     .ok();
     let healthy = env.agent(&["doctor"]).ok().stdout;
     assert!(
-        healthy.contains("ok    engine") && healthy.contains("ok    tasks"),
+        healthy.contains("ok    engine")
+            && healthy.contains("ok    tasks")
+            && healthy.contains("ok    gateway")
+            && healthy.contains("ok    network"),
         "{healthy}"
     );
 
@@ -458,18 +461,20 @@ fn doctor_and_panic() {
     let panic = env.agent(&["panic", "--this-repo"]).ok();
     let mut stopped: Vec<&str> = panic.stdout.lines().collect();
     stopped.sort();
-    assert_eq!(
-        stopped,
-        [env.container_of("p1"), env.container_of("p2")],
-        "{panic}"
-    );
-    for t in ["p1", "p2"] {
+    let all = [
+        env.container_of("p1"),
+        format!("{}-gw", env.container_of("p1")),
+        env.container_of("p2"),
+        format!("{}-gw", env.container_of("p2")),
+    ];
+    assert_eq!(stopped, all, "{panic}");
+    for t in &all {
         let state = std::process::Command::new("docker")
             .args([
                 "inspect",
                 "-f",
                 "{{.State.Running}} {{len .NetworkSettings.Networks}}",
-                &env.container_of(t),
+                t,
             ])
             .output()
             .unwrap();
@@ -479,6 +484,13 @@ fn doctor_and_panic() {
             "{t}: network cut, stopped"
         );
     }
+    // Their records still say running, and doctor notices the gateways are down.
+    let after = env.agent(&["doctor"]);
+    assert!(
+        after.stdout.contains("task p1's gateway is not running")
+            && after.stdout.contains("git agent restart p1"),
+        "{after}"
+    );
     // Nothing lost: the work is still there and comes home.
     env.agent(&["sync", "p2"]).ok();
     let wip = env.task_refs("p2")["wip"].clone();
