@@ -30,13 +30,15 @@ pub async fn run(args: ShellArgs) -> Result<i32> {
         .clone()
         .ok_or_else(no_container)?;
     let rt = engine().await?;
-    let started = match rt.state(&container).await? {
-        ContainerState::Running => false,
+    // A finished task's own container is not started again (whatever the agent left in it
+    // would run): its workspace is opened in a fresh container, without network.
+    let (container, started) = match rt.state(&container).await? {
+        ContainerState::Running => (container, false),
         ContainerState::Missing => return Err(no_container()),
-        _ => {
-            rt.start(&container).await?;
-            true
-        }
+        _ => (
+            crate::sandbox::sync::start_reader(&rt, &ctx.store, &loaded).await?,
+            true,
+        ),
     };
     let cmd = [
         "/bin/sh".to_string(),
@@ -45,7 +47,7 @@ pub async fn run(args: ShellArgs) -> Result<i32> {
     ];
     let code = rt.exec_interactive(&container, &cmd).await;
     if started {
-        rt.stop(&container, 0).await.ok();
+        rt.remove_container(&container).await.ok();
     }
     Ok(code?.clamp(0, 255) as i32)
 }

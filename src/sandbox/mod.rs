@@ -47,6 +47,7 @@ impl RepoId {
             state_volume: format!("{stem}-state"),
             network: format!("{stem}-net"),
             gateway: format!("{stem}-gw"),
+            reader: format!("{stem}-read"),
         }
     }
 
@@ -67,6 +68,8 @@ pub struct ObjectNames {
     pub state_volume: String,
     pub network: String,
     pub gateway: String,
+    /// A short-lived container reading a finished task's workspace (sync).
+    pub reader: String,
 }
 
 /// Most bytes of a task's output kept as its transcript.
@@ -181,6 +184,7 @@ pub async fn remove_objects<R: Runtime>(
 ) -> Result<()> {
     rt.remove_container(&names.container).await?;
     rt.remove_container(&names.gateway).await?;
+    rt.remove_container(&names.reader).await?;
     if volume {
         rt.remove_volume(&names.volume).await?;
         rt.remove_volume(&names.home_volume).await?;

@@ -45,24 +45,54 @@ pub async fn sync<R: Runtime>(
             "its last synced work is still in its refs; see it with `git agent review`",
         )
     })?;
-    let started_here = match rt.state(&container).await? {
-        ContainerState::Running => false,
+    let reader = match rt.state(&container).await? {
+        ContainerState::Running => container.clone(),
         ContainerState::Missing => {
             return Err(hinted(
                 format!("the container of task '{task}' no longer exists"),
                 "its last synced work is still in its refs; see it with `git agent review`",
             ));
         }
-        _ => {
-            rt.start(&container).await?;
-            true
-        }
+        // The run is over: read its workspace from a fresh container that only sleeps, with
+        // no network. Starting the task's own container again would hand control back to
+        // whatever the agent left in it.
+        _ => start_reader(rt, store, &loaded).await?,
     };
-    let result = abandon_on_interrupt(fetch_work(rt, store, &loaded, &container, limit)).await;
-    if started_here {
-        rt.stop(&container, 0).await.ok();
+    let result = abandon_on_interrupt(fetch_work(rt, store, &loaded, &reader, limit)).await;
+    if reader != container {
+        rt.remove_container(&reader).await.ok();
     }
     result
+}
+
+/// A container for reading a finished task's workspace: the task's image, its workspace
+/// volume, no network, the same hardening, and a command that does nothing.
+pub async fn start_reader<R: Runtime>(rt: &R, store: &TaskStore, loaded: &Loaded) -> Result<String> {
+    let task = loaded.record.name.as_str();
+    let repo = super::RepoId::of(store.git());
+    let limits = super::spawn::Limits::from_config(&store.git().agent_config()?)?;
+    let mut spec = super::spawn::sandbox_spec(
+        &repo,
+        task,
+        super::spawn::Process {
+            image_id: &loaded.record.sandbox.image_id,
+            cmd: vec!["sleep".into(), "infinity".into()],
+            env: &[],
+            home_volume: false,
+            tty: false,
+            read_only: loaded.record.read_only,
+        },
+        &limits,
+    );
+    spec.name = repo.object_names(task).reader;
+    spec.network = "none".into();
+    rt.remove_container(&spec.name).await?;
+    let id = rt.create_container(&spec).await?;
+    if let Err(e) = rt.start(&id).await {
+        rt.remove_container(&id).await.ok();
+        return Err(e);
+    }
+    Ok(id)
 }
 
 async fn fetch_work<R: Runtime>(

@@ -219,6 +219,46 @@ echo done > result.txt"#;
     );
 }
 
+/// A finished agent that rigs its container to run again on the next start (the helper's
+/// `go` pipe replaced by a file, its `started` mark removed) gets no second run: syncing a
+/// finished task reads its workspace from a fresh container that only sleeps.
+#[test]
+fn a_finished_agent_cannot_arrange_to_run_again() {
+    require_docker!();
+    let env = TestEnv::new();
+    let rig = "echo run >> runs.txt; rm -f /opt/git-agent/started /opt/git-agent/go; echo go > /opt/git-agent/go";
+    env.agent(&[
+        "spawn", "--name", "again", "--wait", "-m", "x", "--", "sh", "-c", rig,
+    ])
+    .ok();
+    for _ in 0..2 {
+        env.agent(&["sync", "again"]).ok();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let tip = env.task_refs("again")["wip"].clone();
+    assert_eq!(
+        env.git(&["show", &format!("{tip}:runs.txt")]).ok().stdout,
+        "run\n",
+        "the agent's command ran again"
+    );
+    let state = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.State.Status}}",
+            &env.container_of("again"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "exited");
+    let (containers, _, _) = env.runtime_objects();
+    assert_eq!(
+        containers,
+        vec![env.container_of("again")],
+        "reader left behind"
+    );
+}
+
 /// `review` flags changes that can run code elsewhere or hide from a quick look.
 #[test]
 fn review_flags_sensitive_changes() {
