@@ -18,7 +18,6 @@
 
 use anyhow::Result;
 
-use crate::error::hinted;
 use crate::git::Config;
 
 /// The container environment variable that switches the guards on.
@@ -32,26 +31,10 @@ pub fn enabled(flag: Option<bool>, config: &Config) -> Result<bool> {
     if let Some(on) = flag {
         return Ok(on);
     }
-    match config.get(CONFIG_KEY) {
-        None => Ok(false),
-        Some(v) => parse_bool(v).ok_or_else(|| {
-            hinted(
-                format!("bad value '{v}' for {CONFIG_KEY}"),
-                format!("set true or false: git config {CONFIG_KEY} true"),
-            )
-        }),
-    }
+    config.bool(CONFIG_KEY, false)
 }
 
 /// git's booleans: a key without a value is true.
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "" | "true" | "yes" | "on" | "1" => Some(true),
-        "false" | "no" | "off" | "0" => Some(false),
-        _ => None,
-    }
-}
-
 /// Add the switch to a task's environment when the task runs with read-only git.
 pub fn add_env(env: &mut Vec<String>, on: bool) {
     if on {

@@ -271,17 +271,7 @@ pub fn read_only_root(ctx: &Ctx, flag: bool) -> Result<bool> {
     if flag {
         return Ok(true);
     }
-    match ctx.config.get("agent.readOnlyRoot") {
-        None => Ok(false),
-        Some(v) => match v.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" => Ok(true),
-            "false" | "no" | "off" | "0" | "" => Ok(false),
-            _ => Err(hinted(
-                format!("bad value '{v}' for agent.readOnlyRoot"),
-                "set true or false: git config agent.readOnlyRoot true",
-            )),
-        },
-    }
+    ctx.config.bool("agent.readOnlyRoot", false)
 }
 
 pub async fn run(args: SpawnArgs) -> Result<i32> {

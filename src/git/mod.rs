@@ -245,6 +245,22 @@ impl Config {
             .unwrap_or_default()
     }
 
+    /// A boolean setting, as git reads them (true/yes/on/1, false/no/off/0; a key given
+    /// without a value is true).
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "" | "true" | "yes" | "on" | "1" => Ok(true),
+                "false" | "no" | "off" | "0" => Ok(false),
+                _ => Err(hinted(
+                    format!("bad value '{v}' for {key}"),
+                    format!("set true or false: git config {key} true"),
+                )),
+            },
+        }
+    }
+
     /// A size setting in bytes; accepts git's k/m/g suffixes.
     pub fn size(&self, key: &str, default: u64) -> Result<u64> {
         match self.get(key) {

@@ -221,12 +221,8 @@ impl Runtime for DockerRuntime {
             }),
             ..Default::default()
         };
-        let opts = CreateContainerOptionsBuilder::new()
-            .name(&spec.name)
-            .build();
         let resp = self
-            .docker
-            .create_container(Some(opts), body)
+            .create_named(&spec.name, body)
             .await
             .with_context(|| format!("cannot create the gateway container {}", spec.name))?;
         self.docker
@@ -353,12 +349,8 @@ impl Runtime for DockerRuntime {
             host_config: Some(host),
             ..Default::default()
         };
-        let opts = CreateContainerOptionsBuilder::new()
-            .name(&spec.name)
-            .build();
         let resp = self
-            .docker
-            .create_container(Some(opts), body)
+            .create_named(&spec.name, body)
             .await
             .with_context(|| format!("cannot create container {}", spec.name))?;
         Ok(resp.id)
@@ -758,6 +750,15 @@ where
 }
 
 impl DockerRuntime {
+    async fn create_named(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<bollard::models::ContainerCreateResponse, BollardError> {
+        let opts = CreateContainerOptionsBuilder::new().name(name).build();
+        self.docker.create_container(Some(opts), body).await
+    }
+
     async fn cut_and_kill(&self, id: &str, networks: &[String]) -> Result<()> {
         for net in networks {
             self.docker

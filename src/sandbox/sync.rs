@@ -67,7 +67,11 @@ pub async fn sync<R: Runtime>(
 
 /// A container for reading a finished task's workspace: the task's image, its workspace
 /// volume, no network, the same hardening, and a command that does nothing.
-pub async fn start_reader<R: Runtime>(rt: &R, store: &TaskStore, loaded: &Loaded) -> Result<String> {
+pub async fn start_reader<R: Runtime>(
+    rt: &R,
+    store: &TaskStore,
+    loaded: &Loaded,
+) -> Result<String> {
     let task = loaded.record.name.as_str();
     let repo = super::RepoId::of(store.git());
     let limits = super::spawn::Limits::from_config(&store.git().agent_config()?)?;

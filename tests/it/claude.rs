@@ -13,7 +13,7 @@ const KEY: &str = "sk-ant-test-key-for-git-agent";
 
 /// Configure `env` so the claude image builds here (npm behind the TLS-inspecting proxy needs
 /// the host's CA bundle) and the agent talks to `fake`.
-fn use_fake(env: &TestEnv, fake: &FakeAnthropic) {
+pub(crate) fn use_fake(env: &TestEnv, fake: &FakeAnthropic) {
     env.git(&[
         "config",
         "agent.extraCaCerts",

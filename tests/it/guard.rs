@@ -475,18 +475,7 @@ fn claude_code_is_told_why_its_commit_is_blocked() {
         ],
         KEY,
     );
-    env.git(&[
-        "config",
-        "agent.extraCaCerts",
-        "/etc/ssl/certs/ca-certificates.crt",
-    ])
-    .ok();
-    env.git(&[
-        "config",
-        "agent.claude.baseUrl",
-        &fake.base_url("host.docker.internal"),
-    ])
-    .ok();
+    crate::claude::use_fake(&env, &fake);
     let spawn = env.agent_with(
         &[
             "spawn",
