@@ -9,6 +9,7 @@
 #   build_warm   the same command again: must not rebuild anything (no build steps run)
 #   direct       `docker run --rm <image> sh -c 'echo done'` (the floor)
 #   git_agent    `git agent spawn --wait -- sh -c 'echo done'` with the same image and command
+#                (includes the task's internal network and its egress gateway sidecar)
 #   overhead     git_agent - direct (target: under 1 s)
 set -euo pipefail
 RUNS="${RUNS:-7}"
@@ -45,6 +46,9 @@ t0=$(now); tag=$(git agent image build --agent exec 2>"$work/warm.log" | cut -d'
 build_warm=$(secs $((t1 - t0)))
 steps_warm=$(grep -c '^Step ' "$work/warm.log" || true)
 
+# Warm up: the first spawn builds the egress gateway's image (once per base image).
+git agent spawn --name warmup --wait -m x -- true >/dev/null 2>&1
+git agent purge --refs warmup >/dev/null 2>&1
 direct=(); agent=()
 for i in $(seq 1 "$RUNS"); do
   t0=$(now); docker run --rm "$tag" sh -c 'echo done' >/dev/null; t1=$(now)
