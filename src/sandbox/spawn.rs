@@ -256,30 +256,9 @@ pub async fn start<R: Runtime>(
     let bundle = start_bundle(store.git(), task)?;
     rt.create_network(&names.network, &labels, true).await?;
     checkpoint()?;
-    // The gateway and the volumes come up side by side; neither request is abandoned
-    // midway, so an interruption afterwards finds every object it must remove.
-    let volumes = async {
-        rt.create_volume(&names.volume, &labels).await?;
-        if req.home_volume {
-            rt.create_volume(&names.home_volume, &labels).await?;
-        }
-        if req.read_only {
-            rt.create_volume(&names.state_volume, &labels).await?;
-        }
-        Ok::<_, anyhow::Error>(())
-    };
-    let gw = gateway::start(
-        rt,
-        repo,
-        task,
-        &req.gateway_image,
-        &req.outer_network,
-        &req.gateway,
-    );
-    let (volumes, gw) = tokio::join!(volumes, gw);
-    volumes?;
-    gw?;
-    checkpoint()?;
+    // The gateway comes up side by side with the task's volumes and container (the task's
+    // command starts only after both). No request is abandoned midway, so an interruption
+    // afterwards finds every object it must remove.
     let spec = sandbox_spec(
         repo,
         task,
@@ -293,20 +272,46 @@ pub async fn start<R: Runtime>(
         },
         &req.limits,
     );
-    let id = rt.create_container(&spec).await?;
-    checkpoint()?;
-    rt.start(&id).await?;
-    checkpoint()?;
-    // Prompt and repository go in side by side; a headless command starts as soon as both
-    // are there (interactive ones once the caller has attached, see [`go`]).
-    // Abandoning the stream midway is safe: the sandbox just sees a truncated bundle.
-    let (prompt, repo_in) = tokio::join!(
-        deliver_prompt(rt, &id, &req.prompt),
-        abandon_on_interrupt(deliver_repository(rt, bundle, &id, task, !req.interactive)),
+    let sandbox = async {
+        rt.create_volume(&names.volume, &labels).await?;
+        if req.home_volume {
+            rt.create_volume(&names.home_volume, &labels).await?;
+        }
+        if req.read_only {
+            rt.create_volume(&names.state_volume, &labels).await?;
+        }
+        checkpoint()?;
+        let id = rt.create_container(&spec).await?;
+        checkpoint()?;
+        rt.start(&id).await?;
+        checkpoint()?;
+        // Prompt and repository go in side by side. Abandoning the stream midway is safe:
+        // the sandbox just sees a truncated bundle.
+        let (prompt, repo_in) = tokio::join!(
+            deliver_prompt(rt, &id, &req.prompt),
+            abandon_on_interrupt(deliver_repository(rt, bundle, &id, task)),
+        );
+        prompt?;
+        repo_in?;
+        Ok::<_, anyhow::Error>(id)
+    };
+    let gw = gateway::start(
+        rt,
+        repo,
+        task,
+        &req.gateway_image,
+        &req.outer_network,
+        &req.gateway,
     );
-    prompt?;
-    repo_in?;
+    let (sandbox, gw) = tokio::join!(sandbox, gw);
+    let id = sandbox?;
+    gw?;
     checkpoint()?;
+    // A headless command starts now that the repository, the prompt and its way out are in
+    // place (an interactive one once the caller has attached, see [`go`]).
+    if !req.interactive {
+        go(rt, &id).await?;
+    }
     store.update(task, "running", |r, _| {
         r.status = Status::Running;
         r.started = Some(now());
@@ -336,20 +341,16 @@ async fn deliver_repository<R: Runtime>(
     mut child: tokio::process::Child,
     id: &str,
     task: &str,
-    then_go: bool,
 ) -> Result<()> {
     let base_ref = ref_name(task, "base");
     let stdout = child.stdout.take().expect("stdout was piped");
     let mut sink = tokio::io::sink();
-    let mut cmd = vec![
+    let cmd = vec![
         HELPER.to_string(),
         "receive".into(),
         base_ref.clone(),
         branch_name(task),
     ];
-    if then_go {
-        cmd.push("--go".into());
-    }
     let out = rt.exec(id, &cmd, Some(stdout), &mut sink, 1 << 20).await?;
     let bundle = child.wait_with_output().await?;
     if !bundle.status.success() {
