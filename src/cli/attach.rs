@@ -136,7 +136,6 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
     rt.remove_container(&names.container).await?;
     // A new run gets a new gateway (and new stand-in tokens) with the recorded policy.
     let loaded = crate::sandbox::gateway::retire(&rt, &ctx.store, loaded, &names).await?;
-    rt.remove_container(&names.gateway).await?;
     let policy = match &loaded.record.network {
         Some(p) => p.clone(),
         None => crate::egress::resolve(
@@ -146,11 +145,6 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
             &crate::egress::repo::load(&ctx.git.dir)?.allow,
         )?,
     };
-    let (mut env, access) = super::spawn::agent_env(&ctx, &agent)?;
-    crate::guard::add_env(&mut env, loaded.record.git_readonly);
-    let gw_plan = crate::sandbox::gateway::GatewayPlan::new(policy, &access)?;
-    env.extend(gw_plan.env.iter().cloned());
-    let gateway_image = super::image::ensure(&rt, &image::gateway_plan(&ctx.config)?).await?;
     if loaded.record.network.is_none() {
         // A task from before egress control ran on a plain network: give it an internal one.
         rt.remove_network(&names.network).await?;
@@ -159,15 +153,9 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
         rt.create_network(&names.network, &ctx.repo.labels(&name), true)
             .await?;
     }
-    let gw = crate::sandbox::gateway::start(
-        &rt,
-        &ctx.repo,
-        &name,
-        &gateway_image,
-        &crate::sandbox::gateway::outer_network(&ctx.config),
-        &gw_plan,
-    )
-    .await?;
+    let (mut env, gw_plan, gw) =
+        super::spawn::fresh_gateway(&ctx, &rt, &agent, policy, &name).await?;
+    crate::guard::add_env(&mut env, loaded.record.git_readonly);
     let limits = Limits::from_config(&ctx.config)?;
     let home = loaded.record.sandbox.home_volume.is_some();
     let spec = sandbox_spec(

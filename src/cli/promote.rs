@@ -108,8 +108,8 @@ async fn draft_message(ctx: &Ctx, loaded: &Loaded) -> Option<String> {
             None => false,
         };
         if !running {
-            match draft_gateway(ctx, &rt, &agent, policy, &r.name).await {
-                Ok(e) => {
+            match super::spawn::fresh_gateway(ctx, &rt, &agent, policy.clone(), &r.name).await {
+                Ok((e, _, _)) => {
                     env = e;
                     own_gateway = true;
                 }
@@ -132,34 +132,6 @@ async fn draft_message(ctx: &Ctx, loaded: &Loaded) -> Option<String> {
             None
         }
     }
-}
-
-/// Start a gateway for a one-off agent command of a finished task; returns the command's
-/// environment (proxy, stand-ins, the vault's URL).
-async fn draft_gateway<R: crate::runtime::Runtime>(
-    ctx: &Ctx,
-    rt: &R,
-    agent: &crate::agent::Agent,
-    policy: &crate::egress::NetworkPolicy,
-    task: &str,
-) -> Result<Vec<String>> {
-    use crate::sandbox::gateway;
-    let names = ctx.repo.object_names(task);
-    rt.remove_container(&names.gateway).await?;
-    let (mut env, access) = super::spawn::agent_env(ctx, agent)?;
-    let plan = gateway::GatewayPlan::new(policy.clone(), &access)?;
-    let image = super::image::ensure(rt, &crate::image::gateway_plan(&ctx.config)?).await?;
-    gateway::start(
-        rt,
-        &ctx.repo,
-        task,
-        &image,
-        &gateway::outer_network(&ctx.config),
-        &plan,
-    )
-    .await?;
-    env.extend(plan.env);
-    Ok(env)
 }
 
 /// Ask for a message in the user's editor, git style, starting from `draft`.

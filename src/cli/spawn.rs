@@ -257,6 +257,16 @@ pub fn gateway_plan(
         &crate::egress::Request { profile, allow },
         &repo.allow,
     )?;
+    run_plan(ctx, agent, policy)
+}
+
+/// One run of `agent` under `policy`: its environment (its settings plus what the gateway
+/// hands it: proxy, stand-ins, the vault's URL) and its gateway's setup.
+pub fn run_plan(
+    ctx: &Ctx,
+    agent: &Agent,
+    policy: crate::egress::NetworkPolicy,
+) -> Result<(Vec<String>, GatewayPlan)> {
     let (mut env, access) = agent_env(ctx, agent)?;
     let plan = GatewayPlan::new(policy, &access)?;
     if let Some(w) = &plan.warning {
@@ -264,6 +274,33 @@ pub fn gateway_plan(
     }
     env.extend(plan.env.iter().cloned());
     Ok((env, plan))
+}
+
+/// Give a task a new gateway under `policy` (any old one is removed), with fresh stand-ins:
+/// for a restarted run, or a one-off agent command of a finished task. The task's network
+/// must exist. Returns the run's environment, the plan, and the gateway's id.
+pub async fn fresh_gateway<R: Runtime>(
+    ctx: &Ctx,
+    rt: &R,
+    agent: &Agent,
+    policy: crate::egress::NetworkPolicy,
+    task: &str,
+) -> Result<(Vec<String>, GatewayPlan, String)> {
+    use crate::sandbox::gateway;
+    rt.remove_container(&ctx.repo.object_names(task).gateway)
+        .await?;
+    let (env, plan) = run_plan(ctx, agent, policy)?;
+    let image = super::image::ensure(rt, &image::gateway_plan(&ctx.config)?).await?;
+    let id = gateway::start(
+        rt,
+        &ctx.repo,
+        task,
+        &image,
+        &gateway::outer_network(&ctx.config),
+        &plan,
+    )
+    .await?;
+    Ok((env, plan, id))
 }
 
 /// `--read-only`, else `agent.readOnlyRoot`.

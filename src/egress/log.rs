@@ -106,13 +106,11 @@ fn split_line(line: &str) -> Option<(String, &str)> {
     }
     let time = match stamp {
         Some(s) => s.chars().take(23).collect::<String>() + "Z",
+        // Without the engine's stamp: the proxy's own "Mon DD HH:MM:SS.mmm".
         None => head
             .split_once(char::is_whitespace)
-            .map(|(_, t)| t.trim().trim_end_matches(['[', ' ']).to_string())
+            .and_then(|(_, t)| t.trim().split(" [").next())
             .unwrap_or_default()
-            .split(" [")
-            .next()
-            .unwrap_or("")
             .to_string(),
     };
     Some((time, msg))

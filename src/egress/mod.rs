@@ -206,17 +206,6 @@ impl NetworkPolicy {
         }
         c
     }
-
-    /// One line for humans: `api (+ 2 domains)`.
-    pub fn summary(&self) -> String {
-        let mut s = self.profile.clone();
-        if self.open {
-            s.push_str(" (every host)");
-        } else if !self.allow.is_empty() {
-            s.push_str(&format!(": {}", self.allow.join(", ")));
-        }
-        s
-    }
 }
 
 #[cfg(test)]

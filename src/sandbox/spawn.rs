@@ -320,7 +320,6 @@ pub async fn start<R: Runtime>(
     })
 }
 
-/// Stream `git bundle create` of the task's base straight into the sandbox's `receive`.
 /// Start `git bundle create` of the task's base. Started before the container so that git
 /// counts and prepares objects while the engine creates the sandbox.
 fn start_bundle(git: &Git, task: &str) -> Result<tokio::process::Child> {
