@@ -49,10 +49,11 @@ impl Git {
         let mut lines = text.lines();
         let top = PathBuf::from(lines.next().unwrap_or_default());
         let common = PathBuf::from(lines.next().unwrap_or_default());
+        // A relative common dir is relative to where git ran, not to the top level.
         let common = if common.is_absolute() {
             common
         } else {
-            top.join(common)
+            start.join(common)
         };
         let common_dir = common
             .canonicalize()

@@ -163,3 +163,25 @@ fn image_dry_run_shows_layers_and_build_failure_shows_the_step() {
     assert_eq!(before, env.snapshot());
     assert!(env.task_refs("badimage").is_empty());
 }
+
+#[test]
+fn commands_work_from_a_subdirectory_and_a_linked_worktree() {
+    let env = TestEnv::new();
+    env.write("src/deep/file.txt", "x\n");
+    env.git(&["add", "."]).ok();
+    env.git(&["commit", "-q", "-m", "deep"]).ok();
+    let sub = env.repo.join("src/deep");
+    let r = env.agent_with(&["list", "--json"], |c| {
+        c.current_dir(&sub);
+    });
+    assert_eq!(r.code, 0, "list from a subdirectory:\n{r}");
+    assert_eq!(r.stdout.trim(), "[]", "{r}");
+    let wt = env.home.path().join("linked wt");
+    env.git(&["worktree", "add", "-q", "--detach", wt.to_str().unwrap()])
+        .ok();
+    let r = env.agent_with(&["status", "ghost"], |c| {
+        c.current_dir(wt.join("src"));
+    });
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("no task named 'ghost'"), "{r}");
+}
