@@ -353,3 +353,103 @@ pub async fn owned_by<R: Runtime>(
         l.get(LABEL_REPO) == Some(&repo.id) && l.get(LABEL_TASK).map(String::as_str) == Some(task)
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> RepoId {
+        RepoId {
+            id: "0123abcd".into(),
+            path: "/r/.git".into(),
+        }
+    }
+
+    /// Every name of every task is different from every name of every other task, over
+    /// names built to collide (kind words, separators, prefixes of each other).
+    #[test]
+    fn object_names_are_injective() {
+        let words = [
+            "a", "gw", "net", "ws", "home", "state", "read", "draft", "draftws", "task", "x.gw",
+            "a-gw", "a.gw", "a_gw", "gw-a", "gw.a", "task.a", "a-net", "a-ws", "a-read", "0",
+        ];
+        let mut tasks: Vec<String> = Vec::new();
+        for w in words {
+            tasks.push(w.to_string());
+            for v in words {
+                for sep in ["-", ".", "_"] {
+                    tasks.push(format!("{w}{sep}{v}"));
+                }
+            }
+        }
+        tasks.retain(|t| crate::task::TaskName::parse(t).is_ok());
+        tasks.sort();
+        tasks.dedup();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for t in &tasks {
+            let names = repo().object_names(t);
+            for (_, n) in names.all() {
+                if let Some(other) = seen.insert(n.to_string(), t.clone()) {
+                    panic!("{n} belongs to both {other} and {t}");
+                }
+                // Never a name of the scheme before this one (`git-agent-<repo>-...`).
+                assert!(n.starts_with("git-agent-0123abcd."), "{n}");
+            }
+        }
+        assert!(tasks.len() > 1000, "{}", tasks.len());
+    }
+
+    fn write_all(buf: &mut CappedBuf, data: &[u8], chunk: usize) {
+        for c in data.chunks(chunk) {
+            buf.push(c);
+        }
+    }
+
+    #[test]
+    fn transcript_keeps_head_and_tail() {
+        let data: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        for chunk in [1, 7, 100, 4096, data.len()] {
+            let mut buf = CappedBuf::new(1000);
+            write_all(&mut buf, &data, chunk);
+            let out = String::from_utf8(buf.bytes()).unwrap();
+            assert!(buf.truncated());
+            assert!(out.starts_with("line 0\nline 1\n"), "{chunk}");
+            assert!(out.ends_with("line 9998\nline 9999\n"), "{chunk}: {out}");
+            assert!(out.contains("bytes of output left out here"), "{out}");
+            let dropped = data.len() - 1000;
+            assert!(
+                out.contains(&format!("[git-agent: {dropped} bytes")),
+                "{out}"
+            );
+        }
+        let mut small = CappedBuf::new(1000);
+        write_all(&mut small, b"short\n", 2);
+        assert_eq!(small.bytes(), b"short\n");
+        assert!(!small.truncated());
+        // Exactly full: nothing dropped, nothing marked.
+        let mut full = CappedBuf::new(10);
+        write_all(&mut full, b"0123456789", 3);
+        assert_eq!(full.bytes(), b"0123456789");
+    }
+
+    #[test]
+    fn disk_limit_reason_needs_the_helpers_line_and_a_kill() {
+        let t = b"work\ngit-agent-sandbox: disk limit: 2000 KiB used, over the limit of 1024 KiB; stopping the task\n";
+        assert_eq!(
+            end_reason(137, None, t, 1 << 20).as_deref(),
+            Some("workspace over its 1m disk limit")
+        );
+        assert_eq!(
+            end_reason(143, None, t, 10 << 30).as_deref(),
+            Some("workspace over its 10g disk limit")
+        );
+        assert_eq!(end_reason(0, None, t, 1 << 20), None);
+        assert_eq!(end_reason(137, None, b"work\n", 1 << 20), None);
+        assert_eq!(
+            end_reason(124, Some(5), b"", 1 << 20).as_deref(),
+            Some("timed out after 5s")
+        );
+    }
+}
