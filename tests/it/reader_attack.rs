@@ -222,7 +222,7 @@ fn a_sync_that_hangs_hits_its_time_limit() {
         "{run}"
     );
     assert!(run.stderr.contains("agent.syncTimeout"), "{run}");
-    assert!(env.task_refs("slow").get("wip").is_none());
+    assert!(!env.task_refs("slow").contains_key("wip"));
     assert_eq!(env.snapshot(), before);
     let (containers, _, _) = env.runtime_objects();
     assert_eq!(
