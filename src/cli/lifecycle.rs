@@ -100,8 +100,8 @@ pub async fn run_rm(args: RmArgs) -> Result<i32> {
 }
 
 async fn purge_one<R: Runtime>(ctx: &Ctx, rt: &R, query: &str, refs: bool) -> Result<()> {
-    let (name, exists) = match ctx.store.resolve(query) {
-        Ok(l) => (l.record.name.clone(), true),
+    let (name, recorded) = match ctx.store.resolve(query) {
+        Ok(l) => (l.record.name.clone(), Some(l.record.sandbox.clone())),
         // An exact name without refs: clean up objects left by an interrupted spawn.
         Err(e) => match crate::task::TaskName::parse(query) {
             Ok(n) => {
@@ -114,13 +114,15 @@ async fn purge_one<R: Runtime>(ctx: &Ctx, rt: &R, query: &str, refs: bool) -> Re
                 if leftovers.is_empty() {
                     return Err(e);
                 }
-                (n.to_string(), false)
+                (n.to_string(), None)
             }
             Err(_) => return Err(e),
         },
     };
-    remove_objects(rt, &ctx.repo.object_names(&name), true, true).await?;
-    if exists {
+    // By label only: the task's own objects, including those a task from before the current
+    // naming scheme recorded under its old names.
+    remove_objects(rt, &ctx.repo, &name, recorded.as_ref(), true, true).await?;
+    if recorded.is_some() {
         if refs {
             ctx.store.delete(&name)?;
         } else {

@@ -60,19 +60,30 @@ async fn synced(ctx: &Ctx, task: &str) -> Result<Loaded> {
     super::sync::sync_if_possible(&rt, ctx, loaded).await
 }
 
-/// Ask the task's agent to draft a message for its uncommitted changes (headless, in its
-/// sandbox, with the `commit-msg` template). `None` when there is no agent to ask.
+/// Most bytes of the diff shown to the agent drafting a commit message.
+const DRAFT_DIFF_MAX: usize = 64 << 10;
+
+/// Ask the task's agent to draft a message for its uncommitted changes (headless, with the
+/// `commit-msg` template). `None` when there is no agent to ask.
+///
+/// Nothing the agent wrote runs for this: the draft runs in a fresh container of the task's
+/// image with an empty workspace and a fresh home, never in the task's own container (whose
+/// home holds the agent's settings and hooks) and without the task's workspace (whose
+/// `.claude/`, `.codex/`, git config and hooks the agent wrote). The changes reach it as
+/// text: the diff of the synced, host-checked `wip` commit, made by the host's git with
+/// external diff and textconv drivers off. A running task is not asked (its gateway and
+/// stand-ins are its own, and its work is still moving).
 async fn draft_message(ctx: &Ctx, loaded: &Loaded) -> Option<String> {
     let r = &loaded.record;
-    let container = r.sandbox.container.clone()?;
     let search = crate::data::Search::new(&ctx.git.dir);
     let agent = crate::agent::load(&search, &r.agent).ok()?;
-    if agent.is_exec() {
+    if agent.is_exec() || r.sandbox.volume.is_none() {
         return None;
     }
+    let wip = loaded.ref_value("wip")?;
     let template = search.find(crate::data::PROMPTS, "commit-msg").ok()??;
     let template = crate::template::parse(&template).ok()?;
-    let prompt = crate::template::render(
+    let mut prompt = crate::template::render(
         &template,
         &crate::template::PromptVars {
             description: r.prompt.clone(),
@@ -84,46 +95,53 @@ async fn draft_message(ctx: &Ctx, loaded: &Loaded) -> Option<String> {
         },
     )
     .ok()?;
-    let rt = engine().await.ok()?;
-    let started = match rt.state(&container).await.ok()? {
-        crate::runtime::ContainerState::Running => false,
-        crate::runtime::ContainerState::Missing => return None,
-        _ => {
-            rt.start(&container).await.ok()?;
-            true
+    let parent = format!("{wip}^");
+    let diff = ctx
+        .git
+        .run([
+            "-c",
+            "core.quotePath=false",
+            "diff",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--no-color",
+            "--stat",
+            "--patch",
+            &parent,
+            wip,
+        ])
+        .ok()?;
+    let mut diff = crate::error::sanitize(&diff);
+    if diff.len() > DRAFT_DIFF_MAX {
+        let mut end = DRAFT_DIFF_MAX;
+        while !diff.is_char_boundary(end) {
+            end -= 1;
         }
-    };
+        diff.truncate(end);
+        diff.push_str("\n[diff truncated]\n");
+    }
+    prompt.push_str("\n\nThe uncommitted changes:\n\n```diff\n");
+    prompt.push_str(&diff);
+    prompt.push_str("\n```\n");
+    let rt = engine().await.ok()?;
+    if let Some(c) = &r.sandbox.container {
+        if rt.state(c).await.ok()? == crate::runtime::ContainerState::Running {
+            return None;
+        }
+    }
+    let names = ctx.repo.object_names(&r.name);
+    let network = r.sandbox.network.clone()?;
+    if !rt.network_exists(&network).await.ok()? {
+        return None;
+    }
     eprintln!(
         "git-agent: asking {} to draft a commit message...",
         agent.name
     );
-    // A finished run's gateway is gone (its stand-ins with it): the draft gets a gateway of
-    // its own, under the task's policy, with fresh stand-ins passed to this one command.
-    let names = ctx.repo.object_names(&r.name);
-    let mut env = Vec::new();
-    let mut own_gateway = false;
-    if let Some(policy) = &r.network {
-        let running = match &r.sandbox.gateway {
-            Some(g) => rt.state(g).await.ok() == Some(crate::runtime::ContainerState::Running),
-            None => false,
-        };
-        if !running {
-            match super::spawn::fresh_gateway(ctx, &rt, &agent, policy.clone(), &r.name).await {
-                Ok((e, _, _)) => {
-                    env = e;
-                    own_gateway = true;
-                }
-                Err(e) => eprintln!("git-agent: no gateway for the draft ({e:#})"),
-            }
-        }
-    }
-    let answer = crate::sandbox::spawn::ask(&rt, &container, &agent, &prompt, &env).await;
-    if own_gateway {
-        rt.remove_container(&names.gateway).await.ok();
-    }
-    if started {
-        rt.stop(&container, 0).await.ok();
-    }
+    let answer = draft_in_fresh_container(ctx, &rt, &agent, loaded, &names, &prompt).await;
+    rt.remove_container(&names.draft).await.ok();
+    rt.remove_volume(&names.draft_volume).await.ok();
+    rt.remove_container(&names.gateway).await.ok();
     match answer {
         Ok(a) if !a.trim().is_empty() => Some(a),
         Ok(_) => None,
@@ -132,6 +150,47 @@ async fn draft_message(ctx: &Ctx, loaded: &Loaded) -> Option<String> {
             None
         }
     }
+}
+
+/// Start the draft's container (the task's image, an empty workspace volume, no home
+/// volume, the task's network with a fresh gateway under the task's policy) and ask.
+async fn draft_in_fresh_container<R: crate::runtime::Runtime>(
+    ctx: &Ctx,
+    rt: &R,
+    agent: &crate::agent::Agent,
+    loaded: &Loaded,
+    names: &crate::sandbox::ObjectNames,
+    prompt: &str,
+) -> Result<String> {
+    let r = &loaded.record;
+    let policy = r
+        .network
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the task has no network policy"))?;
+    let (env, _, _) = super::spawn::fresh_gateway(ctx, rt, agent, policy, &r.name).await?;
+    let labels = ctx.repo.labels(&r.name);
+    rt.remove_container(&names.draft).await?;
+    rt.create_volume(&names.draft_volume, &labels).await?;
+    let limits = crate::sandbox::spawn::Limits::from_config(&ctx.config)?;
+    let mut spec = crate::sandbox::spawn::sandbox_spec(
+        &ctx.repo,
+        &r.name,
+        crate::sandbox::spawn::Process {
+            image_id: &r.sandbox.image_id,
+            cmd: vec!["sleep".into(), "infinity".into()],
+            env: &[],
+            home_volume: false,
+            tty: false,
+            read_only: false,
+        },
+        &limits,
+    );
+    spec.name = names.draft.clone();
+    spec.volume = names.draft_volume.clone();
+    spec.network = r.sandbox.network.clone().unwrap_or(spec.network);
+    let id = rt.create_container(&spec).await?;
+    rt.start(&id).await?;
+    crate::sandbox::spawn::ask(rt, &id, agent, prompt, &env).await
 }
 
 /// Ask for a message in the user's editor, git style, starting from `draft`.

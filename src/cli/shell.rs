@@ -8,6 +8,12 @@ use crate::error::hinted;
 use crate::runtime::{ContainerState, Runtime};
 
 /// Open an interactive shell inside a task's sandbox, in its workspace, as the task user.
+///
+/// A finished task's workspace is opened in a fresh container without network. The shell
+/// reads no rc or profile file (the agent could have written them: bash runs with --norc
+/// --noprofile and an empty HOME), and git in it runs no hooks, fsmonitor, pager, editor,
+/// external diff or filter/diff/merge driver the agent configured (command-line-scope
+/// overrides through GIT_CONFIG_COUNT).
 #[derive(Debug, Args)]
 pub struct ShellArgs {
     /// The task (any unique prefix of its name).
@@ -40,11 +46,7 @@ pub async fn run(args: ShellArgs) -> Result<i32> {
             true,
         ),
     };
-    let cmd = [
-        "/bin/sh".to_string(),
-        "-c".into(),
-        "if command -v bash >/dev/null; then exec bash; else exec sh; fi".into(),
-    ];
+    let cmd = [crate::sandbox::HELPER.to_string(), "shell".into()];
     let code = rt.exec_interactive(&container, &cmd).await;
     if started {
         rt.remove_container(&container).await.ok();

@@ -23,8 +23,8 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
-    ContainerState, ExecOutcome, GatewaySpec, LABEL_TASK, OutputTooLarge, Owned, Runtime,
-    SandboxSpec, Upload,
+    ContainerState, ExecOutcome, GatewaySpec, LABEL_TASK, ObjectKind, OutputTooLarge, Owned,
+    Runtime, SandboxSpec, Upload,
 };
 use crate::error::hinted;
 
@@ -334,6 +334,7 @@ impl Runtime for DockerRuntime {
             memory: Some(spec.memory),
             nano_cpus: Some(spec.nano_cpus),
             init: Some(true),
+            log_config: Some(log_rotation()),
             ..Default::default()
         };
         let body = ContainerCreateBody {
@@ -663,6 +664,34 @@ impl Runtime for DockerRuntime {
         Ok(stopped)
     }
 
+    async fn labels_of(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Option<HashMap<String, String>>> {
+        let found = match kind {
+            ObjectKind::Container => self
+                .docker
+                .inspect_container(name, None)
+                .await
+                .map(|c| c.config.and_then(|c| c.labels).unwrap_or_default()),
+            ObjectKind::Volume => self.docker.inspect_volume(name).await.map(|v| v.labels),
+            ObjectKind::Network => self
+                .docker
+                .inspect_network(
+                    name,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+                .map(|n| n.labels.unwrap_or_default()),
+        };
+        match found {
+            Ok(labels) => Ok(Some(labels)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(anyhow!(e).context(format!("cannot inspect {name}"))),
+        }
+    }
+
     async fn containers_with(&self, labels: &[(&str, &str)]) -> Result<Vec<Owned>> {
         let mut filters = HashMap::new();
         filters.insert(
@@ -775,6 +804,24 @@ impl DockerRuntime {
         self.stop(id, 0).await
     }
 }
+
+/// Rotated container logs: an agent that prints without end fills at most
+/// `LOG_FILES` x `LOG_FILE_SIZE` of the engine's disk (the transcript keeps its own head and
+/// tail, see `sandbox::CappedBuf`).
+fn log_rotation() -> bollard::models::HostConfigLogConfig {
+    bollard::models::HostConfigLogConfig {
+        typ: Some("json-file".into()),
+        config: Some(HashMap::from([
+            ("max-size".to_string(), LOG_FILE_SIZE.to_string()),
+            ("max-file".to_string(), LOG_FILES.to_string()),
+        ])),
+    }
+}
+
+/// Size of one rotated log file of a task's container.
+pub const LOG_FILE_SIZE: &str = "20m";
+/// Rotated log files kept per container.
+pub const LOG_FILES: &str = "5";
 
 fn build_failed(error: &str, recent: &[String]) -> anyhow::Error {
     let mut msg = format!("image build failed: {}", error.trim());

@@ -62,6 +62,14 @@ pub struct Upload {
     pub owner: u64,
 }
 
+/// The kinds of runtime object a task owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Container,
+    Volume,
+    Network,
+}
+
 /// What the engine says about a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContainerState {
@@ -187,6 +195,13 @@ pub trait Runtime {
     async fn remove_container(&self, id: &str) -> Result<()>;
     async fn remove_volume(&self, name: &str) -> Result<()>;
     async fn remove_network(&self, name: &str) -> Result<()>;
+    /// The labels of a container, volume or network, or `None` when it does not exist.
+    /// Removing a task's objects checks them first: a name alone never proves ownership.
+    async fn labels_of(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Option<HashMap<String, String>>>;
     /// Containers carrying all the given labels.
     async fn containers_with(&self, labels: &[(&str, &str)]) -> Result<Vec<Owned>>;
     /// Cut every network of every git-agent container (or only those also carrying label

@@ -15,7 +15,9 @@ use anyhow::Result;
 use sha2::{Digest, Sha256};
 
 use crate::git::Git;
-use crate::runtime::{ContainerState, LABEL_REPO, LABEL_REPO_PATH, LABEL_TASK, Runtime};
+use crate::runtime::{
+    ContainerState, LABEL_REPO, LABEL_REPO_PATH, LABEL_TASK, ObjectKind, Runtime,
+};
 use crate::task::store::{Loaded, TaskStore};
 use crate::task::{Status, now};
 
@@ -37,17 +39,23 @@ impl RepoId {
         RepoId { id, path }
     }
 
-    /// Engine object names for a task: (container, volume, network).
+    /// Engine object names for a task. Each is `git-agent-<repo>.<kind>.<task>`: the repo id
+    /// has a fixed length and the kind (a fixed word without `.`) comes before the task name,
+    /// so no task's name can produce another task's object (task `a-gw` cannot own task
+    /// `a`'s gateway). Names from before this scheme (`git-agent-<repo>-<task>[-kind]`) have a
+    /// `-` where these have a `.`, so old and new names never meet either.
     pub fn object_names(&self, task: &str) -> ObjectNames {
-        let stem = format!("git-agent-{}-{task}", self.id);
+        let name = |kind: &str| format!("git-agent-{}.{kind}.{task}", self.id);
         ObjectNames {
-            container: stem.clone(),
-            volume: format!("{stem}-ws"),
-            home_volume: format!("{stem}-home"),
-            state_volume: format!("{stem}-state"),
-            network: format!("{stem}-net"),
-            gateway: format!("{stem}-gw"),
-            reader: format!("{stem}-read"),
+            container: name("task"),
+            volume: name("ws"),
+            home_volume: name("home"),
+            state_volume: name("state"),
+            network: name("net"),
+            gateway: name("gw"),
+            reader: name("read"),
+            draft: name("draft"),
+            draft_volume: name("draftws"),
         }
     }
 
@@ -68,27 +76,109 @@ pub struct ObjectNames {
     pub state_volume: String,
     pub network: String,
     pub gateway: String,
-    /// A short-lived container reading a finished task's workspace (sync).
+    /// A short-lived container reading a finished task's workspace (sync, shell).
     pub reader: String,
+    /// A short-lived container drafting a commit message, and its empty workspace.
+    pub draft: String,
+    pub draft_volume: String,
+}
+
+impl ObjectNames {
+    /// Every name, with the kind of object it names.
+    pub fn all(&self) -> [(ObjectKind, &str); 9] {
+        [
+            (ObjectKind::Container, &self.container),
+            (ObjectKind::Container, &self.gateway),
+            (ObjectKind::Container, &self.reader),
+            (ObjectKind::Container, &self.draft),
+            (ObjectKind::Volume, &self.volume),
+            (ObjectKind::Volume, &self.home_volume),
+            (ObjectKind::Volume, &self.state_volume),
+            (ObjectKind::Volume, &self.draft_volume),
+            (ObjectKind::Network, &self.network),
+        ]
+    }
 }
 
 /// Most bytes of a task's output kept as its transcript.
 pub const TRANSCRIPT_MAX: usize = 16 << 20;
 
-/// An in-memory sink that keeps at most `cap` bytes and drops the rest.
+/// An in-memory sink that keeps at most `cap` bytes: the first half and the last half of
+/// what was written, with a marker line between them when something in the middle was
+/// dropped. The end of a run (the agent's final answer, its statistics, the error that
+/// stopped it) matters as much as its start.
 pub struct CappedBuf {
-    pub data: Vec<u8>,
-    pub cap: usize,
-    pub truncated: bool,
+    head: Vec<u8>,
+    /// The most recent bytes, as a ring of `cap - cap / 2` bytes starting at `tail_start`.
+    tail: Vec<u8>,
+    tail_start: usize,
+    dropped: u64,
+    cap: usize,
 }
 
 impl CappedBuf {
     pub fn new(cap: usize) -> CappedBuf {
         CappedBuf {
-            data: Vec::new(),
+            head: Vec::new(),
+            tail: Vec::new(),
+            tail_start: 0,
+            dropped: 0,
             cap,
-            truncated: false,
         }
+    }
+
+    /// Were bytes in the middle dropped?
+    pub fn truncated(&self) -> bool {
+        self.dropped > 0
+    }
+
+    fn push(&mut self, mut buf: &[u8]) {
+        let head_cap = self.cap / 2;
+        let tail_cap = self.cap - head_cap;
+        let room = head_cap.saturating_sub(self.head.len());
+        let n = buf.len().min(room);
+        self.head.extend_from_slice(&buf[..n]);
+        buf = &buf[n..];
+        if tail_cap == 0 {
+            self.dropped += buf.len() as u64;
+            return;
+        }
+        if buf.len() >= tail_cap {
+            self.dropped += (self.tail.len() + buf.len() - tail_cap) as u64;
+            self.tail = buf[buf.len() - tail_cap..].to_vec();
+            self.tail_start = 0;
+            return;
+        }
+        for &b in buf {
+            if self.tail.len() < tail_cap {
+                self.tail.push(b);
+            } else {
+                self.tail[self.tail_start] = b;
+                self.tail_start = (self.tail_start + 1) % tail_cap;
+                self.dropped += 1;
+            }
+        }
+    }
+
+    /// What was kept: the head, a marker line if anything was dropped, the tail.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut out = self.head.clone();
+        if self.dropped > 0 {
+            if !out.ends_with(b"\n") && !out.is_empty() {
+                out.push(b'\n');
+            }
+            out.extend_from_slice(
+                format!(
+                    "[git-agent: {} bytes of output left out here; the transcript keeps the first and the last {} bytes]\n",
+                    self.dropped,
+                    self.cap / 2
+                )
+                .as_bytes(),
+            );
+        }
+        out.extend_from_slice(&self.tail[self.tail_start..]);
+        out.extend_from_slice(&self.tail[..self.tail_start]);
+        out
     }
 }
 
@@ -98,11 +188,7 @@ impl tokio::io::AsyncWrite for CappedBuf {
         _cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        let room = self.cap.saturating_sub(self.data.len());
-        if buf.len() > room {
-            self.truncated = true;
-        }
-        self.data.extend_from_slice(&buf[..buf.len().min(room)]);
+        self.push(buf);
         std::task::Poll::Ready(Ok(buf.len()))
     }
 
@@ -121,12 +207,34 @@ impl tokio::io::AsyncWrite for CappedBuf {
     }
 }
 
-/// Why a run ended, from its exit code (`timeout(1)` exits 124, or 137 once it had to kill).
-fn end_reason(code: i64, timeout: Option<u64>) -> Option<String> {
+/// The line the sandbox helper prints when it stops a task over its disk limit.
+const DISK_MARK: &str = "git-agent-sandbox: disk limit: ";
+
+/// Why a run ended, from its exit code (`timeout(1)` exits 124, or 137 once it had to kill)
+/// and the end of its output (the helper's disk-limit line, see `disk_watch` in the helper).
+fn end_reason(code: i64, timeout: Option<u64>, transcript: &[u8], disk: u64) -> Option<String> {
+    let tail = &transcript[transcript.len().saturating_sub(64 << 10)..];
+    let killed = matches!(code, 137 | 143);
+    if killed && disk > 0 && String::from_utf8_lossy(tail).contains(DISK_MARK) {
+        return Some(format!(
+            "workspace over its {} disk limit",
+            human_size(disk)
+        ));
+    }
     match (code, timeout) {
         (124, Some(t)) | (137, Some(t)) => Some(format!("timed out after {t}s")),
         _ => None,
     }
+}
+
+/// `10g`, `512m`, `300k` or bytes, as git writes sizes.
+fn human_size(n: u64) -> String {
+    for (unit, shift) in [("g", 30), ("m", 20), ("k", 10)] {
+        if n >= 1 << shift && n % (1 << shift) == 0 {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    format!("{n} bytes")
 }
 
 /// Bring a running task's record up to date with its container: a finished command is
@@ -140,25 +248,29 @@ pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> R
         return Ok(loaded);
     };
     let state = rt.state(&container).await?;
-    let (status, code, reason) = match state {
-        ContainerState::Exited(code) => (
-            Status::Exited,
-            Some(code),
-            end_reason(code, loaded.record.timeout),
-        ),
-        ContainerState::Missing if loaded.record.status == Status::Running => (
-            Status::Failed,
-            None,
-            Some("the container disappeared".to_string()),
-        ),
+    let (status, code) = match state {
+        ContainerState::Exited(code) => (Status::Exited, Some(code)),
+        ContainerState::Missing if loaded.record.status == Status::Running => {
+            (Status::Failed, None)
+        }
         _ => return Ok(loaded),
     };
     let mut transcript = CappedBuf::new(TRANSCRIPT_MAX);
     if code.is_some() {
         rt.logs(&container, false, None, &mut transcript).await.ok();
     }
-    let stats = crate::agent::claude::stats(&String::from_utf8_lossy(&transcript.data));
-    let kept = (!transcript.data.is_empty()).then_some(transcript.data.as_slice());
+    let transcript = transcript.bytes();
+    let reason = match code {
+        Some(code) => {
+            let disk = spawn::Limits::from_config(&store.git().agent_config()?)
+                .map(|l| l.disk)
+                .unwrap_or(spawn::DISK_LIMIT);
+            end_reason(code, loaded.record.timeout, &transcript, disk)
+        }
+        None => Some("the container disappeared".to_string()),
+    };
+    let stats = crate::agent::claude::stats(&String::from_utf8_lossy(&transcript));
+    let kept = (!transcript.is_empty()).then_some(transcript.as_slice());
     let loaded = store.update_with(&loaded.record.name, status.as_str(), kept, |r, _| {
         if matches!(r.status, Status::Running | Status::Creating) {
             r.status = status;
@@ -175,23 +287,169 @@ pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> R
     gateway::retire(rt, store, loaded, &names).await
 }
 
-/// Remove a task's runtime objects by their deterministic names (missing ones are fine).
+/// Remove a task's runtime objects: those its names say and those its record names (a
+/// task from before the current naming scheme), but each only when its labels say it
+/// belongs to this task of this repository. A name is never proof of ownership: an object
+/// of that name may belong to another task or to something else entirely. Missing objects
+/// are fine.
 pub async fn remove_objects<R: Runtime>(
     rt: &R,
-    names: &ObjectNames,
+    repo: &RepoId,
+    task: &str,
+    recorded: Option<&crate::task::Sandbox>,
     volume: bool,
     network: bool,
 ) -> Result<()> {
-    rt.remove_container(&names.container).await?;
-    rt.remove_container(&names.gateway).await?;
-    rt.remove_container(&names.reader).await?;
-    if volume {
-        rt.remove_volume(&names.volume).await?;
-        rt.remove_volume(&names.home_volume).await?;
-        rt.remove_volume(&names.state_volume).await?;
+    let names = repo.object_names(task);
+    let mut wanted: Vec<(ObjectKind, String)> = names
+        .all()
+        .iter()
+        .map(|(k, n)| (*k, n.to_string()))
+        .collect();
+    if let Some(s) = recorded {
+        for c in [&s.container, &s.gateway].into_iter().flatten() {
+            wanted.push((ObjectKind::Container, c.clone()));
+        }
+        for v in [&s.volume, &s.home_volume, &s.state_volume]
+            .into_iter()
+            .flatten()
+        {
+            wanted.push((ObjectKind::Volume, v.clone()));
+        }
+        if let Some(n) = &s.network {
+            wanted.push((ObjectKind::Network, n.clone()));
+        }
     }
-    if network {
-        rt.remove_network(&names.network).await?;
+    // Containers first: volumes and networks in use cannot go.
+    wanted.sort_by_key(|(k, _)| *k as u8);
+    wanted.dedup();
+    for (kind, name) in wanted {
+        let keep = match kind {
+            ObjectKind::Container => false,
+            ObjectKind::Volume => !volume,
+            ObjectKind::Network => !network,
+        };
+        if keep || !owned_by(rt, repo, task, kind, &name).await? {
+            continue;
+        }
+        match kind {
+            ObjectKind::Container => rt.remove_container(&name).await?,
+            ObjectKind::Volume => rt.remove_volume(&name).await?,
+            ObjectKind::Network => rt.remove_network(&name).await?,
+        }
     }
     Ok(())
+}
+
+/// Does the object exist and carry this repository's and this task's labels?
+pub async fn owned_by<R: Runtime>(
+    rt: &R,
+    repo: &RepoId,
+    task: &str,
+    kind: ObjectKind,
+    name: &str,
+) -> Result<bool> {
+    Ok(rt.labels_of(kind, name).await?.is_some_and(|l| {
+        l.get(LABEL_REPO) == Some(&repo.id) && l.get(LABEL_TASK).map(String::as_str) == Some(task)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> RepoId {
+        RepoId {
+            id: "0123abcd".into(),
+            path: "/r/.git".into(),
+        }
+    }
+
+    /// Every name of every task is different from every name of every other task, over
+    /// names built to collide (kind words, separators, prefixes of each other).
+    #[test]
+    fn object_names_are_injective() {
+        let words = [
+            "a", "gw", "net", "ws", "home", "state", "read", "draft", "draftws", "task", "x.gw",
+            "a-gw", "a.gw", "a_gw", "gw-a", "gw.a", "task.a", "a-net", "a-ws", "a-read", "0",
+        ];
+        let mut tasks: Vec<String> = Vec::new();
+        for w in words {
+            tasks.push(w.to_string());
+            for v in words {
+                for sep in ["-", ".", "_"] {
+                    tasks.push(format!("{w}{sep}{v}"));
+                }
+            }
+        }
+        tasks.retain(|t| crate::task::TaskName::parse(t).is_ok());
+        tasks.sort();
+        tasks.dedup();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for t in &tasks {
+            let names = repo().object_names(t);
+            for (_, n) in names.all() {
+                if let Some(other) = seen.insert(n.to_string(), t.clone()) {
+                    panic!("{n} belongs to both {other} and {t}");
+                }
+                // Never a name of the scheme before this one (`git-agent-<repo>-...`).
+                assert!(n.starts_with("git-agent-0123abcd."), "{n}");
+            }
+        }
+        assert!(tasks.len() > 1000, "{}", tasks.len());
+    }
+
+    fn write_all(buf: &mut CappedBuf, data: &[u8], chunk: usize) {
+        for c in data.chunks(chunk) {
+            buf.push(c);
+        }
+    }
+
+    #[test]
+    fn transcript_keeps_head_and_tail() {
+        let data: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        for chunk in [1, 7, 100, 4096, data.len()] {
+            let mut buf = CappedBuf::new(1000);
+            write_all(&mut buf, &data, chunk);
+            let out = String::from_utf8(buf.bytes()).unwrap();
+            assert!(buf.truncated());
+            assert!(out.starts_with("line 0\nline 1\n"), "{chunk}");
+            assert!(out.ends_with("line 9998\nline 9999\n"), "{chunk}: {out}");
+            assert!(out.contains("bytes of output left out here"), "{out}");
+            let dropped = data.len() - 1000;
+            assert!(
+                out.contains(&format!("[git-agent: {dropped} bytes")),
+                "{out}"
+            );
+        }
+        let mut small = CappedBuf::new(1000);
+        write_all(&mut small, b"short\n", 2);
+        assert_eq!(small.bytes(), b"short\n");
+        assert!(!small.truncated());
+        // Exactly full: nothing dropped, nothing marked.
+        let mut full = CappedBuf::new(10);
+        write_all(&mut full, b"0123456789", 3);
+        assert_eq!(full.bytes(), b"0123456789");
+    }
+
+    #[test]
+    fn disk_limit_reason_needs_the_helpers_line_and_a_kill() {
+        let t = b"work\ngit-agent-sandbox: disk limit: 2000 KiB used, over the limit of 1024 KiB; stopping the task\n";
+        assert_eq!(
+            end_reason(137, None, t, 1 << 20).as_deref(),
+            Some("workspace over its 1m disk limit")
+        );
+        assert_eq!(
+            end_reason(143, None, t, 10 << 30).as_deref(),
+            Some("workspace over its 10g disk limit")
+        );
+        assert_eq!(end_reason(0, None, t, 1 << 20), None);
+        assert_eq!(end_reason(137, None, b"work\n", 1 << 20), None);
+        assert_eq!(
+            end_reason(124, Some(5), b"", 1 << 20).as_deref(),
+            Some("timed out after 5s")
+        );
+    }
 }

@@ -22,10 +22,17 @@ pub struct Limits {
     pub pids: i64,
     pub memory: i64,
     pub nano_cpus: i64,
+    /// Most bytes the task may keep in its workspace, home, helper state and /tmp together
+    /// (`agent.diskLimit`, 10g; 0 turns the check off). Docker's volumes have no size limit
+    /// on common storage drivers, so the sandbox helper measures and stops the task itself.
+    pub disk: u64,
 }
 
+/// Default of `agent.diskLimit`.
+pub const DISK_LIMIT: u64 = 10 << 30;
+
 impl Limits {
-    /// `agent.pidsLimit` (512), `agent.memory` (4g) and `agent.cpus` (2).
+    /// `agent.pidsLimit` (512), `agent.memory` (4g), `agent.cpus` (2), `agent.diskLimit` (10g).
     pub fn from_config(config: &crate::git::Config) -> Result<Limits> {
         let bad = |key: &str, v: &str| {
             hinted(
@@ -54,6 +61,7 @@ impl Limits {
             pids,
             memory: config.size("agent.memory", 4 << 30)? as i64,
             nano_cpus,
+            disk: config.size("agent.diskLimit", DISK_LIMIT)?,
         })
     }
 }
@@ -178,6 +186,12 @@ pub fn sandbox_spec(
     env.push(format!("GIT_AGENT_BRANCH={}", branch_name(task)));
     if tty {
         env.push("TERM=xterm-256color".into());
+    }
+    if limits.disk > 0 {
+        env.push(format!(
+            "GIT_AGENT_DISK_LIMIT={}",
+            limits.disk.div_ceil(1024)
+        ));
     }
     SandboxSpec {
         name: names.container.clone(),
@@ -380,8 +394,9 @@ pub async fn abandon<R: Runtime>(
     repo: &RepoId,
     task: &str,
 ) -> Result<()> {
-    let names = repo.object_names(task);
-    remove_objects(rt, &names, true, true).await?;
+    // Only objects labelled as this task's go: a name that another task (or anything else)
+    // already owns made this spawn fail, and must not take that object with it.
+    remove_objects(rt, repo, task, None, true, true).await?;
     store.delete(task)
 }
 
@@ -407,7 +422,7 @@ pub async fn ask<R: Runtime>(
             u64::MAX,
         )
         .await?;
-    let text = String::from_utf8_lossy(&out.data).into_owned();
+    let text = String::from_utf8_lossy(&out.bytes()).into_owned();
     if res.exit_code != 0 {
         bail!(
             "the agent exited with status {}: {}",

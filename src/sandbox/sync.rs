@@ -1,5 +1,11 @@
 //! Bringing a task's work home: the sandbox emits a header and a bundle, the host admits it
 //! (see `git::bundle`) and moves the task's `head`/`wip` refs and state in one transaction.
+//!
+//! Nothing the agent wrote runs while its work is read: a finished task is read from a fresh
+//! container (the task's image, no network, nothing of the agent's but its workspace), and
+//! the helper's `emit` reads the workspace through a private git dir that has none of the
+//! agent's config, hooks, attributes drivers or alternates (see `dockerfiles/git-agent-sandbox`).
+//! Every sync has a time limit (`agent.syncTimeout`).
 
 use anyhow::{Context, Result};
 use tokio::io::AsyncWriteExt;
@@ -27,6 +33,35 @@ pub struct SyncOutcome {
 impl SyncOutcome {
     pub fn nothing_new(&self) -> bool {
         !self.head_moved && !self.wip_changed
+    }
+}
+
+/// Default time limit of one sync, in seconds (`agent.syncTimeout`).
+pub const SYNC_TIMEOUT: u64 = 300;
+
+/// `agent.syncTimeout` in seconds (`90`, `90s`, `10m`, `1h`).
+pub fn sync_timeout(config: &crate::git::Config) -> Result<u64> {
+    match config.get("agent.syncTimeout") {
+        None => Ok(SYNC_TIMEOUT),
+        Some(v) => {
+            let t = v.trim();
+            let (num, mult) = match t.char_indices().last() {
+                Some((i, 's')) => (&t[..i], 1),
+                Some((i, 'm')) => (&t[..i], 60),
+                Some((i, 'h')) => (&t[..i], 3600),
+                _ => (t, 1),
+            };
+            num.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .and_then(|n| n.checked_mul(mult))
+                .ok_or_else(|| {
+                    hinted(
+                        format!("bad value '{v}' for agent.syncTimeout"),
+                        "set a duration such as 90s, 10m or 1h: git config agent.syncTimeout 10m",
+                    )
+                })
+        }
     }
 }
 
@@ -58,11 +93,30 @@ pub async fn sync<R: Runtime>(
         // whatever the agent left in it.
         _ => start_reader(rt, store, &loaded).await?,
     };
-    let result = abandon_on_interrupt(fetch_work(rt, store, &loaded, &reader, limit)).await;
+    let secs = sync_timeout(&store.git().agent_config()?)?;
+    let work = fetch_work(rt, store, &loaded, &reader, limit, secs);
+    // The host's limit is a little longer than the helper's own (which kills its git and
+    // removes its temp files): the helper's clearer message wins when both fire.
+    let host_limit = std::time::Duration::from_secs(secs + 10);
+    let result = match tokio::time::timeout(host_limit, abandon_on_interrupt(work)).await {
+        Ok(r) => r,
+        Err(_) => Err(timed_out(&task, secs)),
+    };
     if reader != container {
         rt.remove_container(&reader).await.ok();
     }
     result
+}
+
+fn timed_out(task: &str, secs: u64) -> anyhow::Error {
+    hinted(
+        format!(
+            "sync of task '{task}' stopped: reading its work took longer than the {secs}s limit (agent.syncTimeout); nothing was changed"
+        ),
+        format!(
+            "if the work is just large, raise the limit: git config agent.syncTimeout 30m; else look inside with `git agent shell {task}`"
+        ),
+    )
 }
 
 /// A container for reading a finished task's workspace: the task's image, its workspace
@@ -105,11 +159,18 @@ async fn fetch_work<R: Runtime>(
     loaded: &Loaded,
     container: &str,
     limit: u64,
+    secs: u64,
 ) -> Result<SyncOutcome> {
     let git = store.git();
     let task = loaded.record.name.as_str();
     let base = loaded.record.base.as_str();
-    let mut cmd = vec![HELPER.to_string(), "emit".into(), branch_name(task)];
+    let mut cmd = vec![
+        HELPER.to_string(),
+        "emit".into(),
+        "--timeout".into(),
+        secs.to_string(),
+        branch_name(task),
+    ];
     for leaf in ["base", "head", "wip"] {
         if let Some(v) = loaded.ref_value(leaf) {
             cmd.push(v.to_string());
@@ -138,6 +199,9 @@ async fn fetch_work<R: Runtime>(
             None => e,
         })?;
     splitter.shutdown().await.ok();
+    if matches!(out.exit_code, 124 | 137) {
+        return Err(timed_out(task, secs));
+    }
     if out.exit_code != 0 {
         return Err(hinted(
             format!(

@@ -282,7 +282,13 @@ impl TestEnv {
     }
 
     pub fn container_of(&self, task: &str) -> String {
-        format!("git-agent-{}-{task}", self.repo_id())
+        self.names_of(task).container
+    }
+
+    /// The engine object names of `task` (container, gateway, volumes, network...).
+    pub fn names_of(&self, task: &str) -> git_agent::sandbox::ObjectNames {
+        let git = git_agent::git::Git::discover(&self.repo).unwrap();
+        git_agent::sandbox::RepoId::of(&git).object_names(task)
     }
 
     /// `docker exec` into a task's container as the task user (test-side tampering).

@@ -242,7 +242,7 @@ fn the_only_way_out_is_the_gateway_and_it_records_every_decision() {
     assert!(kept.contains("\tdenied.test\t8000\tdenied"), "{kept}");
     let (containers, _, _) = env.runtime_objects();
     assert!(
-        !containers.iter().any(|c| c.ends_with("-gw")),
+        !containers.iter().any(|c| c.contains(".gw.")),
         "gateway left running: {containers:?}"
     );
     assert_eq!(env.snapshot(), before);
@@ -437,7 +437,7 @@ fn the_vault_holds_the_real_key_and_the_standin_dies_with_the_task() {
     // The run is over: its gateway and vault are gone, so the stand-in opens nothing, even
     // from a container put on the task's own network.
     env.agent(&["status", "vault"]).ok();
-    let network = format!("{container}-net");
+    let network = env.names_of("vault").network;
     let reuse = Command::new("docker")
         .args([
             "run",

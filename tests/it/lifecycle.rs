@@ -117,7 +117,7 @@ fn list_status_logs_stop_rm_purge() {
         "{containers:?}"
     );
     assert!(
-        volumes.iter().any(|v| v.ends_with("-short-ws")),
+        volumes.contains(&env.names_of("short").volume),
         "rm keeps the workspace: {volumes:?}"
     );
     let logs = env.agent(&["logs", "short"]).fails();
@@ -126,11 +126,11 @@ fn list_status_logs_stop_rm_purge() {
     env.agent(&["purge", "short"]).ok();
     let (_, volumes, networks) = env.runtime_objects();
     assert!(
-        !volumes.iter().any(|v| v.ends_with("-short-ws")),
+        !volumes.contains(&env.names_of("short").volume),
         "{volumes:?}"
     );
     assert!(
-        !networks.iter().any(|n| n.ends_with("-short-net")),
+        !networks.contains(&env.names_of("short").network),
         "{networks:?}"
     );
     assert!(
@@ -461,12 +461,13 @@ fn doctor_and_panic() {
     let panic = env.agent(&["panic", "--this-repo"]).ok();
     let mut stopped: Vec<&str> = panic.stdout.lines().collect();
     stopped.sort();
-    let all = [
+    let mut all = [
         env.container_of("p1"),
-        format!("{}-gw", env.container_of("p1")),
+        env.names_of("p1").gateway,
         env.container_of("p2"),
-        format!("{}-gw", env.container_of("p2")),
+        env.names_of("p2").gateway,
     ];
+    all.sort();
     assert_eq!(stopped, all, "{panic}");
     for t in &all {
         let state = std::process::Command::new("docker")
