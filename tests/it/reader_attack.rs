@@ -328,4 +328,26 @@ fn the_disk_limit_stops_the_task_and_logs_rotate() {
         String::from_utf8_lossy(&log.stdout).trim(),
         "json-file 20m 5"
     );
+    // The agent kills every other process it can (the watcher among them) before filling
+    // the disk: the watcher is the container's main process, so the task ends with it
+    // instead of running on unwatched.
+    let start = std::time::Instant::now();
+    let run = env.agent(&[
+        "spawn",
+        "--name",
+        "unwatch",
+        "--wait",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "for p in $(ls /proc | grep -E '^[0-9]+$'); do [ $p = $$ ] || kill -9 $p 2>/dev/null; done; \
+         head -c 8000000 /dev/urandom > big.bin; echo still-running; sleep 120",
+    ]);
+    assert_ne!(run.code, 0, "{run}");
+    assert!(start.elapsed() < Duration::from_secs(60), "{run}");
+    assert!(!run.stdout.contains("still-running") || run.code != 0, "{run}");
+    let st = env.json(&["status", "unwatch", "--json"]);
+    assert_ne!(st["status"], "running", "{st}");
 }
