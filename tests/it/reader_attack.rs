@@ -347,7 +347,6 @@ fn the_disk_limit_stops_the_task_and_logs_rotate() {
     ]);
     assert_ne!(run.code, 0, "{run}");
     assert!(start.elapsed() < Duration::from_secs(60), "{run}");
-    assert!(!run.stdout.contains("still-running") || run.code != 0, "{run}");
     let st = env.json(&["status", "unwatch", "--json"]);
     assert_ne!(st["status"], "running", "{st}");
 }
