@@ -49,10 +49,11 @@ impl Git {
         let mut lines = text.lines();
         let top = PathBuf::from(lines.next().unwrap_or_default());
         let common = PathBuf::from(lines.next().unwrap_or_default());
+        // `--git-common-dir` is relative to the directory git ran in, not the top level.
         let common = if common.is_absolute() {
             common
         } else {
-            top.join(common)
+            start.join(common)
         };
         let common_dir = common
             .canonicalize()

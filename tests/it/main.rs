@@ -15,4 +15,5 @@ mod guard;
 mod hostile;
 mod lifecycle;
 mod state;
+mod trust;
 mod workspace;
