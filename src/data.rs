@@ -329,10 +329,21 @@ impl Search {
         for (n, _) in kind.builtin {
             names.insert(n.to_string(), ());
         }
-        let dirs = self.repo.iter().chain(self.user.iter());
-        for dir in dirs {
-            // A symbolic link on the way is refused when the file is read.
-            let Ok(entries) = std::fs::read_dir(dir.join(kind.dir)) else {
+        let repo_dir = self.root().and_then(|root| {
+            // Never list through a symbolic link in the work tree (reading refuses it anyway).
+            let mut p = root.to_path_buf();
+            for part in format!(".git-agent/{}", kind.dir).split('/') {
+                p.push(part);
+                let meta = std::fs::symlink_metadata(&p).ok()?;
+                if !meta.is_dir() {
+                    return None;
+                }
+            }
+            Some(p)
+        });
+        let user_dir = self.user.as_ref().map(|u| u.join(kind.dir));
+        for dir in repo_dir.iter().chain(user_dir.iter()) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
             };
             for e in entries.flatten() {

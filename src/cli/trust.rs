@@ -99,6 +99,13 @@ fn summary(kind: Kind, name: &str, rel: &str, text: &str, root: &Path) -> Result
         }
     };
     let env: Vec<String> = d.env.keys().cloned().collect();
+    if d.credentials.is_empty() {
+        return Ok(format!(
+            "agent '{name}': no credentials; environment {}; API domains {}",
+            list(&d.env.keys().cloned().collect::<Vec<_>>()),
+            list(&d.api_domains),
+        ));
+    }
     Ok(format!(
         "agent '{name}': credentials {} sent to {}{}; environment {}; API domains {}",
         list(&d.credentials),
