@@ -390,7 +390,8 @@ fn refusal(kind: Kind, name: &str, f: &RepoFile, hidden: Option<&Found>) -> anyh
             "{shown} comes from the repository and {state}: {what}, and a repository file may not say where credentials go, which host values are read or what runs"
         ),
         format!(
-            "read it, then trust this exact content with `git agent trust {shown}` (or delete the file)"
+            "read it, then trust this exact content with `git agent trust {}` (or delete the file)",
+            trust::shell_word(&shown)
         ),
     )
 }

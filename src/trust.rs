@@ -117,6 +117,19 @@ pub fn check(store: &Path, root: &Path, rel: &str, bytes: &[u8]) -> Result<Trust
     )
 }
 
+/// `text` as one shell word (single-quoted unless it is plain), for hints naming a command.
+pub fn shell_word(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/-+=:@".contains(c))
+    {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// How to name the repository file at `path` (`rel` inside its work tree) so that the user
 /// can pass it to `git agent trust` from the current directory: relative to it when the
 /// current directory is inside the work tree, else the absolute path.
@@ -184,6 +197,16 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, [FILE]);
+    }
+
+    #[test]
+    fn shell_words_are_quoted_when_needed() {
+        assert_eq!(
+            shell_word(".git-agent/agents/x.toml"),
+            ".git-agent/agents/x.toml"
+        );
+        assert_eq!(shell_word("/my repo/a"), "'/my repo/a'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub fn run_agents(_: AgentsArgs) -> Result<i32> {
                 match untrusted {
                     Some(f) => out(format!(
                         "{name:<10} (untrusted: spawn refuses it until `git agent trust {}`) repository ({})",
-                        crate::trust::shown_path(&f.path, &f.rel),
+                        crate::trust::shell_word(&crate::trust::shown_path(&f.path, &f.rel)),
                         f.path.display()
                     ))?,
                     None => out(format!("{name:<10} (invalid: {e})"))?,

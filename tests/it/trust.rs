@@ -357,6 +357,10 @@ fn a_trusted_repository_agent_is_used_until_it_changes() {
     .ok();
     env.write(".git-agent/agents/apicaller.toml", API_AGENT);
     env.write(
+        ".git-agent/config.toml",
+        "[network]\nallow = [\"example.com\"]\n",
+    );
+    env.write(
         ".git-agent/templates/call.md",
         "---\ndescription: call the API\n---\n{{ description }}",
     );
@@ -420,6 +424,11 @@ fn a_trusted_repository_agent_is_used_until_it_changes() {
     assert!(
         run.stderr
             .contains("using .git-agent/templates/call.md (from the repository)"),
+        "{run}"
+    );
+    assert!(
+        run.stderr
+            .contains("using .git-agent/config.toml (from the repository): allows example.com"),
         "{run}"
     );
     let logs = env.agent(&["logs", "used"]).ok().stdout;
