@@ -49,7 +49,7 @@ impl Git {
         let mut lines = text.lines();
         let top = PathBuf::from(lines.next().unwrap_or_default());
         let common = PathBuf::from(lines.next().unwrap_or_default());
-        // `--git-common-dir` is relative to the directory git ran in, not the top level.
+        // A relative common dir is relative to where git ran, not to the top level.
         let common = if common.is_absolute() {
             common
         } else {
