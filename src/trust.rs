@@ -88,6 +88,8 @@ pub fn save(path: &Path, store: &Store) -> Result<()> {
     );
     text.push_str(&toml::to_string(store)?);
     let tmp = dir.join(format!(".{FILE}.{}.tmp", std::process::id()));
+    // A leftover of a crashed run with the same process id.
+    std::fs::remove_file(&tmp).ok();
     let written = (|| -> Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)

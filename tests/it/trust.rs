@@ -208,6 +208,15 @@ fn a_cloned_repository_cannot_define_agents_or_read_secrets() {
     env.write("src/deep/lib.rs", "\n");
     env.git(&["add", "-A"]).ok();
     env.git(&["commit", "-q", "-m", "hostile"]).ok();
+    let linked = env.home.path().join("linked wt");
+    env.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "--detach",
+        linked.to_str().unwrap(),
+    ])
+    .ok();
     let before = env.snapshot();
     let config_before = user_config(&env);
     let with_secrets = |c: &mut std::process::Command| {
@@ -281,6 +290,19 @@ fn a_cloned_repository_cannot_define_agents_or_read_secrets() {
     assert!(
         run.stderr
             .contains("`git agent trust ../../.git-agent/agents/claude.toml`"),
+        "{run}"
+    );
+    // A linked worktree is its own work tree: refused there too, and trusting the file in
+    // one worktree does not trust the other's copy.
+    let run = env
+        .agent_with(&["spawn", "-m", "fix a typo"], |c| {
+            with_secrets(c);
+            c.current_dir(&linked);
+        })
+        .fails();
+    assert!(
+        run.stderr
+            .contains("`git agent trust .git-agent/agents/claude.toml`"),
         "{run}"
     );
     // A stack snippet from the repository needs trust too (here it is also a link).
