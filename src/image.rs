@@ -103,8 +103,6 @@ pub fn plan(req: &ImageRequest<'_>) -> Result<ImagePlan> {
         .get(&format!("agent.{}.version", req.agent.name))
         .or(req.agent.def.default_version.as_deref())
         .unwrap_or("latest");
-    let mut env = Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     let vars = minijinja::context! {
         base_image => base_image,
         user => TASK_USER,
@@ -114,10 +112,16 @@ pub fn plan(req: &ImageRequest<'_>) -> Result<ImagePlan> {
         agent => req.agent.name.as_str(),
         stack => stack.as_str(),
     };
-    let render = |name: &str, text: &str| -> Result<String> {
-        env.render_str(text, &vars)
-            .with_context(|| format!("cannot render the {name} dockerfile layer"))
+    // Bounded like prompt templates; the repository's project layer renders isolated.
+    let render_as = |name: &str, text: &str, isolate: bool| -> Result<String> {
+        crate::template::render_bounded(text, vars.clone(), isolate).map_err(|e| {
+            hinted(
+                format!("cannot render the {name} dockerfile layer: {e}"),
+                "fix the snippet; it may use base_image, user, uid, extra_ca, version, agent and stack",
+            )
+        })
     };
+    let render = |name: &str, text: &str| render_as(name, text, false);
     let mut layers = vec![Layer {
         name: "base",
         origin: "built-in dockerfiles/base.dockerfile".into(),
@@ -138,14 +142,14 @@ pub fn plan(req: &ImageRequest<'_>) -> Result<ImagePlan> {
         });
     }
     let project = req.root.join(".git-agent/dockerfiles/project.dockerfile");
-    if project.is_file() {
-        let text = std::fs::read_to_string(&project)
-            .with_context(|| format!("cannot read {}", project.display()))?;
+    if let Some(text) =
+        crate::data::read_repo_file(req.root, ".git-agent/dockerfiles/project.dockerfile")?
+    {
         check_snippet(&text, &project.display().to_string())?;
         layers.push(Layer {
             name: "project",
             origin: project.display().to_string(),
-            text: render("project", &text)?,
+            text: render_as("project", &text, true)?,
         });
     }
     layers.push(Layer {

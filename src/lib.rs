@@ -19,3 +19,4 @@ pub mod sandbox;
 pub mod stack;
 pub mod task;
 pub mod template;
+pub mod trust;

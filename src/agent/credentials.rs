@@ -14,11 +14,7 @@ use crate::error::hinted;
 /// The store file: `$XDG_CONFIG_HOME/git-agent/credentials.toml` or
 /// `~/.config/git-agent/credentials.toml`.
 pub fn store_path() -> Option<PathBuf> {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .map(|c| c.join("git-agent").join("credentials.toml"))
+    crate::data::user_config_dir().map(|c| c.join("credentials.toml"))
 }
 
 type Store = BTreeMap<String, BTreeMap<String, String>>;

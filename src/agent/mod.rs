@@ -1,7 +1,9 @@
 //! Agents are data: each is a TOML definition (how to install it into the image, how to run
 //! it headless, interactively and to resume, which credentials and API base URL variable it
 //! uses, and how to read its output). Built in: `claude`, `codex`, `opencode`, `exec`; users
-//! and repositories add or override them (see [`crate::data`]).
+//! add or override them in their own config. A definition says where a credential goes and
+//! which host values are read, so a repository's `.git-agent/agents/*.toml` is refused unless
+//! the user trusted that exact file (see [`crate::data`] and [`crate::trust`]).
 
 pub mod claude;
 pub mod credentials;
@@ -173,16 +175,17 @@ pub fn load(search: &Search, name: &str) -> Result<Agent> {
     }
 }
 
-/// Every agent, with parse errors reported per agent.
-pub fn list(search: &Search) -> Result<Vec<(Found, Result<Agent>)>> {
-    Ok(search
-        .list(AGENTS)?
+/// Every agent by name: its file and definition, or why it cannot be used (a refused
+/// repository file, a parse error).
+pub fn list(search: &Search) -> Vec<(String, Result<(Found, Agent)>)> {
+    search
+        .list(AGENTS)
         .into_iter()
-        .map(|f| {
-            let a = parse(&f);
-            (f, a)
+        .map(|(name, found)| {
+            let a = found.and_then(|f| parse(&f).map(|a| (f, a)));
+            (name, a)
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@ use crate::error::hinted;
 use crate::template;
 
 /// List every agent with where its definition comes from.
+///
+/// A repository's own agent definitions (.git-agent/agents/) are listed as untrusted until
+/// you trust their exact content with `git agent trust <file>`; spawn refuses them until then.
 #[derive(Debug, Args)]
 pub struct AgentsArgs {}
 
@@ -60,16 +63,33 @@ fn search() -> Result<Search> {
 
 pub fn run_agents(_: AgentsArgs) -> Result<i32> {
     let search = search()?;
-    for (found, parsed) in agent::list(&search)? {
+    for (name, parsed) in agent::list(&search) {
         match parsed {
-            Ok(a) => out(format!(
-                "{:<10} {:<60} {}",
-                a.name, a.def.description, found.origin
-            ))?,
-            Err(e) => out(format!(
-                "{:<10} (invalid: {e}) {}",
-                found.name, found.origin
-            ))?,
+            Ok((found, a)) => {
+                let trusted = match found.origin {
+                    crate::data::Origin::Repository(_) => ", trusted",
+                    _ => "",
+                };
+                out(format!(
+                    "{:<10} {:<60} {}{trusted}",
+                    a.name, a.def.description, found.origin
+                ))?
+            }
+            Err(e) => {
+                let untrusted = search
+                    .repo_file(crate::data::AGENTS, &name)
+                    .ok()
+                    .flatten()
+                    .filter(|f| !f.usable());
+                match untrusted {
+                    Some(f) => out(format!(
+                        "{name:<10} (untrusted: spawn refuses it until `git agent trust {}`) repository ({})",
+                        crate::trust::shell_word(&crate::trust::shown_path(&f.path, &f.rel)),
+                        f.path.display()
+                    ))?,
+                    None => out(format!("{name:<10} (invalid: {e})"))?,
+                }
+            }
         }
     }
     Ok(0)
@@ -79,11 +99,16 @@ pub fn run_template(args: TemplateArgs) -> Result<i32> {
     let search = search()?;
     match args.command {
         TemplateCommand::List => {
-            for f in search.list(PROMPTS)? {
-                let desc = template::parse(&f)
-                    .map(|t| t.description().to_string())
-                    .unwrap_or_else(|e| format!("(invalid: {e})"));
-                out(format!("{:<12} {:<50} {}", f.name, desc, f.origin))?;
+            for (name, f) in search.list(PROMPTS) {
+                match f {
+                    Ok(f) => {
+                        let desc = template::parse(&f)
+                            .map(|t| t.description().to_string())
+                            .unwrap_or_else(|e| format!("(invalid: {e})"));
+                        out(format!("{:<12} {:<50} {}", f.name, desc, f.origin))?;
+                    }
+                    Err(e) => out(format!("{name:<12} (refused: {e})"))?,
+                }
             }
         }
         TemplateCommand::Show { name } => {

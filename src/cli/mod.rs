@@ -17,6 +17,7 @@ mod spawn;
 mod status;
 mod sync;
 pub mod term;
+mod trust;
 
 use std::io::Write;
 
@@ -70,6 +71,7 @@ pub enum Command {
     Agents(agents::AgentsArgs),
     Template(agents::TemplateArgs),
     Auth(agents::AuthArgs),
+    Trust(trust::TrustArgs),
     Doctor(doctor::DoctorArgs),
     Panic(doctor::PanicArgs),
 }
@@ -110,6 +112,12 @@ pub async fn engine() -> Result<DockerRuntime> {
 
 /// Parse arguments, run the command, print any error; returns the process exit code.
 pub fn main() -> i32 {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == crate::template::CHILD_ARG)
+    {
+        return crate::template::child_main();
+    }
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -154,6 +162,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Agents(a) => agents::run_agents(a),
         Command::Template(a) => agents::run_template(a),
         Command::Auth(a) => agents::run_auth(a),
+        Command::Trust(a) => trust::run(a),
         Command::Doctor(a) => doctor::run_doctor(a).await,
         Command::Panic(a) => doctor::run_panic(a).await,
     }

@@ -242,6 +242,50 @@ pub fn agent_env(ctx: &Ctx, agent: &Agent) -> Result<(Vec<String>, AgentAccess)>
     Ok((env, access))
 }
 
+/// The repository-provided files a spawn uses, one line each (path relative to the work
+/// tree and what it is), so the user sees what a repository contributes.
+pub fn repository_files(
+    ctx: &Ctx,
+    search: &Search,
+    agents: &[Agent],
+    template: Option<&template::PromptTemplate>,
+    plans: &[image::ImagePlan],
+) -> Result<Vec<String>> {
+    use crate::data::{Origin, STACKS};
+    let root = &ctx.git.dir;
+    let rel = |p: &std::path::Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
+    let mut lines = std::collections::BTreeSet::new();
+    for a in agents {
+        if let Origin::Repository(p) = &a.origin {
+            lines.insert(format!("{} (trusted repository file)", rel(p)));
+        }
+    }
+    if let Some(Origin::Repository(p)) = template.map(|t| &t.origin) {
+        lines.insert(format!("{} (from the repository)", rel(p)));
+    }
+    let repo = crate::egress::repo::load(root)?;
+    if !repo.allow.is_empty() {
+        lines.insert(format!(
+            "{} (from the repository): allows {}",
+            crate::egress::repo::FILE,
+            repo.allow.join(", ")
+        ));
+    }
+    for plan in plans {
+        if plan.layers.iter().any(|l| l.name == "project") {
+            lines.insert(
+                ".git-agent/dockerfiles/project.dockerfile (from the repository)".to_string(),
+            );
+        }
+        if let Some(f) = search.find(STACKS, &plan.stack)? {
+            if let Origin::Repository(p) = &f.origin {
+                lines.insert(format!("{} (trusted repository file)", rel(p)));
+            }
+        }
+    }
+    Ok(lines.into_iter().collect())
+}
+
 /// The gateway setup of a task: its egress policy and, for its agent's API, the vault.
 pub fn gateway_plan(
     ctx: &Ctx,
@@ -461,6 +505,24 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
         prompts.push(prompt);
     }
 
+    // Compose every image before touching the engine: a refused or unrenderable repository
+    // file stops the spawn with nothing created.
+    let plans: Vec<image::ImagePlan> = agents
+        .iter()
+        .map(|agent| {
+            image::plan(&ImageRequest {
+                root: &ctx.git.dir,
+                config: &ctx.config,
+                search: &search,
+                agent,
+                stack: args.stack.as_deref(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    for line in repository_files(&ctx, &search, &agents, template.as_ref(), &plans)? {
+        eprintln!("git-agent: using {line}");
+    }
+
     let rt = engine().await?;
     let limits = Limits::from_config(&ctx.config)?;
     let gateway_image = super::image::ensure(&rt, &image::gateway_plan(&ctx.config)?).await?;
@@ -470,16 +532,13 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
         &ctx.config,
     )?;
     let mut requests = Vec::new();
-    for (((agent, name), prompt), (env, gateway)) in
-        agents.iter().zip(&names).zip(prompts).zip(gateways)
+    for ((((agent, name), prompt), (env, gateway)), plan) in agents
+        .iter()
+        .zip(&names)
+        .zip(prompts)
+        .zip(gateways)
+        .zip(plans)
     {
-        let plan = image::plan(&ImageRequest {
-            root: &ctx.git.dir,
-            config: &ctx.config,
-            search: &search,
-            agent,
-            stack: args.stack.as_deref(),
-        })?;
         let image_id = super::image::ensure(&rt, &plan).await?;
         let command = if agent.is_exec() {
             args.command.clone()

@@ -52,14 +52,10 @@ pub struct RepoSettings {
 
 /// Read `.git-agent/config.toml` under `root`, if there is one.
 pub fn load(root: &Path) -> Result<RepoSettings> {
-    let path = root.join(FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RepoSettings::default()),
-        Err(e) => Err(hinted(
-            format!("cannot read {FILE}: {e}"),
-            "fix or remove the file",
-        )),
+    // Read as untrusted input: no symbolic links, bounded size, UTF-8.
+    match crate::data::read_repo_file(root, FILE)? {
+        Some(text) => parse(&text),
+        None => Ok(RepoSettings::default()),
     }
 }
 

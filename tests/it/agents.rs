@@ -15,15 +15,19 @@ fn agents_list_their_origin_and_bad_definitions_name_file_and_field() {
             .unwrap_or_else(|| panic!("{name}:\n{out}"));
         assert!(line.ends_with("built-in"), "{line}");
     }
-    env.write(
-        ".git-agent/agents/mine.toml",
+    // The user's own definitions (a repository's need `git agent trust`: tests/it/trust.rs).
+    let user = env.home.path().join(".config/git-agent/agents");
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::write(
+        user.join("mine.toml"),
         "description = \"mine\"\nheadless = [\"my-agent\"]\nprompt = \"stdin\"\noutput = \"text\"\n",
-    );
-    env.write(".git-agent/agents/broken.toml", "description = \"b\"\nheadless = [\"x\"]\nprompt = \"stdin\"\noutput = \"text\"\ncolour = 1\n");
+    )
+    .unwrap();
+    std::fs::write(user.join("broken.toml"), "description = \"b\"\nheadless = [\"x\"]\nprompt = \"stdin\"\noutput = \"text\"\ncolour = 1\n").unwrap();
     let out = env.agent(&["agents"]).ok().stdout;
     assert!(
         out.lines()
-            .any(|l| l.starts_with("mine") && l.contains("repository (")),
+            .any(|l| l.starts_with("mine") && l.contains("user (")),
         "{out}"
     );
     assert!(

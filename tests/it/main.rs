@@ -16,4 +16,5 @@ mod hostile;
 mod lifecycle;
 mod reader_attack;
 mod state;
+mod trust;
 mod workspace;
