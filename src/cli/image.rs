@@ -51,14 +51,59 @@ pub async fn ensure<R: Runtime>(rt: &R, plan: &ImagePlan) -> Result<String> {
     build(rt, plan).await
 }
 
+/// Build an image. Without a project layer that is one build of its Dockerfile; with one,
+/// the trusted stage is built, the project steps run sandboxed on it (see
+/// [`image::project`]), and the final layer is built on the result.
 async fn build<R: Runtime>(rt: &R, plan: &ImagePlan) -> Result<String> {
     eprintln!("git-agent: building image {}", plan.tag);
-    let mut progress = |text: &str| {
-        let mut e = std::io::stderr().lock();
-        let _ = e.write_all(crate::error::sanitize(text).as_bytes());
+    let Some(split) = &plan.project else {
+        return builder(rt, plan.context()?, &plan.tag, &plan.labels()).await;
     };
-    rt.build_image(plan.context()?, &plan.tag, &plan.labels(), &mut progress)
-        .await
+    let stage = builder(
+        rt,
+        plan.stage_context(split)?,
+        &split.stage_tag,
+        &plan.labels(),
+    )
+    .await?;
+    let gateway_plan = &split.gateway;
+    let gateway = match rt.image_id(&gateway_plan.tag).await? {
+        Some(id) => id,
+        None => {
+            eprintln!("git-agent: building image {}", gateway_plan.tag);
+            builder(
+                rt,
+                gateway_plan.context()?,
+                &gateway_plan.tag,
+                &gateway_plan.labels(),
+            )
+            .await?
+        }
+    };
+    let committed =
+        image::project::apply(rt, &split.build, &stage, &plan.tag, &gateway, &mut progress).await?;
+    builder(
+        rt,
+        plan.final_context(split, &committed)?,
+        &plan.tag,
+        &plan.labels(),
+    )
+    .await
+}
+
+fn progress(text: &str) {
+    let mut e = std::io::stderr().lock();
+    let _ = e.write_all(crate::error::sanitize(text).as_bytes());
+}
+
+/// One run of the engine's builder, its progress on stderr.
+async fn builder<R: Runtime>(
+    rt: &R,
+    context: Vec<u8>,
+    tag: &str,
+    labels: &std::collections::HashMap<String, String>,
+) -> Result<String> {
+    rt.build_image(context, tag, labels, &mut progress).await
 }
 
 pub async fn run(args: ImageArgs) -> Result<i32> {
