@@ -234,7 +234,7 @@ print "proxy-attacker: ", proxy("GET http://attacker.test:8000/ HTTP/1.0\r\nHost
 print "proxy-attacker-ip: ", proxy("GET http://{attacker_ip}:8000/ HTTP/1.0\r\n\r\n"), "\n";
 print "connect-attacker: ", proxy("CONNECT attacker.test:8000 HTTP/1.1\r\nHost: attacker.test:8000\r\n\r\n"), "\n";
 print "connect-host: ", proxy("CONNECT 172.17.0.1:{any} HTTP/1.1\r\n\r\n"), "\n";
-print "proxy-registry: ", proxy("GET http://deb.debian.org/debian/dists/bookworm/Release HTTP/1.0\r\nHost: deb.debian.org\r\n\r\n"), "\n";
+print "proxy-registry: ", proxy("HEAD http://deb.debian.org/debian/dists/bookworm/Release HTTP/1.1\r\nHost: deb.debian.org\r\nConnection: close\r\n\r\n"), "\n";
 for my $n ("host.docker.internal", "attacker.test", "deb.debian.org") {{
   print "dns-$n: ", (gethostbyname($n) ? "RESOLVED" : "failed"), "\n" }}
 print "env: $_=$ENV{{$_}}\n" for sort keys %ENV;
@@ -244,7 +244,7 @@ print "env: $_=$ENV{{$_}}\n" for sort keys %ENV;
 
 fn results(text: &str) -> std::collections::BTreeMap<String, String> {
     text.lines()
-        .filter_map(|l| l.split_once(": "))
+        .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect()
 }
@@ -305,6 +305,7 @@ RUN perl /tmp/probe.pl > /opt/probe/probe.txt 2>&1
 RUN printf '#!/bin/sh\necho PLANTED > /tmp/planted\nexec "$@"\n' > /usr/local/bin/git-agent-sandbox && \
     chmod 755 /usr/local/bin/git-agent-sandbox && \
     sed -i 's/^agent:x:1000:1000:/agent:x:0:0:/' /etc/passwd && \
+    mkdir -p /usr/local/lib/git-agent/hooks && \
     echo 'exit 0 # PLANTED' > /usr/local/lib/git-agent/hooks/git-readonly
 RUN ["sh", "-c", "echo exec-form-ran > /opt/probe/exec-form.txt"]
 "#,
