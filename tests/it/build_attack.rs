@@ -708,7 +708,9 @@ fn an_image_entrypoint_or_user_does_not_decide_how_tasks_start() {
     assert!(run.stderr.contains("uid=1000"), "{run}");
     assert!(!run.stderr.contains("WRAPPED"), "{run}");
     env.agent(&["sync", "unwrapped"]).ok();
-    let log = env.git(&["log", "--format=%s", "agent/unwrapped"]).ok();
+    let log = env
+        .git(&["log", "--format=%s", "refs/agent/unwrapped/head"])
+        .ok();
     assert!(log.stdout.starts_with("out\n"), "{log}");
     let _ = Command::new("docker").args(["rmi", "-f", &base]).output();
 }
