@@ -1,5 +1,6 @@
 //! `git agent image`: show or build the sandbox image.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::Result;
@@ -59,11 +60,13 @@ async fn build<R: Runtime>(rt: &R, plan: &ImagePlan) -> Result<String> {
     let Some(split) = &plan.project else {
         return builder(rt, plan.context()?, &plan.tag, &plan.labels()).await;
     };
+    // The stage is labelled with its own tag, so it stays cached whatever the project adds.
+    let stage_labels = HashMap::from([(image::LABEL_IMAGE.to_string(), split.stage_tag.clone())]);
     let stage = builder(
         rt,
         plan.stage_context(split)?,
         &split.stage_tag,
-        &plan.labels(),
+        &stage_labels,
     )
     .await?;
     let gateway_plan = &split.gateway;
@@ -101,7 +104,7 @@ async fn builder<R: Runtime>(
     rt: &R,
     context: Vec<u8>,
     tag: &str,
-    labels: &std::collections::HashMap<String, String>,
+    labels: &HashMap<String, String>,
 ) -> Result<String> {
     rt.build_image(context, tag, labels, &mut progress).await
 }
