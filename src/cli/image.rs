@@ -22,12 +22,19 @@ pub struct ImageArgs {
 pub enum ImageCommand {
     /// Build the image tasks of this repository run in (a no-op when it is up to date).
     ///
-    /// The Dockerfile is composed from layers: the built-in base (FROM agent.baseImage), the
-    /// language stack, the agent's install snippet, the repository's
-    /// .git-agent/dockerfiles/project.dockerfile when present, and a final layer that
-    /// switches to the unprivileged task user. The build context holds only the
-    /// Dockerfile, git-agent's sandbox helper and its agent-side guards (hooks/), never the
-    /// repository.
+    /// The image is composed from layers: the built-in base (FROM agent.baseImage), the
+    /// language stack (yours in ~/.config/git-agent/dockerfiles/stacks/ or built in), the
+    /// agent's install snippet, the repository's .git-agent/dockerfiles/project.dockerfile
+    /// when present, and a built-in final layer (sandbox helper, guards, task user). The
+    /// engine's builder gets only the trusted layers and a context holding git-agent's own
+    /// files, never the repository.
+    ///
+    /// The project file is untrusted: it may use only RUN, ENV and WORKDIR (anything else is
+    /// refused, naming file:line), and its steps run as root in a sandboxed container with
+    /// only the capabilities package installs need, on a network whose only way out is a
+    /// gateway with the `build` profile (package registries; add domains with
+    /// agent.buildAllow), within agent.buildTimeout (30m). The final layer is applied after
+    /// it, and tasks always start the helper as uid 1000.
     Build {
         /// The agent whose image to build (default: agent.defaultAgent, else claude).
         #[arg(long)]
@@ -35,7 +42,7 @@ pub enum ImageCommand {
         /// Language stack (default: agent.stack, else detected from the repository).
         #[arg(long)]
         stack: Option<String>,
-        /// Print the composed Dockerfile (with each layer's origin) instead of building.
+        /// Print every layer (with its origin) instead of building.
         #[arg(long)]
         dry_run: bool,
         /// Build even if an image with the same content tag exists.
