@@ -310,8 +310,10 @@ mod tests {
     fn build_objects_cannot_be_a_tasks() {
         let (repo, task) = objects("git-agent:0123456789ab", "/r");
         assert_eq!(repo.id, "build");
+        assert!(task.starts_with("0123456789ab-"));
         let names = repo.object_names(&task);
-        assert!(names.network.starts_with("git-agent-build-0123456789ab-"));
+        assert!(names.network.contains("build") && names.network.contains(&task));
+        assert_eq!(repo.labels(&task)["git-agent.repo"], "build");
     }
 
     #[test]

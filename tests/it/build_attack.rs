@@ -164,43 +164,40 @@ fn built_tag(run: &Run) -> String {
         .unwrap_or_else(|| panic!("no tag announced:\n{run}"))
 }
 
-/// Engine objects a project build of `tag` may leave behind: step containers (by label)
-/// and the build's gateway and network (by name).
+/// Engine objects a project build of `tag` may leave behind: step containers (by their
+/// label) and the build's gateway and network (labelled repository `build`, task
+/// `<hex>-<pid>`).
 fn build_leftovers(tag: &str) -> Vec<String> {
     let hex = tag.trim_start_matches("git-agent:");
-    let mut left = Vec::new();
-    for args in [
-        vec![
-            "ps".to_string(),
-            "-a".into(),
-            "--filter".into(),
-            format!("label=git-agent.build={tag}"),
-            "--format".into(),
-            "{{.Names}}".into(),
-        ],
-        vec![
-            "ps".into(),
-            "-a".into(),
-            "--filter".into(),
-            format!("name=git-agent-build-{hex}"),
-            "--format".into(),
-            "{{.Names}}".into(),
-        ],
-        vec![
-            "network".into(),
-            "ls".into(),
-            "--filter".into(),
-            format!("name=git-agent-build-{hex}"),
-            "--format".into(),
-            "{{.Name}}".into(),
-        ],
-    ] {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut left: Vec<String> = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=git-agent.build={tag}"),
+        "--format",
+        "{{.Names}}",
+    ])
+    .stdout
+    .lines()
+    .filter(|l| !l.is_empty())
+    .map(str::to_string)
+    .collect();
+    for kind in [&["ps", "-a"][..], &["network", "ls"][..]] {
+        let mut args = kind.to_vec();
+        args.extend([
+            "--filter",
+            "label=git-agent.repo=build",
+            "--format",
+            "{{.Label \"git-agent.task\"}} {{.Name}}",
+        ]);
+        if kind[0] == "ps" {
+            *args.last_mut().unwrap() = "{{.Label \"git-agent.task\"}} {{.Names}}";
+        }
         left.extend(
             docker(&args)
                 .stdout
                 .lines()
-                .filter(|l| !l.is_empty())
+                .filter(|l| l.starts_with(&format!("{hex}-")))
                 .map(str::to_string),
         );
     }
@@ -645,6 +642,14 @@ fn a_project_step_is_bounded_in_time_and_cleaned_up_on_ctrl_c() {
         .recv_timeout(Duration::from_secs(300))
         .expect("the step started");
     assert!(seen.contains("slow-step-"), "{seen}");
+    let tag = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("git-agent: building image git-agent:"))
+        .map(|h| format!("git-agent:{}", h.trim()))
+        .expect("tag");
+    // While the step runs: its container, the gateway and the network exist.
+    let live = build_leftovers(&tag);
+    assert!(live.len() >= 3, "{live:?}");
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
@@ -653,11 +658,6 @@ fn a_project_step_is_bounded_in_time_and_cleaned_up_on_ctrl_c() {
     let rest = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
     assert_eq!(status.code(), Some(130), "{rest}");
     assert!(started.elapsed() < Duration::from_secs(30));
-    let tag = seen
-        .lines()
-        .find_map(|l| l.strip_prefix("git-agent: building image git-agent:"))
-        .map(|h| format!("git-agent:{}", h.trim()))
-        .expect("tag");
     assert_eq!(build_leftovers(&tag), Vec::<String>::new());
     assert_eq!(docker(&["image", "inspect", &tag]).code, 1, "no image");
     assert_eq!(before, env.snapshot());
