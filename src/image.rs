@@ -2,20 +2,31 @@
 //! an in-memory context that never contains the repository, and tagged by a hash of what
 //! goes into it so an unchanged image is never rebuilt.
 //!
-//! Layers, in order, each a dockerfile snippet with a known origin:
+//! Layers, in order, each with a known origin:
 //! - `base`: built in (`dockerfiles/base.dockerfile`): `FROM agent.baseImage`, git, extra CA
 //!   certificates (`agent.extraCaCerts`) and the task user;
 //! - `stack`: the language stack's snippet (`dockerfiles/stacks/<stack>.dockerfile`, looked
-//!   up repository, user, built-in), detected from the repository or set with `--stack` or
-//!   `agent.stack`;
+//!   up in the user's config, then built in; never in the repository), detected from the
+//!   repository or set with `--stack` or `agent.stack`;
 //! - `agent`: the agent definition's `install` snippet;
 //! - `project`: the repository's `.git-agent/dockerfiles/project.dockerfile`, if any;
 //! - `final`: built in; adds the sandbox helper and the agent-side guards of `hooks/` (see
-//!   [`crate::guard`]) and switches to the task user, so no earlier layer can leave the
-//!   task running as root.
+//!   [`crate::guard`]), the task user and an empty entrypoint.
+//!
+//! Base, stack and agent come from git-agent or the user and go to the engine's builder. The
+//! project layer comes from the repository, so it is untrusted: it is parsed
+//! ([`snippet`]: only RUN, ENV and WORKDIR) and applied in a sandboxed container
+//! ([`project`]), never by the builder. The final layer is applied after it with COPY, ENV,
+//! USER and WORKDIR only (no RUN), so nothing the project planted runs during the build and
+//! nothing it wrote replaces the helper or the guards. Task containers set their own
+//! entrypoint, command, numeric user and working directory anyway (see
+//! [`crate::runtime::SandboxSpec`]).
 //!
 //! Because earlier layers render to the same text, the engine's build cache reuses them:
-//! changing only the project layer rebuilds only from there.
+//! changing only the project layer reruns only the project steps and the final layer.
+
+pub mod project;
+pub mod snippet;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,7 +36,8 @@ use minijinja::Environment;
 use sha2::{Digest, Sha256};
 
 use crate::agent::Agent;
-use crate::data::{STACKS, Search};
+use crate::data::{AGENTS, Found, Origin, STACKS, Search};
+use crate::egress::NetworkPolicy;
 use crate::error::hinted;
 use crate::git::Config;
 
@@ -44,6 +56,11 @@ const HOOKS: &[(&str, &str, u32)] = &[
         0o644,
     ),
 ];
+/// Keeps the read-only git wrapper first on PATH in login shells (whose /etc/profile resets
+/// PATH); copied to /etc/profile.d/ by the final layer.
+const PROFILE_SNIPPET: &str = "if [ \"${GIT_AGENT_GIT_READONLY:-}\" = 1 ]; then case \":$PATH:\" in *:/usr/local/lib/git-agent/readonly-bin:*) ;; *) PATH=\"/usr/local/lib/git-agent/readonly-bin:$PATH\" ;; esac; fi\n";
+/// The task user's git identity inside the sandbox (the final layer's `.gitconfig`).
+const SANDBOX_GITCONFIG: &str = "[user]\n\tname = git-agent sandbox\n\temail = agent@sandbox.invalid\n[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n";
 
 /// The default base image for users; tests and air-gapped machines set `agent.baseImage`.
 pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm-slim";
@@ -52,6 +69,8 @@ pub const TASK_USER: &str = "agent";
 pub const TASK_UID: u32 = 1000;
 /// Label on built images, so `image` commands can find them.
 pub const LABEL_IMAGE: &str = "git-agent.image";
+/// The network profile project steps build with.
+pub const BUILD_PROFILE: &str = "build";
 
 /// Where a layer's text came from.
 #[derive(Debug, Clone)]
@@ -65,12 +84,29 @@ pub struct Layer {
 #[derive(Debug, Clone)]
 pub struct ImagePlan {
     pub layers: Vec<Layer>,
+    /// Every layer with its origin (what `image build --dry-run` prints). Without a project
+    /// layer this is exactly what the builder gets.
     pub dockerfile: String,
     pub tag: String,
     pub stack: String,
     extra_ca: Option<Vec<u8>>,
     /// The helper script copied into the image: (file name, text).
     helper: (&'static str, &'static str),
+    /// With a project layer: how the build is split around it.
+    pub project: Option<Box<Split>>,
+}
+
+/// A build split around the untrusted project layer.
+#[derive(Debug, Clone)]
+pub struct Split {
+    /// The trusted layers (base, stack, agent): the builder's Dockerfile for the stage image.
+    pub stage_dockerfile: String,
+    pub stage_tag: String,
+    /// The final layer, applied by the builder `FROM` the committed project image.
+    pub final_layer: String,
+    pub build: project::ProjectBuild,
+    /// The gateway image the project steps reach their registries through.
+    pub gateway: ImagePlan,
 }
 
 /// What an image is composed for.
@@ -93,12 +129,7 @@ pub fn plan(req: &ImageRequest<'_>) -> Result<ImagePlan> {
         Some(s) => s.to_string(),
         None => crate::stack::detect(req.root).to_string(),
     };
-    let stack_file = req.search.find(STACKS, &stack)?.ok_or_else(|| {
-        hinted(
-            format!("unknown stack '{stack}'"),
-            "use one of default, rust, go, node, python, java, or add .git-agent/dockerfiles/stacks/<name>.dockerfile",
-        )
-    })?;
+    let stack_file = find_stack(req.search, &stack)?;
     let version = config
         .get(&format!("agent.{}.version", req.agent.name))
         .or(req.agent.def.default_version.as_deref())
@@ -141,31 +172,47 @@ pub fn plan(req: &ImageRequest<'_>) -> Result<ImagePlan> {
             text: render("agent", &req.agent.def.install)?,
         });
     }
-    let project = req.root.join(".git-agent/dockerfiles/project.dockerfile");
-    if let Some(text) =
-        crate::data::read_repo_file(req.root, ".git-agent/dockerfiles/project.dockerfile")?
-    {
-        check_snippet(&text, &project.display().to_string())?;
-        layers.push(Layer {
-            name: "project",
-            origin: project.display().to_string(),
-            text: render_as("project", &text, true)?,
-        });
-    }
-    layers.push(Layer {
+    let trusted = compose(&layers);
+    let final_layer = Layer {
         name: "final",
         origin: "built-in dockerfiles/final.dockerfile".into(),
         text: render("final", FINAL_LAYER)?,
-    });
-    let mut dockerfile = String::new();
-    for l in &layers {
-        dockerfile.push_str(&format!("# --- layer: {} ({})\n", l.name, l.origin));
-        let body = l.text.trim();
-        if !body.is_empty() {
-            dockerfile.push_str(body);
-            dockerfile.push('\n');
-        }
-    }
+    };
+    let final_text = compose(std::slice::from_ref(&final_layer));
+    let project_file = req.root.join(".git-agent/dockerfiles/project.dockerfile");
+    let project_text =
+        crate::data::read_repo_file(req.root, ".git-agent/dockerfiles/project.dockerfile")?;
+    let project = if let Some(text) = project_text {
+        let origin = project_file.display().to_string();
+        // Untrusted text: read without following links (see `read_repo_file`), never
+        // rendered as a template, parsed, then run sandboxed.
+        let reserved = reserved_names(req.agent);
+        let steps = snippet::parse(&text, &origin, &[], &reserved)?;
+        layers.push(Layer {
+            name: "project",
+            origin: format!(
+                "{origin}; {} step(s), run sandboxed, not by the builder",
+                steps.len()
+            ),
+            text: text.clone(),
+        });
+        Some(project::ProjectBuild {
+            origin,
+            text,
+            steps,
+            reserved,
+            policy: build_policy(req.search, config)?,
+            outer_network: crate::sandbox::gateway::outer_network(config),
+            limits: crate::sandbox::spawn::Limits::from_config(config)?,
+            timeout: build_timeout(config)?,
+            repo_path: req.root.display().to_string(),
+        })
+    } else {
+        None
+    };
+    layers.push(final_layer);
+    let dockerfile = compose(&layers);
+
     let mut hash = Sha256::new();
     hash.update(dockerfile.as_bytes());
     hash.update(SANDBOX_HELPER.as_bytes());
@@ -173,11 +220,30 @@ pub fn plan(req: &ImageRequest<'_>) -> Result<ImagePlan> {
         hash.update(format!("{name} {mode:o} {}\n", text.len()).as_bytes());
         hash.update(text.as_bytes());
     }
+    hash.update(PROFILE_SNIPPET.as_bytes());
+    hash.update(SANDBOX_GITCONFIG.as_bytes());
     if let Some(ca) = &extra_ca {
         hash.update(ca);
     }
+    if let Some(p) = &project {
+        // How the project layer is built is part of what the image is.
+        hash.update(format!("build profile {:?}\n", p.policy).as_bytes());
+    }
     let digest = hash.finalize();
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let hex = short_hex(&digest);
+    let gateway = gateway_plan(config)?;
+    let split = project.map(|build| {
+        let stage_hex = short_hex(&Sha256::digest(
+            [trusted.as_bytes(), extra_ca.as_deref().unwrap_or_default()].concat(),
+        ));
+        Box::new(Split {
+            stage_dockerfile: trusted.clone(),
+            stage_tag: format!("git-agent-stage:{stage_hex}"),
+            final_layer: final_text.clone(),
+            build,
+            gateway,
+        })
+    });
     Ok(ImagePlan {
         layers,
         dockerfile,
@@ -185,7 +251,120 @@ pub fn plan(req: &ImageRequest<'_>) -> Result<ImagePlan> {
         stack,
         extra_ca,
         helper: ("git-agent-sandbox", SANDBOX_HELPER),
+        project: split,
     })
+}
+
+fn short_hex(digest: &[u8]) -> String {
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Layers as one Dockerfile, each under a comment naming it and its origin.
+fn compose(layers: &[Layer]) -> String {
+    let mut dockerfile = String::new();
+    for l in layers {
+        dockerfile.push_str(&format!("# --- layer: {} ({})\n", l.name, l.origin));
+        let body = l.text.trim();
+        if !body.is_empty() {
+            dockerfile.push_str(body);
+            dockerfile.push('\n');
+        }
+    }
+    dockerfile
+}
+
+/// A stack layer from the user's config or built in. A repository's stack file would run
+/// with the builder's full reach, so one for the chosen stack is refused, not used.
+fn find_stack(search: &Search, stack: &str) -> Result<Found> {
+    // A repository's stack file runs in the builder with its full network, so it is used
+    // only once the user has trusted that exact file (`git agent trust`); `Search::find`
+    // refuses it otherwise, naming the file.
+    search.find(STACKS, stack)?.ok_or_else(|| {
+        hinted(
+            format!("unknown stack '{stack}'"),
+            "use one of default, rust, go, node, python, java, or add ~/.config/git-agent/dockerfiles/stacks/<name>.dockerfile",
+        )
+    })
+}
+
+/// Variables a project snippet may not set: what the built-in agents and this task's agent
+/// read (credentials, base-URL variables, settings).
+fn reserved_names(agent: &Agent) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut add = |a: &crate::agent::AgentDef| {
+        names.extend(a.credentials.iter().cloned());
+        names.extend(a.base_url_env.iter().cloned());
+        names.extend(a.env.keys().cloned());
+    };
+    for (name, text) in AGENTS.builtin {
+        let found = Found {
+            name: name.to_string(),
+            origin: Origin::BuiltIn,
+            text: text.to_string(),
+        };
+        if let Ok(a) = crate::agent::parse(&found) {
+            add(&a.def);
+        }
+    }
+    add(&agent.def);
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The `build` profile (the user's copy, else the built-in one; never the repository's)
+/// plus `agent.buildAllow`. Repository domains are for tasks, not for builds.
+fn build_policy(search: &Search, config: &Config) -> Result<NetworkPolicy> {
+    let profile = crate::egress::load_profile(search, BUILD_PROFILE)?;
+    let mut allow = Vec::new();
+    for entry in profile
+        .allow
+        .iter()
+        .chain(&config.get_all("agent.buildAllow"))
+    {
+        for d in entry.split([',', ' ']).filter(|d| !d.is_empty()) {
+            allow.push(crate::egress::normalize_domain(d).map_err(|e| {
+                hinted(
+                    format!("bad domain '{d}' in the build profile or agent.buildAllow: {e}"),
+                    "write a host name such as deb.debian.org",
+                )
+            })?);
+        }
+    }
+    allow.sort();
+    allow.dedup();
+    Ok(NetworkPolicy {
+        profile: BUILD_PROFILE.into(),
+        open: profile.open,
+        api: false,
+        allow,
+    })
+}
+
+/// `agent.buildTimeout`: how long the project steps may take together (default 30m).
+fn build_timeout(config: &Config) -> Result<u64> {
+    match config.get("agent.buildTimeout") {
+        None => Ok(project::DEFAULT_TIMEOUT),
+        Some(v) => {
+            let t = v.trim();
+            let (num, mult) = match t.chars().last() {
+                Some('s') => (&t[..t.len() - 1], 1),
+                Some('m') => (&t[..t.len() - 1], 60),
+                Some('h') => (&t[..t.len() - 1], 3600),
+                _ => (t, 1),
+            };
+            num.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(|n| n * mult)
+                .ok_or_else(|| {
+                    hinted(
+                        format!("bad value '{v}' for agent.buildTimeout"),
+                        "set a duration such as 90s, 30m or 2h: git config agent.buildTimeout 45m",
+                    )
+                })
+        }
+    }
 }
 
 /// `agent.extraCaCerts`: extra CA certificates the images trust (TLS-inspecting proxies).
@@ -238,13 +417,14 @@ pub fn gateway_plan(config: &Config) -> Result<ImagePlan> {
         dockerfile,
         tag: format!("git-agent-gateway:{hex}"),
         stack: String::new(),
+        project: None,
         extra_ca,
         helper: ("git-agent-gateway", GATEWAY_HELPER),
     })
 }
 
-/// A snippet may add packages and files, never a second base: that would replace what the
-/// built-in layers guarantee. (A `USER` switch is harmless: the final layer switches back.)
+/// A trusted snippet (stack, agent) may add packages and files, never a second base: that
+/// would replace what the built-in layers guarantee.
 fn check_snippet(text: &str, origin: &str) -> Result<()> {
     for (i, line) in text.lines().enumerate() {
         let word = line
@@ -263,9 +443,24 @@ fn check_snippet(text: &str, origin: &str) -> Result<()> {
 }
 
 impl ImagePlan {
-    /// The in-memory build context: the Dockerfile, the sandbox helper and the guards in
-    /// `hooks/`, nothing else.
+    /// The in-memory build context of the whole image (no project layer): the Dockerfile,
+    /// the helper and, for the sandbox image, the final layer's files; nothing else.
     pub fn context(&self) -> Result<Vec<u8>> {
+        self.context_for(&self.dockerfile, true)
+    }
+
+    /// The stage image's context: the trusted layers before the project layer.
+    pub fn stage_context(&self, split: &Split) -> Result<Vec<u8>> {
+        self.context_for(&split.stage_dockerfile, false)
+    }
+
+    /// The final layer's context, `FROM` the committed project image.
+    pub fn final_context(&self, split: &Split, from: &str) -> Result<Vec<u8>> {
+        let dockerfile = format!("FROM {from}\n{}", split.final_layer);
+        self.context_for(&dockerfile, true)
+    }
+
+    fn context_for(&self, dockerfile: &str, with_final: bool) -> Result<Vec<u8>> {
         let mut tar = tar::Builder::new(Vec::new());
         let mut add = |name: &str, data: &[u8], mode: u32| -> Result<()> {
             let mut header = tar::Header::new_gnu();
@@ -279,16 +474,36 @@ impl ImagePlan {
             tar.append_data(&mut header, name, data)?;
             Ok(())
         };
-        add("Dockerfile", self.dockerfile.as_bytes(), 0o644)?;
-        add(self.helper.0, self.helper.1.as_bytes(), 0o755)?;
-        if self.helper.0 == "git-agent-sandbox" {
+        add("Dockerfile", dockerfile.as_bytes(), 0o644)?;
+        if with_final {
+            add(self.helper.0, self.helper.1.as_bytes(), 0o755)?;
+        }
+        if with_final && self.helper.0 == "git-agent-sandbox" {
             add("hooks/", b"", 0o755)?;
             for (name, text, mode) in HOOKS {
                 add(&format!("hooks/{name}"), text.as_bytes(), *mode)?;
             }
+            add("readonly-bin/", b"", 0o755)?;
+            add("profile.d/", b"", 0o755)?;
+            add(
+                "profile.d/git-agent-readonly.sh",
+                PROFILE_SNIPPET.as_bytes(),
+                0o644,
+            )?;
+            add("gitconfig", SANDBOX_GITCONFIG.as_bytes(), 0o644)?;
         }
         if let Some(ca) = &self.extra_ca {
             add("extra-ca.crt", ca, 0o644)?;
+        }
+        let mut tar = tar;
+        if with_final && self.helper.0 == "git-agent-sandbox" {
+            // readonly-bin/git -> ../hooks/git-readonly: the wrapper is the guard itself.
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            header.set_mode(0o777);
+            header.set_mtime(0);
+            tar.append_link(&mut header, "readonly-bin/git", "../hooks/git-readonly")?;
         }
         Ok(tar.into_inner()?)
     }
@@ -374,7 +589,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join(".git-agent/dockerfiles")).unwrap();
         std::fs::write(
             dir.path().join(".git-agent/dockerfiles/project.dockerfile"),
-            "USER root\nRUN echo project\n",
+            "RUN echo project {{ user }}\n",
         )
         .unwrap();
         let p = plan_in(
@@ -397,14 +612,122 @@ mod tests {
         assert!(pos("cargo rustc") < pos("@anthropic-ai/claude-code@1.2.3"));
         let d = plan_in(dir.path(), &config(&[]), "claude", None).unwrap();
         assert!(d.dockerfile.contains("@anthropic-ai/claude-code@2.1.330"));
-        assert!(pos("@anthropic-ai/claude-code") < pos("RUN echo project"));
-        assert!(pos("RUN echo project") < p.dockerfile.rfind("USER agent").unwrap());
+        // The repository's text is not a template: it is shown and run as written.
+        assert!(pos("@anthropic-ai/claude-code") < pos("RUN echo project {{ user }}"));
+        assert!(pos("RUN echo project") < p.dockerfile.rfind("USER 1000:1000").unwrap());
         assert!(
             p.dockerfile
                 .contains("# --- layer: agent (claude: built-in)"),
             "{}",
             p.dockerfile
         );
+        assert!(p.dockerfile.contains("run sandboxed, not by the builder"));
+        // The split: the builder gets the trusted layers, then only the final layer.
+        let split = p
+            .project
+            .as_ref()
+            .expect("a project layer splits the build");
+        assert!(split.stage_dockerfile.contains("cargo rustc"));
+        assert!(!split.stage_dockerfile.contains("echo project"));
+        assert!(!split.final_layer.contains("echo project"));
+        assert!(
+            !split
+                .final_layer
+                .lines()
+                .any(|l| l.trim_start().to_ascii_uppercase().starts_with("RUN")),
+            "the final layer runs nothing in the image:\n{}",
+            split.final_layer
+        );
+        for want in [
+            "ENTRYPOINT []",
+            "CMD []",
+            "USER 1000:1000",
+            "WORKDIR /workspace",
+        ] {
+            assert!(split.final_layer.contains(want), "{want}");
+        }
+        assert_eq!(
+            split.build.steps[0].instr,
+            snippet::Instr::Shell("echo project {{ user }}".into())
+        );
+        assert_eq!(split.build.policy.profile, "build");
+        assert!(
+            split
+                .build
+                .policy
+                .allow
+                .iter()
+                .any(|d| d == "deb.debian.org")
+        );
+        assert!(!split.build.policy.api && !split.build.policy.open);
+        // Without a project layer the build is one Dockerfile, as before.
+        let plain = plan_in(
+            tempfile::tempdir().unwrap().path(),
+            &config(&[]),
+            "exec",
+            None,
+        )
+        .unwrap();
+        assert!(plain.project.is_none());
+    }
+
+    #[test]
+    fn the_tag_follows_the_build_profile_and_the_snippet() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".git-agent/dockerfiles")).unwrap();
+        std::fs::write(
+            dir.path().join(".git-agent/dockerfiles/project.dockerfile"),
+            "RUN true\n",
+        )
+        .unwrap();
+        let a = plan_in(dir.path(), &config(&[]), "exec", None).unwrap();
+        let b = plan_in(
+            dir.path(),
+            &config(&[("agent.buildallow", "example.org")]),
+            "exec",
+            None,
+        )
+        .unwrap();
+        assert_ne!(a.tag, b.tag);
+        assert!(
+            b.project
+                .as_ref()
+                .unwrap()
+                .build
+                .policy
+                .allow
+                .iter()
+                .any(|d| d == "example.org")
+        );
+        assert_eq!(
+            a.project.as_ref().unwrap().stage_tag,
+            b.project.as_ref().unwrap().stage_tag,
+            "the trusted stage does not depend on the build profile"
+        );
+        let bad = plan_in(
+            dir.path(),
+            &config(&[("agent.buildtimeout", "soon")]),
+            "exec",
+            None,
+        )
+        .unwrap_err();
+        assert!(bad.to_string().contains("agent.buildTimeout"), "{bad}");
+    }
+
+    #[test]
+    fn a_repository_cannot_define_a_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Cargo.toml"), "").unwrap();
+        std::fs::create_dir_all(dir.path().join(".git-agent/dockerfiles/stacks")).unwrap();
+        std::fs::write(
+            dir.path()
+                .join(".git-agent/dockerfiles/stacks/rust.dockerfile"),
+            "RUN curl http://172.17.0.1/\n",
+        )
+        .unwrap();
+        let e = plan_in(dir.path(), &config(&[]), "exec", None).unwrap_err();
+        assert!(e.to_string().contains("stacks/rust.dockerfile"), "{e}");
+        assert!(e.to_string().contains("is not trusted"), "{e}");
     }
 
     #[test]
@@ -448,7 +771,11 @@ mod tests {
         )
         .unwrap();
         let err = plan_in(dir.path(), &config(&[]), "exec", None).unwrap_err();
-        assert!(err.to_string().contains("may not use FROM"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("project.dockerfile:1: from is not allowed"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -469,7 +796,12 @@ mod tests {
                 "hooks/",
                 "hooks/git-readonly",
                 "hooks/codex-readonly-git.rules",
-                "extra-ca.crt"
+                "readonly-bin/",
+                "profile.d/",
+                "profile.d/git-agent-readonly.sh",
+                "gitconfig",
+                "extra-ca.crt",
+                "readonly-bin/git"
             ]
         );
         let missing = config(&[("agent.extracacerts", "/nonexistent.pem")]);
@@ -494,7 +826,12 @@ mod tests {
                 "git-agent-sandbox",
                 "hooks/",
                 "hooks/git-readonly",
-                "hooks/codex-readonly-git.rules"
+                "hooks/codex-readonly-git.rules",
+                "readonly-bin/",
+                "profile.d/",
+                "profile.d/git-agent-readonly.sh",
+                "gitconfig",
+                "readonly-bin/git"
             ]
         );
         assert!(

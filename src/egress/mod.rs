@@ -29,6 +29,7 @@ pub const PROFILES: Kind = Kind {
         ("api", include_str!("../../templates/profiles/api.toml")),
         ("dev", include_str!("../../templates/profiles/dev.toml")),
         ("open", include_str!("../../templates/profiles/open.toml")),
+        ("build", include_str!("../../templates/profiles/build.toml")),
     ],
 };
 

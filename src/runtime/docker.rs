@@ -14,17 +14,17 @@ use bollard::models::{
     NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
-    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder, ResizeContainerTTYOptionsBuilder, ResizeExecOptionsBuilder,
-    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CommitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, ResizeContainerTTYOptionsBuilder,
+    ResizeExecOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
-    ContainerState, ExecOutcome, GatewaySpec, LABEL_TASK, ObjectKind, OutputTooLarge, Owned,
-    Runtime, SandboxSpec, Upload,
+    CommitSpec, ContainerState, ExecOutcome, GatewaySpec, ImageConfig, LABEL_TASK, ObjectKind,
+    OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Upload,
 };
 use crate::error::hinted;
 
@@ -150,6 +150,119 @@ impl Runtime for DockerRuntime {
         self.image_id(tag)
             .await?
             .ok_or_else(|| anyhow!("the engine reported success but image {tag} is missing"))
+    }
+
+    async fn image_config(&self, image: &str) -> Result<ImageConfig> {
+        let info = self
+            .docker
+            .inspect_image(image)
+            .await
+            .with_context(|| format!("cannot inspect image {image}"))?;
+        let c = info.config.unwrap_or_default();
+        Ok(ImageConfig {
+            env: c.env.unwrap_or_default(),
+            user: c.user.unwrap_or_default(),
+            working_dir: c.working_dir.unwrap_or_default(),
+        })
+    }
+
+    async fn create_step_container(&self, spec: &StepSpec) -> Result<String> {
+        let host = HostConfig {
+            network_mode: Some(spec.network.clone()),
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(spec.cap_add.clone()),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            pids_limit: Some(spec.pids_limit),
+            memory: Some(spec.memory),
+            nano_cpus: Some(spec.nano_cpus),
+            init: Some(true),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            // Nothing in the image decides how this container starts.
+            entrypoint: Some(vec![]),
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            user: Some("0:0".into()),
+            working_dir: Some("/".into()),
+            labels: Some(spec.labels.clone()),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let resp = self
+            .create_named(&spec.name, body)
+            .await
+            .with_context(|| format!("cannot create the build container {}", spec.name))?;
+        Ok(resp.id)
+    }
+
+    async fn exec_step(
+        &self,
+        id: &str,
+        cmd: &[String],
+        env: &[String],
+        workdir: &str,
+        output: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<i64> {
+        let exec = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(cmd.to_vec()),
+                    env: Some(env.to_vec()),
+                    user: Some("0:0".to_string()),
+                    working_dir: Some(workdir.to_string()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("cannot run a build step in container {id}"))?;
+        let StartExecResults::Attached {
+            output: mut out, ..
+        } = self.docker.start_exec(&exec.id, None).await?
+        else {
+            bail!("the engine did not attach to the build step");
+        };
+        while let Some(msg) = out.next().await {
+            match msg? {
+                LogOutput::StdOut { message }
+                | LogOutput::StdErr { message }
+                | LogOutput::Console { message } => output(&message),
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        let info = self.docker.inspect_exec(&exec.id).await?;
+        Ok(info.exit_code.unwrap_or(-1))
+    }
+
+    async fn commit(&self, spec: &CommitSpec) -> Result<String> {
+        // The engine fills fields left empty from the container's own configuration (the
+        // step container's: an empty entrypoint and `sleep`), and adds labels and variables
+        // of the container that `spec` does not name. The final layer resets Entrypoint and
+        // Cmd; task containers set their own anyway.
+        let config = bollard::models::ContainerConfig {
+            user: Some(spec.user.clone()),
+            env: Some(spec.env.clone()),
+            working_dir: Some(spec.working_dir.clone()),
+            entrypoint: Some(vec![]),
+            cmd: Some(vec![]),
+            labels: Some(spec.labels.clone()),
+            ..Default::default()
+        };
+        let opts = CommitContainerOptionsBuilder::new()
+            .container(&spec.container)
+            .comment("git-agent: project build step")
+            .pause(false)
+            .build();
+        let resp = self
+            .docker
+            .commit_container(opts, config)
+            .await
+            .with_context(|| format!("cannot commit the build container {}", spec.container))?;
+        Ok(resp.id)
     }
 
     async fn create_network(
@@ -303,7 +416,7 @@ impl Runtime for DockerRuntime {
         }];
         if let Some(home) = &spec.home_volume {
             mounts.push(Mount {
-                target: Some(format!("/home/{}", spec.user)),
+                target: Some(spec.home.clone()),
                 source: Some(home.clone()),
                 typ: Some(MountType::VOLUME),
                 ..Default::default()
@@ -339,6 +452,9 @@ impl Runtime for DockerRuntime {
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
+            // Nothing in the image decides how a task starts: no entrypoint, our command,
+            // our numeric user, our working directory.
+            entrypoint: Some(vec![]),
             cmd: Some(spec.cmd.clone()),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),

@@ -26,7 +26,11 @@ pub struct SandboxSpec {
     /// A volume mounted over the task user's home, keeping agent sessions across restarts.
     pub home_volume: Option<String>,
     pub network: String,
+    /// Who the process runs as, numeric (`uid:gid`), so that nothing in the image
+    /// (`/etc/passwd`, `USER`) decides it.
     pub user: String,
+    /// The task user's home (where `home_volume` is mounted).
+    pub home: String,
     /// Give the main process a terminal with an open stdin (interactive agents).
     pub tty: bool,
     /// Limits: process count, memory in bytes, CPUs in billionths.
@@ -50,6 +54,41 @@ pub struct GatewaySpec {
     pub inner: String,
     pub outer: String,
     pub alias: String,
+}
+
+/// A short-lived container that applies an untrusted build step to an image (see
+/// [`crate::image::project`]): no mounts, root with only `cap_add`, `no-new-privileges`,
+/// limits, on an internal network. Its command only waits; the steps run as execs.
+#[derive(Debug, Clone)]
+pub struct StepSpec {
+    pub name: String,
+    pub image: String,
+    pub labels: HashMap<String, String>,
+    pub network: String,
+    /// The only capabilities kept; every other one is dropped.
+    pub cap_add: Vec<String>,
+    pub pids_limit: i64,
+    pub memory: i64,
+    pub nano_cpus: i64,
+}
+
+/// The parts of an image's configuration a build carries on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub env: Vec<String>,
+    pub user: String,
+    pub working_dir: String,
+}
+
+/// An image made from a stopped container, with its configuration set explicitly (the
+/// engine fills fields left empty from the container's; see the docker implementation).
+#[derive(Debug, Clone)]
+pub struct CommitSpec {
+    pub container: String,
+    pub env: Vec<String>,
+    pub user: String,
+    pub working_dir: String,
+    pub labels: HashMap<String, String>,
 }
 
 /// A file to upload into a container.
@@ -127,6 +166,22 @@ pub trait Runtime {
         labels: &HashMap<String, String>,
         progress: &mut (dyn FnMut(&str) + Send),
     ) -> Result<String>;
+    /// The environment, user and working directory an image's containers start with.
+    async fn image_config(&self, image: &str) -> Result<ImageConfig>;
+    /// Create (not start) a container for untrusted build steps.
+    async fn create_step_container(&self, spec: &StepSpec) -> Result<String>;
+    /// Run one build step in a running step container as root, in `workdir`, with `env`
+    /// added; its output (stdout and stderr) goes to `output`. Returns the exit code.
+    async fn exec_step(
+        &self,
+        id: &str,
+        cmd: &[String],
+        env: &[String],
+        workdir: &str,
+        output: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<i64>;
+    /// Make an image from a stopped container; returns the image's id.
+    async fn commit(&self, spec: &CommitSpec) -> Result<String>;
     /// Create a bridge network; an `internal` one has no route out and no address for the
     /// host on it.
     async fn create_network(

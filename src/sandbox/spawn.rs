@@ -10,7 +10,7 @@ use super::gateway::{self, GatewayPlan};
 use super::{HELPER, RepoId, remove_objects};
 use crate::error::{hinted, sanitize};
 use crate::git::Git;
-use crate::image::TASK_USER;
+use crate::image::{TASK_UID, TASK_USER};
 use crate::interrupt::{abandon_on_interrupt, checkpoint};
 use crate::runtime::{Runtime, SandboxSpec};
 use crate::task::store::{Loaded, TaskStore};
@@ -202,7 +202,8 @@ pub fn sandbox_spec(
         volume: names.volume.clone(),
         home_volume: home_volume.then_some(names.home_volume),
         network: names.network.clone(),
-        user: TASK_USER.into(),
+        user: format!("{TASK_UID}:{TASK_UID}"),
+        home: format!("/home/{TASK_USER}"),
         tty,
         pids_limit: limits.pids,
         memory: limits.memory,

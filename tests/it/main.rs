@@ -6,6 +6,7 @@
 mod common;
 
 mod agents;
+mod build_attack;
 mod claude;
 mod cli;
 mod core_loop;
