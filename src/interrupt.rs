@@ -2,6 +2,7 @@
 //! safe point (after an engine request has completed, never in the middle of one), undo what
 //! they started and return [`Interrupted`]. A second SIGINT exits at once.
 
+use std::io::Write;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,12 +23,19 @@ pub fn install() -> Result<()> {
     let mut sig = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     tokio::spawn(async move {
         while sig.recv().await.is_some() {
-            if FLAG.swap(true, Ordering::SeqCst) {
-                eprintln!("git-agent: interrupted again; exiting now");
+            // Wake the waiters before saying anything: a closed stderr must not keep an
+            // interrupted command from cleaning up (eprintln! would panic here).
+            let again = FLAG.swap(true, Ordering::SeqCst);
+            notify().notify_waiters();
+            let mut err = std::io::stderr();
+            if again {
+                let _ = writeln!(err, "git-agent: interrupted again; exiting now");
                 std::process::exit(130);
             }
-            eprintln!("git-agent: interrupted; cleaning up (Ctrl-C again to exit at once)");
-            notify().notify_waiters();
+            let _ = writeln!(
+                err,
+                "git-agent: interrupted; cleaning up (Ctrl-C again to exit at once)"
+            );
         }
     });
     Ok(())
