@@ -57,6 +57,14 @@ while (my $c = $s->accept) {
         Outside { network, server }
     }
 
+    /// Open the test server the user's way: its address (a private one on the outer network)
+    /// and its port, in the user's git config. Without this the gateway refuses it.
+    fn open_for(&self, env: &TestEnv) {
+        env.git(&["config", "agent.allowAddress", &self.server_ip()])
+            .ok();
+        env.git(&["config", "agent.allowPort", "8000"]).ok();
+    }
+
     fn server_ip(&self) -> String {
         let out = Command::new("docker")
             .args([
@@ -151,6 +159,7 @@ fn the_only_way_out_is_the_gateway_and_it_records_every_decision() {
     let outside = Outside::start("deny");
     env.git(&["config", "agent.egressNetwork", &outside.network])
         .ok();
+    outside.open_for(&env);
     // A service on the host, listening on every address: a task must not reach it.
     let host_service = TcpListener::bind("0.0.0.0:0").unwrap();
     host_service.set_nonblocking(true).unwrap();
@@ -180,6 +189,11 @@ fn the_only_way_out_is_the_gateway_and_it_records_every_decision() {
         "-",
     ]);
     assert_eq!(run.code, 0, "{run}");
+    // spawn says which non-public address the user opened.
+    assert!(
+        run.stderr.contains(&format!("{}/32", outside.server_ip())),
+        "{run}"
+    );
     let logs = env.agent(&["logs", "egress"]).ok().stdout;
     let r = results(&logs);
     let get = |k: &str| {
@@ -255,6 +269,7 @@ fn profiles_and_allow_change_what_a_task_reaches() {
     let outside = Outside::start("profiles");
     env.git(&["config", "agent.egressNetwork", &outside.network])
         .ok();
+    outside.open_for(&env);
     let script = probe(&[], &[]);
     let spawn = |name: &str, extra: &[&str]| -> Run {
         let mut args = vec!["spawn", "--name", name, "-m", &script, "--wait"];
