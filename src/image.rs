@@ -197,7 +197,8 @@ fn extra_ca(config: &Config) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// The egress gateway's image: the base image plus Debian's tinyproxy and nginx.
+/// The egress gateway's image: the base image plus Debian's python3 and git-agent's own
+/// proxy and vault (dockerfiles/git-agent-gateway, its helper).
 pub fn gateway_plan(config: &Config) -> Result<ImagePlan> {
     let base_image = config.get("agent.baseImage").unwrap_or(DEFAULT_BASE_IMAGE);
     let extra_ca = extra_ca(config)?;
