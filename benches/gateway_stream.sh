@@ -46,13 +46,13 @@ docker exec "$tag-gw" /usr/local/bin/git-agent-gateway ready
 
 client='
 use IO::Socket::INET; use Time::HiRes qw(time);
-my ($peer, $req) = @ARGV;
+my ($peer, $req) = @ARGV; $req =~ s/\\r/\r/g; $req =~ s/\\n/\n/g;
 my $s = IO::Socket::INET->new(PeerAddr => $peer) or die "connect: $!";
 print $s $req; my $t0 = time; my ($n, $buf, $first) = (0, "", undef);
 while (my $r = sysread($s, $buf, 1 << 20)) { $n += $r; $first //= time - $t0 if $buf =~ /data: one/; }
 printf "%.1f %.3f\n", $n / (time - $t0) / 1048576, $first // -1;'
-big="GET http://big.test:8000/big HTTP/1.1\r\nHost: big.test\r\n\r\n"
-direct=$(docker run --rm --network "$tag-outer" "$base" perl -e "$client" "$ip:8000" "$(printf "GET /big HTTP/1.0\r\n\r\n")" | cut -d' ' -f1)
-proxied=$(docker run --rm --network "$tag-inner" "$base" perl -e "$client" git-agent-gateway:3128 "$(printf "$big")" | cut -d' ' -f1)
-first=$(docker run --rm --network "$tag-inner" "$base" perl -e "$client" git-agent-gateway:3128 "$(printf "GET http://big.test:8000/sse HTTP/1.1\r\nHost: big.test\r\n\r\n")" | cut -d' ' -f2)
+# Requests are passed with literal \r\n (the client turns them into line ends).
+direct=$(docker run --rm --network "$tag-outer" "$base" perl -e "$client" "$ip:8000" 'GET /big HTTP/1.0\r\n\r\n' | cut -d' ' -f1)
+proxied=$(docker run --rm --network "$tag-inner" "$base" perl -e "$client" git-agent-gateway:3128 'GET http://big.test:8000/big HTTP/1.1\r\nHost: big.test\r\n\r\n' | cut -d' ' -f1)
+first=$(docker run --rm --network "$tag-inner" "$base" perl -e "$client" git-agent-gateway:3128 'GET http://big.test:8000/sse HTTP/1.1\r\nHost: big.test\r\n\r\n' | cut -d' ' -f2)
 echo "direct_mb_s=$direct proxied_mb_s=$proxied first_event_s=$first"
