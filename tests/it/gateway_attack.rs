@@ -577,3 +577,82 @@ fn the_vault_forwards_only_the_agents_api_routes_without_forwarding_headers() {
         assert!(!v.contains("6.6.6.6"), "{k}: {v}");
     }
 }
+
+/// The proxy's address and name rules, run by the proxy's own code inside a live gateway:
+/// every non-public range (also inside IPv6 forms that embed IPv4) is refused, public
+/// addresses pass, numeric host forms are never names, and allow entries match on label
+/// boundaries like `egress::matches`.
+#[test]
+fn the_gateway_classifies_addresses_names_ports_and_entries() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&[
+        "spawn",
+        "--name",
+        "idle",
+        "-m",
+        WAIT,
+        "--network",
+        "none",
+        "--",
+        "perl",
+        "-",
+    ])
+    .ok();
+    let gw = format!("{}-gw", env.container_of("idle"));
+    let check = r#"
+import importlib.machinery, importlib.util, ipaddress, sys
+loader = importlib.machinery.SourceFileLoader("gw", "/usr/local/bin/git-agent-gateway")
+spec = importlib.util.spec_from_loader("gw", loader)
+gw = importlib.util.module_from_spec(spec)
+loader.exec_module(gw)
+refused = """0.0.0.0 0.1.2.3 10.0.0.1 100.64.0.1 100.127.255.254 127.0.0.1 127.255.255.254
+169.254.169.254 169.254.0.1 172.16.0.1 172.17.0.1 172.31.255.255 192.0.0.1 192.0.2.1
+192.168.0.1 198.18.0.1 198.51.100.1 203.0.113.1 224.0.0.1 239.255.255.250 240.0.0.1
+255.255.255.255 :: ::1 ::ffff:127.0.0.1 ::ffff:10.0.0.1 ::ffff:169.254.169.254
+::ffff:172.17.0.1 ::127.0.0.1 ::10.0.0.1 64:ff9b::a9fe:a9fe 64:ff9b::7f00:1
+64:ff9b:1::a00:1 2002:7f00:1::1 2002:a00:1::1 2001:0:4136:e378:8000:63bf:3fff:fdd2
+fc00::1 fd00:ec2::254 fd00::1 fe80::1 fec0::1 ff02::1 ff05::2 2001:db8::1 100::1""".split()
+public = "1.1.1.1 8.8.8.8 151.101.1.1 2606:4700:4700::1111 ::ffff:8.8.8.8 64:ff9b::808:808".split()
+bad = []
+for a in refused:
+    if gw.public(ipaddress.ip_address(a)):
+        bad.append("public: " + a)
+for a in public:
+    if not gw.public(ipaddress.ip_address(a)):
+        bad.append("refused: " + a)
+for h in """2130706433 0x7f000001 0x7f.0.0.1 0177.0.0.1 127.1 0 127.0.0.1 127.0.0.1. [::1]
+[::ffff:127.0.0.1] ::1 1.2.3.4 localhost localhost. host.docker.internal HOST.DOCKER.INTERNAL.
+gateway.docker.internal metadata.google.internal foo.local a.localhost internal com
+ex%61mple.com exa_mple..com""".split():
+    if gw.check_name(h, set())[0] == "name":
+        bad.append("a name: " + h)
+if gw.check_name("api.example.com", set()) != ("name", "api.example.com"):
+    bad.append("api.example.com not a name")
+if gw.check_name("evil.test", {"evil.test"})[0] != "bad":
+    bad.append("/etc/hosts names pass")
+p = gw.Policy({"allow": ["example.com", "*.sub.test"], "ports": [8443]}, set())
+for host, want in [("example.com", True), ("a.example.com", True), ("badexample.com", False),
+                   ("example.com.evil.test", False), ("sub.test", False), ("a.sub.test", True)]:
+    if p.domain_allowed(host) != want:
+        bad.append("allow %s" % host)
+for connect, port, want in [(True, 443, True), (True, 80, False), (False, 80, True),
+                            (False, 443, False), (True, 22, False), (True, 8443, True)]:
+    if p.port_allowed(connect, port) != want:
+        bad.append("port %s %s" % (connect, port))
+own = ipaddress.ip_address("93.184.216.34")
+p = gw.Policy({"addresses": ["10.1.0.0/16"]}, {own})
+if p.address_allowed(ipaddress.ip_address("10.1.2.3")) is not None:
+    bad.append("user-opened network refused")
+if p.address_allowed(ipaddress.ip_address("10.2.0.1")) is None:
+    bad.append("network beyond the user's opened")
+if p.address_allowed(own) is None:
+    bad.append("the gateway's own address")
+print("\n".join(bad) if bad else "ok %d" % (len(refused) + len(public)))
+sys.exit(1 if bad else 0)
+"#;
+    let out = docker(&["exec", &gw, "python3", "-IS", "-c", check]);
+    env.docker_exec("idle", "touch /tmp/go").ok();
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.starts_with("ok "), "{out}");
+}
