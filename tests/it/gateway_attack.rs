@@ -648,6 +648,15 @@ if p.address_allowed(ipaddress.ip_address("10.2.0.1")) is None:
     bad.append("network beyond the user's opened")
 if p.address_allowed(own) is None:
     bad.append("the gateway's own address")
+engine = ipaddress.ip_address("93.184.216.1")
+p = gw.Policy({}, set(), {engine})
+if p.address_allowed(engine) is None:
+    bad.append("the engine's host on a public address")
+state = gw.State()
+if not state.host or not all(a in state.host for a in gw.routers()):
+    bad.append("no route gateway found: %s" % state.host)
+if "host.docker.internal" not in state.blocked and "localhost" not in state.blocked:
+    bad.append("/etc/hosts not read: %s" % state.blocked)
 print("\n".join(bad) if bad else "ok %d" % (len(refused) + len(public)))
 sys.exit(1 if bad else 0)
 "#;
