@@ -323,10 +323,10 @@ fn build_policy(search: &Search, config: &Config) -> Result<NetworkPolicy> {
         .chain(&config.get_all("agent.buildAllow"))
     {
         for d in entry.split([',', ' ']).filter(|d| !d.is_empty()) {
-            allow.push(crate::egress::normalize_domain(d).map_err(|e| {
+            allow.push(crate::egress::domain::allow_entry(d).map_err(|e| {
                 hinted(
                     format!("bad domain '{d}' in the build profile or agent.buildAllow: {e}"),
-                    "write a host name such as deb.debian.org",
+                    "write a registrable domain or a name below one, such as deb.debian.org",
                 )
             })?);
         }
@@ -338,6 +338,8 @@ fn build_policy(search: &Search, config: &Config) -> Result<NetworkPolicy> {
         open: profile.open,
         api: false,
         allow,
+        ports: vec![],
+        addresses: vec![],
     })
 }
 
@@ -380,7 +382,8 @@ fn extra_ca(config: &Config) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// The egress gateway's image: the base image plus Debian's tinyproxy and nginx.
+/// The egress gateway's image: the base image plus Debian's python3 and git-agent's own
+/// proxy and vault (dockerfiles/git-agent-gateway, its helper).
 pub fn gateway_plan(config: &Config) -> Result<ImagePlan> {
     let base_image = config.get("agent.baseImage").unwrap_or(DEFAULT_BASE_IMAGE);
     let extra_ca = extra_ca(config)?;

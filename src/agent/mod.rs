@@ -66,6 +66,14 @@ pub struct AgentDef {
     /// (no `base_url_env`); the `api` network profile allows them.
     #[serde(default)]
     pub api_domains: Vec<String>,
+    /// HTTP methods the credential vault forwards (default GET and POST); anything else gets
+    /// 403 at the vault and never reaches the API.
+    #[serde(default)]
+    pub api_methods: Vec<String>,
+    /// Path prefixes, relative to `api_url`, the vault forwards (default `/`: every path);
+    /// each covers itself and what lies below it on a `/` boundary.
+    #[serde(default)]
+    pub api_paths: Vec<String>,
     pub output: OutputFormat,
     #[serde(default)]
     pub state_dirs: Vec<String>,
@@ -138,6 +146,12 @@ pub fn parse(found: &Found) -> Result<Agent> {
                 &format!("has an invalid variable name '{var}'"),
             ));
         }
+    }
+    for m in &def.api_methods {
+        crate::egress::vault::check_method(m).map_err(|e| bad("api_methods", &e))?;
+    }
+    for p in &def.api_paths {
+        crate::egress::vault::check_path(p).map_err(|e| bad("api_paths", &e))?;
     }
     for dir in &def.state_dirs {
         if !dir.starts_with("/home/agent/") || dir.contains("..") {

@@ -174,8 +174,11 @@ async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report) -> Result
         Ok(Some(_)) => r.ok("gateway", format!("image {} is present", plan.tag))?,
         Ok(None) => r.warn(
             "gateway",
-            format!("image {} is not built yet; the first spawn builds it", plan.tag),
-            "make sure the base image can install Debian's tinyproxy and nginx-light (apt), or run a spawn once",
+            format!(
+                "image {} is not built yet; the first spawn builds it",
+                plan.tag
+            ),
+            "make sure the base image can install Debian's python3 (apt), or run a spawn once",
         )?,
         Err(e) => r.fail("gateway", e.to_string(), "check the engine")?,
     }

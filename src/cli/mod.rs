@@ -51,7 +51,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     #[command(visible_alias = "run")]
-    Spawn(spawn::SpawnArgs),
+    Spawn(Box<spawn::SpawnArgs>),
     Sync(sync::SyncArgs),
     Review(review::ReviewArgs),
     Commit(promote::CommitArgs),
@@ -142,7 +142,7 @@ pub fn main() -> i32 {
 async fn dispatch(cli: Cli) -> Result<i32> {
     crate::interrupt::install()?;
     match cli.command {
-        Command::Spawn(a) => spawn::run(a).await,
+        Command::Spawn(a) => spawn::run(*a).await,
         Command::Sync(a) => sync::run(a).await,
         Command::Review(a) => review::run(a).await,
         Command::Commit(a) => promote::run_commit(a).await,

@@ -4,8 +4,9 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{Ctx, engine, out};
+use crate::egress::NetworkPolicy;
+use crate::egress::domain::allow_entry;
 use crate::egress::log::{Connection, Summary, summarize};
-use crate::egress::{NetworkPolicy, normalize_domain};
 use crate::error::hinted;
 use crate::runtime::{ContainerState, Runtime};
 use crate::sandbox::gateway;
@@ -14,8 +15,10 @@ use crate::task::store::{Loaded, TaskStore};
 /// Let a task reach more domains. For a running task its gateway applies the change at
 /// once; the domains stay with the task (also for `restart`).
 ///
-/// Each domain also covers its subdomains; `*.example.com` covers only the subdomains.
-/// Prints the task's allowed domains.
+/// Each domain also covers its subdomains; `*.example.com` covers only the subdomains. A
+/// domain must be registrable or below (not `com`, `co.uk`, `github.io`), never an address or
+/// a local name; addresses are opened at spawn (`--allow-address`). Prints the task's allowed
+/// domains.
 #[derive(Debug, Args)]
 pub struct AllowArgs {
     /// The task (name or unique prefix).
@@ -31,10 +34,10 @@ pub async fn run_allow(args: AllowArgs) -> Result<i32> {
     let name = loaded.record.name.clone();
     let mut add = Vec::new();
     for d in &args.domains {
-        add.push(normalize_domain(d).map_err(|e| {
+        add.push(allow_entry(d).map_err(|e| {
             hinted(
                 format!("bad domain '{d}': {e}"),
-                "write a host name such as example.com, or *.example.com for its subdomains",
+                "write a registrable domain such as example.com, a name below one, or *.example.com for its subdomains",
             )
         })?);
     }

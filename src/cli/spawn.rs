@@ -79,6 +79,11 @@ pub struct SpawnArgs {
     /// for subdomains only).
     #[arg(long, value_name = "DOMAIN")]
     pub allow: Vec<String>,
+    /// Also let the task reach this non-public address or network (e.g. a service on your
+    /// LAN: 10.1.2.3 or 10.1.0.0/16; repeatable; default: agent.allowAddress). Every other
+    /// loopback, private, link-local or metadata address stays refused, whatever the profile.
+    #[arg(long, value_name = "IP[/LEN]")]
+    pub allow_address: Vec<String>,
     /// Make the container's root file system read-only (the workspace, home and /tmp stay
     /// writable; default: agent.readOnlyRoot).
     #[arg(long)]
@@ -238,6 +243,7 @@ pub fn agent_env(ctx: &Ctx, agent: &Agent) -> Result<(Vec<String>, AgentAccess)>
         base_url_env: agent.def.base_url_env.clone(),
         upstream,
         api_domains: agent.def.api_domains.clone(),
+        routes: vault_routes(agent),
     };
     Ok((env, access))
 }
@@ -286,6 +292,19 @@ pub fn repository_files(
     Ok(lines.into_iter().collect())
 }
 
+/// What the vault forwards for `agent`: its definition's `api_methods`/`api_paths`, each
+/// defaulting when the definition names none.
+fn vault_routes(agent: &Agent) -> crate::egress::vault::Routes {
+    let mut routes = crate::egress::vault::Routes::default();
+    if !agent.def.api_methods.is_empty() {
+        routes.methods = agent.def.api_methods.clone();
+    }
+    if !agent.def.api_paths.is_empty() {
+        routes.paths = agent.def.api_paths.clone();
+    }
+    routes
+}
+
 /// The gateway setup of a task: its egress policy and, for its agent's API, the vault.
 pub fn gateway_plan(
     ctx: &Ctx,
@@ -293,14 +312,25 @@ pub fn gateway_plan(
     agent: &Agent,
     profile: Option<&str>,
     allow: &[String],
+    allow_address: &[String],
 ) -> Result<(Vec<String>, GatewayPlan)> {
     let repo = crate::egress::repo::load(&ctx.git.dir)?;
     let policy = crate::egress::resolve(
         search,
         &ctx.config,
-        &crate::egress::Request { profile, allow },
+        &crate::egress::Request {
+            profile,
+            allow,
+            allow_address,
+        },
         &repo.allow,
     )?;
+    if !policy.addresses.is_empty() {
+        eprintln!(
+            "git-agent: note: the task may reach these non-public addresses (agent.allowAddress, --allow-address): {}",
+            policy.addresses.join(", ")
+        );
+    }
     run_plan(ctx, agent, policy)
 }
 
@@ -463,7 +493,16 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
     }
     let gateways: Vec<(Vec<String>, GatewayPlan)> = agents
         .iter()
-        .map(|a| gateway_plan(&ctx, &search, a, args.network.as_deref(), &args.allow))
+        .map(|a| {
+            gateway_plan(
+                &ctx,
+                &search,
+                a,
+                args.network.as_deref(),
+                &args.allow,
+                &args.allow_address,
+            )
+        })
         .collect::<Result<_>>()?;
     let read_only = read_only_root(&ctx, args.read_only)?;
     let mut dirty = false;

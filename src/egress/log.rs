@@ -1,14 +1,25 @@
 //! The gateway's connection log: every connection a task asked its gateway for, with the
-//! time, host, port and decision. Read from the proxy's own log (tinyproxy, `LogLevel
-//! Connect`), which the agent influences (it picks the host names), so everything here is
-//! parsed defensively: only lines in the proxy's exact shape count, host names are reduced
-//! to a safe alphabet and length, and the number of entries is capped.
+//! time, host, port and decision. Read from the proxy's own output (dockerfiles/
+//! git-agent-gateway), one line per decision:
+//!
+//! ```text
+//! git-agent-gateway 2026-11-23T12:12:10.198Z allowed CONNECT example.com 443 ok
+//! ```
+//!
+//! The agent influences these lines (it picks the host names; the proxy already reduces
+//! them to a safe alphabet), so everything here is parsed defensively: only lines of exactly
+//! that shape count, each field is checked, host names are reduced again, and the number of
+//! entries is capped. Lines of the vault (`git-agent-vault ...`) and the proxy's own events
+//! are not connections.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// Most connections kept with a task.
 pub const MAX_ENTRIES: usize = 20_000;
+
+/// The first word of a connection line.
+const TAG: &str = "git-agent-gateway";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Decision {
@@ -65,135 +76,55 @@ fn clean_host(h: &str) -> String {
         .collect()
 }
 
-/// The host and port a proxy request names: `CONNECT host:port` or `GET http://host[:port]/`.
-fn target(method: &str, url: &str) -> Option<(String, u16)> {
-    let (authority, default_port) = if method.eq_ignore_ascii_case("CONNECT") {
-        (url, 443)
-    } else {
-        let rest = url
-            .strip_prefix("http://")
-            .map(|r| (r, 80))
-            .or_else(|| url.strip_prefix("https://").map(|r| (r, 443)))?;
-        (rest.0.split(['/', '?', '#']).next().unwrap_or(""), rest.1)
-    };
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && !p.contains(']') => (h, p.parse().unwrap_or(0)),
-        _ => (authority, default_port),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (!host.is_empty()).then(|| (clean_host(host), port))
+/// Is `t` a UTC time as the proxy writes it (`2026-11-23T12:12:10.198Z`)?
+fn is_time(t: &str) -> bool {
+    t.len() == 24
+        && t.ends_with('Z')
+        && t.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            13 | 16 => b == b':',
+            19 => b == b'.',
+            23 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        })
 }
 
-/// Split a log line (optionally prefixed by the engine's RFC 3339 timestamp) into its time
-/// and the proxy's message.
-fn split_line(line: &str) -> Option<(String, &str)> {
-    let (stamp, rest) = match line.split_once(' ') {
-        Some((s, r)) if s.len() >= 20 && s.as_bytes()[4] == b'-' && s.contains('T') => (Some(s), r),
-        _ => (None, line),
+/// One connection line, without or with the engine's timestamp in front.
+fn parse_line(line: &str) -> Option<Connection> {
+    let mut words: Vec<&str> = line.split(' ').collect();
+    if words.first() != Some(&TAG) {
+        // The engine's RFC 3339 stamp, then the line.
+        words.remove(0);
+    }
+    let [tag, time, decision, method, host, port, _reason] = words[..] else {
+        return None;
     };
-    let level = rest.split_whitespace().next()?;
-    if !matches!(
-        level,
-        "CONNECT" | "NOTICE" | "INFO" | "WARNING" | "ERROR" | "CRITICAL"
-    ) {
+    if tag != TAG || !is_time(time) {
         return None;
     }
-    let (head, msg) = rest.split_once("]: ")?;
-    // The head is "LEVEL  Mon DD HH:MM:SS.mmm [pid": nothing the agent controls.
-    if !head.contains('[') || head.len() > 48 {
+    let decision = Decision::parse(decision)?;
+    if method.is_empty() || method.len() > 16 || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    let time = match stamp {
-        Some(s) => s.chars().take(23).collect::<String>() + "Z",
-        // Without the engine's stamp: the proxy's own "Mon DD HH:MM:SS.mmm".
-        None => head
-            .split_once(char::is_whitespace)
-            .and_then(|(_, t)| t.trim().split(" [").next())
-            .unwrap_or_default()
-            .to_string(),
-    };
-    Some((time, msg))
-}
-
-fn quoted<'a>(msg: &'a str, prefix: &str) -> Option<&'a str> {
-    let rest = msg.strip_prefix(prefix)?.strip_prefix('"')?;
-    Some(&rest[..rest.rfind('"')?])
+    if matches!(method, "START" | "RELOAD") || host == "-" || host.is_empty() {
+        return None;
+    }
+    let port: u16 = port.parse().ok()?;
+    Some(Connection {
+        time: time.to_string(),
+        host: clean_host(host),
+        port,
+        decision,
+    })
 }
 
 /// Parse the proxy's log into connections, in order.
 pub fn parse(log: &str) -> Vec<Connection> {
-    // Requests waiting for their outcome, by the proxy's file descriptor for the client.
-    let mut pending: BTreeMap<String, (usize, Connection)> = BTreeMap::new();
-    let mut order = 0usize;
-    let mut finished: Vec<(usize, Connection)> = Vec::new();
-    for line in log.lines() {
-        let Some((time, msg)) = split_line(line) else {
-            continue;
-        };
-        if let Some(rest) = msg.strip_prefix("Request (file descriptor ") {
-            let Some((fd, req)) = rest.split_once("): ") else {
-                continue;
-            };
-            let mut words = req.split(' ');
-            let (Some(method), Some(url)) = (words.next(), words.next()) else {
-                continue;
-            };
-            let Some((host, port)) = target(method, url) else {
-                continue;
-            };
-            order += 1;
-            let c = Connection {
-                time,
-                host,
-                port,
-                decision: Decision::Failed,
-            };
-            if let Some(old) = pending.insert(fd.to_string(), (order, c)) {
-                finished.push(old);
-            }
-        } else if let Some(h) = quoted(msg, "Proxying refused on filtered domain ") {
-            settle(
-                &mut pending,
-                &mut finished,
-                &clean_host(h),
-                Decision::Denied,
-            );
-        } else if let Some(h) = quoted(msg, "Established connection to host ") {
-            settle(
-                &mut pending,
-                &mut finished,
-                &clean_host(h),
-                Decision::Allowed,
-            );
-        }
-    }
-    finished.extend(pending.into_values());
-    finished.sort_by_key(|(n, _)| *n);
-    finished
-        .into_iter()
-        .map(|(_, c)| c)
+    log.lines()
+        .filter_map(parse_line)
         .take(MAX_ENTRIES)
         .collect()
-}
-
-/// Give the newest pending request for `host` its decision.
-fn settle(
-    pending: &mut BTreeMap<String, (usize, Connection)>,
-    finished: &mut Vec<(usize, Connection)>,
-    host: &str,
-    decision: Decision,
-) {
-    let fd = pending
-        .iter()
-        .filter(|(_, (_, c))| c.host == host)
-        .max_by_key(|(_, (n, _))| *n)
-        .map(|(fd, _)| fd.clone());
-    if let Some(fd) = fd {
-        let (n, mut c) = pending.remove(&fd).expect("found above");
-        c.decision = decision;
-        finished.push((n, c));
-    }
 }
 
 /// The stored form: one `time<TAB>host<TAB>port<TAB>decision` line per connection.
@@ -253,21 +184,23 @@ pub fn summarize(conns: &[Connection]) -> Vec<Summary> {
 mod tests {
     use super::*;
 
-    const LOG: &str = r#"2026-11-23T12:12:07.997000000Z INFO      Nov 23 12:12:07.997 [1]: Starting main loop. Accepting connections.
-2026-11-23T12:12:10.198000000Z CONNECT   Nov 23 12:12:10.198 [1]: Connect (file descriptor 4): 172.18.0.3
-2026-11-23T12:12:10.198100000Z CONNECT   Nov 23 12:12:10.198 [1]: Request (file descriptor 4): GET http://allowed.test:8000/x HTTP/1.0
-2026-11-23T12:12:10.201000000Z CONNECT   Nov 23 12:12:10.201 [1]: Established connection to host "allowed.test" using file descriptor 5.
-2026-11-23T12:12:10.205000000Z CONNECT   Nov 23 12:12:10.205 [1]: Request (file descriptor 4): GET http://Denied.test/ HTTP/1.0
-2026-11-23T12:12:10.205100000Z NOTICE    Nov 23 12:12:10.205 [1]: Proxying refused on filtered domain "denied.test"
-2026-11-23T12:12:10.209000000Z CONNECT   Nov 23 12:12:10.209 [1]: Request (file descriptor 6): CONNECT allowed.test:443 HTTP/1.1
-2026-11-23T12:12:10.211000000Z CONNECT   Nov 23 12:12:10.211 [1]: Established connection to host "allowed.test" using file descriptor 7.
-2026-11-23T12:12:10.214000000Z CONNECT   Nov 23 12:12:10.214 [1]: Request (file descriptor 4): CONNECT gone.test:22 HTTP/1.1
-2026-11-23T12:12:10.215000000Z CONNECT   Nov 23 12:12:10.215 [1]: Request (file descriptor 8): GET http://x/Proxying refused on filtered domain "allowed.test" HTTP/1.1
-fake NOTICE line from elsewhere: Proxying refused on filtered domain "allowed.test"
-"#;
+    const LOG: &str = "2026-11-23T12:12:07.997000000Z git-agent-gateway 2026-11-23T12:12:07.997Z allowed START api 3128 serving
+2026-11-23T12:12:10.198000000Z git-agent-gateway 2026-11-23T12:12:10.198Z allowed GET allowed.test 8000 ok
+2026-11-23T12:12:10.205000000Z git-agent-gateway 2026-11-23T12:12:10.205Z denied GET denied.test 80 not-allowed
+2026-11-23T12:12:10.209000000Z git-agent-gateway 2026-11-23T12:12:10.209Z allowed CONNECT allowed.test 443 ok
+2026-11-23T12:12:10.214000000Z git-agent-gateway 2026-11-23T12:12:10.214Z failed CONNECT gone.test 443 resolve
+2026-11-23T12:12:10.215000000Z git-agent-vault 2026-11-23T12:12:10.215Z denied DELETE api.example.com 443 method
+2026-11-23T12:12:10.216000000Z git-agent-gateway 2026-11-23T12:12:10.216Z denied - - 0 bad-request-line
+git-agent-gateway 2026-11-23T12:12:10.217Z denied CONNECT host.docker.internal 22 blocked-name
+git-agent-gateway 2026-11-23T12:12:10.218Z allowed GET evil.test 80 ok extra-word
+fake line: git-agent-gateway 2026-11-23T12:12:10.219Z allowed GET forged.test 80 ok
+git-agent-gateway 2026-11-23T12:12:10.219Z maybe GET forged.test 80 ok
+git-agent-gateway yesterday allowed GET forged.test 80 ok
+git-agent-gateway 2026-11-23T12:12:10.220Z allowed GET forged.test 99999 ok
+";
 
     #[test]
-    fn requests_get_their_decisions() {
+    fn lines_of_the_proxys_shape_become_connections() {
         let c = parse(LOG);
         let got: Vec<(&str, u16, Decision)> = c
             .iter()
@@ -279,8 +212,8 @@ fake NOTICE line from elsewhere: Proxying refused on filtered domain "allowed.te
                 ("allowed.test", 8000, Decision::Allowed),
                 ("denied.test", 80, Decision::Denied),
                 ("allowed.test", 443, Decision::Allowed),
-                ("gone.test", 22, Decision::Failed),
-                ("x", 80, Decision::Failed),
+                ("gone.test", 443, Decision::Failed),
+                ("host.docker.internal", 22, Decision::Denied),
             ]
         );
         assert_eq!(c[0].time, "2026-11-23T12:12:10.198Z");
@@ -289,7 +222,7 @@ fake NOTICE line from elsewhere: Proxying refused on filtered domain "allowed.te
 
     #[test]
     fn hostile_host_names_are_neutralised() {
-        let line = "CONNECT   Nov 23 12:12:10.198 [1]: Request (file descriptor 4): CONNECT \u{1b}[31mevil\ttab:443 HTTP/1.1\n";
+        let line = "git-agent-gateway 2026-11-23T12:12:10.198Z denied CONNECT \u{1b}[31mevil\u{7}\u{9b}x 443 ok\n";
         let c = parse(line);
         assert_eq!(c.len(), 1);
         assert!(
@@ -297,8 +230,10 @@ fake NOTICE line from elsewhere: Proxying refused on filtered domain "allowed.te
             "{:?}",
             c[0].host
         );
-        assert!(!c[0].host.contains('\t'));
-        assert_eq!(c[0].time, "Nov 23 12:12:10.198");
+        assert!(!c[0].host.contains('\u{1b}'));
+        let many = "git-agent-gateway 2026-11-23T12:12:10.198Z denied GET x.test 80 ok\n"
+            .repeat(MAX_ENTRIES + 5);
+        assert_eq!(parse(&many).len(), MAX_ENTRIES);
     }
 
     #[test]

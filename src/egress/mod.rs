@@ -6,10 +6,19 @@
 //! `open`, or the user's own in `~/.config/git-agent/profiles/`), plus domains added by the
 //! user (`--allow`, `agent.allow`) and by the repository (`.git-agent/config.toml`).
 //!
-//! Trust follows the rule of the whole tool: a repository's files may add domains, never take
-//! a restriction away. So profiles are looked up in the user's config and the built-in set
-//! only, and a repository cannot choose one.
+//! Whatever the profile (`open` included), the gateway reaches only public addresses on port
+//! 443 (CONNECT) or 80 (plain HTTP): it refuses IP literals, host-gateway and special-use
+//! names, and every name that resolves to a loopback, private, link-local or metadata address,
+//! checked against the address it then connects to. Only the user's own settings open more:
+//! `agent.allowAddress`/`--allow-address` (an address or network) and `agent.allowPort`.
+//!
+//! Trust follows the rule of the whole tool: a repository's files may add registrable public
+//! domains (see [`domain`]), never take a restriction away. So profiles are looked up in the
+//! user's config and the built-in set only, and a repository cannot choose one, open an
+//! address or a port.
 
+pub mod address;
+pub mod domain;
 pub mod log;
 pub mod repo;
 pub mod vault;
@@ -65,6 +74,13 @@ pub struct NetworkPolicy {
     /// Allowed domains; each also allows its subdomains (`*.x` allows only subdomains).
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Ports beyond 443 (CONNECT) and 80 (plain HTTP), from the user's `agent.allowPort`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// Non-public addresses or networks the user opened (`agent.allowAddress`,
+    /// `--allow-address`), as `ip/len`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 /// What the user asked for on the command line.
@@ -72,6 +88,15 @@ pub struct NetworkPolicy {
 pub struct Request<'a> {
     pub profile: Option<&'a str>,
     pub allow: &'a [String],
+    /// `--allow-address`: addresses or networks to open.
+    pub allow_address: &'a [String],
+}
+
+/// Split a multi-valued setting's values on commas and spaces.
+fn words(list: &[String]) -> impl Iterator<Item = &str> {
+    list.iter()
+        .flat_map(|e| e.split([',', ' ']))
+        .filter(|d| !d.is_empty())
 }
 
 /// Load a profile: the user's config, then the built-in ones (never the repository's).
@@ -116,28 +141,57 @@ pub fn resolve(
         (".git-agent/config.toml", repo_allow),
     ];
     for (origin, list) in sources {
-        for entry in list {
-            for d in entry.split([',', ' ']).filter(|d| !d.is_empty()) {
-                allow.push(normalize_domain(d).map_err(|e| {
-                    hinted(
-                        format!("bad domain '{d}' in {origin}: {e}"),
-                        "write a host name such as example.com, or *.example.com for its subdomains",
-                    )
-                })?);
-            }
+        for d in words(list) {
+            allow.push(domain::allow_entry(d).map_err(|e| {
+                hinted(
+                    format!("bad domain '{d}' in {origin}: {e}"),
+                    "write a registrable domain such as example.com, a name below one, or *.example.com for its subdomains",
+                )
+            })?);
         }
     }
     allow.sort();
     allow.dedup();
+    let mut ports = Vec::new();
+    for p in words(&config.get_all("agent.allowPort")) {
+        ports.push(address::port_entry(p).map_err(|e| {
+            hinted(
+                format!("bad agent.allowPort: {e}"),
+                "git config --replace-all agent.allowPort 8443",
+            )
+        })?);
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    let mut addresses = Vec::new();
+    let from_config = config.get_all("agent.allowAddress");
+    for (origin, list) in [
+        ("agent.allowAddress", &from_config[..]),
+        ("--allow-address", req.allow_address),
+    ] {
+        for a in words(list) {
+            addresses.push(address::address_entry(a).map_err(|e| {
+                hinted(
+                    format!("bad address '{a}' in {origin}: {e}"),
+                    "write an address or network such as 10.1.2.3 or 10.1.0.0/16",
+                )
+            })?);
+        }
+    }
+    addresses.sort();
+    addresses.dedup();
     Ok(NetworkPolicy {
         profile: name.to_string(),
         open: profile.open,
         api: profile.api,
         allow,
+        ports,
+        addresses,
     })
 }
 
-/// Check and lower-case a domain entry: `example.com`, `*.example.com`, or an IPv4 address.
+/// Check and lower-case a host name: `example.com`, `*.example.com`, or an IPv4 address.
+/// (Only the syntax: allow-list entries must also pass [`domain::allow_entry`].)
 pub fn normalize_domain(text: &str) -> Result<String, String> {
     let d = text.trim().trim_end_matches('.').to_ascii_lowercase();
     let body = d.strip_prefix("*.").unwrap_or(&d);
@@ -176,36 +230,18 @@ impl NetworkPolicy {
         self.open || self.allow.iter().any(|e| matches(e, host))
     }
 
-    /// The gateway proxy's domain filter: one extended regular expression per entry.
-    pub fn filter(&self) -> String {
-        let mut out = String::new();
-        for entry in &self.allow {
-            let (prefix, body) = match entry.strip_prefix("*.") {
-                Some(b) => ("^(.+\\.)", b),
-                None => ("^(.+\\.)?", entry.as_str()),
-            };
-            out.push_str(prefix);
-            out.push_str(&body.replace('.', "\\."));
-            out.push_str("$\n");
-        }
-        out
-    }
-
-    /// The proxy's configuration (tinyproxy).
-    pub fn proxy_config(&self, port: u16) -> String {
-        let mut c = format!(
-            "# git-agent egress gateway (profile {profile})\n\
-             Port {port}\nListen 0.0.0.0\nTimeout 600\nMaxClients 256\n\
-             LogLevel Connect\nPidFile \"/tmp/tinyproxy.pid\"\nDisableViaHeader Yes\n",
-            profile = self.profile
-        );
-        if !self.open {
-            c.push_str(
-                "Filter \"/etc/git-agent-gateway/filter\"\nFilterType ere\n\
-                 FilterDefaultDeny Yes\nFilterURLs Off\nFilterCaseSensitive No\n",
-            );
-        }
-        c
+    /// The gateway proxy's policy file (`policy.json`, read by dockerfiles/git-agent-gateway).
+    pub fn proxy_policy(&self) -> String {
+        let mut v = serde_json::json!({
+            "profile": self.profile,
+            "open": self.open,
+            "allow": self.allow,
+            "ports": self.ports,
+            "addresses": self.addresses,
+        })
+        .to_string();
+        v.push('\n');
+        v
     }
 }
 
@@ -236,17 +272,82 @@ mod tests {
     }
 
     #[test]
-    fn filter_is_anchored_and_escaped() {
+    fn the_proxy_policy_carries_domains_ports_and_addresses() {
         let p = NetworkPolicy {
             profile: "x".into(),
             allow: vec!["a.b".into(), "*.c.d".into()],
+            ports: vec![8443],
+            addresses: vec!["10.1.2.3/32".into()],
             ..Default::default()
         };
-        assert_eq!(p.filter(), "^(.+\\.)?a\\.b$\n^(.+\\.)c\\.d$\n");
-        assert!(p.proxy_config(3128).contains("FilterDefaultDeny Yes"));
+        let v: serde_json::Value = serde_json::from_str(&p.proxy_policy()).unwrap();
+        assert_eq!(v["allow"], serde_json::json!(["a.b", "*.c.d"]));
+        assert_eq!(v["ports"], serde_json::json!([8443]));
+        assert_eq!(v["addresses"], serde_json::json!(["10.1.2.3/32"]));
+        assert_eq!(v["open"], false);
         let open = NetworkPolicy { open: true, ..p };
-        assert!(!open.proxy_config(3128).contains("Filter"));
         assert!(open.allows("anything.example"));
+        // Old task records (without ports and addresses) still read.
+        let old: NetworkPolicy =
+            serde_json::from_str(r#"{"profile":"api","open":false,"api":true,"allow":[]}"#)
+                .unwrap();
+        assert!(old.ports.is_empty() && old.addresses.is_empty());
+    }
+
+    #[test]
+    fn only_the_user_opens_ports_and_addresses() {
+        let search = Search {
+            repo: None,
+            user: None,
+        };
+        let config = Config::from_pairs(&[
+            ("agent.allowPort", "8443"),
+            ("agent.allowPort", "22, 8443"),
+            ("agent.allowAddress", "172.20.0.5"),
+        ]);
+        let flag = vec!["10.9.0.0/16".to_string()];
+        let p = resolve(
+            &search,
+            &config,
+            &Request {
+                allow_address: &flag,
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.ports, vec![22, 8443]);
+        assert_eq!(p.addresses, vec!["10.9.0.0/16", "172.20.0.5/32"]);
+        for (k, v) in [
+            ("agent.allowPort", "ssh"),
+            ("agent.allowAddress", "evil.com"),
+        ] {
+            let bad = Config::from_pairs(&[(k, v)]);
+            let err = resolve(&search, &bad, &Request::default(), &[]).unwrap_err();
+            assert!(format!("{err:#}").contains(k), "{err:#}");
+        }
+    }
+
+    #[test]
+    fn a_repository_cannot_allow_suffixes_local_names_or_addresses() {
+        let search = Search {
+            repo: None,
+            user: None,
+        };
+        for entry in [
+            "com",
+            "internal",
+            "169.254.169.254",
+            "host.docker.internal",
+            "*.github.io",
+        ] {
+            let repo = vec![entry.to_string()];
+            let err = resolve(&search, &Config::default(), &Request::default(), &repo).unwrap_err();
+            assert!(
+                format!("{err:#}").contains(".git-agent/config.toml"),
+                "{entry}: {err:#}"
+            );
+        }
     }
 
     #[test]
@@ -264,6 +365,7 @@ mod tests {
             &Request {
                 profile: Some("dev"),
                 allow: &flags,
+                ..Default::default()
             },
             &repo,
         )
@@ -291,8 +393,8 @@ mod tests {
             &search,
             &Config::default(),
             &Request {
-                profile: None,
                 allow: &bad,
+                ..Default::default()
             },
             &[],
         )
@@ -304,7 +406,7 @@ mod tests {
                 &Config::default(),
                 &Request {
                     profile: Some("nope"),
-                    allow: &[]
+                    ..Default::default()
                 },
                 &[]
             )

@@ -1,11 +1,16 @@
 //! The credential vault: the real model API key never enters the agent's container.
 //!
 //! The agent gets a per-task stand-in token and an API base URL that points at its task's
-//! gateway. The gateway's vault (nginx) accepts only requests carrying that stand-in, swaps
-//! in the real key, and forwards to the real API (over TLS, verified against the system CA
-//! bundle). The stand-in is random, worthless anywhere but at its own task's vault, which only
-//! the task's internal network reaches; the vault goes away with the task's gateway when the
-//! task ends.
+//! gateway. The gateway's vault (in dockerfiles/git-agent-gateway) accepts only requests
+//! carrying that stand-in, and only the methods and path prefixes of the agent's API (from its
+//! built-in or user definition: `api_methods`, `api_paths`, relative to `api_url`); it swaps
+//! in the real key, drops forwarding/identity headers and any other header carrying a
+//! stand-in, and forwards to the real API (over TLS, verified against the system CA bundle).
+//! Paths are matched on segment boundaries and must be canonical: dot segments, `//`, `%`
+//! escapes and backslashes are refused rather than normalised, so what was checked is exactly
+//! what is forwarded. The stand-in is random, worthless anywhere but at its own task's vault,
+//! which listens only on the task's internal network; the vault goes away with the task's
+//! gateway when the task ends.
 //!
 //! The real key reaches the gateway as a file uploaded through the engine API before the
 //! gateway starts: not in its environment, not on any command line, not in an image.
@@ -79,7 +84,8 @@ impl Upstream {
         })
     }
 
-    /// The URL nginx forwards to (with the path prefix, so `/v1/x` becomes `<path>/v1/x`).
+    /// The base URL the vault forwards to (with the path prefix, so `/v1/x` becomes
+    /// `<path>/v1/x`).
     pub fn proxy_pass(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
         let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
@@ -107,23 +113,63 @@ pub fn standin() -> Result<String> {
     Ok(format!("git-agent-standin-{hex}"))
 }
 
-/// Is `value` safe to write inside a double-quoted nginx string?
-fn nginx_safe(value: &str) -> bool {
-    !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b"\"\\$;{}'".contains(&b))
+/// What the vault lets through to the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routes {
+    /// HTTP methods, upper case.
+    pub methods: Vec<String>,
+    /// Path prefixes relative to the upstream's base URL (`/v1/messages` covers itself and
+    /// `/v1/messages/...`, not `/v1/messagesX`); `/` covers every path.
+    pub paths: Vec<String>,
 }
 
-/// The vault's nginx configuration. Requests must carry a stand-in as `x-api-key` or as an
-/// `Authorization: Bearer` token; it is replaced by the real value and the request forwarded.
-/// Anything else gets 401 and never reaches the upstream.
-pub fn nginx_config(upstream: &Upstream, secrets: &[Secret], port: u16) -> Result<String> {
+impl Default for Routes {
+    /// For a definition that names none: reads and requests, any path under its `api_url`.
+    fn default() -> Routes {
+        Routes {
+            methods: vec!["GET".into(), "POST".into()],
+            paths: vec!["/".into()],
+        }
+    }
+}
+
+/// Check one method name (an HTTP token in upper case).
+pub fn check_method(m: &str) -> Result<(), String> {
+    if !m.is_empty() && m.len() <= 16 && m.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{m}' is not an HTTP method in upper case (GET, POST, ...)"
+        ))
+    }
+}
+
+/// Check one path prefix: absolute, canonical, plain characters.
+pub fn check_path(p: &str) -> Result<(), String> {
+    let plain = p
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
+    let canonical = p.starts_with('/')
+        && (p == "/" || !p.ends_with('/'))
+        && !p.contains("//")
+        && !p.split('/').any(|s| s == "." || s == "..");
+    if plain && canonical {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{p}' is not a path prefix like /v1/messages (letters, digits, /-._~, no dot segments or trailing slash)"
+        ))
+    }
+}
+
+/// The vault's configuration (`vault.json`, mode 0600, read by dockerfiles/git-agent-gateway).
+/// Real values are checked to be plain header text: a line break would add headers.
+pub fn vault_config(upstream: &Upstream, secrets: &[Secret], routes: &Routes) -> Result<String> {
     for s in secrets {
-        if !nginx_safe(&s.real) {
+        if s.real.is_empty() || !s.real.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(hinted(
                 format!(
-                    "the value of {} has characters the vault cannot carry (spaces, quotes, '$', ';', braces or backslashes)",
+                    "the value of {} has characters the vault cannot carry (spaces, line breaks or other control characters)",
                     s.var
                 ),
                 format!(
@@ -133,67 +179,29 @@ pub fn nginx_config(upstream: &Upstream, secrets: &[Secret], port: u16) -> Resul
             ));
         }
     }
-    let mut key_map = String::new();
-    let mut auth_map = String::new();
-    for s in secrets {
-        key_map.push_str(&format!("    \"{}\" \"{}\";\n", s.standin, s.real));
-        auth_map.push_str(&format!(
-            "    \"Bearer {}\" \"Bearer {}\";\n",
-            s.standin, s.real
-        ));
+    for m in &routes.methods {
+        check_method(m).map_err(|e| hinted(e, "fix api_methods in the agent's definition"))?;
     }
-    let ssl = if upstream.https {
-        "        proxy_ssl_server_name on;\n        proxy_ssl_verify on;\n        proxy_ssl_verify_depth 4;\n        proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;\n"
-    } else {
-        ""
-    };
-    Ok(format!(
-        r#"# git-agent credential vault. Holds real keys: never logged, never in the agent's reach.
-pid /tmp/nginx.pid;
-worker_processes 1;
-error_log /tmp/nginx-error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path /tmp/nginx-body;
-  proxy_temp_path /tmp/nginx-proxy;
-  fastcgi_temp_path /tmp/nginx-fastcgi;
-  uwsgi_temp_path /tmp/nginx-uwsgi;
-  scgi_temp_path /tmp/nginx-scgi;
-  server_tokens off;
-  client_max_body_size 256m;
-  map_hash_bucket_size 256;
-  map $http_x_api_key $git_agent_key {{
-    default "";
-{key_map}  }}
-  map $http_authorization $git_agent_auth {{
-    default "";
-{auth_map}  }}
-  map "$git_agent_key:$git_agent_auth" $git_agent_refused {{
-    ":" 1;
-    default 0;
-  }}
-  server {{
-    listen {port};
-    location / {{
-      if ($git_agent_refused) {{
-        return 401 "git-agent vault: this request does not carry the task's token\n";
-      }}
-      proxy_set_header x-api-key $git_agent_key;
-      proxy_set_header Authorization $git_agent_auth;
-      proxy_set_header Connection "";
-      proxy_http_version 1.1;
-      proxy_buffering off;
-      proxy_request_buffering off;
-      proxy_read_timeout 3600s;
-      proxy_send_timeout 3600s;
-{ssl}      proxy_pass {pass};
-    }}
-  }}
-}}
-"#,
-        pass = upstream.proxy_pass(),
-    ))
+    for p in &routes.paths {
+        check_path(p).map_err(|e| hinted(e, "fix api_paths in the agent's definition"))?;
+    }
+    let secrets: Vec<_> = secrets
+        .iter()
+        .map(|s| serde_json::json!({"var": s.var, "real": s.real, "standin": s.standin}))
+        .collect();
+    Ok(serde_json::json!({
+        "upstream": {
+            "https": upstream.https,
+            "host": upstream.host,
+            "port": upstream.port,
+            "path": upstream.path,
+        },
+        "secrets": secrets,
+        "methods": routes.methods,
+        "paths": routes.paths,
+    })
+    .to_string()
+        + "\n")
 }
 
 #[cfg(test)]
@@ -228,17 +236,59 @@ mod tests {
         };
         assert!(s.standin.starts_with("git-agent-standin-") && s.standin.len() > 40);
         assert_ne!(s.standin, standin().unwrap());
-        let u = Upstream::parse("https://api.example.com").unwrap();
-        let c = nginx_config(&u, std::slice::from_ref(&s), 8080).unwrap();
-        assert!(c.contains(&format!("\"{}\" \"sk-real-123\";", s.standin)));
-        assert!(c.contains(&format!("\"Bearer {}\" \"Bearer sk-real-123\";", s.standin)));
-        assert!(c.contains("return 401"));
-        assert!(c.contains("proxy_ssl_verify on"));
-        assert!(c.contains("access_log off"));
-        let evil = Secret {
-            real: "k\"; include /etc/passwd; #".into(),
-            ..s
+        let u = Upstream::parse("https://api.example.com/base").unwrap();
+        let routes = Routes {
+            methods: vec!["POST".into()],
+            paths: vec!["/v1/messages".into()],
         };
-        assert!(nginx_config(&u, &[evil], 8080).is_err());
+        let c = vault_config(&u, std::slice::from_ref(&s), &routes).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&c).unwrap();
+        assert_eq!(v["secrets"][0]["standin"], s.standin.as_str());
+        assert_eq!(v["secrets"][0]["real"], "sk-real-123");
+        assert_eq!(v["upstream"]["host"], "api.example.com");
+        assert_eq!(v["upstream"]["https"], true);
+        assert_eq!(v["upstream"]["path"], "/base");
+        assert_eq!(v["methods"], serde_json::json!(["POST"]));
+        assert_eq!(v["paths"], serde_json::json!(["/v1/messages"]));
+        for real in ["k\r\nX-Evil: 1", "k v", ""] {
+            let evil = Secret {
+                real: real.into(),
+                ..s.clone()
+            };
+            assert!(vault_config(&u, &[evil], &routes).is_err(), "{real:?}");
+        }
+        for bad in [
+            Routes {
+                methods: vec!["post".into()],
+                ..Routes::default()
+            },
+            Routes {
+                paths: vec!["/v1/../admin".into()],
+                ..Routes::default()
+            },
+        ] {
+            assert!(vault_config(&u, std::slice::from_ref(&s), &bad).is_err());
+        }
+    }
+
+    #[test]
+    fn path_prefixes_must_be_canonical() {
+        for ok in [
+            "/",
+            "/v1/messages",
+            "/v1/models",
+            "/responses",
+            "/api/hello",
+        ] {
+            assert!(check_path(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "v1", "/v1/", "//v1", "/v1/../x", "/./v1", "/v1%2fx", "/v1\\x", "/v1?x", "/v 1",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad:?} accepted");
+        }
+        for bad in ["", "get", "GE T", "X-Y"] {
+            assert!(check_method(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

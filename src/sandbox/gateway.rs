@@ -1,7 +1,10 @@
 //! A task's egress gateway: a sidecar container, on the task's internal network (as
-//! [`ALIAS`]) and on an outer network with a route out. It runs the proxy that enforces the
-//! task's [`NetworkPolicy`] and records every decision, and the credential vault that holds
-//! the agent's real API keys (see [`crate::egress::vault`]).
+//! [`ALIAS`]) and on an outer network with a route out. It runs git-agent's own proxy
+//! (dockerfiles/git-agent-gateway) that enforces the task's [`NetworkPolicy`] (allowed
+//! domains, public addresses only, checked at connect time, ports 443/80 unless the user adds
+//! more) and records every decision, and the credential vault that holds the agent's real API
+//! keys (see [`crate::egress::vault`]). Both listen only on the gateway's address on the
+//! task's own network.
 //!
 //! Everything it needs is uploaded into it through the engine API (no host files are
 //! mounted), so it works the same with a remote engine. It lives exactly as long as the
@@ -11,7 +14,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{ObjectNames, RepoId};
 use crate::egress::log::{self, Connection};
-use crate::egress::vault::{self, Secret, Upstream};
+use crate::egress::vault::{self, Routes, Secret, Upstream};
 use crate::egress::{NetworkPolicy, normalize_domain};
 use crate::error::{hinted, sanitize};
 use crate::runtime::{GatewaySpec, Runtime, Upload};
@@ -39,13 +42,15 @@ pub struct AgentAccess {
     pub upstream: Option<String>,
     /// Hosts the agent needs for its API when it cannot go through the vault.
     pub api_domains: Vec<String>,
+    /// What the vault forwards (methods and path prefixes of the agent's API).
+    pub routes: Routes,
 }
 
 /// What a task's gateway is set up with, and what the agent's environment gets.
 #[derive(Debug, Clone)]
 pub struct GatewayPlan {
     pub policy: NetworkPolicy,
-    pub vault: Option<(Upstream, Vec<Secret>)>,
+    pub vault: Option<(Upstream, Vec<Secret>, Routes)>,
     /// Environment for the task's container: proxy settings, stand-ins, the vault's URL
     /// (and real credentials only for agents the vault cannot stand in for).
     pub env: Vec<String>,
@@ -81,7 +86,7 @@ impl GatewayPlan {
                         secrets.push(s);
                     }
                     env.push(format!("{var}={}", vault::local_url(ALIAS, VAULT_PORT)));
-                    vault = Some((upstream, secrets));
+                    vault = Some((upstream, secrets, access.routes.clone()));
                 }
                 _ => {
                     for (k, v) in &access.credentials {
@@ -121,14 +126,11 @@ impl GatewayPlan {
 
     /// The files uploaded into the gateway before it starts.
     fn files(&self) -> Result<Vec<Upload>> {
-        let mut files = vec![
-            upload("proxy.conf", self.policy.proxy_config(PROXY_PORT), 0o644),
-            upload("filter", self.policy.filter(), 0o644),
-        ];
-        if let Some((upstream, secrets)) = &self.vault {
+        let mut files = vec![upload("policy.json", self.policy.proxy_policy(), 0o644)];
+        if let Some((upstream, secrets, routes)) = &self.vault {
             files.push(upload(
-                "vault.conf",
-                vault::nginx_config(upstream, secrets, VAULT_PORT)?,
+                "vault.json",
+                vault::vault_config(upstream, secrets, routes)?,
                 0o600,
             ));
         }
@@ -211,7 +213,9 @@ async fn helper<R: Runtime>(rt: &R, gateway: &str, cmd: &str) -> Result<()> {
     Ok(())
 }
 
-/// Open more domains for a running task: new filter, then the proxy re-reads it.
+/// Open more domains for a running task: the new policy goes in under a temporary name, and
+/// the helper renames it into place (atomically) and has the proxy re-read it, so the proxy
+/// never sees a half-written file.
 pub async fn update_policy<R: Runtime>(
     rt: &R,
     gateway: &str,
@@ -220,12 +224,12 @@ pub async fn update_policy<R: Runtime>(
     rt.upload(
         gateway,
         CONF_DIR,
-        &[upload("filter", policy.filter(), 0o644)],
+        &[upload("policy.json.new", policy.proxy_policy(), 0o644)],
     )
     .await?;
     helper(rt, gateway, "reload")
         .await
-        .context("the gateway did not reload its filter")
+        .context("the gateway did not reload its policy")
 }
 
 /// The connections recorded so far by a gateway that still exists.

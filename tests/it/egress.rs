@@ -57,6 +57,14 @@ while (my $c = $s->accept) {
         Outside { network, server }
     }
 
+    /// Open the test server the user's way: its address (a private one on the outer network)
+    /// and its port, in the user's git config. Without this the gateway refuses it.
+    fn open_for(&self, env: &TestEnv) {
+        env.git(&["config", "agent.allowAddress", &self.server_ip()])
+            .ok();
+        env.git(&["config", "agent.allowPort", "8000"]).ok();
+    }
+
     fn server_ip(&self) -> String {
         let out = Command::new("docker")
             .args([
@@ -151,6 +159,7 @@ fn the_only_way_out_is_the_gateway_and_it_records_every_decision() {
     let outside = Outside::start("deny");
     env.git(&["config", "agent.egressNetwork", &outside.network])
         .ok();
+    outside.open_for(&env);
     // A service on the host, listening on every address: a task must not reach it.
     let host_service = TcpListener::bind("0.0.0.0:0").unwrap();
     host_service.set_nonblocking(true).unwrap();
@@ -180,6 +189,11 @@ fn the_only_way_out_is_the_gateway_and_it_records_every_decision() {
         "-",
     ]);
     assert_eq!(run.code, 0, "{run}");
+    // spawn says which non-public address the user opened.
+    assert!(
+        run.stderr.contains(&format!("{}/32", outside.server_ip())),
+        "{run}"
+    );
     let logs = env.agent(&["logs", "egress"]).ok().stdout;
     let r = results(&logs);
     let get = |k: &str| {
@@ -255,6 +269,7 @@ fn profiles_and_allow_change_what_a_task_reaches() {
     let outside = Outside::start("profiles");
     env.git(&["config", "agent.egressNetwork", &outside.network])
         .ok();
+    outside.open_for(&env);
     let script = probe(&[], &[]);
     let spawn = |name: &str, extra: &[&str]| -> Run {
         let mut args = vec!["spawn", "--name", name, "-m", &script, "--wait"];
@@ -458,4 +473,94 @@ fn the_vault_holds_the_real_key_and_the_standin_dies_with_the_task() {
     let out = String::from_utf8_lossy(&reuse.stdout);
     assert!(out.contains("with-standin: no vault"), "{out}");
     assert_eq!(fake.requests().len(), 1, "{}", fake.describe());
+}
+
+/// Streams pass through the proxy as they come (server-sent events are not held back), and
+/// the proxy caps how many clients it serves at once.
+#[test]
+fn streams_pass_unbuffered_and_clients_are_capped() {
+    require_docker!();
+    let env = TestEnv::new();
+    let network = format!("ga-test-outer-sse-{}", std::process::id());
+    let server = format!("ga-test-server-sse-{}", std::process::id());
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker").args(args).output().unwrap();
+        assert!(out.status.success(), "docker {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    docker(&["network", "create", &network]);
+    let serve = r#"use IO::Socket::INET; $| = 1;
+my $s = IO::Socket::INET->new(LocalPort => 8000, Listen => 16, ReuseAddr => 1) or die;
+while (my $c = $s->accept) {
+  while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
+  print $c "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: one\n\n";
+  sleep 3; print $c "data: two\n\n"; close $c;
+}"#;
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &server,
+        "--network",
+        &network,
+        "--network-alias",
+        "sse.test",
+        "--user",
+        "65534",
+        &base_image(),
+        "perl",
+        "-e",
+        serve,
+    ]);
+    let ip = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &server,
+    ]);
+    env.git(&["config", "agent.egressNetwork", &network]).ok();
+    env.git(&["config", "agent.allowPort", "8000"]).ok();
+    let script = r#"use IO::Socket::INET; use Time::HiRes qw(time); $| = 1;
+my $s = IO::Socket::INET->new(PeerAddr => "git-agent-gateway:3128") or die;
+print $s "GET http://sse.test:8000/ HTTP/1.1\r\nHost: sse.test\r\n\r\n";
+my $t0 = time; my ($all, $first) = ("", undef);
+while (sysread($s, my $buf, 4096)) { $all .= $buf; $first //= time - $t0 if $all =~ /data: one/; }
+printf "first-event: %.2f\n", $first // -1; printf "whole: %.2f\n", time - $t0;
+print "two: ", ($all =~ /data: two/ ? "yes" : "no"), "\n";
+my @idle = map { IO::Socket::INET->new(PeerAddr => "git-agent-gateway:3128") } 1..260;
+my $last = IO::Socket::INET->new(PeerAddr => "git-agent-gateway:3128", Timeout => 5);
+print $last "GET http://sse.test:8000/ HTTP/1.1\r\nHost: sse.test\r\n\r\n";
+my ($l) = split /\r?\n/, join("", <$last>); print "over-cap: $l\n";
+"#;
+    let run = env.agent(&[
+        "spawn",
+        "--name",
+        "sse",
+        "--allow",
+        "sse.test",
+        "--allow-address",
+        &ip,
+        "-m",
+        script,
+        "--wait",
+        "--",
+        "perl",
+        "-",
+    ]);
+    let logs = env.agent(&["logs", "sse"]).stdout;
+    let _ = Command::new("docker").args(["rm", "-f", &server]).output();
+    drop(env);
+    let _ = Command::new("docker")
+        .args(["network", "rm", &network])
+        .output();
+    assert_eq!(run.code, 0, "{run}");
+    let r = results(&logs);
+    let first: f64 = r["first-event"].parse().unwrap();
+    let whole: f64 = r["whole"].parse().unwrap();
+    assert!(
+        (0.0..1.5).contains(&first) && whole >= 2.5,
+        "the first event waited for the stream to end: {logs}"
+    );
+    assert_eq!(r["two"], "yes", "{logs}");
+    assert!(r["over-cap"].contains("503"), "{logs}");
 }

@@ -12,6 +12,7 @@ mod cli;
 mod core_loop;
 mod egress;
 mod fake_anthropic;
+mod gateway_attack;
 mod guard;
 mod hostile;
 mod lifecycle;
