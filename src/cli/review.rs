@@ -89,8 +89,10 @@ struct ReviewJson<'a> {
     network: Option<super::network::NetworkUse>,
 }
 
-/// Per-file line counts between two commits (content as text: attributes cannot hide it).
-fn numstat(ctx: &Ctx, from: &str, to: &str) -> Result<Vec<FileChange>> {
+/// Per-file line counts between two commits, every non-binary file counted as text whatever
+/// the attributes say (git's numstat reports `-` for attribute-binary files even with
+/// `--text`, so those are counted from their patch).
+fn numstat(ctx: &Ctx, from: &str, to: &str, binary: &[BinaryJson]) -> Result<Vec<FileChange>> {
     let text = ctx.git.run([
         "diff",
         "--numstat",
@@ -113,6 +115,32 @@ fn numstat(ctx: &Ctx, from: &str, to: &str) -> Result<Vec<FileChange>> {
             added: a.parse().ok(),
             removed: r.parse().ok(),
         });
+    }
+    let hidden: Vec<usize> = (0..files.len())
+        .filter(|i| files[*i].added.is_none() && !binary.iter().any(|b| b.path == files[*i].path))
+        .collect();
+    if !hidden.is_empty() {
+        let mut diff = ctx.git.command();
+        diff.args([
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--text",
+            "--no-renames",
+            "--patch",
+            from,
+            to,
+            "--",
+        ]);
+        for i in &hidden {
+            diff.arg(format!(":(top,literal){}", files[*i].path));
+        }
+        let out = crate::git::output_of(&mut diff, None)?;
+        for (i, (a, r)) in hidden.iter().zip(visible::count_lines(&out.stdout)) {
+            files[*i].added = Some(a);
+            files[*i].removed = Some(r);
+        }
     }
     Ok(files)
 }
@@ -420,7 +448,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
     let tip = loaded.tip().to_string();
     let facts = gather(&ctx, &loaded)?;
     if args.json {
-        let files = numstat(&ctx, &r.base, &tip)?;
+        let files = numstat(&ctx, &r.base, &tip, &facts.binary)?;
         let json = ReviewJson {
             task: &r.name,
             agent: &r.agent,
@@ -564,16 +592,13 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         diff.arg("--patch");
     }
     diff.args([&r.base, &tip]);
-    let mut pathspecs = Vec::new();
-    for b in &facts.binary {
-        pathspecs.extend_from_slice(format!(":(top,literal,exclude){}\0", b.path).as_bytes());
+    if !facts.binary.is_empty() {
+        diff.arg("--");
+        for b in &facts.binary {
+            diff.arg(format!(":(top,literal,exclude){}", b.path));
+        }
     }
-    let diff_out = if pathspecs.is_empty() {
-        crate::git::output_of(&mut diff, None)?
-    } else {
-        diff.args(["--pathspec-from-file=-", "--pathspec-file-nul"]);
-        crate::git::output_of(&mut diff, Some(&pathspecs))?
-    };
+    let diff_out = crate::git::output_of(&mut diff, None)?;
     let mut body = text.into_bytes();
     body.extend_from_slice(visible::render_diff(&diff_out.stdout, palette.as_ref()).as_bytes());
     page(&ctx, &body, tty)?;

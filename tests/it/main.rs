@@ -14,5 +14,6 @@ mod fake_anthropic;
 mod guard;
 mod hostile;
 mod lifecycle;
+mod review_attack;
 mod state;
 mod workspace;

@@ -197,6 +197,41 @@ pub fn render_diff(diff: &[u8], palette: Option<&Palette>) -> String {
     out
 }
 
+/// Added and removed line counts of each file of a `git diff --patch` output, in order (git
+/// counts attribute-"binary" files as `-` even with `--text`; this counts what was shown).
+pub fn count_lines(diff: &[u8]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let (mut old_left, mut new_left) = (0u64, 0u64);
+    for line in diff.split(|b| *b == b'\n') {
+        if old_left > 0 || new_left > 0 {
+            let last = out.last_mut();
+            match (line.first(), last) {
+                (Some(b'+'), Some(l)) => {
+                    l.0 += 1;
+                    new_left = new_left.saturating_sub(1);
+                }
+                (Some(b'-'), Some(l)) => {
+                    l.1 += 1;
+                    old_left = old_left.saturating_sub(1);
+                }
+                (Some(b'\\'), _) => {}
+                _ => {
+                    old_left = old_left.saturating_sub(1);
+                    new_left = new_left.saturating_sub(1);
+                }
+            }
+        } else if line.starts_with(b"diff --git ") {
+            out.push((0, 0));
+        } else if line.starts_with(b"@@") {
+            if let Some((o, n)) = hunk_counts(line) {
+                old_left = o;
+                new_left = n;
+            }
+        }
+    }
+    out
+}
+
 #[derive(Clone, Copy)]
 enum Role {
     Meta,
@@ -292,6 +327,12 @@ mod tests {
         );
         assert!(c.contains("<F>@@ -1,2 +1,2 @@<R> fn f"), "{c}");
         assert!(c.contains("\n ctx\n"), "{c}");
+    }
+
+    #[test]
+    fn lines_are_counted_per_file() {
+        let diff = b"diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1,2 +1,2 @@\n--- a\n+++ b\n ctx\ndiff --git a/y b/y\nnew file mode 100644\ndiff --git a/z b/z\n@@ -0,0 +1 @@\n+z\n\\ No newline at end of file\n";
+        assert_eq!(count_lines(diff), [(1, 1), (0, 0), (1, 0)]);
     }
 
     #[test]
