@@ -20,7 +20,22 @@ use crate::task::store::Loaded;
 mod visible;
 
 /// Show what a task changed against its base: a summary, its status and exit code, the tail
-/// of its output, then the diff (through git's pager and colours).
+/// of its output, the full message of every commit `git agent commit` will re-create, changes
+/// that need a second look, then the diff (through git's pager).
+///
+/// Changes are flagged from every commit that commit will re-create (each one's own diff) and
+/// the uncommitted work, not only the net diff: a file added in one commit and removed in the
+/// next is still flagged, with the commits it is in. Flagged: files that run code when the
+/// branch is checked out, opened, built or tested (CI, hooks, direnv and dotenv files, editor
+/// tasks, dev containers, build, package-manager and toolchain files, agent instructions,
+/// attributes, submodules; the table is in docs/security.md), symbolic links, exec bits,
+/// binary and large files (with size and blob id), message lines that claim people
+/// (Signed-off-by, Reviewed-by, Co-authored-by and the like, also disguised) and author or
+/// committer identities the agent set.
+///
+/// Everything the agent wrote is shown escaped: terminal controls, bidi overrides and
+/// invisible characters appear as \x1b or \u{202e}. No diff driver, external diff or textconv
+/// runs, and no attribute hides a text file.
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
     /// The task (any unique prefix of its name).
