@@ -319,3 +319,104 @@ fn commit_error(e: anyhow::Error, sign: bool) -> anyhow::Error {
         e.context("cannot create a commit")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn git(dir: &std::path::Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir)
+            .env("GIT_AUTHOR_NAME", "Agent")
+            .env("GIT_AUTHOR_EMAIL", "agent@sandbox.invalid")
+            .env("GIT_COMMITTER_NAME", "Agent")
+            .env("GIT_COMMITTER_EMAIL", "agent@sandbox.invalid")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A history with a merge and a root-level file in each commit is re-created with the
+    /// same trees, the same shape, the same messages, new identities and one note each;
+    /// `plan` lists exactly the commits that were written.
+    #[test]
+    fn merges_and_messages_survive_bulk_recreation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        git(d, &["init", "-q", "-b", "main"]);
+        git(d, &["config", "user.name", "Test User"]);
+        git(d, &["config", "user.email", "test@example.com"]);
+        std::fs::write(d.join("a"), "a\n").unwrap();
+        git(d, &["add", "a"]);
+        git(d, &["commit", "-qm", "base"]);
+        let base = git(d, &["rev-parse", "HEAD"]);
+        git(d, &["checkout", "-qb", "side"]);
+        std::fs::write(d.join("s"), "s\n").unwrap();
+        git(d, &["add", "s"]);
+        git(
+            d,
+            &[
+                "commit",
+                "-qm",
+                "side\n\nbody line\n\nSigned-off-by: X <x@y>",
+            ],
+        );
+        git(d, &["checkout", "-q", "main"]);
+        std::fs::write(d.join("m"), "m\n").unwrap();
+        git(d, &["add", "m"]);
+        git(d, &["commit", "-qm", "main work"]);
+        git(d, &["merge", "-q", "--no-ff", "-m", "merge side", "side"]);
+        let head = git(d, &["rev-parse", "HEAD"]);
+        git(d, &["update-ref", "refs/agent/t/head", &head]);
+        git(d, &["checkout", "-q", "--detach", &base]);
+        git(d, &["update-ref", "-d", "refs/heads/main"]);
+        git(d, &["branch", "-qD", "side"]);
+
+        let g = Git::discover(d).unwrap();
+        let p = plan(&g, &base, &head, None, None).unwrap();
+        assert_eq!(p.commits.len(), 3);
+        let done = promote(
+            &g,
+            PromoteRequest {
+                task: "t",
+                agent: "exec",
+                base: &base,
+                head: &head,
+                wip: None,
+                previous: None,
+                message: None,
+            },
+        )
+        .unwrap();
+        let sources: Vec<&str> = done.commits.iter().map(|(s, _)| s.as_str()).collect();
+        let planned: Vec<&str> = p.commits.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            sources, planned,
+            "commit writes exactly the planned commits"
+        );
+        let tip = git(d, &["rev-parse", "agent/t"]);
+        assert_eq!(tip, done.promotion.branch_tip);
+        assert_eq!(
+            git(d, &["rev-parse", "agent/t^{tree}"]),
+            git(d, &["rev-parse", &format!("{head}^{{tree}}")])
+        );
+        assert_eq!(git(d, &["rev-list", "--count", "--merges", "agent/t"]), "1");
+        assert_eq!(
+            git(d, &["log", "--format=%an|%cn", "-1", "agent/t^2"]),
+            "Test User|Test User"
+        );
+        assert_eq!(
+            git(d, &["log", "--format=%B", "-1", "agent/t^2"]),
+            "side\n\nbody line\n\nSigned-off-by: X <x@y>"
+        );
+        assert_eq!(git(d, &["notes", "--ref=agent", "list"]).lines().count(), 3);
+        let note = git(d, &["notes", "--ref=agent", "show", "agent/t^2"]);
+        assert!(note.contains("git-agent-source-author: Agent <agent@sandbox.invalid>"));
+        git(d, &["fsck", "--no-dangling"]);
+    }
+}
