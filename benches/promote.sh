@@ -5,8 +5,10 @@
 # in its sandbox (git fast-import inside the container, each commit changing one small file),
 # the work is synced, and then, on the host, in the same run:
 #
-#   commit              wall time of `git agent commit <task>` (unsigned; includes its sync
-#                       check, which finds nothing new)
+#   sync_noop           `git agent sync <task>` when there is nothing new (commit starts with
+#                       this check)
+#   commit              wall time of `git agent commit <task>` (unsigned; includes that sync
+#                       check); commit_minus_sync is the promotion itself
 #   commit_signed       the same with SSH commit signing (commit.gpgSign), for N <= SIGNED_MAX
 #                       (a second task of the same shape)
 #   floor_fast_import   `git fast-export --no-data --reference-excluded-parents base..head |
@@ -114,10 +116,19 @@ for n in $SIZES; do
   base=$(git -C "$REPO" rev-parse "refs/agent/$t/base")
   head=$(git -C "$REPO" rev-parse "refs/agent/$t/head")
 
+  log "$n: git agent sync (nothing new)"
+  a=$(now)
+  git -C "$REPO" agent sync "$t" >/dev/null 2>&1
+  b=$(now)
+  sync_ns=$((b - a))
+  printf '%s\tsync_noop\t%s\n' "$n" "$(secs "$a" "$b")"
+
   log "$n: git agent commit"
   a=$(now)
   git -C "$REPO" agent commit "$t" >/dev/null 2>"$WORK/commit.err" || { cat "$WORK/commit.err" >&2; die "commit failed"; }
-  printf '%s\tcommit\t%s\n' "$n" "$(secs "$a" "$(now)")"
+  b=$(now)
+  printf '%s\tcommit\t%s\n' "$n" "$(secs "$a" "$b")"
+  printf '%s\tcommit_minus_sync\t%s\n' "$n" "$(secs "$a" "$((b - sync_ns))")"
 
   log "$n: fast-export | fast-import floor"
   rm -rf "$WORK/scratch"

@@ -505,6 +505,7 @@ echo made $(git rev-list --count HEAD)
 
     let refs = |env: &TestEnv| env.git(&["for-each-ref"]).ok().stdout;
     let (refs_before, objects_before) = (refs(&env), object_store(&env));
+    let mut killed = Vec::new();
     for signal in [libc::SIGKILL, libc::SIGINT] {
         let mut child = env
             .agent_command(&["commit", "long"])
@@ -534,6 +535,7 @@ echo made $(git rev-list --count HEAD)
             child.try_wait().unwrap().is_none(),
             "commit finished too early"
         );
+        killed.push(child.id().to_string());
         unsafe { libc::kill(child.id() as i32, signal) };
         let status = child.wait().unwrap();
         let stderr = reader.join().unwrap();

@@ -61,6 +61,35 @@ const REPO_ENV: &[&str] = &[
     "GIT_QUARANTINE_PATH",
 ];
 
+/// Name prefix of quarantine directories in the system temp directory.
+pub const PREFIX: &str = "git-agent-promote-";
+/// File in a quarantine naming the process that owns it.
+pub const PID_FILE: &str = "git-agent.pid";
+
+/// Remove quarantines left by promotions that were killed (their process is gone).
+fn remove_stale() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(PREFIX) {
+            continue;
+        }
+        let Ok(pid) = std::fs::read_to_string(e.path().join(PID_FILE)) else {
+            continue;
+        };
+        let Ok(pid) = pid.trim().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// A throw-away bare repository borrowing the user's objects; new objects land in it.
 struct Quarantine {
     dir: tempfile::TempDir,
@@ -80,10 +109,12 @@ impl Quarantine {
         let format = git
             .run(["rev-parse", "--show-object-format"])
             .unwrap_or_else(|_| "sha1".into());
+        remove_stale();
         let dir = tempfile::Builder::new()
-            .prefix("git-agent-promote-")
+            .prefix(PREFIX)
             .tempdir()
             .context("cannot create a temporary directory for promotion")?;
+        std::fs::write(dir.path().join(PID_FILE), std::process::id().to_string())?;
         let q = Quarantine { dir, objects };
         let mut init = q.git();
         init.args(["init", "-q", "--bare", "--template="])
