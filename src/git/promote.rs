@@ -252,7 +252,7 @@ pub fn promote(git: &Git, req: PromoteRequest<'_>) -> Result<Promoted> {
         jobs.push(recreate::Job {
             tree,
             parents,
-            message,
+            message: format!("{}\n", message.trim_end()),
             note: note(wip, None),
         });
     }

@@ -109,7 +109,8 @@ pub fn message_claims(message: &str) -> Vec<Claim> {
     let mut out = Vec::new();
     for (i, line) in message.lines().enumerate() {
         let skel = skeleton(line);
-        let Some((key, rest)) = skel.split_once(':') else {
+        // `:` is git's trailer separator; `=` is another common one (`trailer.separators`).
+        let Some((key, rest)) = skel.split_once(':').or_else(|| skel.split_once('=')) else {
             continue;
         };
         let key = key.trim_end_matches('-');
@@ -171,6 +172,7 @@ mod tests {
             "Ａcked-by: A",
             "Tested_by: A",
             "Helped-by : A",
+            "Suggested-by = A <a@b>",
         ] {
             let c = message_claims(&format!("subject\n\n{disguised}\n"));
             assert_eq!(c.len(), 1, "{disguised}: {c:?}");
