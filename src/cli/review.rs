@@ -52,6 +52,10 @@ pub struct ReviewArgs {
     /// Do not sync first; review what was last synced.
     #[arg(long)]
     pub no_sync: bool,
+    /// Instead of the net diff, show each commit `git agent commit` will re-create (and the
+    /// uncommitted changes) with its own patch: content added and removed again is seen too.
+    #[arg(long, conflicts_with_all = ["stat", "name_only", "json"])]
+    pub commits: bool,
 }
 
 #[derive(Serialize)]
@@ -589,6 +593,40 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             short(&b.old_blob),
             short(&b.new_blob)
         );
+    }
+    if args.commits {
+        let ids: String = facts
+            .plan
+            .commits
+            .iter()
+            .map(|c| c.id.as_str())
+            .chain(facts.plan.wip.as_deref())
+            .map(|id| format!("{id}\n"))
+            .collect();
+        let mut log = ctx.git.command();
+        log.args([
+            "-c",
+            "log.showSignature=false",
+            "log",
+            "--no-walk=unsorted",
+            "--stdin",
+            "--no-color",
+            "--no-mailmap",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--text",
+            "-m",
+            "--stat",
+            "--patch",
+            "--ignore-submodules=none",
+            // Message lines indented, so none can pass for a diff header.
+            "--format=commit %H%nAuthor: %an <%ae>%n%n%w(0,4,4)%B",
+        ]);
+        let out = crate::git::output_of(&mut log, Some(ids.as_bytes()))?;
+        let mut body = text.into_bytes();
+        body.extend_from_slice(visible::render_diff(&out.stdout, palette.as_ref()).as_bytes());
+        page(&ctx, &body, tty)?;
+        return Ok(0);
     }
     // No diff drivers, no textconv, every non-binary file as text whatever the attributes
     // say, no colour from git: what is shown is the content, escaped here.

@@ -134,6 +134,19 @@ fn intermediate_commits_claims_and_identities_are_flagged() {
         "{review}"
     );
 
+    // --commits shows each re-created commit's own patch: the removed files' content too.
+    let per = env.agent(&["review", "hide", "--commits"]).ok().stdout;
+    assert!(per.contains(&format!("commit {}", ids[0])), "{per}");
+    assert_eq!(
+        per.lines().filter(|l| *l == "+planted").count(),
+        FAMILIES.len(),
+        "{per}"
+    );
+    assert_eq!(
+        per.lines().filter(|l| *l == "-planted").count(),
+        FAMILIES.len()
+    );
+    assert!(per.contains("    Signed-off-by: Linus Torvalds"), "{per}");
     let json = env.json(&["review", "hide", "--json"]);
     let commits = json["commits"].as_array().unwrap();
     assert_eq!(commits.len(), 3, "{json}");
@@ -316,6 +329,7 @@ fn terminal_controls_in_content_are_escaped_everywhere() {
         &["review", "ctl", "--no-sync", "--stat"],
         &["review", "ctl", "--no-sync", "--name-only"],
         &["review", "ctl", "--no-sync", "--json"],
+        &["review", "ctl", "--no-sync", "--commits"],
     ] {
         let r = env.agent(args).ok();
         assert_eq!(

@@ -156,7 +156,8 @@ pub fn render_diff(diff: &[u8], palette: Option<&Palette>) -> String {
                 new_left = n;
             }
             Role::Frag
-        } else if line.starts_with(b"diff ")
+        } else if line.starts_with(b"commit ")
+            || line.starts_with(b"diff ")
             || line.starts_with(b"index ")
             || line.starts_with(b"--- ")
             || line.starts_with(b"+++ ")
