@@ -76,8 +76,13 @@ pub fn needs_message(req: &PromoteRequest<'_>) -> bool {
     req.wip.is_some() && req.previous.map(|p| p.task_tip.as_str()) != req.wip
 }
 
-/// Separators in the `git log` format below (never in ids or identities).
-const FIELD: char = '\u{1}';
+/// Separator of the fields in the `git log` format below: an identity cannot contain a
+/// newline (it would end its header line), and the message, which can, comes last.
+const FIELD: char = '\n';
+
+fn is_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
 
 /// The commits of `base..head` (and the snapshot `wip`) that are not promoted yet, as
 /// `previous` records, in the order `commit` re-creates them. One `git log` for the lot.
@@ -101,7 +106,7 @@ pub fn plan(
         "-z".into(),
         "--reverse".into(),
         "--topo-order".into(),
-        "--format=%H %P%x01%T%x01%an <%ae>%x01%cn <%ce>%x01%B".into(),
+        "--format=%H %P%n%T%n%an <%ae>%n%cn <%ce>%n%B".into(),
         head.to_string(),
         format!("^{base}"),
     ];
@@ -123,7 +128,7 @@ pub fn plan(
     cmd.args(&range);
     let out = super::output_of(&mut cmd, None)?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut commits = Vec::new();
+    let mut commits: Vec<Source> = Vec::new();
     for rec in text.split('\0') {
         let rec = rec.trim_start_matches('\n');
         if rec.is_empty() {
@@ -135,7 +140,11 @@ pub fn plan(
         else {
             anyhow::bail!("unexpected git log output while listing the task's commits");
         };
-        let mut ids = ids.split(' ').filter(|s| !s.is_empty());
+        let ids: Vec<&str> = ids.split(' ').filter(|s| !s.is_empty()).collect();
+        if ids.is_empty() || !ids.iter().all(|i| is_id(i)) || !is_id(tree) {
+            anyhow::bail!("unexpected git log output while listing the task's commits");
+        }
+        let mut ids = ids.into_iter();
         let id = ids.next().unwrap_or_default().to_string();
         let message = message.trim_end_matches('\n');
         commits.push(Source {
@@ -150,6 +159,17 @@ pub fn plan(
                 format!("{message}\n")
             },
         });
+    }
+    // Whatever a message holds, the list is exactly the commits of the range.
+    let mut count = vec!["rev-list".to_string(), "--count".into()];
+    count.extend(range.iter().skip_while(|a| *a != head).cloned());
+    let expected: usize = git.run(&count)?.parse().unwrap_or(usize::MAX);
+    let unique: std::collections::HashSet<&str> = commits.iter().map(|c| c.id.as_str()).collect();
+    if expected != commits.len() || unique.len() != commits.len() {
+        anyhow::bail!(
+            "git log listed {} commits where rev-list counts {expected}; refusing to promote",
+            commits.len()
+        );
     }
     let wip = wip
         .filter(|w| previous.map(|p| p.task_tip.as_str()) != Some(*w))
