@@ -405,6 +405,7 @@ echo 'payload in cfg' > app.cfg
 echo 'payload in dat' > hidden.dat
 printf 'MZ\000\001\002binary' > tool.exe
 git add -A && git commit -qm attrs
+echo 'export PATH=/tmp/evil:$PATH' > .envrc
 "#;
     spawn(&env, "attr", script);
     let before = env.snapshot();
@@ -444,6 +445,14 @@ git add -A && git commit -qm attrs
         review
             .lines()
             .any(|l| l.starts_with("  ! .gitattributes: attributes")),
+        "{review}"
+    );
+    // Uncommitted work is looked at too, and labelled as such.
+    assert!(
+        review
+            .lines()
+            .any(|l| l.starts_with("  ! .envrc: shell environment")
+                && l.ends_with("(in uncommitted changes)")),
         "{review}"
     );
     for args in [
