@@ -343,7 +343,7 @@ fn attention(facts: &Facts, branch: &str) -> Vec<String> {
             line += &format!(" (in work already on {branch})");
         }
         if !f.in_final_diff {
-            line += " (not in the final diff; the commits holding it are promoted)";
+            line += " (not in the final diff)";
         }
         lines.push(line);
     }
@@ -547,7 +547,8 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             lines.next().unwrap_or_default()
         );
         for l in lines {
-            text += &format!("        | {l}\n");
+            text += format!("        | {l}").trim_end_matches(' ');
+            text += "\n";
         }
         if claims::foreign_identity(&c.author) {
             text += &format!("        author {}\n", visible::escape(&c.author));
