@@ -17,8 +17,12 @@ use crate::task::store::Loaded;
 ///
 /// Each commit the agent made is re-created with your identity (and signed when
 /// commit.gpgSign is set), keeping its message and exact content; uncommitted agent work
-/// becomes one more commit whose message comes from -m or your editor. Provenance is noted
-/// under refs/notes/agent. Your work tree, index and HEAD are not touched.
+/// becomes one more commit whose message comes from -m or your editor. Provenance (with the
+/// agent's own author and committer) is noted under refs/notes/agent. The commits are the
+/// ones `git agent review` lists. Objects are written aside and enter your repository, with
+/// the branch and notes update, only when all are written: an interrupted commit changes
+/// nothing. Progress shows on stderr for long histories. Your work tree, index and HEAD are
+/// not touched.
 #[derive(Debug, Args)]
 pub struct CommitArgs {
     /// The task (any unique prefix of its name).

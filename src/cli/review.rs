@@ -1,5 +1,6 @@
 //! `git agent review`: what a task changed, with its status and output.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -9,11 +10,32 @@ use serde::Serialize;
 
 use super::{Ctx, engine, term};
 use crate::error::sanitize;
+use crate::git::promote::{self, Plan};
+use crate::git::sensitive::claims::{self, Claim};
+use crate::git::sensitive::{self, Flag, RawChange, parse_diff_tree, parse_raw};
 use crate::runtime::Runtime;
+use crate::task::branch_name;
 use crate::task::store::Loaded;
 
+mod visible;
+
 /// Show what a task changed against its base: a summary, its status and exit code, the tail
-/// of its output, then the diff (through git's pager and colours).
+/// of its output, the full message of every commit `git agent commit` will re-create, changes
+/// that need a second look, then the diff (through git's pager).
+///
+/// Changes are flagged from every commit that commit will re-create (each one's own diff) and
+/// the uncommitted work, not only the net diff: a file added in one commit and removed in the
+/// next is still flagged, with the commits it is in. Flagged: files that run code when the
+/// branch is checked out, opened, built or tested (CI, hooks, direnv and dotenv files, editor
+/// tasks, dev containers, build, package-manager and toolchain files, agent instructions,
+/// attributes, submodules; the table is in docs/security.md), symbolic links, exec bits,
+/// binary and large files (with size and blob id), message lines that claim people
+/// (Signed-off-by, Reviewed-by, Co-authored-by and the like, also disguised) and author or
+/// committer identities the agent set.
+///
+/// Everything the agent wrote is shown escaped: terminal controls, bidi overrides and
+/// invisible characters appear as \x1b or \u{202e}. No diff driver, external diff or textconv
+/// runs, and no attribute hides a text file.
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
     /// The task (any unique prefix of its name).
@@ -30,6 +52,10 @@ pub struct ReviewArgs {
     /// Do not sync first; review what was last synced.
     #[arg(long)]
     pub no_sync: bool,
+    /// Instead of the net diff, show each commit `git agent commit` will re-create (and the
+    /// uncommitted changes) with its own patch: content added and removed again is seen too.
+    #[arg(long, conflicts_with_all = ["stat", "name_only", "json"])]
+    pub commits: bool,
 }
 
 #[derive(Serialize)]
@@ -37,6 +63,29 @@ struct FileChange {
     path: String,
     added: Option<u64>,
     removed: Option<u64>,
+}
+
+/// One commit that `commit` will re-create, as review shows it.
+#[derive(Serialize)]
+struct CommitJson {
+    id: String,
+    /// The agent's author and committer: `commit` writes the user's identity instead and
+    /// keeps these in the provenance note.
+    author: String,
+    committer: String,
+    /// True when the agent set an identity other than the sandbox's own.
+    foreign_identity: bool,
+    message: String,
+    claims: Vec<Claim>,
+}
+
+#[derive(Serialize)]
+struct BinaryJson {
+    path: String,
+    old_size: Option<u64>,
+    new_size: Option<u64>,
+    old_blob: String,
+    new_blob: String,
 }
 
 #[derive(Serialize)]
@@ -48,17 +97,32 @@ struct ReviewJson<'a> {
     base: &'a str,
     head: Option<&'a str>,
     wip: Option<&'a str>,
-    commits: Vec<String>,
+    /// The commits `git agent commit` will re-create, in order.
+    commits: Vec<CommitJson>,
+    /// Commits of the task already on its branch.
+    already_committed: u64,
     files: Vec<FileChange>,
-    sensitive: Vec<crate::git::sensitive::Flag>,
+    /// Changed files with binary content (not shown as text in the diff).
+    binary: Vec<BinaryJson>,
+    sensitive: Vec<Flag>,
     network: Option<super::network::NetworkUse>,
 }
 
-/// Per-file line counts between two commits.
-fn numstat(ctx: &Ctx, from: &str, to: &str) -> Result<Vec<FileChange>> {
-    let text = ctx
-        .git
-        .run(["diff", "--numstat", "-z", "--no-renames", from, to])?;
+/// Per-file line counts between two commits, every non-binary file counted as text whatever
+/// the attributes say (git's numstat reports `-` for attribute-binary files even with
+/// `--text`, so those are counted from their patch).
+fn numstat(ctx: &Ctx, from: &str, to: &str, binary: &[BinaryJson]) -> Result<Vec<FileChange>> {
+    let text = ctx.git.run([
+        "diff",
+        "--numstat",
+        "-z",
+        "--no-renames",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--text",
+        from,
+        to,
+    ])?;
     let mut files = Vec::new();
     for entry in text.split('\0').filter(|e| !e.is_empty()) {
         let mut parts = entry.splitn(3, '\t');
@@ -71,50 +135,239 @@ fn numstat(ctx: &Ctx, from: &str, to: &str) -> Result<Vec<FileChange>> {
             removed: r.parse().ok(),
         });
     }
+    let hidden: Vec<usize> = (0..files.len())
+        .filter(|i| files[*i].added.is_none() && !binary.iter().any(|b| b.path == files[*i].path))
+        .collect();
+    if !hidden.is_empty() {
+        let mut diff = ctx.git.command();
+        diff.args([
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--text",
+            "--no-renames",
+            "--patch",
+            from,
+            to,
+            "--",
+        ]);
+        for i in &hidden {
+            diff.arg(format!(":(top,literal){}", files[*i].path));
+        }
+        let out = crate::git::output_of(&mut diff, None)?;
+        for (i, (a, r)) in hidden.iter().zip(visible::count_lines(&out.stdout)) {
+            files[*i].added = Some(a);
+            files[*i].removed = Some(r);
+        }
+    }
     Ok(files)
 }
 
-/// Changes between `from` and `to` that deserve a second look (see `git::sensitive`).
-fn sensitive(ctx: &Ctx, from: &str, to: &str) -> Result<Vec<crate::git::sensitive::Flag>> {
-    use crate::git::sensitive::{flags, parse_raw};
+/// Size and binary-ness of blobs, read in-process (no git process per blob).
+struct Blobs {
+    repo: Option<git2::Repository>,
+    seen: HashMap<String, (Option<u64>, bool)>,
+}
+
+impl Blobs {
+    fn open(ctx: &Ctx) -> Blobs {
+        Blobs {
+            repo: git2::Repository::open(&ctx.git.common_dir).ok(),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// `(size, binary)` of a blob; binary as git decides it (a NUL in the first 8000 bytes).
+    fn facts(&mut self, oid: &str) -> (Option<u64>, bool) {
+        if oid.bytes().all(|b| b == b'0') {
+            return (None, false);
+        }
+        if let Some(f) = self.seen.get(oid) {
+            return *f;
+        }
+        let f = self
+            .repo
+            .as_ref()
+            .and_then(|r| {
+                let blob = r.find_blob(git2::Oid::from_str(oid).ok()?).ok()?;
+                let c = blob.content();
+                Some((Some(c.len() as u64), c[..c.len().min(8000)].contains(&0)))
+            })
+            .unwrap_or((None, false));
+        self.seen.insert(oid.to_string(), f);
+        f
+    }
+
+    fn fill(&mut self, changes: &mut [RawChange]) {
+        for c in changes.iter_mut() {
+            if c.status == 'D' || c.new_mode == "160000" {
+                continue;
+            }
+            let (size, binary) = self.facts(&c.new_oid);
+            c.new_size = size;
+            c.binary = binary;
+        }
+    }
+}
+
+/// What review knows about a task's work before printing anything.
+struct Facts {
+    plan: Plan,
+    /// Commits of `base..head` in total (promoted or not).
+    total_commits: u64,
+    net: Vec<RawChange>,
+    binary: Vec<BinaryJson>,
+    flags: Vec<Flag>,
+}
+
+/// A short label for a commit in flags.
+fn short(id: &str) -> String {
+    id.get(..12).unwrap_or(id).to_string()
+}
+
+const WIP_LABEL: &str = "uncommitted changes";
+
+/// Every commit `commit` will re-create is looked at on its own (its diff against each
+/// parent), with the uncommitted snapshot and the net diff: what was added in one commit and
+/// removed in the next is still flagged.
+fn gather(ctx: &Ctx, loaded: &Loaded) -> Result<Facts> {
+    let r = &loaded.record;
+    let head = loaded.ref_value("head").unwrap_or(&r.base);
+    let wip = loaded.ref_value("wip");
+    let tip = loaded.tip();
+    let plan = promote::plan(&ctx.git, &r.base, head, wip, r.promoted.as_ref())?;
+    let total_commits = ctx
+        .git
+        .run(["rev-list", "--count", head, &format!("^{}", r.base)])?
+        .parse()
+        .unwrap_or(0);
+    let mut blobs = Blobs::open(ctx);
+    let mut per: Vec<(String, Vec<RawChange>)> = Vec::new();
+    let ids: String = plan
+        .commits
+        .iter()
+        .map(|c| c.id.as_str())
+        .chain(plan.wip.as_deref())
+        .map(|id| format!("{id}\n"))
+        .collect();
+    if !ids.is_empty() {
+        let raw = ctx.git.run_with_input(
+            [
+                "diff-tree",
+                "--stdin",
+                "-r",
+                "-z",
+                "--raw",
+                "-m",
+                "--no-renames",
+                "--no-abbrev",
+            ],
+            ids.as_bytes(),
+        )?;
+        for (id, mut changes) in parse_diff_tree(&raw) {
+            blobs.fill(&mut changes);
+            let label = if Some(id.as_str()) == plan.wip.as_deref() {
+                WIP_LABEL.to_string()
+            } else {
+                short(&id)
+            };
+            per.push((label, changes));
+        }
+    }
     let raw = ctx.git.run([
         "diff",
         "--raw",
         "-z",
         "--no-renames",
         "--no-abbrev",
-        from,
-        to,
+        &r.base,
+        tip,
     ])?;
-    let mut changes = parse_raw(&raw);
-    let live: Vec<usize> = (0..changes.len())
-        .filter(|i| changes[*i].status != 'D')
-        .collect();
-    if !live.is_empty() {
-        let input: String = live
-            .iter()
-            .map(|i| format!("{to}:{}\n", changes[*i].path))
-            .collect();
-        let sizes = ctx.git.run_with_input(
-            ["cat-file", "--batch-check=%(objectsize)"],
-            input.as_bytes(),
-        )?;
-        for (i, size) in live.iter().zip(sizes.lines()) {
-            changes[*i].new_size = size.trim().parse().ok();
+    let mut net = parse_raw(&raw);
+    blobs.fill(&mut net);
+    let mut binary = Vec::new();
+    for c in &net {
+        let old = if c.old_mode == "160000" {
+            (None, false)
+        } else {
+            blobs.facts(&c.old_oid)
+        };
+        if (c.binary || old.1) && c.new_mode != "160000" {
+            binary.push(BinaryJson {
+                path: c.path.clone(),
+                old_size: old.0,
+                new_size: c.new_size,
+                old_blob: c.old_oid.clone(),
+                new_blob: c.new_oid.clone(),
+            });
         }
     }
-    Ok(flags(&changes))
+    let flags = sensitive::collect(&per, &net);
+    Ok(Facts {
+        plan,
+        total_commits,
+        net,
+        binary,
+        flags,
+    })
 }
 
-fn commits(ctx: &Ctx, loaded: &Loaded) -> Result<Vec<String>> {
-    let head = loaded.ref_value("head").unwrap_or(&loaded.record.base);
-    let text = ctx.git.run([
-        "log",
-        "--format=%h %s",
-        head,
-        &format!("^{}", loaded.record.base),
-    ])?;
-    Ok(text.lines().map(sanitize).collect())
+fn commits_json(plan: &Plan) -> Vec<CommitJson> {
+    plan.commits
+        .iter()
+        .map(|c| CommitJson {
+            id: c.id.clone(),
+            author: c.author.clone(),
+            committer: c.committer.clone(),
+            foreign_identity: claims::foreign_identity(&c.author)
+                || claims::foreign_identity(&c.committer),
+            message: c.message.clone(),
+            claims: claims::message_claims(&c.message),
+        })
+        .collect()
+}
+
+/// The flag lines of the attention section (already escaped).
+fn attention(facts: &Facts, branch: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for f in &facts.flags {
+        let mut line = format!("  ! {}: {}", visible::escape(&f.path), f.why);
+        if !f.commits.is_empty() {
+            let mut shown: Vec<String> = f.commits.iter().take(5).cloned().collect();
+            if f.commits.len() > 5 {
+                shown.push(format!("{} more", f.commits.len() - 5));
+            }
+            line += &format!(" (in {})", shown.join(", "));
+        } else {
+            line += &format!(" (in work already on {branch})");
+        }
+        if !f.in_final_diff {
+            line += " (not in the final diff)";
+        }
+        lines.push(line);
+    }
+    for c in &facts.plan.commits {
+        for claim in claims::message_claims(&c.message) {
+            lines.push(format!(
+                "  ! commit {} line {}: {}: {}",
+                short(&c.id),
+                claim.line,
+                claim.why,
+                visible::escape(claim.text.trim_end())
+            ));
+        }
+        for (what, ident) in [("author", &c.author), ("committer", &c.committer)] {
+            if claims::foreign_identity(ident) {
+                lines.push(format!(
+                    "  ! commit {}: {what} {} was set by the agent; `commit` re-creates it with your identity and keeps this one in the provenance note",
+                    short(&c.id),
+                    visible::escape(ident)
+                ));
+            }
+        }
+    }
+    lines
 }
 
 /// Several attempts at one task (`spawn --agent a,b`), side by side.
@@ -146,9 +399,16 @@ async fn review_group(ctx: &Ctx, group: &str, members: Vec<Loaded>, sync: bool) 
             if run.is_empty() { "" } else { ", " },
             run
         );
-        let stat = ctx
-            .git
-            .run(["diff", "--stat", "--no-color", &r.base, l.tip()])?;
+        let stat = visible::escape(&ctx.git.run([
+            "diff",
+            "--stat",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--text",
+            &r.base,
+            l.tip(),
+        ])?);
         if stat.is_empty() {
             text += "   no changes\n";
         }
@@ -205,8 +465,9 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
     }
     let r = &loaded.record;
     let tip = loaded.tip().to_string();
+    let facts = gather(&ctx, &loaded)?;
     if args.json {
-        let files = numstat(&ctx, &r.base, &tip)?;
+        let files = numstat(&ctx, &r.base, &tip, &facts.binary)?;
         let json = ReviewJson {
             task: &r.name,
             agent: &r.agent,
@@ -215,20 +476,22 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             base: &r.base,
             head: loaded.ref_value("head"),
             wip: loaded.ref_value("wip"),
-            commits: commits(&ctx, &loaded)?,
+            commits: commits_json(&facts.plan),
+            already_committed: facts
+                .total_commits
+                .saturating_sub(facts.plan.commits.len() as u64),
             files,
-            sensitive: sensitive(&ctx, &r.base, &tip)?,
+            binary: facts.binary,
+            sensitive: facts.flags,
             network,
         };
-        super::out(serde_json::to_string_pretty(&json)?)?;
+        super::out(visible::json_safe(&serde_json::to_string_pretty(&json)?))?;
         return Ok(0);
     }
     if args.name_only {
-        let names = ctx
-            .git
-            .run(["diff", "--name-only", "--no-renames", &r.base, &tip])?;
+        let names: Vec<String> = facts.net.iter().map(|c| visible::escape(&c.path)).collect();
         if !names.is_empty() {
-            super::out(names)?;
+            super::out(names.join("\n"))?;
         }
         return Ok(0);
     }
@@ -244,6 +507,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         ])
         .map(|v| v == "true")
         .unwrap_or(false);
+    let palette = color.then(|| visible::Palette::from_git(&ctx.git));
     let mut text = String::new();
     let status = match r.exit_code {
         Some(c) => format!("{} ({c})", r.status.as_str()),
@@ -255,63 +519,142 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         &r.base[..12],
         r.base_branch
             .as_deref()
-            .map(|b| format!(" (from {b})"))
+            .map(|b| format!(" (from {})", visible::escape(b)))
             .unwrap_or_default()
     );
-    let log = commits(&ctx, &loaded)?;
+    let n = facts.plan.commits.len();
+    let already = facts.total_commits.saturating_sub(n as u64);
     text += &format!(
-        "work    {} commit{}{}\n",
-        log.len(),
-        if log.len() == 1 { "" } else { "s" },
-        if loaded.ref_value("wip").is_some() {
+        "work    {n} commit{}{}{}\n",
+        if n == 1 { "" } else { "s" },
+        if facts.plan.wip.is_some() {
             " + uncommitted changes"
         } else {
             ""
+        },
+        if already > 0 {
+            format!(" to commit ({already} already on {})", branch_name(&r.name))
+        } else {
+            String::new()
         }
     );
-    for c in &log {
-        text += &format!("        {c}\n");
+    for c in &facts.plan.commits {
+        let message = visible::escape(&c.message);
+        let mut lines = message.lines();
+        text += &format!(
+            "        {} {}\n",
+            short(&c.id),
+            lines.next().unwrap_or_default()
+        );
+        for l in lines {
+            text += format!("        | {l}").trim_end_matches(' ');
+            text += "\n";
+        }
+        if claims::foreign_identity(&c.author) {
+            text += &format!("        author {}\n", visible::escape(&c.author));
+        }
+        if c.committer != c.author && claims::foreign_identity(&c.committer) {
+            text += &format!("        committer {}\n", visible::escape(&c.committer));
+        }
     }
-    let flagged = sensitive(&ctx, &r.base, &tip)?;
+    let flagged = attention(&facts, &branch_name(&r.name));
     if !flagged.is_empty() {
         text += "attention: changes to look at before promoting\n";
-        for f in &flagged {
-            text += &format!("  ! {}: {}\n", sanitize(&f.path), f.why);
+        for l in &flagged {
+            text += l;
+            text += "\n";
         }
     }
     if let Some(n) = &network {
         let mut l = n.lines().into_iter();
-        text += &format!("network {}\n", l.next().unwrap_or_default());
+        text += &format!(
+            "network {}\n",
+            visible::escape(&l.next().unwrap_or_default())
+        );
         for x in l {
-            text += &format!("        {x}\n");
+            text += &format!("        {}\n", visible::escape(&x));
         }
     }
     if let Some(tail) = &output_tail {
         if !tail.trim().is_empty() {
             text += "output  (last lines)\n";
             for l in tail.lines() {
-                text += &format!("  | {l}\n");
+                text += &format!("  | {}\n", visible::escape(l));
             }
         }
     }
     text += "\n";
-    let mut diff_args = vec![
-        "diff".to_string(),
-        format!("--color={}", if color { "always" } else { "never" }),
-        "--no-ext-diff".into(),
-    ];
-    if args.stat {
-        diff_args.push("--stat".into());
-    } else {
-        diff_args.extend(["--stat".into(), "--patch".into()]);
+    for b in &facts.binary {
+        let size = |s: Option<u64>| s.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+        text += &format!(
+            "binary  {}: {} -> {} bytes (blob {} -> {}), not shown as text\n",
+            visible::escape(&b.path),
+            size(b.old_size),
+            size(b.new_size),
+            short(&b.old_blob),
+            short(&b.new_blob)
+        );
     }
-    diff_args.push(r.base.clone());
-    diff_args.push(tip);
+    if args.commits {
+        let ids: String = facts
+            .plan
+            .commits
+            .iter()
+            .map(|c| c.id.as_str())
+            .chain(facts.plan.wip.as_deref())
+            .map(|id| format!("{id}\n"))
+            .collect();
+        let mut log = ctx.git.command();
+        log.args([
+            "-c",
+            "log.showSignature=false",
+            "log",
+            "--no-walk=unsorted",
+            "--stdin",
+            "--no-color",
+            "--no-mailmap",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--text",
+            "-m",
+            "--stat",
+            "--patch",
+            "--ignore-submodules=none",
+            // Message lines indented, so none can pass for a diff header.
+            "--format=commit %H%nAuthor: %an <%ae>%n%n%w(0,4,4)%B",
+        ]);
+        let out = crate::git::output_of(&mut log, Some(ids.as_bytes()))?;
+        let mut body = text.into_bytes();
+        body.extend_from_slice(visible::render_diff(&out.stdout, palette.as_ref()).as_bytes());
+        page(&ctx, &body, tty)?;
+        return Ok(0);
+    }
+    // No diff drivers, no textconv, every non-binary file as text whatever the attributes
+    // say, no colour from git: what is shown is the content, escaped here.
     let mut diff = ctx.git.command();
-    diff.args(&diff_args);
+    diff.args([
+        "diff",
+        "--no-color",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--text",
+        "--ignore-submodules=none",
+        "--submodule=short",
+        "--stat",
+    ]);
+    if !args.stat {
+        diff.arg("--patch");
+    }
+    diff.args([&r.base, &tip]);
+    if !facts.binary.is_empty() {
+        diff.arg("--");
+        for b in &facts.binary {
+            diff.arg(format!(":(top,literal,exclude){}", b.path));
+        }
+    }
     let diff_out = crate::git::output_of(&mut diff, None)?;
     let mut body = text.into_bytes();
-    body.extend_from_slice(&diff_out.stdout);
+    body.extend_from_slice(visible::render_diff(&diff_out.stdout, palette.as_ref()).as_bytes());
     page(&ctx, &body, tty)?;
     Ok(0)
 }

@@ -1,14 +1,21 @@
 //! Promotion: turning a task's synced work into commits on the host branch `agent/<task>`,
 //! made by the user's own git (identity, `commit.gpgSign`, signing keys), never in a sandbox.
 //!
-//! Each agent commit is re-created with `git commit-tree` on its exact tree, keeping its
-//! message, so the branch's content is byte for byte what the agent produced. Uncommitted
-//! agent work becomes one more commit with the user's message. Provenance is attached as a
-//! note under `refs/notes/agent`. The user's work tree, index and HEAD are never touched.
+//! Each agent commit is re-created on its exact tree, keeping its message, so the branch's
+//! content is byte for byte what the agent produced. Uncommitted agent work becomes one more
+//! commit with the user's message. Provenance is attached as a note under `refs/notes/agent`.
+//! The user's work tree, index and HEAD are never touched.
+//!
+//! Which commits are re-created is decided by one function, [`plan`], which `review` uses
+//! too, so what review flags is exactly what commit promotes. The objects are written in a
+//! quarantine (see [`recreate`]) and enter the repository together with one atomic update of
+//! the branch and the notes ref, so an interrupted promotion leaves nothing behind.
+
+mod recreate;
 
 use std::collections::HashMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::{Git, RefUpdate};
 use crate::error::hinted;
@@ -36,6 +43,29 @@ pub struct Promoted {
     pub commits: Vec<(String, String)>,
 }
 
+/// One agent commit as promotion sees it.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub id: String,
+    pub parents: Vec<String>,
+    pub tree: String,
+    /// `Name <email>` as the agent set them (not kept on the re-created commit).
+    pub author: String,
+    pub committer: String,
+    /// The full message (UTF-8, ending in one newline unless empty).
+    pub message: String,
+}
+
+/// The commits `commit` will re-create, in order (parents first).
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub commits: Vec<Source>,
+    /// The uncommitted-work snapshot to re-create after them, if it is not promoted yet.
+    pub wip: Option<String>,
+    /// Task commits that are already promoted, mapped to their branch commits.
+    pub done: HashMap<String, String>,
+}
+
 /// The task tip promotion works from: uncommitted snapshot, else the branch.
 pub fn task_tip<'a>(head: &'a str, wip: Option<&'a str>) -> &'a str {
     wip.unwrap_or(head)
@@ -44,6 +74,107 @@ pub fn task_tip<'a>(head: &'a str, wip: Option<&'a str>) -> &'a str {
 /// Does promoting need a message from the user (uncommitted work not promoted yet)?
 pub fn needs_message(req: &PromoteRequest<'_>) -> bool {
     req.wip.is_some() && req.previous.map(|p| p.task_tip.as_str()) != req.wip
+}
+
+/// Separator of the fields in the `git log` format below: an identity cannot contain a
+/// newline (it would end its header line), and the message, which can, comes last.
+const FIELD: char = '\n';
+
+fn is_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The commits of `base..head` (and the snapshot `wip`) that are not promoted yet, as
+/// `previous` records, in the order `commit` re-creates them. One `git log` for the lot.
+pub fn plan(
+    git: &Git,
+    base: &str,
+    head: &str,
+    wip: Option<&str>,
+    previous: Option<&Promotion>,
+) -> Result<Plan> {
+    let mut done = HashMap::new();
+    let mut range = vec![
+        "-c".to_string(),
+        "log.showSignature=false".into(),
+        "-c".into(),
+        "i18n.logOutputEncoding=UTF-8".into(),
+        "log".into(),
+        "--no-color".into(),
+        "--no-mailmap".into(),
+        "--encoding=UTF-8".into(),
+        "-z".into(),
+        "--reverse".into(),
+        "--topo-order".into(),
+        "--format=%H %P%n%T%n%an <%ae>%n%cn <%ce>%n%B".into(),
+        head.to_string(),
+        format!("^{base}"),
+    ];
+    if let Some(p) = previous {
+        done.insert(p.task_tip.clone(), p.branch_tip.clone());
+        if git.test(["merge-base", "--is-ancestor", &p.task_tip, head])? {
+            range.push(format!("^{}", p.task_tip));
+        } else if let Ok(parent) = git.run(["rev-parse", &format!("{}^", p.task_tip)]) {
+            // The previous tip was an uncommitted snapshot: its parent was the agent's head,
+            // which is already promoted and now maps to the snapshot's promoted commit.
+            if git.test(["merge-base", "--is-ancestor", &parent, head])? {
+                range.push(format!("^{parent}"));
+                done.insert(parent, p.branch_tip.clone());
+            }
+        }
+    }
+    range.push("--".into());
+    let mut cmd = git.command();
+    cmd.args(&range);
+    let out = super::output_of(&mut cmd, None)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut commits: Vec<Source> = Vec::new();
+    for rec in text.split('\0') {
+        let rec = rec.trim_start_matches('\n');
+        if rec.is_empty() {
+            continue;
+        }
+        let mut f = rec.splitn(5, FIELD);
+        let (Some(ids), Some(tree), Some(author), Some(committer), Some(message)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            anyhow::bail!("unexpected git log output while listing the task's commits");
+        };
+        let ids: Vec<&str> = ids.split(' ').filter(|s| !s.is_empty()).collect();
+        if ids.is_empty() || !ids.iter().all(|i| is_id(i)) || !is_id(tree) {
+            anyhow::bail!("unexpected git log output while listing the task's commits");
+        }
+        let mut ids = ids.into_iter();
+        let id = ids.next().unwrap_or_default().to_string();
+        let message = message.trim_end_matches('\n');
+        commits.push(Source {
+            id,
+            parents: ids.map(str::to_string).collect(),
+            tree: tree.to_string(),
+            author: author.to_string(),
+            committer: committer.to_string(),
+            message: if message.is_empty() {
+                String::new()
+            } else {
+                format!("{message}\n")
+            },
+        });
+    }
+    // Whatever a message holds, the list is exactly the commits of the range.
+    let mut count = vec!["rev-list".to_string(), "--count".into()];
+    count.extend(range.iter().skip_while(|a| *a != head).cloned());
+    let expected: usize = git.run(&count)?.parse().unwrap_or(usize::MAX);
+    let unique: std::collections::HashSet<&str> = commits.iter().map(|c| c.id.as_str()).collect();
+    if expected != commits.len() || unique.len() != commits.len() {
+        anyhow::bail!(
+            "git log listed {} commits where rev-list counts {expected}; refusing to promote",
+            commits.len()
+        );
+    }
+    let wip = wip
+        .filter(|w| previous.map(|p| p.task_tip.as_str()) != Some(*w))
+        .map(str::to_string);
+    Ok(Plan { commits, wip, done })
 }
 
 pub fn promote(git: &Git, req: PromoteRequest<'_>) -> Result<Promoted> {
@@ -89,54 +220,44 @@ pub fn promote(git: &Git, req: PromoteRequest<'_>) -> Result<Promoted> {
         .run(["config", "--bool", "commit.gpgSign"])
         .map(|v| v == "true")
         .unwrap_or(false);
-    let mut map: HashMap<String, String> = HashMap::new();
-    let mut range = vec![
-        "rev-list".to_string(),
-        "--reverse".into(),
-        "--topo-order".into(),
-        "--parents".into(),
-        req.head.to_string(),
-        format!("^{}", req.base),
-    ];
-    if let Some(p) = req.previous {
-        map.insert(p.task_tip.clone(), p.branch_tip.clone());
-        if let Some(prev_head) = git
-            .test(["merge-base", "--is-ancestor", &p.task_tip, req.head])
-            .ok()
-            .filter(|x| *x)
-            .map(|_| p.task_tip.clone())
-        {
-            range.push(format!("^{prev_head}"));
-        } else if let Ok(parent) = git.run(["rev-parse", &format!("{}^", p.task_tip)]) {
-            // The previous tip was an uncommitted snapshot: its parent was the agent's head,
-            // which is already promoted and now maps to the snapshot's promoted commit.
-            if git.test(["merge-base", "--is-ancestor", &parent, req.head])? {
-                range.push(format!("^{parent}"));
-                map.insert(parent, p.branch_tip.clone());
-            }
+    let plan = plan(git, req.base, req.head, req.wip, req.previous)?;
+
+    // Every commit to write, parents resolved to existing commits or earlier jobs.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut jobs = Vec::with_capacity(plan.commits.len() + 1);
+    let parent_of = |p: &str, index: &HashMap<&str, usize>| -> recreate::Parent {
+        match (index.get(p), plan.done.get(p)) {
+            (Some(i), _) => recreate::Parent::Job(*i),
+            (None, Some(mapped)) => recreate::Parent::Existing(mapped.clone()),
+            (None, None) => recreate::Parent::Existing(p.to_string()),
         }
+    };
+    let note = |source: &str, agent_ident: Option<&Source>| {
+        let mut n = format!(
+            "git-agent-task: {}\ngit-agent-agent: {}\ngit-agent-source: {source}\ngit-agent-base: {}\n",
+            req.task, req.agent, req.base
+        );
+        if let Some(s) = agent_ident {
+            n += &format!(
+                "git-agent-source-author: {}\ngit-agent-source-committer: {}\n",
+                s.author, s.committer
+            );
+        }
+        n
+    };
+    for s in &plan.commits {
+        let parents = s.parents.iter().map(|p| parent_of(p, &index)).collect();
+        index.insert(s.id.as_str(), jobs.len());
+        jobs.push(recreate::Job {
+            tree: s.tree.clone(),
+            parents,
+            message: s.message.clone(),
+            note: note(&s.id, Some(s)),
+        });
     }
-    let list = git.run(&range)?;
-    let mut commits = Vec::new();
-    let mut last = expected.clone().unwrap_or_else(|| req.base.to_string());
-    for line in list.lines() {
-        let mut ids = line.split(' ');
-        let Some(orig) = ids.next() else { continue };
-        let parents: Vec<String> = ids
-            .map(|p| map.get(p).cloned().unwrap_or_else(|| p.to_string()))
-            .collect();
-        let message = git.run(["show", "-s", "--format=%B", orig])?;
-        let new = commit_tree(git, &format!("{orig}^{{tree}}"), &parents, &message, sign)?;
-        map.insert(orig.to_string(), new.clone());
-        commits.push((orig.to_string(), new.clone()));
-        last = new;
-    }
-    if let Some(wip) = req
-        .wip
-        .filter(|w| req.previous.map(|p| p.task_tip.as_str()) != Some(*w))
-    {
+    if let Some(wip) = &plan.wip {
         let parent = git.run(["rev-parse", &format!("{wip}^")])?;
-        let parent = map.get(&parent).cloned().unwrap_or(parent);
+        let tree = git.run(["rev-parse", &format!("{wip}^{{tree}}")])?;
         let message = req
             .message
             .clone()
@@ -147,24 +268,51 @@ pub fn promote(git: &Git, req: PromoteRequest<'_>) -> Result<Promoted> {
                     "pass a message with `git agent commit -m <message>`",
                 )
             })?;
-        let new = commit_tree(git, &format!("{wip}^{{tree}}"), &[parent], &message, sign)?;
-        commits.push((wip.to_string(), new.clone()));
-        last = new;
+        let parents = vec![parent_of(&parent, &index)];
+        jobs.push(recreate::Job {
+            tree,
+            parents,
+            message: format!("{}\n", message.trim_end()),
+            note: note(wip, None),
+        });
     }
-    git.transaction(&[RefUpdate {
-        name: branch.clone(),
-        new: Some(last.clone()),
-        old: expected,
-    }])
-    .with_context(|| format!("cannot update branch agent/{}", req.task))?;
-    for (orig, new) in &commits {
-        let note = format!(
-            "git-agent-task: {}\ngit-agent-agent: {}\ngit-agent-source: {orig}\ngit-agent-base: {}\n",
-            req.task, req.agent, req.base
-        );
-        git.run(["notes", "--ref", NOTES_REF, "add", "-f", "-m", &note, new])
-            .context("cannot record provenance notes")?;
-    }
+    let sources: Vec<String> = plan
+        .commits
+        .iter()
+        .map(|s| s.id.clone())
+        .chain(plan.wip.clone())
+        .collect();
+
+    let notes_old = git.ref_value(NOTES_REF)?;
+    let made = recreate::run(git, &jobs, sign, notes_old.as_deref())?;
+    let last = made
+        .commits
+        .last()
+        .cloned()
+        .or_else(|| expected.clone())
+        .unwrap_or_else(|| req.base.to_string());
+    let updates = vec![
+        RefUpdate {
+            name: branch.clone(),
+            new: Some(last.clone()),
+            old: expected,
+        },
+        RefUpdate {
+            name: NOTES_REF.to_string(),
+            new: Some(made.notes.clone()),
+            old: notes_old,
+        },
+    ];
+    git.transaction(&updates).map_err(|e| {
+        hinted(
+            format!(
+                "cannot update branch agent/{} and {NOTES_REF}: {e:#}",
+                req.task
+            ),
+            "another git command changed them meanwhile; run `git agent commit` again",
+        )
+    })?;
+    let commits = sources.into_iter().zip(made.commits).collect();
     Ok(Promoted {
         promotion: Promotion {
             task_tip: tip.to_string(),
@@ -174,37 +322,121 @@ pub fn promote(git: &Git, req: PromoteRequest<'_>) -> Result<Promoted> {
     })
 }
 
-fn commit_tree(
-    git: &Git,
-    tree: &str,
-    parents: &[String],
-    message: &str,
-    sign: bool,
-) -> Result<String> {
-    let mut args = vec!["commit-tree".to_string(), tree.to_string()];
-    for p in parents {
-        args.push("-p".into());
-        args.push(p.clone());
+/// Map a failure of git's commit creation to a message the user can act on.
+fn commit_error(e: anyhow::Error, sign: bool) -> anyhow::Error {
+    let text = format!("{e:#}");
+    if text.contains("tell me who you are") || text.contains("empty ident") {
+        hinted(
+            "git does not know who you are, so it cannot commit",
+            "set your identity: git config --global user.name \"Your Name\"; git config --global user.email you@example.com",
+        )
+    } else if sign {
+        hinted(
+            format!("signing the commit failed: {text}"),
+            "check user.signingKey and gpg.format, or commit unsigned with `git -c commit.gpgSign=false agent commit`",
+        )
+    } else {
+        e.context("cannot create a commit")
     }
-    if sign {
-        args.push("-S".into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn git(dir: &std::path::Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir)
+            .env("GIT_AUTHOR_NAME", "Agent")
+            .env("GIT_AUTHOR_EMAIL", "agent@sandbox.invalid")
+            .env("GIT_COMMITTER_NAME", "Agent")
+            .env("GIT_COMMITTER_EMAIL", "agent@sandbox.invalid")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
-    args.push("-F".into());
-    args.push("-".into());
-    git.run_with_input(&args, message.as_bytes()).map_err(|e| {
-        let text = format!("{e:#}");
-        if text.contains("tell me who you are") || text.contains("empty ident") {
-            hinted(
-                "git does not know who you are, so it cannot commit",
-                "set your identity: git config --global user.name \"Your Name\"; git config --global user.email you@example.com",
-            )
-        } else if sign {
-            hinted(
-                format!("signing the commit failed: {text}"),
-                "check user.signingKey and gpg.format, or commit unsigned with `git -c commit.gpgSign=false agent commit`",
-            )
-        } else {
-            e.context("cannot create a commit")
-        }
-    })
+
+    /// A history with a merge and a root-level file in each commit is re-created with the
+    /// same trees, the same shape, the same messages, new identities and one note each;
+    /// `plan` lists exactly the commits that were written.
+    #[test]
+    fn merges_and_messages_survive_bulk_recreation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        git(d, &["init", "-q", "-b", "main"]);
+        git(d, &["config", "user.name", "Test User"]);
+        git(d, &["config", "user.email", "test@example.com"]);
+        std::fs::write(d.join("a"), "a\n").unwrap();
+        git(d, &["add", "a"]);
+        git(d, &["commit", "-qm", "base"]);
+        let base = git(d, &["rev-parse", "HEAD"]);
+        git(d, &["checkout", "-qb", "side"]);
+        std::fs::write(d.join("s"), "s\n").unwrap();
+        git(d, &["add", "s"]);
+        git(
+            d,
+            &[
+                "commit",
+                "-qm",
+                "side\n\nbody line\n\nSigned-off-by: X <x@y>",
+            ],
+        );
+        git(d, &["checkout", "-q", "main"]);
+        std::fs::write(d.join("m"), "m\n").unwrap();
+        git(d, &["add", "m"]);
+        git(d, &["commit", "-qm", "main work"]);
+        git(d, &["merge", "-q", "--no-ff", "-m", "merge side", "side"]);
+        let head = git(d, &["rev-parse", "HEAD"]);
+        git(d, &["update-ref", "refs/agent/t/head", &head]);
+        git(d, &["checkout", "-q", "--detach", &base]);
+        git(d, &["update-ref", "-d", "refs/heads/main"]);
+        git(d, &["branch", "-qD", "side"]);
+
+        let g = Git::discover(d).unwrap();
+        let p = plan(&g, &base, &head, None, None).unwrap();
+        assert_eq!(p.commits.len(), 3);
+        let done = promote(
+            &g,
+            PromoteRequest {
+                task: "t",
+                agent: "exec",
+                base: &base,
+                head: &head,
+                wip: None,
+                previous: None,
+                message: None,
+            },
+        )
+        .unwrap();
+        let sources: Vec<&str> = done.commits.iter().map(|(s, _)| s.as_str()).collect();
+        let planned: Vec<&str> = p.commits.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            sources, planned,
+            "commit writes exactly the planned commits"
+        );
+        let tip = git(d, &["rev-parse", "agent/t"]);
+        assert_eq!(tip, done.promotion.branch_tip);
+        assert_eq!(
+            git(d, &["rev-parse", "agent/t^{tree}"]),
+            git(d, &["rev-parse", &format!("{head}^{{tree}}")])
+        );
+        assert_eq!(git(d, &["rev-list", "--count", "--merges", "agent/t"]), "1");
+        assert_eq!(
+            git(d, &["log", "--format=%an|%cn", "-1", "agent/t^2"]),
+            "Test User|Test User"
+        );
+        assert_eq!(
+            git(d, &["log", "--format=%B", "-1", "agent/t^2"]),
+            "side\n\nbody line\n\nSigned-off-by: X <x@y>"
+        );
+        assert_eq!(git(d, &["notes", "--ref=agent", "list"]).lines().count(), 3);
+        let note = git(d, &["notes", "--ref=agent", "show", "agent/t^2"]);
+        assert!(note.contains("git-agent-source-author: Agent <agent@sandbox.invalid>"));
+        git(d, &["fsck", "--no-dangling"]);
+    }
 }

@@ -17,6 +17,7 @@ mod guard;
 mod hostile;
 mod lifecycle;
 mod reader_attack;
+mod review_attack;
 mod state;
 mod trust;
 mod workspace;
