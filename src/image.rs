@@ -313,7 +313,9 @@ fn reserved_names(agent: &Agent) -> Vec<String> {
 }
 
 /// The `build` profile (the user's copy, else the built-in one; never the repository's)
-/// plus `agent.buildAllow`. Repository domains are for tasks, not for builds.
+/// plus `agent.buildAllow`, and the non-public addresses the user opened with
+/// `agent.allowAddress` (say a registry mirror on the company network). Repository domains
+/// are for tasks, not for builds.
 fn build_policy(search: &Search, config: &Config) -> Result<NetworkPolicy> {
     let profile = crate::egress::load_profile(search, BUILD_PROFILE)?;
     let mut allow = Vec::new();
@@ -333,13 +335,26 @@ fn build_policy(search: &Search, config: &Config) -> Result<NetworkPolicy> {
     }
     allow.sort();
     allow.dedup();
+    let mut addresses = Vec::new();
+    for entry in config.get_all("agent.allowAddress") {
+        for a in entry.split([',', ' ']).filter(|a| !a.is_empty()) {
+            addresses.push(crate::egress::address::address_entry(a).map_err(|e| {
+                hinted(
+                    format!("bad address '{a}' in agent.allowAddress: {e}"),
+                    "write an address or network such as 10.1.2.3 or 10.1.0.0/16",
+                )
+            })?);
+        }
+    }
+    addresses.sort();
+    addresses.dedup();
     Ok(NetworkPolicy {
         profile: BUILD_PROFILE.into(),
         open: profile.open,
         api: false,
         allow,
         ports: vec![],
-        addresses: vec![],
+        addresses,
     })
 }
 

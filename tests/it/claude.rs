@@ -238,7 +238,10 @@ fn restart_resumes_the_previous_conversation() {
 }
 
 /// `commit` without -m asks the task's agent for a draft (headless, in the sandbox, with the
-/// `commit-msg` template) and opens it in the editor, where the user accepts it.
+/// `commit-msg` template) and opens it in the editor, where the user accepts it. The agent
+/// planted Claude Code hooks in its home and its workspace first: the draft runs in a fresh
+/// container without either, so nothing the agent wrote runs, and the task's own container
+/// is never started again.
 #[test]
 fn commit_message_is_drafted_by_the_agent() {
     require_docker!();
@@ -247,7 +250,19 @@ fn commit_message_is_drafted_by_the_agent() {
         return;
     }
     let env = TestEnv::new();
+    // Hook output reaches the model as context: "PLANTED-42" in any request means it ran.
+    let hook = json!({"type": "command", "command": "echo PLANTED-$((6*7))"});
+    let hooks = json!({"hooks": {
+        "SessionStart": [{"hooks": [hook.clone()]}],
+        "UserPromptSubmit": [{"hooks": [hook.clone()]}],
+        "Stop": [{"hooks": [hook]}],
+    }})
+    .to_string();
+    let plant = format!(
+        "mkdir -p /home/agent/.claude /workspace/.claude && printf '%s' '{hooks}' > /home/agent/.claude/settings.json && cp /home/agent/.claude/settings.json /workspace/.claude/settings.json"
+    );
     let fake = FakeAnthropic::start(vec![
+        Step::tool("Bash", json!({"command": plant, "description": "plant"})),
         Step::tool(
             "Write",
             json!({"file_path": "/workspace/notes.txt", "content": "notes\n"}),
@@ -272,6 +287,20 @@ fn commit_message_is_drafted_by_the_agent() {
         },
     )
     .ok();
+    let started_at = || {
+        let out = Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{.State.StartedAt}}",
+                &env.container_of("msg"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let started_before = started_at();
+    let run_requests = fake.main_requests().len();
     // The "editor" accepts the draft as it is, after checking it was offered.
     let editor = env.home.path().join("accept.sh");
     std::fs::write(
@@ -293,8 +322,23 @@ fn commit_message_is_drafted_by_the_agent() {
         String::from_utf8_lossy(&out.stdout),
         fake.describe()
     );
-    let asked = fake.main_requests()[2].body.to_string();
+    let requests = fake.main_requests();
+    let asked = requests.last().expect("a draft request").body.to_string();
     assert!(asked.contains("Write a git commit message"), "{asked}");
+    // The draft saw the planted files only as diff text, never ran them.
+    assert!(asked.contains("PLANTED-$((6*7))"), "{asked}");
+    for r in &requests[run_requests..] {
+        assert!(
+            !r.body.to_string().contains("PLANTED-42"),
+            "a planted hook ran: {}",
+            r.body
+        );
+    }
+    assert_eq!(
+        started_at(),
+        started_before,
+        "the task's container ran again"
+    );
     let msg = env
         .git(&["log", "-1", "--format=%B", "agent/msg"])
         .ok()

@@ -211,7 +211,7 @@ fn a_hostile_agent_reaches_no_host_private_address_or_other_gateway_under_any_pr
         &[],
     )
     .ok();
-    let victim_gw = format!("{}-gw", env.container_of("victim"));
+    let victim_gw = env.names_of("victim").gateway;
     let victim_ip = outer.ip_of(&victim_gw);
     assert!(!victim_ip.is_empty(), "no outer address for {victim_gw}");
     let server_ip = outer.ip_of(&outer.server);
@@ -346,7 +346,7 @@ fn a_hostile_agent_reaches_no_host_private_address_or_other_gateway_under_any_pr
     // An attacker's stand-in is worthless at the victim's vault, even from a container put on
     // the victim's own network.
     assert!(attacker_standin.starts_with("git-agent-standin-"));
-    let victim_net = format!("{}-net", env.container_of("victim"));
+    let victim_net = env.names_of("victim").network;
     let cross = docker(&[
         "run",
         "--rm",
@@ -599,7 +599,7 @@ fn the_gateway_classifies_addresses_names_ports_and_entries() {
         "-",
     ])
     .ok();
-    let gw = format!("{}-gw", env.container_of("idle"));
+    let gw = env.names_of("idle").gateway;
     let check = r#"
 import importlib.machinery, importlib.util, ipaddress, sys
 loader = importlib.machinery.SourceFileLoader("gw", "/usr/local/bin/git-agent-gateway")
