@@ -6,154 +6,14 @@
 //! the test reads it back.
 
 use std::io::{BufRead, Read};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{Run, TestEnv, base_image};
 use crate::require_docker;
+use crate::servers::{HostService, OuterServer, docker};
 
 const PROJECT: &str = ".git-agent/dockerfiles/project.dockerfile";
-
-/// Services on the host: one on every address, one on the engine's bridge address. They
-/// record every connection they accept.
-struct HostService {
-    any_port: u16,
-    bridge_port: Option<u16>,
-    hits: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Vec<u8>>>,
-}
-
-impl HostService {
-    fn start() -> HostService {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let listen = |l: TcpListener| {
-            let (hits, seen) = (hits.clone(), seen.clone());
-            std::thread::spawn(move || {
-                for mut c in l.incoming().flatten() {
-                    hits.fetch_add(1, Ordering::SeqCst);
-                    c.set_read_timeout(Some(Duration::from_secs(2))).ok();
-                    let mut buf = [0u8; 4096];
-                    if let Ok(n) = c.read(&mut buf) {
-                        seen.lock().unwrap().extend_from_slice(&buf[..n]);
-                    }
-                }
-            });
-        };
-        let any = TcpListener::bind("0.0.0.0:0").unwrap();
-        let any_port = any.local_addr().unwrap().port();
-        listen(any);
-        let bridge_port = TcpListener::bind("172.17.0.1:0").ok().map(|l| {
-            let p = l.local_addr().unwrap().port();
-            listen(l);
-            p
-        });
-        HostService {
-            any_port,
-            bridge_port,
-            hits,
-            seen,
-        }
-    }
-}
-
-/// An attacker's web server on the gateway's outer network, reachable by name as
-/// `attacker.test`; it logs every request line it gets.
-struct Attacker {
-    network: String,
-    server: String,
-}
-
-impl Attacker {
-    fn start(tag: &str) -> Attacker {
-        let network = format!("ga-test-bouter-{tag}-{}", std::process::id());
-        let server = format!("ga-test-battacker-{tag}-{}", std::process::id());
-        let run = |args: &[&str]| {
-            let out = Command::new("docker").args(args).output().unwrap();
-            assert!(
-                out.status.success(),
-                "docker {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        run(&["network", "create", &network]);
-        let serve = r#"use IO::Socket::INET; $| = 1;
-my $s = IO::Socket::INET->new(LocalPort => 8000, Listen => 16, ReuseAddr => 1) or die "listen: $!";
-while (my $c = $s->accept) {
-  my $first = <$c>; print "REQUEST $first";
-  while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
-  print $c "HTTP/1.0 200 OK\r\n\r\nattacker\n"; close $c;
-}"#;
-        run(&[
-            "run",
-            "-d",
-            "--name",
-            &server,
-            "--network",
-            &network,
-            "--network-alias",
-            "attacker.test",
-            "--user",
-            "65534",
-            &base_image(),
-            "perl",
-            "-e",
-            serve,
-        ]);
-        Attacker { network, server }
-    }
-
-    fn ip(&self) -> String {
-        let out = Command::new("docker")
-            .args([
-                "inspect",
-                "-f",
-                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                &self.server,
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn log(&self) -> String {
-        let out = Command::new("docker")
-            .args(["logs", &self.server])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Attacker {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.server])
-            .output();
-        for _ in 0..20 {
-            let ok = Command::new("docker")
-                .args(["network", "rm", &self.network])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if ok {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-fn docker(args: &[&str]) -> Run {
-    let out = Command::new("docker").args(args).output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// The tag `image build` announced on stderr.
 fn built_tag(run: &Run) -> String {
@@ -303,7 +163,7 @@ fn a_hostile_project_step_reaches_only_package_registries() {
     require_docker!();
     let env = TestEnv::new();
     let host = HostService::start();
-    let attacker = Attacker::start("probe");
+    let attacker = OuterServer::start("probe", &["attacker.test"], "attacker");
     env.git(&["config", "agent.egressNetwork", &attacker.network])
         .ok();
     open_registry_addresses(&env);
@@ -410,12 +270,7 @@ RUN ["sh", "-c", "echo exec-form-ran > /opt/probe/exec-form.txt"]
     assert!(text.contains("exec-form-ran"), "{text}");
     // Nothing arrived anywhere.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        host.hits.load(Ordering::SeqCst),
-        0,
-        "the host service got: {:?}",
-        String::from_utf8_lossy(&host.seen.lock().unwrap())
-    );
+    host.assert_untouched(&secrets);
     assert!(!attacker.log().contains("REQUEST"), "{}", attacker.log());
     // The user's secrets are nowhere in the image: not in what the step saw, its config,
     // its history, or its file system.

@@ -9,93 +9,23 @@ use std::process::Command;
 use crate::common::{Run, TestEnv, base_image};
 use crate::fake_anthropic::{FakeAnthropic, Step};
 use crate::require_docker;
+use crate::servers::OuterServer;
 
 /// An outer network with a plain HTTP server answering as `allowed.test` and `denied.test`.
-struct Outside {
-    network: String,
-    server: String,
+fn outside(tag: &str) -> OuterServer {
+    OuterServer::start(
+        tag,
+        &["allowed.test", "denied.test"],
+        "hello from the outside",
+    )
 }
 
-impl Outside {
-    fn start(tag: &str) -> Outside {
-        let network = format!("ga-test-outer-{tag}-{}", std::process::id());
-        let server = format!("ga-test-server-{tag}-{}", std::process::id());
-        let run = |args: &[&str]| {
-            let out = Command::new("docker").args(args).output().unwrap();
-            assert!(
-                out.status.success(),
-                "docker {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        run(&["network", "create", &network]);
-        let serve = r#"use IO::Socket::INET;
-my $s = IO::Socket::INET->new(LocalPort => 8000, Listen => 16, ReuseAddr => 1) or die "listen: $!";
-while (my $c = $s->accept) {
-  while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
-  print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from the outside\n";
-  close $c;
-}"#;
-        run(&[
-            "run",
-            "-d",
-            "--name",
-            &server,
-            "--network",
-            &network,
-            "--network-alias",
-            "allowed.test",
-            "--network-alias",
-            "denied.test",
-            "--user",
-            "65534",
-            &base_image(),
-            "perl",
-            "-e",
-            serve,
-        ]);
-        Outside { network, server }
-    }
-
-    /// Open the test server the user's way: its address (a private one on the outer network)
-    /// and its port, in the user's git config. Without this the gateway refuses it.
-    fn open_for(&self, env: &TestEnv) {
-        env.git(&["config", "agent.allowAddress", &self.server_ip()])
-            .ok();
-        env.git(&["config", "agent.allowPort", "8000"]).ok();
-    }
-
-    fn server_ip(&self) -> String {
-        let out = Command::new("docker")
-            .args([
-                "inspect",
-                "-f",
-                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                &self.server,
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for Outside {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.server])
-            .output();
-        // Gateways of tasks still attached are removed by TestEnv's drop; retry a little.
-        for _ in 0..20 {
-            let ok = Command::new("docker")
-                .args(["network", "rm", &self.network])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if ok {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
-    }
+/// Open the test server the user's way: its address (a private one on the outer network) and
+/// its port, in the user's git config. Without this the gateway refuses it.
+fn open_for(env: &TestEnv, outside: &OuterServer) {
+    env.git(&["config", "agent.allowAddress", &outside.ip()])
+        .ok();
+    env.git(&["config", "agent.allowPort", "8000"]).ok();
 }
 
 /// A perl probe (the base image has perl, no curl) run as the task: each line it prints is
@@ -156,10 +86,10 @@ fn conn_rows(st: &serde_json::Value) -> Vec<(String, u64, String, u64)> {
 fn the_only_way_out_is_the_gateway_and_it_records_every_decision() {
     require_docker!();
     let env = TestEnv::new();
-    let outside = Outside::start("deny");
+    let outside = outside("deny");
     env.git(&["config", "agent.egressNetwork", &outside.network])
         .ok();
-    outside.open_for(&env);
+    open_for(&env, &outside);
     // A service on the host, listening on every address: a task must not reach it.
     let host_service = TcpListener::bind("0.0.0.0:0").unwrap();
     host_service.set_nonblocking(true).unwrap();
@@ -171,7 +101,7 @@ fn the_only_way_out_is_the_gateway_and_it_records_every_decision() {
     let script = probe(
         &[
             ("host", format!("172.17.0.1:{port}")),
-            ("server", format!("{}:8000", outside.server_ip())),
+            ("server", format!("{}:8000", outside.ip())),
         ],
         &["allowed.test", "deb.debian.org", "host.docker.internal"],
     );
@@ -191,7 +121,7 @@ fn the_only_way_out_is_the_gateway_and_it_records_every_decision() {
     assert_eq!(run.code, 0, "{run}");
     // spawn says which non-public address the user opened.
     assert!(
-        run.stderr.contains(&format!("{}/32", outside.server_ip())),
+        run.stderr.contains(&format!("{}/32", outside.ip())),
         "{run}"
     );
     let logs = env.agent(&["logs", "egress"]).ok().stdout;
@@ -266,10 +196,10 @@ fn the_only_way_out_is_the_gateway_and_it_records_every_decision() {
 fn profiles_and_allow_change_what_a_task_reaches() {
     require_docker!();
     let env = TestEnv::new();
-    let outside = Outside::start("profiles");
+    let outside = outside("profiles");
     env.git(&["config", "agent.egressNetwork", &outside.network])
         .ok();
-    outside.open_for(&env);
+    open_for(&env, &outside);
     let script = probe(&[], &[]);
     let spawn = |name: &str, extra: &[&str]| -> Run {
         let mut args = vec!["spawn", "--name", name, "-m", &script, "--wait"];

@@ -5,124 +5,10 @@
 //! private address must get no request, under every profile; the vault forwards only its
 //! agent's API routes, with the real key and without forwarding headers or stand-ins.
 
-use std::net::TcpListener;
-use std::process::Command;
-
 use crate::common::{Run, TestEnv, base_image};
 use crate::fake_anthropic::{FakeAnthropic, Step};
 use crate::require_docker;
-
-fn docker(args: &[&str]) -> Run {
-    let out = Command::new("docker").args(args).output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// An outer network (the gateways' way out) with a server on a private address that answers
-/// as `private.test` and `allowed.test` on port 8000.
-struct Outer {
-    network: String,
-    server: String,
-}
-
-impl Outer {
-    fn start(tag: &str) -> Outer {
-        let network = format!("ga-atk-outer-{tag}-{}", std::process::id());
-        let server = format!("ga-atk-server-{tag}-{}", std::process::id());
-        docker(&["network", "create", &network]).ok();
-        let serve = r#"use IO::Socket::INET;
-my $s = IO::Socket::INET->new(LocalPort => 8000, Listen => 16, ReuseAddr => 1) or die "listen: $!";
-while (my $c = $s->accept) {
-  while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
-  print $c "HTTP/1.0 200 OK\r\n\r\nREACHED-PRIVATE-SERVER\n";
-  close $c;
-}"#;
-        docker(&[
-            "run",
-            "-d",
-            "--name",
-            &server,
-            "--network",
-            &network,
-            "--network-alias",
-            "private.test",
-            "--network-alias",
-            "allowed.test",
-            "--user",
-            "65534",
-            &base_image(),
-            "perl",
-            "-e",
-            serve,
-        ])
-        .ok();
-        Outer { network, server }
-    }
-
-    fn ip_of(&self, container: &str) -> String {
-        let f = format!(
-            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
-            self.network
-        );
-        docker(&["inspect", "-f", &f, container])
-            .ok()
-            .stdout
-            .trim()
-            .to_string()
-    }
-}
-
-impl Drop for Outer {
-    fn drop(&mut self) {
-        let _ = docker(&["rm", "-f", &self.server]);
-        for _ in 0..20 {
-            if docker(&["network", "rm", &self.network]).code == 0 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
-    }
-}
-
-/// A service on the host that must never hear from a task.
-struct HostService {
-    listeners: Vec<TcpListener>,
-}
-
-impl HostService {
-    fn start() -> HostService {
-        let mut listeners = vec![TcpListener::bind("0.0.0.0:0").unwrap()];
-        // On the engine's bridge address too, where a host service typically listens for
-        // containers (skipped where this host has no such address).
-        if let Ok(l) = TcpListener::bind("172.17.0.1:0") {
-            listeners.push(l);
-        }
-        for l in &listeners {
-            l.set_nonblocking(true).unwrap();
-        }
-        HostService { listeners }
-    }
-
-    fn ports(&self) -> Vec<u16> {
-        self.listeners
-            .iter()
-            .map(|l| l.local_addr().unwrap().port())
-            .collect()
-    }
-
-    fn assert_untouched(&self) {
-        for l in &self.listeners {
-            assert!(
-                matches!(l.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-                "the host service on {} was reached from a task",
-                l.local_addr().unwrap()
-            );
-        }
-    }
-}
+use crate::servers::{HostService, OuterServer, docker};
 
 /// The agent the tasks run: a perl script with a vault-held key, like a real agent.
 const AGENT: &str = r#"description = "test agent with a vault-held key"
@@ -186,7 +72,11 @@ const WAIT: &str = "while (! -e \"/tmp/go\") { select(undef, undef, undef, 0.1) 
 fn a_hostile_agent_reaches_no_host_private_address_or_other_gateway_under_any_profile() {
     require_docker!();
     let env = TestEnv::new();
-    let outer = Outer::start("priv");
+    let outer = OuterServer::start(
+        "priv",
+        &["private.test", "allowed.test"],
+        "REACHED-PRIVATE-SERVER",
+    );
     let host = HostService::start();
     let key = format!("sk-real-atk-{}", std::process::id());
     let fake = FakeAnthropic::start_requiring_key(vec![Step::text("unused")], &key);
@@ -316,7 +206,7 @@ fn a_hostile_agent_reaches_no_host_private_address_or_other_gateway_under_any_pr
             .sum::<u64>();
         assert_eq!(refused as usize, targets.len() * 2 + 1, "{st}");
     }
-    host.assert_untouched();
+    host.assert_untouched(&[]);
     assert!(
         fake.requests().is_empty(),
         "an attacker's request reached the model API: {}",
@@ -368,7 +258,7 @@ fn a_hostile_agent_reaches_no_host_private_address_or_other_gateway_under_any_pr
     assert!(fake.requests().is_empty(), "{}", fake.describe());
     env.docker_exec("victim", "touch /tmp/go").ok();
     docker(&["wait", &env.container_of("victim")]).ok();
-    host.assert_untouched();
+    host.assert_untouched(&[]);
     assert_eq!(env.snapshot(), before);
 }
 
@@ -376,7 +266,11 @@ fn a_hostile_agent_reaches_no_host_private_address_or_other_gateway_under_any_pr
 fn connect_goes_to_443_and_plain_http_to_80_unless_the_user_adds_ports() {
     require_docker!();
     let env = TestEnv::new();
-    let outer = Outer::start("ports");
+    let outer = OuterServer::start(
+        "ports",
+        &["private.test", "allowed.test"],
+        "REACHED-PRIVATE-SERVER",
+    );
     env.git(&["config", "agent.egressNetwork", &outer.network])
         .ok();
     let server_ip = outer.ip_of(&outer.server);

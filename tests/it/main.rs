@@ -18,6 +18,7 @@ mod hostile;
 mod lifecycle;
 mod reader_attack;
 mod review_attack;
+mod servers;
 mod state;
 mod trust;
 mod workspace;

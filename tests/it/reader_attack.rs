@@ -4,20 +4,12 @@
 //! commit, shell) must run none of it, and the work still comes back. Also: the time limit
 //! of a sync, names that cannot collide across tasks, the disk limit and log rotation.
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::{TestEnv, base_image};
 use crate::require_docker;
-
-/// A listener on every host address: a planted command that reaches the host connects here.
-fn host_service() -> (TcpListener, u16) {
-    let l = TcpListener::bind("0.0.0.0:0").unwrap();
-    l.set_nonblocking(true).unwrap();
-    let port = l.local_addr().unwrap().port();
-    (l, port)
-}
+use crate::servers::HostService;
 
 /// Files named MARK-* in a volume, read by a fresh container.
 fn marks_in_volume(volume: &str) -> String {
@@ -107,8 +99,9 @@ mkdir -p .git/objects/info && echo /nonexistent/objects > .git/objects/info/alte
 fn planted_code_never_runs_when_the_work_is_read_back() {
     require_docker!();
     let env = TestEnv::new();
-    let (service, port) = host_service();
-    let script = hostile_script(port);
+    // A planted command that reaches the host connects here.
+    let service = HostService::start();
+    let script = hostile_script(service.any_port);
     env.agent(&[
         "spawn", "--name", "plant", "--wait", "-m", "x", "--", "sh", "-c", &script,
     ])
@@ -172,10 +165,7 @@ fn planted_code_never_runs_when_the_work_is_read_back() {
 
     let marks = marks_in_volume(&names.volume);
     assert_eq!(marks, "", "planted code ran");
-    assert!(
-        service.accept().is_err(),
-        "a planted command reached the host service"
-    );
+    service.assert_untouched(&[]);
     let mut after = env.snapshot();
     // commit creates agent/plant; everything else is unchanged.
     let refs_after: Vec<String> = after["refs"]

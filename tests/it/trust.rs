@@ -6,78 +6,14 @@
 //! byte for byte the same. A file the user trusts is used until it changes.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{TestEnv, hex};
 use crate::fake_anthropic::{FakeAnthropic, Step};
 use crate::require_docker;
-
-/// An attacker's HTTP server on the host, reachable from containers at the bridge address:
-/// it records every connection and every byte it receives.
-struct Attacker {
-    port: u16,
-    connections: Arc<AtomicUsize>,
-    received: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Attacker {
-    fn start() -> Attacker {
-        let listener = TcpListener::bind("0.0.0.0:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let (c, r) = (Arc::clone(&connections), Arc::clone(&received));
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                c.fetch_add(1, Ordering::SeqCst);
-                let r = Arc::clone(&r);
-                std::thread::spawn(move || {
-                    conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n) = conn.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        r.lock().unwrap().extend_from_slice(&buf[..n]);
-                    }
-                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-                });
-            }
-        });
-        Attacker {
-            port,
-            connections,
-            received,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://172.17.0.1:{}", self.port)
-    }
-
-    #[track_caller]
-    fn assert_untouched(&self, secrets: &[String]) {
-        let got = self.received.lock().unwrap().clone();
-        for s in secrets {
-            assert!(
-                !got.windows(s.len()).any(|w| w == s.as_bytes()),
-                "the attacker received a secret"
-            );
-        }
-        assert_eq!(
-            self.connections.load(Ordering::SeqCst),
-            0,
-            "the attacker's server was contacted: {}",
-            String::from_utf8_lossy(&got)
-        );
-    }
-}
+use crate::servers::HostService;
 
 /// The user's secrets: in the environment of every command, and in git-agent's own store.
 struct Secrets {
@@ -172,7 +108,7 @@ HTTPS_PROXY = "{attacker}"
 fn a_cloned_repository_cannot_define_agents_or_read_secrets() {
     require_docker!();
     let env = TestEnv::new();
-    let attacker = Attacker::start();
+    let attacker = HostService::start();
     let secrets = plant_secrets(&env);
     let url = attacker.url();
     // The "cloned" repository: agent files that name the attacker's server and the user's
