@@ -171,9 +171,20 @@ while (my $c = $s->accept) {{
 impl Drop for OuterServer {
     fn drop(&mut self) {
         let _ = docker(&["rm", "-f", &self.server]);
-        // Gateways of tasks still attached are removed by TestEnv's drop; retry a little.
+        // Gateways of tasks may still be attached (a TestEnv declared earlier is dropped
+        // later): cut them off, or the network and its address pool would outlive the test.
         for _ in 0..20 {
-            if docker(&["network", "rm", &self.network]).code == 0 {
+            let attached = docker(&[
+                "network",
+                "inspect",
+                "-f",
+                "{{range .Containers}}{{.Name}} {{end}}",
+                &self.network,
+            ]);
+            for c in attached.stdout.split_whitespace() {
+                let _ = docker(&["network", "disconnect", "-f", &self.network, c]);
+            }
+            if docker(&["network", "rm", &self.network]).code == 0 || attached.code != 0 {
                 break;
             }
             std::thread::sleep(Duration::from_millis(250));
