@@ -173,6 +173,19 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
     );
     let id = rt.create_container(&spec).await?;
     rt.start(&id).await?;
+    crate::sandbox::spawn::start_warden(
+        &rt,
+        &ctx.repo,
+        &name,
+        &id,
+        &crate::sandbox::spawn::WardenRequest {
+            image: &crate::image::gateway_plan(&ctx.config)?.tag,
+            disk: limits.disk,
+            home_volume: home,
+            state_volume: loaded.record.read_only,
+        },
+    )
+    .await?;
     deliver_prompt(&rt, &id, "Continue the task where you left off.\n").await?;
     let loaded = ctx.store.update(&name, "restart", |r, _| {
         r.status = Status::Running;

@@ -24,11 +24,25 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
     CommitSpec, ContainerState, ExecOutcome, GatewaySpec, ImageConfig, LABEL_TASK, ObjectKind,
-    OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Upload,
+    OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Upload, WardenSpec,
 };
 use crate::error::hinted;
 
 const STDERR_KEEP: usize = 64 * 1024;
+
+/// The disk warden's loop (`$1` the limit in KiB, `$2` the interval in seconds). Over the
+/// limit it says so (the line the host looks for, see `sandbox::DISK_MARK`) and kills every
+/// process it can signal: all of the task's but the namespace's init, which then exits with
+/// its child, ending the container and this loop with it.
+const WARDEN_SCRIPT: &str = r#"limit="$1" every="$2"
+while sleep "$every"; do
+  used="$(du -skx /watch/* 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')"
+  if [ "$used" -gt "$limit" ]; then
+    echo "git-agent-sandbox: disk limit: ${used} KiB used, over the limit of ${limit} KiB; stopping the task"
+    kill -KILL -1
+    exit 0
+  fi
+done"#;
 
 /// A Docker (or Podman) engine.
 pub struct DockerRuntime {
@@ -351,6 +365,54 @@ impl Runtime for DockerRuntime {
             )
             .await
             .with_context(|| format!("cannot attach the gateway to network {}", spec.inner))?;
+        Ok(resp.id)
+    }
+
+    async fn start_warden(&self, spec: &WardenSpec) -> Result<String> {
+        let mounts = spec
+            .volumes
+            .iter()
+            .map(|(volume, target)| Mount {
+                target: Some(target.clone()),
+                source: Some(volume.clone()),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(true),
+                ..Default::default()
+            })
+            .collect();
+        let host = HostConfig {
+            mounts: Some(mounts),
+            network_mode: Some("none".into()),
+            pid_mode: Some(format!("container:{}", spec.task)),
+            readonly_rootfs: Some(true),
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(vec!["KILL".into(), "DAC_READ_SEARCH".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            pids_limit: Some(32),
+            memory: Some(64 << 20),
+            log_config: Some(log_rotation()),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+            cmd: Some(vec![
+                WARDEN_SCRIPT.into(),
+                "git-agent-warden".into(),
+                spec.limit_kib.to_string(),
+                spec.interval_secs.to_string(),
+            ]),
+            labels: Some(spec.labels.clone()),
+            user: Some("0:0".into()),
+            working_dir: Some("/".into()),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let resp = self
+            .create_named(&spec.name, body)
+            .await
+            .with_context(|| format!("cannot create the disk warden {}", spec.name))?;
+        self.start(&resp.id).await?;
         Ok(resp.id)
     }
 

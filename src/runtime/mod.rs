@@ -56,6 +56,25 @@ pub struct GatewaySpec {
     pub alias: String,
 }
 
+/// A task's disk warden: a container in the task's PID namespace that measures the task's
+/// volumes (mounted read-only) and kills every process of the task once they hold more
+/// than `limit_kib`. It runs as root with only CAP_KILL and CAP_DAC_READ_SEARCH and without
+/// a network, so the task user can neither signal it nor hide files from it; it ends with
+/// the task's namespace.
+#[derive(Debug, Clone)]
+pub struct WardenSpec {
+    pub name: String,
+    /// An image git-agent built from its own files only (the gateway's).
+    pub image: String,
+    pub labels: HashMap<String, String>,
+    /// The task's container (its PID namespace is joined).
+    pub task: String,
+    /// Volumes to watch: (volume name, where it is mounted in the warden).
+    pub volumes: Vec<(String, String)>,
+    pub limit_kib: u64,
+    pub interval_secs: u64,
+}
+
 /// A short-lived container that applies an untrusted build step to an image (see
 /// [`crate::image::project`]): no mounts, root with only `cap_add`, `no-new-privileges`,
 /// limits, on an internal network. Its command only waits; the steps run as execs.
@@ -194,6 +213,8 @@ pub trait Runtime {
     async fn network_exists(&self, name: &str) -> Result<bool>;
     /// Create (not start) a task's egress gateway.
     async fn create_gateway(&self, spec: &GatewaySpec) -> Result<String>;
+    /// Create and start a task's disk warden.
+    async fn start_warden(&self, spec: &WardenSpec) -> Result<String>;
     /// Write files into directory `dir` of a container (created or running).
     async fn upload(&self, id: &str, dir: &str, files: &[Upload]) -> Result<()>;
     /// Up to `limit` bytes of a container's output, each line prefixed by the engine's

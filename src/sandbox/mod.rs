@@ -56,6 +56,7 @@ impl RepoId {
             reader: name("read"),
             draft: name("draft"),
             draft_volume: name("draftws"),
+            warden: name("warden"),
         }
     }
 
@@ -81,13 +82,16 @@ pub struct ObjectNames {
     /// A short-lived container drafting a commit message, and its empty workspace.
     pub draft: String,
     pub draft_volume: String,
+    /// The task's disk warden (see [`crate::runtime::WardenSpec`]).
+    pub warden: String,
 }
 
 impl ObjectNames {
     /// Every name, with the kind of object it names.
-    pub fn all(&self) -> [(ObjectKind, &str); 9] {
+    pub fn all(&self) -> [(ObjectKind, &str); 10] {
         [
             (ObjectKind::Container, &self.container),
+            (ObjectKind::Container, &self.warden),
             (ObjectKind::Container, &self.gateway),
             (ObjectKind::Container, &self.reader),
             (ObjectKind::Container, &self.draft),
@@ -260,15 +264,22 @@ pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> R
         rt.logs(&container, false, None, &mut transcript).await.ok();
     }
     let transcript = transcript.bytes();
+    let names = RepoId::of(store.git()).object_names(&loaded.record.name);
+    // The disk warden says why it stopped the task in its own log (it cannot write to the
+    // task's); its line counts like the helper's.
+    let mut warden = CappedBuf::new(64 << 10);
+    rt.logs(&names.warden, false, None, &mut warden).await.ok();
     let reason = match code {
         Some(code) => {
             let disk = spawn::Limits::from_config(&store.git().agent_config()?)
                 .map(|l| l.disk)
                 .unwrap_or(spawn::DISK_LIMIT);
-            end_reason(code, loaded.record.timeout, &transcript, disk)
+            let seen = [transcript.as_slice(), &warden.bytes()].concat();
+            end_reason(code, loaded.record.timeout, &seen, disk)
         }
         None => Some("the container disappeared".to_string()),
     };
+    rt.remove_container(&names.warden).await.ok();
     let stats = crate::agent::claude::stats(&String::from_utf8_lossy(&transcript));
     let kept = (!transcript.is_empty()).then_some(transcript.as_slice());
     let loaded = store.update_with(&loaded.record.name, status.as_str(), kept, |r, _| {
@@ -283,7 +294,6 @@ pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> R
         }
         Ok(vec![])
     })?;
-    let names = RepoId::of(store.git()).object_names(&loaded.record.name);
     gateway::retire(rt, store, loaded, &names).await
 }
 

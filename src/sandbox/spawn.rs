@@ -12,7 +12,7 @@ use crate::error::{hinted, sanitize};
 use crate::git::Git;
 use crate::image::{TASK_UID, TASK_USER};
 use crate::interrupt::{abandon_on_interrupt, checkpoint};
-use crate::runtime::{Runtime, SandboxSpec};
+use crate::runtime::{Runtime, SandboxSpec, WardenSpec};
 use crate::task::store::{Loaded, TaskStore};
 use crate::task::{Sandbox, Status, TaskName, TaskRecord, branch_name, now, ref_name};
 
@@ -300,14 +300,22 @@ pub async fn start<R: Runtime>(
         checkpoint()?;
         rt.start(&id).await?;
         checkpoint()?;
-        // Prompt and repository go in side by side. Abandoning the stream midway is safe:
-        // the sandbox just sees a truncated bundle.
-        let (prompt, repo_in) = tokio::join!(
+        let warden = WardenRequest {
+            image: &req.gateway_image,
+            disk: req.limits.disk,
+            home_volume: req.home_volume,
+            state_volume: req.read_only,
+        };
+        // Prompt and repository go in side by side, and the disk warden starts meanwhile.
+        // Abandoning the stream midway is safe: the sandbox just sees a truncated bundle.
+        let (prompt, repo_in, warden) = tokio::join!(
             deliver_prompt(rt, &id, &req.prompt),
             abandon_on_interrupt(deliver_repository(rt, bundle, &id, task)),
+            start_warden(rt, repo, task, &id, &warden),
         );
         prompt?;
         repo_in?;
+        warden?;
         Ok::<_, anyhow::Error>(id)
     };
     let gw = gateway::start(
@@ -334,6 +342,54 @@ pub async fn start<R: Runtime>(
         Ok(vec![])
     })
 }
+
+/// Start the task's disk warden (when `agent.diskLimit` is set): the limit holds even
+/// against an agent that kills or suspends the sandbox helper's own watcher.
+pub async fn start_warden<R: Runtime>(
+    rt: &R,
+    repo: &RepoId,
+    task: &str,
+    container: &str,
+    req: &WardenRequest<'_>,
+) -> Result<()> {
+    if req.disk == 0 {
+        return Ok(());
+    }
+    let names = repo.object_names(task);
+    // A warden of an earlier run (restart) has ended with its task.
+    rt.remove_container(&names.warden).await?;
+    let mut volumes = vec![(names.volume.clone(), "/watch/workspace".to_string())];
+    if req.home_volume {
+        volumes.push((names.home_volume.clone(), "/watch/home".into()));
+    }
+    if req.state_volume {
+        volumes.push((names.state_volume.clone(), "/watch/state".into()));
+    }
+    rt.start_warden(&WardenSpec {
+        name: names.warden,
+        image: req.image.to_string(),
+        labels: repo.labels(task),
+        task: container.to_string(),
+        volumes,
+        limit_kib: req.disk.div_ceil(1024),
+        interval_secs: WARDEN_INTERVAL_SECS,
+    })
+    .await?;
+    Ok(())
+}
+
+/// What a task's disk warden watches, and with which image.
+pub struct WardenRequest<'a> {
+    /// The gateway's image (built from git-agent's own files only).
+    pub image: &'a str,
+    /// The limit in bytes (`agent.diskLimit`); 0 starts no warden.
+    pub disk: u64,
+    pub home_volume: bool,
+    pub state_volume: bool,
+}
+
+/// How often the disk warden measures.
+const WARDEN_INTERVAL_SECS: u64 = 5;
 
 /// Start `git bundle create` of the task's base. Started before the container so that git
 /// counts and prepares objects while the engine creates the sandbox.
