@@ -173,7 +173,7 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
     );
     let id = rt.create_container(&spec).await?;
     rt.start(&id).await?;
-    crate::sandbox::spawn::start_warden(
+    let warden = crate::sandbox::spawn::create_warden(
         &rt,
         &ctx.repo,
         &name,
@@ -186,6 +186,7 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
         },
     )
     .await?;
+    crate::sandbox::spawn::start_warden(&rt, &id, warden.as_deref()).await?;
     deliver_prompt(&rt, &id, "Continue the task where you left off.\n").await?;
     let loaded = ctx.store.update(&name, "restart", |r, _| {
         r.status = Status::Running;

@@ -368,7 +368,7 @@ impl Runtime for DockerRuntime {
         Ok(resp.id)
     }
 
-    async fn start_warden(&self, spec: &WardenSpec) -> Result<String> {
+    async fn create_warden(&self, spec: &WardenSpec) -> Result<String> {
         let mounts = spec
             .volumes
             .iter()
@@ -412,7 +412,6 @@ impl Runtime for DockerRuntime {
             .create_named(&spec.name, body)
             .await
             .with_context(|| format!("cannot create the disk warden {}", spec.name))?;
-        self.start(&resp.id).await?;
         Ok(resp.id)
     }
 

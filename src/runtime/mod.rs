@@ -213,8 +213,8 @@ pub trait Runtime {
     async fn network_exists(&self, name: &str) -> Result<bool>;
     /// Create (not start) a task's egress gateway.
     async fn create_gateway(&self, spec: &GatewaySpec) -> Result<String>;
-    /// Create and start a task's disk warden.
-    async fn start_warden(&self, spec: &WardenSpec) -> Result<String>;
+    /// Create a task's disk warden (started with [`Runtime::start`] once the task runs).
+    async fn create_warden(&self, spec: &WardenSpec) -> Result<String>;
     /// Write files into directory `dir` of a container (created or running).
     async fn upload(&self, id: &str, dir: &str, files: &[Upload]) -> Result<()>;
     /// Up to `limit` bytes of a container's output, each line prefixed by the engine's

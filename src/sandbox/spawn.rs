@@ -12,7 +12,7 @@ use crate::error::{hinted, sanitize};
 use crate::git::Git;
 use crate::image::{TASK_UID, TASK_USER};
 use crate::interrupt::{abandon_on_interrupt, checkpoint};
-use crate::runtime::{Runtime, SandboxSpec, WardenSpec};
+use crate::runtime::{ContainerState, Runtime, SandboxSpec, WardenSpec};
 use crate::task::store::{Loaded, TaskStore};
 use crate::task::{Sandbox, Status, TaskName, TaskRecord, branch_name, now, ref_name};
 
@@ -311,12 +311,11 @@ pub async fn start<R: Runtime>(
         let (prompt, repo_in, warden) = tokio::join!(
             deliver_prompt(rt, &id, &req.prompt),
             abandon_on_interrupt(deliver_repository(rt, bundle, &id, task)),
-            start_warden(rt, repo, task, &id, &warden),
+            create_warden(rt, repo, task, &id, &warden),
         );
         prompt?;
         repo_in?;
-        warden?;
-        Ok::<_, anyhow::Error>(id)
+        Ok::<_, anyhow::Error>((id, warden?))
     };
     let gw = gateway::start(
         rt,
@@ -327,7 +326,7 @@ pub async fn start<R: Runtime>(
         &req.gateway,
     );
     let (sandbox, gw) = tokio::join!(sandbox, gw);
-    let id = sandbox?;
+    let (id, warden) = sandbox?;
     gw?;
     checkpoint()?;
     // A headless command starts now that the repository, the prompt and its way out are in
@@ -335,6 +334,8 @@ pub async fn start<R: Runtime>(
     if !req.interactive {
         go(rt, &id).await?;
     }
+    // The warden starts once the command has: it is not on the way to the command.
+    start_warden(rt, &id, warden.as_deref()).await?;
     store.update(task, "running", |r, _| {
         r.status = Status::Running;
         r.started = Some(now());
@@ -343,17 +344,18 @@ pub async fn start<R: Runtime>(
     })
 }
 
-/// Start the task's disk warden (when `agent.diskLimit` is set): the limit holds even
-/// against an agent that kills or suspends the sandbox helper's own watcher.
-pub async fn start_warden<R: Runtime>(
+/// Create the task's disk warden (when `agent.diskLimit` is set): the limit holds even
+/// against an agent that kills or suspends the sandbox helper's own watcher. Started by
+/// [`start_warden`] once the task's command runs.
+pub async fn create_warden<R: Runtime>(
     rt: &R,
     repo: &RepoId,
     task: &str,
     container: &str,
     req: &WardenRequest<'_>,
-) -> Result<()> {
+) -> Result<Option<String>> {
     if req.disk == 0 {
-        return Ok(());
+        return Ok(None);
     }
     let names = repo.object_names(task);
     // A warden of an earlier run (restart) has ended with its task.
@@ -365,17 +367,31 @@ pub async fn start_warden<R: Runtime>(
     if req.state_volume {
         volumes.push((names.state_volume.clone(), "/watch/state".into()));
     }
-    rt.start_warden(&WardenSpec {
-        name: names.warden,
-        image: req.image.to_string(),
-        labels: repo.labels(task),
-        task: container.to_string(),
-        volumes,
-        limit_kib: req.disk.div_ceil(1024),
-        interval_secs: WARDEN_INTERVAL_SECS,
-    })
-    .await?;
-    Ok(())
+    let id = rt
+        .create_warden(&WardenSpec {
+            name: names.warden,
+            image: req.image.to_string(),
+            labels: repo.labels(task),
+            task: container.to_string(),
+            volumes,
+            limit_kib: req.disk.div_ceil(1024),
+            interval_secs: WARDEN_INTERVAL_SECS,
+        })
+        .await?;
+    Ok(Some(id))
+}
+
+/// Start a task's disk warden made by [`create_warden`]. A task that has already ended needs
+/// none (and its warden could not join the namespace that went with it).
+pub async fn start_warden<R: Runtime>(rt: &R, task: &str, warden: Option<&str>) -> Result<()> {
+    let Some(warden) = warden else {
+        return Ok(());
+    };
+    match rt.start(warden).await {
+        Ok(()) => Ok(()),
+        Err(_) if !matches!(rt.state(task).await?, ContainerState::Running) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// What a task's disk warden watches, and with which image.
