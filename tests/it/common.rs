@@ -190,6 +190,16 @@ impl TestEnv {
         cmd
     }
 
+    /// Install agent `name` (its TOML definition) in the user's config, talking to the API at
+    /// `base_url` (`agent.<name>.baseUrl`), as a user adds their own agent.
+    pub fn user_agent(&self, name: &str, definition: &str, base_url: &str) {
+        let agents = self.home.path().join(".config/git-agent/agents");
+        std::fs::create_dir_all(&agents).unwrap();
+        std::fs::write(agents.join(format!("{name}.toml")), definition).unwrap();
+        self.git(&["config", &format!("agent.{name}.baseUrl"), base_url])
+            .ok();
+    }
+
     pub fn write(&self, path: &str, text: &str) {
         let p = self.repo.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();

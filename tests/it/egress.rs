@@ -310,15 +310,11 @@ fn the_vault_holds_the_real_key_and_the_standin_dies_with_the_task() {
     let env = TestEnv::new();
     let key = format!("sk-real-{}", std::process::id());
     let fake = FakeAnthropic::start_requiring_key(vec![Step::text("unused")], &key);
-    let agents = env.home.path().join(".config/git-agent/agents");
-    std::fs::create_dir_all(&agents).unwrap();
-    std::fs::write(agents.join("apicaller.toml"), API_AGENT).unwrap();
-    env.git(&[
-        "config",
-        "agent.apicaller.baseUrl",
+    env.user_agent(
+        "apicaller",
+        API_AGENT,
         &fake.base_url("host.docker.internal"),
-    ])
-    .ok();
+    );
     let run = env.agent_with(
         &[
             "spawn",

@@ -46,15 +46,7 @@ fn results(logs: &str) -> Vec<(String, String)> {
 }
 
 fn use_agent(env: &TestEnv, fake: &FakeAnthropic) {
-    let agents = env.home.path().join(".config/git-agent/agents");
-    std::fs::create_dir_all(&agents).unwrap();
-    std::fs::write(agents.join("keyed.toml"), AGENT).unwrap();
-    env.git(&[
-        "config",
-        "agent.keyed.baseUrl",
-        &fake.base_url("host.docker.internal"),
-    ])
-    .ok();
+    env.user_agent("keyed", AGENT, &fake.base_url("host.docker.internal"));
 }
 
 fn spawn_keyed(env: &TestEnv, key: &str, name: &str, script: &str, extra: &[&str]) -> Run {
