@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod crash;
 pub mod data;
 pub mod egress;
 pub mod error;

@@ -7,6 +7,7 @@
 //! - `state` a commit chain whose tree holds `task.toml` and `prompt.md`; every state change
 //!   is a new commit, applied with a compare-and-swap ref update (see [`store`]).
 
+pub mod lock;
 pub mod name;
 pub mod store;
 

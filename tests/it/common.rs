@@ -249,6 +249,37 @@ impl TestEnv {
         s
     }
 
+    /// [`snapshot`](Self::snapshot) without anything git-agent itself may write (task
+    /// branches `agent/*`, `refs/notes/agent`): what a crash of any git-agent command must
+    /// leave exactly as it was.
+    #[allow(dead_code)] // the fault-injection tests are landing
+    pub fn user_snapshot(&self) -> BTreeMap<String, String> {
+        let mut s = self.snapshot();
+        let refs = s["refs"]
+            .lines()
+            .filter(|l| !l.starts_with("refs/heads/agent/") && !l.starts_with("refs/notes/agent "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        s.insert("refs".into(), refs);
+        s
+    }
+
+    /// `git agent <args>` killed (SIGKILL, no cleanup) at crash point `point` (see
+    /// `git_agent::crash`). Panics if the command got past the point without dying, so a test
+    /// never passes on a point that is no longer reached.
+    #[track_caller]
+    #[allow(dead_code)]
+    pub fn agent_crash_at(&self, point: &str, args: &[&str]) -> Run {
+        let run = self.agent_with(args, |c| {
+            c.env(git_agent::crash::ENV, point);
+        });
+        assert!(
+            run.code == -1 || run.code == 137,
+            "git agent {args:?} did not die at crash point {point}:\n{run}"
+        );
+        run
+    }
+
     /// The task refs of `task` as `leaf -> oid`.
     pub fn task_refs(&self, task: &str) -> BTreeMap<String, String> {
         let prefix = format!("refs/agent/{task}/");
