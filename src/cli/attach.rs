@@ -86,8 +86,9 @@ pub async fn run_attach(args: AttachArgs) -> Result<i32> {
 
 pub async fn run_restart(args: RestartArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let loaded = ctx.store.resolve(&args.task)?;
-    let name = loaded.record.name.clone();
+    let name = ctx.store.resolve(&args.task)?.record.name;
+    let lock = super::lock_task(&ctx, &name, "restart").await?;
+    let loaded = ctx.store.resolve(&name)?;
     let search = Search::new(&ctx.git.dir);
     let agent = agent::load(&search, &loaded.record.agent)?;
     let interactive = args.interactive || loaded.record.interactive;
@@ -127,7 +128,7 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
     })?;
     let image_id = super::image::ensure(&rt, &plan).await?;
     // Sync what the old container has before replacing it.
-    let loaded = super::sync::sync_if_possible(&rt, &ctx, loaded)
+    let loaded = super::sync::sync_if_possible(&rt, &ctx, loaded, &lock)
         .await
         .unwrap_or_else(|e| {
             eprintln!("git-agent: could not sync before restarting: {e:#}");
@@ -204,6 +205,8 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
         Ok(vec![])
     })?;
     out(&name)?;
+    // The task is set up: other commands may change it again while it runs.
+    drop(lock);
     if interactive {
         return attach_to(&rt, &ctx, &loaded, go(&rt, &id)).await;
     }

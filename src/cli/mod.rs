@@ -29,6 +29,7 @@ use crate::error::{Interrupted, find_hint};
 use crate::git::{Config, Git};
 use crate::runtime::docker::DockerRuntime;
 use crate::sandbox::RepoId;
+use crate::task::lock::TaskLock;
 use crate::task::store::TaskStore;
 
 /// Delegate coding tasks to AI agents in sandboxed containers; get their work back as
@@ -103,6 +104,15 @@ impl Ctx {
     pub fn bundle_limit(&self) -> Result<u64> {
         self.config.size("agent.maxBundleSize", 1 << 30)
     }
+}
+
+/// Take a task's lock for a command that changes it, saying on stderr when another command
+/// holds it. Re-read the task after this: it may have changed while waiting.
+pub async fn lock_task(ctx: &Ctx, task: &str, what: &str) -> Result<TaskLock> {
+    TaskLock::acquire(&ctx.git, task, what, |holder| {
+        eprintln!("git-agent: task {task} is busy with {holder}; waiting...");
+    })
+    .await
 }
 
 /// Connect to the container engine.

@@ -11,6 +11,7 @@ use crate::error::hinted;
 use crate::git::promote::{PromoteRequest, needs_message, promote};
 use crate::runtime::Runtime;
 use crate::task::branch_name;
+use crate::task::lock::TaskLock;
 use crate::task::store::Loaded;
 
 /// Create commits for a task's work on branch agent/<task>, as you.
@@ -55,13 +56,13 @@ pub struct CommitPushArgs {
     pub remote: Option<String>,
 }
 
-async fn synced(ctx: &Ctx, task: &str) -> Result<Loaded> {
+async fn synced(ctx: &Ctx, task: &str, lock: &TaskLock) -> Result<Loaded> {
     let loaded = ctx.store.resolve(task)?;
     if loaded.record.sandbox.container.is_none() {
         return Ok(loaded);
     }
     let rt = engine().await?;
-    super::sync::sync_if_possible(&rt, ctx, loaded).await
+    super::sync::sync_if_possible(&rt, ctx, loaded, lock).await
 }
 
 /// Most bytes of the diff shown to the agent drafting a commit message.
@@ -243,7 +244,9 @@ async fn commit(
     message: Option<String>,
     up_to_date_ok: bool,
 ) -> Result<String> {
-    let loaded = synced(ctx, task).await?;
+    let name = ctx.store.resolve(task)?.record.name;
+    let lock = super::lock_task(ctx, &name, "commit").await?;
+    let loaded = synced(ctx, &name, &lock).await?;
     let r = &loaded.record;
     let head = loaded.ref_value("head").unwrap_or(&r.base).to_string();
     let wip = loaded.ref_value("wip").map(str::to_string);

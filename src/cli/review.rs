@@ -377,7 +377,9 @@ async fn review_group(ctx: &Ctx, group: &str, members: Vec<Loaded>, sync: bool) 
     for mut l in members {
         if let Some(rt) = &rt {
             if sync && l.record.sandbox.container.is_some() {
-                l = super::sync::sync_if_possible(rt, ctx, l).await?;
+                let lock = super::lock_task(ctx, &l.record.name, "review").await?;
+                let fresh = ctx.store.resolve(&l.record.name)?;
+                l = super::sync::sync_if_possible(rt, ctx, fresh, &lock).await?;
             } else {
                 l = crate::sandbox::refresh(rt, &ctx.store, l).await?;
             }
@@ -441,7 +443,10 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         match engine().await {
             Ok(rt) => {
                 if !args.no_sync {
-                    loaded = super::sync::sync_if_possible(&rt, &ctx, loaded).await?;
+                    let name = loaded.record.name.clone();
+                    let lock = super::lock_task(&ctx, &name, "review").await?;
+                    let fresh = ctx.store.resolve(&name)?;
+                    loaded = super::sync::sync_if_possible(&rt, &ctx, fresh, &lock).await?;
                 } else {
                     loaded = crate::sandbox::refresh(&rt, &ctx.store, loaded).await?;
                 }

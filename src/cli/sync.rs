@@ -3,9 +3,10 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, engine};
+use super::{Ctx, engine, lock_task};
 use crate::runtime::Runtime;
 use crate::sandbox::sync::{SyncOutcome, sync};
+use crate::task::lock::TaskLock;
 use crate::task::store::Loaded;
 
 /// Fetch a task's new commits and a snapshot of its uncommitted changes into refs/agent/<task>/.
@@ -20,11 +21,17 @@ pub struct SyncArgs {
 }
 
 /// Sync when the task still has a container; used by review, commit and push.
-pub async fn sync_if_possible<R: Runtime>(rt: &R, ctx: &Ctx, loaded: Loaded) -> Result<Loaded> {
+/// The caller holds the task's lock.
+pub async fn sync_if_possible<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    loaded: Loaded,
+    lock: &TaskLock,
+) -> Result<Loaded> {
     if loaded.record.sandbox.container.is_none() {
         return Ok(loaded);
     }
-    let outcome = sync(rt, &ctx.store, loaded, ctx.bundle_limit()?).await?;
+    let outcome = sync(rt, &ctx.store, loaded, ctx.bundle_limit()?, lock).await?;
     describe(&outcome);
     Ok(outcome.loaded)
 }
@@ -55,9 +62,11 @@ fn describe(o: &SyncOutcome) {
 
 pub async fn run(args: SyncArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let loaded = ctx.store.resolve(&args.task)?;
+    let name = ctx.store.resolve(&args.task)?.record.name;
     let rt = engine().await?;
-    let outcome = sync(&rt, &ctx.store, loaded, ctx.bundle_limit()?).await?;
+    let lock = lock_task(&ctx, &name, "sync").await?;
+    let loaded = ctx.store.resolve(&name)?;
+    let outcome = sync(&rt, &ctx.store, loaded, ctx.bundle_limit()?, &lock).await?;
     describe(&outcome);
     Ok(0)
 }

@@ -6,6 +6,7 @@
 //! repository and task, plus labels, so they can always be found and cleaned up again.
 
 pub mod gateway;
+pub mod health;
 pub mod spawn;
 pub mod sync;
 

@@ -15,6 +15,7 @@ use crate::error::{hinted, sanitize};
 use crate::git::bundle::{HeaderSplitter, admit, parse_header};
 use crate::interrupt::abandon_on_interrupt;
 use crate::runtime::{ContainerState, OutputTooLarge, Runtime};
+use crate::task::lock::TaskLock;
 use crate::task::store::{Loaded, TaskStore};
 use crate::task::{branch_name, now};
 
@@ -66,11 +67,15 @@ pub fn sync_timeout(config: &crate::git::Config) -> Result<u64> {
 }
 
 /// Sync a task. `limit` caps the bytes accepted from the sandbox.
+///
+/// The caller holds the task's lock (`_lock`), so syncs, commits and other changes of one
+/// task never interleave.
 pub async fn sync<R: Runtime>(
     rt: &R,
     store: &TaskStore,
     loaded: Loaded,
     limit: u64,
+    _lock: &TaskLock,
 ) -> Result<SyncOutcome> {
     let loaded = refresh(rt, store, loaded).await?;
     let task = loaded.record.name.clone();
