@@ -20,13 +20,13 @@ pub const POINTS: &[&str] = &[
     // push
 
     // purge
-
+    "purge.after-objects",
+    "purge.before-refs",
     // allow
 
     // restart
 
     // stop / rm
-
 ];
 
 /// The environment variable naming the points to crash at.

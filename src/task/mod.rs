@@ -10,6 +10,7 @@
 pub mod lock;
 pub mod name;
 pub mod store;
+pub mod trash;
 
 use serde::{Deserialize, Serialize};
 

@@ -252,7 +252,6 @@ impl TestEnv {
     /// [`snapshot`](Self::snapshot) without anything git-agent itself may write (task
     /// branches `agent/*`, `refs/notes/agent`): what a crash of any git-agent command must
     /// leave exactly as it was.
-    #[allow(dead_code)] // the fault-injection tests are landing
     pub fn user_snapshot(&self) -> BTreeMap<String, String> {
         let mut s = self.snapshot();
         let refs = s["refs"]
@@ -268,7 +267,6 @@ impl TestEnv {
     /// `git_agent::crash`). Panics if the command got past the point without dying, so a test
     /// never passes on a point that is no longer reached.
     #[track_caller]
-    #[allow(dead_code)]
     pub fn agent_crash_at(&self, point: &str, args: &[&str]) -> Run {
         let run = self.agent_with(args, |c| {
             c.env(git_agent::crash::ENV, point);

@@ -140,7 +140,7 @@ fn list_status_logs_stop_rm_purge() {
     env.agent(&["purge", "--refs", "short"]).ok();
     assert!(env.task_refs("short").is_empty());
 
-    env.agent(&["purge", "--refs", "--all"]).ok();
+    env.agent(&["purge", "--refs", "--all", "--yes"]).ok();
     assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]));
     assert!(env.git(&["for-each-ref", "refs/agent/"]).stdout.is_empty());
 }

@@ -1,0 +1,183 @@
+//! `purge` protects work: bulk removal asks or needs --yes, --dry-run changes nothing, a
+//! task's latest work is synced before its workspace goes, purged refs go to a trash that
+//! `--undo` restores, and a purge killed at any point completes when run again.
+
+use crate::common::TestEnv;
+use crate::require_docker;
+
+/// Spawn an exec task that commits `file` and exits, and wait for it.
+fn finished_task(env: &TestEnv, name: &str, file: &str) {
+    env.agent(&[
+        "spawn",
+        "--name",
+        name,
+        "--wait",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo {name} > {file} && git add {file} && git commit -qm 'add {file}'"),
+    ])
+    .ok();
+    env.agent(&["sync", name]).ok();
+}
+
+fn all_refs(env: &TestEnv) -> String {
+    env.git(&["for-each-ref", "--format=%(refname) %(objectname)"])
+        .stdout
+}
+
+#[test]
+fn bulk_purge_asks_lists_unpromoted_work_and_can_be_undone() {
+    require_docker!();
+    let env = TestEnv::new();
+    finished_task(&env, "kept", "a.txt");
+    finished_task(&env, "done", "b.txt");
+    env.agent(&["commit", "done"]).ok();
+    let before_refs = all_refs(&env);
+    let before_objects = env.runtime_objects();
+    let kept_head = env.task_refs("kept")["head"].clone();
+
+    // Not on a terminal and no --yes: refused, nothing changed.
+    let refused = env.agent(&["purge", "--all", "--refs"]).fails();
+    assert!(refused.stderr.contains("--dry-run"), "{refused}");
+    assert!(
+        refused
+            .stderr
+            .contains("1 of them holding work never promoted"),
+        "{refused}"
+    );
+    assert_eq!(all_refs(&env), before_refs);
+    assert_eq!(env.runtime_objects(), before_objects);
+
+    // --dry-run names each task and the work never promoted; changes nothing.
+    let dry = env.agent(&["purge", "--all", "--refs", "--dry-run"]).ok();
+    let kept_line = dry.stdout.lines().find(|l| l.starts_with("kept")).unwrap();
+    assert!(kept_line.contains("1 commit never promoted"), "{dry}");
+    let done_line = dry.stdout.lines().find(|l| l.starts_with("done")).unwrap();
+    assert!(!done_line.contains("never promoted"), "{dry}");
+    assert_eq!(all_refs(&env), before_refs);
+    assert_eq!(env.runtime_objects(), before_objects);
+
+    // On a terminal, "n" keeps everything.
+    let mut no = env.pty_command("purge --all --refs");
+    no.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = no.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    let answered = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&answered.stdout);
+    assert!(text.contains("[y/N]"), "{text}");
+    assert!(text.contains("nothing was purged"), "{text}");
+    assert_eq!(all_refs(&env), before_refs);
+
+    // --yes purges all, says which held unpromoted work, and keeps a copy.
+    let gone = env.agent(&["purge", "--all", "--refs", "--yes"]).ok();
+    assert!(
+        gone.stderr.contains("kept held 1 commit never promoted"),
+        "{gone}"
+    );
+    assert!(env.task_refs("kept").is_empty());
+    assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]));
+    assert!(
+        env.git(&["rev-parse", "--verify", "agent/done"]).code == 0,
+        "promoted branches are kept"
+    );
+    let trash = env.agent(&["purge", "--list-trash"]).ok();
+    assert!(
+        trash.stdout.contains("kept") && trash.stdout.contains("done"),
+        "{trash}"
+    );
+
+    // --undo brings the task back with its work; commit then still works.
+    env.agent(&["purge", "--undo", "kept"]).ok();
+    assert_eq!(env.task_refs("kept")["head"], kept_head);
+    let st = env.json(&["status", "kept", "--json"]);
+    assert_eq!(st["name"], "kept");
+    env.agent(&["commit", "kept"]).ok();
+    assert_eq!(env.git(&["show", "agent/kept:a.txt"]).stdout.trim(), "kept");
+    // Undo twice, or onto a task that exists, is refused with a hint.
+    env.agent(&["purge", "--undo", "kept"]).fails();
+
+    // Emptying the trash needs --yes off a terminal too.
+    env.agent(&["purge", "--empty-trash"]).fails();
+    env.agent(&["purge", "--empty-trash", "--yes"]).ok();
+    assert!(
+        env.agent(&["purge", "--list-trash"])
+            .ok()
+            .stdout
+            .trim()
+            .is_empty()
+    );
+}
+
+/// The agent's latest commit, made after the last sync, survives a purge: purge syncs first.
+#[test]
+fn purge_syncs_the_latest_work_before_removing_the_workspace() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&[
+        "spawn",
+        "--name",
+        "late",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "echo late > late.txt && git add late.txt && git commit -qm late && sleep 300",
+    ])
+    .ok();
+    // Wait for the agent's commit inside the sandbox (not synced by anyone yet).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !env
+        .docker_exec("late", "git log --format=%s -1")
+        .stdout
+        .contains("late")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never committed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(!env.task_refs("late").contains_key("head"));
+    env.agent(&["purge", "--refs", "late"]).ok();
+    assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]));
+    env.agent(&["purge", "--undo", "late"]).ok();
+    let head = env.task_refs("late")["head"].clone();
+    assert_eq!(
+        env.git(&["log", "--format=%s", "-1", &head]).stdout.trim(),
+        "late"
+    );
+}
+
+/// A purge killed at any point leaves the user's repository alone, and running it again
+/// completes it with nothing left behind.
+#[test]
+fn a_killed_purge_completes_when_run_again() {
+    require_docker!();
+    let env = TestEnv::new();
+    for (i, point) in ["purge.after-objects", "purge.before-refs"]
+        .iter()
+        .enumerate()
+    {
+        let name = format!("p{i}");
+        finished_task(&env, &name, "f.txt");
+        let user = env.user_snapshot();
+        env.agent_crash_at(point, &["purge", "--refs", &name]);
+        assert_eq!(env.user_snapshot(), user, "{point}");
+        // The task is still there, and says what it is.
+        let st = env.json(&["status", &name, "--json"]);
+        assert_eq!(st["name"], name.as_str(), "{point}");
+        env.agent(&["purge", "--refs", &name]).ok();
+        assert!(env.task_refs(&name).is_empty(), "{point}");
+        assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]), "{point}");
+        env.agent(&["purge", "--undo", &name]).ok();
+        assert!(env.task_refs(&name).contains_key("head"), "{point}");
+        assert_eq!(env.user_snapshot(), user, "{point}");
+    }
+}
