@@ -16,9 +16,12 @@ pub const POINTS: &[&str] = &[
     // sync
 
     // commit
-
+    "commit.quarantine-written",
+    "commit.objects-moved",
+    "commit.before-refs",
+    "commit.after-refs",
     // push
-
+    "push.before-upstream",
     // purge
 
     // allow
@@ -26,7 +29,6 @@ pub const POINTS: &[&str] = &[
     // restart
 
     // stop / rm
-
 ];
 
 /// The environment variable naming the points to crash at.

@@ -8,11 +8,12 @@ use clap::Args;
 
 use super::{Ctx, engine, out, term};
 use crate::error::hinted;
+use crate::git::RefUpdate;
 use crate::git::promote::{PromoteRequest, needs_message, promote};
 use crate::runtime::Runtime;
-use crate::task::branch_name;
 use crate::task::lock::TaskLock;
 use crate::task::store::Loaded;
+use crate::task::{Promotion, branch_name};
 
 /// Create commits for a task's work on branch agent/<task>, as you.
 ///
@@ -246,6 +247,7 @@ async fn commit(
 ) -> Result<String> {
     let name = ctx.store.resolve(task)?.record.name;
     let lock = super::lock_task(ctx, &name, "commit").await?;
+    crate::git::promote::sweep(&ctx.git, Some(&name));
     let loaded = synced(ctx, &name, &lock).await?;
     let r = &loaded.record;
     let head = loaded.ref_value("head").unwrap_or(&r.base).to_string();
@@ -279,12 +281,21 @@ async fn commit(
         };
         req.message = edit_message(ctx, &loaded, draft.as_deref())?;
     }
-    let done = promote(&ctx.git, req)?;
-    let promotion = done.promotion.clone();
-    ctx.store.update(&r.name, "commit", |rec, _| {
-        rec.promoted = Some(promotion.clone());
-        Ok(vec![])
-    })?;
+    let mut record = |p: &Promotion| -> Result<Vec<RefUpdate>> {
+        let p = p.clone();
+        let prepared = ctx.store.prepare(&r.name, "commit", &[], move |rec, _| {
+            rec.promoted = Some(p);
+            Ok(vec![])
+        })?;
+        Ok(prepared.updates)
+    };
+    let done = promote(&ctx.git, req, &mut record)?;
+    if done.adopted {
+        eprintln!(
+            "git-agent: {} holds this task's work from an interrupted commit; taken over",
+            branch_name(&r.name)
+        );
+    }
     eprintln!(
         "git-agent: {} commit{} on {} ({})",
         done.commits.len(),
