@@ -465,6 +465,13 @@ fn transact(
     let mut last_error = None;
     for attempt in 0..MAX_ATTEMPTS {
         let state = record(promotion)?;
+        if let Some((pending, _)) = &mut notes {
+            for u in &state {
+                if let Some(new) = u.new.as_deref().filter(|_| u.name.ends_with("/state")) {
+                    pending.journal_state(git, new)?;
+                }
+            }
+        }
         let mut all = updates.to_vec();
         if let Some((pending, old)) = &notes {
             all.push(RefUpdate {

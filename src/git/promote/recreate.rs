@@ -498,6 +498,31 @@ impl Pending {
         self.q.migrate()
     }
 
+    /// Journal the objects a prepared state commit `state` added (it, its tree, the blobs
+    /// that differ from its parent's): written straight into the user's repository before
+    /// the transaction, they must go as well if it never happens.
+    pub fn journal_state(&mut self, git: &Git, state: &str) -> Result<()> {
+        let mut ids = vec![
+            state.to_string(),
+            git.run(["rev-parse", &format!("{state}^{{tree}}")])?,
+        ];
+        let changed = git.run(["diff-tree", "-r", "--no-commit-id", "--root", state])?;
+        for line in changed.lines() {
+            // `:<old mode> <new mode> <old id> <new id> <status>\t<path>`
+            if let Some(new) = line.split_whitespace().nth(3) {
+                if new.bytes().any(|b| b != b'0') {
+                    ids.push(new.to_string());
+                }
+            }
+        }
+        for id in ids {
+            let (dir, file) = id.split_at(2);
+            let path = self.q.objects.join(dir).join(file);
+            self.q.log(&format!("moved {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// Write the notes commit again on top of `notes_old` (another promotion moved the
     /// notes ref meanwhile); the re-created commits stay as they are. Call
     /// [`migrate`](Self::migrate) again after this.
