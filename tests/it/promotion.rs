@@ -268,4 +268,149 @@ fn commits_under_the_snapshot_are_recreated_and_concurrent_commits_end_well() {
         assert_recreated(&env, name);
     }
     assert_eq!(before, env.user_snapshot());
+
+    push_behaves_like_git_push(&env);
+}
+
+/// `push` against a local bare remote whose hook prints a pull-request link, as forges do.
+fn push_behaves_like_git_push(env: &TestEnv) {
+    let remote = env.home.path().join("forge.git");
+    env.git(&["init", "-q", "--bare", remote.to_str().unwrap()])
+        .ok();
+    let hook = remote.join("hooks/post-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\necho 'Create a pull request for agent/ra on Forge:' >&2\necho '  https://forge.invalid/pr/new/agent/ra' >&2\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.git(&["remote", "add", "origin", remote.to_str().unwrap()])
+        .ok();
+    let ls_remote = |r: &str| {
+        env.git(&["ls-remote", "origin", r])
+            .ok()
+            .stdout
+            .split_whitespace()
+            .next()
+            .map(str::to_string)
+    };
+
+    // A missing remote is missing, not "rejected".
+    let before = env.user_snapshot();
+    let e = env.agent(&["push", "ra", "--remote", "nope"]).fails();
+    assert!(e.stderr.contains("no remote named 'nope'"), "{e}");
+    assert!(e.stderr.contains("git remote"), "{e}");
+    assert!(!e.stderr.contains("rejected"), "{e}");
+    // An unreachable one is unreachable.
+    env.git(&["remote", "add", "gone", "/nonexistent/gone.git"])
+        .ok();
+    let before_gone = env.user_snapshot();
+    let e = env.agent(&["push", "ra", "--remote", "gone"]).fails();
+    assert!(e.stderr.contains("cannot reach remote 'gone'"), "{e}");
+    assert!(!e.stderr.contains("rejected"), "{e}");
+    assert_eq!(before_gone, env.user_snapshot());
+    env.git(&["remote", "remove", "gone"]).ok();
+    assert_eq!(before, env.user_snapshot());
+
+    // Messages pass through, upstream set, notes travel.
+    let pushed = env
+        .agent(&["push", "ra", "--remote", "origin", "-u", "--notes"])
+        .ok();
+    assert!(
+        pushed
+            .stderr
+            .contains("remote: Create a pull request for agent/ra on Forge:"),
+        "{pushed}"
+    );
+    assert!(
+        pushed
+            .stderr
+            .contains("https://forge.invalid/pr/new/agent/ra"),
+        "{pushed}"
+    );
+    assert_eq!(
+        env.git(&["config", "branch.agent/ra.remote"]).stdout.trim(),
+        "origin"
+    );
+    assert_eq!(
+        env.git(&["config", "branch.agent/ra.merge"]).stdout.trim(),
+        "refs/heads/agent/ra"
+    );
+    assert_eq!(ls_remote("refs/heads/agent/ra"), rev(env, "agent/ra"));
+    assert_eq!(ls_remote("refs/notes/agent"), rev(env, "refs/notes/agent"));
+
+    // Killed after pushing, before the upstream is written: config untouched; push again
+    // completes it.
+    // (git itself updates the remote-tracking ref of what it pushed, as `git push` does.)
+    let without_tracking = |mut s: std::collections::BTreeMap<String, String>| {
+        let refs = s["refs"]
+            .lines()
+            .filter(|l| !l.starts_with("refs/remotes/origin/agent/rb "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        s.insert("refs".into(), refs);
+        s
+    };
+    let before = without_tracking(env.user_snapshot());
+    env.agent_crash_at("push.before-upstream", &["push", "rb", "-u"]);
+    assert_eq!(before, without_tracking(env.user_snapshot()));
+    assert_eq!(env.git(&["config", "branch.agent/rb.remote"]).code, 1);
+    env.agent(&["push", "rb", "-u"]).ok();
+    assert_eq!(
+        env.git(&["config", "branch.agent/rb.merge"]).stdout.trim(),
+        "refs/heads/agent/rb"
+    );
+
+    // A diverged remote branch: rejected, with the remote's reason.
+    let other = env
+        .git(&[
+            "commit-tree",
+            "main^{tree}",
+            "-p",
+            "main",
+            "-m",
+            "someone else's",
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    env.git(&[
+        "push",
+        "-q",
+        "origin",
+        &format!("{other}:refs/heads/agent/rc"),
+    ])
+    .ok();
+    let before = env.user_snapshot();
+    let e = env.agent(&["push", "rc"]).fails();
+    assert!(e.stderr.contains("rejected"), "{e}");
+    assert!(
+        e.stderr.contains("fetch first") || e.stderr.contains("non-fast-forward"),
+        "{e}"
+    );
+    assert!(!e.stderr.contains("cannot reach"), "{e}");
+    assert_eq!(before, env.user_snapshot());
+    assert_eq!(ls_remote("refs/heads/agent/rc"), Some(other));
+
+    // commit-push takes the same options; the config default and its override.
+    env.git(&["config", "--unset", "branch.agent/ra.remote"])
+        .ok();
+    env.git(&["config", "--unset", "branch.agent/ra.merge"])
+        .ok();
+    env.git(&["config", "agent.pushSetUpstream", "true"]).ok();
+    env.agent(&[
+        "commit-push",
+        "ra",
+        "--remote",
+        "origin",
+        "--no-set-upstream",
+    ])
+    .ok();
+    assert_eq!(env.git(&["config", "branch.agent/ra.remote"]).code, 1);
+    env.agent(&["commit-push", "ra", "--remote", "origin"]).ok();
+    assert_eq!(
+        env.git(&["config", "branch.agent/ra.remote"]).stdout.trim(),
+        "origin"
+    );
 }
