@@ -22,9 +22,12 @@ use crate::task::{Promotion, branch_name};
 /// commit.gpgSign is set), keeping its message and exact content; uncommitted agent work
 /// becomes one more commit whose message comes from -m or your editor. Provenance (with the
 /// agent's own author and committer) is noted under refs/notes/agent. The commits are the
-/// ones `git agent review` lists. Objects are written aside and enter your repository, with
-/// the branch and notes update, only when all are written: an interrupted commit changes
-/// nothing. Progress shows on stderr for long histories. Your work tree, index and HEAD are
+/// ones `git agent review` lists, down from the tip promoted (whatever branch or detached
+/// HEAD the agent used, every commit on agent/<task> is re-created as you). Objects are
+/// written aside and enter your repository only when all are written; the branch, the notes
+/// and the task's record then move in one transaction, so an interrupted commit leaves the
+/// old state or the new one, and running it again completes it. A branch agent/<task> left
+/// by an interrupted commit (its notes name this task) is taken over; one you made is not. Progress shows on stderr for long histories. Your work tree, index and HEAD are
 /// not touched.
 #[derive(Debug, Args)]
 pub struct CommitArgs {
