@@ -16,9 +16,12 @@ pub const POINTS: &[&str] = &[
     // sync
 
     // commit
-
+    "commit.quarantine-written",
+    "commit.objects-moved",
+    "commit.before-refs",
+    "commit.after-refs",
     // push
-
+    "push.before-upstream",
     // purge
     "purge.after-objects",
     "purge.before-refs",

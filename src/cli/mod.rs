@@ -89,6 +89,8 @@ impl Ctx {
     pub fn open() -> Result<Ctx> {
         let cwd = std::env::current_dir()?;
         let git = Git::discover(&cwd)?;
+        // Objects and quarantines of a promotion that was killed go at the next command.
+        crate::git::promote::sweep(&git, None);
         let store = TaskStore::open(&git)?;
         let config = git.agent_config()?;
         let repo = RepoId::of(&git);

@@ -8,11 +8,13 @@ use clap::Args;
 
 use super::{Ctx, engine, out, term};
 use crate::error::hinted;
+use crate::git::RefUpdate;
+use crate::git::promote::NOTES_REF;
 use crate::git::promote::{PromoteRequest, needs_message, promote};
 use crate::runtime::Runtime;
-use crate::task::branch_name;
 use crate::task::lock::TaskLock;
 use crate::task::store::Loaded;
+use crate::task::{Promotion, branch_name};
 
 /// Create commits for a task's work on branch agent/<task>, as you.
 ///
@@ -20,9 +22,12 @@ use crate::task::store::Loaded;
 /// commit.gpgSign is set), keeping its message and exact content; uncommitted agent work
 /// becomes one more commit whose message comes from -m or your editor. Provenance (with the
 /// agent's own author and committer) is noted under refs/notes/agent. The commits are the
-/// ones `git agent review` lists. Objects are written aside and enter your repository, with
-/// the branch and notes update, only when all are written: an interrupted commit changes
-/// nothing. Progress shows on stderr for long histories. Your work tree, index and HEAD are
+/// ones `git agent review` lists, down from the tip promoted (whatever branch or detached
+/// HEAD the agent used, every commit on agent/<task> is re-created as you). Objects are
+/// written aside and enter your repository only when all are written; the branch, the notes
+/// and the task's record then move in one transaction, so an interrupted commit leaves the
+/// old state or the new one, and running it again completes it. A branch agent/<task> left
+/// by an interrupted commit (its notes name this task) is taken over; one you made is not. Progress shows on stderr for long histories. Your work tree, index and HEAD are
 /// not touched.
 #[derive(Debug, Args)]
 pub struct CommitArgs {
@@ -34,13 +39,39 @@ pub struct CommitArgs {
 }
 
 /// Push branch agent/<task> with your git and credential helpers.
+///
+/// Works like `git push`: the remote's messages (where forges print the link to open a pull
+/// request) show on stderr; a missing remote, a rejected push (with the remote's reason) and
+/// an unreachable remote are told apart. Never forces.
 #[derive(Debug, Args)]
 pub struct PushArgs {
     /// The task (any unique prefix of its name).
     pub task: String,
-    /// Remote to push to (default: the base branch's remote, else the only remote, else origin).
+    #[command(flatten)]
+    pub push: PushOpts,
+}
+
+/// How to push (shared by `push` and `commit-push`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct PushOpts {
+    /// Remote to push to (default: the base branch's remote, else remote.pushDefault, else
+    /// the only remote, else origin).
     #[arg(long)]
     pub remote: Option<String>,
+    /// Make the remote branch the upstream of agent/<task> (branch.agent/<task>.remote and
+    /// .merge), as `git push -u`. Default: agent.pushSetUpstream (false).
+    #[arg(short = 'u', long = "set-upstream", overrides_with = "no_set_upstream")]
+    pub set_upstream: bool,
+    /// Do not set the upstream, whatever agent.pushSetUpstream says.
+    #[arg(long = "no-set-upstream")]
+    pub no_set_upstream: bool,
+    /// Also push the provenance notes (refs/notes/agent) in the same push, atomically when
+    /// the remote supports it; never forced. Default: agent.pushNotes (false).
+    #[arg(long, overrides_with = "no_notes")]
+    pub notes: bool,
+    /// Do not push the notes, whatever agent.pushNotes says.
+    #[arg(long = "no-notes")]
+    pub no_notes: bool,
 }
 
 /// Commit a task's work, then push it.
@@ -51,9 +82,8 @@ pub struct CommitPushArgs {
     /// Message for the commit of the agent's uncommitted changes.
     #[arg(short = 'm', long = "message")]
     pub message: Option<String>,
-    /// Remote to push to.
-    #[arg(long)]
-    pub remote: Option<String>,
+    #[command(flatten)]
+    pub push: PushOpts,
 }
 
 async fn synced(ctx: &Ctx, task: &str, lock: &TaskLock) -> Result<Loaded> {
@@ -246,6 +276,7 @@ async fn commit(
 ) -> Result<String> {
     let name = ctx.store.resolve(task)?.record.name;
     let lock = super::lock_task(ctx, &name, "commit").await?;
+    crate::git::promote::sweep(&ctx.git, Some(&name));
     let loaded = synced(ctx, &name, &lock).await?;
     let r = &loaded.record;
     let head = loaded.ref_value("head").unwrap_or(&r.base).to_string();
@@ -279,12 +310,21 @@ async fn commit(
         };
         req.message = edit_message(ctx, &loaded, draft.as_deref())?;
     }
-    let done = promote(&ctx.git, req)?;
-    let promotion = done.promotion.clone();
-    ctx.store.update(&r.name, "commit", |rec, _| {
-        rec.promoted = Some(promotion.clone());
-        Ok(vec![])
-    })?;
+    let mut record = |p: &Promotion| -> Result<Vec<RefUpdate>> {
+        let p = p.clone();
+        let prepared = ctx.store.prepare(&r.name, "commit", &[], move |rec, _| {
+            rec.promoted = Some(p);
+            Ok(vec![])
+        })?;
+        Ok(prepared.updates)
+    };
+    let done = promote(&ctx.git, req, &mut record)?;
+    if done.adopted {
+        eprintln!(
+            "git-agent: {} holds this task's work from an interrupted commit; taken over",
+            branch_name(&r.name)
+        );
+    }
     eprintln!(
         "git-agent: {} commit{} on {} ({})",
         done.commits.len(),
@@ -328,44 +368,176 @@ fn pick_remote(ctx: &Ctx, loaded: &Loaded, explicit: Option<&str>) -> Result<Str
     }
 }
 
-fn push(ctx: &Ctx, task: &str, remote: Option<&str>) -> Result<()> {
+/// Is `remote` a URL or path rather than a remote's name (git accepts both)?
+fn is_url(remote: &str) -> bool {
+    remote.contains(':') || remote.contains('/') || remote.starts_with('.')
+}
+
+fn push(ctx: &Ctx, task: &str, opts: &PushOpts) -> Result<()> {
     let loaded = ctx.store.resolve(task)?;
     let name = loaded.record.name.clone();
-    let branch = format!("refs/heads/{}", branch_name(&name));
+    let short = branch_name(&name);
+    let branch = format!("refs/heads/{short}");
     if ctx.git.ref_value(&branch)?.is_none() {
         return Err(hinted(
-            format!("branch {} does not exist yet", branch_name(&name)),
+            format!("branch {short} does not exist yet"),
             format!("create it first with `git agent commit {name}`"),
         ));
     }
-    let remote = pick_remote(ctx, &loaded, remote)?;
-    let mut cmd = ctx.git.command();
-    cmd.args([
-        "push",
-        "--porcelain",
-        &remote,
-        &format!("{branch}:{branch}"),
-    ])
-    .stdin(Stdio::inherit())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let out = cmd.output().context("cannot run git push")?;
-    if !out.status.success() {
-        let mut msg = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
-        let porcelain = String::from_utf8_lossy(&out.stdout);
-        if let Some(line) = porcelain.lines().find(|l| l.starts_with('!')) {
-            msg = format!("{msg}\n{line}");
-        }
+    let remote = pick_remote(ctx, &loaded, opts.remote.as_deref())?;
+    let remotes = ctx.git.run(["remote"])?;
+    if !is_url(&remote) && !remotes.lines().any(|r| r == remote) {
+        let known: Vec<&str> = remotes.lines().collect();
         return Err(hinted(
-            format!(
-                "push of {} to {remote} was rejected:\n{msg}",
-                branch_name(&name)
-            ),
-            "fetch and look at the remote branch; git-agent never force-pushes",
+            format!("no remote named '{remote}'"),
+            if known.is_empty() {
+                "this repository has no remotes; add one with `git remote add <name> <url>`"
+                    .to_string()
+            } else {
+                format!(
+                    "remotes here: {} (see `git remote -v`); or add it with `git remote add {remote} <url>`",
+                    known.join(", ")
+                )
+            },
         ));
     }
-    eprintln!("git-agent: pushed {} to {remote}", branch_name(&name));
+    let upstream = if opts.no_set_upstream {
+        false
+    } else {
+        opts.set_upstream || ctx.config.bool("agent.pushSetUpstream", false)?
+    };
+    let notes = if opts.no_notes {
+        false
+    } else {
+        opts.notes || ctx.config.bool("agent.pushNotes", false)?
+    };
+    let notes = notes && ctx.git.ref_value(NOTES_REF)?.is_some();
+    let mut refspecs = vec![format!("{branch}:{branch}")];
+    if notes {
+        refspecs.push(format!("{NOTES_REF}:{NOTES_REF}"));
+    }
+    let mut result = git_push(ctx, &remote, &refspecs, notes)?;
+    if notes && !result.ok && result.refs.is_empty() && result.stderr.contains("--atomic") {
+        // The remote cannot do atomic pushes: push both in one push all the same.
+        result = git_push(ctx, &remote, &refspecs, false)?;
+    }
+    if !result.ok {
+        let rejected: Vec<&String> = result.refs.iter().filter(|l| l.starts_with('!')).collect();
+        if rejected.is_empty() {
+            return Err(hinted(
+                format!(
+                    "cannot reach remote '{remote}' to push {short}: {}",
+                    last_error_line(&result.stderr)
+                ),
+                format!(
+                    "check its URL with `git remote -v` and your network or credentials; `git ls-remote {remote}` tests the connection"
+                ),
+            ));
+        }
+        let reasons: Vec<String> = rejected.iter().map(|l| describe_ref_line(l)).collect();
+        return Err(hinted(
+            format!(
+                "push of {short} to {remote} was rejected: {}",
+                reasons.join("; ")
+            ),
+            format!(
+                "fetch it with `git fetch {remote}` and look at the remote branch; git-agent never force-pushes"
+            ),
+        ));
+    }
+    crate::crash::point("push.before-upstream");
+    if upstream {
+        ctx.git
+            .run(["config", &format!("branch.{short}.remote"), &remote])?;
+        ctx.git
+            .run(["config", &format!("branch.{short}.merge"), &branch])?;
+    }
+    eprintln!(
+        "git-agent: pushed {short}{} to {remote}{}",
+        if notes { " and its notes" } else { "" },
+        if upstream { " (upstream set)" } else { "" }
+    );
     Ok(())
+}
+
+/// What a `git push --porcelain` did.
+struct Pushed {
+    ok: bool,
+    /// The porcelain status line of each ref (`<flag>\t<from>:<to>\t<summary>`).
+    refs: Vec<String>,
+    /// Everything git and the remote printed on stderr (also shown to the user as it came).
+    stderr: String,
+}
+
+/// `git push --porcelain` with the remote's messages passed through to our stderr as they
+/// come, and kept to tell a rejection from an unreachable remote.
+fn git_push(ctx: &Ctx, remote: &str, refspecs: &[String], atomic: bool) -> Result<Pushed> {
+    let mut cmd = ctx.git.command();
+    cmd.args(["push", "--porcelain"]);
+    if atomic {
+        cmd.arg("--atomic");
+    }
+    cmd.arg(remote)
+        .args(refspecs)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("cannot run git push")?;
+    let mut err = child.stderr.take().expect("stderr was piped");
+    let tee = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut stderr = std::io::stderr();
+        loop {
+            match std::io::Read::read(&mut err, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = std::io::Write::write_all(&mut stderr, &buf[..n]);
+                    kept.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+        kept
+    });
+    let out = child
+        .wait_with_output()
+        .context("git push did not finish")?;
+    let kept = tee.join().unwrap_or_default();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let refs = stdout
+        .lines()
+        .filter(|l| l.contains('\t'))
+        .map(str::to_string)
+        .collect();
+    Ok(Pushed {
+        ok: out.status.success(),
+        refs,
+        stderr: crate::error::sanitize(&String::from_utf8_lossy(&kept)),
+    })
+}
+
+/// `refs/heads/x: rejected (fetch first)` from a porcelain line `!\tfrom:to\t[rejected] (fetch first)`.
+fn describe_ref_line(line: &str) -> String {
+    let mut f = line.split('\t');
+    let _flag = f.next();
+    let to = f
+        .next()
+        .and_then(|r| r.split_once(':'))
+        .map(|(_, to)| to)
+        .unwrap_or("");
+    let summary = f.next().unwrap_or("").replace(['[', ']'], "");
+    format!("{to} {summary}").trim().to_string()
+}
+
+/// The last meaningful line git printed (its `fatal:` line, usually).
+fn last_error_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("git push failed")
+        .trim()
+        .to_string()
 }
 
 pub async fn run_commit(args: CommitArgs) -> Result<i32> {
@@ -377,14 +549,14 @@ pub async fn run_commit(args: CommitArgs) -> Result<i32> {
 
 pub async fn run_push(args: PushArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    push(&ctx, &args.task, args.remote.as_deref())?;
+    push(&ctx, &args.task, &args.push)?;
     Ok(0)
 }
 
 pub async fn run_commit_push(args: CommitPushArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     let name = commit(&ctx, &args.task, args.message, true).await?;
-    push(&ctx, &name, args.remote.as_deref())?;
+    push(&ctx, &name, &args.push)?;
     out(branch_name(&name))?;
     Ok(0)
 }

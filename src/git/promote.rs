@@ -23,6 +23,8 @@ use crate::task::Promotion;
 
 pub const NOTES_REF: &str = "refs/notes/agent";
 
+pub use recreate::sweep;
+
 /// What to promote.
 pub struct PromoteRequest<'a> {
     pub task: &'a str,
@@ -39,6 +41,8 @@ pub struct PromoteRequest<'a> {
 #[derive(Debug)]
 pub struct Promoted {
     pub promotion: Promotion,
+    /// The branch existed with this task's work and was taken over (see [`promote`]).
+    pub adopted: bool,
     /// `(task commit, new branch commit)` in order.
     pub commits: Vec<(String, String)>,
 }
@@ -84,8 +88,24 @@ fn is_id(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The commits of `base..head` (and the snapshot `wip`) that are not promoted yet, as
-/// `previous` records, in the order `commit` re-creates them. One `git log` for the lot.
+/// The commit whose history is promoted: the parent of the uncommitted snapshot `wip` (the
+/// agent's HEAD, on whatever branch or detached), else the task's branch `head`.
+fn walk_start(git: &Git, head: &str, wip: Option<&str>) -> Result<String> {
+    match wip {
+        Some(w) => git.run([
+            "rev-parse",
+            "--verify",
+            "--end-of-options",
+            &format!("{w}^"),
+        ]),
+        None => Ok(head.to_string()),
+    }
+}
+
+/// The commits under the tip actually promoted (see [`walk_start`]) down to `base` that are
+/// not promoted yet, as `previous` records, followed by the snapshot `wip`, in the order
+/// `commit` re-creates them. Every commit that ends up on the branch is one of these or was
+/// promoted before: never a raw agent commit. One `git log` for the lot.
 pub fn plan(
     git: &Git,
     base: &str,
@@ -94,6 +114,8 @@ pub fn plan(
     previous: Option<&Promotion>,
 ) -> Result<Plan> {
     let mut done = HashMap::new();
+    let start = walk_start(git, head, wip)?;
+    let head = start.as_str();
     let mut range = vec![
         "-c".to_string(),
         "log.showSignature=false".into(),
@@ -177,7 +199,57 @@ pub fn plan(
     Ok(Plan { commits, wip, done })
 }
 
-pub fn promote(git: &Git, req: PromoteRequest<'_>) -> Result<Promoted> {
+/// Most attempts at the ref transaction when other commands keep moving the task's record
+/// or the notes ref.
+const MAX_ATTEMPTS: usize = 50;
+
+/// The promotion a branch commit records, when its provenance note says it was promoted
+/// from this task's work: its note names this task and base, and its source is the task's
+/// tip or in its history (directly, or as an uncommitted snapshot on top of it). A branch
+/// the user made carries no such note.
+fn adoptable(git: &Git, req: &PromoteRequest<'_>, commit: &str, tip: &str) -> Option<Promotion> {
+    let note = git
+        .run(["notes", "--ref", NOTES_REF, "show", commit])
+        .ok()?;
+    let field = |key: &str| {
+        note.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_string())
+    };
+    if field("git-agent-task:")? != req.task || field("git-agent-base:")? != req.base {
+        return None;
+    }
+    let source = field("git-agent-source:")?;
+    if !is_id(&source) {
+        return None;
+    }
+    let related = source == tip
+        || git
+            .test(["merge-base", "--is-ancestor", &source, tip])
+            .unwrap_or(false)
+        || git
+            .test(["merge-base", "--is-ancestor", &format!("{source}^"), tip])
+            .unwrap_or(false);
+    related.then(|| Promotion {
+        task_tip: source,
+        branch_tip: commit.to_string(),
+    })
+}
+
+/// Promote a task's work: re-create its commits as the user and move the branch, the notes
+/// ref and the task's record in ONE ref transaction. `record` returns the ref updates that
+/// record a promotion in the task's state (see `TaskStore::prepare`); it is called again
+/// when the transaction loses a race on them. A kill at any point leaves either the old
+/// state or the new one; objects moved in before a transaction that never happened are
+/// removed by the next command (see [`recreate::sweep`]).
+///
+/// A branch the record does not know is adopted when its notes say it holds this task's
+/// work (left by a promotion that died between writing the branch and the record).
+pub fn promote(
+    git: &Git,
+    req: PromoteRequest<'_>,
+    record: &mut dyn FnMut(&Promotion) -> Result<Vec<RefUpdate>>,
+) -> Result<Promoted> {
     let branch = format!("refs/heads/agent/{}", req.task);
     let tip = task_tip(req.head, req.wip);
     if tip == req.base {
@@ -186,41 +258,89 @@ pub fn promote(git: &Git, req: PromoteRequest<'_>) -> Result<Promoted> {
             "check its output with `git agent logs`, or sync it first with `git agent sync`",
         ));
     }
-    if req.previous.map(|p| p.task_tip.as_str()) == Some(tip) {
+    let current = git.ref_value(&branch)?;
+    let mut previous = req.previous.cloned();
+    let mut adopted = false;
+    if current != previous.as_ref().map(|p| p.branch_tip.clone()) {
+        match current
+            .as_deref()
+            .and_then(|c| adoptable(git, &req, c, tip))
+        {
+            Some(p) => {
+                previous = Some(p);
+                adopted = true;
+            }
+            None => {
+                return Err(match (&current, &previous) {
+                    (Some(_), None) => hinted(
+                        format!("branch agent/{} already exists", req.task),
+                        format!(
+                            "git-agent did not create it; rename or delete it (`git branch -m agent/{0} <new>`) and try again",
+                            req.task
+                        ),
+                    ),
+                    (None, _) => hinted(
+                        format!(
+                            "branch agent/{} was deleted since git-agent last wrote it",
+                            req.task
+                        ),
+                        format!(
+                            "restore it with `git branch agent/{} {}` and run commit again",
+                            req.task,
+                            previous
+                                .as_ref()
+                                .map(|p| p.branch_tip.as_str())
+                                .unwrap_or("<commit>")
+                        ),
+                    ),
+                    _ => hinted(
+                        format!(
+                            "branch agent/{} changed since git-agent last wrote it",
+                            req.task
+                        ),
+                        format!(
+                            "git-agent will not overwrite your commits; rename that branch (`git branch -m agent/{} <new>`) and run commit again",
+                            req.task
+                        ),
+                    ),
+                });
+            }
+        }
+    }
+    let expected = previous.as_ref().map(|p| p.branch_tip.clone());
+    if previous.as_ref().map(|p| p.task_tip.as_str()) == Some(tip) {
+        if adopted {
+            // The work is on the branch already; only the record is behind.
+            let promotion = previous.clone().expect("adopted");
+            let updates = vec![RefUpdate {
+                name: branch.clone(),
+                new: expected.clone(),
+                old: expected.clone(),
+            }];
+            transact(git, &branch, &updates, &promotion, record, None)?;
+            return Ok(Promoted {
+                promotion,
+                commits: vec![],
+                adopted,
+            });
+        }
         return Err(hinted(
             format!(
                 "task '{}' has nothing new to commit since the last commit",
                 req.task
             ),
-            format!("its work is already on branch agent/{}", req.task),
+            format!(
+                "its work is already on branch agent/{0}; push it with `git agent push {0}`",
+                req.task
+            ),
         ));
-    }
-    let current = git.ref_value(&branch)?;
-    let expected = req.previous.map(|p| p.branch_tip.clone());
-    if current != expected {
-        return Err(match (&current, &expected) {
-            (Some(_), None) => hinted(
-                format!("branch agent/{} already exists", req.task),
-                format!(
-                    "git-agent did not create it; rename or delete it (`git branch -m agent/{0} <new>`) and try again",
-                    req.task
-                ),
-            ),
-            _ => hinted(
-                format!(
-                    "branch agent/{} changed since git-agent last wrote it",
-                    req.task
-                ),
-                "git-agent will not overwrite your commits; rename that branch and run commit again",
-            ),
-        });
     }
 
     let sign = git
         .run(["config", "--bool", "commit.gpgSign"])
         .map(|v| v == "true")
         .unwrap_or(false);
-    let plan = plan(git, req.base, req.head, req.wip, req.previous)?;
+    let plan = plan(git, req.base, req.head, req.wip, previous.as_ref())?;
 
     // Every commit to write, parents resolved to existing commits or earlier jobs.
     let mut index: HashMap<&str, usize> = HashMap::new();
@@ -284,42 +404,135 @@ pub fn promote(git: &Git, req: PromoteRequest<'_>) -> Result<Promoted> {
         .collect();
 
     let notes_old = git.ref_value(NOTES_REF)?;
-    let made = recreate::run(git, &jobs, sign, notes_old.as_deref())?;
-    let last = made
+    let mut pending = recreate::write(git, req.task, &jobs, sign, notes_old.as_deref())?;
+    crate::crash::point("commit.quarantine-written");
+    let last = pending
         .commits
         .last()
         .cloned()
         .or_else(|| expected.clone())
         .unwrap_or_else(|| req.base.to_string());
-    let updates = vec![
-        RefUpdate {
-            name: branch.clone(),
-            new: Some(last.clone()),
-            old: expected,
-        },
-        RefUpdate {
-            name: NOTES_REF.to_string(),
-            new: Some(made.notes.clone()),
-            old: notes_old,
-        },
-    ];
-    git.transaction(&updates).map_err(|e| {
-        hinted(
-            format!(
-                "cannot update branch agent/{} and {NOTES_REF}: {e:#}",
-                req.task
-            ),
-            "another git command changed them meanwhile; run `git agent commit` again",
+    let promotion = Promotion {
+        task_tip: tip.to_string(),
+        branch_tip: last.clone(),
+    };
+    let moved = pending.migrate(&branch, &last);
+    crate::crash::point("commit.objects-moved");
+    let updates = vec![RefUpdate {
+        name: branch.clone(),
+        new: Some(last.clone()),
+        old: expected,
+    }];
+    let done = moved.and_then(|_| {
+        transact(
+            git,
+            &branch,
+            &updates,
+            &promotion,
+            record,
+            Some((&mut pending, notes_old)),
         )
-    })?;
-    let commits = sources.into_iter().zip(made.commits).collect();
+    });
+    let made = pending.commits.clone();
+    match done {
+        Ok(()) => pending.finish(),
+        Err(e) => {
+            pending.abandon(git, req.task);
+            return Err(e);
+        }
+    }
+    let commits = sources.into_iter().zip(made).collect();
     Ok(Promoted {
-        promotion: Promotion {
-            task_tip: tip.to_string(),
-            branch_tip: last,
-        },
+        promotion,
         commits,
+        adopted,
     })
+}
+
+/// Apply `updates` (the branch), the notes ref (when `notes` carries objects to reference)
+/// and the record's updates in one transaction. A lost race on the record prepares it
+/// again; one on the notes ref writes the notes commit again on the new notes tip; a branch
+/// moved by someone else, or a failure that is no race, is an error at once.
+fn transact(
+    git: &Git,
+    branch: &str,
+    updates: &[RefUpdate],
+    promotion: &Promotion,
+    record: &mut dyn FnMut(&Promotion) -> Result<Vec<RefUpdate>>,
+    mut notes: Option<(&mut recreate::Pending, Option<String>)>,
+) -> Result<()> {
+    let task = branch.trim_start_matches("refs/heads/agent/");
+    let mut last_error = None;
+    for attempt in 0..MAX_ATTEMPTS {
+        let state = record(promotion)?;
+        if let Some((pending, _)) = &mut notes {
+            for u in &state {
+                if let Some(new) = u.new.as_deref().filter(|_| u.name.ends_with("/state")) {
+                    pending.journal_state(git, new)?;
+                }
+            }
+        }
+        let mut all = updates.to_vec();
+        if let Some((pending, old)) = &notes {
+            all.push(RefUpdate {
+                name: NOTES_REF.to_string(),
+                new: Some(pending.notes.clone()),
+                old: old.clone(),
+            });
+        }
+        all.extend(state.iter().cloned());
+        crate::crash::point("commit.before-refs");
+        let e = match git.transaction(&all) {
+            Ok(()) => {
+                crate::crash::point("commit.after-refs");
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        // Which ref moved decides what to do, not the error's wording.
+        let expected_branch = updates.first().and_then(|u| u.old.clone());
+        if git.ref_value(branch)? != expected_branch {
+            return Err(hinted(
+                format!("branch agent/{task} changed while git-agent was writing it"),
+                format!(
+                    "nothing was committed; look at it with `git log agent/{task}`, rename it (`git branch -m agent/{task} <new>`) and run commit again"
+                ),
+            ));
+        }
+        let mut raced = false;
+        if let Some((pending, old)) = &mut notes {
+            let now = git.ref_value(NOTES_REF)?;
+            if now != *old {
+                pending.renote(now.as_deref())?;
+                pending.migrate(branch, &promotion.branch_tip)?;
+                *old = now;
+                raced = true;
+            }
+        }
+        for u in &state {
+            if git.ref_value(&u.name)? != u.old {
+                raced = true;
+            }
+        }
+        if !raced {
+            return Err(e.context(format!(
+                "cannot update branch agent/{task}, {NOTES_REF} and the task's record"
+            )));
+        }
+        last_error = Some(e);
+        std::thread::sleep(std::time::Duration::from_millis(
+            1 + (attempt as u64 * 7) % 23,
+        ));
+    }
+    Err(hinted(
+        format!(
+            "task '{task}' kept changing while its work was committed; nothing was committed: {:#}",
+            last_error.map(|e| format!("{e:#}")).unwrap_or_default()
+        ),
+        format!(
+            "wait for the commands changing it to finish, then run `git agent commit {task}` again"
+        ),
+    ))
 }
 
 /// Map a failure of git's commit creation to a message the user can act on.
@@ -359,6 +572,27 @@ mod tests {
             .unwrap();
         assert!(out.status.success(), "{args:?}: {out:?}");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The snapshot's parent is the agent's HEAD, here on another branch than the task's:
+    /// its commits are planned (re-created), not left raw under the snapshot.
+    #[test]
+    fn plan_walks_from_the_snapshot_parent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        git(d, &["init", "-q", "-b", "main"]);
+        git(d, &["commit", "-q", "--allow-empty", "-m", "base"]);
+        let base = git(d, &["rev-parse", "HEAD"]);
+        git(d, &["checkout", "-qb", "other"]);
+        git(d, &["commit", "-q", "--allow-empty", "-m", "elsewhere"]);
+        let other = git(d, &["rev-parse", "HEAD"]);
+        let tree = git(d, &["rev-parse", "HEAD^{tree}"]);
+        let wip = git(d, &["commit-tree", &tree, "-p", &other, "-m", "snapshot"]);
+        let g = Git::discover(d).unwrap();
+        let p = plan(&g, &base, &base, Some(&wip), None).unwrap();
+        let ids: Vec<&str> = p.commits.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, [other.as_str()]);
+        assert_eq!(p.wip.as_deref(), Some(wip.as_str()));
     }
 
     /// A history with a merge and a root-level file in each commit is re-created with the
@@ -411,6 +645,7 @@ mod tests {
                 previous: None,
                 message: None,
             },
+            &mut |_| Ok(vec![]),
         )
         .unwrap();
         let sources: Vec<&str> = done.commits.iter().map(|(s, _)| s.as_str()).collect();

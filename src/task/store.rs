@@ -45,6 +45,17 @@ impl Loaded {
     }
 }
 
+/// A state change written as objects but not applied (see [`TaskStore::prepare`]).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The state the change was made on.
+    pub current: Loaded,
+    /// The new state commit.
+    pub state: String,
+    /// The ref updates that apply it, each a compare-and-swap against `current`.
+    pub updates: Vec<RefUpdate>,
+}
+
 /// The task store of one repository.
 pub struct TaskStore {
     git: Git,
@@ -262,28 +273,7 @@ impl TaskStore {
         F: FnMut(&mut TaskRecord, &Loaded) -> Result<Vec<(String, Option<String>)>>,
     {
         for attempt in 0..MAX_ATTEMPTS {
-            let current = self
-                .load(name)?
-                .ok_or_else(|| anyhow!("task '{name}' no longer exists"))?;
-            let mut record = current.record.clone();
-            let extra = change(&mut record, &current)?;
-            let state = self.write_state(&record, Some(&current.state), msg, files)?;
-            let mut updates = vec![RefUpdate {
-                name: ref_name(name, "state"),
-                new: Some(state),
-                old: Some(current.state.clone()),
-            }];
-            for (leaf, new) in extra {
-                let old = current.refs.get(&leaf).cloned();
-                if new == old {
-                    continue;
-                }
-                updates.push(RefUpdate {
-                    name: ref_name(name, &leaf),
-                    new,
-                    old,
-                });
-            }
+            let Prepared { updates, .. } = self.prepare(name, msg, files, &mut change)?;
             match self.git.transaction(&updates) {
                 Ok(()) => {
                     return self
@@ -300,6 +290,51 @@ impl TaskStore {
             }
         }
         bail!("task '{name}' is being changed too often to update it; try again")
+    }
+
+    /// Write the state commit of a change without applying it: the returned [`Prepared`]
+    /// holds the ref updates (the state ref's compare-and-swap first, then any extra refs of
+    /// the task's namespace) for the caller to put in its own transaction, so a task's record
+    /// can move together with refs outside the task (promotion moves the branch, the notes
+    /// and the record at once). If that transaction loses a race on the state ref, prepare
+    /// again from the state then current.
+    pub fn prepare<F>(
+        &self,
+        name: &str,
+        msg: &str,
+        files: &[(&str, &[u8])],
+        change: F,
+    ) -> Result<Prepared>
+    where
+        F: FnOnce(&mut TaskRecord, &Loaded) -> Result<Vec<(String, Option<String>)>>,
+    {
+        let current = self
+            .load(name)?
+            .ok_or_else(|| anyhow!("task '{name}' no longer exists"))?;
+        let mut record = current.record.clone();
+        let extra = change(&mut record, &current)?;
+        let state = self.write_state(&record, Some(&current.state), msg, files)?;
+        let mut updates = vec![RefUpdate {
+            name: ref_name(name, "state"),
+            new: Some(state.clone()),
+            old: Some(current.state.clone()),
+        }];
+        for (leaf, new) in extra {
+            let old = current.refs.get(&leaf).cloned();
+            if new == old {
+                continue;
+            }
+            updates.push(RefUpdate {
+                name: ref_name(name, &leaf),
+                new,
+                old,
+            });
+        }
+        Ok(Prepared {
+            current,
+            state,
+            updates,
+        })
     }
 
     /// Delete every ref of a task, each only if it still has the value we read.

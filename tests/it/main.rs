@@ -16,6 +16,7 @@ mod gateway_attack;
 mod guard;
 mod hostile;
 mod lifecycle;
+mod promotion;
 mod purge;
 mod reader_attack;
 mod review_attack;

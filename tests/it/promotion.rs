@@ -1,0 +1,416 @@
+//! Promotion as one transaction (kill -9 at every point of `commit`, adopting a branch an
+//! interrupted commit left, concurrent commits), commits re-created as the user whatever
+//! branch the agent used, and `push` behaving like `git push`.
+
+use std::collections::BTreeSet;
+
+use crate::common::{Run, TestEnv};
+use crate::require_docker;
+
+/// Committed work on the task's branch, then uncommitted work on top.
+const WORK: &str = "set -e
+echo one > one && git add one && git commit -qm 'agent one'
+echo two > two && git add two && git commit -qm 'agent two'
+echo dirty >> README.md";
+
+/// The commit points of a promotion, in the order they are reached.
+const COMMIT_POINTS: &[&str] = &[
+    "commit.quarantine-written",
+    "commit.objects-moved",
+    "commit.before-refs",
+    "commit.after-refs",
+];
+
+fn rev(env: &TestEnv, r: &str) -> Option<String> {
+    let run = env.git(&["rev-parse", "-q", "--verify", r]);
+    (run.code == 0).then(|| run.stdout.trim().to_string())
+}
+
+/// The branch tip the task's record says it promoted, if any.
+fn recorded_branch_tip(env: &TestEnv, task: &str) -> Option<String> {
+    let toml = env
+        .git(&["show", &format!("refs/agent/{task}/state:task.toml")])
+        .ok()
+        .stdout;
+    let v: toml::Value = toml::from_str(&toml).unwrap();
+    v.get("promoted")
+        .and_then(|p| p.get("branch_tip"))
+        .and_then(|t| t.as_str())
+        .map(str::to_string)
+}
+
+/// Objects no ref reaches (reflogs ignored).
+fn unreachable(env: &TestEnv) -> BTreeSet<String> {
+    env.git(&["fsck", "--unreachable", "--no-reflogs", "--no-progress"])
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Quarantines and half-copied objects a promotion may leave in `.git`.
+fn leftovers(env: &TestEnv) -> Vec<String> {
+    let mut out = Vec::new();
+    let git = env.repo.join(".git");
+    if let Ok(d) = std::fs::read_dir(git.join("git-agent/tmp")) {
+        out.extend(
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("promote-")),
+        );
+    }
+    let walk = walkdir(&git.join("objects"));
+    out.extend(walk.into_iter().filter(|n| n.contains("tmp_git-agent")));
+    out
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(d) = std::fs::read_dir(dir) {
+        for e in d.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walkdir(&p));
+            } else {
+                out.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+#[track_caller]
+fn assert_fsck_clean(env: &TestEnv) {
+    let fsck = env.git(&["fsck", "--no-progress", "--no-dangling"]);
+    assert_eq!(fsck.code, 0, "{fsck}");
+    assert!(!fsck.stdout.contains("missing"), "{fsck}");
+}
+
+/// kill -9 at every point of `commit`, three times each: the user's repository is
+/// untouched, branch and record agree, no quarantine or stray object stays once the next
+/// command ran, and `commit` again completes with the task's tree. Then a branch an
+/// interrupted commit left (branch written, record not) is adopted, and one the user made
+/// is refused.
+#[test]
+fn commit_killed_at_any_point_leaves_old_or_new_and_reruns() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&[
+        "spawn", "--name", "tx", "--wait", "-m", "x", "--", "sh", "-c", WORK,
+    ])
+    .ok();
+    env.agent(&["sync", "tx"]).ok();
+    // No container: every commit below promotes without a sync (fast, and no engine race).
+    env.agent(&["rm", "tx"]).ok();
+    let old_state = env.task_refs("tx")["state"].clone();
+    let wip = env.task_refs("tx")["wip"].clone();
+    let wip_tree = rev(&env, &format!("{wip}^{{tree}}")).unwrap();
+    let restore = || {
+        env.git(&["update-ref", "refs/agent/tx/state", &old_state])
+            .ok();
+        env.git(&["update-ref", "-d", "refs/heads/agent/tx"]).ok();
+    };
+
+    for rep in 0..3 {
+        for (i, point) in COMMIT_POINTS.iter().enumerate() {
+            restore();
+            let before = env.user_snapshot();
+            let garbage = unreachable(&env);
+            let msg = format!("uncommitted work {rep} {i}");
+            env.agent_crash_at(point, &["commit", "tx", "-m", &msg]);
+            assert_eq!(before, env.user_snapshot(), "{point}: user's repository");
+            let branch = rev(&env, "refs/heads/agent/tx");
+            assert_eq!(
+                branch,
+                recorded_branch_tip(&env, "tx"),
+                "{point}: branch and record disagree"
+            );
+            let applied = *point == "commit.after-refs";
+            assert_eq!(branch.is_some(), applied, "{point}");
+
+            // The next command (any) clears what the dead promotion left.
+            env.agent(&["list"]).ok();
+            assert_eq!(leftovers(&env), Vec::<String>::new(), "{point}");
+            if !applied {
+                assert_eq!(garbage, unreachable(&env), "{point}: stray objects");
+            }
+            assert_fsck_clean(&env);
+
+            let again = env.agent(&["commit", "tx", "-m", &msg]);
+            if applied {
+                let again = again.fails();
+                assert!(again.stderr.contains("nothing new"), "{again}");
+            } else {
+                again.ok();
+            }
+            let tip = rev(&env, "refs/heads/agent/tx").unwrap();
+            assert_eq!(recorded_branch_tip(&env, "tx").as_deref(), Some(&*tip));
+            assert_eq!(rev(&env, &format!("{tip}^{{tree}}")).unwrap(), wip_tree);
+            assert_eq!(
+                env.git(&["log", "-1", "--format=%B", &tip]).stdout.trim(),
+                msg
+            );
+            assert_eq!(leftovers(&env), Vec::<String>::new(), "{point}");
+            assert_fsck_clean(&env);
+        }
+    }
+
+    // What the old code left after a kill: the branch (and its notes) without the record.
+    let left = rev(&env, "refs/heads/agent/tx").unwrap();
+    env.git(&["update-ref", "refs/agent/tx/state", &old_state])
+        .ok();
+    let adopted = env
+        .agent(&["commit", "tx", "-m", "uncommitted work 2 3"])
+        .ok();
+    assert!(adopted.stderr.contains("taken over"), "{adopted}");
+    assert_eq!(rev(&env, "refs/heads/agent/tx").unwrap(), left);
+    assert_eq!(recorded_branch_tip(&env, "tx"), Some(left));
+
+    // A branch the user made is theirs.
+    restore();
+    env.git(&["branch", "agent/tx", "main"]).ok();
+    let before = env.user_snapshot();
+    let refused = env.agent(&["commit", "tx", "-m", "m"]).fails();
+    assert!(refused.stderr.contains("already exists"), "{refused}");
+    assert_eq!(before, env.user_snapshot());
+    assert_eq!(
+        rev(&env, "refs/heads/agent/tx"),
+        rev(&env, "refs/heads/main")
+    );
+    assert_eq!(recorded_branch_tip(&env, "tx"), None);
+}
+
+/// Every commit in `main..agent/<task>` is the user's, none of the task's raw commits is
+/// reachable from it, and its tree is the task tip's.
+#[track_caller]
+fn assert_recreated(env: &TestEnv, task: &str) {
+    let refs = env.task_refs(task);
+    let tip = refs.get("wip").or(refs.get("head")).unwrap().clone();
+    let branch = format!("agent/{task}");
+    let committers = env
+        .git(&["log", "--format=%cn <%ce>", &format!("main..{branch}")])
+        .ok()
+        .stdout;
+    assert!(!committers.trim().is_empty(), "{task}: nothing promoted");
+    for c in committers.lines() {
+        assert_eq!(c, "Test User <test@example.com>", "{task}");
+    }
+    let raw = env
+        .git(&["rev-list", &tip, "^main"])
+        .ok()
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    assert!(!raw.is_empty());
+    for r in raw {
+        let reach = env.git(&["merge-base", "--is-ancestor", &r, &branch]);
+        assert_eq!(reach.code, 1, "{task}: raw agent commit {r} is on {branch}");
+    }
+    assert_eq!(
+        rev(env, &format!("{branch}^{{tree}}")),
+        rev(env, &format!("{tip}^{{tree}}")),
+        "{task}"
+    );
+}
+
+/// Whatever branch or detached HEAD the agent used, every commit reaching the user's branch
+/// is re-created as the user. Five concurrent commits of one task: one promotes, the others
+/// wait and say there is nothing new.
+#[test]
+fn commits_under_the_snapshot_are_recreated_and_concurrent_commits_end_well() {
+    require_docker!();
+    let env = TestEnv::new();
+    let tasks = [
+        // (a) another branch left checked out, with uncommitted changes.
+        (
+            "ra",
+            "set -e; git checkout -qb elsewhere; echo a > a; git add a; git commit -qm 'on another branch'; echo d >> README.md",
+        ),
+        // (b) its branch, then a detached HEAD with commits, and uncommitted changes.
+        (
+            "rb",
+            "set -e; echo b > b; git add b; git commit -qm 'on its branch'; git checkout -q --detach; echo c > c; git add c; git commit -qm detached; echo d >> README.md",
+        ),
+        // (c) commits on its branch, resets it back, leaves changes.
+        (
+            "rc",
+            "set -e; echo e > e; git add e; git commit -qm one; echo f > f; git add f; git commit -qm two; git reset -q --hard HEAD~2; echo g > g; git add g; git commit -qm three; echo d >> README.md",
+        ),
+    ];
+    for (name, script) in tasks {
+        env.agent(&[
+            "spawn", "--name", name, "--wait", "-m", "x", "--", "sh", "-c", script,
+        ])
+        .ok();
+    }
+    let before = env.user_snapshot();
+
+    // Five commits of `ra` at once, each syncing its (exited) task first.
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..5)
+            .map(|_| s.spawn(|| env.agent(&["commit", "ra", "-m", "together"])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = runs.iter().filter(|r| r.code == 0).count();
+    assert_eq!(ok, 1, "{runs:#?}");
+    for r in runs.iter().filter(|r| r.code != 0) {
+        assert_eq!(r.code, 1, "{r}");
+        assert!(r.stderr.contains("nothing new"), "{r}");
+        assert!(r.stderr.contains("Hint: "), "{r}");
+        assert!(!r.stderr.contains("409"), "{r}");
+    }
+
+    env.agent(&["commit", "rb", "-m", "b work"]).ok();
+    env.agent(&["commit", "rc", "-m", "c work"]).ok();
+    for (name, _) in tasks {
+        assert_recreated(&env, name);
+    }
+    assert_eq!(before, env.user_snapshot());
+
+    push_behaves_like_git_push(&env);
+}
+
+/// `push` against a local bare remote whose hook prints a pull-request link, as forges do.
+fn push_behaves_like_git_push(env: &TestEnv) {
+    let remote = env.home.path().join("forge.git");
+    env.git(&["init", "-q", "--bare", remote.to_str().unwrap()])
+        .ok();
+    let hook = remote.join("hooks/post-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\necho 'Create a pull request for agent/ra on Forge:' >&2\necho '  https://forge.invalid/pr/new/agent/ra' >&2\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.git(&["remote", "add", "origin", remote.to_str().unwrap()])
+        .ok();
+    let ls_remote = |r: &str| {
+        env.git(&["ls-remote", "origin", r])
+            .ok()
+            .stdout
+            .split_whitespace()
+            .next()
+            .map(str::to_string)
+    };
+
+    // A missing remote is missing, not "rejected".
+    let before = env.user_snapshot();
+    let e = env.agent(&["push", "ra", "--remote", "nope"]).fails();
+    assert!(e.stderr.contains("no remote named 'nope'"), "{e}");
+    assert!(e.stderr.contains("git remote"), "{e}");
+    assert!(!e.stderr.contains("rejected"), "{e}");
+    // An unreachable one is unreachable.
+    env.git(&["remote", "add", "gone", "/nonexistent/gone.git"])
+        .ok();
+    let before_gone = env.user_snapshot();
+    let e = env.agent(&["push", "ra", "--remote", "gone"]).fails();
+    assert!(e.stderr.contains("cannot reach remote 'gone'"), "{e}");
+    assert!(!e.stderr.contains("rejected"), "{e}");
+    assert_eq!(before_gone, env.user_snapshot());
+    env.git(&["remote", "remove", "gone"]).ok();
+    assert_eq!(before, env.user_snapshot());
+
+    // Messages pass through, upstream set, notes travel.
+    let pushed = env
+        .agent(&["push", "ra", "--remote", "origin", "-u", "--notes"])
+        .ok();
+    assert!(
+        pushed
+            .stderr
+            .contains("remote: Create a pull request for agent/ra on Forge:"),
+        "{pushed}"
+    );
+    assert!(
+        pushed
+            .stderr
+            .contains("https://forge.invalid/pr/new/agent/ra"),
+        "{pushed}"
+    );
+    assert_eq!(
+        env.git(&["config", "branch.agent/ra.remote"]).stdout.trim(),
+        "origin"
+    );
+    assert_eq!(
+        env.git(&["config", "branch.agent/ra.merge"]).stdout.trim(),
+        "refs/heads/agent/ra"
+    );
+    assert_eq!(ls_remote("refs/heads/agent/ra"), rev(env, "agent/ra"));
+    assert_eq!(ls_remote("refs/notes/agent"), rev(env, "refs/notes/agent"));
+
+    // Killed after pushing, before the upstream is written: config untouched; push again
+    // completes it.
+    // (git itself updates the remote-tracking ref of what it pushed, as `git push` does.)
+    let without_tracking = |mut s: std::collections::BTreeMap<String, String>| {
+        let refs = s["refs"]
+            .lines()
+            .filter(|l| !l.starts_with("refs/remotes/origin/agent/rb "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        s.insert("refs".into(), refs);
+        s
+    };
+    let before = without_tracking(env.user_snapshot());
+    env.agent_crash_at("push.before-upstream", &["push", "rb", "-u"]);
+    assert_eq!(before, without_tracking(env.user_snapshot()));
+    assert_eq!(env.git(&["config", "branch.agent/rb.remote"]).code, 1);
+    env.agent(&["push", "rb", "-u"]).ok();
+    assert_eq!(
+        env.git(&["config", "branch.agent/rb.merge"]).stdout.trim(),
+        "refs/heads/agent/rb"
+    );
+
+    // A diverged remote branch: rejected, with the remote's reason.
+    let other = env
+        .git(&[
+            "commit-tree",
+            "main^{tree}",
+            "-p",
+            "main",
+            "-m",
+            "someone else's",
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    env.git(&[
+        "push",
+        "-q",
+        "origin",
+        &format!("{other}:refs/heads/agent/rc"),
+    ])
+    .ok();
+    let before = env.user_snapshot();
+    let e = env.agent(&["push", "rc"]).fails();
+    assert!(e.stderr.contains("rejected"), "{e}");
+    assert!(
+        e.stderr.contains("fetch first") || e.stderr.contains("non-fast-forward"),
+        "{e}"
+    );
+    assert!(!e.stderr.contains("cannot reach"), "{e}");
+    assert_eq!(before, env.user_snapshot());
+    assert_eq!(ls_remote("refs/heads/agent/rc"), Some(other));
+
+    // commit-push takes the same options; the config default and its override.
+    env.git(&["config", "--unset", "branch.agent/ra.remote"])
+        .ok();
+    env.git(&["config", "--unset", "branch.agent/ra.merge"])
+        .ok();
+    env.git(&["config", "agent.pushSetUpstream", "true"]).ok();
+    env.agent(&[
+        "commit-push",
+        "ra",
+        "--remote",
+        "origin",
+        "--no-set-upstream",
+    ])
+    .ok();
+    assert_eq!(env.git(&["config", "branch.agent/ra.remote"]).code, 1);
+    env.agent(&["commit-push", "ra", "--remote", "origin"]).ok();
+    assert_eq!(
+        env.git(&["config", "branch.agent/ra.remote"]).stdout.trim(),
+        "origin"
+    );
+}
