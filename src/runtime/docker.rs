@@ -23,8 +23,9 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
-    CommitSpec, ContainerState, ExecOutcome, GatewaySpec, ImageConfig, LABEL_TASK, ObjectKind,
-    OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Upload, WardenSpec,
+    CommitSpec, ContainerState, EngineError, EngineErrorKind, ExecOutcome, GatewaySpec,
+    ImageConfig, LABEL_TASK, ObjectKind, OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec,
+    Upload, WardenSpec,
 };
 use crate::error::hinted;
 
@@ -59,24 +60,120 @@ fn is_not_found(e: &BollardError) -> bool {
     )
 }
 
-fn engine_hint() -> String {
-    match std::env::var("DOCKER_HOST") {
-        Ok(h) => format!(
-            "check that the engine at DOCKER_HOST={h} is running, or unset DOCKER_HOST to use the local socket"
-        ),
-        Err(_) => "start the Docker engine (e.g. `sudo systemctl start docker`), or point DOCKER_HOST at one".into(),
+fn is_conflict(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            ..
+        }
+    )
+}
+
+use super::engine_hint;
+
+/// Type a client error: by its variant, then by the HTTP status the engine answered with.
+/// Only [`engine_says`] looks at the engine's words, for the failures that have no status of
+/// their own.
+pub fn classify(e: BollardError) -> EngineError {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            let kind = engine_says(&message).unwrap_or(match status_code {
+                404 => EngineErrorKind::NotFound,
+                409 => EngineErrorKind::Conflict,
+                401 | 403 => EngineErrorKind::PermissionDenied,
+                _ => EngineErrorKind::Other,
+            });
+            EngineError::new(kind, Some(status_code), message)
+        }
+        BollardError::HyperLegacyError { .. }
+        | BollardError::HyperResponseError { .. }
+        | BollardError::IOError { .. }
+        | BollardError::RequestTimeoutError
+        | BollardError::SocketNotFoundError(_) => {
+            let denied =
+                io_cause(&e).is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+            let kind = if denied {
+                EngineErrorKind::PermissionDenied
+            } else {
+                EngineErrorKind::Unreachable
+            };
+            EngineError::new(kind, None, describe(&e))
+        }
+        other => EngineError::new(EngineErrorKind::Other, None, describe(&other)),
     }
+}
+
+/// The kinds the engine reports only in words (with a generic 4xx/5xx status): a full
+/// address pool and a full disk. The texts are the engine's own (Docker 20.10 to 27, Podman).
+pub fn engine_says(message: &str) -> Option<EngineErrorKind> {
+    let m = message.to_ascii_lowercase();
+    let pool = [
+        "non-overlapping ipv4 address pool",
+        "non-overlapping ipv6 address pool",
+        "could not find an available predefined network",
+        "all predefined address pools have been fully subnetted",
+        "could not find a free subnet",
+    ];
+    if pool.iter().any(|p| m.contains(p)) {
+        return Some(EngineErrorKind::AddressPoolExhausted);
+    }
+    if m.contains("no space left on device") {
+        return Some(EngineErrorKind::NoSpace);
+    }
+    None
+}
+
+/// The first I/O error under a client error (connection refused, permission denied).
+fn io_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        next = err.source();
+    }
+    None
+}
+
+/// A client error with its causes ("client error (Connect): Connection refused"): the
+/// outermost text alone often says only which layer failed.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        let text = text.trim();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(text)) {
+            parts.push(text.to_string());
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// A client error as an `anyhow` error carrying its [`EngineError`].
+pub fn engine(e: BollardError) -> anyhow::Error {
+    anyhow::Error::new(classify(e))
+}
+
+/// The error of [`DockerRuntime::connect`]: typed, with the hint how to start or point at
+/// an engine.
+fn unreachable(e: BollardError) -> anyhow::Error {
+    let mut err = classify(e);
+    if err.kind != EngineErrorKind::PermissionDenied {
+        err.kind = EngineErrorKind::Unreachable;
+        err.hint = Some(engine_hint());
+    }
+    anyhow::Error::new(err)
 }
 
 impl DockerRuntime {
     /// Connect and negotiate the API version; a clear error when no engine answers.
     pub async fn connect() -> Result<DockerRuntime> {
-        let unreachable = |e: BollardError| {
-            hinted(
-                format!("cannot reach the container engine: {e}"),
-                engine_hint(),
-            )
-        };
         // Long-running streams (logs -f, wait) must not hit bollard's default 2 minute timeout.
         let docker = Docker::connect_with_defaults()
             .map_err(unreachable)?
@@ -105,7 +202,7 @@ impl Runtime for DockerRuntime {
                 engine_hint(),
             )
         })?;
-        let v = self.docker.version().await?;
+        let v = self.docker.version().await.map_err(engine)?;
         Ok(format!(
             "{} (API {})",
             v.version.unwrap_or_default(),
@@ -117,7 +214,7 @@ impl Runtime for DockerRuntime {
         match self.docker.inspect_image(tag).await {
             Ok(i) => Ok(i.id),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(anyhow!(e).context(format!("cannot inspect image {tag}"))),
+            Err(e) => Err(engine(e).context(format!("cannot inspect image {tag}"))),
         }
     }
 
@@ -146,7 +243,7 @@ impl Runtime for DockerRuntime {
                 Err(BollardError::DockerStreamError { error }) => {
                     return Err(build_failed(&error, &recent));
                 }
-                Err(e) => return Err(anyhow!(e).context("image build failed")),
+                Err(e) => return Err(engine(e).context("image build failed")),
             };
             if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
                 progress(text);
@@ -171,6 +268,7 @@ impl Runtime for DockerRuntime {
             .docker
             .inspect_image(image)
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot inspect image {image}"))?;
         let c = info.config.unwrap_or_default();
         Ok(ImageConfig {
@@ -233,22 +331,26 @@ impl Runtime for DockerRuntime {
                 },
             )
             .await
-            .with_context(|| format!("cannot run a build step in container {id}"))?;
+            .map_err(|e| exec_failed(id, e))?;
         let StartExecResults::Attached {
             output: mut out, ..
-        } = self.docker.start_exec(&exec.id, None).await?
+        } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(engine)?
         else {
             bail!("the engine did not attach to the build step");
         };
         while let Some(msg) = out.next().await {
-            match msg? {
+            match msg.map_err(engine)? {
                 LogOutput::StdOut { message }
                 | LogOutput::StdErr { message }
                 | LogOutput::Console { message } => output(&message),
                 LogOutput::StdIn { .. } => {}
             }
         }
-        let info = self.docker.inspect_exec(&exec.id).await?;
+        let info = self.docker.inspect_exec(&exec.id).await.map_err(engine)?;
         Ok(info.exit_code.unwrap_or(-1))
     }
 
@@ -275,6 +377,7 @@ impl Runtime for DockerRuntime {
             .docker
             .commit_container(opts, config)
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot commit the build container {}", spec.container))?;
         Ok(resp.id)
     }
@@ -294,7 +397,7 @@ impl Runtime for DockerRuntime {
                 "true".to_string(),
             )])
         });
-        let resp = self
+        let resp = match self
             .docker
             .create_network(NetworkCreateRequest {
                 name: name.to_string(),
@@ -305,7 +408,28 @@ impl Runtime for DockerRuntime {
                 ..Default::default()
             })
             .await
-            .with_context(|| format!("cannot create network {name}"))?;
+        {
+            Ok(r) => r,
+            Err(e) if is_conflict(&e) => return Err(name_taken("network", name, e)),
+            Err(e) => {
+                return Err(engine(e).context(format!("cannot create network {name}")));
+            }
+        };
+        // Engines before API 1.44 create a second network of a name that exists. When two
+        // requests raced, the network with the lowest id stays; the other creator removes
+        // its own and gets the conflict newer engines would have given it.
+        let ids = self.networks_named(name).await?;
+        if ids.len() > 1 && ids.first() != Some(&resp.id) {
+            self.docker.remove_network(&resp.id).await.map_err(engine)?;
+            return Err(name_taken(
+                "network",
+                name,
+                BollardError::DockerResponseServerError {
+                    status_code: 409,
+                    message: format!("network with name {name} already exists"),
+                },
+            ));
+        }
         Ok(resp.id)
     }
 
@@ -320,7 +444,7 @@ impl Runtime for DockerRuntime {
         {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(anyhow!(e).context(format!("cannot inspect network {name}"))),
+            Err(e) => Err(engine(e).context(format!("cannot inspect network {name}"))),
         }
     }
 
@@ -364,6 +488,7 @@ impl Runtime for DockerRuntime {
                 },
             )
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot attach the gateway to network {}", spec.inner))?;
         Ok(resp.id)
     }
@@ -432,6 +557,7 @@ impl Runtime for DockerRuntime {
         self.docker
             .upload_to_container(id, Some(opts), bollard::body_full(body))
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot upload files into container {id}"))
     }
 
@@ -445,6 +571,7 @@ impl Runtime for DockerRuntime {
         let mut out = Vec::new();
         while let Some(item) = stream.next().await {
             let bytes = item
+                .map_err(engine)
                 .with_context(|| format!("cannot read the log of container {id}"))?
                 .into_bytes();
             let room = limit.saturating_sub(out.len());
@@ -464,6 +591,7 @@ impl Runtime for DockerRuntime {
                 ..Default::default()
             })
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot create volume {name}"))?;
         Ok(())
     }
@@ -538,6 +666,7 @@ impl Runtime for DockerRuntime {
         self.docker
             .start_container(id, None)
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot start container {id}"))
     }
 
@@ -548,7 +677,7 @@ impl Runtime for DockerRuntime {
                 Ok(parse_state(s.status, s.exit_code))
             }
             Err(e) if is_not_found(&e) => Ok(ContainerState::Missing),
-            Err(e) => Err(anyhow!(e).context(format!("cannot inspect container {id}"))),
+            Err(e) => Err(engine(e).context(format!("cannot inspect container {id}"))),
         }
     }
 
@@ -579,11 +708,15 @@ impl Runtime for DockerRuntime {
                 },
             )
             .await
-            .with_context(|| format!("cannot exec in container {id}"))?;
+            .map_err(|e| exec_failed(id, e))?;
         let StartExecResults::Attached {
             mut output,
             mut input,
-        } = self.docker.start_exec(&exec.id, None).await?
+        } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(engine)?
         else {
             bail!("the engine did not attach to the exec");
         };
@@ -602,7 +735,7 @@ impl Runtime for DockerRuntime {
         let mut written = 0u64;
         let read = async {
             while let Some(msg) = output.next().await {
-                match msg? {
+                match msg.map_err(engine)? {
                     LogOutput::StdOut { message } | LogOutput::Console { message } => {
                         written += message.len() as u64;
                         if written > limit {
@@ -622,7 +755,7 @@ impl Runtime for DockerRuntime {
         };
         let (fed, read) = tokio::join!(feed, read);
         read?;
-        let info = self.docker.inspect_exec(&exec.id).await?;
+        let info = self.docker.inspect_exec(&exec.id).await.map_err(engine)?;
         let exit_code = info.exit_code.unwrap_or(-1);
         if exit_code == 0 {
             fed.context("could not send data into the sandbox")?;
@@ -649,11 +782,16 @@ impl Runtime for DockerRuntime {
                     ..Default::default()
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| exec_failed(id, e))?;
         let StartExecResults::Attached {
             mut output,
             mut input,
-        } = self.docker.start_exec(&exec.id, None).await?
+        } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(engine)?
         else {
             bail!("the engine did not attach to the exec");
         };
@@ -669,7 +807,7 @@ impl Runtime for DockerRuntime {
         let _raw = crate::cli::term::RawMode::enable()?;
         resize(exec.id.clone()).await;
         pump_terminal(&mut output, &mut input, || resize(exec.id.clone())).await?;
-        let info = self.docker.inspect_exec(&exec.id).await?;
+        let info = self.docker.inspect_exec(&exec.id).await.map_err(engine)?;
         Ok(info.exit_code.unwrap_or(-1))
     }
 
@@ -692,6 +830,7 @@ impl Runtime for DockerRuntime {
             .docker
             .attach_container(id, Some(opts))
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot attach to container {id}"))?;
         let resize = || async move {
             if let Some((w, h)) = crate::cli::term::size() {
@@ -735,7 +874,7 @@ impl Runtime for DockerRuntime {
                         "output is kept only while the container exists (until `git agent rm`)",
                     ));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(engine(e)),
             }
         }
         if follow && tail == "all" {
@@ -762,7 +901,7 @@ impl Runtime for DockerRuntime {
         match stream.next().await {
             Some(Ok(r)) => Ok(r.status_code),
             Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
-            Some(Err(e)) => Err(e.into()),
+            Some(Err(e)) => Err(engine(e)),
             None => bail!("the engine closed the wait stream for {id}"),
         }
     }
@@ -775,7 +914,7 @@ impl Runtime for DockerRuntime {
             Err(BollardError::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            Err(e) => Err(anyhow!(e).context(format!("cannot stop container {id}"))),
+            Err(e) => Err(engine(e).context(format!("cannot stop container {id}"))),
         }
     }
 
@@ -784,7 +923,10 @@ impl Runtime for DockerRuntime {
         match self.docker.remove_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(anyhow!(e).context(format!("cannot remove container {id}"))),
+            // Another request is removing it already: what we asked for is happening;
+            // return once it is done.
+            Err(e) if is_conflict(&e) => self.await_removal(id).await,
+            Err(e) => Err(engine(e).context(format!("cannot remove container {id}"))),
         }
     }
 
@@ -793,15 +935,29 @@ impl Runtime for DockerRuntime {
         match self.docker.remove_volume(name, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(anyhow!(e).context(format!("cannot remove volume {name}"))),
+            Err(e) => Err(engine(e).context(format!("cannot remove volume {name}"))),
         }
     }
 
     async fn remove_network(&self, name: &str) -> Result<()> {
+        // A name two networks share (see `create_network`) is ambiguous to the engine.
+        let ids = self.networks_named(name).await?;
+        if ids.len() > 1 {
+            for id in ids {
+                match self.docker.remove_network(&id).await {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => {
+                        return Err(engine(e).context(format!("cannot remove network {name}")));
+                    }
+                }
+            }
+            return Ok(());
+        }
         match self.docker.remove_network(name).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(anyhow!(e).context(format!("cannot remove network {name}"))),
+            Err(e) => Err(engine(e).context(format!("cannot remove network {name}"))),
         }
     }
 
@@ -815,7 +971,11 @@ impl Runtime for DockerRuntime {
         let opts = ListContainersOptionsBuilder::new()
             .filters(&filters)
             .build();
-        let list = self.docker.list_containers(Some(opts)).await?;
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(engine)?;
         let jobs = list.iter().map(|c| {
             let id = c.id.clone().unwrap_or_default();
             let networks: Vec<String> = c
@@ -865,7 +1025,7 @@ impl Runtime for DockerRuntime {
         match found {
             Ok(labels) => Ok(Some(labels)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(anyhow!(e).context(format!("cannot inspect {name}"))),
+            Err(e) => Err(engine(e).context(format!("cannot inspect {name}"))),
         }
     }
 
@@ -882,7 +1042,11 @@ impl Runtime for DockerRuntime {
             .all(true)
             .filters(&filters)
             .build();
-        let list = self.docker.list_containers(Some(opts)).await?;
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(engine)?;
         let mut out = Vec::new();
         for c in list {
             let id = c.id.unwrap_or_default();
@@ -938,7 +1102,7 @@ where
                     out.write_all(&m.into_bytes()).await?;
                     out.flush().await?;
                 }
-                Some(Err(e)) => return Err(e.into()),
+                Some(Err(e)) => return Err(engine(e)),
                 None => break,
             },
             data = rx.recv(), if stdin_open => match data {
@@ -956,13 +1120,63 @@ where
 }
 
 impl DockerRuntime {
+    /// Create a container under a fixed name. A 409 means another request holds the name
+    /// (a container of that name exists, or is still being removed): said as such, typed
+    /// [`EngineErrorKind::Conflict`], never the engine's raw answer.
     async fn create_named(
         &self,
         name: &str,
         body: ContainerCreateBody,
-    ) -> Result<bollard::models::ContainerCreateResponse, BollardError> {
+    ) -> Result<bollard::models::ContainerCreateResponse> {
         let opts = CreateContainerOptionsBuilder::new().name(name).build();
-        self.docker.create_container(Some(opts), body).await
+        match self.docker.create_container(Some(opts), body).await {
+            Ok(r) => Ok(r),
+            Err(e) if is_conflict(&e) => Err(name_taken("container", name, e)),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    /// The ids of the networks named exactly `name` (the engine's name filter matches parts
+    /// of names, and API versions before 1.44 let two networks share a name).
+    async fn networks_named(&self, name: &str) -> Result<Vec<String>> {
+        let filters = HashMap::from([("name", vec![name])]);
+        let opts = bollard::query_parameters::ListNetworksOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_networks(Some(opts))
+            .await
+            .map_err(engine)
+            .with_context(|| format!("cannot list networks named {name}"))?;
+        let mut ids: Vec<String> = list
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .filter_map(|n| n.id)
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Wait (a bounded time) for a container whose removal another request started to be gone,
+    /// so a create of the same name that follows does not meet it.
+    async fn await_removal(&self, id: &str) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.docker.inspect_container(id, None).await {
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) => {
+                    return Err(engine(e).context(format!("cannot inspect container {id}")));
+                }
+                Ok(_) if std::time::Instant::now() >= deadline => {
+                    return Err(hinted(
+                        format!("container {id} is still being removed by the engine after 30s"),
+                        "run `git agent doctor` to see what is left; `git agent doctor --fix` removes leftovers",
+                    ));
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     async fn cut_and_kill(&self, id: &str, networks: &[String]) -> Result<()> {
@@ -999,6 +1213,30 @@ fn log_rotation() -> bollard::models::HostConfigLogConfig {
 pub const LOG_FILE_SIZE: &str = "20m";
 /// Rotated log files kept per container.
 pub const LOG_FILES: &str = "5";
+
+/// An exec that could not be created. A 409 means the container is not running (it ended,
+/// or was stopped meanwhile): said so, not as the engine's raw answer.
+fn exec_failed(id: &str, e: BollardError) -> anyhow::Error {
+    if is_conflict(&e) {
+        return anyhow::Error::new(classify(e)).context(crate::error::Hint {
+            message: format!("cannot run a command in container {id}: it is not running"),
+            hint: "see the task's state with `git agent status <task>`; `git agent restart <task>` starts it again".into(),
+        });
+    }
+    engine(e).context(format!("cannot run a command in container {id}"))
+}
+
+/// A 409 on creating a named object: someone else holds the name right now.
+fn name_taken(what: &str, name: &str, e: BollardError) -> anyhow::Error {
+    let mut err = classify(e);
+    err.kind = EngineErrorKind::Conflict;
+    anyhow::Error::new(err).context(crate::error::Hint {
+        message: format!(
+            "cannot create {what} {name}: one of that name already exists or is being removed (another git-agent command may be working on the same task)"
+        ),
+        hint: "let the other command finish; `git agent list` shows the tasks and `git agent doctor` lists objects left behind (`git agent doctor --fix` removes them)".into(),
+    })
+}
 
 fn build_failed(error: &str, recent: &[String]) -> anyhow::Error {
     let mut msg = format!("image build failed: {}", error.trim());
