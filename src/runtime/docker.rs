@@ -83,8 +83,10 @@ pub fn classify(e: BollardError) -> EngineError {
         } => {
             let kind = engine_says(&message).unwrap_or(match status_code {
                 404 => EngineErrorKind::NotFound,
-                409 => EngineErrorKind::Conflict,
-                401 | 403 => EngineErrorKind::PermissionDenied,
+                // Docker answers 403 ("forbidden") for a request the object's current state
+                // does not allow (a network with endpoints, an endpoint that exists).
+                409 | 403 => EngineErrorKind::Conflict,
+                401 => EngineErrorKind::PermissionDenied,
                 _ => EngineErrorKind::Other,
             });
             EngineError::new(kind, Some(status_code), message)
@@ -128,7 +130,10 @@ pub fn engine_says(message: &str) -> Option<EngineErrorKind> {
 }
 
 /// The first I/O error under a client error (connection refused, permission denied).
-fn io_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+fn io_cause(e: &BollardError) -> Option<&std::io::Error> {
+    if let BollardError::IOError { err } = e {
+        return Some(err);
+    }
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
@@ -1252,4 +1257,77 @@ fn build_failed(error: &str, recent: &[String]) -> anyhow::Error {
         msg.trim_end(),
         "fix the failing step (see `git agent image build --dry-run` for the Dockerfile), then run `git agent image build`",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(status_code: u16, message: &str) -> BollardError {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn engine_answers_are_typed_by_status() {
+        let e = classify(server(404, "No such container: x"));
+        assert_eq!(e.kind, EngineErrorKind::NotFound);
+        let e = classify(server(
+            409,
+            "Conflict. The container name \"/ga-1\" is already in use by container \"abc\". You have to remove (or rename) that container to be able to reuse that name.",
+        ));
+        assert_eq!(e.kind, EngineErrorKind::Conflict);
+        let e = classify(server(
+            403,
+            "error while removing network: network ga-1 id 6c0d has active endpoints",
+        ));
+        assert_eq!(e.kind, EngineErrorKind::Conflict);
+        assert_eq!(
+            classify(server(500, "driver failed")).kind,
+            EngineErrorKind::Other
+        );
+        assert!(classify(server(500, "")).to_string().contains("500"));
+    }
+
+    /// The engines' own answers when no address range is left for a network (Docker 20.10
+    /// to 23, older ones, 27+) and when its disk is full; the pool cannot be exhausted on a
+    /// shared test engine without breaking everyone else's networks.
+    #[test]
+    fn pool_exhaustion_and_full_disk_are_recognised_from_the_engines_words() {
+        for body in [
+            "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
+            "failed to parse pool request for address space \"LocalDefault\" pool \"\" subpool \"\": could not find an available predefined network",
+            "all predefined address pools have been fully subnetted",
+        ] {
+            for status in [400, 403, 404, 500] {
+                let e = classify(server(status, body));
+                assert_eq!(e.kind, EngineErrorKind::AddressPoolExhausted, "{body}");
+                let hint = e.hint.unwrap();
+                assert!(hint.contains("docker network prune"), "{hint}");
+                assert!(hint.contains("default-address-pools"), "{hint}");
+            }
+        }
+        let e = classify(server(
+            500,
+            "write /var/lib/docker/volumes/x/_data/f: no space left on device",
+        ));
+        assert_eq!(e.kind, EngineErrorKind::NoSpace);
+        assert_eq!(engine_says("No such network: ga-1"), None);
+    }
+
+    #[test]
+    fn a_refused_connection_is_unreachable_with_a_hint() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let e = classify(BollardError::IOError { err: io });
+        assert_eq!(e.kind, EngineErrorKind::Unreachable);
+        assert!(e.to_string().contains("Connection refused"), "{e}");
+        assert!(e.hint.unwrap().contains("git agent doctor"));
+        let denied = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = classify(BollardError::IOError { err: denied });
+        assert_eq!(e.kind, EngineErrorKind::PermissionDenied);
+        let e = classify(BollardError::SocketNotFoundError("/nope.sock".into()));
+        assert_eq!(e.kind, EngineErrorKind::Unreachable);
+    }
 }

@@ -290,7 +290,12 @@ impl TaskStore {
                         .load(name)?
                         .ok_or_else(|| anyhow!("task '{name}' vanished during an update"));
                 }
-                Err(e) if e.downcast_ref::<TransactionFailed>().is_some() => {
+                // Only a lost compare-and-swap is worth another try; anything else (a full
+                // disk, no permission, a broken ref) would fail the same way again.
+                Err(e)
+                    if e.downcast_ref::<TransactionFailed>()
+                        .is_some_and(|t| t.is_race()) =>
+                {
                     // Someone else moved a ref first: back off a little and try again.
                     std::thread::sleep(std::time::Duration::from_millis(
                         1 + (attempt as u64 * 7) % 23,
