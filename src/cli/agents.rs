@@ -129,8 +129,11 @@ pub fn run_auth(args: AuthArgs) -> Result<i32> {
     let agent = agent::load(&search, &args.agent)?;
     if agent.def.credentials.is_empty() {
         return Err(hinted(
-            format!("agent '{}' uses no credentials", agent.name),
-            "nothing to store",
+            format!(
+                "agent '{}' uses no credentials; there is nothing to store",
+                agent.name
+            ),
+            "`git agent agents` lists every agent; those that call a model API take a key",
         ));
     }
     if args.status {
@@ -143,7 +146,12 @@ pub fn run_auth(args: AuthArgs) -> Result<i32> {
     if !agent.def.credentials.contains(&var) {
         return Err(hinted(
             format!("agent '{}' does not use {var}", agent.name),
-            format!("use one of {}", agent.def.credentials.join(", ")),
+            format!(
+                "it uses {}: git agent auth --var {} {}",
+                agent.def.credentials.join(", "),
+                agent.def.credentials[0],
+                agent.name
+            ),
         ));
     }
     if term::stdin_is_tty() {
@@ -165,7 +173,7 @@ pub fn run_auth(args: AuthArgs) -> Result<i32> {
         return Err(hinted(
             "no value given; nothing stored",
             format!(
-                "type or pipe the value: printenv {var} | git agent auth {}",
+                "type or pipe the value: printenv {var} | git agent auth --var {var} {}",
                 agent.name
             ),
         ));

@@ -106,14 +106,18 @@ fn progress(text: &str) {
     let _ = e.write_all(crate::error::sanitize(text).as_bytes());
 }
 
-/// One run of the engine's builder, its progress on stderr.
+/// One run of the engine's builder, its progress on stderr. Ctrl-C drops the request: the
+/// engine cancels a build whose client went away, and tags nothing, so an interrupted
+/// build leaves no half-made image under the tag (exit 130).
 async fn builder<R: Runtime>(
     rt: &R,
     context: Vec<u8>,
     tag: &str,
     labels: &HashMap<String, String>,
 ) -> Result<String> {
-    rt.build_image(context, tag, labels, &mut progress).await
+    crate::interrupt::checkpoint()?;
+    crate::interrupt::abandon_on_interrupt(rt.build_image(context, tag, labels, &mut progress))
+        .await
 }
 
 pub async fn run(args: ImageArgs) -> Result<i32> {
