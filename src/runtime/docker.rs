@@ -420,9 +420,11 @@ impl Runtime for DockerRuntime {
                 return Err(engine(e).context(format!("cannot create network {name}")));
             }
         };
-        // Engines before API 1.44 create a second network of a name that exists. When two
-        // requests raced, the network with the lowest id stays; the other creator removes
-        // its own and gets the conflict newer engines would have given it.
+        // Engines before API 1.44 create a second network of a name that exists (and then
+        // call every later request by that name ambiguous). The first network created
+        // stays; a later creator removes its own and gets the conflict newer engines would
+        // have given it. Two creations in flight at the very same moment may both miss the
+        // other; git-agent's task locks and spawn leases keep its own commands from that.
         let ids = self.networks_named(name).await?;
         if ids.len() > 1 && ids.first() != Some(&resp.id) {
             self.docker.remove_network(&resp.id).await.map_err(engine)?;
@@ -1141,8 +1143,8 @@ impl DockerRuntime {
         }
     }
 
-    /// The ids of the networks named exactly `name` (the engine's name filter matches parts
-    /// of names, and API versions before 1.44 let two networks share a name).
+    /// The ids of the networks named exactly `name`, oldest first (the engine's name filter
+    /// matches parts of names, and API versions before 1.44 let two networks share a name).
     async fn networks_named(&self, name: &str) -> Result<Vec<String>> {
         let filters = HashMap::from([("name", vec![name])]);
         let opts = bollard::query_parameters::ListNetworksOptionsBuilder::new()
@@ -1154,13 +1156,16 @@ impl DockerRuntime {
             .await
             .map_err(engine)
             .with_context(|| format!("cannot list networks named {name}"))?;
-        let mut ids: Vec<String> = list
+        let mut found: Vec<((String, u32), String)> = list
             .into_iter()
             .filter(|n| n.name.as_deref() == Some(name))
-            .filter_map(|n| n.id)
+            .filter_map(|n| {
+                let created = created_key(n.created.as_deref().unwrap_or_default());
+                n.id.map(|id| (created, id))
+            })
             .collect();
-        ids.sort();
-        Ok(ids)
+        found.sort();
+        Ok(found.into_iter().map(|(_, id)| id).collect())
     }
 
     /// Wait (a bounded time) for a container whose removal another request started to be gone,
@@ -1219,6 +1224,20 @@ pub const LOG_FILE_SIZE: &str = "20m";
 /// Rotated log files kept per container.
 pub const LOG_FILES: &str = "5";
 
+/// An engine timestamp (RFC 3339, nanoseconds with trailing zeros cut) as a sortable key:
+/// the seconds, then the fraction in nanoseconds. One engine writes one time zone.
+fn created_key(stamp: &str) -> (String, u32) {
+    let (secs, rest) = stamp.split_at(stamp.len().min(19));
+    let nanos = rest
+        .strip_prefix('.')
+        .map(|r| {
+            let digits: String = r.chars().take_while(char::is_ascii_digit).take(9).collect();
+            format!("{digits:0<9}").parse().unwrap_or(0)
+        })
+        .unwrap_or(0);
+    (secs.to_string(), nanos)
+}
+
 /// An exec that could not be created. A 409 means the container is not running (it ended,
 /// or was stopped meanwhile): said so, not as the engine's raw answer.
 fn exec_failed(id: &str, e: BollardError) -> anyhow::Error {
@@ -1268,6 +1287,15 @@ mod tests {
             status_code,
             message: message.into(),
         }
+    }
+
+    #[test]
+    fn creation_times_sort_by_their_value() {
+        let a = created_key("2026-12-02T07:01:02.1234567Z");
+        let b = created_key("2026-12-02T07:01:02.12345Z");
+        let c = created_key("2026-12-02T07:01:02Z");
+        assert!(c < b && b < a, "{a:?} {b:?} {c:?}");
+        assert!(created_key("2026-12-02T07:01:03.1Z") > a);
     }
 
     #[test]
