@@ -89,7 +89,7 @@ fn tidy(text: &str) -> String {
 pub fn exit_meaning(code: i64) -> Option<&'static str> {
     match code {
         137 => Some(
-            "killed (SIGKILL): most often the memory limit (agent.memory), or a stop or limit that ended the task",
+            "killed (SIGKILL): most often the memory limit (agent.memory), else a stop, a timeout or another limit",
         ),
         143 => Some("terminated (SIGTERM): the task was stopped"),
         139 => Some("crashed (SIGSEGV)"),

@@ -158,13 +158,9 @@ pub fn run_auth(args: AuthArgs) -> Result<i32> {
         eprint!("{var} for {} (input is not echoed): ", agent.name);
     }
     let _echo = term::NoEcho::enable();
-    let mut value = String::new();
-    if term::stdin_is_tty() {
-        std::io::stdin().read_line(&mut value)?;
-    } else {
-        std::io::stdin().read_to_string(&mut value)?;
-    }
+    let value = read_secret(term::stdin_is_tty());
     drop(_echo);
+    let value = value?;
     if term::stdin_is_tty() {
         eprintln!();
     }
@@ -185,4 +181,35 @@ pub fn run_auth(args: AuthArgs) -> Result<i32> {
         path.display()
     );
     Ok(0)
+}
+
+/// Read the value to store: one line from a terminal, everything from a pipe. Ctrl-C stops
+/// the wait (exit 130, nothing stored, the terminal's echo restored by the caller's guard):
+/// the read runs on its own thread, as a blocked read cannot be cancelled.
+fn read_secret(line: bool) -> Result<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut value = String::new();
+        let read = if line {
+            std::io::stdin().read_line(&mut value).map(|_| value)
+        } else {
+            std::io::stdin().read_to_string(&mut value).map(|_| value)
+        };
+        tx.send(read).ok();
+    });
+    loop {
+        crate::interrupt::checkpoint()?;
+        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(read) => {
+                let value = read?;
+                // A Ctrl-C while the value was being typed still means: do not store it.
+                crate::interrupt::checkpoint()?;
+                return Ok(value);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("could not read the value from standard input")
+            }
+        }
+    }
 }

@@ -1263,7 +1263,12 @@ fn name_taken(what: &str, name: &str, e: BollardError) -> anyhow::Error {
 }
 
 fn build_failed(error: &str, recent: &[String]) -> anyhow::Error {
-    let mut msg = format!("image build failed: {}", error.trim());
+    let error = error.trim();
+    let mut msg = if error.is_empty() {
+        "image build failed: the engine's builder stopped without saying why".to_string()
+    } else {
+        format!("image build failed: {error}")
+    };
     if !recent.is_empty() {
         msg.push_str("\n\nlast build output:\n");
         for line in recent {

@@ -306,3 +306,38 @@ fn ctrl_c_during_an_image_build_exits_130_and_tags_nothing() {
     );
     assert_eq!(before, env.user_snapshot());
 }
+
+/// Ctrl-C while `auth` waits for the value (a pipe that stays open): exit 130 at once, and
+/// nothing stored.
+#[test]
+fn ctrl_c_while_auth_waits_exits_130_and_stores_nothing() {
+    let env = TestEnv::new();
+    let mut child = env
+        .agent_command(&["auth", "claude"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    use std::io::Write;
+    stdin.write_all(b"sk-half-typed").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("auth kept waiting after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    assert_eq!(status.code(), Some(130));
+    let store = env.home.path().join(".config/git-agent/credentials.toml");
+    assert!(!store.exists(), "nothing stored");
+}
