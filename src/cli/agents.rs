@@ -39,6 +39,8 @@ pub enum TemplateCommand {
 /// Store a credential for an agent on the host (read from standard input), or show which
 /// of its credentials are set. The store is ~/.config/git-agent/credentials.toml, readable
 /// only by you; a variable set in the environment takes precedence.
+///
+/// Ctrl-C while it waits for the value stores nothing and exits 130.
 #[derive(Debug, Args)]
 pub struct AuthArgs {
     /// The agent.

@@ -35,6 +35,8 @@ pub enum ImageCommand {
     /// gateway with the `build` profile (package registries; add domains with
     /// agent.buildAllow), within agent.buildTimeout (30m). The final layer is applied after
     /// it, and tasks always start the helper as uid 1000.
+    ///
+    /// Ctrl-C cancels the build (the engine stops it; nothing is tagged) and exits 130.
     Build {
         /// The agent whose image to build (default: agent.defaultAgent, else claude).
         #[arg(long)]

@@ -322,10 +322,10 @@ impl std::fmt::Display for EngineError {
         let message = self.message.trim();
         match (self.kind, self.status) {
             (EngineErrorKind::Unreachable, _) if message.is_empty() => {
-                f.write_str("the container engine cannot be reached")
+                f.write_str("cannot reach the container engine")
             }
             (EngineErrorKind::Unreachable, _) => {
-                write!(f, "the container engine cannot be reached: {message}")
+                write!(f, "cannot reach the container engine: {message}")
             }
             (_, Some(status)) if message.is_empty() => {
                 write!(f, "the engine answered HTTP {status} without a reason")

@@ -38,7 +38,7 @@ fn an_unreachable_engine_is_said_with_its_cause_and_how_to_fix_it() {
     });
     let run = run.fails();
     assert!(
-        run.stderr.contains("cannot be reached"),
+        run.stderr.contains("cannot reach the container engine"),
         "the kind is said:\n{run}"
     );
     assert!(
