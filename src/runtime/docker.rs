@@ -201,12 +201,7 @@ fn parse_state(state: Option<ContainerStateStatusEnum>, exit: Option<i64>) -> Co
 
 impl Runtime for DockerRuntime {
     async fn ping(&self) -> Result<String> {
-        self.docker.ping().await.map_err(|e| {
-            hinted(
-                format!("the container engine does not answer: {e}"),
-                engine_hint(),
-            )
-        })?;
+        self.docker.ping().await.map_err(unreachable)?;
         let v = self.docker.version().await.map_err(engine)?;
         Ok(format!(
             "{} (API {})",
@@ -877,8 +872,8 @@ impl Runtime for DockerRuntime {
                 }
                 Err(e) if is_not_found(&e) => {
                     return Err(hinted(
-                        "the task's container no longer exists, so its output is gone",
-                        "output is kept only while the container exists (until `git agent rm`)",
+                        "the task's container was removed while its output was being read",
+                        "`git agent status <task>` shows how the task ended; `git agent logs <task>` shows the output kept with it",
                     ));
                 }
                 Err(e) => return Err(engine(e)),

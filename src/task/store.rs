@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use git2::{Oid, Repository, Signature};
 
 use super::name::{self, TaskName};
@@ -304,7 +304,15 @@ impl TaskStore {
                 Err(e) => return Err(e),
             }
         }
-        bail!("task '{name}' is being changed too often to update it; try again")
+        // Every try lost a race: retrying later is the fix, once the other writer is done.
+        Err(hinted(
+            format!(
+                "task '{name}' was changed by other commands {MAX_ATTEMPTS} times while this one tried to update it; nothing was changed"
+            ),
+            format!(
+                "wait for the other git-agent commands on it to finish, then run this one again (`git agent status {name}` shows its state)"
+            ),
+        ))
     }
 
     /// Delete every ref of a task, each only if it still has the value we read.
