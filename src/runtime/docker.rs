@@ -937,6 +937,7 @@ impl Runtime for DockerRuntime {
         match self.docker.remove_volume(name, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) if is_conflict(&e) => Err(in_use("volume", name, e)),
             Err(e) => Err(engine(e).context(format!("cannot remove volume {name}"))),
         }
     }
@@ -959,6 +960,10 @@ impl Runtime for DockerRuntime {
         match self.docker.remove_network(name).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
+            // 403 "has active endpoints": a container is still attached.
+            Err(e) if classify_ref(&e) == EngineErrorKind::Conflict => {
+                Err(in_use("network", name, e))
+            }
             Err(e) => Err(engine(e).context(format!("cannot remove network {name}"))),
         }
     }
@@ -1176,7 +1181,7 @@ impl DockerRuntime {
                 Ok(_) if std::time::Instant::now() >= deadline => {
                     return Err(hinted(
                         format!("container {id} is still being removed by the engine after 30s"),
-                        "run `git agent doctor` to see what is left; `git agent doctor --fix` removes leftovers",
+                        "run `git agent doctor` to see what is left; `git agent purge <task>` removes a task's objects",
                     ));
                 }
                 Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -1245,6 +1250,31 @@ fn exec_failed(id: &str, e: BollardError) -> anyhow::Error {
     engine(e).context(format!("cannot run a command in container {id}"))
 }
 
+/// The kind of a client error without consuming it.
+fn classify_ref(e: &BollardError) -> EngineErrorKind {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            classify(BollardError::DockerResponseServerError {
+                status_code: *status_code,
+                message: message.clone(),
+            })
+            .kind
+        }
+        _ => EngineErrorKind::Other,
+    }
+}
+
+/// A volume or network that cannot be removed because a container still uses it.
+fn in_use(what: &str, name: &str, e: BollardError) -> anyhow::Error {
+    anyhow::Error::new(classify(e)).context(crate::error::Hint {
+        message: format!("cannot remove {what} {name}: a container still uses it"),
+        hint: "`git agent doctor` lists what is left of each task; `git agent purge <task>` removes a task's container before its volumes and network".into(),
+    })
+}
+
 /// A 409 on creating a named object: someone else holds the name right now.
 fn name_taken(what: &str, name: &str, e: BollardError) -> anyhow::Error {
     let mut err = classify(e);
@@ -1253,7 +1283,7 @@ fn name_taken(what: &str, name: &str, e: BollardError) -> anyhow::Error {
         message: format!(
             "cannot create {what} {name}: one of that name already exists or is being removed (another git-agent command may be working on the same task)"
         ),
-        hint: "let the other command finish; `git agent list` shows the tasks and `git agent doctor` lists objects left behind (`git agent doctor --fix` removes them)".into(),
+        hint: "let the other command finish, then run this one again; `git agent doctor` lists objects left behind and `git agent purge <task>` removes a task's".into(),
     })
 }
 

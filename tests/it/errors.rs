@@ -142,6 +142,16 @@ fn concurrent_creations_of_one_name_conflict_cleanly() {
             "{err:#}"
         );
         assert!(format!("{err:#}").contains("is not running"), "{err:#}");
+        // A network a running container is attached to: typed, said as such, with a hint.
+        engine.start(&id).await.unwrap();
+        let err = engine.remove_network(&net).await.unwrap_err();
+        assert_eq!(
+            engine_kind(&err),
+            Some(EngineErrorKind::Conflict),
+            "{err:#}"
+        );
+        assert!(format!("{err}").contains("still uses it"), "{err:#}");
+        assert!(git_agent::error::find_hint(&err).is_some());
         engine.remove_container(&spec.name).await.unwrap();
         engine.remove_network(&net).await.unwrap();
     });
