@@ -142,12 +142,6 @@ pub fn main() -> i32 {
     // Do not wait for threads blocked on the terminal.
     rt.shutdown_background();
     match result {
-        // Ctrl-C arrived after the last safe point and the command finished its work: it
-        // still exits 130, as every interrupted command does.
-        Ok(_) if crate::interrupt::checkpoint().is_err() => {
-            eprintln!("git-agent: interrupted after the command had completed its work");
-            130
-        }
         Ok(code) => code,
         Err(e) => report(&e),
     }
