@@ -28,11 +28,90 @@ pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Er
     })
 }
 
-/// Find the first hint anywhere in an error chain.
+/// Find the first hint anywhere in an error chain: a [`Hint`] (as the error, a context or a
+/// cause), else the hint a typed engine failure carries (e.g. how to start the engine).
 pub fn find_hint(err: &anyhow::Error) -> Option<&str> {
+    if let Some(h) = err.downcast_ref::<Hint>() {
+        return Some(h.hint.as_str());
+    }
     err.chain()
-        .find_map(|e| e.downcast_ref::<Hint>())
-        .map(|h| h.hint.as_str())
+        .find_map(|e| {
+            e.downcast_ref::<Hint>()
+                .map(|h| h.hint.as_str())
+                .or_else(|| {
+                    e.downcast_ref::<crate::runtime::EngineError>()
+                        .and_then(|x| x.hint.as_deref())
+                })
+        })
+        .filter(|h| !h.trim().is_empty())
+}
+
+/// The lines `cli::report` prints for an error: `Error:`, each cause the message does not
+/// already contain (`Caused by:`), then `Hint:`. Empty causes are dropped and a dangling
+/// `: ` at the end of a line (a message built around an empty detail) is cut, so the user
+/// never reads a colon followed by nothing.
+pub fn render(err: &anyhow::Error) -> Vec<String> {
+    let head = tidy(&err.to_string());
+    let head = if head.is_empty() {
+        "the command failed without saying why".to_string()
+    } else {
+        head
+    };
+    let mut lines = vec![format!("Error: {head}")];
+    let mut shown = head.clone();
+    for cause in err.chain().skip(1) {
+        let c = tidy(&cause.to_string());
+        if c.is_empty() || shown.contains(c.as_str()) {
+            continue;
+        }
+        shown.push('\n');
+        shown.push_str(&c);
+        lines.push(format!("Caused by: {c}"));
+    }
+    if let Some(h) = find_hint(err) {
+        lines.push(format!("Hint: {}", tidy(h)));
+    }
+    lines
+}
+
+/// A message without trailing whitespace or dangling separators (`: `, `:`).
+fn tidy(text: &str) -> String {
+    let mut t = text.trim_end();
+    while let Some(rest) = t.strip_suffix(':') {
+        t = rest.trim_end();
+    }
+    t.to_string()
+}
+
+/// What a process's exit code says about how it ended, for messages that would otherwise
+/// show only a number: 128+N is death by signal N (137: SIGKILL, which in a container is
+/// most often the memory limit).
+pub fn exit_meaning(code: i64) -> Option<&'static str> {
+    match code {
+        137 => Some(
+            "killed (SIGKILL): most often the memory limit (agent.memory), else a stop, a timeout or another limit",
+        ),
+        143 => Some("terminated (SIGTERM): the task was stopped"),
+        139 => Some("crashed (SIGSEGV)"),
+        134 => Some("aborted (SIGABRT)"),
+        130 => Some("interrupted (SIGINT)"),
+        126 => Some("the command is not executable"),
+        127 => Some("the command was not found"),
+        -1 => Some("the engine did not report an exit code"),
+        c if c > 128 && c < 128 + 65 => Some("killed by a signal"),
+        _ => None,
+    }
+}
+
+/// `exit N: <what the process said>` for an error message; when the process said nothing,
+/// what the exit code means instead, never an empty detail.
+pub fn exit_detail(code: i64, stderr: &[u8]) -> String {
+    let said = sanitize(String::from_utf8_lossy(stderr).trim());
+    match (said.is_empty(), exit_meaning(code)) {
+        (false, _) => format!("exit {code}: {said}"),
+        (true, Some(meaning)) => format!("exit {code}: {meaning}; it printed nothing"),
+        (true, None) => format!("exit {code}; it printed nothing"),
+    }
 }
 
 /// Raised when the user interrupts a command (Ctrl-C) after cleanup has run.
@@ -46,6 +125,12 @@ impl fmt::Display for Interrupted {
 }
 
 impl std::error::Error for Interrupted {}
+
+/// Was this error caused by Ctrl-C, anywhere in its chain (a command that wraps the
+/// interruption in its own context still exits 130)?
+pub fn is_interrupted(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<Interrupted>().is_some() || err.chain().any(|e| e.is::<Interrupted>())
+}
 
 /// Make text from a sandbox safe to print on a terminal: control characters and escape
 /// sequences become visible `\xNN` escapes, so a hostile task cannot drive the user's terminal,
@@ -76,6 +161,54 @@ mod tests {
         let err = hinted("no engine", "start dockerd").context("spawn failed");
         assert_eq!(find_hint(&err), Some("start dockerd"));
         assert_eq!(err.to_string(), "spawn failed");
+    }
+
+    #[test]
+    fn render_never_prints_an_empty_cause_or_a_dangling_colon() {
+        let err = anyhow::anyhow!("")
+            .context("the sandbox could not produce its work (exit 137): ")
+            .context("sync failed:");
+        let lines = render(&err);
+        assert_eq!(
+            lines,
+            vec![
+                "Error: sync failed".to_string(),
+                "Caused by: the sandbox could not produce its work (exit 137)".to_string(),
+            ]
+        );
+        for l in render(&anyhow::anyhow!("  ")) {
+            assert!(!l.trim_end().ends_with(':'), "{l:?}");
+            assert_ne!(l.trim(), "Error:");
+        }
+        let hinted_err = hinted("cannot do it: ", "run `git agent doctor`").context("outer");
+        let lines = render(&hinted_err);
+        assert_eq!(lines.last().unwrap(), "Hint: run `git agent doctor`");
+        assert!(
+            lines
+                .iter()
+                .all(|l| !l.ends_with(": ") && !l.ends_with(':'))
+        );
+    }
+
+    #[test]
+    fn a_hint_given_as_context_is_found() {
+        let err = anyhow::anyhow!("HTTP 409")
+            .context(Hint {
+                message: "name taken".into(),
+                hint: "wait".into(),
+            })
+            .context("spawn failed");
+        assert_eq!(find_hint(&err), Some("wait"));
+    }
+
+    #[test]
+    fn exit_detail_says_what_a_silent_exit_means() {
+        assert_eq!(exit_detail(2, b"fatal: bad\n"), "exit 2: fatal: bad");
+        let killed = exit_detail(137, b"");
+        assert!(killed.starts_with("exit 137: killed"), "{killed}");
+        assert!(killed.contains("memory"), "{killed}");
+        assert_eq!(exit_detail(3, b" \n"), "exit 3; it printed nothing");
+        assert!(!exit_detail(143, b"").ends_with(": "));
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub enum TemplateCommand {
 /// Store a credential for an agent on the host (read from standard input), or show which
 /// of its credentials are set. The store is ~/.config/git-agent/credentials.toml, readable
 /// only by you; a variable set in the environment takes precedence.
+///
+/// Ctrl-C while it waits for the value stores nothing and exits 130.
 #[derive(Debug, Args)]
 pub struct AuthArgs {
     /// The agent.
@@ -129,8 +131,11 @@ pub fn run_auth(args: AuthArgs) -> Result<i32> {
     let agent = agent::load(&search, &args.agent)?;
     if agent.def.credentials.is_empty() {
         return Err(hinted(
-            format!("agent '{}' uses no credentials", agent.name),
-            "nothing to store",
+            format!(
+                "agent '{}' uses no credentials; there is nothing to store",
+                agent.name
+            ),
+            "`git agent agents` lists every agent; those that call a model API take a key",
         ));
     }
     if args.status {
@@ -143,20 +148,21 @@ pub fn run_auth(args: AuthArgs) -> Result<i32> {
     if !agent.def.credentials.contains(&var) {
         return Err(hinted(
             format!("agent '{}' does not use {var}", agent.name),
-            format!("use one of {}", agent.def.credentials.join(", ")),
+            format!(
+                "it uses {}: git agent auth --var {} {}",
+                agent.def.credentials.join(", "),
+                agent.def.credentials[0],
+                agent.name
+            ),
         ));
     }
     if term::stdin_is_tty() {
         eprint!("{var} for {} (input is not echoed): ", agent.name);
     }
     let _echo = term::NoEcho::enable();
-    let mut value = String::new();
-    if term::stdin_is_tty() {
-        std::io::stdin().read_line(&mut value)?;
-    } else {
-        std::io::stdin().read_to_string(&mut value)?;
-    }
+    let value = read_secret(term::stdin_is_tty());
     drop(_echo);
+    let value = value?;
     if term::stdin_is_tty() {
         eprintln!();
     }
@@ -165,7 +171,7 @@ pub fn run_auth(args: AuthArgs) -> Result<i32> {
         return Err(hinted(
             "no value given; nothing stored",
             format!(
-                "type or pipe the value: printenv {var} | git agent auth {}",
+                "type or pipe the value: printenv {var} | git agent auth --var {var} {}",
                 agent.name
             ),
         ));
@@ -177,4 +183,35 @@ pub fn run_auth(args: AuthArgs) -> Result<i32> {
         path.display()
     );
     Ok(0)
+}
+
+/// Read the value to store: one line from a terminal, everything from a pipe. Ctrl-C stops
+/// the wait (exit 130, nothing stored, the terminal's echo restored by the caller's guard):
+/// the read runs on its own thread, as a blocked read cannot be cancelled.
+fn read_secret(line: bool) -> Result<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut value = String::new();
+        let read = if line {
+            std::io::stdin().read_line(&mut value).map(|_| value)
+        } else {
+            std::io::stdin().read_to_string(&mut value).map(|_| value)
+        };
+        tx.send(read).ok();
+    });
+    loop {
+        crate::interrupt::checkpoint()?;
+        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(read) => {
+                let value = read?;
+                // A Ctrl-C while the value was being typed still means: do not store it.
+                crate::interrupt::checkpoint()?;
+                return Ok(value);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("could not read the value from standard input")
+            }
+        }
+    }
 }

@@ -35,6 +35,8 @@ pub enum ImageCommand {
     /// gateway with the `build` profile (package registries; add domains with
     /// agent.buildAllow), within agent.buildTimeout (30m). The final layer is applied after
     /// it, and tasks always start the helper as uid 1000.
+    ///
+    /// Ctrl-C cancels the build (the engine stops it; nothing is tagged) and exits 130.
     Build {
         /// The agent whose image to build (default: agent.defaultAgent, else claude).
         #[arg(long)]
@@ -106,14 +108,18 @@ fn progress(text: &str) {
     let _ = e.write_all(crate::error::sanitize(text).as_bytes());
 }
 
-/// One run of the engine's builder, its progress on stderr.
+/// One run of the engine's builder, its progress on stderr. Ctrl-C drops the request: the
+/// engine cancels a build whose client went away, and tags nothing, so an interrupted
+/// build leaves no half-made image under the tag (exit 130).
 async fn builder<R: Runtime>(
     rt: &R,
     context: Vec<u8>,
     tag: &str,
     labels: &HashMap<String, String>,
 ) -> Result<String> {
-    rt.build_image(context, tag, labels, &mut progress).await
+    crate::interrupt::checkpoint()?;
+    crate::interrupt::abandon_on_interrupt(rt.build_image(context, tag, labels, &mut progress))
+        .await
 }
 
 pub async fn run(args: ImageArgs) -> Result<i32> {

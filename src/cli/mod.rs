@@ -24,8 +24,6 @@ use std::io::Write;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::error::{Interrupted, find_hint};
-
 use crate::git::{Config, Git};
 use crate::runtime::docker::DockerRuntime;
 use crate::sandbox::RepoId;
@@ -186,20 +184,12 @@ pub fn report(err: &anyhow::Error) -> i32 {
         return 0;
     }
     let mut stderr = std::io::stderr().lock();
-    if err.downcast_ref::<Interrupted>().is_some() {
+    if crate::error::is_interrupted(err) {
         let _ = writeln!(stderr, "Error: interrupted; nothing was left half-done");
         return 130;
     }
-    let _ = writeln!(stderr, "Error: {err}");
-    let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
-    for c in causes
-        .iter()
-        .filter(|c| !err.to_string().contains(c.as_str()))
-    {
-        let _ = writeln!(stderr, "Caused by: {c}");
-    }
-    if let Some(h) = find_hint(err) {
-        let _ = writeln!(stderr, "Hint: {h}");
+    for line in crate::error::render(err) {
+        let _ = writeln!(stderr, "{line}");
     }
     1
 }

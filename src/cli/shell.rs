@@ -23,10 +23,11 @@ pub struct ShellArgs {
 pub async fn run(args: ShellArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     let loaded = ctx.store.resolve(&args.task)?;
+    let name = loaded.record.name.clone();
     let no_container = || {
         hinted(
-            format!("task '{}' has no container", loaded.record.name),
-            "its synced work is in its refs: `git agent review`",
+            format!("task '{name}' has no container, so there is no workspace to open"),
+            format!("its synced work is in its refs: `git agent review {name}`"),
         )
     };
     let container = loaded
@@ -47,7 +48,9 @@ pub async fn run(args: ShellArgs) -> Result<i32> {
         ),
     };
     let cmd = [crate::sandbox::HELPER.to_string(), "shell".into()];
-    let code = rt.exec_interactive(&container, &cmd).await;
+    // SIGINT from outside (the terminal is raw, so Ctrl-C itself goes to the shell) ends
+    // the session: the fresh container is removed and the command exits 130.
+    let code = crate::interrupt::abandon_on_interrupt(rt.exec_interactive(&container, &cmd)).await;
     if started {
         rt.remove_container(&container).await.ok();
     }

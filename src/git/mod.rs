@@ -182,21 +182,104 @@ impl Git {
         }
         script += "prepare\ncommit\n";
         let mut cmd = self.command();
-        cmd.args(["update-ref", "--stdin"]);
-        match output_of(&mut cmd, Some(script.as_bytes())) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.context(TransactionFailed)),
+        cmd.args(["update-ref", "--stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("could not run git update-ref")?;
+        let mut stdin = child.stdin.take().expect("stdin was piped");
+        let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+        let out = child
+            .wait_with_output()
+            .context("could not run git update-ref")?;
+        let _ = writer.join();
+        if out.status.success() {
+            return Ok(());
         }
+        let said = crate::error::sanitize(String::from_utf8_lossy(&out.stderr).trim());
+        let reason = match said.lines().next().map(str::trim) {
+            Some(first) if !first.is_empty() => first
+                .trim_start_matches("fatal: ")
+                .trim_start_matches("prepare: ")
+                .trim_start_matches("commit: ")
+                .to_string(),
+            _ => format!(
+                "git update-ref exited with {} without saying why",
+                out.status
+            ),
+        };
+        Err(anyhow::Error::new(TransactionFailed {
+            kind: classify_ref_failure(&said),
+            reason,
+        }))
     }
 }
 
-/// A ref transaction did not apply (usually: a ref moved under us).
+/// Why a ref transaction did not apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefFailure {
+    /// A compare-and-swap lost to a concurrent writer: a ref has another value than expected
+    /// (or appeared, or vanished), or another git holds its lock. Reading again and retrying
+    /// is the fix.
+    LostRace,
+    /// Anything else (permissions, a full disk, a broken ref, a missing object, a ref in the
+    /// way): retrying cannot help, so it is reported at once.
+    Failed,
+}
+
+/// Tell a lost race from a real failure, by the outcome git reports for the failing update
+/// (`git update-ref --stdin` exits 128 for both, so its message is the only signal; the
+/// phrases are git's own, files and reftable backends, git 2.30 to 2.47).
+pub fn classify_ref_failure(stderr: &str) -> RefFailure {
+    let first = stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    // `cannot lock ref 'X': <why>`: only some "why"s are a concurrent writer.
+    let why = first
+        .split_once("cannot lock ref '")
+        .and_then(|(_, rest)| rest.split_once("': "))
+        .map(|(_, why)| why.trim());
+    let race = match why {
+        // Another value than expected (the CAS proper).
+        Some(w) if w.starts_with("is at ") && w.contains(" but expected ") => true,
+        // Expected absent, someone created it; expected present, someone deleted it.
+        Some("reference already exists") => true,
+        Some(w) if w.starts_with("unable to resolve reference") => !w.contains("broken"),
+        // A concurrent git holds the ref's lock file.
+        Some(w) => w.starts_with("Unable to create '") && w.ends_with("': File exists."),
+        // reftable: another writer holds the stack's lock.
+        None => first.ends_with("cannot lock references"),
+    };
+    if race {
+        RefFailure::LostRace
+    } else {
+        RefFailure::Failed
+    }
+}
+
+/// A ref transaction did not apply; nothing of it was written.
 #[derive(Debug)]
-pub struct TransactionFailed;
+pub struct TransactionFailed {
+    pub kind: RefFailure,
+    /// Git's reason, sanitized.
+    pub reason: String,
+}
+
+impl TransactionFailed {
+    /// Only a lost race may be retried.
+    pub fn is_race(&self) -> bool {
+        self.kind == RefFailure::LostRace
+    }
+}
 
 impl std::fmt::Display for TransactionFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ref update did not apply")
+        match self.kind {
+            RefFailure::LostRace => write!(f, "a ref changed meanwhile: {}", self.reason),
+            RefFailure::Failed => write!(f, "git could not update the refs: {}", self.reason),
+        }
     }
 }
 
@@ -333,6 +416,109 @@ fn check(cmd: &Command, out: Output) -> Result<Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A repository with two commits, in `format` (`files` or `reftable`).
+    fn repo(format: &str) -> (tempfile::TempDir, Git, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let sh = |args: &[&str]| {
+            let out = Command::new("git")
+                .current_dir(dir.path())
+                .args(["-c", "user.name=t", "-c", "user.email=t@e"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        };
+        sh(&["init", "-q", &format!("--ref-format={format}")]);
+        sh(&["commit", "-q", "--allow-empty", "-m", "a"]);
+        sh(&["commit", "-q", "--allow-empty", "-m", "b"]);
+        let git = Git::discover(dir.path()).unwrap();
+        let a = git.run(["rev-parse", "HEAD~1"]).unwrap();
+        let b = git.run(["rev-parse", "HEAD"]).unwrap();
+        (dir, git, a, b)
+    }
+
+    fn update(name: &str, new: &str, old: Option<&str>) -> RefUpdate {
+        RefUpdate {
+            name: name.into(),
+            new: Some(new.into()),
+            old: old.map(str::to_string),
+        }
+    }
+
+    fn failure(git: &Git, updates: &[RefUpdate]) -> TransactionFailed {
+        let err = git.transaction(updates).unwrap_err();
+        let t = err.downcast::<TransactionFailed>().unwrap();
+        assert!(!t.reason.trim().is_empty());
+        t
+    }
+
+    const R: &str = "refs/agent/t/state";
+
+    /// Lost races, made for real with both ref backends: a stale expected value, a ref that
+    /// appeared or vanished, a lock held by another git.
+    #[test]
+    fn lost_races_are_retryable() {
+        for format in ["files", "reftable"] {
+            let (dir, git, a, b) = repo(format);
+            git.transaction(&[update(R, &a, None)]).unwrap();
+            let stale = failure(&git, &[update(R, &b, Some(&b))]);
+            assert!(stale.is_race(), "{format}: {stale}");
+            assert!(stale.reason.contains("but expected"), "{stale}");
+            assert!(failure(&git, &[update(R, &b, None)]).is_race(), "{format}");
+            let gone = failure(&git, &[update("refs/agent/t/base", &b, Some(&a))]);
+            assert!(gone.is_race(), "{format}: {gone}");
+            let lock = if format == "files" {
+                dir.path().join(".git/refs/agent/t/state.lock")
+            } else {
+                dir.path().join(".git/reftable/tables.list.lock")
+            };
+            std::fs::write(&lock, "").unwrap();
+            let held = failure(&git, &[update(R, &b, Some(&a))]);
+            assert!(held.is_race(), "{format}: {held}");
+            std::fs::remove_file(&lock).unwrap();
+            git.transaction(&[update(R, &b, Some(&a))]).unwrap();
+        }
+    }
+
+    /// Failures no retry can fix are not races: a missing object, a broken ref, a ref in
+    /// the way, a refs directory git may not write.
+    #[test]
+    fn other_failures_are_not_retried() {
+        let (dir, git, a, _b) = repo("files");
+        let missing = failure(&git, &[update(R, &"1".repeat(a.len()), None)]);
+        assert_eq!(missing.kind, RefFailure::Failed, "{missing}");
+        assert!(missing.reason.contains("nonexistent object"), "{missing}");
+
+        let refs = dir.path().join(".git/refs/agent/t");
+        std::fs::create_dir_all(&refs).unwrap();
+        std::fs::write(refs.join("state"), "garbage\n").unwrap();
+        let broken = failure(&git, &[update(R, &a, Some(&a))]);
+        assert_eq!(broken.kind, RefFailure::Failed, "{broken}");
+        std::fs::remove_file(refs.join("state")).unwrap();
+
+        std::fs::create_dir_all(refs.join("state/sub")).unwrap();
+        std::fs::write(refs.join("state/sub/x"), format!("{a}\n")).unwrap();
+        let blocked = failure(&git, &[update(R, &a, None)]);
+        assert_eq!(blocked.kind, RefFailure::Failed, "{blocked}");
+        std::fs::remove_dir_all(refs.join("state")).unwrap();
+
+        // Git's own words when it may not create the lock file (root ignores modes, so the
+        // text is also checked on its own).
+        let denied = "fatal: prepare: cannot lock ref 'refs/agent/t/state': Unable to create '/r/.git/refs/agent/t/state.lock': Permission denied";
+        assert_eq!(classify_ref_failure(denied), RefFailure::Failed);
+        let full = "fatal: prepare: cannot lock ref 'refs/agent/t/state': Unable to create '/r/.git/refs/agent/t/state.lock': No space left on device";
+        assert_eq!(classify_ref_failure(full), RefFailure::Failed);
+        assert_eq!(classify_ref_failure(""), RefFailure::Failed);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&refs, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if std::fs::write(refs.join("probe"), "").is_err() {
+            let ro = failure(&git, &[update(R, &a, None)]);
+            assert_eq!(ro.kind, RefFailure::Failed, "{ro}");
+            assert!(ro.reason.contains("Permission denied"), "{ro}");
+        }
+        std::fs::set_permissions(&refs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
 
     #[test]
     fn sizes_follow_git_suffixes() {

@@ -212,6 +212,9 @@ async fn run<R: Runtime>(
                 "image build failed: {}:{}: the step exited with {code}",
                 p.origin, step.line
             );
+            if let Some(meaning) = crate::error::exit_meaning(code) {
+                msg.push_str(&format!(" ({meaning})"));
+            }
             recent.append_to(&mut msg);
             return Err(hinted(
                 msg,

@@ -23,8 +23,9 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
-    CommitSpec, ContainerState, ExecOutcome, GatewaySpec, ImageConfig, LABEL_TASK, ObjectKind,
-    OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Upload, WardenSpec,
+    CommitSpec, ContainerState, EngineError, EngineErrorKind, ExecOutcome, GatewaySpec,
+    ImageConfig, LABEL_TASK, ObjectKind, OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec,
+    Upload, WardenSpec,
 };
 use crate::error::hinted;
 
@@ -59,24 +60,125 @@ fn is_not_found(e: &BollardError) -> bool {
     )
 }
 
-fn engine_hint() -> String {
-    match std::env::var("DOCKER_HOST") {
-        Ok(h) => format!(
-            "check that the engine at DOCKER_HOST={h} is running, or unset DOCKER_HOST to use the local socket"
-        ),
-        Err(_) => "start the Docker engine (e.g. `sudo systemctl start docker`), or point DOCKER_HOST at one".into(),
+fn is_conflict(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            ..
+        }
+    )
+}
+
+use super::engine_hint;
+
+/// Type a client error: by its variant, then by the HTTP status the engine answered with.
+/// Only [`engine_says`] looks at the engine's words, for the failures that have no status of
+/// their own.
+pub fn classify(e: BollardError) -> EngineError {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            let kind = engine_says(&message).unwrap_or(match status_code {
+                404 => EngineErrorKind::NotFound,
+                // Docker answers 403 ("forbidden") for a request the object's current state
+                // does not allow (a network with endpoints, an endpoint that exists).
+                409 | 403 => EngineErrorKind::Conflict,
+                401 => EngineErrorKind::PermissionDenied,
+                _ => EngineErrorKind::Other,
+            });
+            EngineError::new(kind, Some(status_code), message)
+        }
+        BollardError::HyperLegacyError { .. }
+        | BollardError::HyperResponseError { .. }
+        | BollardError::IOError { .. }
+        | BollardError::RequestTimeoutError
+        | BollardError::SocketNotFoundError(_) => {
+            let denied =
+                io_cause(&e).is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+            let kind = if denied {
+                EngineErrorKind::PermissionDenied
+            } else {
+                EngineErrorKind::Unreachable
+            };
+            EngineError::new(kind, None, describe(&e))
+        }
+        other => EngineError::new(EngineErrorKind::Other, None, describe(&other)),
     }
+}
+
+/// The kinds the engine reports only in words (with a generic 4xx/5xx status): a full
+/// address pool and a full disk. The texts are the engine's own (Docker 20.10 to 27, Podman).
+pub fn engine_says(message: &str) -> Option<EngineErrorKind> {
+    let m = message.to_ascii_lowercase();
+    let pool = [
+        "non-overlapping ipv4 address pool",
+        "non-overlapping ipv6 address pool",
+        "could not find an available predefined network",
+        "all predefined address pools have been fully subnetted",
+        "could not find a free subnet",
+    ];
+    if pool.iter().any(|p| m.contains(p)) {
+        return Some(EngineErrorKind::AddressPoolExhausted);
+    }
+    if m.contains("no space left on device") {
+        return Some(EngineErrorKind::NoSpace);
+    }
+    None
+}
+
+/// The first I/O error under a client error (connection refused, permission denied).
+fn io_cause(e: &BollardError) -> Option<&std::io::Error> {
+    if let BollardError::IOError { err } = e {
+        return Some(err);
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        next = err.source();
+    }
+    None
+}
+
+/// A client error with its causes ("client error (Connect): Connection refused"): the
+/// outermost text alone often says only which layer failed.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        let text = text.trim();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(text)) {
+            parts.push(text.to_string());
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// A client error as an `anyhow` error carrying its [`EngineError`].
+pub fn engine(e: BollardError) -> anyhow::Error {
+    anyhow::Error::new(classify(e))
+}
+
+/// The error of [`DockerRuntime::connect`]: typed, with the hint how to start or point at
+/// an engine.
+fn unreachable(e: BollardError) -> anyhow::Error {
+    let mut err = classify(e);
+    if err.kind != EngineErrorKind::PermissionDenied {
+        err.kind = EngineErrorKind::Unreachable;
+        err.hint = Some(engine_hint());
+    }
+    anyhow::Error::new(err)
 }
 
 impl DockerRuntime {
     /// Connect and negotiate the API version; a clear error when no engine answers.
     pub async fn connect() -> Result<DockerRuntime> {
-        let unreachable = |e: BollardError| {
-            hinted(
-                format!("cannot reach the container engine: {e}"),
-                engine_hint(),
-            )
-        };
         // Long-running streams (logs -f, wait) must not hit bollard's default 2 minute timeout.
         let docker = Docker::connect_with_defaults()
             .map_err(unreachable)?
@@ -99,13 +201,8 @@ fn parse_state(state: Option<ContainerStateStatusEnum>, exit: Option<i64>) -> Co
 
 impl Runtime for DockerRuntime {
     async fn ping(&self) -> Result<String> {
-        self.docker.ping().await.map_err(|e| {
-            hinted(
-                format!("the container engine does not answer: {e}"),
-                engine_hint(),
-            )
-        })?;
-        let v = self.docker.version().await?;
+        self.docker.ping().await.map_err(unreachable)?;
+        let v = self.docker.version().await.map_err(engine)?;
         Ok(format!(
             "{} (API {})",
             v.version.unwrap_or_default(),
@@ -117,7 +214,7 @@ impl Runtime for DockerRuntime {
         match self.docker.inspect_image(tag).await {
             Ok(i) => Ok(i.id),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(anyhow!(e).context(format!("cannot inspect image {tag}"))),
+            Err(e) => Err(engine(e).context(format!("cannot inspect image {tag}"))),
         }
     }
 
@@ -146,7 +243,7 @@ impl Runtime for DockerRuntime {
                 Err(BollardError::DockerStreamError { error }) => {
                     return Err(build_failed(&error, &recent));
                 }
-                Err(e) => return Err(anyhow!(e).context("image build failed")),
+                Err(e) => return Err(engine(e).context("image build failed")),
             };
             if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
                 progress(text);
@@ -171,6 +268,7 @@ impl Runtime for DockerRuntime {
             .docker
             .inspect_image(image)
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot inspect image {image}"))?;
         let c = info.config.unwrap_or_default();
         Ok(ImageConfig {
@@ -233,22 +331,26 @@ impl Runtime for DockerRuntime {
                 },
             )
             .await
-            .with_context(|| format!("cannot run a build step in container {id}"))?;
+            .map_err(|e| exec_failed(id, e))?;
         let StartExecResults::Attached {
             output: mut out, ..
-        } = self.docker.start_exec(&exec.id, None).await?
+        } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(engine)?
         else {
             bail!("the engine did not attach to the build step");
         };
         while let Some(msg) = out.next().await {
-            match msg? {
+            match msg.map_err(engine)? {
                 LogOutput::StdOut { message }
                 | LogOutput::StdErr { message }
                 | LogOutput::Console { message } => output(&message),
                 LogOutput::StdIn { .. } => {}
             }
         }
-        let info = self.docker.inspect_exec(&exec.id).await?;
+        let info = self.docker.inspect_exec(&exec.id).await.map_err(engine)?;
         Ok(info.exit_code.unwrap_or(-1))
     }
 
@@ -275,6 +377,7 @@ impl Runtime for DockerRuntime {
             .docker
             .commit_container(opts, config)
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot commit the build container {}", spec.container))?;
         Ok(resp.id)
     }
@@ -294,7 +397,7 @@ impl Runtime for DockerRuntime {
                 "true".to_string(),
             )])
         });
-        let resp = self
+        let resp = match self
             .docker
             .create_network(NetworkCreateRequest {
                 name: name.to_string(),
@@ -305,7 +408,30 @@ impl Runtime for DockerRuntime {
                 ..Default::default()
             })
             .await
-            .with_context(|| format!("cannot create network {name}"))?;
+        {
+            Ok(r) => r,
+            Err(e) if is_conflict(&e) => return Err(name_taken("network", name, e)),
+            Err(e) => {
+                return Err(engine(e).context(format!("cannot create network {name}")));
+            }
+        };
+        // Engines before API 1.44 create a second network of a name that exists (and then
+        // call every later request by that name ambiguous). The first network created
+        // stays; a later creator removes its own and gets the conflict newer engines would
+        // have given it. Two creations in flight at the very same moment may both miss the
+        // other; git-agent's task locks and spawn leases keep its own commands from that.
+        let ids = self.networks_named(name).await?;
+        if ids.len() > 1 && ids.first() != Some(&resp.id) {
+            self.docker.remove_network(&resp.id).await.map_err(engine)?;
+            return Err(name_taken(
+                "network",
+                name,
+                BollardError::DockerResponseServerError {
+                    status_code: 409,
+                    message: format!("network with name {name} already exists"),
+                },
+            ));
+        }
         Ok(resp.id)
     }
 
@@ -320,7 +446,7 @@ impl Runtime for DockerRuntime {
         {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(anyhow!(e).context(format!("cannot inspect network {name}"))),
+            Err(e) => Err(engine(e).context(format!("cannot inspect network {name}"))),
         }
     }
 
@@ -364,6 +490,7 @@ impl Runtime for DockerRuntime {
                 },
             )
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot attach the gateway to network {}", spec.inner))?;
         Ok(resp.id)
     }
@@ -432,6 +559,7 @@ impl Runtime for DockerRuntime {
         self.docker
             .upload_to_container(id, Some(opts), bollard::body_full(body))
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot upload files into container {id}"))
     }
 
@@ -445,6 +573,7 @@ impl Runtime for DockerRuntime {
         let mut out = Vec::new();
         while let Some(item) = stream.next().await {
             let bytes = item
+                .map_err(engine)
                 .with_context(|| format!("cannot read the log of container {id}"))?
                 .into_bytes();
             let room = limit.saturating_sub(out.len());
@@ -464,6 +593,7 @@ impl Runtime for DockerRuntime {
                 ..Default::default()
             })
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot create volume {name}"))?;
         Ok(())
     }
@@ -538,6 +668,7 @@ impl Runtime for DockerRuntime {
         self.docker
             .start_container(id, None)
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot start container {id}"))
     }
 
@@ -548,7 +679,7 @@ impl Runtime for DockerRuntime {
                 Ok(parse_state(s.status, s.exit_code))
             }
             Err(e) if is_not_found(&e) => Ok(ContainerState::Missing),
-            Err(e) => Err(anyhow!(e).context(format!("cannot inspect container {id}"))),
+            Err(e) => Err(engine(e).context(format!("cannot inspect container {id}"))),
         }
     }
 
@@ -579,11 +710,15 @@ impl Runtime for DockerRuntime {
                 },
             )
             .await
-            .with_context(|| format!("cannot exec in container {id}"))?;
+            .map_err(|e| exec_failed(id, e))?;
         let StartExecResults::Attached {
             mut output,
             mut input,
-        } = self.docker.start_exec(&exec.id, None).await?
+        } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(engine)?
         else {
             bail!("the engine did not attach to the exec");
         };
@@ -602,7 +737,7 @@ impl Runtime for DockerRuntime {
         let mut written = 0u64;
         let read = async {
             while let Some(msg) = output.next().await {
-                match msg? {
+                match msg.map_err(engine)? {
                     LogOutput::StdOut { message } | LogOutput::Console { message } => {
                         written += message.len() as u64;
                         if written > limit {
@@ -622,7 +757,7 @@ impl Runtime for DockerRuntime {
         };
         let (fed, read) = tokio::join!(feed, read);
         read?;
-        let info = self.docker.inspect_exec(&exec.id).await?;
+        let info = self.docker.inspect_exec(&exec.id).await.map_err(engine)?;
         let exit_code = info.exit_code.unwrap_or(-1);
         if exit_code == 0 {
             fed.context("could not send data into the sandbox")?;
@@ -649,11 +784,16 @@ impl Runtime for DockerRuntime {
                     ..Default::default()
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| exec_failed(id, e))?;
         let StartExecResults::Attached {
             mut output,
             mut input,
-        } = self.docker.start_exec(&exec.id, None).await?
+        } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(engine)?
         else {
             bail!("the engine did not attach to the exec");
         };
@@ -669,7 +809,7 @@ impl Runtime for DockerRuntime {
         let _raw = crate::cli::term::RawMode::enable()?;
         resize(exec.id.clone()).await;
         pump_terminal(&mut output, &mut input, || resize(exec.id.clone())).await?;
-        let info = self.docker.inspect_exec(&exec.id).await?;
+        let info = self.docker.inspect_exec(&exec.id).await.map_err(engine)?;
         Ok(info.exit_code.unwrap_or(-1))
     }
 
@@ -692,6 +832,7 @@ impl Runtime for DockerRuntime {
             .docker
             .attach_container(id, Some(opts))
             .await
+            .map_err(engine)
             .with_context(|| format!("cannot attach to container {id}"))?;
         let resize = || async move {
             if let Some((w, h)) = crate::cli::term::size() {
@@ -731,11 +872,11 @@ impl Runtime for DockerRuntime {
                 }
                 Err(e) if is_not_found(&e) => {
                     return Err(hinted(
-                        "the task's container no longer exists, so its output is gone",
-                        "output is kept only while the container exists (until `git agent rm`)",
+                        "the task's container was removed while its output was being read",
+                        "`git agent status <task>` shows how the task ended; `git agent logs <task>` shows the output kept with it",
                     ));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(engine(e)),
             }
         }
         if follow && tail == "all" {
@@ -762,7 +903,7 @@ impl Runtime for DockerRuntime {
         match stream.next().await {
             Some(Ok(r)) => Ok(r.status_code),
             Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
-            Some(Err(e)) => Err(e.into()),
+            Some(Err(e)) => Err(engine(e)),
             None => bail!("the engine closed the wait stream for {id}"),
         }
     }
@@ -775,7 +916,7 @@ impl Runtime for DockerRuntime {
             Err(BollardError::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            Err(e) => Err(anyhow!(e).context(format!("cannot stop container {id}"))),
+            Err(e) => Err(engine(e).context(format!("cannot stop container {id}"))),
         }
     }
 
@@ -784,7 +925,10 @@ impl Runtime for DockerRuntime {
         match self.docker.remove_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(anyhow!(e).context(format!("cannot remove container {id}"))),
+            // Another request is removing it already: what we asked for is happening;
+            // return once it is done.
+            Err(e) if is_conflict(&e) => self.await_removal(id).await,
+            Err(e) => Err(engine(e).context(format!("cannot remove container {id}"))),
         }
     }
 
@@ -793,15 +937,34 @@ impl Runtime for DockerRuntime {
         match self.docker.remove_volume(name, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(anyhow!(e).context(format!("cannot remove volume {name}"))),
+            Err(e) if is_conflict(&e) => Err(in_use("volume", name, e)),
+            Err(e) => Err(engine(e).context(format!("cannot remove volume {name}"))),
         }
     }
 
     async fn remove_network(&self, name: &str) -> Result<()> {
+        // A name two networks share (see `create_network`) is ambiguous to the engine.
+        let ids = self.networks_named(name).await?;
+        if ids.len() > 1 {
+            for id in ids {
+                match self.docker.remove_network(&id).await {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => {
+                        return Err(engine(e).context(format!("cannot remove network {name}")));
+                    }
+                }
+            }
+            return Ok(());
+        }
         match self.docker.remove_network(name).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(anyhow!(e).context(format!("cannot remove network {name}"))),
+            // 403 "has active endpoints": a container is still attached.
+            Err(e) if classify_ref(&e) == EngineErrorKind::Conflict => {
+                Err(in_use("network", name, e))
+            }
+            Err(e) => Err(engine(e).context(format!("cannot remove network {name}"))),
         }
     }
 
@@ -815,7 +978,11 @@ impl Runtime for DockerRuntime {
         let opts = ListContainersOptionsBuilder::new()
             .filters(&filters)
             .build();
-        let list = self.docker.list_containers(Some(opts)).await?;
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(engine)?;
         let jobs = list.iter().map(|c| {
             let id = c.id.clone().unwrap_or_default();
             let networks: Vec<String> = c
@@ -865,7 +1032,7 @@ impl Runtime for DockerRuntime {
         match found {
             Ok(labels) => Ok(Some(labels)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(anyhow!(e).context(format!("cannot inspect {name}"))),
+            Err(e) => Err(engine(e).context(format!("cannot inspect {name}"))),
         }
     }
 
@@ -882,7 +1049,11 @@ impl Runtime for DockerRuntime {
             .all(true)
             .filters(&filters)
             .build();
-        let list = self.docker.list_containers(Some(opts)).await?;
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(engine)?;
         let mut out = Vec::new();
         for c in list {
             let id = c.id.unwrap_or_default();
@@ -938,7 +1109,7 @@ where
                     out.write_all(&m.into_bytes()).await?;
                     out.flush().await?;
                 }
-                Some(Err(e)) => return Err(e.into()),
+                Some(Err(e)) => return Err(engine(e)),
                 None => break,
             },
             data = rx.recv(), if stdin_open => match data {
@@ -956,13 +1127,66 @@ where
 }
 
 impl DockerRuntime {
+    /// Create a container under a fixed name. A 409 means another request holds the name
+    /// (a container of that name exists, or is still being removed): said as such, typed
+    /// [`EngineErrorKind::Conflict`], never the engine's raw answer.
     async fn create_named(
         &self,
         name: &str,
         body: ContainerCreateBody,
-    ) -> Result<bollard::models::ContainerCreateResponse, BollardError> {
+    ) -> Result<bollard::models::ContainerCreateResponse> {
         let opts = CreateContainerOptionsBuilder::new().name(name).build();
-        self.docker.create_container(Some(opts), body).await
+        match self.docker.create_container(Some(opts), body).await {
+            Ok(r) => Ok(r),
+            Err(e) if is_conflict(&e) => Err(name_taken("container", name, e)),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    /// The ids of the networks named exactly `name`, oldest first (the engine's name filter
+    /// matches parts of names, and API versions before 1.44 let two networks share a name).
+    async fn networks_named(&self, name: &str) -> Result<Vec<String>> {
+        let filters = HashMap::from([("name", vec![name])]);
+        let opts = bollard::query_parameters::ListNetworksOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_networks(Some(opts))
+            .await
+            .map_err(engine)
+            .with_context(|| format!("cannot list networks named {name}"))?;
+        let mut found: Vec<((String, u32), String)> = list
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .filter_map(|n| {
+                let created = created_key(n.created.as_deref().unwrap_or_default());
+                n.id.map(|id| (created, id))
+            })
+            .collect();
+        found.sort();
+        Ok(found.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// Wait (a bounded time) for a container whose removal another request started to be gone,
+    /// so a create of the same name that follows does not meet it.
+    async fn await_removal(&self, id: &str) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.docker.inspect_container(id, None).await {
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) => {
+                    return Err(engine(e).context(format!("cannot inspect container {id}")));
+                }
+                Ok(_) if std::time::Instant::now() >= deadline => {
+                    return Err(hinted(
+                        format!("container {id} is still being removed by the engine after 30s"),
+                        "run `git agent doctor` to see what is left; `git agent purge <task>` removes a task's objects",
+                    ));
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     async fn cut_and_kill(&self, id: &str, networks: &[String]) -> Result<()> {
@@ -1000,8 +1224,76 @@ pub const LOG_FILE_SIZE: &str = "20m";
 /// Rotated log files kept per container.
 pub const LOG_FILES: &str = "5";
 
+/// An engine timestamp (RFC 3339, nanoseconds with trailing zeros cut) as a sortable key:
+/// the seconds, then the fraction in nanoseconds. One engine writes one time zone.
+fn created_key(stamp: &str) -> (String, u32) {
+    let (secs, rest) = stamp.split_at(stamp.len().min(19));
+    let nanos = rest
+        .strip_prefix('.')
+        .map(|r| {
+            let digits: String = r.chars().take_while(char::is_ascii_digit).take(9).collect();
+            format!("{digits:0<9}").parse().unwrap_or(0)
+        })
+        .unwrap_or(0);
+    (secs.to_string(), nanos)
+}
+
+/// An exec that could not be created. A 409 means the container is not running (it ended,
+/// or was stopped meanwhile): said so, not as the engine's raw answer.
+fn exec_failed(id: &str, e: BollardError) -> anyhow::Error {
+    if is_conflict(&e) {
+        return anyhow::Error::new(classify(e)).context(crate::error::Hint {
+            message: format!("cannot run a command in container {id}: it is not running"),
+            hint: "see the task's state with `git agent status <task>`; `git agent restart <task>` starts it again".into(),
+        });
+    }
+    engine(e).context(format!("cannot run a command in container {id}"))
+}
+
+/// The kind of a client error without consuming it.
+fn classify_ref(e: &BollardError) -> EngineErrorKind {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            classify(BollardError::DockerResponseServerError {
+                status_code: *status_code,
+                message: message.clone(),
+            })
+            .kind
+        }
+        _ => EngineErrorKind::Other,
+    }
+}
+
+/// A volume or network that cannot be removed because a container still uses it.
+fn in_use(what: &str, name: &str, e: BollardError) -> anyhow::Error {
+    anyhow::Error::new(classify(e)).context(crate::error::Hint {
+        message: format!("cannot remove {what} {name}: a container still uses it"),
+        hint: "`git agent doctor` lists what is left of each task; `git agent purge <task>` removes a task's container before its volumes and network".into(),
+    })
+}
+
+/// A 409 on creating a named object: someone else holds the name right now.
+fn name_taken(what: &str, name: &str, e: BollardError) -> anyhow::Error {
+    let mut err = classify(e);
+    err.kind = EngineErrorKind::Conflict;
+    anyhow::Error::new(err).context(crate::error::Hint {
+        message: format!(
+            "cannot create {what} {name}: one of that name already exists or is being removed (another git-agent command may be working on the same task)"
+        ),
+        hint: "let the other command finish, then run this one again; `git agent doctor` lists objects left behind and `git agent purge <task>` removes a task's".into(),
+    })
+}
+
 fn build_failed(error: &str, recent: &[String]) -> anyhow::Error {
-    let mut msg = format!("image build failed: {}", error.trim());
+    let error = error.trim();
+    let mut msg = if error.is_empty() {
+        "image build failed: the engine's builder stopped without saying why".to_string()
+    } else {
+        format!("image build failed: {error}")
+    };
     if !recent.is_empty() {
         msg.push_str("\n\nlast build output:\n");
         for line in recent {
@@ -1014,4 +1306,86 @@ fn build_failed(error: &str, recent: &[String]) -> anyhow::Error {
         msg.trim_end(),
         "fix the failing step (see `git agent image build --dry-run` for the Dockerfile), then run `git agent image build`",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(status_code: u16, message: &str) -> BollardError {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn creation_times_sort_by_their_value() {
+        let a = created_key("2026-12-02T07:01:02.1234567Z");
+        let b = created_key("2026-12-02T07:01:02.12345Z");
+        let c = created_key("2026-12-02T07:01:02Z");
+        assert!(c < b && b < a, "{a:?} {b:?} {c:?}");
+        assert!(created_key("2026-12-02T07:01:03.1Z") > a);
+    }
+
+    #[test]
+    fn engine_answers_are_typed_by_status() {
+        let e = classify(server(404, "No such container: x"));
+        assert_eq!(e.kind, EngineErrorKind::NotFound);
+        let e = classify(server(
+            409,
+            "Conflict. The container name \"/ga-1\" is already in use by container \"abc\". You have to remove (or rename) that container to be able to reuse that name.",
+        ));
+        assert_eq!(e.kind, EngineErrorKind::Conflict);
+        let e = classify(server(
+            403,
+            "error while removing network: network ga-1 id 6c0d has active endpoints",
+        ));
+        assert_eq!(e.kind, EngineErrorKind::Conflict);
+        assert_eq!(
+            classify(server(500, "driver failed")).kind,
+            EngineErrorKind::Other
+        );
+        assert!(classify(server(500, "")).to_string().contains("500"));
+    }
+
+    /// The engines' own answers when no address range is left for a network (Docker 20.10
+    /// to 23, older ones, 27+) and when its disk is full; the pool cannot be exhausted on a
+    /// shared test engine without breaking everyone else's networks.
+    #[test]
+    fn pool_exhaustion_and_full_disk_are_recognised_from_the_engines_words() {
+        for body in [
+            "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
+            "failed to parse pool request for address space \"LocalDefault\" pool \"\" subpool \"\": could not find an available predefined network",
+            "all predefined address pools have been fully subnetted",
+        ] {
+            for status in [400, 403, 404, 500] {
+                let e = classify(server(status, body));
+                assert_eq!(e.kind, EngineErrorKind::AddressPoolExhausted, "{body}");
+                let hint = e.hint.unwrap();
+                assert!(hint.contains("docker network prune"), "{hint}");
+                assert!(hint.contains("default-address-pools"), "{hint}");
+            }
+        }
+        let e = classify(server(
+            500,
+            "write /var/lib/docker/volumes/x/_data/f: no space left on device",
+        ));
+        assert_eq!(e.kind, EngineErrorKind::NoSpace);
+        assert_eq!(engine_says("No such network: ga-1"), None);
+    }
+
+    #[test]
+    fn a_refused_connection_is_unreachable_with_a_hint() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let e = classify(BollardError::IOError { err: io });
+        assert_eq!(e.kind, EngineErrorKind::Unreachable);
+        assert!(e.to_string().contains("Connection refused"), "{e}");
+        assert!(e.hint.unwrap().contains("git agent doctor"));
+        let denied = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = classify(BollardError::IOError { err: denied });
+        assert_eq!(e.kind, EngineErrorKind::PermissionDenied);
+        let e = classify(BollardError::SocketNotFoundError("/nope.sock".into()));
+        assert_eq!(e.kind, EngineErrorKind::Unreachable);
+    }
 }

@@ -284,3 +284,112 @@ pub trait Runtime {
     /// `only`) at once and kill them all; volumes are kept. Returns the names it stopped.
     async fn panic_stop_all(&self, only: Option<(&str, &str)>) -> Result<Vec<String>>;
 }
+
+/// What kind of engine failure an [`EngineError`] is: decided from the client's error variant
+/// and the HTTP status, so callers branch on a type, never on message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineErrorKind {
+    /// No engine answers (socket missing, connection refused, timeout, broken stream).
+    Unreachable,
+    /// The object does not exist (404).
+    NotFound,
+    /// The object exists already, or is being removed or changed by another request (409).
+    Conflict,
+    /// The engine has no address range left for a new network.
+    AddressPoolExhausted,
+    /// The engine's disk is full.
+    NoSpace,
+    /// The engine refused the request for lack of rights (401/403).
+    PermissionDenied,
+    Other,
+}
+
+/// A failed request to the container engine, carried in the `anyhow` chain so callers can
+/// `downcast_ref` it (see [`engine_error`]).
+#[derive(Debug)]
+pub struct EngineError {
+    pub kind: EngineErrorKind,
+    /// The HTTP status the engine answered with, if it answered.
+    pub status: Option<u16>,
+    /// What the engine (or the client, when it could not reach one) said.
+    pub message: String,
+    /// The next step for the user, for the kinds where there is one.
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let message = self.message.trim();
+        match (self.kind, self.status) {
+            (EngineErrorKind::Unreachable, _) if message.is_empty() => {
+                f.write_str("cannot reach the container engine")
+            }
+            (EngineErrorKind::Unreachable, _) => {
+                write!(f, "cannot reach the container engine: {message}")
+            }
+            (_, Some(status)) if message.is_empty() => {
+                write!(f, "the engine answered HTTP {status} without a reason")
+            }
+            (_, Some(status)) => write!(f, "the engine answered HTTP {status}: {message}"),
+            (_, None) if message.is_empty() => f.write_str("the engine request failed"),
+            (_, None) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl EngineError {
+    pub fn new(kind: EngineErrorKind, status: Option<u16>, message: impl Into<String>) -> Self {
+        EngineError {
+            kind,
+            status,
+            message: message.into(),
+            hint: Self::hint_for(kind),
+        }
+    }
+
+    fn hint_for(kind: EngineErrorKind) -> Option<String> {
+        match kind {
+            EngineErrorKind::Unreachable => Some(engine_hint()),
+            EngineErrorKind::AddressPoolExhausted => Some(
+                "the engine has no address range left for another network: remove unused ones \
+                 with `docker network prune` (`git agent doctor` lists git-agent's leftovers), \
+                 or give the engine more with `default-address-pools` in /etc/docker/daemon.json"
+                    .into(),
+            ),
+            EngineErrorKind::NoSpace => Some(
+                "free space on the engine's disk: `docker system df` shows what uses it, \
+                 `git agent purge <task>` removes a finished task's volumes"
+                    .into(),
+            ),
+            EngineErrorKind::PermissionDenied => Some(
+                "use an account that may talk to the engine (e.g. a member of the `docker` \
+                 group), or point DOCKER_HOST at an engine you may use"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// How to start the engine or point at one, depending on whether DOCKER_HOST is set.
+pub fn engine_hint() -> String {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) if !h.is_empty() => format!(
+            "check that the engine at DOCKER_HOST={h} is running, or unset DOCKER_HOST to use the local socket; `git agent doctor` checks the connection"
+        ),
+        _ => "start the Docker engine (e.g. `sudo systemctl start docker`), or point DOCKER_HOST at one; `git agent doctor` checks the connection".into(),
+    }
+}
+
+/// The engine failure anywhere in an error's chain, if there is one.
+pub fn engine_error(err: &anyhow::Error) -> Option<&EngineError> {
+    err.downcast_ref::<EngineError>()
+        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<EngineError>()))
+}
+
+/// The kind of the engine failure in an error's chain, if any.
+pub fn engine_kind(err: &anyhow::Error) -> Option<EngineErrorKind> {
+    engine_error(err).map(|e| e.kind)
+}

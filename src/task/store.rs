@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use git2::{Oid, Repository, Signature};
 
 use super::name::{self, TaskName};
@@ -280,7 +280,12 @@ impl TaskStore {
                         .load(name)?
                         .ok_or_else(|| anyhow!("task '{name}' vanished during an update"));
                 }
-                Err(e) if e.downcast_ref::<TransactionFailed>().is_some() => {
+                // Only a lost compare-and-swap is worth another try; anything else (a full
+                // disk, no permission, a broken ref) would fail the same way again.
+                Err(e)
+                    if e.downcast_ref::<TransactionFailed>()
+                        .is_some_and(|t| t.is_race()) =>
+                {
                     // Someone else moved a ref first: back off a little and try again.
                     std::thread::sleep(std::time::Duration::from_millis(
                         1 + (attempt as u64 * 7) % 23,
@@ -289,7 +294,15 @@ impl TaskStore {
                 Err(e) => return Err(e),
             }
         }
-        bail!("task '{name}' is being changed too often to update it; try again")
+        // Every try lost a race: retrying later is the fix, once the other writer is done.
+        Err(hinted(
+            format!(
+                "task '{name}' was changed by other commands {MAX_ATTEMPTS} times while this one tried to update it; nothing was changed"
+            ),
+            format!(
+                "wait for the other git-agent commands on it to finish, then run this one again (`git agent status {name}` shows its state)"
+            ),
+        ))
     }
 
     /// Write the state commit of a change without applying it: the returned [`Prepared`]

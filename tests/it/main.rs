@@ -11,6 +11,7 @@ mod claude;
 mod cli;
 mod core_loop;
 mod egress;
+mod errors;
 mod fake_anthropic;
 mod gateway_attack;
 mod guard;
