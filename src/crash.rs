@@ -22,11 +22,15 @@ pub const POINTS: &[&str] = &[
     // purge
 
     // allow
-
+    "allow.after-upload",
+    "allow.after-reload",
+    "allow.after-record",
     // restart
-
+    "restart.after-remove",
+    "restart.after-volume",
+    "restart.after-deliver",
+    "restart.after-create",
     // stop / rm
-
 ];
 
 /// The environment variable naming the points to crash at.

@@ -18,6 +18,7 @@ mod hostile;
 mod lifecycle;
 mod reader_attack;
 mod review_attack;
+mod runtime_changes;
 mod servers;
 mod state;
 mod trust;
