@@ -107,3 +107,126 @@ fn concurrent_allows_all_land_in_record_and_gateway() {
     }
     assert_eq!(v["never.example.org"], "denied", "{v:?}");
 }
+
+fn recorded_allow(env: &TestEnv, task: &str) -> Vec<String> {
+    let st = env.json(&["status", "--json", task]);
+    st["network"]["allow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Run the gateway's own helper (as the gateway's user).
+fn gateway_helper(env: &TestEnv, task: &str, script: &str) -> Run {
+    run_of(
+        std::process::Command::new("docker")
+            .args(["exec", &env.names_of(task).gateway, "sh", "-c", script])
+            .output()
+            .unwrap(),
+    )
+}
+
+fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A reload the gateway cannot carry out is an error with a hint, records nothing and leaves
+/// the old policy in force; a malformed or incomplete policy is refused by the gateway
+/// itself; a kill at any point of `allow` is repaired by running it again; a dead gateway is
+/// reported by `allow`, and `restart` brings one back that takes new domains.
+#[test]
+fn allow_is_checked_and_converges_after_failures_and_crashes() {
+    require_docker!();
+    let env = TestEnv::new();
+    running_task(&env, "gw");
+    env.agent(&["allow", "gw", "a.example.com"]).ok();
+    let user = env.user_snapshot();
+    let helper = "/usr/local/bin/git-agent-gateway";
+
+    // The gateway's policy directory is read-only: the reload fails.
+    gateway_helper(&env, "gw", "chmod 555 /etc/git-agent-gateway").ok();
+    let failed = env.agent(&["allow", "gw", "b.example.com"]);
+    assert_eq!(failed.code, 1, "{failed}");
+    assert!(failed.stderr.contains("Error: "), "{failed}");
+    assert!(failed.stderr.contains("nothing was recorded"), "{failed}");
+    assert!(
+        failed.stderr.contains("Hint: ") && failed.stderr.contains("git agent restart gw"),
+        "{failed}"
+    );
+    assert!(!recorded_allow(&env, "gw").contains(&"b.example.com".to_string()));
+    gateway_helper(&env, "gw", "chmod 755 /etc/git-agent-gateway").ok();
+    let names = |extra: &[&str]| -> Vec<String> {
+        ["a.example.com", "b.example.com"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let v = gateway_verdicts(&env, "gw", &names(&[]));
+    assert_eq!(v["a.example.com"], "allowed", "{v:?}");
+    assert_eq!(v["b.example.com"], "denied", "{v:?}");
+
+    // The gateway refuses a malformed policy and an incomplete one; the old one stays.
+    let before = gateway_helper(&env, "gw", &format!("{helper} policy")).ok();
+    for (text, digest) in [
+        ("{\"allow\": \"x\"}", sha256("{\"allow\": \"x\"}")),
+        ("{\"allow\": [", sha256("{\"allow\": [\"x.example.com\"]}")),
+    ] {
+        let r = gateway_helper(
+            &env,
+            "gw",
+            &format!(
+                "printf '%s' '{text}' > /etc/git-agent-gateway/policy.json.{digest}; {helper} reload {digest}"
+            ),
+        );
+        assert_eq!(r.code, 1, "{text}: {r}");
+        assert!(r.stderr.contains("refused"), "{r}");
+    }
+    let after = gateway_helper(&env, "gw", &format!("{helper} policy")).ok();
+    assert_eq!(before.stdout, after.stdout);
+    assert_eq!(before.stdout.trim().len(), 64, "{before}");
+
+    // A kill at each point of `allow`; running it again converges.
+    for (i, point) in [
+        "allow.after-upload",
+        "allow.after-reload",
+        "allow.after-record",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let d = format!("c{i}.example.com");
+        env.agent_crash_at(point, &["allow", "gw", &d]);
+        assert_eq!(env.user_snapshot(), user, "{point}");
+        assert!(gateway_running(&env, "gw"), "{point}");
+        let st = env.agent(&["status", "gw"]).ok();
+        assert!(st.stdout.contains("running"), "{point}: {st}");
+        env.agent(&["allow", "gw", &d]).ok();
+        assert!(recorded_allow(&env, "gw").contains(&d), "{point}");
+        let v = gateway_verdicts(&env, "gw", &[d.clone()]);
+        assert_eq!(v[&d], "allowed", "{point}: {v:?}");
+    }
+
+    // A dead gateway: `allow` says so and records nothing; `restart` gives a new one.
+    docker(&["kill", &env.names_of("gw").gateway]).ok();
+    let dead = env.agent(&["allow", "gw", "d.example.com"]);
+    assert_eq!(dead.code, 1, "{dead}");
+    assert!(dead.stderr.contains("gateway is not running"), "{dead}");
+    assert!(dead.stderr.contains("git agent restart gw"), "{dead}");
+    assert!(!recorded_allow(&env, "gw").contains(&"d.example.com".to_string()));
+    let restarted = env.agent(&["restart", "gw"]).ok();
+    assert!(restarted.stderr.contains("gateway"), "{restarted}");
+    env.agent(&["allow", "gw", "d.example.com"]).ok();
+    let v = gateway_verdicts(&env, "gw", &names(&["c0.example.com", "d.example.com"]));
+    assert_eq!(v["a.example.com"], "allowed", "{v:?}");
+    assert_eq!(v["c0.example.com"], "allowed", "{v:?}");
+    assert_eq!(v["d.example.com"], "allowed", "{v:?}");
+    assert_eq!(v["b.example.com"], "denied", "{v:?}");
+    assert_eq!(env.user_snapshot(), user);
+}
