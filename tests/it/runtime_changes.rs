@@ -209,7 +209,7 @@ fn allow_is_checked_and_converges_after_failures_and_crashes() {
         assert!(st.stdout.contains("running"), "{point}: {st}");
         env.agent(&["allow", "gw", &d]).ok();
         assert!(recorded_allow(&env, "gw").contains(&d), "{point}");
-        let v = gateway_verdicts(&env, "gw", &[d.clone()]);
+        let v = gateway_verdicts(&env, "gw", std::slice::from_ref(&d));
         assert_eq!(v[&d], "allowed", "{point}: {v:?}");
     }
 
