@@ -150,10 +150,50 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
     let image_id = super::image::ensure(&rt, &plan).await?;
     // What the engine has of the task, before anything changes.
     let found = health::check(&rt, &loaded).await?;
-    let mut probe = loaded.clone();
-    probe.record.sandbox.image_id = image_id.clone();
-    let workspace = health::workspace(&rt, &ctx.store, &probe).await?;
-    let seed = Seed::of(&loaded);
+    // Sync what the old container has before replacing it. A sync that succeeds proves the
+    // workspace holds the task's branch; otherwise a look into it (see health::workspace)
+    // tells an unreachable workspace from an empty one. A missing volume is never synced or
+    // looked into: mounting it would make the engine create it, empty.
+    // Only a running container is synced before the look: syncing a stopped one records
+    // what it finds, and a restart that refuses must change nothing.
+    let live = found.volume == Some(true) && found.container == Some(ContainerState::Running);
+    let synced = if live {
+        Some(super::sync::sync_if_possible(&rt, &ctx, loaded.clone(), &lock).await)
+    } else {
+        None
+    };
+    let (loaded, workspace) = match synced {
+        Some(Ok(l)) => (l, Workspace::Ready),
+        _ if found.volume != Some(true) => (loaded, Workspace::Missing),
+        other => {
+            let mut probe = loaded.clone();
+            probe.record.sandbox.image_id = image_id.clone();
+            let workspace = health::workspace(&rt, &ctx.store, &probe).await?;
+            let other = match other {
+                None if workspace == Workspace::Ready => Some(
+                    super::sync::sync_if_possible(&rt, &ctx, loaded.clone(), &lock)
+                        .await
+                        .map(|_| ()),
+                ),
+                Some(r) => Some(r.map(|_| ())),
+                None => None,
+            };
+            if let Some(Err(e)) = other {
+                if workspace == Workspace::Ready && args.reseed {
+                    return Err(hinted(
+                        format!(
+                            "cannot sync task '{name}' before rebuilding its workspace: {e:#}; nothing was changed"
+                        ),
+                        format!("`git agent restart {name}` restarts it on the workspace it has"),
+                    ));
+                }
+                if workspace == Workspace::Ready {
+                    eprintln!("git-agent: could not sync before restarting: {e:#}");
+                }
+            }
+            (ctx.store.resolve(&name)?, workspace)
+        }
+    };
     if workspace != Workspace::Ready && !args.reseed {
         return Err(hinted(
             format!(
@@ -162,7 +202,7 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
             ),
             format!(
                 "`git agent restart --reseed {name}` rebuilds it from {}, or `git agent purge {name}` removes the task",
-                seed.describe()
+                Seed::of(&loaded).describe()
             ),
         ));
     }
@@ -171,27 +211,6 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
             eprintln!("git-agent: task {name}: {problem}; the restart replaces it");
         }
     }
-    // Sync what the old container has before replacing it. A workspace about to be rebuilt
-    // is replaced only once everything in it is home.
-    let loaded = if workspace != Workspace::Ready {
-        loaded
-    } else if args.reseed {
-        super::sync::sync_if_possible(&rt, &ctx, loaded, &lock)
-            .await
-            .map_err(|e| {
-                hinted(
-                    format!("cannot sync task '{name}' before rebuilding its workspace: {e:#}; nothing was changed"),
-                    format!("`git agent restart {name}` restarts it on the workspace it has"),
-                )
-            })?
-    } else {
-        super::sync::sync_if_possible(&rt, &ctx, loaded, &lock)
-            .await
-            .unwrap_or_else(|e| {
-                eprintln!("git-agent: could not sync before restarting: {e:#}");
-                ctx.store.resolve(&name).expect("task exists")
-            })
-    };
     let seed = Seed::of(&loaded);
     rt.remove_container(&names.container).await?;
     crate::crash::point("restart.after-remove");

@@ -230,3 +230,127 @@ fn allow_is_checked_and_converges_after_failures_and_crashes() {
     assert_eq!(v["b.example.com"], "denied", "{v:?}");
     assert_eq!(env.user_snapshot(), user);
 }
+
+/// The task's command: the first run commits `committed.txt` and leaves `wip.txt`
+/// uncommitted; every later run (a restart) records what it finds in its workspace.
+const WORKER: &str = "if [ -f committed.txt ]; then \
+     echo \"seen $(cat committed.txt) $(cat wip.txt 2>/dev/null || echo no-wip) run$$\" > seen.txt; \
+   else echo one > committed.txt && git add committed.txt && git commit -qm one && echo two > wip.txt; fi; \
+   sleep 600";
+
+/// Poll `script` in the task's container until it prints something (10 s at most).
+fn wait_for(env: &TestEnv, task: &str, script: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = env.docker_exec(task, script);
+        if r.code == 0 && !r.stdout.trim().is_empty() {
+            return r.stdout.trim().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer from `{script}` in task {task}: {r}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn volume_exists(name: &str) -> bool {
+    docker(&["volume", "inspect", name]).code == 0
+}
+
+/// `restart` refuses a workspace whose volume is gone or empty (and changes nothing), names
+/// `restart --reseed`, which rebuilds it from the synced head and uncommitted snapshot, and
+/// the task's work continues there. A kill at any point of `restart` is repaired by the
+/// command its message names, and nothing is left behind.
+#[test]
+fn restart_refuses_a_lost_workspace_and_reseed_brings_the_work_back() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&["spawn", "--name", "ws", "-m", "x", "--", "sh", "-c", WORKER])
+        .ok();
+    wait_for(&env, "ws", "test -f wip.txt && echo ok");
+    env.agent(&["sync", "ws"]).ok();
+    let refs = env.task_refs("ws");
+    assert!(
+        refs.contains_key("head") && refs.contains_key("wip"),
+        "{refs:?}"
+    );
+    let user = env.user_snapshot();
+    let names = env.names_of("ws");
+
+    // The volume is lost (the engine's container and volume both gone).
+    docker(&["rm", "-f", &names.container]).ok();
+    docker(&["rm", "-f", &names.warden]);
+    docker(&["volume", "rm", &names.volume]).ok();
+    let refused = env.agent(&["restart", "ws"]);
+    assert_eq!(refused.code, 1, "{refused}");
+    assert!(refused.stderr.contains("workspace is missing"), "{refused}");
+    assert!(
+        refused
+            .stderr
+            .contains("Hint: `git agent restart --reseed ws`"),
+        "{refused}"
+    );
+    assert!(!volume_exists(&names.volume), "looking created the volume");
+    assert_eq!(
+        env.task_refs("ws"),
+        refs,
+        "a refused restart changed the task"
+    );
+    // The engine recreated it by name, empty and unlabelled.
+    docker(&["volume", "create", &names.volume]).ok();
+    let refused = env.agent(&["restart", "ws"]);
+    assert_eq!(refused.code, 1, "{refused}");
+    assert!(refused.stderr.contains("workspace is empty"), "{refused}");
+    assert_eq!(env.task_refs("ws"), refs);
+    assert!(
+        !env.runtime_objects().0.contains(&names.reader),
+        "the workspace check left its container"
+    );
+
+    env.agent(&["restart", "--reseed", "ws"]).ok();
+    let seen = wait_for(&env, "ws", "cat seen.txt");
+    assert!(seen.starts_with("seen one two "), "{seen}");
+    let status = env
+        .docker_exec("ws", "git status --porcelain; git rev-parse HEAD")
+        .stdout;
+    assert!(
+        status.contains("?? wip.txt"),
+        "wip is not uncommitted: {status}"
+    );
+    assert!(status.contains(&refs["head"]), "{status}");
+    env.agent(&["sync", "ws"]).ok();
+    assert_eq!(env.task_refs("ws")["head"], refs["head"]);
+    assert_eq!(env.user_snapshot(), user);
+
+    // Kills at each point of restart; the command the situation calls for completes.
+    for (point, args) in [
+        ("restart.after-remove", &["restart", "ws"][..]),
+        ("restart.after-create", &["restart", "ws"][..]),
+        ("restart.after-volume", &["restart", "--reseed", "ws"][..]),
+        ("restart.after-deliver", &["restart", "--reseed", "ws"][..]),
+    ] {
+        env.agent_crash_at(point, args);
+        assert_eq!(env.user_snapshot(), user, "{point}");
+        env.agent(&["status", "ws"]).ok();
+        let again = env.agent(&["restart", "ws"]);
+        if point == "restart.after-volume" {
+            // The fresh volume is still empty: restart says so and names --reseed.
+            assert_eq!(again.code, 1, "{point}: {again}");
+            assert!(again.stderr.contains("--reseed ws"), "{again}");
+            env.agent(&["restart", "--reseed", "ws"]).ok();
+        } else {
+            assert_eq!(again.code, 0, "{point}: {again}");
+        }
+        let seen = wait_for(&env, "ws", "cat seen.txt");
+        assert!(seen.starts_with("seen one "), "{point}: {seen}");
+        let st = env.json(&["status", "--json", "ws"]);
+        assert_eq!(st["status"], "running", "{point}: {st}");
+    }
+    env.agent(&["purge", "ws"]).ok();
+    let (c, v, n) = env.runtime_objects();
+    assert!(
+        c.is_empty() && v.is_empty() && n.is_empty(),
+        "{c:?} {v:?} {n:?}"
+    );
+}
