@@ -203,6 +203,27 @@ mod tests {
     }
 
     #[test]
+    fn a_live_run_takes_policy_changes_only_through_a_running_gateway() {
+        assert_eq!(healthy().gateway_problem(), None);
+        let mut h = healthy();
+        h.gateway = Some(ContainerState::Exited(137));
+        assert_eq!(
+            h.gateway_problem().as_deref(),
+            Some("its gateway is not running (exited with status 137)")
+        );
+        h.gateway = Some(ContainerState::Running);
+        h.network = Some(false);
+        assert_eq!(
+            h.gateway_problem().as_deref(),
+            Some("its network is missing")
+        );
+        // No live run: the record alone takes the change.
+        h.container = Some(ContainerState::Exited(0));
+        h.gateway = Some(ContainerState::Missing);
+        assert_eq!(h.gateway_problem(), None);
+    }
+
+    #[test]
     fn a_lost_workspace_is_always_a_problem() {
         let mut h = healthy();
         h.volume = Some(false);
