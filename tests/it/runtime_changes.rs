@@ -213,15 +213,26 @@ fn allow_is_checked_and_converges_after_failures_and_crashes() {
         assert_eq!(v[&d], "allowed", "{point}: {v:?}");
     }
 
-    // A dead gateway: `allow` says so and records nothing; `restart` gives a new one.
-    docker(&["kill", &env.names_of("gw").gateway]).ok();
+    // A missing network, then a dead gateway: `allow` says so and records nothing;
+    // `restart` says what it replaces and gives the task a new network and gateway.
+    let n = env.names_of("gw");
+    for c in [&n.container, &n.gateway] {
+        docker(&["network", "disconnect", "-f", &n.network, c]).ok();
+    }
+    docker(&["network", "rm", &n.network]).ok();
+    let no_net = env.agent(&["allow", "gw", "d.example.com"]);
+    assert_eq!(no_net.code, 1, "{no_net}");
+    assert!(no_net.stderr.contains("network is missing"), "{no_net}");
+    assert!(no_net.stderr.contains("git agent restart gw"), "{no_net}");
+    docker(&["kill", &n.gateway]).ok();
     let dead = env.agent(&["allow", "gw", "d.example.com"]);
     assert_eq!(dead.code, 1, "{dead}");
     assert!(dead.stderr.contains("gateway is not running"), "{dead}");
     assert!(dead.stderr.contains("git agent restart gw"), "{dead}");
     assert!(!recorded_allow(&env, "gw").contains(&"d.example.com".to_string()));
     let restarted = env.agent(&["restart", "gw"]).ok();
-    assert!(restarted.stderr.contains("gateway"), "{restarted}");
+    assert!(restarted.stderr.contains("gateway down"), "{restarted}");
+    assert!(restarted.stderr.contains("network missing"), "{restarted}");
     env.agent(&["allow", "gw", "d.example.com"]).ok();
     let v = gateway_verdicts(&env, "gw", &names(&["c0.example.com", "d.example.com"]));
     assert_eq!(v["a.example.com"], "allowed", "{v:?}");
