@@ -334,6 +334,18 @@ fn restart_refuses_a_lost_workspace_and_reseed_brings_the_work_back() {
     assert_eq!(env.task_refs("ws")["head"], refs["head"]);
     assert_eq!(env.user_snapshot(), user);
 
+    // The running task's workspace lost its repository: refused too, nothing recorded.
+    env.docker_exec("ws", "rm -rf .git").ok();
+    let before = env.task_refs("ws");
+    let refused = env.agent(&["restart", "ws"]);
+    assert_eq!(refused.code, 1, "{refused}");
+    assert!(refused.stderr.contains("workspace is empty"), "{refused}");
+    assert!(refused.stderr.contains("--reseed ws"), "{refused}");
+    assert_eq!(env.task_refs("ws"), before);
+    env.agent(&["restart", "--reseed", "ws"]).ok();
+    let status = env.docker_exec("ws", "git status --porcelain; git rev-parse HEAD").stdout;
+    assert!(status.contains("?? wip.txt") && status.contains(&refs["head"]), "{status}");
+
     // Kills at each point of restart; the command the situation calls for completes.
     for (point, args) in [
         ("restart.after-remove", &["restart", "ws"][..]),
