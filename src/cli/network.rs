@@ -10,6 +10,7 @@ use crate::egress::log::{Connection, Summary, summarize};
 use crate::error::hinted;
 use crate::runtime::{ContainerState, Runtime};
 use crate::sandbox::{gateway, health};
+use crate::task::lock::Lease;
 use crate::task::store::{Loaded, TaskStore};
 
 /// Let a task reach more domains. For a running task its gateway applies the change at
@@ -49,6 +50,13 @@ pub async fn run_allow(args: AllowArgs) -> Result<i32> {
         })?);
     }
     let _lock = super::lock_task(&ctx, &name, "allow").await?;
+    if Lease::held(&ctx.git, &name)? {
+        // Its spawn is still setting the gateway up from the policy it started with.
+        return Err(hinted(
+            format!("task '{name}' is still being set up by its spawn; nothing was recorded"),
+            format!("run this allow again once `git agent status {name}` says running"),
+        ));
+    }
     // Read the task again: it may have changed while this waited for the lock.
     let loaded = ctx.store.resolve(&name)?;
     if loaded.record.network.is_none() {

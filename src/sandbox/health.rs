@@ -105,6 +105,22 @@ pub fn describe(state: &ContainerState) -> String {
     }
 }
 
+/// Does the task's running gateway enforce exactly the recorded network policy? `None` when
+/// there is nothing to compare (no recorded policy, no running gateway). They differ only
+/// after an `allow` was killed between the gateway taking a policy and the record (the
+/// gateway then allows one change more than recorded): running that `allow` again, or `git
+/// agent restart`, makes them agree. For `status` and `doctor`; it costs one exec.
+pub async fn gateway_policy_matches<R: Runtime>(rt: &R, loaded: &Loaded) -> Result<Option<bool>> {
+    let (Some(policy), Some(gw)) = (&loaded.record.network, &loaded.record.sandbox.gateway) else {
+        return Ok(None);
+    };
+    if rt.state(gw).await? != ContainerState::Running {
+        return Ok(None);
+    }
+    let live = crate::sandbox::gateway::live_policy_digest(rt, gw).await?;
+    Ok(Some(live == crate::sandbox::gateway::policy_digest(policy)))
+}
+
 /// What a task's workspace volume holds, seen without running anything the agent wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Workspace {

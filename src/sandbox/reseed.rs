@@ -20,6 +20,18 @@ use crate::runtime::{ObjectKind, Runtime};
 use crate::task::store::Loaded;
 use crate::task::{branch_name, ref_name};
 
+/// The task's home volume is kept across restarts and the agent may have written a git
+/// config there: git laying out the snapshot reads none but the repository's own.
+fn plain_git() -> Vec<String> {
+    [
+        "GIT_CONFIG_GLOBAL=/dev/null",
+        "GIT_CONFIG_NOSYSTEM=1",
+        "GIT_TERMINAL_PROMPT=0",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// What a re-seeded workspace is built from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seed {
@@ -134,7 +146,9 @@ pub async fn deliver<R: Runtime>(
         ] {
             let mut cmd = vec!["git".to_string(), "-C".into(), "/workspace".into()];
             cmd.extend(step.iter().map(|s| s.to_string()));
-            let out = rt.exec(id, &cmd, None::<&[u8]>, &mut sink, 1 << 16).await?;
+            let out = rt
+                .exec_env(id, &cmd, &plain_git(), None::<&[u8]>, &mut sink, 1 << 16)
+                .await?;
             if out.exit_code != 0 {
                 bail!(
                     "the sandbox could not restore the uncommitted changes (exit {}): {}",

@@ -128,6 +128,26 @@ fn gateway_helper(env: &TestEnv, task: &str, script: &str) -> Run {
     )
 }
 
+/// Whether the task's running gateway enforces exactly its recorded policy, as
+/// `sandbox::health` tells `status` and `doctor`.
+fn gateway_matches_record(env: &TestEnv, task: &str) -> Option<bool> {
+    let git = git_agent::git::Git::discover(&env.repo).unwrap();
+    let store = git_agent::task::store::TaskStore::open(&git).unwrap();
+    let loaded = store.resolve(task).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let rt = git_agent::runtime::docker::DockerRuntime::connect()
+                .await
+                .unwrap();
+            git_agent::sandbox::health::gateway_policy_matches(&rt, &loaded)
+                .await
+                .unwrap()
+        })
+}
+
 fn sha256(text: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(text.as_bytes())
@@ -204,11 +224,18 @@ fn allow_is_checked_and_converges_after_failures_and_crashes() {
         let d = format!("c{i}.example.com");
         env.agent_crash_at(point, &["allow", "gw", &d]);
         assert_eq!(env.user_snapshot(), user, "{point}");
+        // Only a kill between the gateway's confirmation and the record leaves them apart.
+        assert_eq!(
+            gateway_matches_record(&env, "gw"),
+            Some(*point != "allow.after-reload"),
+            "{point}"
+        );
         assert!(gateway_running(&env, "gw"), "{point}");
         let st = env.agent(&["status", "gw"]).ok();
         assert!(st.stdout.contains("running"), "{point}: {st}");
         env.agent(&["allow", "gw", &d]).ok();
         assert!(recorded_allow(&env, "gw").contains(&d), "{point}");
+        assert_eq!(gateway_matches_record(&env, "gw"), Some(true), "{point}");
         let v = gateway_verdicts(&env, "gw", std::slice::from_ref(&d));
         assert_eq!(v[&d], "allowed", "{point}: {v:?}");
     }
@@ -343,8 +370,13 @@ fn restart_refuses_a_lost_workspace_and_reseed_brings_the_work_back() {
     assert!(refused.stderr.contains("--reseed ws"), "{refused}");
     assert_eq!(env.task_refs("ws"), before);
     env.agent(&["restart", "--reseed", "ws"]).ok();
-    let status = env.docker_exec("ws", "git status --porcelain; git rev-parse HEAD").stdout;
-    assert!(status.contains("?? wip.txt") && status.contains(&refs["head"]), "{status}");
+    let status = env
+        .docker_exec("ws", "git status --porcelain; git rev-parse HEAD")
+        .stdout;
+    assert!(
+        status.contains("?? wip.txt") && status.contains(&refs["head"]),
+        "{status}"
+    );
 
     // Kills at each point of restart; the command the situation calls for completes.
     for (point, args) in [
