@@ -409,3 +409,52 @@ fn restart_refuses_a_lost_workspace_and_reseed_brings_the_work_back() {
         "{c:?} {v:?} {n:?}"
     );
 }
+
+/// A spawn killed (SIGKILL: no cleanup) part-way leaves a task `creating` with whatever
+/// objects it had made; `restart --reseed` brings it back from its base whatever the moment
+/// (or the task was never recorded), and the task then runs on the user's files.
+#[test]
+fn reseed_brings_back_a_task_whose_spawn_was_killed() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&["image", "build", "--agent", "exec"]).ok();
+    let user = env.user_snapshot();
+    let mut revived = 0;
+    for (i, delay_ms) in [400u64, 900].into_iter().enumerate() {
+        let name = format!("k{i}");
+        let mut child = env
+            .agent_command(&[
+                "spawn",
+                "--name",
+                &name,
+                "-m",
+                "x",
+                "--",
+                "sh",
+                "-c",
+                "cat README.md > seen.txt; sleep 600",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(env.user_snapshot(), user);
+        if env.task_refs(&name).is_empty() {
+            continue;
+        }
+        let st = env.json(&["status", "--json", &name]);
+        eprintln!("delay {delay_ms}ms: left {}", st["status"]);
+        let run = env.agent(&["restart", "--reseed", &name]);
+        assert_eq!(run.code, 0, "delay {delay_ms}ms: {run}");
+        assert_eq!(
+            wait_for(&env, &name, "cat seen.txt"),
+            "# demo",
+            "delay {delay_ms}ms"
+        );
+        revived += 1;
+    }
+    eprintln!("revived {revived} of 2 killed spawns");
+}
