@@ -26,9 +26,14 @@ pub const POINTS: &[&str] = &[
     "purge.after-objects",
     "purge.before-refs",
     // allow
-
+    "allow.after-upload",
+    "allow.after-reload",
+    "allow.after-record",
     // restart
-
+    "restart.after-remove",
+    "restart.after-volume",
+    "restart.after-deliver",
+    "restart.after-create",
     // stop / rm
 ];
 

@@ -9,7 +9,10 @@ use crate::data::Search;
 use crate::error::hinted;
 use crate::image::{self, ImageRequest};
 use crate::runtime::{ContainerState, Runtime};
+use crate::sandbox::health::{self, Workspace};
+use crate::sandbox::reseed::{self, Seed};
 use crate::sandbox::spawn::{Limits, Process, deliver_prompt, go, sandbox_spec, supervised};
+use crate::task::lock::Lease;
 use crate::task::store::Loaded;
 use crate::task::{Status, now};
 
@@ -23,6 +26,12 @@ pub struct AttachArgs {
 
 /// Recreate a task's container on the current image and resume the agent's previous
 /// conversation (its sessions are kept in the task's home volume). The workspace is kept.
+///
+/// A new gateway and network come with the new container (with the task's recorded domains),
+/// so `restart` is also the repair for a gateway that died or a network that went missing.
+/// The workspace is checked first, without running anything the agent wrote: when its volume
+/// is gone or holds no task repository (a spawn that died before delivering it, a volume the
+/// engine lost), `restart` refuses and changes nothing; `--reseed` then rebuilds it.
 #[derive(Debug, Args)]
 pub struct RestartArgs {
     /// The task (any unique prefix of its name).
@@ -30,6 +39,12 @@ pub struct RestartArgs {
     /// Resume attached to your terminal, even if the task ran headless.
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Rebuild the workspace from the task's last synced work (`refs/agent/<task>/head`, else
+    /// its base, with the uncommitted snapshot restored as uncommitted changes), then restart.
+    /// A workspace that still holds the repository is synced first and replaced only when
+    /// that sync succeeds. Also brings back a task left `creating` by a spawn that died.
+    #[arg(long)]
+    pub reseed: bool,
 }
 
 /// Attach to a task's container; `ready` runs once attached (e.g. starting the agent).
@@ -119,6 +134,12 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
             "start a new task from its branch instead",
         ));
     }
+    if Lease::held(&ctx.git, &name)? {
+        return Err(hinted(
+            format!("task '{name}' is still being set up by its spawn"),
+            format!("wait for the spawn to finish, then check it with `git agent status {name}`"),
+        ));
+    }
     let plan = image::plan(&ImageRequest {
         root: &ctx.git.dir,
         config: &ctx.config,
@@ -127,16 +148,78 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
         stack: loaded.record.stack.as_deref(),
     })?;
     let image_id = super::image::ensure(&rt, &plan).await?;
-    // Sync what the old container has before replacing it.
-    let loaded = super::sync::sync_if_possible(&rt, &ctx, loaded, &lock)
-        .await
-        .unwrap_or_else(|e| {
-            eprintln!("git-agent: could not sync before restarting: {e:#}");
-            ctx.store.resolve(&name).expect("task exists")
-        });
+    // What the engine has of the task, before anything changes.
+    let found = health::check(&rt, &loaded).await?;
+    // Sync what the old container has before replacing it. A sync that succeeds proves the
+    // workspace holds the task's branch; otherwise a look into it (see health::workspace)
+    // tells an unreachable workspace from an empty one. A missing volume is never synced or
+    // looked into: mounting it would make the engine create it, empty.
+    // Only a running container is synced before the look: syncing a stopped one records
+    // what it finds, and a restart that refuses must change nothing.
+    let live = found.volume == Some(true) && found.container == Some(ContainerState::Running);
+    let synced = if live {
+        Some(super::sync::sync_if_possible(&rt, &ctx, loaded.clone(), &lock).await)
+    } else {
+        None
+    };
+    let (loaded, workspace) = match synced {
+        Some(Ok(l)) => (l, Workspace::Ready),
+        _ if found.volume != Some(true) => (loaded, Workspace::Missing),
+        other => {
+            let mut probe = loaded.clone();
+            probe.record.sandbox.image_id = image_id.clone();
+            let workspace = health::workspace(&rt, &ctx.store, &probe).await?;
+            let other = match other {
+                None if workspace == Workspace::Ready => Some(
+                    super::sync::sync_if_possible(&rt, &ctx, loaded.clone(), &lock)
+                        .await
+                        .map(|_| ()),
+                ),
+                Some(r) => Some(r.map(|_| ())),
+                None => None,
+            };
+            if let Some(Err(e)) = other {
+                if workspace == Workspace::Ready && args.reseed {
+                    return Err(hinted(
+                        format!(
+                            "cannot sync task '{name}' before rebuilding its workspace: {e:#}; nothing was changed"
+                        ),
+                        format!("`git agent restart {name}` restarts it on the workspace it has"),
+                    ));
+                }
+                if workspace == Workspace::Ready {
+                    eprintln!("git-agent: could not sync before restarting: {e:#}");
+                }
+            }
+            (ctx.store.resolve(&name)?, workspace)
+        }
+    };
+    if workspace != Workspace::Ready && !args.reseed {
+        return Err(hinted(
+            format!(
+                "task '{name}''s workspace {}; restarting would start the agent without its work, so nothing was changed",
+                workspace.describe()
+            ),
+            format!(
+                "`git agent restart --reseed {name}` rebuilds it from {}, or `git agent purge {name}` removes the task",
+                Seed::of(&loaded).describe()
+            ),
+        ));
+    }
+    for problem in found.problems(loaded.record.status) {
+        if problem != "workspace volume missing" {
+            eprintln!("git-agent: task {name}: {problem}; the restart replaces it");
+        }
+    }
+    let seed = Seed::of(&loaded);
     rt.remove_container(&names.container).await?;
+    crate::crash::point("restart.after-remove");
     // A new run gets a new gateway (and new stand-in tokens) with the recorded policy.
     let loaded = crate::sandbox::gateway::retire(&rt, &ctx.store, loaded, &names).await?;
+    if args.reseed {
+        reseed::fresh_volume(&rt, &ctx.repo, &name).await?;
+        crate::crash::point("restart.after-volume");
+    }
     let policy = match &loaded.record.network {
         Some(p) => p.clone(),
         None => crate::egress::resolve(
@@ -174,6 +257,22 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
     );
     let id = rt.create_container(&spec).await?;
     rt.start(&id).await?;
+    crate::crash::point("restart.after-create");
+    if args.reseed {
+        reseed::deliver(&rt, &ctx.git, &id, &name, &seed)
+            .await
+            .map_err(|e| {
+                hinted(
+                    format!("{e:#}"),
+                    format!("run `git agent restart --reseed {name}` again; `git agent purge {name}` removes the task"),
+                )
+            })?;
+        crate::crash::point("restart.after-deliver");
+        eprintln!(
+            "git-agent: task {name}'s workspace was rebuilt from {}",
+            seed.describe()
+        );
+    }
     let warden = crate::sandbox::spawn::create_warden(
         &rt,
         &ctx.repo,

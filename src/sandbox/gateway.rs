@@ -186,7 +186,7 @@ pub async fn start<R: Runtime>(
     })?;
     rt.upload(&id, CONF_DIR, &plan.files()?).await?;
     rt.start(&id).await?;
-    helper(rt, &id, "ready").await.map_err(|e| {
+    helper(rt, &id, &["ready"]).await.map_err(|e| {
         hinted(
             format!("the task's gateway did not come up: {e:#}"),
             "run `git agent doctor`; a vault that cannot resolve its API host keeps retrying",
@@ -196,40 +196,83 @@ pub async fn start<R: Runtime>(
 }
 
 /// Run the gateway's helper with one command.
-async fn helper<R: Runtime>(rt: &R, gateway: &str, cmd: &str) -> Result<()> {
+async fn helper<R: Runtime>(rt: &R, gateway: &str, args: &[&str]) -> Result<()> {
     let mut sink = tokio::io::sink();
+    let mut cmd = vec![HELPER.to_string()];
+    cmd.extend(args.iter().map(|a| a.to_string()));
     let out = rt
-        .exec(
-            gateway,
-            &[HELPER.to_string(), cmd.to_string()],
-            None::<&[u8]>,
-            &mut sink,
-            1 << 16,
-        )
+        .exec(gateway, &cmd, None::<&[u8]>, &mut sink, 1 << 16)
         .await?;
     if out.exit_code != 0 {
-        bail!("{}", sanitize(String::from_utf8_lossy(&out.stderr).trim()));
+        let why = sanitize(String::from_utf8_lossy(&out.stderr).trim());
+        if why.is_empty() {
+            bail!(
+                "the gateway's helper ({}) ended with status {} and said nothing",
+                args.join(" "),
+                out.exit_code
+            );
+        }
+        bail!("{why}");
     }
     Ok(())
 }
 
-/// Open more domains for a running task: the new policy goes in under a temporary name, and
-/// the helper renames it into place (atomically) and has the proxy re-read it, so the proxy
-/// never sees a half-written file.
+/// Replace a running gateway's policy, and return only once its proxy runs with it.
+///
+/// The file goes in under a name carrying the sha256 of its bytes; the gateway's helper
+/// (`reload <digest>`) refuses it unless the digest matches (an incomplete upload) and the
+/// policy is well formed, renames it over the old one (the proxy never reads part of a file),
+/// has the proxy re-read it, and exits 0 only when the proxy acknowledged that digest. Any
+/// failure leaves the gateway on its old policy and is an error.
 pub async fn update_policy<R: Runtime>(
     rt: &R,
     gateway: &str,
     policy: &NetworkPolicy,
 ) -> Result<()> {
+    let text = policy.proxy_policy();
+    let digest = sha256_hex(text.as_bytes());
     rt.upload(
         gateway,
         CONF_DIR,
-        &[upload("policy.json.new", policy.proxy_policy(), 0o644)],
+        &[upload(&format!("policy.json.{digest}"), text, 0o644)],
     )
-    .await?;
-    helper(rt, gateway, "reload")
+    .await
+    .context("cannot upload the new policy into the gateway")?;
+    crate::crash::point("allow.after-upload");
+    helper(rt, gateway, &["reload", &digest])
         .await
-        .context("the gateway did not reload its policy")
+        .context("the gateway did not take the new policy")
+}
+
+/// The sha256 digest of the policy a running gateway's proxy enforces (its own report).
+pub async fn live_policy_digest<R: Runtime>(rt: &R, gateway: &str) -> Result<String> {
+    let mut out = Vec::new();
+    let run = rt
+        .exec(
+            gateway,
+            &[HELPER.to_string(), "policy".to_string()],
+            None::<&[u8]>,
+            &mut out,
+            1 << 16,
+        )
+        .await?;
+    if run.exit_code != 0 {
+        bail!("{}", sanitize(String::from_utf8_lossy(&run.stderr).trim()));
+    }
+    Ok(sanitize(String::from_utf8_lossy(&out).trim()))
+}
+
+/// The digest [`update_policy`] names a policy by (and the gateway acknowledges).
+pub fn policy_digest(policy: &NetworkPolicy) -> String {
+    sha256_hex(policy.proxy_policy().as_bytes())
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The connections recorded so far by a gateway that still exists.

@@ -74,6 +74,122 @@ impl Health {
     }
 }
 
+impl Health {
+    /// Why a change of the live network policy cannot be applied now: the task's container
+    /// runs but its gateway does not, or its network is gone. `None` when the gateway can take
+    /// it, and when there is no live run (the record alone then holds the change).
+    pub fn gateway_problem(&self) -> Option<String> {
+        if self.container != Some(ContainerState::Running) {
+            return None;
+        }
+        match &self.gateway {
+            Some(ContainerState::Running) => {}
+            Some(g) => return Some(format!("its gateway is {}", describe(g))),
+            None => return Some("it has no gateway".into()),
+        }
+        if self.network == Some(false) {
+            return Some("its network is missing".into());
+        }
+        None
+    }
+}
+
+/// A container's state in words.
+pub fn describe(state: &ContainerState) -> String {
+    match state {
+        ContainerState::Missing => "gone".into(),
+        ContainerState::Created => "created but not started".into(),
+        ContainerState::Running => "running".into(),
+        ContainerState::Exited(code) => format!("not running (exited with status {code})"),
+        ContainerState::Other(s) => format!("not running ({s})"),
+    }
+}
+
+/// Does the task's running gateway enforce exactly the recorded network policy? `None` when
+/// there is nothing to compare (no recorded policy, no running gateway). They differ only
+/// after an `allow` was killed between the gateway taking a policy and the record (the
+/// gateway then allows one change more than recorded): running that `allow` again, or `git
+/// agent restart`, makes them agree. For `status` and `doctor`; it costs one exec.
+pub async fn gateway_policy_matches<R: Runtime>(rt: &R, loaded: &Loaded) -> Result<Option<bool>> {
+    let (Some(policy), Some(gw)) = (&loaded.record.network, &loaded.record.sandbox.gateway) else {
+        return Ok(None);
+    };
+    if rt.state(gw).await? != ContainerState::Running {
+        return Ok(None);
+    }
+    let live = crate::sandbox::gateway::live_policy_digest(rt, gw).await?;
+    Ok(Some(live == crate::sandbox::gateway::policy_digest(policy)))
+}
+
+/// What a task's workspace volume holds, seen without running anything the agent wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Workspace {
+    /// The volume holds the task's repository with its branch.
+    Ready,
+    /// No volume by the task's name (removed, or the engine lost it).
+    Missing,
+    /// The volume is there but holds no repository (a spawn died before delivering it, or
+    /// the engine recreated the volume empty).
+    Empty,
+    /// A repository without the task's branch.
+    NoBranch,
+}
+
+impl Workspace {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Workspace::Ready => "holds the task's repository",
+            Workspace::Missing => "is missing (its volume is gone)",
+            Workspace::Empty => "is empty (the task's repository was never delivered or was lost)",
+            Workspace::NoBranch => "has no task branch",
+        }
+    }
+}
+
+/// Look into a task's workspace volume: a fresh container of the task's image with no network
+/// (the reader `sync` uses) lists what is there with `test` and `grep`; no git runs, nothing
+/// the agent wrote is executed or read as configuration. The volume's existence is checked
+/// first, so that looking never creates it.
+pub async fn workspace<R: Runtime>(
+    rt: &R,
+    store: &crate::task::store::TaskStore,
+    loaded: &Loaded,
+) -> Result<Workspace> {
+    let Some(volume) = &loaded.record.sandbox.volume else {
+        return Ok(Workspace::Missing);
+    };
+    if rt.labels_of(ObjectKind::Volume, volume).await?.is_none() {
+        return Ok(Workspace::Missing);
+    }
+    let branch = crate::task::branch_name(&loaded.record.name);
+    // Exit 10: no .git directory; 11: no branch (neither loose nor packed).
+    let script = format!(
+        "cd /workspace || exit 10; [ -d .git ] && [ ! -L .git ] || exit 10; \
+         [ -f '.git/refs/heads/{branch}' ] && exit 0; \
+         [ -f .git/packed-refs ] && grep -q ' refs/heads/{branch}$' .git/packed-refs && exit 0; exit 11"
+    );
+    let reader = crate::sandbox::sync::start_reader(rt, store, loaded).await?;
+    let mut sink = tokio::io::sink();
+    let out = rt
+        .exec(
+            &reader,
+            &["sh".to_string(), "-c".to_string(), script],
+            None::<&[u8]>,
+            &mut sink,
+            1 << 12,
+        )
+        .await;
+    rt.remove_container(&reader).await.ok();
+    Ok(match out?.exit_code {
+        0 => Workspace::Ready,
+        10 => Workspace::Empty,
+        11 => Workspace::NoBranch,
+        code => {
+            anyhow::bail!("cannot look into the task's workspace (check exited with status {code})")
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +216,27 @@ mod tests {
         // Once the task is over its gateway is retired on purpose.
         h.container = Some(ContainerState::Exited(0));
         assert!(h.problems(Status::Exited).is_empty());
+    }
+
+    #[test]
+    fn a_live_run_takes_policy_changes_only_through_a_running_gateway() {
+        assert_eq!(healthy().gateway_problem(), None);
+        let mut h = healthy();
+        h.gateway = Some(ContainerState::Exited(137));
+        assert_eq!(
+            h.gateway_problem().as_deref(),
+            Some("its gateway is not running (exited with status 137)")
+        );
+        h.gateway = Some(ContainerState::Running);
+        h.network = Some(false);
+        assert_eq!(
+            h.gateway_problem().as_deref(),
+            Some("its network is missing")
+        );
+        // No live run: the record alone takes the change.
+        h.container = Some(ContainerState::Exited(0));
+        h.gateway = Some(ContainerState::Missing);
+        assert_eq!(h.gateway_problem(), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod gateway;
 pub mod health;
+pub mod reseed;
 pub mod spawn;
 pub mod sync;
 

@@ -21,6 +21,7 @@ mod promotion;
 mod purge;
 mod reader_attack;
 mod review_attack;
+mod runtime_changes;
 mod servers;
 mod state;
 mod trust;
