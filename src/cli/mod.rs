@@ -24,7 +24,7 @@ use std::io::Write;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::error::{Interrupted, find_hint};
+use crate::error::{Interrupted, find_hint, hinted};
 
 use crate::git::{Config, Git};
 use crate::runtime::docker::DockerRuntime;
@@ -86,10 +86,19 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Find the repository from the current directory (any directory of any of its work
+    /// trees) and refuse at once, before anything is read or written, a repository format
+    /// git-agent cannot work in (see [`crate::git::format`]).
     pub fn open() -> Result<Ctx> {
         let cwd = std::env::current_dir()?;
         let git = Git::discover(&cwd)?;
-        let store = TaskStore::open(&git)?;
+        git.require_supported_format()?;
+        let store = TaskStore::open(&git).map_err(|e| {
+            hinted(
+                format!("git-agent cannot open this repository's refs: {e:#}"),
+                "git-agent reads refs with libgit2, which may not support a setting in `git config --get-regexp '^extensions\\.'`; a plain clone (`git clone <this repository> <dir>`) works",
+            )
+        })?;
         let config = git.agent_config()?;
         let repo = RepoId::of(&git);
         Ok(Ctx {

@@ -387,6 +387,8 @@ pub fn read_only_root(ctx: &Ctx, flag: bool) -> Result<bool> {
 
 pub async fn run(args: SpawnArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
+    // Before any ref or engine object: a shallow clone's task could never send work back.
+    ctx.git.require_full_history()?;
     let search = Search::new(&ctx.git.dir);
     let agent_names: Vec<String> = if !args.agent.is_empty() {
         args.agent.iter().map(|a| a.trim().to_string()).collect()
