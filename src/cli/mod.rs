@@ -4,6 +4,7 @@
 mod agents;
 mod attach;
 mod doctor;
+mod engine_view;
 mod image;
 mod lifecycle;
 mod list;

@@ -23,8 +23,8 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
-    CommitSpec, ContainerState, ExecOutcome, GatewaySpec, ImageConfig, LABEL_TASK, ObjectKind,
-    OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Upload, WardenSpec,
+    CommitSpec, ContainerState, ExecOutcome, GatewaySpec, ImageConfig, Inventory, LABEL_TASK,
+    ObjectKind, OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Upload, WardenSpec,
 };
 use crate::error::hinted;
 
@@ -68,20 +68,54 @@ fn engine_hint() -> String {
     }
 }
 
+/// How long the engine has to answer the first request. Commands that can do without the
+/// engine (list, status, review, logs) fall back to the refs when it does not answer, so an
+/// engine that accepts connections but never replies must not hold them for long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The innermost messages of an error's chain: bollard's outer ones say only "client
+/// error", the inner ones what happened (connection refused, no such socket).
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts[parts.len().saturating_sub(2)..].join(": ")
+}
+
 impl DockerRuntime {
-    /// Connect and negotiate the API version; a clear error when no engine answers.
+    /// Connect and negotiate the API version; a clear error, within [`CONNECT_TIMEOUT`],
+    /// when no engine answers.
     pub async fn connect() -> Result<DockerRuntime> {
-        let unreachable = |e: BollardError| {
+        let place = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+        let unreachable = |why: String| {
             hinted(
-                format!("cannot reach the container engine: {e}"),
+                format!("cannot reach the container engine at {place}: {why}"),
                 engine_hint(),
             )
         };
         // Long-running streams (logs -f, wait) must not hit bollard's default 2 minute timeout.
         let docker = Docker::connect_with_defaults()
-            .map_err(unreachable)?
+            .map_err(|e| unreachable(chain_text(&e)))?
             .with_timeout(Duration::from_secs(7 * 24 * 3600));
-        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+            Ok(Ok(docker)) => docker,
+            Ok(Err(e)) => return Err(unreachable(chain_text(&e))),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        };
         Ok(DockerRuntime { docker })
     }
 }
@@ -902,6 +936,70 @@ impl Runtime for DockerRuntime {
         }
         Ok(out)
     }
+
+    async fn inventory(&self, labels: &[(&str, &str)]) -> Result<Inventory> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([(
+            "label".to_string(),
+            labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        )]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .context("cannot list containers")?;
+        let networks = self
+            .docker
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(filters.clone()),
+            }))
+            .await
+            .context("cannot list networks")?;
+        let volumes = self
+            .docker
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .context("cannot list volumes")?;
+        let mut inv = Inventory::default();
+        for c in containers {
+            let id = c.id.unwrap_or_default();
+            let state = match c.state.map(|s| s.to_string()).as_deref() {
+                Some("running") => ContainerState::Running,
+                Some("created") => ContainerState::Created,
+                Some("exited") | Some("dead") => {
+                    match c.status.as_deref().and_then(listed_exit_code) {
+                        Some(code) => ContainerState::Exited(code),
+                        None => self.state(&id).await?,
+                    }
+                }
+                other => ContainerState::Other(other.unwrap_or("unknown").to_string()),
+            };
+            for name in c.names.unwrap_or_default() {
+                inv.containers
+                    .insert(name.trim_start_matches('/').to_string(), state.clone());
+            }
+            inv.containers.insert(id, state);
+        }
+        for n in networks {
+            inv.networks.extend(n.name);
+            inv.networks.extend(n.id);
+        }
+        for v in volumes.volumes.unwrap_or_default() {
+            inv.volumes.insert(v.name);
+        }
+        Ok(inv)
+    }
+}
+
+/// The exit code in a container listing's status text (`Exited (137) 2 minutes ago`).
+fn listed_exit_code(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest[..rest.find(')')?].parse().ok()
 }
 
 /// Copy the terminal to `input` and `output` to the terminal until the output ends,
