@@ -47,6 +47,11 @@ pub async fn run_allow(args: AllowArgs) -> Result<i32> {
             format!("restart it to give it one: git agent restart {name}"),
         ));
     }
+    // Reach the engine before recording anything: an allow that fails changes nothing.
+    let rt = match &loaded.record.sandbox.gateway {
+        Some(_) => Some(engine().await?),
+        None => None,
+    };
     let loaded = ctx.store.update(&name, "allow", |r, _| {
         let policy = r.network.get_or_insert_with(NetworkPolicy::default);
         for d in &add {
@@ -58,19 +63,14 @@ pub async fn run_allow(args: AllowArgs) -> Result<i32> {
         Ok(vec![])
     })?;
     let policy = loaded.record.network.clone().unwrap_or_default();
-    if let Some(gw) = &loaded.record.sandbox.gateway {
-        let rt = engine().await?;
+    if let (Some(gw), Some(rt)) = (&loaded.record.sandbox.gateway, &rt) {
         if rt.state(gw).await? == ContainerState::Running {
-            gateway::update_policy(&rt, gw, &policy)
-                .await
-                .map_err(|e| {
-                    hinted(
-                        format!("{e:#}"),
-                        format!(
-                            "the domains are recorded; `git agent restart {name}` applies them"
-                        ),
-                    )
-                })?;
+            gateway::update_policy(rt, gw, &policy).await.map_err(|e| {
+                hinted(
+                    format!("{e:#}"),
+                    format!("the domains are recorded; `git agent restart {name}` applies them"),
+                )
+            })?;
             eprintln!(
                 "git-agent: task {name}'s gateway now allows {}",
                 add.join(", ")
