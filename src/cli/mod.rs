@@ -40,6 +40,13 @@ use crate::task::store::TaskStore;
 /// out only as git bundles over the container's stdin/stdout; what comes back is checked
 /// before it is fetched into the task's refs (`refs/agent/<task>/`). Your branches, index,
 /// work tree, hooks and credentials are never reachable from the sandbox.
+///
+/// Every command works from any directory of the repository's work tree and of its linked
+/// worktrees, which share one task store. Repositories git-agent cannot work in are refused
+/// at once, changing nothing, with what to do: SHA-256 and reftable repositories (a SHA-1 or
+/// files-format copy works), bare repositories (add a work tree with `git worktree add`).
+/// When the container engine cannot be reached, list, status, review and logs work from the
+/// refs and say the runtime status is unknown.
 #[derive(Debug, Parser)]
 #[command(name = "git-agent", bin_name = "git agent", version)]
 #[command(

@@ -27,6 +27,9 @@ use crate::template::{self, PromptVars};
 /// permission prompts (the sandbox protects you), or attached to your terminal with -i.
 /// The `exec` agent runs the command given after `--` instead of an AI agent, with the
 /// prompt on its standard input. Prints each task's name on stdout.
+///
+/// A shallow clone is refused before anything is created: the task's work comes back as a
+/// bundle built on the full history of its base (`git fetch --unshallow` first).
 #[derive(Debug, Args)]
 pub struct SpawnArgs {
     /// Name of the task (lowercase letters, digits, '-', '_', '.'); generated when omitted.

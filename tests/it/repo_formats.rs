@@ -147,6 +147,19 @@ fn bare_repositories_and_git_dirs_get_a_true_message() {
         "is a bare repository; git-agent needs a work tree",
         "worktree add",
     );
+    // The hint works: a worktree of the bare repository is one git-agent runs in.
+    let tree = env.home.path().join("bare tree");
+    env.git(&[
+        "-C",
+        bare.to_str().unwrap(),
+        "worktree",
+        "add",
+        "-q",
+        tree.to_str().unwrap(),
+        "main",
+    ])
+    .ok();
+    agent_in(&env, &tree, &["list"]).ok();
     // Inside the .git directory of an ordinary repository.
     let before = env.user_snapshot();
     let gitdir = env.repo.join(".git");
