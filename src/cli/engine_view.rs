@@ -65,6 +65,21 @@ pub async fn engine_or_warn() -> Option<DockerRuntime> {
     }
 }
 
+/// How long the read-only checks below may take: an engine that stops answering after the
+/// connection must not hold `list` or `status` either.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `fut`, or an error once [`CHECK_TIMEOUT`] has passed (it only reads, so it may be dropped).
+async fn bounded<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(CHECK_TIMEOUT, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(anyhow::anyhow!(
+            "the container engine did not answer within {}s",
+            CHECK_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 /// Problems worth reporting for a task in `status`: a task being created has no objects
 /// yet (a stuck spawn is `doctor`'s to find).
 fn reportable(h: &Health, status: Status) -> Vec<&'static str> {
@@ -95,7 +110,7 @@ pub async fn all(ctx: &Ctx) -> Result<Vec<Seen>> {
     let Some(rt) = engine_or_warn().await else {
         return Ok(unchecked(tasks));
     };
-    let inv = match rt.inventory(&[(LABEL_REPO, &ctx.repo.id)]).await {
+    let inv = match bounded(rt.inventory(&[(LABEL_REPO, &ctx.repo.id)])).await {
         Ok(inv) => inv,
         Err(e) => {
             warn_unreachable(&e);
@@ -132,13 +147,24 @@ pub async fn one(ctx: &Ctx, loaded: Loaded, rt: Option<&DockerRuntime>) -> Resul
         });
     };
     let loaded = crate::sandbox::refresh(rt, &ctx.store, loaded).await?;
-    let h = health::check(rt, &loaded).await?;
-    let problems = reportable(&h, loaded.record.status);
-    Ok(Seen {
-        loaded,
-        checked: true,
-        problems,
-    })
+    match bounded(health::check(rt, &loaded)).await {
+        Ok(h) => {
+            let problems = reportable(&h, loaded.record.status);
+            Ok(Seen {
+                loaded,
+                checked: true,
+                problems,
+            })
+        }
+        Err(e) => {
+            warn_unreachable(&e);
+            Ok(Seen {
+                loaded,
+                checked: false,
+                problems: Vec::new(),
+            })
+        }
+    }
 }
 
 /// The one command that repairs `problem` of task `task`.

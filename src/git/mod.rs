@@ -49,7 +49,7 @@ impl Git {
         let out = ask(&[
             "rev-parse",
             "--is-bare-repository",
-            "--is-inside-work-tree",
+            "--is-inside-git-dir",
             "--git-common-dir",
         ])?;
         if !out.status.success() {
@@ -61,7 +61,7 @@ impl Git {
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let mut lines = text.lines();
         let bare = lines.next() == Some("true");
-        let in_work_tree = lines.next() == Some("true");
+        let in_git_dir = lines.next() == Some("true");
         let common = PathBuf::from(lines.next().unwrap_or_default());
         // A relative common dir is relative to where git ran, not to the top level.
         let common = if common.is_absolute() {
@@ -85,28 +85,33 @@ impl Git {
                 ),
             ));
         }
-        if !in_work_tree {
-            let hint = match common_dir.file_name() {
-                Some(n) if n == ".git" => format!(
-                    "run git agent from the work tree, e.g. `cd {}`",
-                    common_dir.parent().unwrap_or(&common_dir).display()
-                ),
-                _ => "run git agent from a directory of the repository's work tree".to_string(),
-            };
-            return Err(hinted(
-                format!(
-                    "{} is inside the git directory, not in a work tree",
-                    start.display()
-                ),
-                hint,
-            ));
-        }
+        // The work tree may be elsewhere (GIT_WORK_TREE): ask git for it rather than guess.
         let out = ask(&["rev-parse", "--show-toplevel"])?;
         if !out.status.success() {
-            bail!(
-                "git cannot find the top of the work tree: {}",
-                String::from_utf8_lossy(&out.stderr).trim_end()
-            );
+            if in_git_dir {
+                let hint = match common_dir.file_name() {
+                    Some(n) if n == ".git" => format!(
+                        "run git agent from the work tree, e.g. `cd {}`",
+                        common_dir.parent().unwrap_or(&common_dir).display()
+                    ),
+                    _ => "run git agent from a directory of the repository's work tree".to_string(),
+                };
+                return Err(hinted(
+                    format!(
+                        "{} is inside the git directory, not in a work tree",
+                        start.display()
+                    ),
+                    hint,
+                ));
+            }
+            return Err(hinted(
+                format!(
+                    "git finds no work tree for {}: {}",
+                    start.display(),
+                    String::from_utf8_lossy(&out.stderr).trim_end()
+                ),
+                "run git agent from a directory of the repository's work tree",
+            ));
         }
         let top = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'));
         Ok(Git {

@@ -181,6 +181,13 @@ fn bare_repositories_and_git_dirs_get_a_true_message() {
     std::fs::create_dir_all(&nowhere).unwrap();
     let run = agent_in(&env, &nowhere, &["list"]).fails();
     assert!(run.stderr.contains("not a git repository"), "{run}");
+    // ... unless git is told where the repository and its work tree are.
+    env.agent_with(&["list"], |c| {
+        c.current_dir(&nowhere)
+            .env("GIT_DIR", &gitdir)
+            .env("GIT_WORK_TREE", &env.repo);
+    })
+    .ok();
 }
 
 /// A shallow clone cannot send a task's work back (the bundle needs the base's history):
