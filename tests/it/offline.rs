@@ -280,6 +280,28 @@ fn list_and_status_report_a_dead_gateway_and_a_missing_network() {
     let st = env.agent(&["status", "fine"]).ok().stdout;
     assert!(!st.contains("problem:"), "{st}");
 
+    // A lost workspace is a problem whatever the task's state.
+    env.agent(&["rm", "fine"]).ok();
+    let volume = env.names_of("fine").volume;
+    let gone = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker ps -aq --filter volume={volume} | xargs -r docker rm -f >/dev/null; docker volume rm {volume}"
+        ))
+        .output()
+        .unwrap();
+    assert!(gone.status.success(), "{gone:?}");
+    let list = env.agent(&["list"]).ok().stdout;
+    assert!(
+        line_of(&list, "fine").contains("workspace volume missing"),
+        "{list}"
+    );
+    let st = env.agent(&["status", "fine"]).ok().stdout;
+    assert!(
+        st.contains("problem:   workspace volume missing; fix: `git agent restart --reseed fine`"),
+        "{st}"
+    );
+
     // The fix named is the fix: after it the task is reported healthy.
     env.agent(&["restart", "gwdead"]).ok();
     let list = env.agent(&["list"]).ok().stdout;
