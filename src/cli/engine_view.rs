@@ -91,7 +91,7 @@ fn reportable(h: &Health, status: Status) -> Vec<&'static str> {
 
 /// Every task of the repository, checked with one listing of the repository's objects
 /// (three engine requests however many tasks there are); a task whose container has ended
-/// is brought up to date as well.
+/// is brought up to date, and one that seems broken is checked again object by object.
 pub async fn all(ctx: &Ctx) -> Result<Vec<Seen>> {
     let tasks = ctx.store.all()?;
     if tasks.is_empty() {
@@ -127,7 +127,14 @@ pub async fn all(ctx: &Ctx) -> Result<Vec<Seen>> {
         if is_live(loaded.record.status) && ended {
             loaded = crate::sandbox::refresh(&rt, &ctx.store, loaded).await?;
         }
-        let problems = reportable(&h, loaded.record.status);
+        let mut problems = reportable(&h, loaded.record.status);
+        if !problems.is_empty() {
+            // Confirm object by object (only for a task that seems broken): the listing does
+            // not show an object created since, or one without this repository's labels.
+            if let Ok(h) = bounded(health::check(&rt, &loaded)).await {
+                problems = reportable(&h, loaded.record.status);
+            }
+        }
         out.push(Seen {
             loaded,
             checked: true,
