@@ -1113,3 +1113,27 @@ fn build_failed(error: &str, recent: &[String]) -> anyhow::Error {
         "fix the failing step (see `git agent image build --dry-run` for the Dockerfile), then run `git agent image build`",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_code_from_a_listing() {
+        assert_eq!(listed_exit_code("Exited (137) 2 minutes ago"), Some(137));
+        assert_eq!(
+            listed_exit_code("Exited (0) Less than a second ago"),
+            Some(0)
+        );
+        assert_eq!(listed_exit_code("Up 3 seconds"), None);
+        assert_eq!(listed_exit_code("Exited (x)"), None);
+    }
+
+    #[test]
+    fn unreachable_engine_says_what_happened() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let outer = anyhow::Error::new(inner).context("tcp connect error");
+        let e: &(dyn std::error::Error + 'static) = outer.as_ref();
+        assert_eq!(chain_text(e), "tcp connect error: refused");
+    }
+}
