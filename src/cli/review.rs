@@ -36,6 +36,9 @@ mod visible;
 /// Everything the agent wrote is shown escaped: terminal controls, bidi overrides and
 /// invisible characters appear as \x1b or \u{202e}. No diff driver, external diff or textconv
 /// runs, and no attribute hides a text file.
+///
+/// When the container engine cannot be reached, review shows the last synced work and says
+/// the runtime status is unknown (a live status is shown as `running?`).
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
     /// The task (any unique prefix of its name).
