@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 
-use super::{Ctx, engine};
+use super::{Ctx, engine_for_reading};
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::{ContainerState, LABEL_REPO, Runtime};
 use crate::sandbox::health::{self, Health};
@@ -56,7 +56,7 @@ pub fn warn_unreachable(e: &anyhow::Error) {
 
 /// Connect to the engine, or warn that runtime status is unknown and go on without it.
 pub async fn engine_or_warn() -> Option<DockerRuntime> {
-    match engine().await {
+    match engine_for_reading().await {
         Ok(rt) => Some(rt),
         Err(e) => {
             warn_unreachable(&e);

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{Ctx, engine, engine_view, term};
+use super::{Ctx, engine_for_reading, engine_view, term};
 use crate::agent::claude;
 use crate::error::{hinted, sanitize};
 use crate::runtime::Runtime;
@@ -159,7 +159,7 @@ pub async fn run(args: LogsArgs) -> Result<i32> {
     let mut w = Rendered::new(tokio::io::stdout(), mode);
     let mut unreachable = None;
     if let Some(container) = loaded.record.sandbox.container.clone() {
-        match engine().await {
+        match engine_for_reading().await {
             Ok(rt) => {
                 if rt.state(&container).await? != crate::runtime::ContainerState::Missing {
                     // Ctrl-C ends a follow (or a long read) with the documented 130; what was

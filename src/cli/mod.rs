@@ -137,6 +137,11 @@ pub async fn engine() -> Result<DockerRuntime> {
     DockerRuntime::connect().await
 }
 
+/// Connect to the container engine for a command that can do without it: gives up sooner.
+pub async fn engine_for_reading() -> Result<DockerRuntime> {
+    DockerRuntime::connect_within(crate::runtime::docker::READ_CONNECT_TIMEOUT).await
+}
+
 /// Parse arguments, run the command, print any error; returns the process exit code.
 pub fn main() -> i32 {
     if std::env::args_os()

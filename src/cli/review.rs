@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use super::{Ctx, engine, term};
+use super::{Ctx, engine_for_reading, term};
 use crate::error::sanitize;
 use crate::git::promote::{self, Plan};
 use crate::git::sensitive::claims::{self, Claim};
@@ -447,7 +447,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
     let mut network = None;
     let mut checked = true;
     if loaded.record.sandbox.container.is_some() {
-        match engine().await {
+        match engine_for_reading().await {
             Ok(rt) => {
                 if !args.no_sync {
                     let name = loaded.record.name.clone();

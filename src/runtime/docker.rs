@@ -68,10 +68,14 @@ fn engine_hint() -> String {
     }
 }
 
-/// How long the engine has to answer the first request. Commands that can do without the
-/// engine (list, status, review, logs) fall back to the refs when it does not answer, so an
-/// engine that accepts connections but never replies must not hold them for long.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the engine has to answer the first request of a command that needs it: long
+/// enough for an engine busy with many tasks, short enough that a dead one is reported.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The same for commands that can do without the engine (list, status, review, logs): they
+/// fall back to the refs, so an engine that accepts connections but never replies must not
+/// hold them for long.
+pub const READ_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The innermost messages of an error's chain: bollard's outer ones say only "client
 /// error", the inner ones what happened (connection refused, no such socket).
@@ -92,6 +96,11 @@ impl DockerRuntime {
     /// Connect and negotiate the API version; a clear error, within [`CONNECT_TIMEOUT`],
     /// when no engine answers.
     pub async fn connect() -> Result<DockerRuntime> {
+        Self::connect_within(CONNECT_TIMEOUT).await
+    }
+
+    /// [`connect`](Self::connect), giving up after `limit`.
+    pub async fn connect_within(limit: Duration) -> Result<DockerRuntime> {
         let place = std::env::var("DOCKER_HOST")
             .ok()
             .filter(|h| !h.is_empty())
@@ -106,13 +115,13 @@ impl DockerRuntime {
         let docker = Docker::connect_with_defaults()
             .map_err(|e| unreachable(chain_text(&e)))?
             .with_timeout(Duration::from_secs(7 * 24 * 3600));
-        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+        let docker = match tokio::time::timeout(limit, docker.negotiate_version()).await {
             Ok(Ok(docker)) => docker,
             Ok(Err(e)) => return Err(unreachable(chain_text(&e))),
             Err(_) => {
                 return Err(unreachable(format!(
                     "no answer within {}s",
-                    CONNECT_TIMEOUT.as_secs()
+                    limit.as_secs()
                 )));
             }
         };
