@@ -5,11 +5,15 @@ use clap::Args;
 use comfy_table::{Table, presets};
 use serde::Serialize;
 
-use super::{Ctx, engine, out};
-use crate::task::store::Loaded;
-use crate::task::{Status, age, now};
+use super::{Ctx, engine_view, out};
+use crate::task::{age, now};
 
 /// List the tasks of this repository.
+///
+/// The status column is checked against the container engine: a running task whose gateway
+/// or network is gone says so (`running (gateway down)`). When the engine cannot be reached
+/// the tasks are listed from the refs, a status only the engine could confirm is marked
+/// unverified (`running?`), and stderr says the runtime status is unknown.
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Machine-readable output.
@@ -22,6 +26,14 @@ struct Row {
     name: String,
     agent: String,
     status: String,
+    /// The status as `list` shows it (`running?`, `running (gateway down)`).
+    #[serde(skip)]
+    status_text: String,
+    /// Whether the engine confirmed the status; false when it could not be reached and the
+    /// status is what the refs last recorded.
+    status_checked: bool,
+    /// What is wrong with the task's runtime objects (`gateway down`, `network missing`, ...).
+    problems: Vec<String>,
     exit_code: Option<i64>,
     created: i64,
     base: String,
@@ -57,31 +69,12 @@ pub fn parse_shortstat(text: &str) -> (u64, u64, u64) {
     v
 }
 
-/// Bring running tasks' records up to date when the engine answers; otherwise list what the
-/// refs say.
-pub async fn refreshed(ctx: &Ctx) -> Result<Vec<Loaded>> {
-    let all = ctx.store.all()?;
-    if !all
-        .iter()
-        .any(|l| matches!(l.record.status, Status::Running | Status::Creating))
-    {
-        return Ok(all);
-    }
-    let Ok(rt) = engine().await else {
-        return Ok(all);
-    };
-    let mut out = Vec::new();
-    for l in all {
-        out.push(crate::sandbox::refresh(&rt, &ctx.store, l).await?);
-    }
-    Ok(out)
-}
-
 pub async fn run(args: ListArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let tasks = refreshed(&ctx).await?;
+    let tasks = engine_view::all(&ctx).await?;
     let mut rows = Vec::new();
-    for l in &tasks {
+    for seen in &tasks {
+        let l = &seen.loaded;
         let r = &l.record;
         let stat = ctx
             .git
@@ -92,6 +85,9 @@ pub async fn run(args: ListArgs) -> Result<i32> {
             name: r.name.clone(),
             agent: r.agent.clone(),
             status: r.status.as_str().to_string(),
+            status_text: seen.status_text(),
+            status_checked: seen.checked,
+            problems: seen.problems.iter().map(|p| p.to_string()).collect(),
             exit_code: r.exit_code,
             created: r.created,
             base: r.base.clone(),
@@ -119,10 +115,7 @@ pub async fn run(args: ListArgs) -> Result<i32> {
     table.set_header(["NAME", "AGENT", "STATUS", "AGE", "BASE", "CHANGES", "RUN"]);
     let t = now();
     for r in rows {
-        let status = match r.exit_code {
-            Some(c) => format!("{} ({c})", r.status),
-            None => r.status,
-        };
+        let status = r.status_text;
         let base = match &r.base_branch {
             Some(b) => format!("{} {b}", &r.base[..8]),
             None => r.base[..8].to_string(),

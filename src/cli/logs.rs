@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{Ctx, engine, term};
+use super::{Ctx, engine_for_reading, engine_view, term};
 use crate::agent::claude;
 use crate::error::{hinted, sanitize};
 use crate::runtime::Runtime;
@@ -15,7 +15,8 @@ use crate::runtime::Runtime;
 /// Show a task's output: readable (messages and tool calls) for agents that emit a
 /// structured transcript, as emitted with --raw. While the container exists the output is
 /// read from it; afterwards from the transcript kept in the task's state. Control characters
-/// are escaped on a terminal so a task cannot drive it.
+/// are escaped on a terminal so a task cannot drive it. When the container engine cannot be
+/// reached the kept transcript is shown. Ctrl-C ends `--follow` with exit status 130.
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The task (any unique prefix of its name).
@@ -156,15 +157,36 @@ pub async fn run(args: LogsArgs) -> Result<i32> {
         Mode::Raw
     };
     let mut w = Rendered::new(tokio::io::stdout(), mode);
+    let mut unreachable = None;
     if let Some(container) = loaded.record.sandbox.container.clone() {
-        let rt = engine().await?;
-        if rt.state(&container).await? != crate::runtime::ContainerState::Missing {
-            rt.logs(&container, args.follow, args.tail, &mut w).await?;
-            w.finish().await?;
-            return Ok(0);
+        match engine_for_reading().await {
+            Ok(rt) => {
+                if rt.state(&container).await? != crate::runtime::ContainerState::Missing {
+                    // Ctrl-C ends a follow (or a long read) with the documented 130; what was
+                    // read so far is still written out.
+                    let read = crate::interrupt::abandon_on_interrupt(rt.logs(
+                        &container,
+                        args.follow,
+                        args.tail,
+                        &mut w,
+                    ))
+                    .await;
+                    w.finish().await?;
+                    read?;
+                    return Ok(0);
+                }
+            }
+            // The kept transcript does not need the engine.
+            Err(e) => unreachable = Some(e),
         }
     }
     let Some(transcript) = ctx.store.transcript(&loaded)? else {
+        if let Some(e) = unreachable {
+            return Err(e.context(format!(
+                "cannot show the output of task '{}': it is read from its container until the task ends, and the engine cannot be reached",
+                loaded.record.name
+            )));
+        }
         return Err(hinted(
             format!(
                 "task '{}' has no container and no kept output",
@@ -173,6 +195,9 @@ pub async fn run(args: LogsArgs) -> Result<i32> {
             "output is kept with a task once it finishes; this one ended without any",
         ));
     };
+    if let Some(e) = &unreachable {
+        engine_view::warn_unreachable(e);
+    }
     let text = match args.tail {
         Some(n) => {
             let lines: Vec<&[u8]> = transcript.split_inclusive(|b| *b == b'\n').collect();

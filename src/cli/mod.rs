@@ -4,6 +4,7 @@
 mod agents;
 mod attach;
 mod doctor;
+mod engine_view;
 mod image;
 mod lifecycle;
 mod list;
@@ -24,6 +25,8 @@ use std::io::Write;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use crate::error::hinted;
+
 use crate::git::{Config, Git};
 use crate::runtime::docker::DockerRuntime;
 use crate::sandbox::RepoId;
@@ -37,6 +40,13 @@ use crate::task::store::TaskStore;
 /// out only as git bundles over the container's stdin/stdout; what comes back is checked
 /// before it is fetched into the task's refs (`refs/agent/<task>/`). Your branches, index,
 /// work tree, hooks and credentials are never reachable from the sandbox.
+///
+/// Every command works from any directory of the repository's work tree and of its linked
+/// worktrees, which share one task store. Repositories git-agent cannot work in are refused
+/// at once, changing nothing, with what to do: SHA-256 and reftable repositories (a SHA-1 or
+/// files-format copy works), bare repositories (add a work tree with `git worktree add`).
+/// When the container engine cannot be reached, list, status, review and logs work from the
+/// refs and say the runtime status is unknown.
 #[derive(Debug, Parser)]
 #[command(name = "git-agent", bin_name = "git agent", version)]
 #[command(
@@ -84,12 +94,21 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Find the repository from the current directory (any directory of any of its work
+    /// trees) and refuse at once, before anything is read or written, a repository format
+    /// git-agent cannot work in (see [`crate::git::format`]).
     pub fn open() -> Result<Ctx> {
         let cwd = std::env::current_dir()?;
         let git = Git::discover(&cwd)?;
+        git.require_supported_format()?;
         // Objects and quarantines of a promotion that was killed go at the next command.
         crate::git::promote::sweep(&git, None);
-        let store = TaskStore::open(&git)?;
+        let store = TaskStore::open(&git).map_err(|e| {
+            hinted(
+                format!("git-agent cannot open this repository's refs: {e:#}"),
+                "git-agent reads refs with libgit2, which may not support a setting in `git config --get-regexp '^extensions\\.'`; a plain clone (`git clone <this repository> <dir>`) works",
+            )
+        })?;
         let config = git.agent_config()?;
         let repo = RepoId::of(&git);
         Ok(Ctx {
@@ -118,6 +137,11 @@ pub async fn lock_task(ctx: &Ctx, task: &str, what: &str) -> Result<TaskLock> {
 /// Connect to the container engine.
 pub async fn engine() -> Result<DockerRuntime> {
     DockerRuntime::connect().await
+}
+
+/// Connect to the container engine for a command that can do without it: gives up sooner.
+pub async fn engine_for_reading() -> Result<DockerRuntime> {
+    DockerRuntime::connect_within(crate::runtime::docker::READ_CONNECT_TIMEOUT).await
 }
 
 /// Parse arguments, run the command, print any error; returns the process exit code.

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use super::{Ctx, engine, term};
+use super::{Ctx, engine_for_reading, term};
 use crate::error::sanitize;
 use crate::git::promote::{self, Plan};
 use crate::git::sensitive::claims::{self, Claim};
@@ -36,6 +36,9 @@ mod visible;
 /// Everything the agent wrote is shown escaped: terminal controls, bidi overrides and
 /// invisible characters appear as \x1b or \u{202e}. No diff driver, external diff or textconv
 /// runs, and no attribute hides a text file.
+///
+/// When the container engine cannot be reached, review shows the last synced work and says
+/// the runtime status is unknown (a live status is shown as `running?`).
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
     /// The task (any unique prefix of its name).
@@ -93,6 +96,9 @@ struct ReviewJson<'a> {
     task: &'a str,
     agent: &'a str,
     status: &'a str,
+    /// Whether the engine confirmed the status (false: it could not be reached, and the
+    /// work shown is the last synced).
+    status_checked: bool,
     exit_code: Option<i64>,
     base: &'a str,
     head: Option<&'a str>,
@@ -372,7 +378,7 @@ fn attention(facts: &Facts, branch: &str) -> Vec<String> {
 
 /// Several attempts at one task (`spawn --agent a,b`), side by side.
 async fn review_group(ctx: &Ctx, group: &str, members: Vec<Loaded>, sync: bool) -> Result<i32> {
-    let rt = engine().await.ok();
+    let rt = super::engine_view::engine_or_warn().await;
     let mut rows = Vec::new();
     for mut l in members {
         if let Some(rt) = &rt {
@@ -439,8 +445,9 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
     let mut loaded = ctx.store.resolve(&args.task)?;
     let mut output_tail = None;
     let mut network = None;
+    let mut checked = true;
     if loaded.record.sandbox.container.is_some() {
-        match engine().await {
+        match engine_for_reading().await {
             Ok(rt) => {
                 if !args.no_sync {
                     let name = loaded.record.name.clone();
@@ -457,7 +464,12 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
                 }
                 network = super::network::network_use(Some(&rt), &ctx.store, &loaded).await?;
             }
-            Err(e) => eprintln!("git-agent: not syncing ({e}); showing the last synced work"),
+            Err(e) => {
+                eprintln!(
+                    "git-agent: not syncing: {e}; runtime status unknown, showing the last synced work"
+                );
+                checked = false;
+            }
         }
     }
     if network.is_none() {
@@ -477,6 +489,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             task: &r.name,
             agent: &r.agent,
             status: r.status.as_str(),
+            status_checked: checked,
             exit_code: r.exit_code,
             base: &r.base,
             head: loaded.ref_value("head"),
@@ -514,8 +527,14 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         .unwrap_or(false);
     let palette = color.then(|| visible::Palette::from_git(&ctx.git));
     let mut text = String::new();
+    let unverified = !checked
+        && matches!(
+            r.status,
+            crate::task::Status::Running | crate::task::Status::Creating
+        );
     let status = match r.exit_code {
         Some(c) => format!("{} ({c})", r.status.as_str()),
+        None if unverified => format!("{}?", r.status.as_str()),
         None => r.status.as_str().to_string(),
     };
     text += &format!("task    {} ({} agent, {status})\n", r.name, r.agent);

@@ -27,6 +27,9 @@ use crate::template::{self, PromptVars};
 /// permission prompts (the sandbox protects you), or attached to your terminal with -i.
 /// The `exec` agent runs the command given after `--` instead of an AI agent, with the
 /// prompt on its standard input. Prints each task's name on stdout.
+///
+/// A shallow clone is refused before anything is created: the task's work comes back as a
+/// bundle built on the full history of its base (`git fetch --unshallow` first).
 #[derive(Debug, Args)]
 pub struct SpawnArgs {
     /// Name of the task (lowercase letters, digits, '-', '_', '.'); generated when omitted.
@@ -387,6 +390,8 @@ pub fn read_only_root(ctx: &Ctx, flag: bool) -> Result<bool> {
 
 pub async fn run(args: SpawnArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
+    // Before any ref or engine object: a shallow clone's task could never send work back.
+    ctx.git.require_full_history()?;
     let search = Search::new(&ctx.git.dir);
     let agent_names: Vec<String> = if !args.agent.is_empty() {
         args.agent.iter().map(|a| a.trim().to_string()).collect()

@@ -4,11 +4,16 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
-use super::{Ctx, engine, out};
-use crate::task::{TaskRecord, age, now};
+use super::{Ctx, engine_view, out};
+use crate::task::{Status, TaskRecord, age, now};
 
 /// Show one task: its record (agent, prompt, base, image, runtime objects, status, exit
 /// code, times) and the history of its state changes.
+///
+/// The runtime objects are checked against the engine: a dead gateway, a missing network or
+/// workspace volume is shown as a `problem:` line with the command that repairs it. When the
+/// engine cannot be reached the record is shown as the refs last recorded it, a live status
+/// marked unverified (`running?`).
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The task (any unique prefix of its name).
@@ -27,17 +32,34 @@ struct StatusJson<'a> {
     wip: Option<&'a str>,
     history: Vec<(i64, String)>,
     network: Option<super::network::NetworkUse>,
+    /// Whether the engine confirmed the status (false: it could not be reached).
+    status_checked: bool,
+    problems: Vec<Problem<'a>>,
+}
+
+/// Something wrong with a task's runtime objects, and the command that repairs it.
+#[derive(Serialize)]
+struct Problem<'a> {
+    problem: &'a str,
+    fix: String,
 }
 
 pub async fn run(args: StatusArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let mut loaded = ctx.store.resolve(&args.task)?;
-    let rt = engine().await.ok();
-    if let Some(rt) = &rt {
-        loaded = crate::sandbox::refresh(rt, &ctx.store, loaded).await?;
-    }
-    let network = super::network::network_use(rt.as_ref(), &ctx.store, &loaded).await?;
-    let history = ctx.store.history(&loaded)?;
+    let loaded = ctx.store.resolve(&args.task)?;
+    let rt = engine_view::engine_or_warn().await;
+    let seen = engine_view::one(&ctx, loaded, rt.as_ref()).await?;
+    let problems: Vec<Problem> = seen
+        .problems
+        .iter()
+        .map(|p| Problem {
+            problem: p,
+            fix: engine_view::fix_for(p, &seen.loaded.record.name),
+        })
+        .collect();
+    let loaded = &seen.loaded;
+    let network = super::network::network_use(rt.as_ref(), &ctx.store, loaded).await?;
+    let history = ctx.store.history(loaded)?;
     let r = &loaded.record;
     if args.json {
         let j = StatusJson {
@@ -47,6 +69,8 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
             wip: loaded.ref_value("wip"),
             history,
             network,
+            status_checked: seen.checked,
+            problems,
         };
         out(serde_json::to_string_pretty(&j)?)?;
         return Ok(0);
@@ -57,13 +81,27 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
         format!("agent:     {}", r.agent),
         format!("command:   {}", r.command.join(" ")),
         format!(
-            "status:    {}{}",
+            "status:    {}{}{}",
             r.status.as_str(),
+            if !seen.checked && matches!(r.status, Status::Running | Status::Creating) {
+                "?"
+            } else {
+                ""
+            },
             r.exit_code
                 .map(|c| format!(" (exit {c})"))
                 .unwrap_or_default()
         ),
     ];
+    if !seen.checked {
+        lines.push(
+            "runtime:   unknown (the container engine could not be reached; this is what the refs last recorded)"
+                .into(),
+        );
+    }
+    for p in &problems {
+        lines.push(format!("problem:   {}; fix: {}", p.problem, p.fix));
+    }
     if let Some(why) = &r.reason {
         lines.push(format!("reason:    {why}"));
     }

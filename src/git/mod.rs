@@ -5,6 +5,7 @@
 //! and export `GIT_AGENT_NESTED=1` so the user's hooks can tell they were fired by git-agent.
 
 pub mod bundle;
+pub mod format;
 pub mod promote;
 pub mod sensitive;
 
@@ -31,23 +32,36 @@ pub struct Git {
 }
 
 impl Git {
-    /// Find the repository containing `start`.
+    /// Find the repository containing `start`, which may be any directory of a work tree
+    /// (the main one or a linked one). A bare repository, or a directory inside a git dir,
+    /// is refused with a message that says so: git-agent needs a work tree to start tasks
+    /// from and to bring their work back to.
     pub fn discover(start: &Path) -> Result<Git> {
-        let out = Command::new("git")
-            .current_dir(start)
-            .args(["rev-parse", "--show-toplevel", "--git-common-dir"])
-            .env("GIT_AGENT_NESTED", "1")
-            .output()
-            .context("could not run git; is it installed and on PATH?")?;
+        let ask = |args: &[&str]| {
+            Command::new("git")
+                .current_dir(start)
+                .args(args)
+                .env("GIT_AGENT_NESTED", "1")
+                .stdin(Stdio::null())
+                .output()
+                .context("could not run git; is it installed and on PATH?")
+        };
+        let out = ask(&[
+            "rev-parse",
+            "--is-bare-repository",
+            "--is-inside-git-dir",
+            "--git-common-dir",
+        ])?;
         if !out.status.success() {
             return Err(hinted(
                 format!("not a git repository: {}", start.display()),
                 "run git agent inside a git repository, or use `git -C <path> agent ...`",
             ));
         }
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
         let mut lines = text.lines();
-        let top = PathBuf::from(lines.next().unwrap_or_default());
+        let bare = lines.next() == Some("true");
+        let in_git_dir = lines.next() == Some("true");
         let common = PathBuf::from(lines.next().unwrap_or_default());
         // A relative common dir is relative to where git ran, not to the top level.
         let common = if common.is_absolute() {
@@ -58,6 +72,48 @@ impl Git {
         let common_dir = common
             .canonicalize()
             .with_context(|| format!("cannot resolve git dir {}", common.display()))?;
+        if bare {
+            return Err(hinted(
+                format!(
+                    "{} is a bare repository; git-agent needs a work tree (tasks start from a checkout and come back as branches you review in it)",
+                    common_dir.display()
+                ),
+                format!(
+                    "add a work tree with `git -C {} worktree add <dir>` (or clone it: `git clone {} <dir>`) and run git agent there",
+                    common_dir.display(),
+                    common_dir.display()
+                ),
+            ));
+        }
+        // The work tree may be elsewhere (GIT_WORK_TREE): ask git for it rather than guess.
+        let out = ask(&["rev-parse", "--show-toplevel"])?;
+        if !out.status.success() {
+            if in_git_dir {
+                let hint = match common_dir.file_name() {
+                    Some(n) if n == ".git" => format!(
+                        "run git agent from the work tree, e.g. `cd {}`",
+                        common_dir.parent().unwrap_or(&common_dir).display()
+                    ),
+                    _ => "run git agent from a directory of the repository's work tree".to_string(),
+                };
+                return Err(hinted(
+                    format!(
+                        "{} is inside the git directory, not in a work tree",
+                        start.display()
+                    ),
+                    hint,
+                ));
+            }
+            return Err(hinted(
+                format!(
+                    "git finds no work tree for {}: {}",
+                    start.display(),
+                    String::from_utf8_lossy(&out.stderr).trim_end()
+                ),
+                "run git agent from a directory of the repository's work tree",
+            ));
+        }
+        let top = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'));
         Ok(Git {
             dir: top,
             common_dir,

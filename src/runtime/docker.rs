@@ -24,8 +24,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
     CommitSpec, ContainerState, EngineError, EngineErrorKind, ExecOutcome, GatewaySpec,
-    ImageConfig, LABEL_TASK, ObjectKind, OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec,
-    Upload, WardenSpec,
+    ImageConfig, Inventory, LABEL_TASK, ObjectKind, OutputTooLarge, Owned, Runtime, SandboxSpec,
+    StepSpec, Upload, WardenSpec,
 };
 use crate::error::hinted;
 
@@ -173,17 +173,51 @@ fn unreachable(e: BollardError) -> anyhow::Error {
         err.kind = EngineErrorKind::Unreachable;
         err.hint = Some(engine_hint());
     }
+    err.message = format!("{}: {}", engine_place(), err.message);
     anyhow::Error::new(err)
 }
 
+/// Where the engine is looked for: DOCKER_HOST, else the local socket.
+fn engine_place() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+}
+
+/// How long the engine has to answer the first request of a command that needs it: long
+/// enough for an engine busy with many tasks, short enough that a dead one is reported.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The same for commands that can do without the engine (list, status, review, logs): they
+/// fall back to the refs, so an engine that accepts connections but never replies must not
+/// hold them for long.
+pub const READ_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl DockerRuntime {
-    /// Connect and negotiate the API version; a clear error when no engine answers.
+    /// Connect and negotiate the API version; a clear error, within [`CONNECT_TIMEOUT`],
+    /// when no engine answers.
     pub async fn connect() -> Result<DockerRuntime> {
+        Self::connect_within(CONNECT_TIMEOUT).await
+    }
+
+    /// [`connect`](Self::connect), giving up after `limit`.
+    pub async fn connect_within(limit: Duration) -> Result<DockerRuntime> {
         // Long-running streams (logs -f, wait) must not hit bollard's default 2 minute timeout.
         let docker = Docker::connect_with_defaults()
             .map_err(unreachable)?
             .with_timeout(Duration::from_secs(7 * 24 * 3600));
-        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        let docker = match tokio::time::timeout(limit, docker.negotiate_version()).await {
+            Ok(Ok(docker)) => docker,
+            Ok(Err(e)) => return Err(unreachable(e)),
+            Err(_) => {
+                return Err(anyhow::Error::new(EngineError::new(
+                    EngineErrorKind::Unreachable,
+                    None,
+                    format!("{}: no answer within {}s", engine_place(), limit.as_secs()),
+                )));
+            }
+        };
         Ok(DockerRuntime { docker })
     }
 }
@@ -1073,6 +1107,70 @@ impl Runtime for DockerRuntime {
         }
         Ok(out)
     }
+
+    async fn inventory(&self, labels: &[(&str, &str)]) -> Result<Inventory> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([(
+            "label".to_string(),
+            labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        )]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .context("cannot list containers")?;
+        let networks = self
+            .docker
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(filters.clone()),
+            }))
+            .await
+            .context("cannot list networks")?;
+        let volumes = self
+            .docker
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .context("cannot list volumes")?;
+        let mut inv = Inventory::default();
+        for c in containers {
+            let id = c.id.unwrap_or_default();
+            let state = match c.state.map(|s| s.to_string()).as_deref() {
+                Some("running") => ContainerState::Running,
+                Some("created") => ContainerState::Created,
+                Some("exited") | Some("dead") => {
+                    match c.status.as_deref().and_then(listed_exit_code) {
+                        Some(code) => ContainerState::Exited(code),
+                        None => self.state(&id).await?,
+                    }
+                }
+                other => ContainerState::Other(other.unwrap_or("unknown").to_string()),
+            };
+            for name in c.names.unwrap_or_default() {
+                inv.containers
+                    .insert(name.trim_start_matches('/').to_string(), state.clone());
+            }
+            inv.containers.insert(id, state);
+        }
+        for n in networks {
+            inv.networks.extend(n.name);
+            inv.networks.extend(n.id);
+        }
+        for v in volumes.volumes.unwrap_or_default() {
+            inv.volumes.insert(v.name);
+        }
+        Ok(inv)
+    }
+}
+
+/// The exit code in a container listing's status text (`Exited (137) 2 minutes ago`).
+fn listed_exit_code(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest[..rest.find(')')?].parse().ok()
 }
 
 /// Copy the terminal to `input` and `output` to the terminal until the output ends,
@@ -1387,5 +1485,16 @@ mod tests {
         assert_eq!(e.kind, EngineErrorKind::PermissionDenied);
         let e = classify(BollardError::SocketNotFoundError("/nope.sock".into()));
         assert_eq!(e.kind, EngineErrorKind::Unreachable);
+    }
+
+    #[test]
+    fn exit_code_from_a_listing() {
+        assert_eq!(listed_exit_code("Exited (137) 2 minutes ago"), Some(137));
+        assert_eq!(
+            listed_exit_code("Exited (0) Less than a second ago"),
+            Some(0)
+        );
+        assert_eq!(listed_exit_code("Up 3 seconds"), None);
+        assert_eq!(listed_exit_code("Exited (x)"), None);
     }
 }

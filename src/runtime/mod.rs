@@ -4,7 +4,7 @@
 
 pub mod docker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -170,6 +170,28 @@ pub struct Owned {
     pub state: ContainerState,
 }
 
+/// Every object carrying some labels, from one listing per kind: how `list` learns the
+/// state of many tasks' objects without asking about each one.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// Container state by name and by id.
+    pub containers: HashMap<String, ContainerState>,
+    /// Network names and ids.
+    pub networks: HashSet<String>,
+    /// Volume names.
+    pub volumes: HashSet<String>,
+}
+
+impl Inventory {
+    /// The state of a container named (or with id) `name`; missing when not listed.
+    pub fn container(&self, name: &str) -> ContainerState {
+        self.containers
+            .get(name)
+            .cloned()
+            .unwrap_or(ContainerState::Missing)
+    }
+}
+
 /// Operations git-agent needs from a container engine.
 #[allow(async_fn_in_trait)]
 pub trait Runtime {
@@ -280,6 +302,9 @@ pub trait Runtime {
     ) -> Result<Option<HashMap<String, String>>>;
     /// Containers carrying all the given labels.
     async fn containers_with(&self, labels: &[(&str, &str)]) -> Result<Vec<Owned>>;
+    /// Containers, networks and volumes carrying all the given labels: three requests
+    /// however many objects there are.
+    async fn inventory(&self, labels: &[(&str, &str)]) -> Result<Inventory>;
     /// Cut every network of every git-agent container (or only those also carrying label
     /// `only`) at once and kill them all; volumes are kept. Returns the names it stopped.
     async fn panic_stop_all(&self, only: Option<(&str, &str)>) -> Result<Vec<String>>;
@@ -379,7 +404,7 @@ pub fn engine_hint() -> String {
         Ok(h) if !h.is_empty() => format!(
             "check that the engine at DOCKER_HOST={h} is running, or unset DOCKER_HOST to use the local socket; `git agent doctor` checks the connection"
         ),
-        _ => "start the Docker engine (e.g. `sudo systemctl start docker`), or point DOCKER_HOST at one; `git agent doctor` checks the connection".into(),
+        _ => "start the Docker engine (`sudo systemctl start docker`, or `sudo dockerd &` where there is no systemd), or point DOCKER_HOST at one; `git agent doctor` checks the connection".into(),
     }
 }
 
