@@ -20,5 +20,6 @@ mod reader_attack;
 mod review_attack;
 mod servers;
 mod state;
+mod sync_races;
 mod trust;
 mod workspace;

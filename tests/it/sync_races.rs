@@ -1,0 +1,166 @@
+//! Sync while the agent works: one snapshot per sync, whatever the agent does meanwhile
+//! (commits creating new object fan-out directories, uncommitted edits, `gc --auto`,
+//! `repack -d`), and concurrent syncs of one task serialised so that every one succeeds.
+
+use std::collections::BTreeMap;
+
+use crate::common::{Run, TestEnv};
+use crate::require_docker;
+
+/// The agent: commits a new file every 0.1-0.3 s (new blobs, trees and commits, so new
+/// `objects/xx` directories keep appearing, also after each repack removed the empty ones),
+/// often leaves an uncommitted edit or an untracked file, and now and then packs its
+/// objects. File `f<i>` holds `<i>` on its first line and sits in directory `d<i % 7>`, so a
+/// commit's tree can be checked against its message `c<i>`. It stops (and the task ends) once
+/// /tmp/stop exists.
+pub const BUSY_AGENT: &str = r#"git config gc.auto 20
+i=0
+while [ ! -e /tmp/stop ]; do
+  i=$((i + 1))
+  mkdir -p "d$((i % 7))"
+  echo "$i" > "d$((i % 7))/f$i"
+  git add -A && git commit -q -m "c$i"
+  case $((i % 4)) in
+    1) echo "edit $i" >> "d$((i % 7))/f$i" ;;
+    2) echo "untracked $i" > "u$i.txt" ;;
+  esac
+  case $((i % 9)) in
+    3) git gc --auto -q ;;
+    6) git repack -d -q ;;
+    8) git repack -a -d -q ;;
+  esac
+  sleep "0.$((1 + i % 3))"
+done
+echo stopped-at-$i"#;
+
+/// Check that `head` is a whole commit `c<n>` of the busy agent: n+1 commits, every file
+/// `f1..fn` in its place with its number first, and `wip` (if any) a child of `head`.
+/// Returns n.
+#[track_caller]
+pub fn check_snapshot(env: &TestEnv, head: &str, wip: Option<&str>) -> usize {
+    let subject = env.git(&["log", "-1", "--format=%s", head]).ok().stdout;
+    let n: usize = subject
+        .trim()
+        .strip_prefix('c')
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("head {head} is not an agent commit: {subject:?}"));
+    let count: usize = env
+        .git(&["rev-list", "--count", head])
+        .ok()
+        .stdout
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(count, n + 1, "head {head} (c{n}) has {count} commits");
+    let files = env.git(&["ls-tree", "-r", "--name-only", head]).ok().stdout;
+    let files: Vec<&str> = files.lines().collect();
+    for i in 1..=n {
+        let path = format!("d{}/f{i}", i % 7);
+        assert!(files.contains(&path.as_str()), "c{n} lacks {path}");
+    }
+    // Spot-check contents (the first, the last and one in the middle).
+    for i in [1, n / 2 + 1, n] {
+        let text = env
+            .git(&["show", &format!("{head}:d{}/f{i}", i % 7)])
+            .ok()
+            .stdout;
+        assert_eq!(text.lines().next(), Some(i.to_string().as_str()), "c{n}");
+    }
+    if let Some(wip) = wip {
+        let parent = env.git(&["rev-parse", &format!("{wip}^")]).ok().stdout;
+        assert_eq!(parent.trim(), head, "wip {wip} is not a child of head");
+        env.git(&["ls-tree", "-r", wip]).ok();
+    }
+    n
+}
+
+fn refs_of(env: &TestEnv, task: &str) -> (String, Option<String>) {
+    let refs: BTreeMap<String, String> = env.task_refs(task);
+    (
+        refs.get("head").cloned().expect("head after a sync"),
+        refs.get("wip").cloned(),
+    )
+}
+
+fn sync_ok(env: &TestEnv, task: &str) -> Run {
+    let run = env.agent(&["sync", task]);
+    assert_eq!(run.code, 0, "sync failed while the agent works:\n{run}");
+    run
+}
+
+#[test]
+fn syncs_are_consistent_while_the_agent_commits() {
+    require_docker!();
+    let env = TestEnv::new();
+    let user = env.user_snapshot();
+    env.agent(&[
+        "spawn", "--name", "busy", "-m", "x", "--", "sh", "-c", BUSY_AGENT,
+    ])
+    .ok();
+
+    // Sequential syncs: each one a consistent snapshot, heads only moving forward.
+    let mut last = 0;
+    let mut moved = 0;
+    for _ in 0..16 {
+        sync_ok(&env, "busy");
+        let (head, wip) = refs_of(&env, "busy");
+        let n = check_snapshot(&env, &head, wip.as_deref());
+        assert!(n >= last, "head went back from c{last} to c{n}");
+        moved += usize::from(n > last);
+        last = n;
+    }
+    assert!(moved >= 4, "the agent hardly committed ({moved} moves)");
+
+    // Concurrent syncs: serialised by the task lock, every one succeeds.
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| env.agent(&["sync", "busy"])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for run in &runs {
+        assert_eq!(run.code, 0, "a concurrent sync failed:\n{run}");
+    }
+    let (head, wip) = refs_of(&env, "busy");
+    let n = check_snapshot(&env, &head, wip.as_deref());
+    assert!(n >= last);
+
+    // The agent stops: its work is read from a reader container from now on. A first sync
+    // takes the last work; the concurrent ones after it wait and find nothing new.
+    env.docker_exec("busy", "touch /tmp/stop");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !env
+        .agent(&["status", "busy"])
+        .ok()
+        .stdout
+        .contains("exited")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    sync_ok(&env, "busy");
+    let (head, wip) = refs_of(&env, "busy");
+    check_snapshot(&env, &head, wip.as_deref());
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| env.agent(&["sync", "busy"])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for run in &runs {
+        assert_eq!(run.code, 0, "a sync of the finished task failed:\n{run}");
+        assert!(run.stderr.contains("nothing new"), "{run}");
+    }
+    assert_eq!(refs_of(&env, "busy"), (head, wip));
+    let (containers, _, _) = env.runtime_objects();
+    let reader = env.names_of("busy").reader;
+    assert!(
+        !containers.contains(&reader),
+        "a reader container was left: {containers:?}"
+    );
+    assert_eq!(env.user_snapshot(), user);
+    env.git(&["fsck", "--no-progress"]).ok();
+}
