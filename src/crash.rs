@@ -14,7 +14,10 @@ pub const POINTS: &[&str] = &[
     // spawn
 
     // sync
-
+    "sync.after-reader",
+    "sync.after-bundle",
+    "sync.after-admit",
+    "sync.after-refs",
     // commit
 
     // push
@@ -26,7 +29,6 @@ pub const POINTS: &[&str] = &[
     // restart
 
     // stop / rm
-
 ];
 
 /// The environment variable naming the points to crash at.

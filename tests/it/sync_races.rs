@@ -164,3 +164,184 @@ fn syncs_are_consistent_while_the_agent_commits() {
     assert_eq!(env.user_snapshot(), user);
     env.git(&["fsck", "--no-progress"]).ok();
 }
+
+/// The host-side scratch directory of a task's syncs (see `sandbox::sync::scratch_dir`).
+fn scratch(env: &TestEnv, task: &str) -> std::path::PathBuf {
+    env.repo.join(".git/git-agent/tmp").join(task)
+}
+
+fn has_container(env: &TestEnv, name: &str) -> bool {
+    env.runtime_objects().0.iter().any(|c| c == name)
+}
+
+/// A sync killed (kill -9) at each of its crash points leaves the user's repository as it
+/// was and the task's refs either old or new, never half; what it left (a reader container,
+/// temp files) is removed by the next command that touches the task, and that sync works.
+#[test]
+fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
+    require_docker!();
+    let env = TestEnv::new();
+    // A finished task (read through a reader container) and a running one (exec).
+    env.agent(&[
+        "spawn",
+        "--name",
+        "done",
+        "--wait",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo $i > f$i; git add -A; git commit -qm c$i; done; echo wip > w",
+    ])
+    .ok();
+    env.agent(&[
+        "spawn", "--name", "live", "-m", "x", "--", "sh", "-c",
+        "i=0; while :; do i=$((i+1)); echo $i > f$i; git add -A; git commit -qm c$i; sleep 0.3; done",
+    ])
+    .ok();
+    let user = env.user_snapshot();
+    let reader = env.names_of("done").reader;
+    // (point, task, the command run next, which must remove the leftovers)
+    let cases = [
+        ("sync.after-reader", "done", "status"),
+        ("sync.after-bundle", "done", "list"),
+        ("sync.after-admit", "done", "sync"),
+        ("sync.after-refs", "done", "status"),
+        ("sync.after-bundle", "live", "sync"),
+        ("sync.after-admit", "live", "list"),
+    ];
+    for (point, task, next) in cases {
+        // Forget the last sync so that this one has work to bring home.
+        for leaf in ["head", "wip"] {
+            env.git(&["update-ref", "-d", &format!("refs/agent/{task}/{leaf}")])
+                .ok();
+        }
+        let before = env.task_refs(task);
+        env.agent_crash_at(point, &["sync", task]);
+        assert_eq!(env.user_snapshot(), user, "{point} {task}");
+        let after = env.task_refs(task);
+        if point == "sync.after-refs" {
+            assert!(after.contains_key("head"), "{point}: {after:?}");
+        } else {
+            assert_eq!(after, before, "{point} {task} moved refs");
+        }
+        // What the killed sync left: its scratch directory and, for a finished task, the
+        // reader container (proof that the point is where the test thinks it is).
+        assert!(scratch(&env, task).exists(), "{point} {task}");
+        if task == "done" {
+            assert!(has_container(&env, &reader), "{point}: no reader left");
+        }
+        // The next command removes the leftovers; `list`/`status` tell the truth meanwhile.
+        let want = if task == "done" { "exited" } else { "running" };
+        match next {
+            "status" => {
+                let run = env.agent(&["status", task]).ok();
+                assert!(run.stdout.contains(want), "{point}:\n{run}");
+            }
+            "list" => {
+                let run = env.agent(&["list"]).ok();
+                let row = run.stdout.lines().find(|l| l.contains(task));
+                assert!(row.is_some_and(|r| r.contains(want)), "{point}:\n{run}");
+            }
+            _ => {}
+        }
+        let sync = env.agent(&["sync", task]);
+        assert_eq!(sync.code, 0, "{point}: the next sync failed:\n{sync}");
+        assert!(env.task_refs(task).contains_key("head"), "{point}");
+        assert!(
+            !scratch(&env, task).exists(),
+            "{point} {task} (then {next}) left temp files"
+        );
+        assert!(
+            !has_container(&env, &reader),
+            "{point} {task} (then {next}) left a reader container"
+        );
+        assert_eq!(env.user_snapshot(), user, "{point} {task}");
+    }
+    // `list` alone removes the leftovers (no sync after it).
+    env.agent_crash_at("sync.after-bundle", &["sync", "done"]);
+    assert!(has_container(&env, &reader) && scratch(&env, "done").exists());
+    env.agent(&["list"]).ok();
+    assert!(!has_container(&env, &reader), "list left the reader");
+    assert!(!scratch(&env, "done").exists(), "list left temp files");
+    // Inside the running sandbox: no private directory of any emit is left.
+    let inside = env.docker_exec("live", "ls -a /tmp");
+    assert!(!inside.stdout.contains("git-agent-emit"), "{inside}");
+    assert!(
+        !env.repo
+            .join(".git/git-agent/tmp")
+            .read_dir()
+            .unwrap()
+            .any(|_| true),
+        "temp files left"
+    );
+}
+
+/// A sync that waits for the task's lock while the task is purged says so and changes
+/// nothing: with the refs deleted (`purge --refs`) and with only the runtime removed
+/// (`purge`, which keeps the refs and clears the record's container).
+#[test]
+fn a_sync_that_loses_to_purge_says_so() {
+    use std::io::BufRead;
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&[
+        "spawn",
+        "--name",
+        "gone",
+        "--wait",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "echo 1 > f; git add f; git commit -qm one",
+    ])
+    .ok();
+    let git = git_agent::git::Git::discover(&env.repo).unwrap();
+    for refs in [false, true] {
+        let lock = git_agent::task::lock::TaskLock::try_acquire(&git, "gone", "test")
+            .unwrap()
+            .expect("the lock is free");
+        let mut child = env
+            .agent_command(&["sync", "gone"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        assert!(line.contains("waiting"), "{line}");
+        // What purge does to the task while the sync waits.
+        if refs {
+            for (leaf, _) in env.task_refs("gone") {
+                env.git(&["update-ref", "-d", &format!("refs/agent/gone/{leaf}")])
+                    .ok();
+            }
+        } else {
+            let store = git_agent::task::store::TaskStore::open(&git).unwrap();
+            store
+                .update("gone", "purge", |r, _| {
+                    r.sandbox.container = None;
+                    Ok(vec![])
+                })
+                .unwrap();
+        }
+        let refs_before = env.task_refs("gone");
+        drop(lock);
+        let out = child.wait_with_output().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{rest}");
+        assert!(
+            rest.contains(
+                "Error: task 'gone' was purged while this sync waited; nothing was changed"
+            ),
+            "{rest}"
+        );
+        assert!(rest.contains("Hint: "), "{rest}");
+        assert_eq!(env.task_refs("gone"), refs_before, "refs = {refs}");
+        assert!(!scratch(&env, "gone").exists());
+    }
+}
