@@ -16,6 +16,7 @@ mod gateway_attack;
 mod guard;
 mod hostile;
 mod lifecycle;
+mod races;
 mod reader_attack;
 mod review_attack;
 mod servers;
