@@ -61,7 +61,7 @@ pub fn parse_shortstat(text: &str) -> (u64, u64, u64) {
 /// refs say.
 pub async fn refreshed(ctx: &Ctx) -> Result<Vec<Loaded>> {
     let all = ctx.store.all()?;
-    super::sync::sweep_leftovers(ctx, all.iter().map(|l| l.record.name.as_str())).await;
+    super::sync::sweep_leftovers(ctx, all.iter().map(|l| l.record.name.as_str()), true).await;
     if !all
         .iter()
         .any(|l| matches!(l.record.status, Status::Running | Status::Creating))

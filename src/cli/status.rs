@@ -32,7 +32,7 @@ struct StatusJson<'a> {
 pub async fn run(args: StatusArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     let mut loaded = ctx.store.resolve(&args.task)?;
-    super::sync::sweep_leftovers(&ctx, [loaded.record.name.as_str()]).await;
+    super::sync::sweep_leftovers(&ctx, [loaded.record.name.as_str()], false).await;
     let rt = engine().await.ok();
     if let Some(rt) = &rt {
         loaded = crate::sandbox::refresh(rt, &ctx.store, loaded).await?;

@@ -44,13 +44,26 @@ pub async fn sync_if_possible<R: Runtime>(
 }
 
 /// Remove what interrupted syncs of `tasks` left behind (see `sandbox::sync::sweep`), for
-/// commands that do not otherwise touch a task's runtime (`list`, `status`). Costs one
-/// `stat` per task when there is nothing to remove; never fails the command.
-pub async fn sweep_leftovers<'a>(ctx: &Ctx, tasks: impl IntoIterator<Item = &'a str>) {
-    let left: Vec<&str> = tasks
+/// commands that do not otherwise touch a task's runtime (`list`, `status`); with `orphans`,
+/// also what syncs of tasks that no longer exist left. Costs one `stat` per task when there
+/// is nothing to remove; never fails the command.
+pub async fn sweep_leftovers<'a>(
+    ctx: &Ctx,
+    tasks: impl IntoIterator<Item = &'a str>,
+    orphans: bool,
+) {
+    let mut left: Vec<String> = tasks
         .into_iter()
         .filter(|t| crate::sandbox::sync::has_leftovers(&ctx.git, t))
+        .map(str::to_string)
         .collect();
+    if orphans {
+        for t in crate::sandbox::sync::tasks_with_leftovers(&ctx.git) {
+            if !left.contains(&t) && !matches!(ctx.store.load(&t), Ok(Some(_))) {
+                left.push(t);
+            }
+        }
+    }
     if left.is_empty() {
         return;
     }
@@ -58,7 +71,7 @@ pub async fn sweep_leftovers<'a>(ctx: &Ctx, tasks: impl IntoIterator<Item = &'a 
         return;
     };
     for task in left {
-        let _ = crate::sandbox::sync::sweep(&rt, &ctx.git, &ctx.repo, task).await;
+        let _ = crate::sandbox::sync::sweep(&rt, &ctx.git, &ctx.repo, &task).await;
     }
 }
 

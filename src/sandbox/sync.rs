@@ -107,7 +107,7 @@ pub async fn sync<R: Runtime>(
     let result = sync_from(rt, store, &loaded, &container, &scratch, limit).await;
     match result {
         Ok(outcome) => Ok(outcome),
-        Err(e) => Err(lost_to_purge(store, &task, &container).unwrap_or(e)),
+        Err(e) => Err(lost_race(rt, store, &task, &container).await.unwrap_or(e)),
     }
 }
 
@@ -151,24 +151,54 @@ async fn sync_from<R: Runtime>(
         Ok(r) => r,
         Err(_) => Err(timed_out(task, secs)),
     };
-    if reader != container && rt.remove_container(&reader).await.is_err() {
+    if reader != container && !remove_reader(rt, &reader).await {
         scratch.keep();
     }
     result
 }
 
-/// The error of a sync whose task was purged while it waited for the lock or while it ran,
-/// if that is what happened: the task's refs are gone, or its record no longer has the
-/// container the sync started from.
-fn lost_to_purge(store: &TaskStore, task: &str, container: &str) -> Option<anyhow::Error> {
+/// Remove a reader container; true once it is gone. A removal that fails because another
+/// command (a purge) is removing it at the same moment counts once the engine no longer has it.
+async fn remove_reader<R: Runtime>(rt: &R, reader: &str) -> bool {
+    if rt.remove_container(reader).await.is_ok() {
+        return true;
+    }
+    for _ in 0..30 {
+        if matches!(rt.state(reader).await, Ok(ContainerState::Missing)) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// The error of a sync that lost a race with `purge` (or with someone removing the task's
+/// container) while it ran, if that is what happened: the task's refs are gone, its record no
+/// longer has the container the sync started from, or the engine no longer has that
+/// container. Nothing was changed in any of these cases: the refs only move once all is read.
+async fn lost_race<R: Runtime>(
+    rt: &R,
+    store: &TaskStore,
+    task: &str,
+    container: &str,
+) -> Option<anyhow::Error> {
     let now = store.load(task).ok()?;
-    let gone = match &now {
+    let purged_now = match &now {
         None => true,
         Some(l) => l.record.sandbox.container.as_deref() != Some(container),
     };
-    // A container removed under the sync without a purge keeps the sync's own error
-    // ("no longer exists", the engine's answer); only a purge is named here.
-    gone.then(|| purged(task, now.is_some(), "ran"))
+    if purged_now {
+        return Some(purged(task, now.is_some(), "ran"));
+    }
+    match rt.state(container).await {
+        Ok(ContainerState::Missing) => Some(hinted(
+            format!(
+                "the container of task '{task}' was removed while this sync ran (by `git agent purge` or outside git-agent); nothing was changed"
+            ),
+            "see what is left of the task with `git agent list`; its last synced work stays in its refs unless it was purged with --refs",
+        )),
+        _ => None,
+    }
 }
 
 fn purged(task: &str, refs_kept: bool, when: &str) -> anyhow::Error {
@@ -263,6 +293,18 @@ pub async fn sweep<R: Runtime>(rt: &R, git: &Git, repo: &RepoId, task: &str) -> 
     clear_leftovers(rt, git, repo, task, &lock).await
 }
 
+/// Tasks with a scratch directory, whether or not the task still exists (a task purged while
+/// a killed sync's leftovers were still there leaves them to the next `list`).
+pub fn tasks_with_leftovers(git: &Git) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(crate::task::lock::state_dir(git).join("tmp")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| crate::task::TaskName::parse(n).is_ok())
+        .collect()
+}
+
 /// Did a sync of `task` leave something behind? (A scratch directory exists.)
 pub fn has_leftovers(git: &Git, task: &str) -> bool {
     std::fs::symlink_metadata(scratch_dir(git, task)).is_ok()
@@ -294,6 +336,9 @@ async fn clear_leftovers<R: Runtime>(
         .with_context(|| format!("cannot remove {}", dir.display()))?;
     Ok(true)
 }
+
+/// What the helper's `emit` prints when its time limit stopped it.
+const TIMED_OUT_MARK: &str = "git-agent-sandbox: timed out after";
 
 fn timed_out(task: &str, secs: u64) -> anyhow::Error {
     hinted(
@@ -387,15 +432,22 @@ async fn fetch_work<R: Runtime>(
             None => e,
         })?;
     splitter.shutdown().await.ok();
-    if matches!(out.exit_code, 124 | 137) {
+    let said = sanitize(String::from_utf8_lossy(&out.stderr).trim_end());
+    // The helper's own limit: it says so (see `emit` in the helper). A 137 without that line
+    // is a kill from outside (the container stopped or removed under the sync).
+    if matches!(out.exit_code, 124 | 137) && said.contains(TIMED_OUT_MARK) {
         return Err(timed_out(task, secs));
     }
     if out.exit_code != 0 {
+        let why = match (said.is_empty(), out.exit_code) {
+            (false, _) => said,
+            (true, 137) => "it was killed before it finished".to_string(),
+            (true, code) => format!("it stopped with status {code} without saying why"),
+        };
         return Err(hinted(
             format!(
-                "the sandbox could not produce its work (exit {}): {}",
-                out.exit_code,
-                sanitize(String::from_utf8_lossy(&out.stderr).trim_end())
+                "the sandbox could not produce its work (exit {}): {why}",
+                out.exit_code
             ),
             format!("look inside with `git agent shell {task}`"),
         ));

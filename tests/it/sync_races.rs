@@ -265,6 +265,15 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
     env.agent(&["list"]).ok();
     assert!(!has_container(&env, &reader), "list left the reader");
     assert!(!scratch(&env, "done").exists(), "list left temp files");
+    // A task purged after a killed sync: the next `list` removes the orphaned temp files.
+    env.agent_crash_at("sync.after-admit", &["sync", "done"]);
+    env.agent(&["purge", "--refs", "done"]).ok();
+    env.agent(&["list"]).ok();
+    assert!(
+        !scratch(&env, "done").exists(),
+        "list left an orphan's temp files"
+    );
+    assert!(!has_container(&env, &reader));
     // Inside the running sandbox: no private directory of any emit is left.
     let inside = env.docker_exec("live", "ls -a /tmp");
     assert!(!inside.stdout.contains("git-agent-emit"), "{inside}");
@@ -344,4 +353,48 @@ fn a_sync_that_loses_to_purge_says_so() {
         assert_eq!(env.task_refs("gone"), refs_before, "refs = {refs}");
         assert!(!scratch(&env, "gone").exists());
     }
+}
+
+/// A sync whose task is purged while it reads (its reader container removed under it, its
+/// refs deleted) either finished first or says that the task was purged; it never brings
+/// the refs back and never leaves the engine's own error as the only explanation.
+#[test]
+fn a_sync_purged_while_it_runs_changes_nothing() {
+    require_docker!();
+    let env = TestEnv::new();
+    let big = "head -c 30000000 /dev/urandom > big.bin && git add big.bin && git commit -qm big";
+    env.agent(&[
+        "spawn", "--name", "slow", "--wait", "-m", "x", "--", "sh", "-c", big,
+    ])
+    .ok();
+    let child = env
+        .agent_command(&["sync", "slow"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let purge = env.agent(&["purge", "--refs", "slow"]);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => eprintln!("the sync finished before the purge"),
+        _ => {
+            assert!(
+                err.contains("Error: task 'slow' was purged while this sync ran; nothing was changed")
+                    || err.contains("Error: the container of task 'slow' was removed while this sync ran (by `git agent purge` or outside git-agent); nothing was changed"),
+                "{err}"
+            );
+            assert!(err.contains("Hint: "), "{err}");
+        }
+    }
+    if purge.code == 0 {
+        assert!(env.task_refs("slow").is_empty(), "refs came back");
+    }
+    assert!(
+        !scratch(&env, "slow").exists(),
+        "temp files left: sync {:?} {err}\npurge {purge}",
+        out.status
+    );
+    let (containers, _, _) = env.runtime_objects();
+    assert!(containers.is_empty(), "{containers:?}\n{purge}");
 }
