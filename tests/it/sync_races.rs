@@ -197,7 +197,7 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
     .ok();
     env.agent(&[
         "spawn", "--name", "live", "-m", "x", "--", "sh", "-c",
-        "i=0; while :; do i=$((i+1)); echo $i > f$i; git add -A; git commit -qm c$i; sleep 0.3; done",
+        "head -c 20000000 /dev/urandom > big.bin; i=0; while :; do i=$((i+1)); echo $i > f$i; git add -A; git commit -qm c$i; sleep 0.3; done",
     ])
     .ok();
     let user = env.user_snapshot();
@@ -274,6 +274,17 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
         "list left an orphan's temp files"
     );
     assert!(!has_container(&env, &reader));
+    // A sync killed while the running sandbox streams its work: the emit inside loses its
+    // reader, and its private directory goes (with it, or with the next emit).
+    for leaf in ["head", "wip"] {
+        env.git(&["update-ref", "-d", &format!("refs/agent/live/{leaf}")])
+            .ok();
+    }
+    let mut child = env.agent_command(&["sync", "live"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.agent(&["sync", "live"]).ok();
     // Inside the running sandbox: no private directory of any emit is left.
     let inside = env.docker_exec("live", "ls -a /tmp");
     assert!(!inside.stdout.contains("git-agent-emit"), "{inside}");
