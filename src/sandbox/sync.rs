@@ -498,3 +498,47 @@ async fn fetch_work<R: Runtime>(
         bundle_bytes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> (tempfile::TempDir, Git) {
+        let tmp = tempfile::tempdir().unwrap();
+        let git = Git {
+            dir: tmp.path().to_path_buf(),
+            common_dir: tmp.path().to_path_buf(),
+        };
+        (tmp, git)
+    }
+
+    #[test]
+    fn a_sync_scratch_dir_goes_unless_kept_and_is_found_by_task() {
+        let (_tmp, git) = repo();
+        {
+            let s = Scratch::create(&git, "t").unwrap();
+            std::fs::write(s.path().join("x.bundle"), b"x").unwrap();
+            assert!(has_leftovers(&git, "t"));
+        }
+        assert!(!has_leftovers(&git, "t"), "removed on drop");
+        {
+            let s = Scratch::create(&git, "t").unwrap();
+            s.mark_reader().unwrap();
+            s.keep();
+        }
+        assert!(has_leftovers(&git, "t"), "kept as the reader's marker");
+        assert!(scratch_dir(&git, "t").join(READER_MARK).exists());
+        assert!(!has_leftovers(&git, "t2"));
+        // Only task names count: nothing else in the directory is taken for a task.
+        std::fs::create_dir_all(scratch_dir(&git, "t").parent().unwrap().join("-x")).unwrap();
+        assert_eq!(tasks_with_leftovers(&git), vec!["t".to_string()]);
+    }
+
+    #[test]
+    fn sync_timeout_reads_durations() {
+        let cfg = |v: &str| crate::git::Config::from_pairs(&[("agent.syncTimeout", v)]);
+        assert_eq!(sync_timeout(&cfg("90")).unwrap(), 90);
+        assert_eq!(sync_timeout(&cfg("10m")).unwrap(), 600);
+        assert!(sync_timeout(&cfg("0")).is_err());
+    }
+}
