@@ -101,7 +101,7 @@ fn syncs_are_consistent_while_the_agent_commits() {
     // Sequential syncs: each one a consistent snapshot, heads only moving forward.
     let mut last = 0;
     let mut moved = 0;
-    for _ in 0..16 {
+    for _ in 0..15 {
         sync_ok(&env, "busy");
         let (head, wip) = refs_of(&env, "busy");
         let n = check_snapshot(&env, &head, wip.as_deref());
