@@ -14,7 +14,10 @@ pub const POINTS: &[&str] = &[
     // spawn
 
     // sync
-
+    "sync.after-reader",
+    "sync.after-bundle",
+    "sync.after-admit",
+    "sync.after-refs",
     // commit
     "commit.quarantine-written",
     "commit.objects-moved",

@@ -71,6 +71,9 @@ pub fn parse_shortstat(text: &str) -> (u64, u64, u64) {
 
 pub async fn run(args: ListArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
+    // What killed syncs left behind (also of tasks purged since) goes first.
+    let names = ctx.store.names()?;
+    super::sync::sweep_leftovers(&ctx, names.iter().map(String::as_str), true).await;
     let tasks = engine_view::all(&ctx).await?;
     let mut rows = Vec::new();
     for seen in &tasks {

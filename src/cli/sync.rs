@@ -5,7 +5,7 @@ use clap::Args;
 
 use super::{Ctx, engine, lock_task};
 use crate::runtime::Runtime;
-use crate::sandbox::sync::{SyncOutcome, sync};
+use crate::sandbox::sync::{SyncOutcome, reload_after_wait, sync};
 use crate::task::lock::TaskLock;
 use crate::task::store::Loaded;
 
@@ -14,6 +14,13 @@ use crate::task::store::Loaded;
 /// The sandbox's answer is untrusted: it is size-capped (agent.maxBundleSize), verified,
 /// fsck-checked, limited to the task's own refs and must descend from the task's base before
 /// anything is admitted. The agent's branch and index inside the sandbox are not touched.
+///
+/// The work is one snapshot even while the agent keeps committing: its branch and HEAD are
+/// read once, and the new commits and the uncommitted changes (a commit whose parent is the
+/// commit the agent's HEAD was on) are taken from that moment. Syncs of one task run one at
+/// a time; a sync that waited for another starts from what that one brought home. A sync
+/// interrupted even by kill -9 leaves a reader container or temp files at most, and the next
+/// command that touches the task (sync, commit, review, list, status) removes them.
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// The task (any unique prefix of its name).
@@ -34,6 +41,38 @@ pub async fn sync_if_possible<R: Runtime>(
     let outcome = sync(rt, &ctx.store, loaded, ctx.bundle_limit()?, lock).await?;
     describe(&outcome);
     Ok(outcome.loaded)
+}
+
+/// Remove what interrupted syncs of `tasks` left behind (see `sandbox::sync::sweep`), for
+/// commands that do not otherwise touch a task's runtime (`list`, `status`); with `orphans`,
+/// also what syncs of tasks that no longer exist left. Costs one `stat` per task when there
+/// is nothing to remove; never fails the command.
+pub async fn sweep_leftovers<'a>(
+    ctx: &Ctx,
+    tasks: impl IntoIterator<Item = &'a str>,
+    orphans: bool,
+) {
+    let mut left: Vec<String> = tasks
+        .into_iter()
+        .filter(|t| crate::sandbox::sync::has_leftovers(&ctx.git, t))
+        .map(str::to_string)
+        .collect();
+    if orphans {
+        for t in crate::sandbox::sync::tasks_with_leftovers(&ctx.git) {
+            if !left.contains(&t) && !matches!(ctx.store.load(&t), Ok(Some(_))) {
+                left.push(t);
+            }
+        }
+    }
+    if left.is_empty() {
+        return;
+    }
+    let Ok(rt) = super::engine_for_reading().await else {
+        return;
+    };
+    for task in left {
+        let _ = crate::sandbox::sync::sweep(&rt, &ctx.git, &ctx.repo, &task).await;
+    }
 }
 
 fn describe(o: &SyncOutcome) {
@@ -62,10 +101,10 @@ fn describe(o: &SyncOutcome) {
 
 pub async fn run(args: SyncArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let name = ctx.store.resolve(&args.task)?.record.name;
+    let before = ctx.store.resolve(&args.task)?;
     let rt = engine().await?;
-    let lock = lock_task(&ctx, &name, "sync").await?;
-    let loaded = ctx.store.resolve(&name)?;
+    let lock = lock_task(&ctx, &before.record.name, "sync").await?;
+    let loaded = reload_after_wait(&ctx.store, &before)?;
     let outcome = sync(&rt, &ctx.store, loaded, ctx.bundle_limit()?, &lock).await?;
     describe(&outcome);
     Ok(0)

@@ -124,14 +124,16 @@ fn rejected(why: impl Into<String>) -> anyhow::Error {
     )
 }
 
-/// Check the sandbox's answer and copy its objects into the host repository. Returns the
-/// admitted header; no ref is changed here.
+/// Check the sandbox's answer and copy its objects into the host repository. No ref is
+/// changed here. The quarantine repository is made in `scratch` (the sync's own directory,
+/// which a killed sync leaves for the next command to remove), never in the system temp dir.
 pub fn admit(
     git: &Git,
     task: &str,
     base: &str,
     header: &SyncHeader,
     bundle: Option<&Path>,
+    scratch: &Path,
 ) -> Result<()> {
     let branch_ref = format!("refs/heads/agent/{task}");
     let tips: Vec<(&str, &str)> = std::iter::once(("head", header.head.as_str()))
@@ -156,8 +158,8 @@ pub fn admit(
     };
 
     let quarantine = tempfile::Builder::new()
-        .prefix("git-agent-quarantine-")
-        .tempdir()
+        .prefix("quarantine-")
+        .tempdir_in(scratch)
         .context("cannot create a quarantine directory")?;
     let q = Git {
         dir: quarantine.path().to_path_buf(),

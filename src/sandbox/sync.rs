@@ -6,12 +6,23 @@
 //! the helper's `emit` reads the workspace through a private git dir that has none of the
 //! agent's config, hooks, attributes drivers or alternates (see `dockerfiles/git-agent-sandbox`).
 //! Every sync has a time limit (`agent.syncTimeout`).
+//!
+//! Nothing is left behind: the host side of a sync keeps its temp files (the bundle, the
+//! quarantine repository) in one scratch directory per task, `<common-dir>/git-agent/tmp/<task>/`,
+//! which also marks a reader container in use. A sync killed outright (kill -9) leaves them;
+//! the next command that touches the task removes them ([`sweep`]) once the task's lock is
+//! free, i.e. once the sync that left them is dead. Inside the sandbox, `emit` removes its own
+//! private directory, and every emit removes those of earlier emits that died.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use tokio::io::AsyncWriteExt;
 
-use super::{HELPER, refresh};
+use super::{HELPER, RepoId, refresh};
+use crate::crash;
 use crate::error::{hinted, sanitize};
+use crate::git::Git;
 use crate::git::bundle::{HeaderSplitter, admit, parse_header};
 use crate::interrupt::abandon_on_interrupt;
 use crate::runtime::{ContainerState, OutputTooLarge, Runtime};
@@ -68,50 +79,266 @@ pub fn sync_timeout(config: &crate::git::Config) -> Result<u64> {
 
 /// Sync a task. `limit` caps the bytes accepted from the sandbox.
 ///
-/// The caller holds the task's lock (`_lock`), so syncs, commits and other changes of one
-/// task never interleave.
+/// The caller holds the task's lock (`lock`), so syncs, commits and other changes of one
+/// task never interleave; a sync that had to wait should load the task with
+/// [`reload_after_wait`] first. A sync that finds its task purged under it changes nothing
+/// and says so.
 pub async fn sync<R: Runtime>(
     rt: &R,
     store: &TaskStore,
     loaded: Loaded,
     limit: u64,
-    _lock: &TaskLock,
+    lock: &TaskLock,
 ) -> Result<SyncOutcome> {
-    let loaded = refresh(rt, store, loaded).await?;
+    let git = store.git();
     let task = loaded.record.name.clone();
+    let repo = RepoId::of(git);
+    clear_leftovers(rt, git, &repo, &task, lock).await?;
+    let loaded = refresh(rt, store, loaded).await?;
     let container = loaded.record.sandbox.container.clone().ok_or_else(|| {
         hinted(
             format!("task '{task}' has no container to sync from"),
-            "its last synced work is still in its refs; see it with `git agent review`",
+            format!(
+                "its last synced work is still in its refs; see it with `git agent review {task}`"
+            ),
         )
     })?;
-    let reader = match rt.state(&container).await? {
-        ContainerState::Running => container.clone(),
+    let scratch = Scratch::create(git, &task)?;
+    let result = sync_from(rt, store, &loaded, &container, &scratch, limit).await;
+    match result {
+        Ok(outcome) => Ok(outcome),
+        Err(e) => Err(lost_race(rt, store, &task, &container).await.unwrap_or(e)),
+    }
+}
+
+/// The part of [`sync`] that uses the scratch directory and, for a finished task, a reader
+/// container: both are gone when it returns, unless the engine failed to remove the reader
+/// (then the scratch directory stays as its marker, for [`sweep`]).
+async fn sync_from<R: Runtime>(
+    rt: &R,
+    store: &TaskStore,
+    loaded: &Loaded,
+    container: &str,
+    scratch: &Scratch,
+    limit: u64,
+) -> Result<SyncOutcome> {
+    let task = loaded.record.name.as_str();
+    let reader = match rt.state(container).await? {
+        ContainerState::Running => container.to_string(),
         ContainerState::Missing => {
             return Err(hinted(
                 format!("the container of task '{task}' no longer exists"),
-                "its last synced work is still in its refs; see it with `git agent review`",
+                format!(
+                    "its last synced work is still in its refs; see it with `git agent review {task}`"
+                ),
             ));
         }
         // The run is over: read its workspace from a fresh container that only sleeps, with
         // no network. Starting the task's own container again would hand control back to
         // whatever the agent left in it.
-        _ => start_reader(rt, store, &loaded).await?,
+        _ => {
+            scratch.mark_reader()?;
+            start_reader(rt, store, loaded).await?
+        }
     };
+    crash::point("sync.after-reader");
     let secs = sync_timeout(&store.git().agent_config()?)?;
-    let work = fetch_work(rt, store, &loaded, &reader, limit, secs);
+    let work = fetch_work(rt, store, loaded, &reader, limit, secs, scratch.path());
     // The host's limit is a little longer than the helper's own (which kills its git and
     // removes its temp files): the helper's clearer message wins when both fire.
     let host_limit = std::time::Duration::from_secs(secs + 10);
     let result = match tokio::time::timeout(host_limit, abandon_on_interrupt(work)).await {
         Ok(r) => r,
-        Err(_) => Err(timed_out(&task, secs)),
+        Err(_) => Err(timed_out(task, secs)),
     };
-    if reader != container {
-        rt.remove_container(&reader).await.ok();
+    if reader != container && !remove_reader(rt, &reader).await {
+        scratch.keep();
     }
     result
 }
+
+/// Remove a reader container; true once it is gone. A removal that fails because another
+/// command (a purge) is removing it at the same moment counts once the engine no longer has it.
+async fn remove_reader<R: Runtime>(rt: &R, reader: &str) -> bool {
+    if rt.remove_container(reader).await.is_ok() {
+        return true;
+    }
+    for _ in 0..30 {
+        if matches!(rt.state(reader).await, Ok(ContainerState::Missing)) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// The error of a sync that lost a race with `purge` (or with someone removing the task's
+/// container) while it ran, if that is what happened: the task's refs are gone, its record no
+/// longer has the container the sync started from, or the engine no longer has that
+/// container. Nothing was changed in any of these cases: the refs only move once all is read.
+async fn lost_race<R: Runtime>(
+    rt: &R,
+    store: &TaskStore,
+    task: &str,
+    container: &str,
+) -> Option<anyhow::Error> {
+    let now = store.load(task).ok()?;
+    let purged_now = match &now {
+        None => true,
+        Some(l) => l.record.sandbox.container.as_deref() != Some(container),
+    };
+    if purged_now {
+        return Some(purged(task, now.is_some(), "ran"));
+    }
+    match rt.state(container).await {
+        Ok(ContainerState::Missing) => Some(hinted(
+            format!(
+                "the container of task '{task}' was removed while this sync ran (by `git agent purge` or outside git-agent); nothing was changed"
+            ),
+            "see what is left of the task with `git agent list`; its last synced work stays in its refs unless it was purged with --refs",
+        )),
+        _ => None,
+    }
+}
+
+fn purged(task: &str, refs_kept: bool, when: &str) -> anyhow::Error {
+    hinted(
+        format!("task '{task}' was purged while this sync {when}; nothing was changed"),
+        if refs_kept {
+            format!(
+                "its last synced work is still in its refs; see it with `git agent review {task}`"
+            )
+        } else {
+            "see the remaining tasks with `git agent list`".to_string()
+        },
+    )
+}
+
+/// Load a task again once its lock is held: another command may have changed it while this
+/// one waited. A task that was purged meanwhile (its refs deleted, or its container removed
+/// by `purge`) is an error that says so; nothing has been changed by then.
+pub fn reload_after_wait(store: &TaskStore, before: &Loaded) -> Result<Loaded> {
+    let task = before.record.name.as_str();
+    match store.load(task)? {
+        None => Err(purged(task, false, "waited")),
+        Some(now)
+            if before.record.sandbox.container.is_some()
+                && now.record.sandbox.container.is_none() =>
+        {
+            Err(purged(task, true, "waited"))
+        }
+        Some(now) => Ok(now),
+    }
+}
+
+/// A task's scratch directory for the host side of a sync: `<common-dir>/git-agent/tmp/<task>/`.
+pub fn scratch_dir(git: &Git, task: &str) -> PathBuf {
+    crate::task::lock::state_dir(git).join("tmp").join(task)
+}
+
+/// The marker file in a scratch directory saying that a reader container was started.
+const READER_MARK: &str = "reader";
+
+/// The scratch directory of the sync running now; removed on drop (also when the sync is
+/// abandoned on Ctrl-C), unless [`keep`](Self::keep) was called.
+struct Scratch {
+    dir: PathBuf,
+    keep: std::sync::atomic::AtomicBool,
+}
+
+impl Scratch {
+    fn create(git: &Git, task: &str) -> Result<Scratch> {
+        let dir = scratch_dir(git, task);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+        Ok(Scratch {
+            dir,
+            keep: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn mark_reader(&self) -> Result<()> {
+        std::fs::write(self.dir.join(READER_MARK), b"")
+            .with_context(|| format!("cannot write in {}", self.dir.display()))
+    }
+
+    fn keep(&self) {
+        self.keep.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.keep.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Remove what an interrupted sync of `task` left behind (its reader container, its temp
+/// files), if anything, and only when no command holds the task's lock: a sync that is still
+/// running owns them. Cheap when there is nothing to remove (one `stat`), so read-only
+/// commands (`list`, `status`) call it too. Returns whether anything was removed.
+pub async fn sweep<R: Runtime>(rt: &R, git: &Git, repo: &RepoId, task: &str) -> Result<bool> {
+    if !has_leftovers(git, task) {
+        return Ok(false);
+    }
+    let Some(lock) = TaskLock::try_acquire(git, task, "cleanup")? else {
+        return Ok(false);
+    };
+    clear_leftovers(rt, git, repo, task, &lock).await
+}
+
+/// Tasks with a scratch directory, whether or not the task still exists (a task purged while
+/// a killed sync's leftovers were still there leaves them to the next `list`).
+pub fn tasks_with_leftovers(git: &Git) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(crate::task::lock::state_dir(git).join("tmp")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| crate::task::TaskName::parse(n).is_ok())
+        .collect()
+}
+
+/// Did a sync of `task` leave something behind? (A scratch directory exists.)
+pub fn has_leftovers(git: &Git, task: &str) -> bool {
+    std::fs::symlink_metadata(scratch_dir(git, task)).is_ok()
+}
+
+/// [`sweep`] for a caller holding the task's lock.
+async fn clear_leftovers<R: Runtime>(
+    rt: &R,
+    git: &Git,
+    repo: &RepoId,
+    task: &str,
+    _lock: &TaskLock,
+) -> Result<bool> {
+    let dir = scratch_dir(git, task);
+    if !has_leftovers(git, task) {
+        return Ok(false);
+    }
+    if dir.join(READER_MARK).exists() {
+        rt.remove_container(&repo.object_names(task).reader).await?;
+    }
+    std::fs::remove_dir_all(&dir)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .with_context(|| format!("cannot remove {}", dir.display()))?;
+    Ok(true)
+}
+
+/// What the helper's `emit` prints when its time limit stopped it.
+const TIMED_OUT_MARK: &str = "git-agent-sandbox: timed out after";
 
 fn timed_out(task: &str, secs: u64) -> anyhow::Error {
     hinted(
@@ -165,6 +392,7 @@ async fn fetch_work<R: Runtime>(
     container: &str,
     limit: u64,
     secs: u64,
+    scratch: &Path,
 ) -> Result<SyncOutcome> {
     let git = store.git();
     let task = loaded.record.name.as_str();
@@ -184,7 +412,7 @@ async fn fetch_work<R: Runtime>(
     let tmp = tempfile::Builder::new()
         .prefix("git-agent-sync-")
         .suffix(".bundle")
-        .tempfile()
+        .tempfile_in(scratch)
         .context("cannot create a temp file for the bundle")?;
     // Write through a handle of the temp file itself, never by path: a create still running
     // on a blocking thread after an interrupt would otherwise bring the file back.
@@ -204,15 +432,22 @@ async fn fetch_work<R: Runtime>(
             None => e,
         })?;
     splitter.shutdown().await.ok();
-    if matches!(out.exit_code, 124 | 137) {
+    let said = sanitize(String::from_utf8_lossy(&out.stderr).trim_end());
+    // The helper's own limit: it says so (see `emit` in the helper). A 137 without that line
+    // is a kill from outside (the container stopped or removed under the sync).
+    if matches!(out.exit_code, 124 | 137) && said.contains(TIMED_OUT_MARK) {
         return Err(timed_out(task, secs));
     }
     if out.exit_code != 0 {
+        let why = match (said.is_empty(), out.exit_code) {
+            (false, _) => said,
+            (true, 137) => "it was killed before it finished".to_string(),
+            (true, code) => format!("it stopped with status {code} without saying why"),
+        };
         return Err(hinted(
             format!(
-                "the sandbox could not produce its work (exit {}): {}",
-                out.exit_code,
-                sanitize(String::from_utf8_lossy(&out.stderr).trim_end())
+                "the sandbox could not produce its work (exit {}): {why}",
+                out.exit_code
             ),
             format!("look inside with `git agent shell {task}`"),
         ));
@@ -222,7 +457,9 @@ async fn fetch_work<R: Runtime>(
         .stdout_len
         .saturating_sub(splitter.header.len() as u64 + 1);
     let bundle = (bundle_bytes > 0).then(|| tmp.path());
-    admit(git, task, base, &header, bundle)?;
+    crash::point("sync.after-bundle");
+    admit(git, task, base, &header, bundle, scratch)?;
+    crash::point("sync.after-admit");
 
     let old_head = loaded.ref_value("head").unwrap_or(base).to_string();
     let new_commits = if old_head == header.head {
@@ -236,13 +473,19 @@ async fn fetch_work<R: Runtime>(
     let wip_changed = loaded.ref_value("wip") != header.wip.as_deref();
     let refs_differ = loaded.ref_value("head") != Some(header.head.as_str()) || wip_changed;
     let loaded = if refs_differ {
-        store.update(task, &format!("sync {}", &header.head[..12]), |r, _| {
+        let container = loaded.record.sandbox.container.clone();
+        let moved = store.update(task, &format!("sync {}", &header.head[..12]), |r, _| {
+            if r.sandbox.container != container {
+                return Err(purged(task, true, "ran"));
+            }
             r.synced = Some(now());
             Ok(vec![
                 ("head".to_string(), Some(header.head.clone())),
                 ("wip".to_string(), header.wip.clone()),
             ])
-        })?
+        })?;
+        crash::point("sync.after-refs");
+        moved
     } else {
         loaded.clone()
     };
@@ -254,4 +497,48 @@ async fn fetch_work<R: Runtime>(
         has_wip: header.wip.is_some(),
         bundle_bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> (tempfile::TempDir, Git) {
+        let tmp = tempfile::tempdir().unwrap();
+        let git = Git {
+            dir: tmp.path().to_path_buf(),
+            common_dir: tmp.path().to_path_buf(),
+        };
+        (tmp, git)
+    }
+
+    #[test]
+    fn a_sync_scratch_dir_goes_unless_kept_and_is_found_by_task() {
+        let (_tmp, git) = repo();
+        {
+            let s = Scratch::create(&git, "t").unwrap();
+            std::fs::write(s.path().join("x.bundle"), b"x").unwrap();
+            assert!(has_leftovers(&git, "t"));
+        }
+        assert!(!has_leftovers(&git, "t"), "removed on drop");
+        {
+            let s = Scratch::create(&git, "t").unwrap();
+            s.mark_reader().unwrap();
+            s.keep();
+        }
+        assert!(has_leftovers(&git, "t"), "kept as the reader's marker");
+        assert!(scratch_dir(&git, "t").join(READER_MARK).exists());
+        assert!(!has_leftovers(&git, "t2"));
+        // Only task names count: nothing else in the directory is taken for a task.
+        std::fs::create_dir_all(scratch_dir(&git, "t").parent().unwrap().join("-x")).unwrap();
+        assert_eq!(tasks_with_leftovers(&git), vec!["t".to_string()]);
+    }
+
+    #[test]
+    fn sync_timeout_reads_durations() {
+        let cfg = |v: &str| crate::git::Config::from_pairs(&[("agent.syncTimeout", v)]);
+        assert_eq!(sync_timeout(&cfg("90")).unwrap(), 90);
+        assert_eq!(sync_timeout(&cfg("10m")).unwrap(), 600);
+        assert!(sync_timeout(&cfg("0")).is_err());
+    }
 }
