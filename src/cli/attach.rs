@@ -103,7 +103,7 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     let name = ctx.store.resolve(&args.task)?.record.name;
     let lock = super::lock_task(&ctx, &name, "restart").await?;
-    let loaded = ctx.store.resolve(&name)?;
+    let loaded = super::reload(&ctx, &name)?;
     let search = Search::new(&ctx.git.dir);
     let agent = agent::load(&search, &loaded.record.agent)?;
     let interactive = args.interactive || loaded.record.interactive;

@@ -72,7 +72,7 @@ pub async fn run_stop(args: StopArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     let name = ctx.store.resolve(&args.task)?.record.name;
     let _lock = super::lock_task(&ctx, &name, "stop").await?;
-    let loaded = ctx.store.resolve(&name)?;
+    let loaded = super::reload(&ctx, &name)?;
     let Some(container) = loaded.record.sandbox.container.clone() else {
         return Err(hinted(
             format!("task '{name}' has no container to stop"),
@@ -109,7 +109,7 @@ pub async fn run_rm(args: RmArgs) -> Result<i32> {
     let name = ctx.store.resolve(&args.task)?.record.name;
     let rt = engine().await?;
     let _lock = super::lock_task(&ctx, &name, "rm").await?;
-    crate::sandbox::refresh(&rt, &ctx.store, ctx.store.resolve(&name)?).await?;
+    crate::sandbox::refresh(&rt, &ctx.store, super::reload(&ctx, &name)?).await?;
     let names = ctx.repo.object_names(&name);
     rt.remove_container(&names.container).await?;
     ctx.store.update(&name, "rm", |r, _| {

@@ -134,6 +134,16 @@ pub async fn lock_task(ctx: &Ctx, task: &str, what: &str) -> Result<TaskLock> {
     .await
 }
 
+/// Read a task again once its lock is held: another command may have purged it meanwhile.
+pub fn reload(ctx: &Ctx, task: &str) -> Result<crate::task::store::Loaded> {
+    ctx.store.load(task)?.ok_or_else(|| {
+        hinted(
+            format!("task '{task}' was purged by another command while this one waited; nothing was changed"),
+            "see the tasks there are with `git agent list`",
+        )
+    })
+}
+
 /// Connect to the container engine.
 pub async fn engine() -> Result<DockerRuntime> {
     DockerRuntime::connect().await

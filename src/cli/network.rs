@@ -58,7 +58,7 @@ pub async fn run_allow(args: AllowArgs) -> Result<i32> {
         ));
     }
     // Read the task again: it may have changed while this waited for the lock.
-    let loaded = ctx.store.resolve(&name)?;
+    let loaded = super::reload(&ctx, &name)?;
     if loaded.record.network.is_none() {
         return Err(hinted(
             format!("task '{name}' predates egress control, so it has no gateway"),

@@ -87,7 +87,7 @@ pub struct CommitPushArgs {
 }
 
 async fn synced(ctx: &Ctx, task: &str, lock: &TaskLock) -> Result<Loaded> {
-    let loaded = ctx.store.resolve(task)?;
+    let loaded = super::reload(ctx, task)?;
     if loaded.record.sandbox.container.is_none() {
         return Ok(loaded);
     }

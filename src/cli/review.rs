@@ -384,7 +384,7 @@ async fn review_group(ctx: &Ctx, group: &str, members: Vec<Loaded>, sync: bool) 
         if let Some(rt) = &rt {
             if sync && l.record.sandbox.container.is_some() {
                 let lock = super::lock_task(ctx, &l.record.name, "review").await?;
-                let fresh = ctx.store.resolve(&l.record.name)?;
+                let fresh = super::reload(ctx, &l.record.name)?;
                 l = super::sync::sync_if_possible(rt, ctx, fresh, &lock).await?;
             } else {
                 l = crate::sandbox::refresh(rt, &ctx.store, l).await?;
@@ -452,7 +452,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
                 if !args.no_sync {
                     let name = loaded.record.name.clone();
                     let lock = super::lock_task(&ctx, &name, "review").await?;
-                    let fresh = ctx.store.resolve(&name)?;
+                    let fresh = super::reload(&ctx, &name)?;
                     loaded = super::sync::sync_if_possible(&rt, &ctx, fresh, &lock).await?;
                 } else {
                     loaded = crate::sandbox::refresh(&rt, &ctx.store, loaded).await?;
