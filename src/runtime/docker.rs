@@ -23,8 +23,8 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
-    CommitSpec, ContainerState, ExecOutcome, GatewaySpec, ImageConfig, LABEL_TASK, ObjectKind,
-    OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Upload, WardenSpec,
+    CommitSpec, ContainerState, ExecOutcome, GatewaySpec, ImageConfig, LABEL_TASK, Listed,
+    ObjectKind, OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Upload, WardenSpec,
 };
 use crate::error::hinted;
 
@@ -899,6 +899,75 @@ impl Runtime for DockerRuntime {
                 other => ContainerState::Other(other.unwrap_or("unknown").to_string()),
             };
             out.push(Owned { task, id, state });
+        }
+        Ok(out)
+    }
+
+    async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        prefix: &str,
+        label: (&str, &str),
+    ) -> Result<Vec<Listed>> {
+        // The engine's filters are ORed only within one key, so ask twice (by name, which
+        // the engine matches anywhere in the name, and by label) and merge.
+        let by_name = HashMap::from([("name", vec![prefix.to_string()])]);
+        let by_label = HashMap::from([("label", vec![format!("{}={}", label.0, label.1)])]);
+        let mut out: Vec<Listed> = Vec::new();
+        for filters in [by_name, by_label] {
+            let found: Vec<(String, HashMap<String, String>)> = match kind {
+                ObjectKind::Container => {
+                    let opts = ListContainersOptionsBuilder::new()
+                        .all(true)
+                        .filters(&filters)
+                        .build();
+                    self.docker
+                        .list_containers(Some(opts))
+                        .await?
+                        .into_iter()
+                        .map(|c| {
+                            let name = c
+                                .names
+                                .as_ref()
+                                .and_then(|n| n.first())
+                                .map(|n| n.trim_start_matches('/').to_string())
+                                .unwrap_or_default();
+                            (name, c.labels.unwrap_or_default())
+                        })
+                        .collect()
+                }
+                ObjectKind::Volume => {
+                    let opts = bollard::query_parameters::ListVolumesOptionsBuilder::new()
+                        .filters(&filters)
+                        .build();
+                    self.docker
+                        .list_volumes(Some(opts))
+                        .await?
+                        .volumes
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|v| (v.name, v.labels))
+                        .collect()
+                }
+                ObjectKind::Network => {
+                    let opts = bollard::query_parameters::ListNetworksOptionsBuilder::new()
+                        .filters(&filters)
+                        .build();
+                    self.docker
+                        .list_networks(Some(opts))
+                        .await?
+                        .into_iter()
+                        .map(|n| (n.name.unwrap_or_default(), n.labels.unwrap_or_default()))
+                        .collect()
+                }
+            };
+            for (name, labels) in found {
+                let wanted = name.starts_with(prefix)
+                    || labels.get(label.0).map(String::as_str) == Some(label.1);
+                if wanted && !out.iter().any(|o| o.name == name) {
+                    out.push(Listed { kind, name, labels });
+                }
+            }
         }
         Ok(out)
     }

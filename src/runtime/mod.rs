@@ -170,6 +170,14 @@ pub struct Owned {
     pub state: ContainerState,
 }
 
+/// An object found by [`Runtime::list_objects`]: its kind, name and labels.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub kind: ObjectKind,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+}
+
 /// Operations git-agent needs from a container engine.
 #[allow(async_fn_in_trait)]
 pub trait Runtime {
@@ -283,4 +291,13 @@ pub trait Runtime {
     /// Cut every network of every git-agent container (or only those also carrying label
     /// `only`) at once and kill them all; volumes are kept. Returns the names it stopped.
     async fn panic_stop_all(&self, only: Option<(&str, &str)>) -> Result<Vec<String>>;
+    /// Every object of `kind` (containers in any state) whose name starts with `prefix` or
+    /// that carries label `label` (`key=value`), with its labels. `doctor` finds leftovers
+    /// with it, labelled or not.
+    async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        prefix: &str,
+        label: (&str, &str),
+    ) -> Result<Vec<Listed>>;
 }

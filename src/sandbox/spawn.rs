@@ -270,6 +270,7 @@ pub async fn start<R: Runtime>(
     checkpoint()?;
     let bundle = start_bundle(store.git(), task)?;
     rt.create_network(&names.network, &labels, true).await?;
+    crate::crash::point("spawn.after-network");
     checkpoint()?;
     // The gateway comes up side by side with the task's volumes and container (the task's
     // command starts only after both). No request is abandoned midway, so an interruption
@@ -295,10 +296,13 @@ pub async fn start<R: Runtime>(
         if req.read_only {
             rt.create_volume(&names.state_volume, &labels).await?;
         }
+        crate::crash::point("spawn.after-volume");
         checkpoint()?;
         let id = rt.create_container(&spec).await?;
+        crate::crash::point("spawn.after-container");
         checkpoint()?;
         rt.start(&id).await?;
+        crate::crash::point("spawn.after-start");
         checkpoint()?;
         let warden = WardenRequest {
             image: &req.gateway_image,
@@ -315,7 +319,9 @@ pub async fn start<R: Runtime>(
         );
         prompt?;
         repo_in?;
-        Ok::<_, anyhow::Error>((id, warden?))
+        let warden = warden?;
+        crate::crash::point("spawn.after-deliver");
+        Ok::<_, anyhow::Error>((id, warden))
     };
     let gw = gateway::start(
         rt,
@@ -328,11 +334,13 @@ pub async fn start<R: Runtime>(
     let (sandbox, gw) = tokio::join!(sandbox, gw);
     let (id, warden) = sandbox?;
     gw?;
+    crate::crash::point("spawn.after-gateway");
     checkpoint()?;
     // A headless command starts now that the repository, the prompt and its way out are in
     // place (an interactive one once the caller has attached, see [`go`]).
     if !req.interactive {
         go(rt, &id).await?;
+        crate::crash::point("spawn.after-go");
     }
     // The warden starts once the command has: it is not on the way to the command.
     start_warden(rt, &id, warden.as_deref()).await?;
