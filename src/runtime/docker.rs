@@ -907,14 +907,16 @@ impl Runtime for DockerRuntime {
         &self,
         kind: ObjectKind,
         prefix: &str,
-        label: (&str, &str),
+        label: Option<(&str, &str)>,
     ) -> Result<Vec<Listed>> {
         // The engine's filters are ORed only within one key, so ask twice (by name, which
         // the engine matches anywhere in the name, and by label) and merge.
-        let by_name = HashMap::from([("name", vec![prefix.to_string()])]);
-        let by_label = HashMap::from([("label", vec![format!("{}={}", label.0, label.1)])]);
+        let mut queries = vec![HashMap::from([("name", vec![prefix.to_string()])])];
+        if let Some((k, v)) = label {
+            queries.push(HashMap::from([("label", vec![format!("{k}={v}")])]));
+        }
         let mut out: Vec<Listed> = Vec::new();
-        for filters in [by_name, by_label] {
+        for filters in queries {
             let found: Vec<(String, HashMap<String, String>)> = match kind {
                 ObjectKind::Container => {
                     let opts = ListContainersOptionsBuilder::new()
@@ -963,7 +965,7 @@ impl Runtime for DockerRuntime {
             };
             for (name, labels) in found {
                 let wanted = name.starts_with(prefix)
-                    || labels.get(label.0).map(String::as_str) == Some(label.1);
+                    || label.is_some_and(|(k, v)| labels.get(k).map(String::as_str) == Some(v));
                 if wanted && !out.iter().any(|o| o.name == name) {
                     out.push(Listed { kind, name, labels });
                 }

@@ -292,12 +292,12 @@ pub trait Runtime {
     /// `only`) at once and kill them all; volumes are kept. Returns the names it stopped.
     async fn panic_stop_all(&self, only: Option<(&str, &str)>) -> Result<Vec<String>>;
     /// Every object of `kind` (containers in any state) whose name starts with `prefix` or
-    /// that carries label `label` (`key=value`), with its labels. `doctor` finds leftovers
-    /// with it, labelled or not.
+    /// that carries `label` (`key`, `value`), with its labels. `doctor` finds leftovers with
+    /// it, labelled or not.
     async fn list_objects(
         &self,
         kind: ObjectKind,
         prefix: &str,
-        label: (&str, &str),
+        label: Option<(&str, &str)>,
     ) -> Result<Vec<Listed>>;
 }

@@ -1,0 +1,566 @@
+//! What `doctor` looks for among a repository's tasks and runtime objects, and how `doctor
+//! --fix` repairs it. Every finding carries the one command that fixes it.
+//!
+//! - tasks whose spawn died (see [`super::stuck`]), and the containers it left running;
+//! - tasks whose container, workspace volume, network or gateway is missing
+//!   ([`super::health`]);
+//! - runtime objects labelled as this repository's whose task has no refs (orphans);
+//! - objects named like this repository's (`git-agent-<repo-id>.<kind>.<task>`) without any
+//!   git-agent label: left half-made, never another repository's or another tool's (a name of
+//!   this pattern with another repository's labels is left alone);
+//! - build-step containers and their gateways and networks whose builder has died;
+//! - reader and draft containers, and sync scratch directories, that a killed `sync` or
+//!   `commit` left behind (only while no command holds the task's lock).
+//!
+//! Repairs never delete task refs or a workspace: at most a record moves to `failed` and
+//! containers, networks and scratch files that hold no work go away.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{RepoId, health, owned_by, stuck};
+use crate::git::Git;
+use crate::image::project::LABEL_BUILD;
+use crate::runtime::{LABEL_REPO, LABEL_REPO_PATH, LABEL_TASK, Listed, ObjectKind, Runtime};
+use crate::task::lock::{Lease, TaskLock, state_dir};
+use crate::task::store::{Loaded, TaskStore};
+use crate::task::{Status, TaskName};
+
+/// One problem and its fix.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// What kind of problem: `spawn`, `task`, `orphan`, `leftover`, `build` or `sync`.
+    pub check: &'static str,
+    /// The task it concerns, if any.
+    pub task: Option<String>,
+    pub problem: String,
+    /// The command that fixes it.
+    pub fix: String,
+    /// Whether `doctor --fix` repairs it.
+    pub repairable: bool,
+    #[serde(skip)]
+    repair: Repair,
+}
+
+#[derive(Debug, Clone)]
+enum Repair {
+    /// Record a dead spawn as failed and remove its containers and network.
+    DeadSpawn(String),
+    /// Bring a task's record up to date (its container is gone).
+    Refresh(String),
+    /// Remove objects of a task without refs, checking their labels again first.
+    Orphans(String, Vec<(ObjectKind, String)>),
+    /// Remove an object without git-agent labels, checking again that it has none.
+    Unlabelled(ObjectKind, String),
+    /// Remove a dead build's objects.
+    Build(Vec<(ObjectKind, String)>),
+    /// Remove a task's reader/draft containers and its sync scratch directory.
+    SyncLeftovers(String, Vec<(ObjectKind, String)>, Option<PathBuf>),
+    /// Only the fix command can help.
+    Manual,
+}
+
+/// What a repair did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Repaired,
+    /// A command holds the task right now; nothing was touched.
+    Busy,
+    /// Needs the fix command.
+    Manual,
+}
+
+/// Every kind of object, containers first.
+const ALL_KINDS: [ObjectKind; 3] = [
+    ObjectKind::Container,
+    ObjectKind::Volume,
+    ObjectKind::Network,
+];
+
+/// Parse `git-agent-<repo>.<kind>.<task>` for this repository: the kind word and the task.
+fn parse_name<'a>(repo: &RepoId, name: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = name.strip_prefix(&format!("git-agent-{}.", repo.id))?;
+    let (kind, task) = rest.split_once('.')?;
+    let known = repo
+        .object_names(task)
+        .all()
+        .iter()
+        .any(|(_, n)| *n == name);
+    (known && TaskName::parse(task).is_ok()).then_some((kind, task))
+}
+
+fn has_agent_labels(labels: &HashMap<String, String>) -> bool {
+    labels.keys().any(|k| k.starts_with("git-agent."))
+}
+
+/// Is a command working on this task right now (a spawn setting it up, or a command holding
+/// its lock)? Checking the lock takes it for an instant.
+fn busy(git: &Git, task: &str) -> Result<bool> {
+    Ok(Lease::held(git, task)? || TaskLock::try_acquire(git, task, "doctor")?.is_none())
+}
+
+fn sorted(mut objects: Vec<(ObjectKind, String)>) -> Vec<(ObjectKind, String)> {
+    // Containers first: volumes and networks in use cannot go.
+    objects.sort_by_key(|(k, n)| (*k as u8, n.clone()));
+    objects.dedup();
+    objects
+}
+
+fn describe(objects: &[(ObjectKind, String)]) -> String {
+    objects
+        .iter()
+        .map(|(k, n)| {
+            let kind = match k {
+                ObjectKind::Container => "container",
+                ObjectKind::Volume => "volume",
+                ObjectKind::Network => "network",
+            };
+            format!("{kind} {n}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Everything wrong with this repository's tasks and runtime objects.
+pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Result<Vec<Finding>> {
+    let git = store.git();
+    let mut objects: Vec<Listed> = Vec::new();
+    for kind in ALL_KINDS {
+        let prefix = format!("git-agent-{}", repo.id);
+        objects.extend(
+            rt.list_objects(kind, &prefix, Some((LABEL_REPO, &repo.id)))
+                .await?,
+        );
+    }
+    let tasks = store.all()?;
+    let mut out = Vec::new();
+    for l in &tasks {
+        task_findings(rt, git, repo, l, &objects, &mut out).await?;
+    }
+    let known = |t: &str| tasks.iter().any(|l| l.record.name == t);
+    // Labelled objects of tasks without refs, grouped by task.
+    let mut orphans: BTreeMap<String, Vec<(ObjectKind, String)>> = BTreeMap::new();
+    for o in &objects {
+        if o.labels.get(LABEL_REPO) == Some(&repo.id) {
+            let task = o.labels.get(LABEL_TASK).cloned().unwrap_or_default();
+            if !known(&task) {
+                orphans
+                    .entry(task)
+                    .or_default()
+                    .push((o.kind, o.name.clone()));
+            }
+        } else if !has_agent_labels(&o.labels) {
+            if let Some((_, task)) = parse_name(repo, &o.name) {
+                out.push(Finding {
+                    check: "leftover",
+                    task: Some(task.to_string()),
+                    problem: format!(
+                        "{} is named like task {task}'s but carries no git-agent labels (left half-made)",
+                        describe(&[(o.kind, o.name.clone())])
+                    ),
+                    fix: "`git agent doctor --fix` removes it".into(),
+                    repairable: true,
+                    repair: Repair::Unlabelled(o.kind, o.name.clone()),
+                });
+            }
+        }
+    }
+    for (task, objs) in orphans {
+        if TaskName::parse(&task).is_ok() && busy(git, &task)? {
+            continue;
+        }
+        let objs = sorted(objs);
+        out.push(Finding {
+            check: "orphan",
+            task: Some(task.clone()),
+            problem: format!(
+                "task '{task}' has no refs, but its {} remain",
+                describe(&objs)
+            ),
+            fix: "`git agent doctor --fix` removes them".into(),
+            repairable: true,
+            repair: Repair::Orphans(task, objs),
+        });
+    }
+    build_findings(rt, git, &mut out).await?;
+    scratch_findings(git, &tasks, &mut out)?;
+    Ok(out)
+}
+
+async fn task_findings<R: Runtime>(
+    rt: &R,
+    git: &Git,
+    repo: &RepoId,
+    l: &Loaded,
+    objects: &[Listed],
+    out: &mut Vec<Finding>,
+) -> Result<()> {
+    let rec = &l.record;
+    let name = rec.name.as_str();
+    if Lease::held(git, name)? {
+        // A live spawn is setting it up.
+        return Ok(());
+    }
+    let owned: Vec<(ObjectKind, String)> = objects
+        .iter()
+        .filter(|o| {
+            o.labels.get(LABEL_REPO) == Some(&repo.id)
+                && o.labels.get(LABEL_TASK).map(String::as_str) == Some(name)
+        })
+        .map(|o| (o.kind, o.name.clone()))
+        .collect();
+    let names = repo.object_names(name);
+    let finding = |check, problem: String, fix: String, repair: Repair| Finding {
+        check,
+        task: Some(name.to_string()),
+        problem,
+        fix,
+        repairable: !matches!(repair, Repair::Manual),
+        repair,
+    };
+    if rec.status == Status::Creating || stuck::is_interrupted(l) {
+        let running: Vec<_> = owned
+            .iter()
+            .filter(|(k, _)| *k != ObjectKind::Volume)
+            .cloned()
+            .collect();
+        if rec.status == Status::Creating || !running.is_empty() {
+            let problem = if rec.status == Status::Creating {
+                format!(
+                    "task {name}'s spawn died: it is recorded as creating, and no spawn is setting it up"
+                )
+            } else {
+                format!(
+                    "task {name}'s spawn was interrupted, and its {} remain",
+                    describe(&running)
+                )
+            };
+            out.push(finding(
+                "spawn",
+                problem,
+                format!("`git agent doctor --fix` records it as failed and removes its containers; then `git agent purge --refs {name}` removes the task"),
+                Repair::DeadSpawn(name.to_string()),
+            ));
+        }
+        return Ok(());
+    }
+    let h = health::check(rt, l).await?;
+    let problems = h.problems(rec.status);
+    if !problems.is_empty() {
+        let volume_lost = problems.contains(&"workspace volume missing");
+        let container_lost = problems.contains(&"container missing");
+        let (fix, repair) = if volume_lost {
+            (
+                format!(
+                    "its workspace is lost; `git agent purge --refs {name}` removes the task (work synced before stays on its branch once committed: `git agent commit {name}` first)"
+                ),
+                Repair::Manual,
+            )
+        } else if container_lost {
+            (
+                format!(
+                    "`git agent doctor --fix` records it as failed; `git agent restart {name}` runs it again in its workspace"
+                ),
+                Repair::Refresh(name.to_string()),
+            )
+        } else {
+            (
+                format!("`git agent restart {name}` gives it a new gateway and network"),
+                Repair::Manual,
+            )
+        };
+        out.push(finding(
+            "task",
+            format!(
+                "task {name} is {} but: {}",
+                rec.status.as_str(),
+                problems.join(", ")
+            ),
+            fix,
+            repair,
+        ));
+    }
+    // Readers and drafts live only while a sync or commit holds the task's lock.
+    let transient: Vec<_> = owned
+        .iter()
+        .filter(|(_, n)| [&names.reader, &names.draft, &names.draft_volume].contains(&n))
+        .cloned()
+        .collect();
+    let scratch = scratch_dir(git, name);
+    let scratch = scratch.exists().then_some(scratch);
+    if (!transient.is_empty() || scratch.is_some())
+        && TaskLock::try_acquire(git, name, "doctor")?.is_some()
+    {
+        let mut what = describe(&transient);
+        if let Some(s) = &scratch {
+            if !what.is_empty() {
+                what.push_str(", ");
+            }
+            what.push_str(&format!("scratch files {}", s.display()));
+        }
+        out.push(finding(
+            "sync",
+            format!("an interrupted sync or commit of task {name} left {what}"),
+            "`git agent doctor --fix` removes them".into(),
+            Repair::SyncLeftovers(name.to_string(), transient, scratch),
+        ));
+    }
+    Ok(())
+}
+
+/// The directory a sync of `task` keeps its host-side temp files in.
+fn scratch_dir(git: &Git, task: &str) -> PathBuf {
+    state_dir(git).join("tmp").join(task)
+}
+
+/// Sync scratch directories of tasks that no longer exist.
+fn scratch_findings(git: &Git, tasks: &[Loaded], out: &mut Vec<Finding>) -> Result<()> {
+    let Ok(dir) = std::fs::read_dir(state_dir(git).join("tmp")) else {
+        return Ok(());
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if tasks.iter().any(|l| l.record.name == name) {
+            continue; // looked at with its task
+        }
+        if TaskName::parse(&name).is_ok() && busy(git, &name)? {
+            continue;
+        }
+        out.push(Finding {
+            check: "sync",
+            task: Some(name.clone()),
+            problem: format!(
+                "temp files {} of a task that no longer exists",
+                entry.path().display()
+            ),
+            fix: "`git agent doctor --fix` removes them".into(),
+            repairable: true,
+            repair: Repair::SyncLeftovers(name, vec![], Some(entry.path())),
+        });
+    }
+    Ok(())
+}
+
+/// Is process `pid` alive on this host?
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Build-step objects (`git-agent-build.<kind>.<image>-<pid>`, see
+/// [`crate::image::project`]) of this repository whose builder has died.
+async fn build_findings<R: Runtime>(rt: &R, git: &Git, out: &mut Vec<Finding>) -> Result<()> {
+    let path = git.dir.display().to_string();
+    let mut builds: BTreeMap<String, (Vec<(ObjectKind, String)>, Option<String>)> = BTreeMap::new();
+    for kind in [ObjectKind::Container, ObjectKind::Network] {
+        for o in rt.list_objects(kind, "git-agent-build.", None).await? {
+            let Some((word, id)) = o
+                .name
+                .strip_prefix("git-agent-build.")
+                .and_then(|r| r.split_once('.'))
+            else {
+                continue;
+            };
+            let ours = match word {
+                "task" => o.labels.contains_key(LABEL_BUILD),
+                "gw" | "net" => o.labels.get(LABEL_REPO).map(String::as_str) == Some("build"),
+                _ => false,
+            };
+            if !ours {
+                continue;
+            }
+            let entry = builds.entry(id.to_string()).or_default();
+            entry.0.push((kind, o.name.clone()));
+            if let Some(p) = o.labels.get(LABEL_REPO_PATH) {
+                entry.1 = Some(p.clone());
+            }
+        }
+    }
+    for (id, (objs, repo_path)) in builds {
+        // Another repository's build is that repository's business.
+        if repo_path.as_deref().is_some_and(|p| p != path) {
+            continue;
+        }
+        let Some(pid) = id.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid <= 0 || alive(pid) {
+            continue;
+        }
+        let objs = sorted(objs);
+        out.push(Finding {
+            check: "build",
+            task: None,
+            problem: format!(
+                "an image build that died (pid {pid}) left {}",
+                describe(&objs)
+            ),
+            fix: "`git agent doctor --fix` removes them".into(),
+            repairable: true,
+            repair: Repair::Build(objs),
+        });
+    }
+    Ok(())
+}
+
+async fn remove<R: Runtime>(rt: &R, kind: ObjectKind, name: &str) -> Result<()> {
+    match kind {
+        ObjectKind::Container => rt.remove_container(name).await,
+        ObjectKind::Volume => rt.remove_volume(name).await,
+        ObjectKind::Network => rt.remove_network(name).await,
+    }
+}
+
+/// Repair one finding. Task repairs take the task's lock (without waiting: a task some
+/// command holds is left alone and reported as busy).
+pub async fn repair<R: Runtime>(
+    rt: &R,
+    store: &TaskStore,
+    repo: &RepoId,
+    finding: &Finding,
+) -> Result<Outcome> {
+    let git = store.git();
+    let lock = |task: &str| -> Result<Option<TaskLock>> {
+        if Lease::held(git, task)? {
+            return Ok(None);
+        }
+        TaskLock::try_acquire(git, task, "doctor --fix")
+    };
+    match &finding.repair {
+        Repair::Manual => Ok(Outcome::Manual),
+        Repair::DeadSpawn(task) => {
+            let Some(_lock) = lock(task)? else {
+                return Ok(Outcome::Busy);
+            };
+            let Some(loaded) = store.load(task)? else {
+                return Ok(Outcome::Repaired);
+            };
+            let loaded = stuck::settle(store, loaded)?;
+            if !stuck::is_interrupted(&loaded) {
+                return Ok(Outcome::Busy);
+            }
+            // Containers and network go; the workspace stays until `purge`.
+            super::remove_objects(rt, repo, task, Some(&loaded.record.sandbox), false, true)
+                .await?;
+            Ok(Outcome::Repaired)
+        }
+        Repair::Refresh(task) => {
+            let Some(_lock) = lock(task)? else {
+                return Ok(Outcome::Busy);
+            };
+            if let Some(loaded) = store.load(task)? {
+                super::refresh(rt, store, loaded).await?;
+            }
+            Ok(Outcome::Repaired)
+        }
+        Repair::Orphans(task, objs) => {
+            let _lock = match TaskName::parse(task) {
+                Ok(_) => match lock(task)? {
+                    Some(l) => Some(l),
+                    None => return Ok(Outcome::Busy),
+                },
+                Err(_) => None,
+            };
+            if store.load(task)?.is_some() {
+                return Ok(Outcome::Busy);
+            }
+            for (kind, name) in objs {
+                if owned_by(rt, repo, task, *kind, name).await? {
+                    remove(rt, *kind, name).await?;
+                }
+            }
+            Ok(Outcome::Repaired)
+        }
+        Repair::Unlabelled(kind, name) => {
+            if rt
+                .labels_of(*kind, name)
+                .await?
+                .is_some_and(|l| !has_agent_labels(&l))
+            {
+                remove(rt, *kind, name).await?;
+            }
+            Ok(Outcome::Repaired)
+        }
+        Repair::Build(objs) => {
+            for (kind, name) in objs {
+                remove(rt, *kind, name).await?;
+            }
+            Ok(Outcome::Repaired)
+        }
+        Repair::SyncLeftovers(task, objs, scratch) => {
+            let _lock = match TaskName::parse(task) {
+                Ok(_) => match TaskLock::try_acquire(git, task, "doctor --fix")? {
+                    Some(l) => Some(l),
+                    None => return Ok(Outcome::Busy),
+                },
+                Err(_) => None,
+            };
+            for (kind, name) in objs {
+                if owned_by(rt, repo, task, *kind, name).await? {
+                    remove(rt, *kind, name).await?;
+                }
+            }
+            if let Some(dir) = scratch {
+                // A reader of the sync that left the scratch directory goes with it.
+                let reader = repo.object_names(task).reader;
+                if dir.join("reader").exists()
+                    && owned_by(rt, repo, task, ObjectKind::Container, &reader).await?
+                {
+                    rt.remove_container(&reader).await?;
+                }
+                match std::fs::remove_dir_all(dir) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                        std::fs::remove_file(dir)?
+                    }
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            Ok(Outcome::Repaired)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> RepoId {
+        RepoId {
+            id: "0123abcd".into(),
+            path: "/r/.git".into(),
+        }
+    }
+
+    #[test]
+    fn only_this_repositorys_names_parse() {
+        let r = repo();
+        assert_eq!(
+            parse_name(&r, "git-agent-0123abcd.task.fix-1"),
+            Some(("task", "fix-1"))
+        );
+        assert_eq!(
+            parse_name(&r, "git-agent-0123abcd.ws.a.b"),
+            Some(("ws", "a.b"))
+        );
+        // Another repository, an unknown kind, the old scheme, a bad task name.
+        assert_eq!(parse_name(&r, "git-agent-99999999.task.fix"), None);
+        assert_eq!(parse_name(&r, "git-agent-0123abcd.data.fix"), None);
+        assert_eq!(parse_name(&r, "git-agent-0123abcd-fix"), None);
+        assert_eq!(parse_name(&r, "git-agent-0123abcd.task.Bad Name"), None);
+    }
+
+    #[test]
+    fn a_dead_process_is_not_alive() {
+        assert!(alive(std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(!alive(pid));
+    }
+}
