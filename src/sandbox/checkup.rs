@@ -356,7 +356,9 @@ fn alive(pid: i32) -> bool {
 /// [`crate::image::project`]) of this repository whose builder has died.
 async fn build_findings<R: Runtime>(rt: &R, git: &Git, out: &mut Vec<Finding>) -> Result<()> {
     let path = git.dir.display().to_string();
-    let mut builds: BTreeMap<String, (Vec<(ObjectKind, String)>, Option<String>)> = BTreeMap::new();
+    // Per build: its objects, and the repository path its labels name.
+    type Build = (Vec<(ObjectKind, String)>, Option<String>);
+    let mut builds: BTreeMap<String, Build> = BTreeMap::new();
     for kind in [ObjectKind::Container, ObjectKind::Network] {
         for o in rt.list_objects(kind, "git-agent-build.", None).await? {
             let Some((word, id)) = o
