@@ -17,6 +17,7 @@ mod guard;
 mod hostile;
 mod lifecycle;
 mod reader_attack;
+mod recovery;
 mod review_attack;
 mod servers;
 mod state;

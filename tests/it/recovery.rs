@@ -1,0 +1,488 @@
+//! Recovery is one documented command: spawns killed at every step, leftovers of every kind,
+//! engine failures during a spawn, Ctrl-C on `spawn --wait` (issue 9, "What must work" 5).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::TestEnv;
+use crate::require_docker;
+
+/// Every crash point of a spawn, in the order a spawn reaches them.
+const SPAWN_POINTS: &[&str] = &[
+    "spawn.after-refs",
+    "spawn.after-network",
+    "spawn.after-volume",
+    "spawn.after-container",
+    "spawn.after-start",
+    "spawn.after-deliver",
+    "spawn.after-gateway",
+    "spawn.after-go",
+    "spawn.after-running",
+];
+
+fn git_of(env: &TestEnv) -> git_agent::git::Git {
+    git_agent::git::Git::discover(&env.repo).unwrap()
+}
+
+/// Runtime objects of `task` (by label) as one list of names.
+fn objects_of(env: &TestEnv, task: &str) -> Vec<String> {
+    let names = env.names_of(task);
+    let all = names.all();
+    let (c, v, n) = env.runtime_objects();
+    c.into_iter()
+        .chain(v)
+        .chain(n)
+        .filter(|o| all.iter().any(|(_, name)| name == o))
+        .collect()
+}
+
+fn docker(args: &[&str]) -> crate::common::Run {
+    let out = Command::new("docker").args(args).output().unwrap();
+    crate::common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn exists(kind: &str, name: &str) -> bool {
+    docker(&[kind, "inspect", name]).code == 0
+}
+
+/// A pid that belonged to a process that has ended.
+fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// kill -9 at every step of a spawn: the user's repository is unchanged, `status` and `list`
+/// say the spawn was interrupted (never `creating` forever), `doctor` names the task and the
+/// fix, `doctor --fix` then `purge --refs` complete, and nothing is left by label.
+#[test]
+fn a_spawn_killed_at_any_step_is_reported_and_recoverable() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&["image", "build", "--agent", "exec"]).ok();
+    for src in git_agent::crash::POINTS
+        .iter()
+        .filter(|p| p.starts_with("spawn."))
+    {
+        assert!(SPAWN_POINTS.contains(src), "{src} is not tested");
+    }
+    let before = env.user_snapshot();
+    for (i, point) in SPAWN_POINTS.iter().enumerate() {
+        let task = format!("k{i}");
+        env.agent_crash_at(
+            point,
+            &["spawn", "--name", &task, "-m", "x", "--", "sleep", "300"],
+        );
+        assert_eq!(
+            env.user_snapshot(),
+            before,
+            "{point} changed the repository"
+        );
+        assert!(
+            env.task_refs(&task).contains_key("state"),
+            "{point}: no task refs"
+        );
+        let finished = *point == "spawn.after-running";
+        // doctor sees the dead spawn before anything else has looked at it.
+        let doctor = env.agent(&["doctor"]);
+        if finished {
+            assert!(!doctor.stdout.contains(&task), "{point}:\n{doctor}");
+        } else {
+            assert_eq!(doctor.code, 1, "{point}:\n{doctor}");
+            let line = doctor
+                .stdout
+                .lines()
+                .skip_while(|l| !(l.starts_with("FAIL") && l.contains(&task)))
+                .take(2)
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(line.contains("spawn died"), "{point}:\n{doctor}");
+            assert!(
+                line.contains("git agent doctor --fix"),
+                "{point}:\n{doctor}"
+            );
+            assert!(
+                line.contains(&format!("git agent purge --refs {task}")),
+                "{point}:\n{doctor}"
+            );
+        }
+        let st = env.json(&["status", &task, "--json"]);
+        if finished {
+            assert_eq!(st["status"], "running", "{point}: {st}");
+        } else {
+            assert_eq!(st["status"], "failed", "{point}: {st}");
+            assert_eq!(st["reason"], "spawn interrupted", "{point}: {st}");
+        }
+        let list = env.json(&["list", "--json"]);
+        let row = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == task.as_str())
+            .unwrap_or_else(|| panic!("{point}: {task} not listed: {list}"));
+        assert_eq!(
+            row["status"],
+            if finished { "running" } else { "failed" },
+            "{point}"
+        );
+        let fixed = env.agent(&["doctor", "--fix"]);
+        assert_eq!(fixed.code, 0, "{point}:\n{fixed}");
+        // Nothing of a dead spawn runs any more; its workspace (if any) waits for purge.
+        if !finished {
+            let left = objects_of(&env, &task);
+            let names = env.names_of(&task);
+            assert!(
+                left.iter()
+                    .all(|o| [&names.volume, &names.home_volume, &names.state_volume].contains(&o)),
+                "{point}: doctor --fix left {left:?}"
+            );
+        }
+        env.agent(&["doctor"]).ok();
+        env.agent(&["purge", "--refs", &task]).ok();
+        assert!(env.task_refs(&task).is_empty(), "{point}");
+        assert_eq!(objects_of(&env, &task), Vec::<String>::new(), "{point}");
+        assert_eq!(env.user_snapshot(), before, "{point}");
+    }
+}
+
+/// 25 spawns killed right after writing their refs: `doctor` names all 25 and exits 1,
+/// `doctor --fix` records each as failed and exits 0, and every one can be purged. A spawn
+/// still in progress (its lease held) is not reported and keeps its record.
+#[test]
+fn doctor_fixes_many_dead_spawns_and_leaves_a_live_one_alone() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&["image", "build", "--agent", "exec"]).ok();
+    let dead: Vec<String> = (0..25).map(|i| format!("dead{i:02}")).collect();
+    for task in dead.iter().map(String::as_str).chain(["live"]) {
+        env.agent_crash_at(
+            "spawn.after-refs",
+            &["spawn", "--name", task, "-m", "x", "--", "true"],
+        );
+    }
+    // The test plays the spawn still setting up `live`.
+    let git = git_of(&env);
+    let lease = git_agent::task::lock::Lease::take(&git, "live").unwrap();
+
+    let doctor = env.agent(&["doctor"]);
+    assert_eq!(doctor.code, 1, "{doctor}");
+    for task in &dead {
+        assert!(
+            doctor
+                .stdout
+                .lines()
+                .any(|l| l.starts_with("FAIL") && l.contains(&format!("task {task}'s spawn died"))),
+            "{task} not reported:\n{doctor}"
+        );
+    }
+    assert!(!doctor.stdout.contains("live"), "{doctor}");
+    let json = env.json(&["doctor", "--json", "--fix"]);
+    assert_eq!(json["ok"], true, "{json}");
+    let fixed = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fixed" && c["check"] == "spawn")
+        .count();
+    assert_eq!(fixed, 25, "{json}");
+    env.agent(&["doctor"]).ok();
+
+    for task in &dead {
+        let st = env.json(&["status", task, "--json"]);
+        assert_eq!(st["status"], "failed", "{st}");
+        assert_eq!(st["reason"], "spawn interrupted", "{st}");
+    }
+    // The live spawn's record is not touched, by doctor or by status.
+    let st = env.json(&["status", "live", "--json"]);
+    assert_eq!(st["status"], "creating", "{st}");
+    drop(lease);
+    let st = env.json(&["status", "live", "--json"]);
+    assert_eq!(st["status"], "failed", "{st}");
+
+    for task in dead.iter().map(String::as_str).chain(["live"]) {
+        env.agent(&["purge", "--refs", task]).ok();
+    }
+    assert!(env.git(&["for-each-ref", "refs/agent/"]).stdout.is_empty());
+    assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]));
+}
+
+/// Leftovers of every kind are found with their fix and removed by `doctor --fix`; objects
+/// that are not provably this repository's are neither reported nor touched, nor is a
+/// reader container while a command holds its task.
+#[test]
+fn doctor_finds_and_removes_leftovers_and_nothing_else() {
+    require_docker!();
+    let env = TestEnv::new();
+    let id = env.repo_id();
+    let image = crate::common::base_image();
+    let repo_label = format!("git-agent.repo={id}");
+    // A task with refs, for its reader: a spawn killed once it ran.
+    env.agent(&["image", "build", "--agent", "exec"]).ok();
+    env.agent_crash_at(
+        "spawn.after-running",
+        &["spawn", "--name", "owner", "-m", "x", "--", "sleep", "300"],
+    );
+    let reader = env.names_of("owner").reader;
+    docker(&[
+        "create",
+        "--name",
+        &reader,
+        "--label",
+        &repo_label,
+        "--label",
+        "git-agent.task=owner",
+        &image,
+        "sleep",
+        "300",
+    ])
+    .ok_docker();
+    // Orphans: a task without refs left a volume and a network.
+    let ghost = env.names_of("ghost");
+    for kind in ["volume", "network"] {
+        let name = if kind == "volume" {
+            &ghost.volume
+        } else {
+            &ghost.network
+        };
+        docker(&[
+            kind,
+            "create",
+            "--label",
+            &repo_label,
+            "--label",
+            "git-agent.task=ghost",
+            name,
+        ])
+        .ok_docker();
+    }
+    // Named like ours but without labels: left half-made.
+    let half = env.names_of("half").volume;
+    docker(&["volume", "create", &half]).ok_docker();
+    // Not provably ours: another repository's labels, or a name outside the pattern.
+    let foreign = env.names_of("foreign").volume;
+    docker(&[
+        "volume",
+        "create",
+        "--label",
+        "git-agent.repo=ffffffff",
+        &foreign,
+    ])
+    .ok_docker();
+    let other = format!("git-agent-{id}-not-ours");
+    docker(&["volume", "create", &other]).ok_docker();
+    // A build whose builder died, for this repository.
+    let pid = dead_pid();
+    let build_net = format!("git-agent-build.net.feedbeef-{pid}");
+    let build_step = format!("git-agent-build.task.feedbeef-{pid}");
+    let repo_path = format!("git-agent.repo-path={}", env.repo.display());
+    docker(&[
+        "network",
+        "create",
+        "--internal",
+        "--label",
+        "git-agent.repo=build",
+        "--label",
+        &repo_path,
+        &build_net,
+    ])
+    .ok_docker();
+    docker(&[
+        "create",
+        "--name",
+        &build_step,
+        "--label",
+        "git-agent.build=x:feedbeef",
+        &image,
+        "true",
+    ])
+    .ok_docker();
+    // Sync scratch files of a task that no longer exists.
+    let git = git_of(&env);
+    let scratch = git_agent::task::lock::state_dir(&git)
+        .join("tmp")
+        .join("gone");
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(scratch.join("bundle"), "x").unwrap();
+
+    let doctor = env.agent(&["doctor"]);
+    assert_eq!(doctor.code, 1, "{doctor}");
+    for (check, what) in [
+        ("sync", reader.as_str()),
+        ("orphan", ghost.volume.as_str()),
+        ("orphan", ghost.network.as_str()),
+        ("leftover", half.as_str()),
+        ("build", build_net.as_str()),
+        ("build", build_step.as_str()),
+        ("sync", "gone"),
+    ] {
+        assert!(
+            doctor
+                .stdout
+                .lines()
+                .any(|l| l.starts_with("FAIL") && l.contains(check) && l.contains(what)),
+            "{what} not reported as {check}:\n{doctor}"
+        );
+    }
+    for not_ours in [&foreign, &other] {
+        assert!(!doctor.stdout.contains(not_ours.as_str()), "{doctor}");
+    }
+    assert_eq!(doctor.stdout.matches("fix: ").count(), 5, "{doctor}");
+
+    // While a command holds the task, its reader is in use: not reported, not removed.
+    let lock = git_agent::task::lock::TaskLock::try_acquire(&git, "owner", "sync")
+        .unwrap()
+        .unwrap();
+    let fix = env.agent(&["doctor", "--fix"]);
+    assert_eq!(fix.code, 0, "{fix}");
+    assert!(exists("container", &reader), "{fix}");
+    drop(lock);
+    env.agent(&["doctor", "--fix"]).ok();
+    assert!(!exists("container", &reader));
+    for (kind, name) in [
+        ("volume", &ghost.volume),
+        ("network", &ghost.network),
+        ("volume", &half),
+        ("network", &build_net),
+        ("container", &build_step),
+    ] {
+        assert!(!exists(kind, name), "{kind} {name} is still there");
+    }
+    assert!(!scratch.exists());
+    assert!(exists("volume", &foreign) && exists("volume", &other));
+    let again = env.agent(&["doctor"]).ok();
+    assert!(
+        again.stdout.contains("records and runtime agree"),
+        "{again}"
+    );
+    // The task itself was never touched.
+    assert_eq!(
+        env.json(&["status", "owner", "--json"])["status"],
+        "running"
+    );
+    docker(&["volume", "rm", "-f", &foreign, &other]);
+    env.agent(&["purge", "--refs", "owner"]).ok();
+}
+
+/// A spawn the engine refuses (here: its network's name is taken by an object that is not
+/// the task's) keeps nothing of its own, leaves the other object alone, and says what to
+/// run; `doctor --fix` clears the way and the next spawn works.
+#[test]
+fn an_engine_failure_during_spawn_keeps_nothing_and_names_the_fix() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&["image", "build", "--agent", "exec"]).ok();
+    let names = env.names_of("clash");
+    docker(&["network", "create", "--internal", &names.network]).ok_docker();
+    let before = env.user_snapshot();
+    let run = env
+        .agent(&["spawn", "--name", "clash", "-m", "x", "--", "true"])
+        .fails();
+    assert!(run.stderr.contains("git agent doctor"), "{run}");
+    assert!(!run.stderr.contains("Caused by: \n"), "{run}");
+    assert_eq!(env.user_snapshot(), before);
+    assert!(env.task_refs("clash").is_empty(), "{run}");
+    assert_eq!(objects_of(&env, "clash"), Vec::<String>::new(), "{run}");
+    assert!(
+        exists("network", &names.network),
+        "spawn removed what was not its own"
+    );
+    let doctor = env.agent(&["doctor"]);
+    assert_eq!(doctor.code, 1, "{doctor}");
+    assert!(doctor.stdout.contains(&names.network), "{doctor}");
+    env.agent(&["doctor", "--fix"]).ok();
+    assert!(!exists("network", &names.network));
+    env.agent(&[
+        "spawn", "--name", "clash", "--wait", "-m", "x", "--", "true",
+    ])
+    .ok();
+    env.agent(&["purge", "--refs", "clash"]).ok();
+    assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]));
+}
+
+/// Ctrl-C on `spawn --wait` exits 130, whether the binary gets the signal alone or, run as
+/// `git agent`, with git in the terminal's process group; the task keeps running.
+#[test]
+fn ctrl_c_on_spawn_wait_exits_130() {
+    require_docker!();
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let env = TestEnv::new();
+    env.agent(&["image", "build", "--agent", "exec"]).ok();
+    let script = "echo started >&2; sleep 300";
+    for (task, through_git) in [("int-direct", false), ("int-git", true)] {
+        let args = [
+            "spawn", "--name", task, "--wait", "-m", "x", "--", "sh", "-c", script,
+        ];
+        let direct = env.agent_command(&args);
+        let mut cmd = if through_git {
+            // The same environment, run as `git agent ...`.
+            let mut g = Command::new("git");
+            g.env_clear();
+            for (k, v) in direct.get_envs() {
+                if let Some(v) = v {
+                    g.env(k, v);
+                }
+            }
+            g.current_dir(&env.repo).arg("agent").args(args);
+            g
+        } else {
+            direct
+        };
+        // A job in a terminal: its own process group, SIGINT not ignored (whatever this
+        // test process inherited).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut seen = Vec::new();
+            let _ = stderr.read_to_end(&mut seen);
+            String::from_utf8_lossy(&seen).into_owned()
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let st = env.agent(&["status", task, "--json"]);
+            if st.code == 0 && st.stdout.contains("\"status\": \"running\"") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{task} never ran:\n{st}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Ctrl-C reaches the terminal's whole foreground process group.
+        unsafe {
+            libc::kill(-(child.id() as i32), libc::SIGINT);
+        }
+        let status = child.wait().unwrap();
+        let err = reader.join().unwrap();
+        let code = status.code().or(status.signal().map(|s| 128 + s)).unwrap();
+        assert_eq!(code, 130, "{task}: {status:?}\n{err}");
+        assert_eq!(env.json(&["status", task, "--json"])["status"], "running");
+        env.agent(&["purge", "--refs", task]).ok();
+    }
+}
+
+trait OkDocker {
+    fn ok_docker(self) -> Self;
+}
+
+impl OkDocker for crate::common::Run {
+    #[track_caller]
+    fn ok_docker(self) -> Self {
+        assert_eq!(self.code, 0, "docker failed:\n{self}");
+        self
+    }
+}
