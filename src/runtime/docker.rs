@@ -917,7 +917,7 @@ impl Runtime for DockerRuntime {
         }
         let mut out: Vec<Listed> = Vec::new();
         for filters in queries {
-            let found: Vec<(String, HashMap<String, String>)> = match kind {
+            let found: Vec<(String, String, HashMap<String, String>)> = match kind {
                 ObjectKind::Container => {
                     let opts = ListContainersOptionsBuilder::new()
                         .all(true)
@@ -934,7 +934,7 @@ impl Runtime for DockerRuntime {
                                 .and_then(|n| n.first())
                                 .map(|n| n.trim_start_matches('/').to_string())
                                 .unwrap_or_default();
-                            (name, c.labels.unwrap_or_default())
+                            (c.id.unwrap_or_default(), name, c.labels.unwrap_or_default())
                         })
                         .collect()
                 }
@@ -948,7 +948,7 @@ impl Runtime for DockerRuntime {
                         .volumes
                         .unwrap_or_default()
                         .into_iter()
-                        .map(|v| (v.name, v.labels))
+                        .map(|v| (v.name.clone(), v.name, v.labels))
                         .collect()
                 }
                 ObjectKind::Network => {
@@ -959,15 +959,26 @@ impl Runtime for DockerRuntime {
                         .list_networks(Some(opts))
                         .await?
                         .into_iter()
-                        .map(|n| (n.name.unwrap_or_default(), n.labels.unwrap_or_default()))
+                        .map(|n| {
+                            (
+                                n.id.unwrap_or_default(),
+                                n.name.unwrap_or_default(),
+                                n.labels.unwrap_or_default(),
+                            )
+                        })
                         .collect()
                 }
             };
-            for (name, labels) in found {
+            for (id, name, labels) in found {
                 let wanted = name.starts_with(prefix)
                     || label.is_some_and(|(k, v)| labels.get(k).map(String::as_str) == Some(v));
-                if wanted && !out.iter().any(|o| o.name == name) {
-                    out.push(Listed { kind, name, labels });
+                if wanted && !out.iter().any(|o| o.id == id) {
+                    out.push(Listed {
+                        kind,
+                        id,
+                        name,
+                        labels,
+                    });
                 }
             }
         }

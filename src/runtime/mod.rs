@@ -170,10 +170,13 @@ pub struct Owned {
     pub state: ContainerState,
 }
 
-/// An object found by [`Runtime::list_objects`]: its kind, name and labels.
+/// An object found by [`Runtime::list_objects`]: its kind, id, name and labels. Networks
+/// may share a name (Docker does not refuse a second one), so objects are removed by id.
 #[derive(Debug, Clone)]
 pub struct Listed {
     pub kind: ObjectKind,
+    /// The engine's id (a volume's is its name).
+    pub id: String,
     pub name: String,
     pub labels: HashMap<String, String>,
 }

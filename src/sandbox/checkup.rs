@@ -52,13 +52,13 @@ enum Repair {
     /// Bring a task's record up to date (its container is gone).
     Refresh(String),
     /// Remove objects of a task without refs, checking their labels again first.
-    Orphans(String, Vec<(ObjectKind, String)>),
+    Orphans(String, Vec<Listed>),
     /// Remove an object without git-agent labels, checking again that it has none.
-    Unlabelled(ObjectKind, String),
+    Unlabelled(Listed),
     /// Remove a dead build's objects.
-    Build(Vec<(ObjectKind, String)>),
+    Build(Vec<Listed>),
     /// Remove a task's reader/draft containers and its sync scratch directory.
-    SyncLeftovers(String, Vec<(ObjectKind, String)>, Option<PathBuf>),
+    SyncLeftovers(String, Vec<Listed>, Option<PathBuf>),
     /// Only the fix command can help.
     Manual,
 }
@@ -103,18 +103,19 @@ fn busy(git: &Git, task: &str) -> Result<bool> {
     Ok(Lease::held(git, task)? || TaskLock::try_acquire(git, task, "doctor")?.is_none())
 }
 
-fn sorted(mut objects: Vec<(ObjectKind, String)>) -> Vec<(ObjectKind, String)> {
+fn sorted(mut objects: Vec<Listed>) -> Vec<Listed> {
     // Containers first: volumes and networks in use cannot go.
-    objects.sort_by_key(|(k, n)| (*k as u8, n.clone()));
-    objects.dedup();
+    objects.sort_by_key(|o| (o.kind as u8, o.name.clone()));
+    objects.dedup_by(|a, b| a.id == b.id);
     objects
 }
 
-fn describe(objects: &[(ObjectKind, String)]) -> String {
+fn describe(objects: &[Listed]) -> String {
     objects
         .iter()
-        .map(|(k, n)| {
-            let kind = match k {
+        .map(|o| {
+            let n = &o.name;
+            let kind = match o.kind {
                 ObjectKind::Container => "container",
                 ObjectKind::Volume => "volume",
                 ObjectKind::Network => "network",
@@ -143,15 +144,12 @@ pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Re
     }
     let known = |t: &str| tasks.iter().any(|l| l.record.name == t);
     // Labelled objects of tasks without refs, grouped by task.
-    let mut orphans: BTreeMap<String, Vec<(ObjectKind, String)>> = BTreeMap::new();
+    let mut orphans: BTreeMap<String, Vec<Listed>> = BTreeMap::new();
     for o in &objects {
         if o.labels.get(LABEL_REPO) == Some(&repo.id) {
             let task = o.labels.get(LABEL_TASK).cloned().unwrap_or_default();
             if !known(&task) {
-                orphans
-                    .entry(task)
-                    .or_default()
-                    .push((o.kind, o.name.clone()));
+                orphans.entry(task).or_default().push(o.clone());
             }
         } else if !has_agent_labels(&o.labels) {
             if let Some((_, task)) = parse_name(repo, &o.name) {
@@ -160,11 +158,11 @@ pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Re
                     task: Some(task.to_string()),
                     problem: format!(
                         "{} is named like task {task}'s but carries no git-agent labels (left half-made)",
-                        describe(&[(o.kind, o.name.clone())])
+                        describe(std::slice::from_ref(o))
                     ),
                     fix: "`git agent doctor --fix` removes it".into(),
                     repairable: true,
-                    repair: Repair::Unlabelled(o.kind, o.name.clone()),
+                    repair: Repair::Unlabelled(o.clone()),
                 });
             }
         }
@@ -205,13 +203,13 @@ async fn task_findings<R: Runtime>(
         // A live spawn is setting it up.
         return Ok(());
     }
-    let owned: Vec<(ObjectKind, String)> = objects
+    let owned: Vec<Listed> = objects
         .iter()
         .filter(|o| {
             o.labels.get(LABEL_REPO) == Some(&repo.id)
                 && o.labels.get(LABEL_TASK).map(String::as_str) == Some(name)
         })
-        .map(|o| (o.kind, o.name.clone()))
+        .cloned()
         .collect();
     let names = repo.object_names(name);
     let finding = |check, problem: String, fix: String, repair: Repair| Finding {
@@ -225,7 +223,7 @@ async fn task_findings<R: Runtime>(
     if rec.status == Status::Creating || stuck::is_interrupted(l) {
         let running: Vec<_> = owned
             .iter()
-            .filter(|(k, _)| *k != ObjectKind::Volume)
+            .filter(|o| o.kind != ObjectKind::Volume)
             .cloned()
             .collect();
         if rec.status == Status::Creating || !running.is_empty() {
@@ -287,7 +285,7 @@ async fn task_findings<R: Runtime>(
     // Readers and drafts live only while a sync or commit holds the task's lock.
     let transient: Vec<_> = owned
         .iter()
-        .filter(|(_, n)| [&names.reader, &names.draft, &names.draft_volume].contains(&n))
+        .filter(|o| [&names.reader, &names.draft, &names.draft_volume].contains(&&o.name))
         .cloned()
         .collect();
     let scratch = scratch_dir(git, name);
@@ -357,7 +355,7 @@ fn alive(pid: i32) -> bool {
 async fn build_findings<R: Runtime>(rt: &R, git: &Git, out: &mut Vec<Finding>) -> Result<()> {
     let path = git.dir.display().to_string();
     // Per build: its objects, and the repository path its labels name.
-    type Build = (Vec<(ObjectKind, String)>, Option<String>);
+    type Build = (Vec<Listed>, Option<String>);
     let mut builds: BTreeMap<String, Build> = BTreeMap::new();
     for kind in [ObjectKind::Container, ObjectKind::Network] {
         for o in rt.list_objects(kind, "git-agent-build.", None).await? {
@@ -377,7 +375,7 @@ async fn build_findings<R: Runtime>(rt: &R, git: &Git, out: &mut Vec<Finding>) -
                 continue;
             }
             let entry = builds.entry(id.to_string()).or_default();
-            entry.0.push((kind, o.name.clone()));
+            entry.0.push(o.clone());
             if let Some(p) = o.labels.get(LABEL_REPO_PATH) {
                 entry.1 = Some(p.clone());
             }
@@ -410,11 +408,13 @@ async fn build_findings<R: Runtime>(rt: &R, git: &Git, out: &mut Vec<Finding>) -
     Ok(())
 }
 
-async fn remove<R: Runtime>(rt: &R, kind: ObjectKind, name: &str) -> Result<()> {
-    match kind {
-        ObjectKind::Container => rt.remove_container(name).await,
-        ObjectKind::Volume => rt.remove_volume(name).await,
-        ObjectKind::Network => rt.remove_network(name).await,
+/// Remove an object by its id (a network's name may be ambiguous). Labels never change, so
+/// the labels it was listed with still say whose it is.
+async fn remove<R: Runtime>(rt: &R, o: &Listed) -> Result<()> {
+    match o.kind {
+        ObjectKind::Container => rt.remove_container(&o.id).await,
+        ObjectKind::Volume => rt.remove_volume(&o.id).await,
+        ObjectKind::Network => rt.remove_network(&o.id).await,
     }
 }
 
@@ -471,26 +471,18 @@ pub async fn repair<R: Runtime>(
             if store.load(task)?.is_some() {
                 return Ok(Outcome::Busy);
             }
-            for (kind, name) in objs {
-                if owned_by(rt, repo, task, *kind, name).await? {
-                    remove(rt, *kind, name).await?;
-                }
+            for o in objs {
+                remove(rt, o).await?;
             }
             Ok(Outcome::Repaired)
         }
-        Repair::Unlabelled(kind, name) => {
-            if rt
-                .labels_of(*kind, name)
-                .await?
-                .is_some_and(|l| !has_agent_labels(&l))
-            {
-                remove(rt, *kind, name).await?;
-            }
+        Repair::Unlabelled(o) => {
+            remove(rt, o).await?;
             Ok(Outcome::Repaired)
         }
         Repair::Build(objs) => {
-            for (kind, name) in objs {
-                remove(rt, *kind, name).await?;
+            for o in objs {
+                remove(rt, o).await?;
             }
             Ok(Outcome::Repaired)
         }
@@ -502,10 +494,8 @@ pub async fn repair<R: Runtime>(
                 },
                 Err(_) => None,
             };
-            for (kind, name) in objs {
-                if owned_by(rt, repo, task, *kind, name).await? {
-                    remove(rt, *kind, name).await?;
-                }
+            for o in objs {
+                remove(rt, o).await?;
             }
             if let Some(dir) = scratch {
                 // A reader of the sync that left the scratch directory goes with it.

@@ -268,6 +268,16 @@ pub async fn start<R: Runtime>(
     let names = repo.object_names(task);
     let labels = repo.labels(task);
     checkpoint()?;
+    // The engine lets a second network take a name; then no container could join either.
+    if rt.network_exists(&names.network).await? {
+        return Err(hinted(
+            format!(
+                "a network named {} is already there, and it is not task {task}'s",
+                names.network
+            ),
+            "`git agent doctor` says what it is; `git agent doctor --fix` removes it when git-agent left it",
+        ));
+    }
     let bundle = start_bundle(store.git(), task)?;
     rt.create_network(&names.network, &labels, true).await?;
     crate::crash::point("spawn.after-network");
