@@ -315,6 +315,10 @@ fn scratch_dir(git: &Git, task: &str) -> PathBuf {
     state_dir(git).join("tmp").join(task)
 }
 
+/// Name prefix of a promotion's quarantine directory beside the sync scratch directories
+/// (`crate::git::promote::recreate::PREFIX` once both are on one branch).
+const PROMOTE_PREFIX: &str = "promote-";
+
 /// Sync scratch directories of tasks that no longer exist.
 fn scratch_findings(git: &Git, tasks: &[Loaded], out: &mut Vec<Finding>) -> Result<()> {
     let Ok(dir) = std::fs::read_dir(state_dir(git).join("tmp")) else {
@@ -322,6 +326,11 @@ fn scratch_findings(git: &Git, tasks: &[Loaded], out: &mut Vec<Finding>) -> Resu
     };
     for entry in dir.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        // Only a sync's scratch directories (`tmp/<task>/`); promotions keep their
+        // quarantines beside them (`tmp/promote-*`) and sweep those themselves.
+        if name.starts_with(PROMOTE_PREFIX) || !entry.path().is_dir() {
+            continue;
+        }
         if tasks.iter().any(|l| l.record.name == name) {
             continue; // looked at with its task
         }

@@ -72,11 +72,12 @@ fn a_spawn_killed_at_any_step_is_reported_and_recoverable() {
         assert!(SPAWN_POINTS.contains(src), "{src} is not tested");
     }
     let before = env.user_snapshot();
+    let task = |i: usize| format!("k{i}");
+    let finished = |point: &str| point == "spawn.after-running";
     for (i, point) in SPAWN_POINTS.iter().enumerate() {
-        let task = format!("k{i}");
         env.agent_crash_at(
             point,
-            &["spawn", "--name", &task, "-m", "x", "--", "sleep", "300"],
+            &["spawn", "--name", &task(i), "-m", "x", "--", "sleep", "300"],
         );
         assert_eq!(
             env.user_snapshot(),
@@ -84,70 +85,92 @@ fn a_spawn_killed_at_any_step_is_reported_and_recoverable() {
             "{point} changed the repository"
         );
         assert!(
-            env.task_refs(&task).contains_key("state"),
+            env.task_refs(&task(i)).contains_key("state"),
             "{point}: no task refs"
         );
-        let finished = *point == "spawn.after-running";
-        // doctor sees the dead spawn before anything else has looked at it.
-        let doctor = env.agent(&["doctor"]);
-        if finished {
-            assert!(!doctor.stdout.contains(&task), "{point}:\n{doctor}");
-        } else {
-            assert_eq!(doctor.code, 1, "{point}:\n{doctor}");
-            let line = doctor
-                .stdout
-                .lines()
-                .skip_while(|l| !(l.starts_with("FAIL") && l.contains(&task)))
-                .take(2)
-                .collect::<Vec<_>>()
-                .join("\n");
-            assert!(line.contains("spawn died"), "{point}:\n{doctor}");
-            assert!(
-                line.contains("git agent doctor --fix"),
-                "{point}:\n{doctor}"
-            );
-            assert!(
-                line.contains(&format!("git agent purge --refs {task}")),
-                "{point}:\n{doctor}"
-            );
+    }
+    // doctor sees each dead spawn before anything else has looked at it.
+    let doctor = env.agent(&["doctor"]);
+    assert_eq!(doctor.code, 1, "{doctor}");
+    for (i, point) in SPAWN_POINTS.iter().enumerate() {
+        let t = task(i);
+        let report = doctor
+            .stdout
+            .lines()
+            .skip_while(|l| !(l.starts_with("FAIL") && l.contains(&format!("task {t}'s"))))
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n");
+        if finished(point) {
+            assert!(report.is_empty(), "{point}:\n{doctor}");
+            continue;
         }
-        let st = env.json(&["status", &task, "--json"]);
-        if finished {
+        assert!(report.contains("spawn died"), "{point}:\n{doctor}");
+        assert!(
+            report.contains("git agent doctor --fix"),
+            "{point}:\n{doctor}"
+        );
+        assert!(
+            report.contains(&format!("git agent purge --refs {t}")),
+            "{point}:\n{doctor}"
+        );
+    }
+    // status and list tell the truth: interrupted, not `creating` forever.
+    for (i, point) in SPAWN_POINTS.iter().enumerate() {
+        let st = env.json(&["status", &task(i), "--json"]);
+        if finished(point) {
             assert_eq!(st["status"], "running", "{point}: {st}");
         } else {
             assert_eq!(st["status"], "failed", "{point}: {st}");
             assert_eq!(st["reason"], "spawn interrupted", "{point}: {st}");
         }
-        let list = env.json(&["list", "--json"]);
+    }
+    let list = env.json(&["list", "--json"]);
+    for (i, point) in SPAWN_POINTS.iter().enumerate() {
         let row = list
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["name"] == task.as_str())
-            .unwrap_or_else(|| panic!("{point}: {task} not listed: {list}"));
-        assert_eq!(
-            row["status"],
-            if finished { "running" } else { "failed" },
-            "{point}"
-        );
-        let fixed = env.agent(&["doctor", "--fix"]);
-        assert_eq!(fixed.code, 0, "{point}:\n{fixed}");
-        // Nothing of a dead spawn runs any more; its workspace (if any) waits for purge.
-        if !finished {
-            let left = objects_of(&env, &task);
-            let names = env.names_of(&task);
-            assert!(
-                left.iter()
-                    .all(|o| [&names.volume, &names.home_volume, &names.state_volume].contains(&o)),
-                "{point}: doctor --fix left {left:?}"
-            );
-        }
-        env.agent(&["doctor"]).ok();
-        env.agent(&["purge", "--refs", &task]).ok();
-        assert!(env.task_refs(&task).is_empty(), "{point}");
-        assert_eq!(objects_of(&env, &task), Vec::<String>::new(), "{point}");
-        assert_eq!(env.user_snapshot(), before, "{point}");
+            .find(|r| r["name"] == task(i).as_str())
+            .unwrap_or_else(|| panic!("{point}: not listed: {list}"));
+        let want = if finished(point) { "running" } else { "failed" };
+        assert_eq!(row["status"], want, "{point}");
     }
+    // Containers of a spawn that died keep running until doctor --fix stops them.
+    let doctor = env.agent(&["doctor"]);
+    assert_eq!(doctor.code, 1, "{doctor}");
+    assert!(doctor.stdout.contains("spawn was interrupted"), "{doctor}");
+    let fixed = env.agent(&["doctor", "--fix"]);
+    assert_eq!(fixed.code, 0, "{fixed}");
+    assert_eq!(env.user_snapshot(), before);
+    for (i, point) in SPAWN_POINTS.iter().enumerate() {
+        let t = task(i);
+        if finished(point) {
+            continue;
+        }
+        // Nothing of a dead spawn runs any more; its workspace (if any) waits for purge.
+        let names = env.names_of(&t);
+        let left = objects_of(&env, &t);
+        assert!(
+            left.iter()
+                .all(|o| [&names.volume, &names.home_volume, &names.state_volume].contains(&o)),
+            "{point}: doctor --fix left {left:?}"
+        );
+        assert!(
+            fixed
+                .stdout
+                .contains(&format!("`git agent purge --refs {t}` removes it")),
+            "{point}:\n{fixed}"
+        );
+    }
+    // The documented recovery completes and leaves nothing behind.
+    for (i, point) in SPAWN_POINTS.iter().enumerate() {
+        let t = task(i);
+        env.agent(&["purge", "--refs", &t]).ok();
+        assert!(env.task_refs(&t).is_empty(), "{point}");
+        assert_eq!(objects_of(&env, &t), Vec::<String>::new(), "{point}");
+    }
+    assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]));
 }
 
 /// 25 spawns killed right after writing their refs: `doctor` names all 25 and exits 1,
