@@ -254,7 +254,7 @@ async fn task_findings<R: Runtime>(
         let (fix, repair) = if volume_lost {
             (
                 format!(
-                    "its workspace is lost; `git agent purge --refs {name}` removes the task (work synced before stays on its branch once committed: `git agent commit {name}` first)"
+                    "its workspace is lost; `git agent review --no-sync {name}` shows the work synced before, `git agent purge --refs {name}` removes the task"
                 ),
                 Repair::Manual,
             )

@@ -509,3 +509,63 @@ impl OkDocker for crate::common::Run {
         self
     }
 }
+
+/// A task that lost its gateway, its container or its workspace is reported with the one
+/// command that fixes it: `restart` for a dead gateway or a lost container (after `doctor
+/// --fix` has recorded the latter), `purge --refs` for a lost workspace.
+#[test]
+fn doctor_names_the_fix_for_a_task_missing_its_objects() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&["spawn", "--name", "hurt", "-m", "x", "--", "sleep", "300"])
+        .ok();
+    let names = env.names_of("hurt");
+    let fail_line = |doctor: &crate::common::Run, what: &str| -> String {
+        let lines: Vec<&str> = doctor.stdout.lines().collect();
+        let i = lines
+            .iter()
+            .position(|l| l.starts_with("FAIL") && l.contains("task hurt") && l.contains(what))
+            .unwrap_or_else(|| panic!("no FAIL for {what}:\n{doctor}"));
+        format!("{}\n{}", lines[i], lines.get(i + 1).unwrap_or(&""))
+    };
+
+    docker(&["rm", "-f", &names.gateway]).ok_docker();
+    let doctor = env.agent(&["doctor"]);
+    assert_eq!(doctor.code, 1, "{doctor}");
+    assert!(
+        fail_line(&doctor, "gateway down").contains("`git agent restart hurt`"),
+        "{doctor}"
+    );
+    // --fix cannot give it a gateway: it says what can, and fails.
+    let fix = env.agent(&["doctor", "--fix"]);
+    assert_eq!(fix.code, 1, "{fix}");
+    assert!(fix.stdout.contains("`git agent restart hurt`"), "{fix}");
+    env.agent(&["restart", "hurt"]).ok();
+    env.agent(&["doctor"]).ok();
+
+    docker(&["rm", "-f", &names.container]).ok_docker();
+    let doctor = env.agent(&["doctor"]);
+    assert_eq!(doctor.code, 1, "{doctor}");
+    let line = fail_line(&doctor, "container missing");
+    assert!(line.contains("git agent doctor --fix"), "{line}");
+    assert!(line.contains("`git agent restart hurt`"), "{line}");
+    env.agent(&["doctor", "--fix"]).ok();
+    assert_eq!(env.json(&["status", "hurt", "--json"])["status"], "failed");
+    env.agent(&["restart", "hurt"]).ok();
+    assert_eq!(env.json(&["status", "hurt", "--json"])["status"], "running");
+
+    env.agent(&["stop", "--timeout", "0", "hurt"]).ok();
+    env.agent(&["rm", "hurt"]).ok();
+    // (`rm` leaves the exited disk warden, which still holds the volume.)
+    docker(&["rm", "-f", &names.warden]).ok_docker();
+    docker(&["volume", "rm", "-f", &names.volume]).ok_docker();
+    let doctor = env.agent(&["doctor"]);
+    assert_eq!(doctor.code, 1, "{doctor}");
+    assert!(
+        fail_line(&doctor, "workspace volume missing").contains("`git agent purge --refs hurt`"),
+        "{doctor}"
+    );
+    env.agent(&["purge", "--refs", "hurt"]).ok();
+    env.agent(&["doctor"]).ok();
+    assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]));
+}
