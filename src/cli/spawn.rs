@@ -9,7 +9,7 @@ use clap::Args;
 use super::{Ctx, engine, out, term};
 use crate::agent::{self, Agent, credentials};
 use crate::data::{PROMPTS, Search};
-use crate::error::{Hint, Interrupted, hinted};
+use crate::error::{Interrupted, hinted};
 use crate::git::Git;
 use crate::image::{self, ImageRequest};
 use crate::runtime::Runtime;
@@ -753,22 +753,29 @@ fn take_leases(ctx: &Ctx, names: &[TaskName]) -> Result<Vec<Lease>> {
 /// A spawn that failed has removed what it created; say so, and what to do, when the error
 /// itself names no fix. `kept` are tasks whose cleanup failed too.
 fn spawn_failed(e: anyhow::Error, kept: &[String]) -> anyhow::Error {
-    if !kept.is_empty() {
-        return e.context(Hint {
-            message: format!(
-                "spawn failed, and removing task(s) {} failed too",
-                kept.join(" ")
-            ),
-            hint: "`git agent doctor --fix` finds and removes what the spawn left behind".into(),
-        });
-    }
-    if e.downcast_ref::<Interrupted>().is_some() || crate::error::find_hint(&e).is_some() {
+    let doctor = "`git agent doctor --fix` finds and removes what the spawn left behind";
+    if e.downcast_ref::<Interrupted>().is_some() {
+        if !kept.is_empty() {
+            eprintln!("git-agent: {doctor}");
+        }
         return e;
     }
-    e.context(Hint {
-        message: "spawn failed; nothing of it was kept".into(),
-        hint: "`git agent doctor` checks the engine and lists leftovers holding its networks, volumes and containers; fix what it reports, then spawn again".into(),
-    })
+    if !kept.is_empty() {
+        return hinted(
+            format!(
+                "spawn failed ({e:#}), and removing task(s) {} failed too",
+                kept.join(" ")
+            ),
+            doctor,
+        );
+    }
+    if crate::error::find_hint(&e).is_some() {
+        return e;
+    }
+    hinted(
+        format!("spawn failed; nothing of it was kept: {e:#}"),
+        "`git agent doctor` checks the engine and lists leftovers holding its networks, volumes and containers; fix what it reports, then spawn again",
+    )
 }
 
 fn random_u16() -> u16 {

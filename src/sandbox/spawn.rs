@@ -268,16 +268,7 @@ pub async fn start<R: Runtime>(
     let names = repo.object_names(task);
     let labels = repo.labels(task);
     checkpoint()?;
-    // The engine lets a second network take a name; then no container could join either.
-    if rt.network_exists(&names.network).await? {
-        return Err(hinted(
-            format!(
-                "a network named {} is already there, and it is not task {task}'s",
-                names.network
-            ),
-            "`git agent doctor` says what it is; `git agent doctor --fix` removes it when git-agent left it",
-        ));
-    }
+    ensure_names_free(rt, repo, task).await?;
     let bundle = start_bundle(store.git(), task)?;
     rt.create_network(&names.network, &labels, true).await?;
     crate::crash::point("spawn.after-network");
@@ -360,6 +351,24 @@ pub async fn start<R: Runtime>(
         r.sandbox.container = Some(id.clone());
         Ok(vec![])
     })
+}
+
+/// Refuse to start when any of the task's object names is taken. The engine would not
+/// refuse them all: a second network of a name is created beside the first (and then no
+/// container can join either), and creating a volume of a taken name silently hands back the
+/// old one, with whatever it holds and without the task's labels.
+async fn ensure_names_free<R: Runtime>(rt: &R, repo: &RepoId, task: &str) -> Result<()> {
+    for (kind, name) in repo.object_names(task).all() {
+        if rt.labels_of(kind, name).await?.is_some() {
+            return Err(hinted(
+                format!(
+                    "cannot create task {task}: {name} is already there, left by something else"
+                ),
+                "`git agent doctor` says what it is; `git agent doctor --fix` removes it when git-agent left it",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Create the task's disk warden (when `agent.diskLimit` is set): the limit holds even

@@ -391,36 +391,74 @@ fn doctor_finds_and_removes_leftovers_and_nothing_else() {
     env.agent(&["purge", "--refs", "owner"]).ok();
 }
 
-/// A spawn the engine refuses (here: its network's name is taken by an object that is not
-/// the task's) keeps nothing of its own, leaves the other object alone, and says what to
-/// run; `doctor --fix` clears the way and the next spawn works.
+/// A spawn the engine refuses midway (here: a memory limit it will not take) keeps nothing
+/// and says what to run. One whose object names are taken by objects that are not the
+/// task's (a network, a volume holding files: the engine would hand both over) refuses
+/// before creating anything and leaves them alone; `doctor --fix` clears the way and the
+/// next spawn works.
 #[test]
 fn an_engine_failure_during_spawn_keeps_nothing_and_names_the_fix() {
     require_docker!();
     let env = TestEnv::new();
     env.agent(&["image", "build", "--agent", "exec"]).ok();
     let names = env.names_of("clash");
-    docker(&["network", "create", "--internal", &names.network]).ok_docker();
+
+    env.git(&["config", "agent.memory", "1m"]).ok();
     let before = env.user_snapshot();
     let run = env
         .agent(&["spawn", "--name", "clash", "-m", "x", "--", "true"])
         .fails();
     assert!(run.stderr.contains("git agent doctor"), "{run}");
-    assert!(!run.stderr.contains("Caused by: \n"), "{run}");
     assert_eq!(env.user_snapshot(), before);
     assert!(env.task_refs("clash").is_empty(), "{run}");
     assert_eq!(objects_of(&env, "clash"), Vec::<String>::new(), "{run}");
-    assert!(
-        exists("network", &names.network),
-        "spawn removed what was not its own"
-    );
+    env.git(&["config", "--unset", "agent.memory"]).ok();
+
+    docker(&["network", "create", "--internal", &names.network]).ok_docker();
+    docker(&["volume", "create", &names.volume]).ok_docker();
+    docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/v", names.volume),
+        &crate::common::base_image(),
+        "sh",
+        "-c",
+        "echo planted > /v/file",
+    ])
+    .ok_docker();
+    let before = env.user_snapshot();
+    let run = env
+        .agent(&["spawn", "--name", "clash", "-m", "x", "--", "true"])
+        .fails();
+    assert!(run.stderr.contains("git agent doctor --fix"), "{run}");
+    assert_eq!(env.user_snapshot(), before);
+    assert!(env.task_refs("clash").is_empty(), "{run}");
+    assert_eq!(objects_of(&env, "clash"), Vec::<String>::new(), "{run}");
+    assert!(exists("network", &names.network) && exists("volume", &names.volume));
     let doctor = env.agent(&["doctor"]);
     assert_eq!(doctor.code, 1, "{doctor}");
-    assert!(doctor.stdout.contains(&names.network), "{doctor}");
+    for name in [&names.network, &names.volume] {
+        assert!(
+            doctor.stdout.lines().any(|l| l.starts_with("FAIL")
+                && l.contains("leftover")
+                && l.contains(name.as_str())),
+            "{doctor}"
+        );
+    }
     env.agent(&["doctor", "--fix"]).ok();
-    assert!(!exists("network", &names.network));
+    assert!(!exists("network", &names.network) && !exists("volume", &names.volume));
     env.agent(&[
-        "spawn", "--name", "clash", "--wait", "-m", "x", "--", "true",
+        "spawn",
+        "--name",
+        "clash",
+        "--wait",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "! test -e file",
     ])
     .ok();
     env.agent(&["purge", "--refs", "clash"]).ok();
