@@ -172,6 +172,12 @@ pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Re
             continue;
         }
         let objs = sorted(objs);
+        // `purge` finds a task without refs by its container.
+        let fix = if objs.iter().any(|o| o.kind == ObjectKind::Container) {
+            format!("`git agent purge {task}` (or `git agent doctor --fix`) removes them")
+        } else {
+            "`git agent doctor --fix` removes them".to_string()
+        };
         out.push(Finding {
             check: "orphan",
             task: Some(task.clone()),
@@ -179,7 +185,7 @@ pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Re
                 "task '{task}' has no refs, but its {} remain",
                 describe(&objs)
             ),
-            fix: "`git agent doctor --fix` removes them".into(),
+            fix,
             repairable: true,
             repair: Repair::Orphans(task, objs),
         });
@@ -248,38 +254,44 @@ async fn task_findings<R: Runtime>(
     }
     let h = health::check(rt, l).await?;
     let problems = h.problems(rec.status);
-    if !problems.is_empty() {
-        let volume_lost = problems.contains(&"workspace volume missing");
-        let container_lost = problems.contains(&"container missing");
-        let (fix, repair) = if volume_lost {
-            (
-                format!(
-                    "its workspace is lost; `git agent review --no-sync {name}` shows the work synced before, `git agent purge --refs {name}` removes the task"
-                ),
-                Repair::Manual,
-            )
-        } else if container_lost {
-            (
-                format!(
-                    "`git agent doctor --fix` records it as failed; `git agent restart {name}` runs it again in its workspace"
-                ),
-                Repair::Refresh(name.to_string()),
-            )
-        } else {
-            (
-                format!("`git agent restart {name}` gives it a new gateway and network"),
-                Repair::Manual,
-            )
-        };
+    let status = rec.status.as_str();
+    if problems.contains(&"container missing") {
         out.push(finding(
             "task",
-            format!(
-                "task {name} is {} but: {}",
-                rec.status.as_str(),
-                problems.join(", ")
-            ),
-            fix,
-            repair,
+            format!("task {name} is {status} but its container is missing"),
+            format!("`git agent doctor --fix` records it as failed; `git agent restart {name}` runs it again in its workspace"),
+            Repair::Refresh(name.to_string()),
+        ));
+    }
+    // A task recorded as running needs its gateway, even when its container has stopped
+    // behind git-agent's back (e.g. `git agent panic`).
+    let gateway_down = rec.status == Status::Running
+        && h.container != Some(crate::runtime::ContainerState::Missing)
+        && h.gateway
+            .as_ref()
+            .is_some_and(|g| *g != crate::runtime::ContainerState::Running);
+    if gateway_down {
+        out.push(finding(
+            "task",
+            format!("task {name}'s gateway is not running: the task has no way out"),
+            format!("`git agent restart {name}` gives it a new one"),
+            Repair::Manual,
+        ));
+    }
+    if problems.contains(&"network missing") {
+        out.push(finding(
+            "task",
+            format!("task {name} is {status} but its network is missing"),
+            format!("`git agent restart {name}` gives it a new network and gateway"),
+            Repair::Manual,
+        ));
+    }
+    if problems.contains(&"workspace volume missing") {
+        out.push(finding(
+            "task",
+            format!("task {name} is {status} but its workspace volume is missing"),
+            format!("its workspace is lost; `git agent review --no-sync {name}` shows the work synced before, `git agent purge --refs {name}` removes the task"),
+            Repair::Manual,
         ));
     }
     // Readers and drafts live only while a sync or commit holds the task's lock.
@@ -482,6 +494,10 @@ pub async fn repair<R: Runtime>(
             }
             for o in objs {
                 remove(rt, o).await?;
+            }
+            if _lock.is_some() {
+                // The task is gone for good: so are its lock files.
+                crate::task::lock::forget(git, task);
             }
             Ok(Outcome::Repaired)
         }

@@ -571,7 +571,7 @@ fn doctor_names_the_fix_for_a_task_missing_its_objects() {
     let doctor = env.agent(&["doctor"]);
     assert_eq!(doctor.code, 1, "{doctor}");
     assert!(
-        fail_line(&doctor, "gateway down").contains("`git agent restart hurt`"),
+        fail_line(&doctor, "gateway is not running").contains("`git agent restart hurt`"),
         "{doctor}"
     );
     // --fix cannot give it a gateway: it says what can, and fails.
@@ -584,7 +584,7 @@ fn doctor_names_the_fix_for_a_task_missing_its_objects() {
     docker(&["rm", "-f", &names.container]).ok_docker();
     let doctor = env.agent(&["doctor"]);
     assert_eq!(doctor.code, 1, "{doctor}");
-    let line = fail_line(&doctor, "container missing");
+    let line = fail_line(&doctor, "container is missing");
     assert!(line.contains("git agent doctor --fix"), "{line}");
     assert!(line.contains("`git agent restart hurt`"), "{line}");
     env.agent(&["doctor", "--fix"]).ok();
@@ -600,7 +600,7 @@ fn doctor_names_the_fix_for_a_task_missing_its_objects() {
     let doctor = env.agent(&["doctor"]);
     assert_eq!(doctor.code, 1, "{doctor}");
     assert!(
-        fail_line(&doctor, "workspace volume missing").contains("`git agent purge --refs hurt`"),
+        fail_line(&doctor, "workspace volume is missing").contains("`git agent purge --refs hurt`"),
         "{doctor}"
     );
     env.agent(&["purge", "--refs", "hurt"]).ok();
