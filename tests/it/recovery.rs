@@ -115,16 +115,8 @@ fn a_spawn_killed_at_any_step_is_reported_and_recoverable() {
             "{point}:\n{doctor}"
         );
     }
-    // status and list tell the truth: interrupted, not `creating` forever.
-    for (i, point) in SPAWN_POINTS.iter().enumerate() {
-        let st = env.json(&["status", &task(i), "--json"]);
-        if finished(point) {
-            assert_eq!(st["status"], "running", "{point}: {st}");
-        } else {
-            assert_eq!(st["status"], "failed", "{point}: {st}");
-            assert_eq!(st["reason"], "spawn interrupted", "{point}: {st}");
-        }
-    }
+    // list and status tell the truth: interrupted, not `creating` forever (list first:
+    // nothing else has looked at the records yet).
     let list = env.json(&["list", "--json"]);
     for (i, point) in SPAWN_POINTS.iter().enumerate() {
         let row = list
@@ -135,6 +127,15 @@ fn a_spawn_killed_at_any_step_is_reported_and_recoverable() {
             .unwrap_or_else(|| panic!("{point}: not listed: {list}"));
         let want = if finished(point) { "running" } else { "failed" };
         assert_eq!(row["status"], want, "{point}");
+    }
+    for (i, point) in SPAWN_POINTS.iter().enumerate() {
+        let st = env.json(&["status", &task(i), "--json"]);
+        if finished(point) {
+            assert_eq!(st["status"], "running", "{point}: {st}");
+        } else {
+            assert_eq!(st["status"], "failed", "{point}: {st}");
+            assert_eq!(st["reason"], "spawn interrupted", "{point}: {st}");
+        }
     }
     // Containers of a spawn that died keep running until doctor --fix stops them.
     let doctor = env.agent(&["doctor"]);
