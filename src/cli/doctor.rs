@@ -269,7 +269,7 @@ async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report) -> Result
         )?,
         Err(e) => r.fail("gateway", e.to_string(), "check the engine")?,
     }
-    let probe = format!("git-agent-doctor-{}", std::process::id());
+    let probe = format!("{}{}", checkup::PROBE_PREFIX, std::process::id());
     match rt.create_network(&probe, &Default::default(), true).await {
         Ok(_) => {
             rt.remove_network(&probe).await.ok();

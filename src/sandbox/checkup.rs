@@ -191,6 +191,7 @@ pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Re
         });
     }
     build_findings(rt, git, &mut out).await?;
+    probe_findings(rt, &mut out).await?;
     scratch_findings(git, &tasks, &mut out)?;
     Ok(out)
 }
@@ -424,6 +425,38 @@ async fn build_findings<R: Runtime>(rt: &R, git: &Git, out: &mut Vec<Finding>) -
             fix: "`git agent doctor --fix` removes them".into(),
             repairable: true,
             repair: Repair::Build(objs),
+        });
+    }
+    Ok(())
+}
+
+/// Name prefix of the network `doctor` creates to check that internal networks work
+/// (`<prefix><pid>`).
+pub const PROBE_PREFIX: &str = "git-agent-doctor-";
+
+/// Probe networks of `doctor`s that were killed before removing them.
+async fn probe_findings<R: Runtime>(rt: &R, out: &mut Vec<Finding>) -> Result<()> {
+    for o in rt
+        .list_objects(ObjectKind::Network, PROBE_PREFIX, None)
+        .await?
+    {
+        let Some(pid) = o
+            .name
+            .strip_prefix(PROBE_PREFIX)
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid <= 0 || alive(pid) || has_agent_labels(&o.labels) {
+            continue;
+        }
+        out.push(Finding {
+            check: "leftover",
+            task: None,
+            problem: format!("network {} of a doctor that died (pid {pid})", o.name),
+            fix: "`git agent doctor --fix` removes it".into(),
+            repairable: true,
+            repair: Repair::Unlabelled(o),
         });
     }
     Ok(())

@@ -325,6 +325,9 @@ fn doctor_finds_and_removes_leftovers_and_nothing_else() {
         "true",
     ])
     .ok_docker();
+    // The probe network of a doctor that was killed.
+    let probe = format!("git-agent-doctor-{}", dead_pid());
+    docker(&["network", "create", "--internal", &probe]).ok_docker();
     // Sync scratch files of a task that no longer exists.
     let git = git_of(&env);
     let scratch = git_agent::task::lock::state_dir(&git)
@@ -343,6 +346,7 @@ fn doctor_finds_and_removes_leftovers_and_nothing_else() {
         ("build", build_net.as_str()),
         ("build", build_step.as_str()),
         ("sync", "gone"),
+        ("leftover", probe.as_str()),
     ] {
         assert!(
             doctor
@@ -355,7 +359,7 @@ fn doctor_finds_and_removes_leftovers_and_nothing_else() {
     for not_ours in [&foreign, &other] {
         assert!(!doctor.stdout.contains(not_ours.as_str()), "{doctor}");
     }
-    assert_eq!(doctor.stdout.matches("fix: ").count(), 5, "{doctor}");
+    assert_eq!(doctor.stdout.matches("fix: ").count(), 6, "{doctor}");
 
     // While a command holds the task, its reader is in use: not reported, not removed.
     let lock = git_agent::task::lock::TaskLock::try_acquire(&git, "owner", "sync")
@@ -373,6 +377,7 @@ fn doctor_finds_and_removes_leftovers_and_nothing_else() {
         ("volume", &half),
         ("network", &build_net),
         ("container", &build_step),
+        ("network", &probe),
     ] {
         assert!(!exists(kind, name), "{kind} {name} is still there");
     }
