@@ -358,8 +358,13 @@ pub async fn start<R: Runtime>(
 /// container can join either), and creating a volume of a taken name silently hands back the
 /// old one, with whatever it holds and without the task's labels.
 async fn ensure_names_free<R: Runtime>(rt: &R, repo: &RepoId, task: &str) -> Result<()> {
-    for (kind, name) in repo.object_names(task).all() {
-        if rt.labels_of(kind, name).await?.is_some() {
+    let names = repo.object_names(task);
+    let all = names.all();
+    let found =
+        futures_util::future::join_all(all.iter().map(|(kind, name)| rt.labels_of(*kind, name)))
+            .await;
+    for ((_, name), found) in all.iter().zip(found) {
+        if found?.is_some() {
             return Err(hinted(
                 format!(
                     "cannot create task {task}: {name} is already there, left by something else"
