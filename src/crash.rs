@@ -12,7 +12,15 @@
 /// Every crash point in the program.
 pub const POINTS: &[&str] = &[
     // spawn
-
+    "spawn.after-refs",
+    "spawn.after-network",
+    "spawn.after-volume",
+    "spawn.after-container",
+    "spawn.after-start",
+    "spawn.after-deliver",
+    "spawn.after-gateway",
+    "spawn.after-go",
+    "spawn.after-running",
     // sync
     "sync.after-reader",
     "sync.after-bundle",

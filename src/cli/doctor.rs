@@ -3,17 +3,35 @@
 use anyhow::Result;
 use clap::Args;
 
+use serde::Serialize;
+
 use super::{Ctx, engine, out};
 use crate::error::hinted;
 use crate::image::DEFAULT_BASE_IMAGE;
-use crate::runtime::{ContainerState, LABEL_REPO, Runtime};
-use crate::task::Status;
+use crate::runtime::{LABEL_REPO, Runtime};
+use crate::sandbox::checkup::{self, Outcome};
+use crate::sandbox::stuck;
 
-/// Check what git-agent needs: git, the container engine and its API version, the base
-/// image, free disk space, and tasks whose record and runtime objects disagree. Each
-/// problem is printed with its fix; exits 1 when any check fails.
+/// Check what git-agent needs (git, the container engine and its API version, the base
+/// image, free disk space) and this repository's tasks: spawns that died (a task left
+/// `creating` that no spawn is setting up), tasks whose container, workspace volume,
+/// network or gateway is missing, runtime objects whose task has no refs, objects named like
+/// this repository's but without git-agent's labels, leftovers of image builds whose builder
+/// died, and reader/draft containers and temp files of interrupted syncs and commits. Each
+/// problem is printed with the command that fixes it; exits 1 when any check fails.
 #[derive(Debug, Args)]
-pub struct DoctorArgs {}
+pub struct DoctorArgs {
+    /// Repair what can be repaired: a dead spawn is recorded as failed and its containers
+    /// and network removed (then `git agent purge --refs <task>` removes it), leftovers are
+    /// removed, and a task whose container is gone is recorded as failed. Never deletes task
+    /// refs or a workspace; what needs a command of its own (e.g. `git agent restart
+    /// <task>` for a dead gateway) is printed with it. Exits 1 when something is left.
+    #[arg(long)]
+    pub fix: bool,
+    /// Print the checks and findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Stop every git-agent task container on the engine at once (all repositories): their
 /// networks are cut first, then they are killed. Workspaces, volumes and refs are kept, so
@@ -36,26 +54,64 @@ pub fn git_version(text: &str) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
+/// One check's result.
+#[derive(Debug, Serialize)]
+struct Entry {
+    status: &'static str,
+    check: String,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task: Option<String>,
+}
+
+/// The checks' results, printed as they come (text) or at the end (`--json`).
 struct Report {
     failed: bool,
+    json: bool,
+    entries: Vec<Entry>,
 }
 
 impl Report {
-    fn ok(&self, what: &str, detail: impl AsRef<str>) -> Result<()> {
-        out(format!("ok    {what:<10} {}", detail.as_ref()))
+    fn push(&mut self, e: Entry) -> Result<()> {
+        if !self.json {
+            let mut line = format!("{:<5} {:<10} {}", e.status, e.check, e.detail);
+            if let Some(fix) = &e.fix {
+                line.push_str(&format!("\n      fix: {fix}"));
+            }
+            out(line)?;
+        }
+        self.entries.push(e);
+        Ok(())
     }
-    fn warn(&self, what: &str, detail: impl AsRef<str>, fix: &str) -> Result<()> {
-        out(format!(
-            "warn  {what:<10} {}\n      fix: {fix}",
-            detail.as_ref()
-        ))
+    fn entry(status: &'static str, what: &str, detail: &str, fix: Option<&str>) -> Entry {
+        Entry {
+            status,
+            check: what.to_string(),
+            detail: detail.to_string(),
+            fix: fix.map(str::to_string),
+            task: None,
+        }
+    }
+    fn ok(&mut self, what: &str, detail: impl AsRef<str>) -> Result<()> {
+        self.push(Self::entry("ok", what, detail.as_ref(), None))
+    }
+    fn warn(&mut self, what: &str, detail: impl AsRef<str>, fix: &str) -> Result<()> {
+        self.push(Self::entry("warn", what, detail.as_ref(), Some(fix)))
     }
     fn fail(&mut self, what: &str, detail: impl AsRef<str>, fix: &str) -> Result<()> {
         self.failed = true;
-        out(format!(
-            "FAIL  {what:<10} {}\n      fix: {fix}",
-            detail.as_ref()
-        ))
+        self.push(Self::entry("FAIL", what, detail.as_ref(), Some(fix)))
+    }
+    /// Print the JSON document (`--json`) and return the exit code.
+    fn finish(self) -> Result<i32> {
+        let code = if self.failed { 1 } else { 0 };
+        if self.json {
+            let doc = serde_json::json!({ "ok": !self.failed, "checks": self.entries });
+            out(serde_json::to_string_pretty(&doc)?)?;
+        }
+        Ok(code)
     }
 }
 
@@ -70,8 +126,12 @@ fn free_bytes(path: &std::path::Path) -> Option<u64> {
     }
 }
 
-pub async fn run_doctor(_: DoctorArgs) -> Result<i32> {
-    let mut r = Report { failed: false };
+pub async fn run_doctor(args: DoctorArgs) -> Result<i32> {
+    let mut r = Report {
+        failed: false,
+        json: args.json,
+        entries: Vec::new(),
+    };
     let ctx = Ctx::open()?;
     let git = ctx.git.run(["version"]).unwrap_or_default();
     match git_version(&git) {
@@ -107,7 +167,7 @@ pub async fn run_doctor(_: DoctorArgs) -> Result<i32> {
                 .unwrap_or("start the container engine")
                 .to_string();
             r.fail("engine", e.to_string(), &hint)?;
-            return Ok(1);
+            return r.finish();
         }
     };
     match rt.ping().await {
@@ -128,42 +188,69 @@ pub async fn run_doctor(_: DoctorArgs) -> Result<i32> {
         Err(e) => r.fail("image", e.to_string(), "check the engine")?,
     }
     gateway_checks(&rt, &ctx, &mut r).await?;
-    // Tasks and runtime objects that disagree.
+    task_checks(&rt, &ctx, &mut r, args.fix).await?;
+    r.finish()
+}
+
+/// The repository's tasks and runtime objects (see [`checkup`]); with `fix`, repair first
+/// and report what is left.
+async fn task_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report, fix: bool) -> Result<()> {
+    let mut findings = checkup::examine(rt, &ctx.store, &ctx.repo).await?;
+    if fix && !findings.is_empty() {
+        for f in &findings {
+            let outcome = checkup::repair(rt, &ctx.store, &ctx.repo, f).await?;
+            let (status, detail) = match outcome {
+                Outcome::Repaired => ("fixed", f.problem.clone()),
+                Outcome::Busy => (
+                    "busy",
+                    format!("{} (a command is working on it; left alone)", f.problem),
+                ),
+                Outcome::Manual => continue,
+            };
+            r.push(Entry {
+                status,
+                check: f.check.to_string(),
+                detail,
+                fix: None,
+                task: f.task.clone(),
+            })?;
+        }
+        findings = checkup::examine(rt, &ctx.store, &ctx.repo).await?;
+    }
+    for f in &findings {
+        r.failed = true;
+        r.push(Entry {
+            status: "FAIL",
+            check: f.check.to_string(),
+            detail: f.problem.clone(),
+            fix: Some(f.fix.clone()),
+            task: f.task.clone(),
+        })?;
+    }
+    // Spawns that died and were recorded as such: nothing is wrong any more, but the task is
+    // of no use.
     let tasks = ctx.store.all()?;
-    let mut stale = 0;
-    for l in &tasks {
-        let rec = &l.record;
-        if let Some(c) = &rec.sandbox.container {
-            if matches!(rec.status, Status::Running | Status::Creating)
-                && rt.state(c).await? == ContainerState::Missing
-            {
-                stale += 1;
-                r.fail(
-                    "task",
-                    format!("{} is recorded as {} but its container is gone", rec.name, rec.status.as_str()),
-                    &format!("`git agent status {0}` records it; `git agent purge --refs {0}` removes it", rec.name),
-                )?;
-            }
+    for l in tasks.iter().filter(|l| stuck::is_interrupted(l)) {
+        let name = &l.record.name;
+        if findings.iter().any(|f| f.task.as_deref() == Some(name)) {
+            continue;
         }
+        let mut e = Report::entry(
+            "warn",
+            "task",
+            &format!("task {name} failed: {}", stuck::REASON),
+            Some(&format!("`git agent purge --refs {name}` removes it")),
+        );
+        e.task = Some(name.clone());
+        r.push(e)?;
     }
-    let names: Vec<&str> = tasks.iter().map(|l| l.record.name.as_str()).collect();
-    for o in rt.containers_with(&[(LABEL_REPO, &ctx.repo.id)]).await? {
-        if !names.contains(&o.task.as_str()) {
-            stale += 1;
-            r.fail(
-                "orphan",
-                format!("container of task '{}' has no task refs", o.task),
-                &format!("`git agent purge {}` removes it", o.task),
-            )?;
-        }
-    }
-    if stale == 0 {
+    if findings.is_empty() {
         r.ok(
             "tasks",
             format!("{} task(s), records and runtime agree", tasks.len()),
         )?;
     }
-    Ok(if r.failed { 1 } else { 0 })
+    Ok(())
 }
 
 /// The egress gateway: its image, internal networks on this engine, and the gateways of
@@ -182,7 +269,7 @@ async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report) -> Result
         )?,
         Err(e) => r.fail("gateway", e.to_string(), "check the engine")?,
     }
-    let probe = format!("git-agent-doctor-{}", std::process::id());
+    let probe = format!("{}{}", checkup::PROBE_PREFIX, std::process::id());
     match rt.create_network(&probe, &Default::default(), true).await {
         Ok(_) => {
             rt.remove_network(&probe).await.ok();
@@ -193,24 +280,6 @@ async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report) -> Result
             format!("cannot create an internal network: {e:#}"),
             "the engine must support internal bridge networks (Docker 20.10+, or Podman's Docker API)",
         )?,
-    }
-    for l in ctx.store.all()? {
-        let rec = &l.record;
-        if rec.status != Status::Running {
-            continue;
-        }
-        if let Some(gw) = &rec.sandbox.gateway {
-            if rt.state(gw).await? != ContainerState::Running {
-                r.fail(
-                    "gateway",
-                    format!(
-                        "task {}'s gateway is not running: the task has no way out",
-                        rec.name
-                    ),
-                    &format!("`git agent restart {}` gives it a new one", rec.name),
-                )?;
-            }
-        }
     }
     Ok(())
 }

@@ -93,7 +93,13 @@ fn reportable(h: &Health, status: Status) -> Vec<&'static str> {
 /// (three engine requests however many tasks there are); a task whose container has ended
 /// is brought up to date, and one that seems broken is checked again object by object.
 pub async fn all(ctx: &Ctx) -> Result<Vec<Seen>> {
-    let tasks = ctx.store.all()?;
+    // A spawn that died is known from its lease alone, engine or not.
+    let tasks = ctx
+        .store
+        .all()?
+        .into_iter()
+        .map(|l| crate::sandbox::stuck::settle(&ctx.store, l))
+        .collect::<Result<Vec<_>>>()?;
     if tasks.is_empty() {
         return Ok(Vec::new());
     }
@@ -147,6 +153,7 @@ pub async fn all(ctx: &Ctx) -> Result<Vec<Seen>> {
 /// One task, checked object by object.
 pub async fn one(ctx: &Ctx, loaded: Loaded, rt: Option<&DockerRuntime>) -> Result<Seen> {
     let Some(rt) = rt else {
+        let loaded = crate::sandbox::stuck::settle(&ctx.store, loaded)?;
         return Ok(Seen {
             loaded,
             checked: false,

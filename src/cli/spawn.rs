@@ -15,6 +15,7 @@ use crate::image::{self, ImageRequest};
 use crate::runtime::Runtime;
 use crate::sandbox::gateway::{AgentAccess, GatewayPlan};
 use crate::sandbox::spawn::{Limits, SpawnRequest, abandon, create_record, go, start};
+use crate::task::lock::Lease;
 use crate::task::{Status, TaskName, branch_name};
 use crate::template::{self, PromptVars};
 
@@ -619,28 +620,36 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
         });
     }
 
+    // Each task's lease is held from before its refs are written until it runs or is removed
+    // again: a `creating` task whose lease is free was left by a spawn that died.
+    let leases = take_leases(&ctx, &names)?;
     let mut started = Vec::new();
     for req in &requests {
         create_record(&ctx.store, req, &ctx.repo)?;
+        crate::crash::point("spawn.after-refs");
         match start(&rt, &ctx.store, req, &ctx.repo).await {
-            Ok(l) => started.push(l),
+            Ok(l) => {
+                crate::crash::point("spawn.after-running");
+                started.push(l)
+            }
             Err(e) => {
                 // All or nothing: a group whose member failed is removed entirely.
+                let mut kept = Vec::new();
                 for r in requests.iter().take(started.len() + 1) {
                     if e.downcast_ref::<Interrupted>().is_none() {
                         eprintln!("git-agent: spawn failed; removing task {}", r.name);
                     }
                     if let Err(c) = abandon(&rt, &ctx.store, &ctx.repo, r.name.as_str()).await {
-                        eprintln!(
-                            "git-agent: cleanup failed too: {c:#}; run `git agent purge --refs {}`",
-                            r.name
-                        );
+                        eprintln!("git-agent: cleanup of task {} failed too: {c:#}", r.name);
+                        kept.push(r.name.to_string());
                     }
                 }
-                return Err(e);
+                drop(leases);
+                return Err(spawn_failed(e, &kept));
             }
         }
     }
+    drop(leases);
     for l in &started {
         out(&l.record.name)?;
     }
@@ -710,6 +719,68 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
         }
     }
     Ok(worst)
+}
+
+/// Take the lease of every task the spawn creates. A lease another live spawn holds means
+/// that spawn is creating a task of the same name right now.
+fn take_leases(ctx: &Ctx, names: &[TaskName]) -> Result<Vec<Lease>> {
+    let mut leases = Vec::new();
+    for n in names {
+        // A reader checking the lease holds it for an instant: try again briefly.
+        let mut tries = 0;
+        let lease = loop {
+            match Lease::take(&ctx.git, n.as_str()) {
+                Ok(l) => break l,
+                Err(_) if tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => {
+                    return Err(hinted(
+                        format!("cannot create task '{n}': {e}"),
+                        "wait for that spawn to finish (`git agent list` shows it), or choose another --name",
+                    ));
+                }
+            }
+        };
+        // Checked again under the lease: another spawn may have created it meanwhile.
+        if ctx.store.load(n.as_str())?.is_some() {
+            return Err(hinted(
+                format!("a task named '{n}' already exists"),
+                "choose another --name, or remove the old task with `git agent purge --refs`",
+            ));
+        }
+        leases.push(lease);
+    }
+    Ok(leases)
+}
+
+/// A spawn that failed has removed what it created; say so, and what to do, when the error
+/// itself names no fix. `kept` are tasks whose cleanup failed too.
+fn spawn_failed(e: anyhow::Error, kept: &[String]) -> anyhow::Error {
+    let doctor = "`git agent doctor --fix` finds and removes what the spawn left behind";
+    if e.downcast_ref::<Interrupted>().is_some() {
+        if !kept.is_empty() {
+            eprintln!("git-agent: {doctor}");
+        }
+        return e;
+    }
+    if !kept.is_empty() {
+        return hinted(
+            format!(
+                "spawn failed ({e:#}), and removing task(s) {} failed too",
+                kept.join(" ")
+            ),
+            doctor,
+        );
+    }
+    if crate::error::find_hint(&e).is_some() {
+        return e;
+    }
+    hinted(
+        format!("spawn failed; nothing of it was kept: {e:#}"),
+        "`git agent doctor` checks the engine and lists leftovers holding its networks, volumes and containers; fix what it reports, then spawn again",
+    )
 }
 
 fn random_u16() -> u16 {

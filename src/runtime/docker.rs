@@ -24,8 +24,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
     CommitSpec, ContainerState, EngineError, EngineErrorKind, ExecOutcome, GatewaySpec,
-    ImageConfig, Inventory, LABEL_TASK, ObjectKind, OutputTooLarge, Owned, Runtime, SandboxSpec,
-    StepSpec, Upload, WardenSpec,
+    ImageConfig, Inventory, LABEL_TASK, Listed, ObjectKind, OutputTooLarge, Owned, Runtime,
+    SandboxSpec, StepSpec, Upload, WardenSpec,
 };
 use crate::error::hinted;
 
@@ -1164,6 +1164,88 @@ impl Runtime for DockerRuntime {
             inv.volumes.insert(v.name);
         }
         Ok(inv)
+    }
+
+    async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        prefix: &str,
+        label: Option<(&str, &str)>,
+    ) -> Result<Vec<Listed>> {
+        // The engine's filters are ORed only within one key, so ask twice (by name, which
+        // the engine matches anywhere in the name, and by label) and merge.
+        let mut queries = vec![HashMap::from([("name", vec![prefix.to_string()])])];
+        if let Some((k, v)) = label {
+            queries.push(HashMap::from([("label", vec![format!("{k}={v}")])]));
+        }
+        let mut out: Vec<Listed> = Vec::new();
+        for filters in queries {
+            let found: Vec<(String, String, HashMap<String, String>)> = match kind {
+                ObjectKind::Container => {
+                    let opts = ListContainersOptionsBuilder::new()
+                        .all(true)
+                        .filters(&filters)
+                        .build();
+                    self.docker
+                        .list_containers(Some(opts))
+                        .await?
+                        .into_iter()
+                        .map(|c| {
+                            let name = c
+                                .names
+                                .as_ref()
+                                .and_then(|n| n.first())
+                                .map(|n| n.trim_start_matches('/').to_string())
+                                .unwrap_or_default();
+                            (c.id.unwrap_or_default(), name, c.labels.unwrap_or_default())
+                        })
+                        .collect()
+                }
+                ObjectKind::Volume => {
+                    let opts = bollard::query_parameters::ListVolumesOptionsBuilder::new()
+                        .filters(&filters)
+                        .build();
+                    self.docker
+                        .list_volumes(Some(opts))
+                        .await?
+                        .volumes
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|v| (v.name.clone(), v.name, v.labels))
+                        .collect()
+                }
+                ObjectKind::Network => {
+                    let opts = bollard::query_parameters::ListNetworksOptionsBuilder::new()
+                        .filters(&filters)
+                        .build();
+                    self.docker
+                        .list_networks(Some(opts))
+                        .await?
+                        .into_iter()
+                        .map(|n| {
+                            (
+                                n.id.unwrap_or_default(),
+                                n.name.unwrap_or_default(),
+                                n.labels.unwrap_or_default(),
+                            )
+                        })
+                        .collect()
+                }
+            };
+            for (id, name, labels) in found {
+                let wanted = name.starts_with(prefix)
+                    || label.is_some_and(|(k, v)| labels.get(k).map(String::as_str) == Some(v));
+                if wanted && !out.iter().any(|o| o.id == id) {
+                    out.push(Listed {
+                        kind,
+                        id,
+                        name,
+                        labels,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

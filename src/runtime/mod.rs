@@ -192,6 +192,17 @@ impl Inventory {
     }
 }
 
+/// An object found by [`Runtime::list_objects`]: its kind, id, name and labels. Networks
+/// may share a name (Docker does not refuse a second one), so objects are removed by id.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub kind: ObjectKind,
+    /// The engine's id (a volume's is its name).
+    pub id: String,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+}
+
 /// Operations git-agent needs from a container engine.
 #[allow(async_fn_in_trait)]
 pub trait Runtime {
@@ -308,6 +319,15 @@ pub trait Runtime {
     /// Cut every network of every git-agent container (or only those also carrying label
     /// `only`) at once and kill them all; volumes are kept. Returns the names it stopped.
     async fn panic_stop_all(&self, only: Option<(&str, &str)>) -> Result<Vec<String>>;
+    /// Every object of `kind` (containers in any state) whose name starts with `prefix` or
+    /// that carries `label` (`key`, `value`), with its labels. `doctor` finds leftovers with
+    /// it, labelled or not.
+    async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        prefix: &str,
+        label: Option<(&str, &str)>,
+    ) -> Result<Vec<Listed>>;
 }
 
 /// What kind of engine failure an [`EngineError`] is: decided from the client's error variant

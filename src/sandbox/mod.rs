@@ -5,10 +5,12 @@
 //! git anywhere a sandbox can write. Runtime objects get deterministic names derived from the
 //! repository and task, plus labels, so they can always be found and cleaned up again.
 
+pub mod checkup;
 pub mod gateway;
 pub mod health;
 pub mod reseed;
 pub mod spawn;
+pub mod stuck;
 pub mod sync;
 
 use std::collections::HashMap;
@@ -245,8 +247,10 @@ fn human_size(n: u64) -> String {
 
 /// Bring a running task's record up to date with its container: a finished command is
 /// recorded as exited with its exit code, its output kept as the task's transcript and the
-/// run's statistics read from it; a vanished container is recorded as failed.
+/// run's statistics read from it; a vanished container is recorded as failed; a task whose
+/// spawn died is recorded as failed (see [`stuck`]).
 pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> Result<Loaded> {
+    let loaded = stuck::settle(store, loaded)?;
     if !matches!(loaded.record.status, Status::Running | Status::Creating) {
         return Ok(loaded);
     }

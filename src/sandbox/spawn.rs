@@ -268,8 +268,10 @@ pub async fn start<R: Runtime>(
     let names = repo.object_names(task);
     let labels = repo.labels(task);
     checkpoint()?;
+    ensure_names_free(rt, repo, task).await?;
     let bundle = start_bundle(store.git(), task)?;
     rt.create_network(&names.network, &labels, true).await?;
+    crate::crash::point("spawn.after-network");
     checkpoint()?;
     // The gateway comes up side by side with the task's volumes and container (the task's
     // command starts only after both). No request is abandoned midway, so an interruption
@@ -295,10 +297,13 @@ pub async fn start<R: Runtime>(
         if req.read_only {
             rt.create_volume(&names.state_volume, &labels).await?;
         }
+        crate::crash::point("spawn.after-volume");
         checkpoint()?;
         let id = rt.create_container(&spec).await?;
+        crate::crash::point("spawn.after-container");
         checkpoint()?;
         rt.start(&id).await?;
+        crate::crash::point("spawn.after-start");
         checkpoint()?;
         let warden = WardenRequest {
             image: &req.gateway_image,
@@ -315,7 +320,9 @@ pub async fn start<R: Runtime>(
         );
         prompt?;
         repo_in?;
-        Ok::<_, anyhow::Error>((id, warden?))
+        let warden = warden?;
+        crate::crash::point("spawn.after-deliver");
+        Ok::<_, anyhow::Error>((id, warden))
     };
     let gw = gateway::start(
         rt,
@@ -328,11 +335,13 @@ pub async fn start<R: Runtime>(
     let (sandbox, gw) = tokio::join!(sandbox, gw);
     let (id, warden) = sandbox?;
     gw?;
+    crate::crash::point("spawn.after-gateway");
     checkpoint()?;
     // A headless command starts now that the repository, the prompt and its way out are in
     // place (an interactive one once the caller has attached, see [`go`]).
     if !req.interactive {
         go(rt, &id).await?;
+        crate::crash::point("spawn.after-go");
     }
     // The warden starts once the command has: it is not on the way to the command.
     start_warden(rt, &id, warden.as_deref()).await?;
@@ -342,6 +351,29 @@ pub async fn start<R: Runtime>(
         r.sandbox.container = Some(id.clone());
         Ok(vec![])
     })
+}
+
+/// Refuse to start when any of the task's object names is taken. The engine would not
+/// refuse them all: a second network of a name is created beside the first (and then no
+/// container can join either), and creating a volume of a taken name silently hands back the
+/// old one, with whatever it holds and without the task's labels.
+async fn ensure_names_free<R: Runtime>(rt: &R, repo: &RepoId, task: &str) -> Result<()> {
+    let names = repo.object_names(task);
+    let all = names.all();
+    let found =
+        futures_util::future::join_all(all.iter().map(|(kind, name)| rt.labels_of(*kind, name)))
+            .await;
+    for ((_, name), found) in all.iter().zip(found) {
+        if found?.is_some() {
+            return Err(hinted(
+                format!(
+                    "cannot create task {task}: {name} is already there, left by something else"
+                ),
+                "`git agent doctor` says what it is; `git agent doctor --fix` removes it when git-agent left it",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Create the task's disk warden (when `agent.diskLimit` is set): the limit holds even

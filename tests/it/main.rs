@@ -22,6 +22,7 @@ mod promotion;
 mod purge;
 mod races;
 mod reader_attack;
+mod recovery;
 mod repo_formats;
 mod review_attack;
 mod runtime_changes;

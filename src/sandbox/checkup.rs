@@ -1,0 +1,616 @@
+//! What `doctor` looks for among a repository's tasks and runtime objects, and how `doctor
+//! --fix` repairs it. Every finding carries the one command that fixes it.
+//!
+//! - tasks whose spawn died (see [`super::stuck`]), and the containers it left running;
+//! - tasks whose container, workspace volume, network or gateway is missing
+//!   ([`super::health`]);
+//! - runtime objects labelled as this repository's whose task has no refs (orphans);
+//! - objects named like this repository's (`git-agent-<repo-id>.<kind>.<task>`) without any
+//!   git-agent label: left half-made, never another repository's or another tool's (a name of
+//!   this pattern with another repository's labels is left alone);
+//! - build-step containers and their gateways and networks whose builder has died;
+//! - reader and draft containers, and sync scratch directories, that a killed `sync` or
+//!   `commit` left behind (only while no command holds the task's lock).
+//!
+//! Repairs never delete task refs or a workspace: at most a record moves to `failed` and
+//! containers, networks and scratch files that hold no work go away.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{RepoId, health, owned_by, stuck};
+use crate::git::Git;
+use crate::image::project::LABEL_BUILD;
+use crate::runtime::{LABEL_REPO, LABEL_REPO_PATH, LABEL_TASK, Listed, ObjectKind, Runtime};
+use crate::task::lock::{Lease, TaskLock, state_dir};
+use crate::task::store::{Loaded, TaskStore};
+use crate::task::{Status, TaskName};
+
+/// One problem and its fix.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// What kind of problem: `spawn`, `task`, `orphan`, `leftover`, `build` or `sync`.
+    pub check: &'static str,
+    /// The task it concerns, if any.
+    pub task: Option<String>,
+    pub problem: String,
+    /// The command that fixes it.
+    pub fix: String,
+    /// Whether `doctor --fix` repairs it.
+    pub repairable: bool,
+    #[serde(skip)]
+    repair: Repair,
+}
+
+#[derive(Debug, Clone)]
+enum Repair {
+    /// Record a dead spawn as failed and remove its containers and network.
+    DeadSpawn(String),
+    /// Bring a task's record up to date (its container is gone).
+    Refresh(String),
+    /// Remove objects of a task without refs, checking their labels again first.
+    Orphans(String, Vec<Listed>),
+    /// Remove an object without git-agent labels, checking again that it has none.
+    Unlabelled(Listed),
+    /// Remove a dead build's objects.
+    Build(Vec<Listed>),
+    /// Remove a task's reader/draft containers and its sync scratch directory.
+    SyncLeftovers(String, Vec<Listed>, Option<PathBuf>),
+    /// Only the fix command can help.
+    Manual,
+}
+
+/// What a repair did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Repaired,
+    /// A command holds the task right now; nothing was touched.
+    Busy,
+    /// Needs the fix command.
+    Manual,
+}
+
+/// Every kind of object, containers first.
+const ALL_KINDS: [ObjectKind; 3] = [
+    ObjectKind::Container,
+    ObjectKind::Volume,
+    ObjectKind::Network,
+];
+
+/// Parse `git-agent-<repo>.<kind>.<task>` for this repository: the kind word and the task.
+fn parse_name<'a>(repo: &RepoId, name: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = name.strip_prefix(&format!("git-agent-{}.", repo.id))?;
+    let (kind, task) = rest.split_once('.')?;
+    let known = repo
+        .object_names(task)
+        .all()
+        .iter()
+        .any(|(_, n)| *n == name);
+    (known && TaskName::parse(task).is_ok()).then_some((kind, task))
+}
+
+fn has_agent_labels(labels: &HashMap<String, String>) -> bool {
+    labels.keys().any(|k| k.starts_with("git-agent."))
+}
+
+/// Is a command working on this task right now (a spawn setting it up, or a command holding
+/// its lock)? Checking the lock takes it for an instant.
+fn busy(git: &Git, task: &str) -> Result<bool> {
+    Ok(Lease::held(git, task)? || TaskLock::try_acquire(git, task, "doctor")?.is_none())
+}
+
+fn sorted(mut objects: Vec<Listed>) -> Vec<Listed> {
+    // Containers first: volumes and networks in use cannot go.
+    objects.sort_by_key(|o| (o.kind as u8, o.name.clone()));
+    objects.dedup_by(|a, b| a.id == b.id);
+    objects
+}
+
+fn describe(objects: &[Listed]) -> String {
+    objects
+        .iter()
+        .map(|o| {
+            let n = &o.name;
+            let kind = match o.kind {
+                ObjectKind::Container => "container",
+                ObjectKind::Volume => "volume",
+                ObjectKind::Network => "network",
+            };
+            format!("{kind} {n}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Everything wrong with this repository's tasks and runtime objects.
+pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Result<Vec<Finding>> {
+    let git = store.git();
+    let mut objects: Vec<Listed> = Vec::new();
+    for kind in ALL_KINDS {
+        let prefix = format!("git-agent-{}", repo.id);
+        objects.extend(
+            rt.list_objects(kind, &prefix, Some((LABEL_REPO, &repo.id)))
+                .await?,
+        );
+    }
+    let tasks = store.all()?;
+    let mut out = Vec::new();
+    for l in &tasks {
+        task_findings(rt, git, repo, l, &objects, &mut out).await?;
+    }
+    let known = |t: &str| tasks.iter().any(|l| l.record.name == t);
+    // Labelled objects of tasks without refs, grouped by task.
+    let mut orphans: BTreeMap<String, Vec<Listed>> = BTreeMap::new();
+    for o in &objects {
+        if o.labels.get(LABEL_REPO) == Some(&repo.id) {
+            let task = o.labels.get(LABEL_TASK).cloned().unwrap_or_default();
+            if !known(&task) {
+                orphans.entry(task).or_default().push(o.clone());
+            }
+        } else if !has_agent_labels(&o.labels) {
+            if let Some((_, task)) = parse_name(repo, &o.name) {
+                out.push(Finding {
+                    check: "leftover",
+                    task: Some(task.to_string()),
+                    problem: format!(
+                        "{} is named like task {task}'s but carries no git-agent labels (left half-made)",
+                        describe(std::slice::from_ref(o))
+                    ),
+                    fix: "`git agent doctor --fix` removes it".into(),
+                    repairable: true,
+                    repair: Repair::Unlabelled(o.clone()),
+                });
+            }
+        }
+    }
+    for (task, objs) in orphans {
+        if TaskName::parse(&task).is_ok() && busy(git, &task)? {
+            continue;
+        }
+        let objs = sorted(objs);
+        // `purge` finds a task without refs by its container.
+        let fix = if objs.iter().any(|o| o.kind == ObjectKind::Container) {
+            format!("`git agent purge {task}` (or `git agent doctor --fix`) removes them")
+        } else {
+            "`git agent doctor --fix` removes them".to_string()
+        };
+        out.push(Finding {
+            check: "orphan",
+            task: Some(task.clone()),
+            problem: format!(
+                "task '{task}' has no refs, but its {} remain",
+                describe(&objs)
+            ),
+            fix,
+            repairable: true,
+            repair: Repair::Orphans(task, objs),
+        });
+    }
+    build_findings(rt, git, &mut out).await?;
+    probe_findings(rt, &mut out).await?;
+    scratch_findings(git, &tasks, &mut out)?;
+    Ok(out)
+}
+
+async fn task_findings<R: Runtime>(
+    rt: &R,
+    git: &Git,
+    repo: &RepoId,
+    l: &Loaded,
+    objects: &[Listed],
+    out: &mut Vec<Finding>,
+) -> Result<()> {
+    let rec = &l.record;
+    let name = rec.name.as_str();
+    if Lease::held(git, name)? {
+        // A live spawn is setting it up.
+        return Ok(());
+    }
+    let owned: Vec<Listed> = objects
+        .iter()
+        .filter(|o| {
+            o.labels.get(LABEL_REPO) == Some(&repo.id)
+                && o.labels.get(LABEL_TASK).map(String::as_str) == Some(name)
+        })
+        .cloned()
+        .collect();
+    let names = repo.object_names(name);
+    let finding = |check, problem: String, fix: String, repair: Repair| Finding {
+        check,
+        task: Some(name.to_string()),
+        problem,
+        fix,
+        repairable: !matches!(repair, Repair::Manual),
+        repair,
+    };
+    if rec.status == Status::Creating || stuck::is_interrupted(l) {
+        let running: Vec<_> = owned
+            .iter()
+            .filter(|o| o.kind != ObjectKind::Volume)
+            .cloned()
+            .collect();
+        if rec.status == Status::Creating || !running.is_empty() {
+            let problem = if rec.status == Status::Creating {
+                format!(
+                    "task {name}'s spawn died: it is recorded as creating, and no spawn is setting it up"
+                )
+            } else {
+                format!(
+                    "task {name}'s spawn was interrupted, and its {} remain",
+                    describe(&running)
+                )
+            };
+            out.push(finding(
+                "spawn",
+                problem,
+                format!("`git agent doctor --fix` records it as failed and removes its containers; then `git agent purge --refs {name}` removes the task"),
+                Repair::DeadSpawn(name.to_string()),
+            ));
+        }
+        return Ok(());
+    }
+    let h = health::check(rt, l).await?;
+    let problems = h.problems(rec.status);
+    let status = rec.status.as_str();
+    if problems.contains(&"container missing") {
+        out.push(finding(
+            "task",
+            format!("task {name} is {status} but its container is missing"),
+            format!("`git agent doctor --fix` records it as failed; `git agent restart {name}` runs it again in its workspace"),
+            Repair::Refresh(name.to_string()),
+        ));
+    }
+    // A task recorded as running needs its gateway, even when its container has stopped
+    // behind git-agent's back (e.g. `git agent panic`).
+    let gateway_down = rec.status == Status::Running
+        && h.container != Some(crate::runtime::ContainerState::Missing)
+        && h.gateway
+            .as_ref()
+            .is_some_and(|g| *g != crate::runtime::ContainerState::Running);
+    if gateway_down {
+        out.push(finding(
+            "task",
+            format!("task {name}'s gateway is not running: the task has no way out"),
+            format!("`git agent restart {name}` gives it a new one"),
+            Repair::Manual,
+        ));
+    }
+    if problems.contains(&"network missing") {
+        out.push(finding(
+            "task",
+            format!("task {name} is {status} but its network is missing"),
+            format!("`git agent restart {name}` gives it a new network and gateway"),
+            Repair::Manual,
+        ));
+    }
+    if problems.contains(&"workspace volume missing") {
+        out.push(finding(
+            "task",
+            format!("task {name} is {status} but its workspace volume is missing"),
+            format!("its workspace is lost; `git agent review --no-sync {name}` shows the work synced before, `git agent purge --refs {name}` removes the task"),
+            Repair::Manual,
+        ));
+    }
+    // Readers and drafts live only while a sync or commit holds the task's lock.
+    let transient: Vec<_> = owned
+        .iter()
+        .filter(|o| [&names.reader, &names.draft, &names.draft_volume].contains(&&o.name))
+        .cloned()
+        .collect();
+    let scratch = scratch_dir(git, name);
+    let scratch = scratch.exists().then_some(scratch);
+    if (!transient.is_empty() || scratch.is_some())
+        && TaskLock::try_acquire(git, name, "doctor")?.is_some()
+    {
+        let mut what = describe(&transient);
+        if let Some(s) = &scratch {
+            if !what.is_empty() {
+                what.push_str(", ");
+            }
+            what.push_str(&format!("scratch files {}", s.display()));
+        }
+        out.push(finding(
+            "sync",
+            format!("an interrupted sync or commit of task {name} left {what}"),
+            "`git agent doctor --fix` removes them".into(),
+            Repair::SyncLeftovers(name.to_string(), transient, scratch),
+        ));
+    }
+    Ok(())
+}
+
+/// The directory a sync of `task` keeps its host-side temp files in.
+fn scratch_dir(git: &Git, task: &str) -> PathBuf {
+    state_dir(git).join("tmp").join(task)
+}
+
+/// Name prefix of a promotion's quarantine directory beside the sync scratch directories
+/// (`crate::git::promote::recreate::PREFIX` once both are on one branch).
+const PROMOTE_PREFIX: &str = "promote-";
+
+/// Sync scratch directories of tasks that no longer exist.
+fn scratch_findings(git: &Git, tasks: &[Loaded], out: &mut Vec<Finding>) -> Result<()> {
+    let Ok(dir) = std::fs::read_dir(state_dir(git).join("tmp")) else {
+        return Ok(());
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Only a sync's scratch directories (`tmp/<task>/`); promotions keep their
+        // quarantines beside them (`tmp/promote-*`) and sweep those themselves.
+        if name.starts_with(PROMOTE_PREFIX) || !entry.path().is_dir() {
+            continue;
+        }
+        if tasks.iter().any(|l| l.record.name == name) {
+            continue; // looked at with its task
+        }
+        if TaskName::parse(&name).is_ok() && busy(git, &name)? {
+            continue;
+        }
+        out.push(Finding {
+            check: "sync",
+            task: Some(name.clone()),
+            problem: format!(
+                "temp files {} of a task that no longer exists",
+                entry.path().display()
+            ),
+            fix: "`git agent doctor --fix` removes them".into(),
+            repairable: true,
+            repair: Repair::SyncLeftovers(name, vec![], Some(entry.path())),
+        });
+    }
+    Ok(())
+}
+
+/// Is process `pid` alive on this host?
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Build-step objects (`git-agent-build.<kind>.<image>-<pid>`, see
+/// [`crate::image::project`]) of this repository whose builder has died.
+async fn build_findings<R: Runtime>(rt: &R, git: &Git, out: &mut Vec<Finding>) -> Result<()> {
+    let path = git.dir.display().to_string();
+    // Per build: its objects, and the repository path its labels name.
+    type Build = (Vec<Listed>, Option<String>);
+    let mut builds: BTreeMap<String, Build> = BTreeMap::new();
+    for kind in [ObjectKind::Container, ObjectKind::Network] {
+        for o in rt.list_objects(kind, "git-agent-build.", None).await? {
+            let Some((word, id)) = o
+                .name
+                .strip_prefix("git-agent-build.")
+                .and_then(|r| r.split_once('.'))
+            else {
+                continue;
+            };
+            let ours = match word {
+                "task" => o.labels.contains_key(LABEL_BUILD),
+                "gw" | "net" => o.labels.get(LABEL_REPO).map(String::as_str) == Some("build"),
+                _ => false,
+            };
+            if !ours {
+                continue;
+            }
+            let entry = builds.entry(id.to_string()).or_default();
+            entry.0.push(o.clone());
+            if let Some(p) = o.labels.get(LABEL_REPO_PATH) {
+                entry.1 = Some(p.clone());
+            }
+        }
+    }
+    for (id, (objs, repo_path)) in builds {
+        // Another repository's build is that repository's business.
+        if repo_path.as_deref().is_some_and(|p| p != path) {
+            continue;
+        }
+        let Some(pid) = id.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid <= 0 || alive(pid) {
+            continue;
+        }
+        let objs = sorted(objs);
+        out.push(Finding {
+            check: "build",
+            task: None,
+            problem: format!(
+                "an image build that died (pid {pid}) left {}",
+                describe(&objs)
+            ),
+            fix: "`git agent doctor --fix` removes them".into(),
+            repairable: true,
+            repair: Repair::Build(objs),
+        });
+    }
+    Ok(())
+}
+
+/// Name prefix of the network `doctor` creates to check that internal networks work
+/// (`<prefix><pid>`).
+pub const PROBE_PREFIX: &str = "git-agent-doctor-";
+
+/// Probe networks of `doctor`s that were killed before removing them.
+async fn probe_findings<R: Runtime>(rt: &R, out: &mut Vec<Finding>) -> Result<()> {
+    for o in rt
+        .list_objects(ObjectKind::Network, PROBE_PREFIX, None)
+        .await?
+    {
+        let Some(pid) = o
+            .name
+            .strip_prefix(PROBE_PREFIX)
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid <= 0 || alive(pid) || has_agent_labels(&o.labels) {
+            continue;
+        }
+        out.push(Finding {
+            check: "leftover",
+            task: None,
+            problem: format!("network {} of a doctor that died (pid {pid})", o.name),
+            fix: "`git agent doctor --fix` removes it".into(),
+            repairable: true,
+            repair: Repair::Unlabelled(o),
+        });
+    }
+    Ok(())
+}
+
+/// Remove an object by its id (a network's name may be ambiguous). Labels never change, so
+/// the labels it was listed with still say whose it is.
+async fn remove<R: Runtime>(rt: &R, o: &Listed) -> Result<()> {
+    match o.kind {
+        ObjectKind::Container => rt.remove_container(&o.id).await,
+        ObjectKind::Volume => rt.remove_volume(&o.id).await,
+        ObjectKind::Network => rt.remove_network(&o.id).await,
+    }
+}
+
+/// Repair one finding. Task repairs take the task's lock (without waiting: a task some
+/// command holds is left alone and reported as busy).
+pub async fn repair<R: Runtime>(
+    rt: &R,
+    store: &TaskStore,
+    repo: &RepoId,
+    finding: &Finding,
+) -> Result<Outcome> {
+    let git = store.git();
+    let lock = |task: &str| -> Result<Option<TaskLock>> {
+        if Lease::held(git, task)? {
+            return Ok(None);
+        }
+        TaskLock::try_acquire(git, task, "doctor --fix")
+    };
+    match &finding.repair {
+        Repair::Manual => Ok(Outcome::Manual),
+        Repair::DeadSpawn(task) => {
+            let Some(_lock) = lock(task)? else {
+                return Ok(Outcome::Busy);
+            };
+            let Some(loaded) = store.load(task)? else {
+                return Ok(Outcome::Repaired);
+            };
+            let loaded = stuck::settle(store, loaded)?;
+            if !stuck::is_interrupted(&loaded) {
+                return Ok(Outcome::Busy);
+            }
+            // Containers and network go; the workspace stays until `purge`.
+            super::remove_objects(rt, repo, task, Some(&loaded.record.sandbox), false, true)
+                .await?;
+            Ok(Outcome::Repaired)
+        }
+        Repair::Refresh(task) => {
+            let Some(_lock) = lock(task)? else {
+                return Ok(Outcome::Busy);
+            };
+            if let Some(loaded) = store.load(task)? {
+                super::refresh(rt, store, loaded).await?;
+            }
+            Ok(Outcome::Repaired)
+        }
+        Repair::Orphans(task, objs) => {
+            let _lock = match TaskName::parse(task) {
+                Ok(_) => match lock(task)? {
+                    Some(l) => Some(l),
+                    None => return Ok(Outcome::Busy),
+                },
+                Err(_) => None,
+            };
+            if store.load(task)?.is_some() {
+                return Ok(Outcome::Busy);
+            }
+            for o in objs {
+                remove(rt, o).await?;
+            }
+            if _lock.is_some() {
+                // The task is gone for good: so are its lock files.
+                crate::task::lock::forget(git, task);
+            }
+            Ok(Outcome::Repaired)
+        }
+        Repair::Unlabelled(o) => {
+            remove(rt, o).await?;
+            Ok(Outcome::Repaired)
+        }
+        Repair::Build(objs) => {
+            for o in objs {
+                remove(rt, o).await?;
+            }
+            Ok(Outcome::Repaired)
+        }
+        Repair::SyncLeftovers(task, objs, scratch) => {
+            let _lock = match TaskName::parse(task) {
+                Ok(_) => match TaskLock::try_acquire(git, task, "doctor --fix")? {
+                    Some(l) => Some(l),
+                    None => return Ok(Outcome::Busy),
+                },
+                Err(_) => None,
+            };
+            for o in objs {
+                remove(rt, o).await?;
+            }
+            if let Some(dir) = scratch {
+                // A reader of the sync that left the scratch directory goes with it.
+                let reader = repo.object_names(task).reader;
+                if dir.join("reader").exists()
+                    && owned_by(rt, repo, task, ObjectKind::Container, &reader).await?
+                {
+                    rt.remove_container(&reader).await?;
+                }
+                match std::fs::remove_dir_all(dir) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                        std::fs::remove_file(dir)?
+                    }
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            Ok(Outcome::Repaired)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> RepoId {
+        RepoId {
+            id: "0123abcd".into(),
+            path: "/r/.git".into(),
+        }
+    }
+
+    #[test]
+    fn only_this_repositorys_names_parse() {
+        let r = repo();
+        assert_eq!(
+            parse_name(&r, "git-agent-0123abcd.task.fix-1"),
+            Some(("task", "fix-1"))
+        );
+        assert_eq!(
+            parse_name(&r, "git-agent-0123abcd.ws.a.b"),
+            Some(("ws", "a.b"))
+        );
+        // Another repository, an unknown kind, the old scheme, a bad task name.
+        assert_eq!(parse_name(&r, "git-agent-99999999.task.fix"), None);
+        assert_eq!(parse_name(&r, "git-agent-0123abcd.data.fix"), None);
+        assert_eq!(parse_name(&r, "git-agent-0123abcd-fix"), None);
+        assert_eq!(parse_name(&r, "git-agent-0123abcd.task.Bad Name"), None);
+    }
+
+    #[test]
+    fn a_dead_process_is_not_alive() {
+        assert!(alive(std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(!alive(pid));
+    }
+}

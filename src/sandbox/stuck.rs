@@ -1,0 +1,45 @@
+//! Spawns that died. A spawn takes the task's lease ([`Lease`]) before it writes the task's
+//! refs and keeps it until the task runs (or is removed again), and the kernel releases a
+//! lease when its holder dies. So a task recorded as `creating` whose lease nobody holds was
+//! left by a spawn that was killed: a fact, not a guess about how long spawns take. Such a
+//! record is moved to `failed` ("spawn interrupted") the first time anyone looks at it, so
+//! `list`, `status` and `doctor` tell the truth and `purge` can take it away.
+
+use anyhow::Result;
+
+use crate::git::Git;
+use crate::task::lock::Lease;
+use crate::task::store::{Loaded, TaskStore};
+use crate::task::{Status, now};
+
+/// The reason recorded for a task whose spawn died.
+pub const REASON: &str = "spawn interrupted";
+
+/// Was this task left `creating` by a spawn that is no longer alive?
+pub fn spawn_died(git: &Git, loaded: &Loaded) -> Result<bool> {
+    Ok(loaded.record.status == Status::Creating && !Lease::held(git, &loaded.record.name)?)
+}
+
+/// Did this task's spawn die (recorded or not yet)?
+pub fn is_interrupted(loaded: &Loaded) -> bool {
+    loaded.record.status == Status::Failed && loaded.record.reason.as_deref() == Some(REASON)
+}
+
+/// Record a task whose spawn died as `failed` ("spawn interrupted"); any other task is
+/// returned as it is. The update applies only to a record still `creating` while the lease is
+/// still free, so a spawn that finishes meanwhile is never overruled.
+pub fn settle(store: &TaskStore, loaded: Loaded) -> Result<Loaded> {
+    let git = store.git();
+    if !spawn_died(git, &loaded)? {
+        return Ok(loaded);
+    }
+    let name = loaded.record.name.clone();
+    store.update(&name, REASON, |r, _| {
+        if r.status == Status::Creating && !Lease::held(git, &name)? {
+            r.status = Status::Failed;
+            r.reason = Some(REASON.to_string());
+            r.finished = Some(now());
+        }
+        Ok(vec![])
+    })
+}
