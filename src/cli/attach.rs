@@ -131,7 +131,9 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
     if loaded.record.sandbox.volume.is_none() {
         return Err(hinted(
             format!("task '{name}' has no workspace left (it was purged)"),
-            "start a new task from its branch instead",
+            format!(
+                "its synced work is in its refs: start a new task from it with `git agent spawn --base refs/agent/{name}/head -m \"...\"`"
+            ),
         ));
     }
     if Lease::held(&ctx.git, &name)? {

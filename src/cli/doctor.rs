@@ -275,11 +275,16 @@ async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report) -> Result
             rt.remove_network(&probe).await.ok();
             r.ok("network", "internal networks without a host address work")?;
         }
-        Err(e) => r.fail(
-            "network",
-            format!("cannot create an internal network: {e:#}"),
-            "the engine must support internal bridge networks (Docker 20.10+, or Podman's Docker API)",
-        )?,
+        Err(e) => {
+            let hint = crate::error::find_hint(&e).unwrap_or(
+                "the engine must support internal bridge networks (Docker 20.10+, or Podman's Docker API)",
+            );
+            r.fail(
+                "network",
+                format!("cannot create an internal network: {e:#}"),
+                hint,
+            )?
+        }
     }
     Ok(())
 }

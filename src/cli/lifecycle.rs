@@ -76,7 +76,7 @@ pub async fn run_stop(args: StopArgs) -> Result<i32> {
     let Some(container) = loaded.record.sandbox.container.clone() else {
         return Err(hinted(
             format!("task '{name}' has no container to stop"),
-            "see its state with `git agent status`",
+            format!("see its state with `git agent status {name}`"),
         ));
     };
     let rt = engine().await?;

@@ -300,7 +300,7 @@ async fn commit(
         message,
     };
     if req.message.is_none()
-        && needs_message(&req)
+        && needs_message(&ctx.git, &req)?
         && crate::git::promote::task_tip(&head, wip.as_deref()) != r.base
     {
         let draft = if term::stdin_is_tty() && term::stdout_is_tty() {

@@ -43,7 +43,13 @@ pub async fn run(args: ShellArgs) -> Result<i32> {
         ContainerState::Running => (container, false),
         ContainerState::Missing => return Err(no_container()),
         _ => (
-            crate::sandbox::sync::start_reader(&rt, &ctx.store, &loaded).await?,
+            crate::sandbox::sync::start_reader_as(
+                &rt,
+                &ctx.store,
+                &loaded,
+                ctx.repo.object_names(&name).shell,
+            )
+            .await?,
             true,
         ),
     };

@@ -493,7 +493,9 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
         if ctx.store.load(n.as_str())?.is_some() {
             return Err(hinted(
                 format!("a task named '{n}' already exists"),
-                "choose another --name, or remove the old task with `git agent purge --refs`",
+                format!(
+                    "choose another --name, or remove the old task with `git agent purge --refs {n}`"
+                ),
             ));
         }
     }
@@ -747,7 +749,9 @@ fn take_leases(ctx: &Ctx, names: &[TaskName]) -> Result<Vec<Lease>> {
         if ctx.store.load(n.as_str())?.is_some() {
             return Err(hinted(
                 format!("a task named '{n}' already exists"),
-                "choose another --name, or remove the old task with `git agent purge --refs`",
+                format!(
+                    "choose another --name, or remove the old task with `git agent purge --refs {n}`"
+                ),
             ));
         }
         leases.push(lease);

@@ -76,8 +76,23 @@ pub fn task_tip<'a>(head: &'a str, wip: Option<&'a str>) -> &'a str {
 }
 
 /// Does promoting need a message from the user (uncommitted work not promoted yet)?
-pub fn needs_message(req: &PromoteRequest<'_>) -> bool {
-    req.wip.is_some() && req.previous.map(|p| p.task_tip.as_str()) != req.wip
+pub fn needs_message(git: &Git, req: &PromoteRequest<'_>) -> Result<bool> {
+    match req.wip {
+        Some(w) if req.previous.map(|p| p.task_tip.as_str()) != Some(w) => {
+            Ok(!snapshot_is_empty(git, w)?)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Is the snapshot only a marker of where the agent's HEAD was, with no change of its own?
+/// The sandbox sends one when the agent left its branch (another branch, a detached HEAD)
+/// with a clean tree, so the commits there come home too; they are promoted without an
+/// extra commit.
+pub fn snapshot_is_empty(git: &Git, wip: &str) -> Result<bool> {
+    let tree = git.run(["rev-parse", &format!("{wip}^{{tree}}")])?;
+    let parent_tree = git.run(["rev-parse", &format!("{wip}~1^{{tree}}")])?;
+    Ok(tree == parent_tree)
 }
 
 /// Separator of the fields in the `git log` format below: an identity cannot contain a
@@ -375,7 +390,11 @@ pub fn promote(
             note: note(&s.id, Some(s)),
         });
     }
-    if let Some(wip) = &plan.wip {
+    if let Some(wip) = plan
+        .wip
+        .as_ref()
+        .filter(|w| !matches!(snapshot_is_empty(git, w), Ok(true)))
+    {
         let parent = git.run(["rev-parse", &format!("{wip}^")])?;
         let tree = git.run(["rev-parse", &format!("{wip}^{{tree}}")])?;
         let message = req
@@ -395,6 +414,15 @@ pub fn promote(
             message: format!("{}\n", message.trim_end()),
             note: note(wip, None),
         });
+    }
+    if jobs.is_empty() && expected.is_none() {
+        return Err(hinted(
+            format!("task '{}' has no changes to commit", req.task),
+            format!(
+                "its agent made no commit and left no change; see what it did with `git agent logs {}`",
+                req.task
+            ),
+        ));
     }
     let sources: Vec<String> = plan
         .commits

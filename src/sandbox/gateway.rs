@@ -257,7 +257,10 @@ pub async fn live_policy_digest<R: Runtime>(rt: &R, gateway: &str) -> Result<Str
         )
         .await?;
     if run.exit_code != 0 {
-        bail!("{}", sanitize(String::from_utf8_lossy(&run.stderr).trim()));
+        bail!(
+            "the gateway could not report its policy ({})",
+            crate::error::exit_detail(run.exit_code, &run.stderr)
+        );
     }
     Ok(sanitize(String::from_utf8_lossy(&out).trim()))
 }

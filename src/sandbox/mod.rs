@@ -58,6 +58,7 @@ impl RepoId {
             network: name("net"),
             gateway: name("gw"),
             reader: name("read"),
+            shell: name("shell"),
             draft: name("draft"),
             draft_volume: name("draftws"),
             warden: name("warden"),
@@ -83,6 +84,9 @@ pub struct ObjectNames {
     pub gateway: String,
     /// A short-lived container reading a finished task's workspace (sync, shell).
     pub reader: String,
+    /// A `shell` into a finished task's workspace (its own name: a sync's reader comes and
+    /// goes under the task's lock, a shell stays open for as long as the user works).
+    pub shell: String,
     /// A short-lived container drafting a commit message, and its empty workspace.
     pub draft: String,
     pub draft_volume: String,
@@ -92,12 +96,13 @@ pub struct ObjectNames {
 
 impl ObjectNames {
     /// Every name, with the kind of object it names.
-    pub fn all(&self) -> [(ObjectKind, &str); 10] {
+    pub fn all(&self) -> [(ObjectKind, &str); 11] {
         [
             (ObjectKind::Container, &self.container),
             (ObjectKind::Container, &self.warden),
             (ObjectKind::Container, &self.gateway),
             (ObjectKind::Container, &self.reader),
+            (ObjectKind::Container, &self.shell),
             (ObjectKind::Container, &self.draft),
             (ObjectKind::Volume, &self.volume),
             (ObjectKind::Volume, &self.home_volume),

@@ -14,7 +14,6 @@ use std::process::Stdio;
 use anyhow::{Context, Result, bail};
 
 use super::{HELPER, RepoId, owned_by};
-use crate::error::sanitize;
 use crate::git::Git;
 use crate::runtime::{ObjectKind, Runtime};
 use crate::task::store::Loaded;
@@ -132,9 +131,8 @@ pub async fn deliver<R: Runtime>(
     }
     if out.exit_code != 0 {
         bail!(
-            "the sandbox could not check out the task's work (exit {}): {}",
-            out.exit_code,
-            sanitize(String::from_utf8_lossy(&out.stderr).trim_end())
+            "the sandbox could not check out the task's work ({})",
+            crate::error::exit_detail(out.exit_code, &out.stderr)
         );
     }
     if let Some(wip) = &seed.wip {
@@ -151,9 +149,8 @@ pub async fn deliver<R: Runtime>(
                 .await?;
             if out.exit_code != 0 {
                 bail!(
-                    "the sandbox could not restore the uncommitted changes (exit {}): {}",
-                    out.exit_code,
-                    sanitize(String::from_utf8_lossy(&out.stderr).trim_end())
+                    "the sandbox could not restore the uncommitted changes ({})",
+                    crate::error::exit_detail(out.exit_code, &out.stderr)
                 );
             }
         }

@@ -480,9 +480,8 @@ async fn deliver_repository<R: Runtime>(
     if out.exit_code != 0 {
         return Err(hinted(
             format!(
-                "the sandbox could not check out the repository (exit {}): {}",
-                out.exit_code,
-                sanitize(String::from_utf8_lossy(&out.stderr).trim_end())
+                "the sandbox could not check out the repository ({})",
+                crate::error::exit_detail(out.exit_code, &out.stderr)
             ),
             "check that the image has git (`git agent image build --dry-run`)",
         ));

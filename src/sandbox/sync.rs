@@ -358,6 +358,20 @@ pub async fn start_reader<R: Runtime>(
     store: &TaskStore,
     loaded: &Loaded,
 ) -> Result<String> {
+    let name = super::RepoId::of(store.git())
+        .object_names(&loaded.record.name)
+        .reader;
+    start_reader_as(rt, store, loaded, name).await
+}
+
+/// [`start_reader`] under another container name (`shell` keeps its own, so a sync never
+/// removes the container of an open shell).
+pub async fn start_reader_as<R: Runtime>(
+    rt: &R,
+    store: &TaskStore,
+    loaded: &Loaded,
+    name: String,
+) -> Result<String> {
     let task = loaded.record.name.as_str();
     let repo = super::RepoId::of(store.git());
     let limits = super::spawn::Limits::from_config(&store.git().agent_config()?)?;
@@ -374,7 +388,7 @@ pub async fn start_reader<R: Runtime>(
         },
         &limits,
     );
-    spec.name = repo.object_names(task).reader;
+    spec.name = name;
     spec.network = "none".into();
     rt.remove_container(&spec.name).await?;
     let id = rt.create_container(&spec).await?;

@@ -224,7 +224,9 @@ impl TaskStore {
             if self.load(name.as_str())?.is_some() {
                 return Err(hinted(
                     format!("a task named '{name}' already exists"),
-                    "choose another --name, or remove the old task with `git agent purge --refs`",
+                    format!(
+                        "choose another --name, or remove the old task with `git agent purge --refs {name}`"
+                    ),
                 ));
             }
             return Err(e.context(format!("cannot create the refs of task '{name}'")));

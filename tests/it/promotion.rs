@@ -237,6 +237,16 @@ fn commits_under_the_snapshot_are_recreated_and_concurrent_commits_end_well() {
             "rc",
             "set -e; echo e > e; git add e; git commit -qm one; echo f > f; git add f; git commit -qm two; git reset -q --hard HEAD~2; echo g > g; git add g; git commit -qm three; echo d >> README.md",
         ),
+        // (d) another branch left checked out with a clean tree: its commits still come home.
+        (
+            "rd",
+            "set -e; git checkout -qb side; echo h > h; git add h; git commit -qm 'side work'",
+        ),
+        // (e) a detached HEAD with a clean tree.
+        (
+            "re",
+            "set -e; git checkout -q --detach; echo i > i; git add i; git commit -qm 'detached work'",
+        ),
     ];
     for (name, script) in tasks {
         env.agent(&[
@@ -264,6 +274,15 @@ fn commits_under_the_snapshot_are_recreated_and_concurrent_commits_end_well() {
 
     env.agent(&["commit", "rb", "-m", "b work"]).ok();
     env.agent(&["commit", "rc", "-m", "c work"]).ok();
+    // No uncommitted change: no message is needed and no extra commit is made.
+    for (name, subject) in [("rd", "side work"), ("re", "detached work")] {
+        env.agent(&["commit", name]).ok();
+        let log = env
+            .git(&["log", "--format=%s", &format!("main..agent/{name}")])
+            .ok()
+            .stdout;
+        assert_eq!(log.trim(), subject, "{name}");
+    }
     for (name, _) in tasks {
         assert_recreated(&env, name);
     }
