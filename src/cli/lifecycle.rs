@@ -5,7 +5,7 @@ use clap::Args;
 
 use super::{Ctx, engine, out};
 use crate::error::hinted;
-use crate::runtime::{ContainerState, Runtime};
+use crate::runtime::{ContainerState, ObjectKind, Runtime};
 use crate::sandbox::remove_objects;
 use crate::task::lock::TaskLock;
 use crate::task::store::Loaded;
@@ -112,6 +112,11 @@ pub async fn run_rm(args: RmArgs) -> Result<i32> {
     crate::sandbox::refresh(&rt, &ctx.store, super::reload(&ctx, &name)?).await?;
     let names = ctx.repo.object_names(&name);
     rt.remove_container(&names.container).await?;
+    // Its disk warden watched only that container, and would keep the workspace in use.
+    if crate::sandbox::owned_by(&rt, &ctx.repo, &name, ObjectKind::Container, &names.warden).await?
+    {
+        rt.remove_container(&names.warden).await?;
+    }
     ctx.store.update(&name, "rm", |r, _| {
         if matches!(r.status, Status::Running | Status::Creating) {
             r.status = Status::Stopped;

@@ -181,3 +181,26 @@ fn a_killed_purge_completes_when_run_again() {
         assert_eq!(env.user_snapshot(), user, "{point}");
     }
 }
+
+/// `rm` of a running task removes its container and its disk warden, so nothing keeps the
+/// workspace volume in use; the workspace and refs stay.
+#[test]
+fn rm_of_a_running_task_leaves_no_container_behind() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&["spawn", "--name", "busy", "-m", "x", "--", "sleep", "300"])
+        .ok();
+    let names = env.names_of("busy");
+    let (containers, _, _) = env.runtime_objects();
+    assert!(containers.contains(&names.warden), "{containers:?}");
+    env.agent(&["rm", "busy"]).ok();
+    let (containers, volumes, _) = env.runtime_objects();
+    assert!(
+        !containers.contains(&names.container) && !containers.contains(&names.warden),
+        "{containers:?}"
+    );
+    assert!(volumes.contains(&names.volume), "{volumes:?}");
+    // The workspace is free: purge removes it at once.
+    env.agent(&["purge", "--refs", "busy"]).ok();
+    assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]));
+}
