@@ -214,6 +214,8 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
         }
     }
     let seed = Seed::of(&loaded);
+    // The last safe point: after this the old container is replaced.
+    crate::interrupt::checkpoint()?;
     rt.remove_container(&names.container).await?;
     crate::crash::point("restart.after-remove");
     // A new run gets a new gateway (and new stand-in tokens) with the recorded policy.

@@ -272,6 +272,8 @@ async fn purge_one<R: Runtime>(
         },
         None => None,
     };
+    // Ctrl-C before anything is removed leaves the task whole.
+    crate::interrupt::checkpoint()?;
     let recorded = loaded.as_ref().map(|l| l.record.sandbox.clone());
     // By label only: the task's own objects, including those a task from before the current
     // naming scheme recorded under its old names.
@@ -422,6 +424,7 @@ pub async fn run_purge(args: PurgeArgs) -> Result<i32> {
             return Ok(1);
         }
         for l in &tasks {
+            crate::interrupt::checkpoint()?;
             purge_one(&ctx, &rt, &l.record.name, args.refs, args.force).await?;
         }
         return Ok(0);
