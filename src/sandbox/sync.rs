@@ -423,28 +423,20 @@ async fn fetch_work<R: Runtime>(
             cmd.push(v.to_string());
         }
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("git-agent-sync-")
-        .suffix(".bundle")
-        .tempfile_in(scratch)
-        .context("cannot create a temp file for the bundle")?;
-    // Write through a handle of the temp file itself, never by path: a create still running
-    // on a blocking thread after an interrupt would otherwise bring the file back.
-    let file = tokio::fs::File::from_std(tmp.reopen()?);
-    let mut splitter = HeaderSplitter::new(file);
-    let out = rt
-        .exec(container, &cmd, None::<&[u8]>, &mut splitter, limit)
-        .await
-        .map_err(|e| match e.downcast_ref::<OutputTooLarge>() {
-            Some(big) => hinted(
-                format!(
-                    "rejected the sandbox's work: its bundle is larger than the {} byte limit",
-                    big.limit
-                ),
-                "nothing was changed; if the work is legitimate raise the limit: git config agent.maxBundleSize 2g",
-            ),
-            None => e,
-        })?;
+    // An agent repacking its repository can pull a pack from under `emit` after the snapshot
+    // was taken (git then fails to read an object it listed): the sandbox is asked again, a
+    // few times, before the failure is the user's. Nothing is admitted from a failed attempt.
+    let mut attempt = 1;
+    let (tmp, splitter, out) = loop {
+        let (tmp, splitter, out) = emit_once(rt, container, &cmd, limit, scratch).await?;
+        let retry = out.exit_code != 0 && !matches!(out.exit_code, 124 | 137);
+        if !retry || attempt == EMIT_ATTEMPTS {
+            break (tmp, splitter, out);
+        }
+        attempt += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let mut splitter = splitter;
     splitter.shutdown().await.ok();
     let said = sanitize(String::from_utf8_lossy(&out.stderr).trim_end());
     // The helper's own limit: it says so (see `emit` in the helper). A 137 without that line
@@ -511,6 +503,46 @@ async fn fetch_work<R: Runtime>(
         has_wip: header.wip.is_some(),
         bundle_bytes,
     })
+}
+
+/// How many times `emit` is run before its failure is reported.
+const EMIT_ATTEMPTS: u32 = 3;
+
+/// Run the sandbox's `emit` once, its output into a fresh temp file of the scratch dir.
+async fn emit_once<R: Runtime>(
+    rt: &R,
+    container: &str,
+    cmd: &[String],
+    limit: u64,
+    scratch: &Path,
+) -> Result<(
+    tempfile::NamedTempFile,
+    HeaderSplitter<tokio::fs::File>,
+    crate::runtime::ExecOutcome,
+)> {
+    let tmp = tempfile::Builder::new()
+        .prefix("git-agent-sync-")
+        .suffix(".bundle")
+        .tempfile_in(scratch)
+        .context("cannot create a temp file for the bundle")?;
+    // Write through a handle of the temp file itself, never by path: a create still running
+    // on a blocking thread after an interrupt would otherwise bring the file back.
+    let file = tokio::fs::File::from_std(tmp.reopen()?);
+    let mut splitter = HeaderSplitter::new(file);
+    let out = rt
+        .exec(container, cmd, None::<&[u8]>, &mut splitter, limit)
+        .await
+        .map_err(|e| match e.downcast_ref::<OutputTooLarge>() {
+            Some(big) => hinted(
+                format!(
+                    "rejected the sandbox's work: its bundle is larger than the {} byte limit",
+                    big.limit
+                ),
+                "nothing was changed; if the work is legitimate raise the limit: git config agent.maxBundleSize 2g",
+            ),
+            None => e,
+        })?;
+    Ok((tmp, splitter, out))
 }
 
 #[cfg(test)]
