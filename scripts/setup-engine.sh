@@ -27,7 +27,9 @@ if ! engine_up; then
     rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
   fi
   log "starting dockerd"
-  nohup dockerd >/var/log/dockerd.log 2>&1 &
+  # Every task has its own network: give the engine room for many (256 /24 networks rather
+  # than the default 31), so parallel tests and many tasks never exhaust the address pool.
+  nohup dockerd --default-address-pool base=10.213.0.0/16,size=24 >/var/log/dockerd.log 2>&1 &
   for _ in $(seq 1 60); do
     engine_up && break
     sleep 1
