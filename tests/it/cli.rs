@@ -185,3 +185,27 @@ fn commands_work_from_a_subdirectory_and_a_linked_worktree() {
     assert_eq!(r.code, 1, "{r}");
     assert!(r.stderr.contains("no task named 'ghost'"), "{r}");
 }
+
+/// Every named crash point is driven by some fault-injection test: a point nobody kills at
+/// proves nothing. (`TestEnv::agent_crash_at` in turn fails when a point is not reached.)
+#[test]
+fn every_crash_point_has_a_fault_injection_test() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    let mut sources = String::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            sources += &std::fs::read_to_string(&path).unwrap();
+        }
+    }
+    let untested: Vec<&str> = git_agent::crash::POINTS
+        .iter()
+        .copied()
+        .filter(|p| !sources.contains(&format!("\"{p}\"")))
+        .collect();
+    assert!(
+        untested.is_empty(),
+        "crash points no test uses: {untested:?}"
+    );
+    assert!(git_agent::crash::POINTS.len() >= 20);
+}
