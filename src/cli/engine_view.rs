@@ -163,7 +163,18 @@ pub async fn one(ctx: &Ctx, loaded: Loaded, rt: Option<&DockerRuntime>) -> Resul
     let loaded = crate::sandbox::refresh(rt, &ctx.store, loaded).await?;
     match bounded(health::check(rt, &loaded)).await {
         Ok(h) => {
-            let problems = reportable(&h, loaded.record.status);
+            let mut problems = reportable(&h, loaded.record.status);
+            // A gateway that runs can still enforce something else than the record says (an
+            // `allow` killed between the two): one exec tells.
+            if problems.is_empty()
+                && loaded.record.status == Status::Running
+                && matches!(
+                    bounded(health::gateway_policy_matches(rt, &loaded)).await,
+                    Ok(Some(false))
+                )
+            {
+                problems.push(POLICY_DIFFERS);
+            }
             Ok(Seen {
                 loaded,
                 checked: true,
@@ -181,9 +192,16 @@ pub async fn one(ctx: &Ctx, loaded: Loaded, rt: Option<&DockerRuntime>) -> Resul
     }
 }
 
+/// The gateway enforces another policy than the task's record (see
+/// [`health::gateway_policy_matches`]).
+const POLICY_DIFFERS: &str = "gateway policy differs from the record";
+
 /// The one command that repairs `problem` of task `task`.
 pub fn fix_for(problem: &str, task: &str) -> String {
     match problem {
+        POLICY_DIFFERS => format!(
+            "run the interrupted `git agent allow {task} ...` again, or `git agent restart {task}` for a gateway with exactly the recorded domains"
+        ),
         "workspace volume missing" => {
             format!("`git agent restart --reseed {task}` starts it again from its last synced work")
         }

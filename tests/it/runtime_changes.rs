@@ -233,6 +233,12 @@ fn allow_is_checked_and_converges_after_failures_and_crashes() {
         assert!(gateway_running(&env, "gw"), "{point}");
         let st = env.agent(&["status", "gw"]).ok();
         assert!(st.stdout.contains("running"), "{point}: {st}");
+        // `status` tells when the gateway and the record disagree, and how to fix it.
+        assert_eq!(
+            st.stdout.contains("gateway policy differs from the record"),
+            *point == "allow.after-reload",
+            "{point}: {st}"
+        );
         env.agent(&["allow", "gw", &d]).ok();
         assert!(recorded_allow(&env, "gw").contains(&d), "{point}");
         assert_eq!(gateway_matches_record(&env, "gw"), Some(true), "{point}");
