@@ -355,7 +355,36 @@ pub fn promote(
         .run(["config", "--bool", "commit.gpgSign"])
         .map(|v| v == "true")
         .unwrap_or(false);
-    let plan = plan(git, req.base, req.head, req.wip, previous.as_ref())?;
+    let mut plan = plan(git, req.base, req.head, req.wip, previous.as_ref())?;
+    // A new commit may have any earlier promoted commit as a parent (an agent merging an old
+    // side of its history), not only the last tip: the notes map each of them.
+    if let Some(p) = previous.as_ref() {
+        for (source, promoted) in promoted_by_notes(git, req.task, req.base, &p.branch_tip)? {
+            plan.done.entry(source).or_insert(promoted);
+        }
+    }
+    // A parent that is neither written here nor promoted before must be the user's own
+    // history (the base or its ancestors): a raw agent commit never goes under the branch.
+    for s in &plan.commits {
+        for p in &s.parents {
+            let known = plan.commits.iter().any(|c| &c.id == p) || plan.done.contains_key(p);
+            if !known && !git.test(["merge-base", "--is-ancestor", p, req.base])? {
+                return Err(hinted(
+                    format!(
+                        "commit {} of task '{}' has a parent ({}) that is neither the task's base history nor promoted before; refusing to put an agent commit on agent/{}",
+                        &s.id[..12],
+                        req.task,
+                        &p[..12.min(p.len())],
+                        req.task
+                    ),
+                    format!(
+                        "look at the task's history with `git log --graph refs/agent/{}/head`",
+                        req.task
+                    ),
+                ));
+            }
+        }
+    }
 
     // Every commit to write, parents resolved to existing commits or earlier jobs.
     let mut index: HashMap<&str, usize> = HashMap::new();
@@ -561,6 +590,43 @@ fn transact(
             "wait for the commands changing it to finish, then run `git agent commit {task}` again"
         ),
     ))
+}
+
+/// Every commit promoted before for `task` on its branch (`base..branch_tip`), as
+/// `(task commit, branch commit)`, read from the provenance notes.
+fn promoted_by_notes(
+    git: &Git,
+    task: &str,
+    base: &str,
+    branch_tip: &str,
+) -> Result<Vec<(String, String)>> {
+    let out = git.run([
+        "log",
+        "--no-color",
+        "--notes=refs/notes/agent",
+        "--format=%H%x1f%N%x1e",
+        branch_tip,
+        &format!("^{base}"),
+        "--",
+    ])?;
+    let mut pairs = Vec::new();
+    for rec in out.split('\x1e') {
+        let Some((id, note)) = rec.trim_start_matches('\n').split_once('\x1f') else {
+            continue;
+        };
+        let field = |key: &str| {
+            note.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::trim)
+        };
+        if field("git-agent-task:") != Some(task) {
+            continue;
+        }
+        if let Some(source) = field("git-agent-source:").filter(|s| is_id(s)) {
+            pairs.push((source.to_string(), id.to_string()));
+        }
+    }
+    Ok(pairs)
 }
 
 /// Map a failure of git's commit creation to a message the user can act on.

@@ -433,3 +433,43 @@ fn push_behaves_like_git_push(env: &TestEnv) {
         "origin"
     );
 }
+
+/// An agent that merges an old side of its history (a branch from a commit promoted before,
+/// not the last promoted tip) gets that parent mapped to its promoted commit: no raw agent
+/// commit ever goes under the user's branch.
+#[test]
+fn a_merge_of_old_promoted_history_is_recreated_too() {
+    require_docker!();
+    let env = TestEnv::new();
+    let script = "set -e; echo 1 > a; git add a; git commit -qm c1; echo 2 > b; git add b; git commit -qm c2; \
+        while [ ! -e /tmp/go ]; do sleep 0.1; done; \
+        git checkout -qb side HEAD~1; echo s > s; git add s; git commit -qm s1; \
+        git checkout -q -; git merge -q --no-ff -m merged side; sleep 300";
+    env.agent(&["spawn", "--name", "om", "-m", "x", "--", "sh", "-c", script])
+        .ok();
+    let wait_for = |subject: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !env
+            .docker_exec("om", "git log -1 --format=%s")
+            .stdout
+            .contains(subject)
+        {
+            assert!(std::time::Instant::now() < deadline, "no commit {subject}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_for("c2");
+    env.agent(&["commit", "om"]).ok();
+    env.docker_exec("om", "touch /tmp/go");
+    wait_for("merged");
+    env.agent(&["commit", "om"]).ok();
+    assert_recreated(&env, "om");
+    assert_eq!(
+        env.git(&["rev-list", "--count", "--merges", "main..agent/om"])
+            .ok()
+            .stdout
+            .trim(),
+        "1"
+    );
+    assert_fsck_clean(&env);
+}
