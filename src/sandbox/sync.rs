@@ -104,11 +104,32 @@ pub async fn sync<R: Runtime>(
         )
     })?;
     let scratch = Scratch::create(git, &task)?;
-    let result = sync_from(rt, store, &loaded, &container, &scratch, limit).await;
+    let was_running = rt.state(&container).await? == ContainerState::Running;
+    let mut result = sync_from(rt, store, &loaded, &container, &scratch, limit).await;
+    // The task's command ended while its own container was being read (the exec is killed
+    // with it, or refused once it stopped): read the workspace again, from a reader.
+    if result.is_err() && was_running && ended_meanwhile(rt, &container).await {
+        result = sync_from(rt, store, &loaded, &container, &scratch, limit).await;
+    }
     match result {
         Ok(outcome) => Ok(outcome),
         Err(e) => Err(lost_race(rt, store, &task, &container).await.unwrap_or(e)),
     }
+}
+
+/// Did the container stop (or is it stopping) after a read from it failed? The engine marks
+/// a container exited a moment after its process is gone, so look for a little while.
+async fn ended_meanwhile<R: Runtime>(rt: &R, container: &str) -> bool {
+    for _ in 0..30 {
+        match rt.state(container).await {
+            Ok(ContainerState::Running) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Ok(ContainerState::Exited(_)) => return true,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// The part of [`sync`] that uses the scratch directory and, for a finished task, a reader

@@ -409,3 +409,30 @@ fn a_sync_purged_while_it_runs_changes_nothing() {
     let (containers, _, _) = env.runtime_objects();
     assert!(containers.is_empty(), "{containers:?}\n{purge}");
 }
+
+/// A task whose command ends while its own container is being read (spawn, then purge,
+/// which syncs first, several at a time): the sync reads the workspace again from a reader,
+/// and the purge completes with nothing left behind.
+#[test]
+fn a_sync_racing_the_end_of_the_task_succeeds() {
+    require_docker!();
+    let env = TestEnv::new();
+    let runs: Vec<crate::common::Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let env = &env;
+                s.spawn(move || {
+                    let name = format!("end{i}");
+                    env.agent(&["spawn", "--name", &name, "-m", "x", "--", "true"])
+                        .ok();
+                    env.agent(&["purge", "--refs", &name])
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in &runs {
+        assert_eq!(r.code, 0, "{r}");
+    }
+    assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]));
+}
