@@ -141,11 +141,11 @@ pub fn shown_path(path: &Path, rel: &str) -> String {
     let cwd = std::env::current_dir()
         .ok()
         .and_then(|c| std::fs::canonicalize(c).ok());
-    if let (Some(root), Some(cwd)) = (root.and_then(|r| std::fs::canonicalize(r).ok()), cwd) {
-        if let Ok(below) = cwd.strip_prefix(&root) {
-            let ups: PathBuf = below.components().map(|_| "..").collect();
-            return ups.join(rel).display().to_string();
-        }
+    if let (Some(root), Some(cwd)) = (root.and_then(|r| std::fs::canonicalize(r).ok()), cwd)
+        && let Ok(below) = cwd.strip_prefix(&root)
+    {
+        let ups: PathBuf = below.components().map(|_| "..").collect();
+        return ups.join(rel).display().to_string();
     }
     path.display().to_string()
 }

@@ -159,10 +159,10 @@ async fn draft_message(ctx: &Ctx, loaded: &Loaded) -> Option<String> {
     prompt.push_str(&diff);
     prompt.push_str("\n```\n");
     let rt = engine().await.ok()?;
-    if let Some(c) = &r.sandbox.container {
-        if rt.state(c).await.ok()? == crate::runtime::ContainerState::Running {
-            return None;
-        }
+    if let Some(c) = &r.sandbox.container
+        && rt.state(c).await.ok()? == crate::runtime::ContainerState::Running
+    {
+        return None;
     }
     let names = ctx.repo.object_names(&r.name);
     let network = r.sandbox.network.clone()?;
@@ -340,17 +340,17 @@ fn pick_remote(ctx: &Ctx, loaded: &Loaded, explicit: Option<&str>) -> Result<Str
     if let Some(r) = explicit {
         return Ok(r.to_string());
     }
-    if let Some(b) = &loaded.record.base_branch {
-        if let Ok(r) = ctx.git.run(["config", &format!("branch.{b}.remote")]) {
-            if !r.is_empty() && r != "." {
-                return Ok(r);
-            }
-        }
+    if let Some(b) = &loaded.record.base_branch
+        && let Ok(r) = ctx.git.run(["config", &format!("branch.{b}.remote")])
+        && !r.is_empty()
+        && r != "."
+    {
+        return Ok(r);
     }
-    if let Ok(r) = ctx.git.run(["config", "remote.pushDefault"]) {
-        if !r.is_empty() {
-            return Ok(r);
-        }
+    if let Ok(r) = ctx.git.run(["config", "remote.pushDefault"])
+        && !r.is_empty()
+    {
+        return Ok(r);
     }
     let remotes = ctx.git.run(["remote"])?;
     let remotes: Vec<&str> = remotes.lines().collect();

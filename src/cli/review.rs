@@ -599,12 +599,12 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             text += &format!("        {}\n", visible::escape(&x));
         }
     }
-    if let Some(tail) = &output_tail {
-        if !tail.trim().is_empty() {
-            text += "output  (last lines)\n";
-            for l in tail.lines() {
-                text += &format!("  | {}\n", visible::escape(l));
-            }
+    if let Some(tail) = &output_tail
+        && !tail.trim().is_empty()
+    {
+        text += "output  (last lines)\n";
+        for l in tail.lines() {
+            text += &format!("  | {}\n", visible::escape(l));
         }
     }
     text += "\n";

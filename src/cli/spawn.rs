@@ -287,10 +287,10 @@ pub fn repository_files(
                 ".git-agent/dockerfiles/project.dockerfile (from the repository)".to_string(),
             );
         }
-        if let Some(f) = search.find(STACKS, &plan.stack)? {
-            if let Origin::Repository(p) = &f.origin {
-                lines.insert(format!("{} (trusted repository file)", rel(p)));
-            }
+        if let Some(f) = search.find(STACKS, &plan.stack)?
+            && let Origin::Repository(p) = &f.origin
+        {
+            lines.insert(format!("{} (trusted repository file)", rel(p)));
         }
     }
     Ok(lines.into_iter().collect())
@@ -817,10 +817,10 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for LastByte<W> {
     ) -> std::task::Poll<std::io::Result<usize>> {
         let this = &mut *self;
         let polled = std::pin::Pin::new(&mut this.out).poll_write(cx, buf);
-        if let std::task::Poll::Ready(Ok(n)) = polled {
-            if n > 0 {
-                this.last = buf[n - 1];
-            }
+        if let std::task::Poll::Ready(Ok(n)) = polled
+            && n > 0
+        {
+            this.last = buf[n - 1];
         }
         polled
     }

@@ -506,10 +506,10 @@ pub fn collect(per_commit: &[(String, Vec<RawChange>)], net: &[RawChange]) -> Ve
             }
         });
         f.in_final_diff |= in_final;
-        if let Some(l) = label {
-            if !f.commits.iter().any(|c| c == l) {
-                f.commits.push(l.to_string());
-            }
+        if let Some(l) = label
+            && !f.commits.iter().any(|c| c == l)
+        {
+            f.commits.push(l.to_string());
         }
     };
     for (path, why) in flags(net) {

@@ -151,9 +151,10 @@ pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Re
             if !known(&task) {
                 orphans.entry(task).or_default().push(o.clone());
             }
-        } else if !has_agent_labels(&o.labels) {
-            if let Some((_, task)) = parse_name(repo, &o.name) {
-                out.push(Finding {
+        } else if !has_agent_labels(&o.labels)
+            && let Some((_, task)) = parse_name(repo, &o.name)
+        {
+            out.push(Finding {
                     check: "leftover",
                     task: Some(task.to_string()),
                     problem: format!(
@@ -164,7 +165,6 @@ pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Re
                     repairable: true,
                     repair: Repair::Unlabelled(o.clone()),
                 });
-            }
         }
     }
     for (task, objs) in orphans {

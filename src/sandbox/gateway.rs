@@ -290,10 +290,10 @@ pub async fn connections<R: Runtime>(
     store: &TaskStore,
     loaded: &Loaded,
 ) -> Result<Vec<Connection>> {
-    if let (Some(rt), Some(gw)) = (rt, &loaded.record.sandbox.gateway) {
-        if let Ok(c) = live_connections(rt, gw).await {
-            return Ok(c);
-        }
+    if let (Some(rt), Some(gw)) = (rt, &loaded.record.sandbox.gateway)
+        && let Ok(c) = live_connections(rt, gw).await
+    {
+        return Ok(c);
     }
     Ok(store
         .state_file(loaded, CONNECTIONS_FILE)?

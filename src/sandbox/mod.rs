@@ -243,7 +243,7 @@ fn end_reason(code: i64, timeout: Option<u64>, transcript: &[u8], disk: u64) -> 
 /// `10g`, `512m`, `300k` or bytes, as git writes sizes.
 fn human_size(n: u64) -> String {
     for (unit, shift) in [("g", 30), ("m", 20), ("k", 10)] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
             return format!("{}{unit}", n >> shift);
         }
     }

@@ -81,10 +81,10 @@ impl TaskStore {
         let mut names = Vec::new();
         for r in self.repo.references_glob("refs/agent/*/state")? {
             let r = r?;
-            if let Some(n) = r.name().ok().and_then(|n| n.strip_prefix("refs/agent/")) {
-                if let Some(n) = n.strip_suffix("/state") {
-                    names.push(n.to_string());
-                }
+            if let Some(n) = r.name().ok().and_then(|n| n.strip_prefix("refs/agent/"))
+                && let Some(n) = n.strip_suffix("/state")
+            {
+                names.push(n.to_string());
             }
         }
         names.sort();
@@ -129,10 +129,10 @@ impl TaskStore {
         let prefix = format!("refs/agent/{name}/");
         for r in self.repo.references_glob(&format!("{prefix}*"))? {
             let r = r?;
-            if let (Ok(n), Some(oid)) = (r.name(), r.target()) {
-                if let Some(leaf) = n.strip_prefix(&prefix) {
-                    refs.insert(leaf.to_string(), oid.to_string());
-                }
+            if let (Ok(n), Some(oid)) = (r.name(), r.target())
+                && let Some(leaf) = n.strip_prefix(&prefix)
+            {
+                refs.insert(leaf.to_string(), oid.to_string());
             }
         }
         Ok(refs)

@@ -209,3 +209,44 @@ fn every_crash_point_has_a_fault_injection_test() {
     );
     assert!(git_agent::crash::POINTS.len() >= 20);
 }
+
+/// The declared `rust-version` is true of the locked dependencies: none needs a newer Rust.
+/// (clippy's `incompatible_msrv`, denied in Cargo.toml, checks our own use of std against
+/// it.)
+#[test]
+fn declared_rust_version_covers_every_locked_dependency() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--offline",
+            "--manifest-path",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+        ])
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let version = |v: &str| -> Vec<u32> { v.split('.').map(|p| p.parse().unwrap()).collect() };
+    let ours = version(env!("CARGO_PKG_RUST_VERSION"));
+    let newer: Vec<String> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            let needs = p["rust_version"].as_str()?;
+            (version(needs) > ours).then(|| format!("{} needs {needs}", p["name"]))
+        })
+        .collect();
+    assert!(
+        newer.is_empty(),
+        "rust-version {} is false: {newer:?}",
+        env!("CARGO_PKG_RUST_VERSION")
+    );
+}

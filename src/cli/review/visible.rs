@@ -223,11 +223,11 @@ pub fn count_lines(diff: &[u8]) -> Vec<(u64, u64)> {
             }
         } else if line.starts_with(b"diff --git ") {
             out.push((0, 0));
-        } else if line.starts_with(b"@@") {
-            if let Some((o, n)) = hunk_counts(line) {
-                old_left = o;
-                new_left = n;
-            }
+        } else if line.starts_with(b"@@")
+            && let Some((o, n)) = hunk_counts(line)
+        {
+            old_left = o;
+            new_left = n;
         }
     }
     out

@@ -509,10 +509,10 @@ impl Pending {
         let changed = git.run(["diff-tree", "-r", "--no-commit-id", "--root", state])?;
         for line in changed.lines() {
             // `:<old mode> <new mode> <old id> <new id> <status>\t<path>`
-            if let Some(new) = line.split_whitespace().nth(3) {
-                if new.bytes().any(|b| b != b'0') {
-                    ids.push(new.to_string());
-                }
+            if let Some(new) = line.split_whitespace().nth(3)
+                && new.bytes().any(|b| b != b'0')
+            {
+                ids.push(new.to_string());
             }
         }
         for id in ids {
@@ -597,10 +597,10 @@ fn fast_import(
     let marks = std::fs::read_to_string(&marks).context("cannot read fast-import's marks")?;
     let mut by_mark = std::collections::HashMap::new();
     for line in marks.lines() {
-        if let Some((m, id)) = line.split_once(' ') {
-            if let Ok(m) = m.trim_start_matches(':').parse::<usize>() {
-                by_mark.insert(m, id.to_string());
-            }
+        if let Some((m, id)) = line.split_once(' ')
+            && let Ok(m) = m.trim_start_matches(':').parse::<usize>()
+        {
+            by_mark.insert(m, id.to_string());
         }
     }
     Ok(by_mark)
