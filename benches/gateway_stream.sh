@@ -44,6 +44,7 @@ docker network connect --alias git-agent-gateway "$tag-inner" "$tag-gw"
 docker start "$tag-gw" >/dev/null
 docker exec "$tag-gw" /usr/local/bin/git-agent-gateway ready
 
+# shellcheck disable=SC2016 # Perl source, expanded by Perl
 client='
 use IO::Socket::INET; use Time::HiRes qw(time);
 my ($peer, $req) = @ARGV; $req =~ s/\\r/\r/g; $req =~ s/\\n/\n/g;

@@ -172,7 +172,7 @@ watch_stop() {
 # ev EVENTS TYPE:ACTION [NTH]: the time of the NTH such event (default the first).
 ev() { awk -v k="$2" -v nth="${3:-1}" '$1 == k && ++c == nth { print $2; exit }' <<<"$1"; }
 # span SIZE METRIC FROM TO: record TO - FROM when both are known.
-span() { [ -n "$3" ] && [ -n "$4" ] && record "$1" "$2" "$(secs "$3" "$4")" || true; }
+span() { if [ -n "$3" ] && [ -n "$4" ]; then record "$1" "$2" "$(secs "$3" "$4")"; fi; }
 # Nanoseconds to seconds.nanoseconds, as `docker events --since/--until` take them.
 ts() { printf '%s.%s' "${1:0:${#1}-9}" "${1: -9}"; }
 

@@ -11,6 +11,7 @@ command -v script >/dev/null 2>&1 || missing="$missing util-linux"
 command -v ssh-keygen >/dev/null 2>&1 || missing="$missing openssh-client"
 command -v man >/dev/null 2>&1 || missing="$missing man-db"
 if [ -n "$missing" ]; then
+  # shellcheck disable=SC2086 # one word per package
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 export GIT_AGENT_REQUIRE_DOCKER=1
