@@ -25,7 +25,7 @@ use super::{RepoId, health, owned_by, stuck};
 use crate::git::Git;
 use crate::image::project::LABEL_BUILD;
 use crate::runtime::{LABEL_REPO, LABEL_REPO_PATH, LABEL_TASK, Listed, ObjectKind, Runtime};
-use crate::task::lock::{Lease, TaskLock, state_dir};
+use crate::task::lock::{Lease, TaskLock};
 use crate::task::store::{Loaded, TaskStore};
 use crate::task::{Status, TaskName};
 
@@ -301,7 +301,7 @@ async fn task_findings<R: Runtime>(
         .filter(|o| [&names.reader, &names.draft, &names.draft_volume].contains(&&o.name))
         .cloned()
         .collect();
-    let scratch = scratch_dir(git, name);
+    let scratch = crate::sandbox::sync::scratch_dir(git, name);
     let scratch = scratch.exists().then_some(scratch);
     if (!transient.is_empty() || scratch.is_some())
         && TaskLock::try_acquire(git, name, "doctor")?.is_some()
@@ -323,25 +323,14 @@ async fn task_findings<R: Runtime>(
     Ok(())
 }
 
-/// The directory a sync of `task` keeps its host-side temp files in.
-fn scratch_dir(git: &Git, task: &str) -> PathBuf {
-    state_dir(git).join("tmp").join(task)
-}
-
-/// Name prefix of a promotion's quarantine directory beside the sync scratch directories
-/// (`crate::git::promote::recreate::PREFIX` once both are on one branch).
-const PROMOTE_PREFIX: &str = "promote-";
-
 /// Sync scratch directories of tasks that no longer exist.
 fn scratch_findings(git: &Git, tasks: &[Loaded], out: &mut Vec<Finding>) -> Result<()> {
-    let Ok(dir) = std::fs::read_dir(state_dir(git).join("tmp")) else {
+    let Ok(dir) = std::fs::read_dir(crate::sandbox::sync::scratch_root(git)) else {
         return Ok(());
     };
     for entry in dir.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        // Only a sync's scratch directories (`tmp/<task>/`); promotions keep their
-        // quarantines beside them (`tmp/promote-*`) and sweep those themselves.
-        if name.starts_with(PROMOTE_PREFIX) || !entry.path().is_dir() {
+        if !entry.path().is_dir() {
             continue;
         }
         if tasks.iter().any(|l| l.record.name == name) {

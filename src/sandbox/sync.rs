@@ -8,7 +8,7 @@
 //! Every sync has a time limit (`agent.syncTimeout`).
 //!
 //! Nothing is left behind: the host side of a sync keeps its temp files (the bundle, the
-//! quarantine repository) in one scratch directory per task, `<common-dir>/git-agent/tmp/<task>/`,
+//! quarantine repository) in one scratch directory per task, `<common-dir>/git-agent/tmp/sync/<task>/`,
 //! which also marks a reader container in use. A sync killed outright (kill -9) leaves them;
 //! the next command that touches the task removes them ([`sweep`]) once the task's lock is
 //! free, i.e. once the sync that left them is dead. Inside the sandbox, `emit` removes its own
@@ -252,9 +252,15 @@ pub fn reload_after_wait(store: &TaskStore, before: &Loaded) -> Result<Loaded> {
     }
 }
 
-/// A task's scratch directory for the host side of a sync: `<common-dir>/git-agent/tmp/<task>/`.
+/// A task's scratch directory for the host side of a sync: `<common-dir>/git-agent/tmp/sync/<task>/`.
 pub fn scratch_dir(git: &Git, task: &str) -> PathBuf {
-    crate::task::lock::state_dir(git).join("tmp").join(task)
+    scratch_root(git).join(task)
+}
+
+/// Where every task's sync scratch directory is: a directory of its own, so nothing else
+/// kept in `tmp/` (a promotion's quarantine) is ever taken for a sync's leftovers.
+pub fn scratch_root(git: &Git) -> PathBuf {
+    crate::task::lock::state_dir(git).join("tmp").join("sync")
 }
 
 /// The marker file in a scratch directory saying that a reader container was started.
@@ -317,7 +323,7 @@ pub async fn sweep<R: Runtime>(rt: &R, git: &Git, repo: &RepoId, task: &str) -> 
 /// Tasks with a scratch directory, whether or not the task still exists (a task purged while
 /// a killed sync's leftovers were still there leaves them to the next `list`).
 pub fn tasks_with_leftovers(git: &Git) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(crate::task::lock::state_dir(git).join("tmp")) else {
+    let Ok(dir) = std::fs::read_dir(scratch_root(git)) else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok())

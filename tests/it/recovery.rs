@@ -330,9 +330,7 @@ fn doctor_finds_and_removes_leftovers_and_nothing_else() {
     docker(&["network", "create", "--internal", &probe]).ok_docker();
     // Sync scratch files of a task that no longer exists.
     let git = git_of(&env);
-    let scratch = git_agent::task::lock::state_dir(&git)
-        .join("tmp")
-        .join("gone");
+    let scratch = git_agent::sandbox::sync::scratch_dir(&git, "gone");
     std::fs::create_dir_all(&scratch).unwrap();
     std::fs::write(scratch.join("bundle"), "x").unwrap();
 

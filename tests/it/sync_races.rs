@@ -167,7 +167,7 @@ fn syncs_are_consistent_while_the_agent_commits() {
 
 /// The host-side scratch directory of a task's syncs (see `sandbox::sync::scratch_dir`).
 fn scratch(env: &TestEnv, task: &str) -> std::path::PathBuf {
-    env.repo.join(".git/git-agent/tmp").join(task)
+    env.repo.join(".git/git-agent/tmp/sync").join(task)
 }
 
 fn has_container(env: &TestEnv, name: &str) -> bool {
@@ -290,7 +290,7 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
     assert!(!inside.stdout.contains("git-agent-emit"), "{inside}");
     assert!(
         !env.repo
-            .join(".git/git-agent/tmp")
+            .join(".git/git-agent/tmp/sync")
             .read_dir()
             .unwrap()
             .any(|_| true),
