@@ -3,7 +3,8 @@
 //!
 //! Modules by responsibility: [`task`] (the state model in refs), [`git`] (host git: refs,
 //! bundles, promotion), [`runtime`] (the container engine seam), [`image`] (composing the
-//! sandbox image), [`sandbox`] (driving a task's container), [`cli`] (commands and output).
+//! sandbox image), [`sandbox`] (driving a task's container), [`ops`] (the operations the
+//! commands call: typed results and events, never printing), [`cli`] (commands and output).
 
 pub mod agent;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod git;
 pub mod guard;
 pub mod image;
 pub mod interrupt;
+pub mod ops;
 pub mod runtime;
 pub mod sandbox;
 pub mod stack;

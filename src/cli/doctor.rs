@@ -270,7 +270,10 @@ async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report) -> Result
         Err(e) => r.fail("gateway", e.to_string(), "check the engine")?,
     }
     let probe = format!("{}{}", checkup::PROBE_PREFIX, std::process::id());
-    match rt.create_network(&probe, &Default::default(), true).await {
+    match rt
+        .create_network(&probe, &checkup::probe_labels(&ctx.git), true)
+        .await
+    {
         Ok(_) => {
             rt.remove_network(&probe).await.ok();
             r.ok("network", "internal networks without a host address work")?;

@@ -25,13 +25,7 @@ use std::io::Write;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::error::hinted;
-
-use crate::git::{Config, Git};
-use crate::runtime::docker::DockerRuntime;
-use crate::sandbox::RepoId;
 use crate::task::lock::TaskLock;
-use crate::task::store::TaskStore;
 
 /// Delegate coding tasks to AI agents in sandboxed containers; get their work back as
 /// ordinary git branches you review and promote with your own identity.
@@ -85,73 +79,29 @@ pub enum Command {
     Panic(doctor::PanicArgs),
 }
 
-/// What every command in a repository needs.
-pub struct Ctx {
-    pub git: Git,
-    pub store: TaskStore,
-    pub config: Config,
-    pub repo: RepoId,
-}
+pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
 
-impl Ctx {
-    /// Find the repository from the current directory (any directory of any of its work
-    /// trees) and refuse at once, before anything is read or written, a repository format
-    /// git-agent cannot work in (see [`crate::git::format`]).
-    pub fn open() -> Result<Ctx> {
-        let cwd = std::env::current_dir()?;
-        let git = Git::discover(&cwd)?;
-        git.require_supported_format()?;
-        // Objects and quarantines of a promotion that was killed go at the next command.
-        crate::git::promote::sweep(&git, None);
-        let store = TaskStore::open(&git).map_err(|e| {
-            hinted(
-                format!("git-agent cannot open this repository's refs: {e:#}"),
-                "git-agent reads refs with libgit2, which may not support a setting in `git config --get-regexp '^extensions\\.'`; a plain clone (`git clone <this repository> <dir>`) works",
-            )
-        })?;
-        let config = git.agent_config()?;
-        let repo = RepoId::of(&git);
-        Ok(Ctx {
-            git,
-            store,
-            config,
-            repo,
-        })
-    }
+/// Renders an operation's events on stderr, as `git-agent: ...` lines.
+pub struct Stderr;
 
-    /// The cap on bytes accepted from a sandbox in one sync.
-    pub fn bundle_limit(&self) -> Result<u64> {
-        self.config.size("agent.maxBundleSize", 1 << 30)
+impl crate::ops::Events for Stderr {
+    fn emit(&self, event: crate::ops::Event) {
+        use crate::ops::Event;
+        match event {
+            Event::Step { message, .. } => eprintln!("git-agent: {message}"),
+            Event::Warning { message, .. } => eprintln!("git-agent: warning: {message}"),
+            Event::Waiting { task, holder } => {
+                eprintln!("git-agent: task {task} is busy with {holder}; waiting...")
+            }
+            Event::Output { line } => eprintln!("{line}"),
+        }
     }
 }
 
 /// Take a task's lock for a command that changes it, saying on stderr when another command
 /// holds it. Re-read the task after this: it may have changed while waiting.
 pub async fn lock_task(ctx: &Ctx, task: &str, what: &str) -> Result<TaskLock> {
-    TaskLock::acquire(&ctx.git, task, what, |holder| {
-        eprintln!("git-agent: task {task} is busy with {holder}; waiting...");
-    })
-    .await
-}
-
-/// Read a task again once its lock is held: another command may have purged it meanwhile.
-pub fn reload(ctx: &Ctx, task: &str) -> Result<crate::task::store::Loaded> {
-    ctx.store.load(task)?.ok_or_else(|| {
-        hinted(
-            format!("task '{task}' was purged by another command while this one waited; nothing was changed"),
-            "see the tasks there are with `git agent list`",
-        )
-    })
-}
-
-/// Connect to the container engine.
-pub async fn engine() -> Result<DockerRuntime> {
-    DockerRuntime::connect().await
-}
-
-/// Connect to the container engine for a command that can do without it: gives up sooner.
-pub async fn engine_for_reading() -> Result<DockerRuntime> {
-    DockerRuntime::connect_within(crate::runtime::docker::READ_CONNECT_TIMEOUT).await
+    crate::ops::lock_task(ctx, task, what, &Stderr).await
 }
 
 /// Parse arguments, run the command, print any error; returns the process exit code.

@@ -126,7 +126,13 @@ async fn run<R: Runtime>(
     let spec = StepSpec {
         name: names.container.clone(),
         image: stage.to_string(),
-        labels: HashMap::from([(LABEL_BUILD.to_string(), tag.to_string())]),
+        // The repository's labels too, so that `doctor` in another repository never takes
+        // this step for its own.
+        labels: {
+            let mut l = repo.labels(task);
+            l.insert(LABEL_BUILD.to_string(), tag.to_string());
+            l
+        },
         network: names.network.clone(),
         cap_add: STEP_CAPS.iter().map(|c| c.to_string()).collect(),
         pids_limit: p.limits.pids,

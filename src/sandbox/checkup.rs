@@ -191,7 +191,7 @@ pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Re
         });
     }
     build_findings(rt, git, &mut out).await?;
-    probe_findings(rt, &mut out).await?;
+    probe_findings(rt, git, &mut out).await?;
     scratch_findings(git, &tasks, &mut out)?;
     Ok(out)
 }
@@ -365,9 +365,7 @@ fn alive(pid: i32) -> bool {
 /// [`crate::image::project`]) of this repository whose builder has died.
 async fn build_findings<R: Runtime>(rt: &R, git: &Git, out: &mut Vec<Finding>) -> Result<()> {
     let path = git.dir.display().to_string();
-    // Per build: its objects, and the repository path its labels name.
-    type Build = (Vec<Listed>, Option<String>);
-    let mut builds: BTreeMap<String, Build> = BTreeMap::new();
+    let mut builds: BTreeMap<String, Vec<Listed>> = BTreeMap::new();
     for kind in [ObjectKind::Container, ObjectKind::Network] {
         for o in rt.list_objects(kind, "git-agent-build.", None).await? {
             let Some((word, id)) = o
@@ -377,26 +375,22 @@ async fn build_findings<R: Runtime>(rt: &R, git: &Git, out: &mut Vec<Finding>) -
             else {
                 continue;
             };
-            let ours = match word {
-                "task" => o.labels.contains_key(LABEL_BUILD),
-                "gw" | "net" => o.labels.get(LABEL_REPO).map(String::as_str) == Some("build"),
-                _ => false,
-            };
-            if !ours {
-                continue;
-            }
-            let entry = builds.entry(id.to_string()).or_default();
-            entry.0.push(o.clone());
-            if let Some(p) = o.labels.get(LABEL_REPO_PATH) {
-                entry.1 = Some(p.clone());
+            // Only objects that say they are this repository's build: another
+            // repository's (or an unlabelled one) is not ours to report or remove.
+            let build = o.labels.get(LABEL_REPO).map(String::as_str) == Some("build")
+                && o.labels.get(LABEL_REPO_PATH) == Some(&path);
+            let ours = build
+                && match word {
+                    "task" => o.labels.contains_key(LABEL_BUILD),
+                    "gw" | "net" => true,
+                    _ => false,
+                };
+            if ours {
+                builds.entry(id.to_string()).or_default().push(o.clone());
             }
         }
     }
-    for (id, (objs, repo_path)) in builds {
-        // Another repository's build is that repository's business.
-        if repo_path.as_deref().is_some_and(|p| p != path) {
-            continue;
-        }
+    for (id, objs) in builds {
         let Some(pid) = id.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else {
             continue;
         };
@@ -423,8 +417,18 @@ async fn build_findings<R: Runtime>(rt: &R, git: &Git, out: &mut Vec<Finding>) -
 /// (`<prefix><pid>`).
 pub const PROBE_PREFIX: &str = "git-agent-doctor-";
 
-/// Probe networks of `doctor`s that were killed before removing them.
-async fn probe_findings<R: Runtime>(rt: &R, out: &mut Vec<Finding>) -> Result<()> {
+/// The labels of the network `doctor` creates in this repository: only probes carrying them
+/// are this repository's to report, so a `doctor` elsewhere never touches one in use.
+pub fn probe_labels(git: &Git) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_REPO.to_string(), "doctor".to_string()),
+        (LABEL_REPO_PATH.to_string(), git.dir.display().to_string()),
+    ])
+}
+
+/// Probe networks of this repository's `doctor`s that were killed before removing them.
+async fn probe_findings<R: Runtime>(rt: &R, git: &Git, out: &mut Vec<Finding>) -> Result<()> {
+    let ours = probe_labels(git);
     for o in rt
         .list_objects(ObjectKind::Network, PROBE_PREFIX, None)
         .await?
@@ -436,7 +440,8 @@ async fn probe_findings<R: Runtime>(rt: &R, out: &mut Vec<Finding>) -> Result<()
         else {
             continue;
         };
-        if pid <= 0 || alive(pid) || has_agent_labels(&o.labels) {
+        let labelled_ours = ours.iter().all(|(k, v)| o.labels.get(k) == Some(v));
+        if pid <= 0 || alive(pid) || !labelled_ours {
             continue;
         }
         out.push(Finding {

@@ -205,8 +205,16 @@ fn doctor_fixes_many_dead_spawns_and_leaves_a_live_one_alone() {
         );
     }
     assert!(!doctor.stdout.contains("live"), "{doctor}");
-    let json = env.json(&["doctor", "--json", "--fix"]);
-    assert_eq!(json["ok"], true, "{json}");
+    let fix = env.agent(&["doctor", "--json", "--fix"]);
+    let json: serde_json::Value = serde_json::from_str(&fix.stdout).expect("doctor --json");
+    let failed: Vec<_> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "FAIL")
+        .collect();
+    assert!(failed.is_empty() && json["ok"] == true, "{failed:#?}");
+    assert_eq!(fix.code, 0, "{}", fix.stderr);
     let fixed = json["checks"]
         .as_array()
         .unwrap()
@@ -321,13 +329,54 @@ fn doctor_finds_and_removes_leftovers_and_nothing_else() {
         &build_step,
         "--label",
         "git-agent.build=x:feedbeef",
+        "--label",
+        "git-agent.repo=build",
+        "--label",
+        &repo_path,
         &image,
         "true",
     ])
     .ok_docker();
-    // The probe network of a doctor that was killed.
+    // The probe network of a doctor that was killed in this repository.
     let probe = format!("git-agent-doctor-{}", dead_pid());
-    docker(&["network", "create", "--internal", &probe]).ok_docker();
+    docker(&[
+        "network",
+        "create",
+        "--internal",
+        "--label",
+        "git-agent.repo=doctor",
+        "--label",
+        &repo_path,
+        &probe,
+    ])
+    .ok_docker();
+    // Those of another repository's dead doctor and dead build, or unlabelled ones: that
+    // repository's doctor may be reporting or removing them right now.
+    let elsewhere = "git-agent.repo-path=/elsewhere/.git";
+    let foreign_probe = format!("git-agent-doctor-{}", dead_pid());
+    let foreign_step = format!("git-agent-build.task.feedbeef-{}", dead_pid());
+    let bare_probe = format!("git-agent-doctor-{}", dead_pid());
+    for (name, labels) in [
+        (&foreign_probe, vec!["git-agent.repo=doctor", elsewhere]),
+        (&bare_probe, vec![]),
+    ] {
+        let mut args = vec!["network", "create", "--internal"];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        args.push(name);
+        docker(&args).ok_docker();
+    }
+    docker(&[
+        "create",
+        "--name",
+        &foreign_step,
+        "--label",
+        "git-agent.build=x:feedbeef",
+        &image,
+        "true",
+    ])
+    .ok_docker();
     // Sync scratch files of a task that no longer exists.
     let git = git_of(&env);
     let scratch = git_agent::sandbox::sync::scratch_dir(&git, "gone");
@@ -354,7 +403,7 @@ fn doctor_finds_and_removes_leftovers_and_nothing_else() {
             "{what} not reported as {check}:\n{doctor}"
         );
     }
-    for not_ours in [&foreign, &other] {
+    for not_ours in [&foreign, &other, &foreign_probe, &foreign_step, &bare_probe] {
         assert!(!doctor.stdout.contains(not_ours.as_str()), "{doctor}");
     }
     assert_eq!(doctor.stdout.matches("fix: ").count(), 6, "{doctor}");
@@ -381,6 +430,12 @@ fn doctor_finds_and_removes_leftovers_and_nothing_else() {
     }
     assert!(!scratch.exists());
     assert!(exists("volume", &foreign) && exists("volume", &other));
+    for net in [&foreign_probe, &bare_probe] {
+        assert!(exists("network", net), "{net} was removed");
+    }
+    assert!(exists("container", &foreign_step));
+    docker(&["network", "rm", &foreign_probe, &bare_probe]);
+    docker(&["rm", "-f", &foreign_step]);
     let again = env.agent(&["doctor"]).ok();
     assert!(
         again.stdout.contains("records and runtime agree"),

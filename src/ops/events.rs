@@ -1,0 +1,107 @@
+//! What an operation tells its caller while it runs, instead of printing.
+//!
+//! An operation takes `&dyn Events` and emits [`Event`]s; the command line renders them on
+//! stderr, tests collect them, a dashboard or server can forward them. Results and errors are
+//! returned, never emitted.
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// One thing that happened during an operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A step began (building an image, starting a container, fetching work, ...).
+    Step {
+        task: Option<String>,
+        message: String,
+    },
+    /// Something the user should know about; the operation went on.
+    Warning {
+        task: Option<String>,
+        message: String,
+    },
+    /// Another command holds the task; the operation waits for it.
+    Waiting { task: String, holder: String },
+    /// A line of output passed through from a build or a sandbox helper.
+    Output { line: String },
+}
+
+impl Event {
+    /// A step of an operation on `task` (or on none).
+    pub fn step(task: Option<&str>, message: impl Into<String>) -> Event {
+        Event::Step {
+            task: task.map(str::to_string),
+            message: message.into(),
+        }
+    }
+
+    /// A warning about `task` (or about none).
+    pub fn warning(task: Option<&str>, message: impl Into<String>) -> Event {
+        Event::Warning {
+            task: task.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where an operation's events go.
+pub trait Events: Send + Sync {
+    fn emit(&self, event: Event);
+}
+
+/// Drops every event (for callers that only want the result).
+pub struct NoEvents;
+
+impl Events for NoEvents {
+    fn emit(&self, _: Event) {}
+}
+
+impl<F: Fn(Event) + Send + Sync> Events for F {
+    fn emit(&self, event: Event) {
+        self(event)
+    }
+}
+
+/// Keeps every event, in order (for tests and for callers that render at the end).
+#[derive(Default)]
+pub struct Collected(Mutex<Vec<Event>>);
+
+impl Collected {
+    pub fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Events for Collected {
+    fn emit(&self, event: Event) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_tagged_for_json_streams() {
+        let e = Event::Waiting {
+            task: "t".into(),
+            holder: "sync (pid 7)".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"waiting","task":"t","holder":"sync (pid 7)"}"#
+        );
+        let c = Collected::default();
+        let sink: &dyn Events = &c;
+        sink.emit(Event::step(Some("t"), "a"));
+        sink.emit(Event::warning(None, "b"));
+        assert_eq!(
+            c.take(),
+            vec![Event::step(Some("t"), "a"), Event::warning(None, "b")]
+        );
+        assert!(c.take().is_empty());
+    }
+}

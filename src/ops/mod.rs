@@ -1,0 +1,100 @@
+//! The operations layer: what the commands do (spawn, sync, promote, push, restart, stop,
+//! remove, allow, ...), one module per operation, with typed inputs and typed results.
+//!
+//! Operations never print, prompt or read the terminal. What a user should see while one
+//! runs (steps, warnings, waiting for another command) goes to an [`Events`] sink, so the
+//! same operation drives the command line, a JSON stream, a dashboard or a server. Only
+//! `cli/` renders results and events.
+//!
+//! Below this layer: [`crate::task`] (state in refs), [`crate::git`] (host git),
+//! [`crate::sandbox`] (driving one task's container), [`crate::runtime`] (the engine seam).
+
+pub mod events;
+
+pub use events::{Event, Events, NoEvents};
+
+use anyhow::Result;
+
+use crate::error::hinted;
+use crate::git::{Config, Git};
+use crate::runtime::docker::DockerRuntime;
+use crate::sandbox::RepoId;
+use crate::task::lock::TaskLock;
+use crate::task::store::{Loaded, TaskStore};
+
+/// What every operation in a repository needs.
+pub struct Ctx {
+    pub git: Git,
+    pub store: TaskStore,
+    pub config: Config,
+    pub repo: RepoId,
+}
+
+impl Ctx {
+    /// Find the repository from the current directory (any directory of any of its work
+    /// trees) and refuse at once, before anything is read or written, a repository format
+    /// git-agent cannot work in (see [`crate::git::format`]).
+    pub fn open() -> Result<Ctx> {
+        let cwd = std::env::current_dir()?;
+        Ctx::open_at(&cwd)
+    }
+
+    /// [`Ctx::open`] from a given directory.
+    pub fn open_at(dir: &std::path::Path) -> Result<Ctx> {
+        let git = Git::discover(dir)?;
+        git.require_supported_format()?;
+        // Objects and quarantines of a promotion that was killed go at the next command.
+        crate::git::promote::sweep(&git, None);
+        let store = TaskStore::open(&git).map_err(|e| {
+            hinted(
+                format!("git-agent cannot open this repository's refs: {e:#}"),
+                "git-agent reads refs with libgit2, which may not support a setting in `git config --get-regexp '^extensions\\.'`; a plain clone (`git clone <this repository> <dir>`) works",
+            )
+        })?;
+        let config = git.agent_config()?;
+        let repo = RepoId::of(&git);
+        Ok(Ctx {
+            git,
+            store,
+            config,
+            repo,
+        })
+    }
+
+    /// The cap on bytes accepted from a sandbox in one sync.
+    pub fn bundle_limit(&self) -> Result<u64> {
+        self.config.size("agent.maxBundleSize", 1 << 30)
+    }
+}
+
+/// Take a task's lock for an operation that changes it; while another command holds it, say
+/// so through `events` and wait. Re-read the task after this: it may have changed meanwhile.
+pub async fn lock_task(ctx: &Ctx, task: &str, what: &str, events: &dyn Events) -> Result<TaskLock> {
+    TaskLock::acquire(&ctx.git, task, what, |holder| {
+        events.emit(Event::Waiting {
+            task: task.to_string(),
+            holder: holder.to_string(),
+        });
+    })
+    .await
+}
+
+/// Read a task again once its lock is held: another command may have purged it meanwhile.
+pub fn reload(ctx: &Ctx, task: &str) -> Result<Loaded> {
+    ctx.store.load(task)?.ok_or_else(|| {
+        hinted(
+            format!("task '{task}' was purged by another command while this one waited; nothing was changed"),
+            "see the tasks there are with `git agent list`",
+        )
+    })
+}
+
+/// Connect to the container engine.
+pub async fn engine() -> Result<DockerRuntime> {
+    DockerRuntime::connect().await
+}
+
+/// Connect to the container engine for an operation that can do without it: gives up sooner.
+pub async fn engine_for_reading() -> Result<DockerRuntime> {
+    DockerRuntime::connect_within(crate::runtime::docker::READ_CONNECT_TIMEOUT).await
+}
