@@ -160,7 +160,7 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
     // what it finds, and a restart that refuses must change nothing.
     let live = found.volume == Some(true) && found.container == Some(ContainerState::Running);
     let synced = if live {
-        Some(super::sync::sync_if_possible(&rt, &ctx, loaded.clone(), &lock).await)
+        Some(crate::ops::sync::if_possible(&rt, &ctx, loaded.clone(), &lock, &super::Stderr).await)
     } else {
         None
     };
@@ -173,7 +173,7 @@ pub async fn run_restart(args: RestartArgs) -> Result<i32> {
             let workspace = health::workspace(&rt, &ctx.store, &probe).await?;
             let other = match other {
                 None if workspace == Workspace::Ready => Some(
-                    super::sync::sync_if_possible(&rt, &ctx, loaded.clone(), &lock)
+                    crate::ops::sync::if_possible(&rt, &ctx, loaded.clone(), &lock, &super::Stderr)
                         .await
                         .map(|_| ()),
                 ),

@@ -208,7 +208,7 @@ async fn sync_before_purge<R: Runtime>(
         return Ok(loaded);
     }
     let name = loaded.record.name.clone();
-    match super::sync::sync_if_possible(rt, ctx, loaded, lock).await {
+    match crate::ops::sync::if_possible(rt, ctx, loaded, lock, &super::Stderr).await {
         Ok(l) => Ok(l),
         Err(e) if force => {
             eprintln!(

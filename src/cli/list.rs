@@ -73,7 +73,7 @@ pub async fn run(args: ListArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     // What killed syncs left behind (also of tasks purged since) goes first.
     let names = ctx.store.names()?;
-    super::sync::sweep_leftovers(&ctx, names.iter().map(String::as_str), true).await;
+    crate::ops::sync::sweep_leftovers(&ctx, names.iter().map(String::as_str), true).await;
     let tasks = engine_view::all(&ctx).await?;
     let mut rows = Vec::new();
     for seen in &tasks {

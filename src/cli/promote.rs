@@ -92,7 +92,7 @@ async fn synced(ctx: &Ctx, task: &str, lock: &TaskLock) -> Result<Loaded> {
         return Ok(loaded);
     }
     let rt = engine().await?;
-    super::sync::sync_if_possible(&rt, ctx, loaded, lock).await
+    crate::ops::sync::if_possible(&rt, ctx, loaded, lock, &super::Stderr).await
 }
 
 /// Most bytes of the diff shown to the agent drafting a commit message.

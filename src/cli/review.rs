@@ -385,7 +385,7 @@ async fn review_group(ctx: &Ctx, group: &str, members: Vec<Loaded>, sync: bool) 
             if sync && l.record.sandbox.container.is_some() {
                 let lock = super::lock_task(ctx, &l.record.name, "review").await?;
                 let fresh = super::reload(ctx, &l.record.name)?;
-                l = super::sync::sync_if_possible(rt, ctx, fresh, &lock).await?;
+                l = crate::ops::sync::if_possible(rt, ctx, fresh, &lock, &super::Stderr).await?;
             } else {
                 l = crate::sandbox::refresh(rt, &ctx.store, l).await?;
             }
@@ -453,7 +453,8 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
                     let name = loaded.record.name.clone();
                     let lock = super::lock_task(&ctx, &name, "review").await?;
                     let fresh = super::reload(&ctx, &name)?;
-                    loaded = super::sync::sync_if_possible(&rt, &ctx, fresh, &lock).await?;
+                    loaded = crate::ops::sync::if_possible(&rt, &ctx, fresh, &lock, &super::Stderr)
+                        .await?;
                 } else {
                     loaded = crate::sandbox::refresh(&rt, &ctx.store, loaded).await?;
                 }

@@ -47,7 +47,7 @@ struct Problem<'a> {
 pub async fn run(args: StatusArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     let loaded = ctx.store.resolve(&args.task)?;
-    super::sync::sweep_leftovers(&ctx, [loaded.record.name.as_str()], false).await;
+    crate::ops::sync::sweep_leftovers(&ctx, [loaded.record.name.as_str()], false).await;
     let rt = engine_view::engine_or_warn().await;
     let seen = engine_view::one(&ctx, loaded, rt.as_ref()).await?;
     let problems: Vec<Problem> = seen

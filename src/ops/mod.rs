@@ -10,6 +10,7 @@
 //! [`crate::sandbox`] (driving one task's container), [`crate::runtime`] (the engine seam).
 
 pub mod events;
+pub mod sync;
 
 pub use events::{Event, Events, NoEvents};
 

@@ -1,0 +1,104 @@
+//! Sync: bring a task's work home into its refs (see [`crate::sandbox::sync`] for how the
+//! sandbox's answer is checked and admitted).
+
+use anyhow::Result;
+
+use super::{Ctx, Event, Events, lock_task};
+use crate::runtime::Runtime;
+use crate::sandbox::sync::{SyncOutcome, reload_after_wait, sync};
+use crate::task::lock::TaskLock;
+use crate::task::store::Loaded;
+
+/// Sync one task (any unique prefix of its name), waiting for a command that holds it.
+pub async fn run<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    task: &str,
+    events: &dyn Events,
+) -> Result<SyncOutcome> {
+    let before = ctx.store.resolve(task)?;
+    let lock = lock_task(ctx, &before.record.name, "sync", events).await?;
+    let loaded = reload_after_wait(&ctx.store, &before)?;
+    let outcome = sync(rt, &ctx.store, loaded, ctx.bundle_limit()?, &lock).await?;
+    events.emit(Event::step(
+        Some(&outcome.loaded.record.name),
+        describe(&outcome),
+    ));
+    Ok(outcome)
+}
+
+/// Sync when the task still has a container (review, commit, push, purge and restart bring
+/// the work home first). The caller holds the task's lock.
+pub async fn if_possible<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    loaded: Loaded,
+    lock: &TaskLock,
+    events: &dyn Events,
+) -> Result<Loaded> {
+    if loaded.record.sandbox.container.is_none() {
+        return Ok(loaded);
+    }
+    let outcome = sync(rt, &ctx.store, loaded, ctx.bundle_limit()?, lock).await?;
+    events.emit(Event::step(
+        Some(&outcome.loaded.record.name),
+        describe(&outcome),
+    ));
+    Ok(outcome.loaded)
+}
+
+/// Remove what interrupted syncs of `tasks` left behind (see `sandbox::sync::sweep`), for
+/// operations that do not otherwise touch a task's runtime (`list`, `status`); with
+/// `orphans`, also what syncs of tasks that no longer exist left. Costs one `stat` per task
+/// when there is nothing to remove; never fails.
+pub async fn sweep_leftovers<'a>(
+    ctx: &Ctx,
+    tasks: impl IntoIterator<Item = &'a str>,
+    orphans: bool,
+) {
+    let mut left: Vec<String> = tasks
+        .into_iter()
+        .filter(|t| crate::sandbox::sync::has_leftovers(&ctx.git, t))
+        .map(str::to_string)
+        .collect();
+    if orphans {
+        for t in crate::sandbox::sync::tasks_with_leftovers(&ctx.git) {
+            if !left.contains(&t) && !matches!(ctx.store.load(&t), Ok(Some(_))) {
+                left.push(t);
+            }
+        }
+    }
+    if left.is_empty() {
+        return;
+    }
+    let Ok(rt) = super::engine_for_reading().await else {
+        return;
+    };
+    for task in left {
+        let _ = crate::sandbox::sync::sweep(&rt, &ctx.git, &ctx.repo, &task).await;
+    }
+}
+
+/// `<task>: synced 2 new commits, uncommitted changes`, or `<task>: nothing new`.
+pub fn describe(o: &SyncOutcome) -> String {
+    let name = &o.loaded.record.name;
+    if o.nothing_new() {
+        return format!("{name}: nothing new");
+    }
+    let mut parts = Vec::new();
+    if o.head_moved {
+        parts.push(format!(
+            "{} new commit{}",
+            o.new_commits,
+            if o.new_commits == 1 { "" } else { "s" }
+        ));
+    }
+    if o.wip_changed {
+        parts.push(if o.has_wip {
+            "uncommitted changes".to_string()
+        } else {
+            "uncommitted changes gone".to_string()
+        });
+    }
+    format!("{name}: synced {}", parts.join(", "))
+}
