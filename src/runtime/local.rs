@@ -99,7 +99,9 @@ pub enum LocalError {
 impl LocalError {
     fn hint(&self) -> Option<&'static str> {
         match self {
-            LocalError::NoRoot => Some("set GIT_AGENT_LOCAL_RUNTIME_DIR, or unset GIT_AGENT_RUNTIME to use Docker"),
+            LocalError::NoRoot => {
+                Some("set GIT_AGENT_LOCAL_RUNTIME_DIR, or unset GIT_AGENT_RUNTIME to use Docker")
+            }
             LocalError::NoTerminal(_) => Some("unset GIT_AGENT_RUNTIME to use Docker"),
             _ => None,
         }
@@ -248,8 +250,7 @@ impl LocalRuntime {
     }
 
     fn get(&self, name: &str) -> Result<(PathBuf, ContainerRecord)> {
-        self.find(name)?
-            .ok_or_else(|| not_found("container", name))
+        self.find(name)?.ok_or_else(|| not_found("container", name))
     }
 
     fn containers(&self) -> Result<Vec<(PathBuf, ContainerRecord)>> {
@@ -447,7 +448,11 @@ impl LocalRuntime {
     }
 
     /// Answer the gateway helper's commands from the gateway's uploaded files.
-    fn gateway_helper(dir: &Path, rec: &ContainerRecord, cmd: &[String]) -> (i64, Vec<u8>, Vec<u8>) {
+    fn gateway_helper(
+        dir: &Path,
+        rec: &ContainerRecord,
+        cmd: &[String],
+    ) -> (i64, Vec<u8>, Vec<u8>) {
         let conf = Self::host_path(dir, rec, GATEWAY_CONF);
         let words: Vec<&str> = cmd.iter().map(String::as_str).collect();
         match words.as_slice() {
@@ -462,17 +467,26 @@ impl LocalRuntime {
                     Ok(p) if hex_digest(&p) == *digest => {
                         match std::fs::rename(&new, conf.join("policy.json")) {
                             Ok(()) => (0, vec![], vec![]),
-                            Err(e) => (1, vec![], format!("cannot install the policy: {e}\n").into_bytes()),
+                            Err(e) => (
+                                1,
+                                vec![],
+                                format!("cannot install the policy: {e}\n").into_bytes(),
+                            ),
                         }
                     }
-                    Ok(_) => (1, vec![], b"the uploaded policy does not match its digest\n".to_vec()),
+                    Ok(_) => (
+                        1,
+                        vec![],
+                        b"the uploaded policy does not match its digest\n".to_vec(),
+                    ),
                     Err(e) => (1, vec![], format!("no uploaded policy: {e}\n").into_bytes()),
                 }
             }
             _ => (
                 127,
                 vec![],
-                b"the local runtime's gateway runs only its helper's ready, policy and reload\n".to_vec(),
+                b"the local runtime's gateway runs only its helper's ready, policy and reload\n"
+                    .to_vec(),
             ),
         }
     }
@@ -573,7 +587,6 @@ impl LocalRuntime {
     }
 
     async fn run_exec<R, W>(
-        &self,
         dir: &Path,
         rec: &ContainerRecord,
         cmd: &[String],
@@ -697,7 +710,10 @@ impl Runtime for LocalRuntime {
         let hex = hex_digest(&context);
         let image = self.root.join("images").join(&hex);
         if !image.is_dir() {
-            let tmp = self.root.join("images").join(format!(".{hex}.{}", std::process::id()));
+            let tmp = self
+                .root
+                .join("images")
+                .join(format!(".{hex}.{}", std::process::id()));
             std::fs::create_dir_all(tmp.join("context")).map_err(io("record an image", &tmp))?;
             tar::Archive::new(context.as_slice())
                 .unpack(tmp.join("context"))
@@ -1005,10 +1021,7 @@ impl Runtime for LocalRuntime {
             return Err(not_running(id));
         }
         match rec.role {
-            Role::Task => {
-                self.run_exec(&dir, &rec, cmd, env, stdin, stdout, limit)
-                    .await
-            }
+            Role::Task => Self::run_exec(&dir, &rec, cmd, env, stdin, stdout, limit).await,
             _ => {
                 let (exit_code, out, stderr) = Self::gateway_helper(&dir, &rec, cmd);
                 if out.len() as u64 > limit {
@@ -1057,7 +1070,10 @@ impl Runtime for LocalRuntime {
         out.write_all(&all[start..]).await?;
         out.flush().await?;
         let mut seen = all.len();
-        while follow {
+        if !follow {
+            return Ok(());
+        }
+        loop {
             let running = self.state_of(&dir, &rec)? == ContainerState::Running;
             let more = read(seen)?;
             seen += more.len();
@@ -1138,7 +1154,10 @@ impl Runtime for LocalRuntime {
         {
             return Err(in_use("network", name));
         }
-        let path = self.root.join("networks").join(format!("{}.json", net.name));
+        let path = self
+            .root
+            .join("networks")
+            .join(format!("{}.json", net.name));
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -1273,10 +1292,9 @@ fn map_paths(mounts: &[(String, PathBuf)], word: &str) -> String {
     'scan: while !rest.is_empty() {
         for (target, host) in mounts {
             if let Some(after) = rest.strip_prefix(target.as_str()) {
-                let before_ok = out
-                    .chars()
-                    .last()
-                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/')));
+                let before_ok = out.chars().last().is_none_or(|c| {
+                    !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'))
+                });
                 let after_ok = after
                     .chars()
                     .next()
@@ -1348,7 +1366,10 @@ fn proc_stat(pid: u32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split(' ').collect();
-    Some((fields.first()?.chars().next()?, fields.get(19)?.parse().ok()?))
+    Some((
+        fields.first()?.chars().next()?,
+        fields.get(19)?.parse().ok()?,
+    ))
 }
 
 fn start_time(pid: u32) -> Option<u64> {
@@ -1414,11 +1435,7 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Write a file whole: readers see the old content or the new, never part of it.
 fn write_file(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        file_name(path),
-        std::process::id()
-    ));
+    let tmp = path.with_file_name(format!(".{}.{}.tmp", file_name(path), std::process::id()));
     std::fs::write(&tmp, data).map_err(io("write", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io("write", path))
 }
@@ -1437,7 +1454,12 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
             }
             .into_error()
         }),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
             Ok(None)
         }
         Err(e) => Err(io("read", path)(e)),
@@ -1505,7 +1527,10 @@ mod tests {
     fn log_times_are_rfc3339() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(rfc3339(1_767_225_600), "2026-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(951_782_400 + 3661), "2000-02-29T01:01:01.000000000Z");
+        assert_eq!(
+            rfc3339(951_782_400 + 3661),
+            "2000-02-29T01:01:01.000000000Z"
+        );
     }
 
     #[test]

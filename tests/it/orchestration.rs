@@ -147,7 +147,10 @@ echo finished-work"#;
         assert_eq!(json["exit_code"], 0, "{json}");
         let files = json["files"].as_array().unwrap();
         assert_eq!(files.len(), 5, "{json}");
-        assert!(files.iter().any(|f| f["path"] == "naïve file.txt"), "{json}");
+        assert!(
+            files.iter().any(|f| f["path"] == "naïve file.txt"),
+            "{json}"
+        );
 
         let commit = env
             .agent(&["commit", "loop", "-m", "Finish the agent's edits"])
@@ -224,7 +227,11 @@ echo finished-work"#;
                 point,
                 &["spawn", "--name", &task(i), "-m", "x", "--", "sleep", "300"],
             );
-            assert_eq!(env.user_snapshot(), before, "{point} changed the repository");
+            assert_eq!(
+                env.user_snapshot(),
+                before,
+                "{point} changed the repository"
+            );
             assert!(
                 env.task_refs(&task(i)).contains_key("state"),
                 "{point}: no task refs"
@@ -246,7 +253,10 @@ echo finished-work"#;
                 continue;
             }
             assert!(report.contains("spawn died"), "{point}:\n{doctor}");
-            assert!(report.contains("git agent doctor --fix"), "{point}:\n{doctor}");
+            assert!(
+                report.contains("git agent doctor --fix"),
+                "{point}:\n{doctor}"
+            );
             assert!(
                 report.contains(&format!("git agent purge --refs {t}")),
                 "{point}:\n{doctor}"
@@ -284,8 +294,7 @@ echo finished-work"#;
             let left = objects_of(&env, &t);
             assert!(
                 left.iter()
-                    .all(|o| [&names.volume, &names.home_volume, &names.state_volume]
-                        .contains(&o)),
+                    .all(|o| [&names.volume, &names.home_volume, &names.state_volume].contains(&o)),
                 "{point}: doctor --fix left {left:?}"
             );
             assert!(
@@ -357,7 +366,10 @@ echo finished-work"#;
                 again.ok();
             }
             let tip = rev(&env, "refs/heads/agent/tx").unwrap();
-            assert_eq!(rev(&env, &format!("{tip}^{{tree}}")), Some(wip_tree.clone()));
+            assert_eq!(
+                rev(&env, &format!("{tip}^{{tree}}")),
+                Some(wip_tree.clone())
+            );
             env.git(&["fsck", "--no-progress", "--no-dangling"]).ok();
         }
     }
@@ -482,9 +494,11 @@ echo finished-work"#;
             .unwrap();
         let context = tar.into_inner().unwrap();
         let mut said = String::new();
-        let image = block_on(rt.build_image(context, "test:1", &HashMap::new(), &mut |t| {
-            said.push_str(t)
-        }))
+        let image = block_on(
+            rt.build_image(context, "test:1", &HashMap::new(), &mut |t| {
+                said.push_str(t)
+            }),
+        )
         .unwrap();
         assert!(said.contains("nothing is built"), "{said}");
         Fixture {
@@ -550,7 +564,10 @@ echo finished-work"#;
             assert_eq!(log, format!("hello\n{}\n", ws.display()));
             let mut tail = Vec::new();
             rt.logs(&id, false, Some(1), &mut tail).await.unwrap();
-            assert_eq!(String::from_utf8(tail).unwrap(), format!("{}\n", ws.display()));
+            assert_eq!(
+                String::from_utf8(tail).unwrap(),
+                format!("{}\n", ws.display())
+            );
 
             // Exec needs a running container.
             let mut out = Vec::new();
@@ -570,7 +587,11 @@ echo finished-work"#;
             let run = rt
                 .exec_env(
                     "c2",
-                    &words(&["sh", "-c", "cat > /workspace/in; tr a-z A-Z < /workspace/in; echo oops >&2; exit 7"]),
+                    &words(&[
+                        "sh",
+                        "-c",
+                        "cat > /workspace/in; tr a-z A-Z < /workspace/in; echo oops >&2; exit 7",
+                    ]),
                     &["EXTRA=1".to_string()],
                     Some(&b"some input"[..]),
                     &mut out,
@@ -601,7 +622,13 @@ echo finished-work"#;
             assert!(e.downcast_ref::<OutputTooLarge>().is_some(), "{e:#}");
             // A command that is not there: 127, as an engine says.
             let run = rt
-                .exec("c2", &words(&["/nonexistent/cmd"]), None::<&[u8]>, &mut out, 10)
+                .exec(
+                    "c2",
+                    &words(&["/nonexistent/cmd"]),
+                    None::<&[u8]>,
+                    &mut out,
+                    10,
+                )
                 .await
                 .unwrap();
             assert_eq!(run.exit_code, 127);
@@ -617,7 +644,10 @@ echo finished-work"#;
             rt.remove_container("c2").await.unwrap();
             rt.remove_container("c2").await.unwrap();
             rt.remove_volume("c2-ws").await.unwrap();
-            assert_eq!(rt.labels_of(ObjectKind::Volume, "c2-ws").await.unwrap(), None);
+            assert_eq!(
+                rt.labels_of(ObjectKind::Volume, "c2-ws").await.unwrap(),
+                None
+            );
         });
     }
 
@@ -658,7 +688,10 @@ echo finished-work"#;
                 rt.labels_of(ObjectKind::Network, "net-t").await.unwrap(),
                 Some(labels.clone())
             );
-            let owned = rt.containers_with(&[("git-agent.task", "t")]).await.unwrap();
+            let owned = rt
+                .containers_with(&[("git-agent.task", "t")])
+                .await
+                .unwrap();
             assert_eq!(owned.len(), 1);
             assert_eq!(owned[0].task, "t");
             assert_eq!(owned[0].state, ContainerState::Running);
