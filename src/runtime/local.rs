@@ -270,17 +270,28 @@ impl LocalRuntime {
         Ok(self.root.join("volumes").join(name))
     }
 
+    /// A volume's data directory, creating the volume (labelled `labels`) when it is not
+    /// there; an existing one is handed back as it is, as an engine does. Made under a hidden
+    /// name and renamed into place, so it never exists without its labels.
     fn ensure_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<PathBuf> {
         let dir = self.volume_dir(name)?;
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                write_json(&dir.join("labels.json"), labels)?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io("create a volume", &dir)(e)),
-        }
         let data = dir.join("data");
-        std::fs::create_dir_all(&data).map_err(io("create a volume", &data))?;
+        if data.is_dir() {
+            return Ok(data);
+        }
+        let tmp = self
+            .root
+            .join("volumes")
+            .join(format!(".new.{}", new_id(name)));
+        std::fs::create_dir_all(tmp.join("data")).map_err(io("create a volume", &tmp))?;
+        write_json(&tmp.join("labels.json"), labels)?;
+        if std::fs::rename(&tmp, &dir).is_err() {
+            // Another request made it first: that one stands.
+            std::fs::remove_dir_all(&tmp).ok();
+        }
+        if !data.is_dir() {
+            bail!("cannot create volume {name} in the local runtime");
+        }
         Ok(data)
     }
 
@@ -349,24 +360,45 @@ impl LocalRuntime {
         Ok(self.root.join("images").join(hex).join("context"))
     }
 
-    /// Make a container's directory and record; a taken name is a conflict.
-    fn create_record(&self, rec: &ContainerRecord) -> Result<PathBuf> {
+    /// Make a container's directory and record; a taken name is a conflict. The directory is
+    /// made whole under a hidden name (`prepare` fills it in) and then renamed into place, so
+    /// a container is there complete or not at all, whenever its creator dies.
+    fn create_record(
+        &self,
+        rec: &ContainerRecord,
+        prepare: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
         if !valid_name(&rec.name) {
             bail!("bad container name {:?}", rec.name);
         }
         let dir = self.container_dir(&rec.name);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+        if dir.exists() {
+            return Err(name_taken("container", &rec.name));
+        }
+        let tmp = self
+            .root
+            .join("containers")
+            .join(format!(".new.{}", rec.id));
+        let made = (|| {
+            for sub in ["tmp", "fs", "execs"] {
+                let d = tmp.join(sub);
+                std::fs::create_dir_all(&d).map_err(io("create a container", &d))?;
+            }
+            write_json(&tmp.join("record.json"), rec)?;
+            prepare(&tmp)
+        })();
+        if let Err(e) = made {
+            std::fs::remove_dir_all(&tmp).ok();
+            return Err(e);
+        }
+        // rename(2) onto an existing container (never empty) fails: the name is taken.
+        if let Err(e) = std::fs::rename(&tmp, &dir) {
+            std::fs::remove_dir_all(&tmp).ok();
+            if dir.exists() {
                 return Err(name_taken("container", &rec.name));
             }
-            Err(e) => return Err(io("create a container", &dir)(e)),
+            return Err(io("create a container", &dir)(e));
         }
-        for sub in ["tmp", "fs", "execs"] {
-            let d = dir.join(sub);
-            std::fs::create_dir_all(&d).map_err(io("create a container", &d))?;
-        }
-        write_json(&dir.join("record.json"), rec)?;
         Ok(dir)
     }
 
@@ -504,8 +536,12 @@ impl LocalRuntime {
                 if alive(pid, start) {
                     return Ok(ContainerState::Running);
                 }
-                // The main process ended: the rest of the container ends with it.
-                kill_group(pid, libc::SIGKILL);
+                // The main process ended: the rest of the container ends with it. Only once:
+                // later, its pid may be another process's.
+                if !dir.join("reaped").exists() {
+                    kill_group(pid, libc::SIGKILL);
+                    std::fs::write(dir.join("reaped"), b"").ok();
+                }
                 Ok(ContainerState::Exited(read_exit(dir).unwrap_or(137)))
             }
             Role::Gateway | Role::Step => Ok(if dir.join("running").exists() {
@@ -554,9 +590,7 @@ impl LocalRuntime {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
-                for pid in exec_pids(dir) {
-                    kill_group(pid, libc::SIGKILL);
-                }
+                kill_execs(dir);
             }
             _ => {
                 if dir.join("running").exists() {
@@ -580,9 +614,7 @@ impl LocalRuntime {
             {
                 kill_group(pid, libc::SIGKILL);
             }
-            for pid in exec_pids(&dir) {
-                kill_group(pid, libc::SIGKILL);
-            }
+            kill_execs(&dir);
         }
     }
 
@@ -630,7 +662,8 @@ impl LocalRuntime {
         };
         let pid = child.id().unwrap_or(0);
         let marker = dir.join("execs").join(pid.to_string());
-        std::fs::write(&marker, b"").ok();
+        let started = start_time(pid).unwrap_or(0);
+        std::fs::write(&marker, started.to_string()).ok();
         let mut input = child.stdin.take();
         let mut output = child.stdout.take().expect("stdout was piped");
         let mut errors = child.stderr.take().expect("stderr was piped");
@@ -750,7 +783,7 @@ impl Runtime for LocalRuntime {
             &spec.labels,
             vec![spec.network.clone()],
         )?;
-        self.create_record(&rec)?;
+        self.create_record(&rec, |_| Ok(()))?;
         Ok(rec.id)
     }
 
@@ -822,7 +855,7 @@ impl Runtime for LocalRuntime {
             &spec.labels,
             vec![spec.outer.clone(), spec.inner.clone()],
         )?;
-        self.create_record(&rec)?;
+        self.create_record(&rec, |_| Ok(()))?;
         Ok(rec.id)
     }
 
@@ -836,7 +869,7 @@ impl Runtime for LocalRuntime {
             vec![],
         )?;
         rec.volumes = spec.volumes.iter().map(|(v, _)| v.clone()).collect();
-        self.create_record(&rec)?;
+        self.create_record(&rec, |_| Ok(()))?;
         Ok(rec.id)
     }
 
@@ -935,28 +968,38 @@ impl Runtime for LocalRuntime {
                 .into_iter()
                 .collect(),
         };
-        let dir = self.create_record(&rec)?;
         // What the image has in those places, as an engine copies it into a fresh volume:
-        // the task user's git identity and the helper's `go` fifo.
-        let home = Self::host_path(&dir, &rec, &spec.home);
-        let state = Self::host_path(&dir, &rec, STATE);
-        for d in [&home, &state] {
-            std::fs::create_dir_all(d).map_err(io("create a container", d))?;
-        }
-        let gitconfig = context.join("gitconfig");
-        if gitconfig.is_file() && !home.join(".gitconfig").exists() {
-            std::fs::copy(&gitconfig, home.join(".gitconfig"))
-                .map_err(io("create a container", &home))?;
-        }
-        if !state.join("go").exists() {
-            let made = std::process::Command::new("mkfifo")
-                .arg(state.join("go"))
-                .status()
-                .map_err(io("create the helper's fifo", &state))?;
-            if !made.success() {
-                bail!("mkfifo {} failed", state.join("go").display());
+        // the task user's git identity and the helper's `go` fifo. (The container's own
+        // directories are filled in before it is renamed into place.)
+        let seed = |tmp: &Path| -> Result<()> {
+            let place = |target: &str| {
+                let host = Self::host_path(&dir, &rec, target);
+                match host.strip_prefix(&dir) {
+                    Ok(inside) => tmp.join(inside),
+                    Err(_) => host,
+                }
+            };
+            let (home, state) = (place(&spec.home), place(STATE));
+            for d in [&home, &state] {
+                std::fs::create_dir_all(d).map_err(io("create a container", d))?;
             }
-        }
+            let gitconfig = context.join("gitconfig");
+            if gitconfig.is_file() && !home.join(".gitconfig").exists() {
+                std::fs::copy(&gitconfig, home.join(".gitconfig"))
+                    .map_err(io("create a container", &home))?;
+            }
+            if !state.join("go").exists() {
+                let made = std::process::Command::new("mkfifo")
+                    .arg(state.join("go"))
+                    .status()
+                    .map_err(io("create the helper's fifo", &state))?;
+                if !made.success() {
+                    bail!("mkfifo {} failed", state.join("go").display());
+                }
+            }
+            Ok(())
+        };
+        self.create_record(&rec, seed)?;
         Ok(rec.id)
     }
 
@@ -966,6 +1009,7 @@ impl Runtime for LocalRuntime {
             return Ok(());
         }
         std::fs::remove_file(dir.join("exit")).ok();
+        std::fs::remove_file(dir.join("reaped")).ok();
         if rec.role != Role::Task {
             return write_file(&dir.join("running"), b"");
         }
@@ -1351,14 +1395,24 @@ fn read_pid(dir: &Path) -> Option<(u32, u64)> {
     Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
 }
 
-fn exec_pids(dir: &Path) -> Vec<u32> {
-    std::fs::read_dir(dir.join("execs"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+/// Kill the execs still running in a container (each recorded by pid and start time, so a
+/// pid reused since is left alone).
+fn kill_execs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir.join("execs")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let start = std::fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if start != 0 && alive(pid, start) {
+            kill_group(pid, libc::SIGKILL);
+        }
+    }
 }
 
 /// The state letter and start time (clock ticks after boot) of process `pid`.
