@@ -313,6 +313,72 @@ echo finished-work"#;
         assert_eq!(env.local_objects(), no_objects());
     }
 
+    /// Ctrl-C on `spawn --wait` exits 130 and the task keeps running: its processes are the
+    /// container's, not the command's (the local runtime gives them a process group of their
+    /// own, as an engine gives them a container).
+    #[test]
+    fn ctrl_c_on_spawn_wait_exits_130_and_the_task_runs_on() {
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        use std::process::Stdio;
+        let env = TestEnv::local();
+        let mut cmd = env.agent_command(&[
+            "spawn",
+            "--name",
+            "int",
+            "--wait",
+            "-m",
+            "x",
+            "--",
+            "sh",
+            "-c",
+            "sleep 300",
+        ]);
+        // A job in a terminal: its own process group, SIGINT not ignored.
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let st = env.agent(&["status", "int", "--json"]);
+            if st.code == 0 && st.stdout.contains("\"status\": \"running\"") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the task never ran:\n{st}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Ctrl-C reaches the terminal's whole foreground process group.
+        // SAFETY: a signal to the child's process group.
+        unsafe {
+            libc::kill(-(child.id() as i32), libc::SIGINT);
+        }
+        let status = child.wait().unwrap();
+        let code = status.code().or(status.signal().map(|s| 128 + s)).unwrap();
+        assert_eq!(code, 130, "{status:?}");
+        assert_eq!(env.json(&["status", "int", "--json"])["status"], "running");
+        let container = env.names_of("int").container;
+        let rt = env.local_runtime();
+        assert_eq!(
+            block_on(rt.state(&container)).unwrap(),
+            ContainerState::Running
+        );
+        env.agent(&["purge", "--refs", "int"]).ok();
+        assert_eq!(
+            block_on(rt.state(&container)).unwrap(),
+            ContainerState::Missing
+        );
+        assert_eq!(env.local_objects(), no_objects());
+    }
+
     /// The commit points of a promotion, in the order they are reached.
     const COMMIT_POINTS: &[&str] = &[
         "commit.quarantine-written",
