@@ -1008,8 +1008,11 @@ impl Runtime for LocalRuntime {
         if self.state_of(&dir, &rec)? == ContainerState::Running {
             return Ok(());
         }
-        std::fs::remove_file(dir.join("exit")).ok();
-        std::fs::remove_file(dir.join("reaped")).ok();
+        // The last run's pid first: without it the container reads as created, never as a
+        // run that ended (whose group would be killed again, see `state_of`).
+        for file in ["pid", "exit", "reaped"] {
+            std::fs::remove_file(dir.join(file)).ok();
+        }
         if rec.role != Role::Task {
             return write_file(&dir.join("running"), b"");
         }
