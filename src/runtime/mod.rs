@@ -3,6 +3,9 @@
 //! here bind-mounts host paths: workspaces are named volumes, data moves over exec streams.
 
 pub mod docker;
+#[cfg(feature = "local-runtime")]
+pub mod local;
+pub mod select;
 
 use std::collections::{HashMap, HashSet};
 

@@ -18,6 +18,7 @@ mod guard;
 mod hostile;
 mod lifecycle;
 mod offline;
+mod orchestration;
 mod promotion;
 mod purge;
 mod races;
