@@ -57,7 +57,7 @@ fn racing_writers_never_lose_an_update() {
             let git = git.clone();
             let barrier = barrier.clone();
             std::thread::spawn(move || {
-                // Each writer has its own store (own libgit2 handle), like a separate process.
+                // Each writer has its own store (own git processes), like a separate process.
                 let store = TaskStore::open(&git).unwrap();
                 barrier.wait();
                 for i in 0..UPDATES {
