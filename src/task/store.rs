@@ -13,7 +13,7 @@
 //! rewriting it would drop what this build does not know. This module must not print.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::sync::Mutex;
 
@@ -136,6 +136,17 @@ pub struct Prepared {
     pub updates: Vec<RefUpdate>,
 }
 
+/// A git command reading task state: state commits are read as written, never through a
+/// replacement (`refs/replace/`) that would make a record say something else.
+fn command(git: &Git) -> std::process::Command {
+    let mut cmd = git.command();
+    cmd.arg("--no-replace-objects");
+    cmd
+}
+
+/// An object's type (`blob`, `tree`, ...) and content.
+type Object = (String, Vec<u8>);
+
 /// A long-lived `git cat-file --batch`: one process answers every object read of a store.
 struct CatFile {
     child: Child,
@@ -145,8 +156,7 @@ struct CatFile {
 
 impl CatFile {
     fn start(git: &Git) -> Result<CatFile> {
-        let mut child = git
-            .command()
+        let mut child = command(git)
             .args(["cat-file", "--batch"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -165,29 +175,53 @@ impl CatFile {
         })
     }
 
-    /// The type and content of the object `spec` names (`<commit>:<path>`), if it exists.
-    fn get(&mut self, spec: &str) -> std::io::Result<Option<(String, Vec<u8>)>> {
-        writeln!(self.stdin, "{spec}")?;
-        self.stdin.flush()?;
-        let mut header = String::new();
-        if self.stdout.read_line(&mut header)? == 0 {
-            return Err(std::io::Error::other("git cat-file ended early"));
-        }
-        // `<oid> <type> <size>` for an object; `<spec> missing` (or `ambiguous`) otherwise.
-        let fields: Vec<&str> = header.trim_end_matches('\n').rsplitn(3, ' ').collect();
-        let (Some(size), Some(kind), Some(_oid)) = (
-            fields.first().and_then(|s| s.parse::<usize>().ok()),
-            fields.get(1),
-            fields.get(2),
-        ) else {
-            return Ok(None);
-        };
-        let kind = kind.to_string();
-        let mut content = vec![0; size + 1];
-        self.stdout.read_exact(&mut content)?;
-        content.pop();
-        Ok(Some((kind, content)))
+    /// The type and content of each object `specs` name (`<commit>:<path>`), `None` where
+    /// there is none. All requests are written while the answers are read, so a batch costs
+    /// one round trip, not one per object.
+    fn get(&mut self, specs: &[String]) -> std::io::Result<Vec<Option<Object>>> {
+        let CatFile { stdin, stdout, .. } = self;
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> std::io::Result<()> {
+                let mut requests = String::new();
+                for spec in specs {
+                    requests.push_str(spec);
+                    requests.push('\n');
+                }
+                stdin.write_all(requests.as_bytes())?;
+                stdin.flush()
+            });
+            let mut answers = Vec::with_capacity(specs.len());
+            for _ in specs {
+                answers.push(read_answer(stdout)?);
+            }
+            writer
+                .join()
+                .map_err(|_| std::io::Error::other("the cat-file writer panicked"))??;
+            Ok(answers)
+        })
     }
+}
+
+/// One answer of `git cat-file --batch`: `<oid> <type> <size>` then the content for an
+/// object; `<spec> missing` (or `ambiguous`) otherwise.
+fn read_answer(stdout: &mut impl BufRead) -> std::io::Result<Option<Object>> {
+    let mut header = String::new();
+    if stdout.read_line(&mut header)? == 0 {
+        return Err(std::io::Error::other("git cat-file ended early"));
+    }
+    let fields: Vec<&str> = header.trim_end_matches('\n').rsplitn(3, ' ').collect();
+    let (Some(size), Some(kind), Some(_oid)) = (
+        fields.first().and_then(|s| s.parse::<usize>().ok()),
+        fields.get(1),
+        fields.get(2),
+    ) else {
+        return Ok(None);
+    };
+    let kind = kind.to_string();
+    let mut content = vec![0; size + 1];
+    stdout.read_exact(&mut content)?;
+    content.pop();
+    Ok(Some((kind, content)))
 }
 
 impl Drop for CatFile {
@@ -206,12 +240,15 @@ pub struct TaskStore {
 
 impl TaskStore {
     pub fn open(git: &Git) -> Result<TaskStore> {
-        // Fail here, as opening a repository did, if git cannot read this one's refs.
-        git.refs_under(&["refs/agent/none/"])
+        // Start the reader now and ask it one question, so a repository git cannot read fails
+        // here, before any command acts on it.
+        let mut reader = CatFile::start(git)?;
+        reader
+            .get(&["HEAD".to_string()])
             .with_context(|| format!("cannot open repository {}", git.common_dir.display()))?;
         Ok(TaskStore {
             git: git.clone(),
-            reader: Mutex::new(None),
+            reader: Mutex::new(Some(reader)),
         })
     }
 
@@ -224,22 +261,21 @@ impl TaskStore {
         Ok(self.all_refs()?.into_keys().collect())
     }
 
-    /// Every task's refs, by task name, then by leaf: one `for-each-ref`.
+    /// Every task's refs, by task name, then by leaf: one `for-each-ref`. A task is a name
+    /// with a `state` ref (task names have no `/`, see [`name`]).
     fn all_refs(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
         let mut refs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        let listed = self.git.refs_under(&[NAMESPACE])?;
-        let tasks: Vec<&str> = listed
-            .iter()
-            .filter_map(|(n, _)| n.strip_prefix(NAMESPACE)?.strip_suffix("/state"))
-            .collect();
-        for task in tasks {
-            let prefix = format!("{NAMESPACE}{task}/");
-            let leaves = listed
-                .iter()
-                .filter_map(|(n, oid)| Some((n.strip_prefix(&prefix)?.to_string(), oid.clone())))
-                .collect();
-            refs.insert(task.to_string(), leaves);
+        for (name, oid) in self.git.refs_under(&[NAMESPACE])? {
+            if let Some((task, leaf)) = name
+                .strip_prefix(NAMESPACE)
+                .and_then(|rest| rest.split_once('/'))
+            {
+                refs.entry(task.to_string())
+                    .or_default()
+                    .insert(leaf.to_string(), oid);
+            }
         }
+        refs.retain(|_, leaves| leaves.contains_key("state"));
         Ok(refs)
     }
 
@@ -269,15 +305,30 @@ impl TaskStore {
         }))
     }
 
-    /// All tasks with their records.
+    /// All tasks with their records: one `for-each-ref` and one batch of reads.
     pub fn all(&self) -> Result<Vec<Loaded>> {
-        let mut out = Vec::new();
-        for (name, refs) in self.all_refs()? {
-            if let Some(l) = self.loaded(&name, refs)? {
-                out.push(l);
-            }
-        }
-        Ok(out)
+        let tasks: Vec<(String, BTreeMap<String, String>, String)> = self
+            .all_refs()?
+            .into_iter()
+            .filter_map(|(name, refs)| {
+                let state = refs.get("state")?.clone();
+                Some((name, refs, state))
+            })
+            .collect();
+        let states: Vec<(&str, &str)> = tasks
+            .iter()
+            .map(|(n, _, s)| (n.as_str(), s.as_str()))
+            .collect();
+        let records = self.read_records(&states)?;
+        Ok(tasks
+            .into_iter()
+            .zip(records)
+            .map(|((_, refs, state), record)| Loaded {
+                record,
+                state,
+                refs,
+            })
+            .collect())
     }
 
     fn task_refs(&self, name: &str) -> Result<BTreeMap<String, String>> {
@@ -292,35 +343,56 @@ impl TaskStore {
 
     /// The content of a blob by spec (`<commit>:<path>`), if there is one.
     fn blob(&self, spec: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.blobs(&[spec.to_string()])?.pop().flatten())
+    }
+
+    /// The contents of blobs by spec, in one batch of the store's `cat-file`.
+    fn blobs(&self, specs: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         if reader.is_none() {
             *reader = Some(CatFile::start(&self.git)?);
         }
-        let got = reader.as_mut().expect("started above").get(spec);
-        match got {
-            Ok(Some((kind, content))) if kind == "blob" => Ok(Some(content)),
-            Ok(_) => Ok(None),
+        match reader.as_mut().expect("started above").get(specs) {
+            Ok(got) => Ok(got
+                .into_iter()
+                .map(|o| o.filter(|(kind, _)| kind == "blob").map(|(_, c)| c))
+                .collect()),
             Err(e) => {
                 // The stream may be out of step now: the next read starts afresh.
                 *reader = None;
-                Err(anyhow::Error::new(e).context(format!("cannot read {spec} with git cat-file")))
+                Err(anyhow::Error::new(e).context("cannot read task state with git cat-file"))
             }
         }
     }
 
+    /// The records of the given states (task name, state commit), read in one batch.
+    fn read_records(&self, states: &[(&str, &str)]) -> Result<Vec<TaskRecord>> {
+        let specs: Vec<String> = states
+            .iter()
+            .flat_map(|(_, s)| [format!("{s}:{RECORD_FILE}"), format!("{s}:{PROMPT_FILE}")])
+            .collect();
+        let mut blobs = self.blobs(&specs)?.into_iter();
+        let mut records = Vec::with_capacity(states.len());
+        for (task, state) in states {
+            let (toml, prompt) = (blobs.next().flatten(), blobs.next().flatten());
+            let toml = toml.ok_or_else(|| StoreError::MissingFile {
+                state: state.to_string(),
+                file: RECORD_FILE,
+            })?;
+            let mut record = parse_record(task, state, &String::from_utf8_lossy(&toml))?;
+            record.prompt = prompt
+                .map(|p| String::from_utf8_lossy(&p).into_owned())
+                .unwrap_or_default();
+            records.push(record);
+        }
+        Ok(records)
+    }
+
     fn read_record(&self, task: &str, state: &str) -> Result<TaskRecord> {
-        let read = |file: &'static str| -> Result<String> {
-            let bytes =
-                self.blob(&format!("{state}:{file}"))?
-                    .ok_or_else(|| StoreError::MissingFile {
-                        state: state.to_string(),
-                        file,
-                    })?;
-            Ok(String::from_utf8_lossy(&bytes).into_owned())
-        };
-        let mut record = parse_record(task, state, &read(RECORD_FILE)?)?;
-        record.prompt = read(PROMPT_FILE).unwrap_or_default();
-        Ok(record)
+        Ok(self
+            .read_records(&[(task, state)])?
+            .pop()
+            .expect("one record per state"))
     }
 
     /// Write a blob into the object store.
@@ -341,7 +413,7 @@ impl TaskStore {
         // Start from the previous state's tree, so files not given here are kept.
         let mut entries: BTreeMap<String, String> = BTreeMap::new();
         if let Some(p) = parent {
-            let mut cmd = self.git.command();
+            let mut cmd = command(&self.git);
             cmd.args(["ls-tree", "-z", "--full-tree", p]);
             let out =
                 output_of(&mut cmd, None).with_context(|| format!("cannot read task state {p}"))?;
@@ -558,13 +630,12 @@ impl TaskStore {
 
     /// The messages of a task's state commits, newest first, with their times.
     pub fn history(&self, loaded: &Loaded) -> Result<Vec<(i64, String)>> {
-        let mut cmd = self.git.command();
+        let mut cmd = command(&self.git);
         cmd.args([
             "-c",
             "log.showSignature=false",
             "log",
             "--first-parent",
-            "--no-replace-objects",
             "-z",
             "--format=%ct %s",
             &loaded.state,
