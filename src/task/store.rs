@@ -144,6 +144,32 @@ fn command(git: &Git) -> std::process::Command {
     cmd
 }
 
+/// The tree id a raw commit object names (its first header line).
+fn commit_tree(body: &[u8]) -> Option<String> {
+    let first = body.split(|b| *b == b'\n').next()?;
+    let id = std::str::from_utf8(first.strip_prefix(b"tree ")?).ok()?;
+    Some(id.to_string())
+}
+
+/// The blob id of the file `name` in a raw tree object (entries `<mode> <name>\0<raw id>`),
+/// if it is there as a regular file.
+fn tree_blob(body: &[u8], name: &str) -> Option<String> {
+    // SHA-1 ids; other object formats are refused before any store is opened.
+    const RAW: usize = 20;
+    let mut rest = body;
+    while !rest.is_empty() {
+        let nul = rest.iter().position(|b| *b == 0)?;
+        let (head, after) = (&rest[..nul], &rest[nul + 1..]);
+        let id = after.get(..RAW)?;
+        let (mode, entry) = head.split_at(head.iter().position(|b| *b == b' ')?);
+        if &entry[1..] == name.as_bytes() && (mode == b"100644" || mode == b"100755") {
+            return Some(id.iter().map(|b| format!("{b:02x}")).collect());
+        }
+        rest = &after[RAW..];
+    }
+    None
+}
+
 /// An object's type (`blob`, `tree`, ...) and content.
 type Object = (String, Vec<u8>);
 
@@ -341,22 +367,17 @@ impl TaskStore {
             .collect())
     }
 
-    /// The content of a blob by spec (`<commit>:<path>`), if there is one.
-    fn blob(&self, spec: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.blobs(&[spec.to_string()])?.pop().flatten())
-    }
-
-    /// The contents of blobs by spec, in one batch of the store's `cat-file`.
-    fn blobs(&self, specs: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+    /// Objects by id, in one batch of the store's `cat-file`: `None` where there is none.
+    fn objects(&self, ids: &[String]) -> Result<Vec<Option<Object>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         if reader.is_none() {
             *reader = Some(CatFile::start(&self.git)?);
         }
-        match reader.as_mut().expect("started above").get(specs) {
-            Ok(got) => Ok(got
-                .into_iter()
-                .map(|o| o.filter(|(kind, _)| kind == "blob").map(|(_, c)| c))
-                .collect()),
+        match reader.as_mut().expect("started above").get(ids) {
+            Ok(got) => Ok(got),
             Err(e) => {
                 // The stream may be out of step now: the next read starts afresh.
                 *reader = None;
@@ -365,20 +386,68 @@ impl TaskStore {
         }
     }
 
+    /// The named files of each state commit's tree (`None` where a file is not there), read
+    /// in three batches (commits, trees, blobs) whatever the number of states. Objects are
+    /// asked for by id only, so git never looks their names up as refs.
+    fn files_of(&self, states: &[&str], files: &[&str]) -> Result<Vec<Vec<Option<Vec<u8>>>>> {
+        let commits = self.objects(&states.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        let trees: Vec<String> = commits
+            .iter()
+            .map(|c| match c {
+                Some((kind, body)) if kind == "commit" => commit_tree(body).unwrap_or_default(),
+                _ => String::new(),
+            })
+            .collect();
+        let wanted: Vec<String> = trees.iter().filter(|t| !t.is_empty()).cloned().collect();
+        let mut tree_objects = self.objects(&wanted)?.into_iter();
+        let mut blob_ids: Vec<Vec<Option<String>>> = Vec::with_capacity(states.len());
+        for tree in &trees {
+            let entries = match tree.is_empty() {
+                true => None,
+                false => tree_objects.next().flatten(),
+            };
+            blob_ids.push(
+                files
+                    .iter()
+                    .map(|f| match &entries {
+                        Some((kind, body)) if kind == "tree" => tree_blob(body, f),
+                        _ => None,
+                    })
+                    .collect(),
+            );
+        }
+        let flat: Vec<String> = blob_ids.iter().flatten().flatten().cloned().collect();
+        let mut blobs = self.objects(&flat)?.into_iter();
+        Ok(blob_ids
+            .iter()
+            .map(|ids| {
+                ids.iter()
+                    .map(|id| {
+                        id.as_ref()?;
+                        match blobs.next().flatten() {
+                            Some((kind, body)) if kind == "blob" => Some(body),
+                            _ => None,
+                        }
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
     /// The records of the given states (task name, state commit), read in one batch.
     fn read_records(&self, states: &[(&str, &str)]) -> Result<Vec<TaskRecord>> {
-        let specs: Vec<String> = states
-            .iter()
-            .flat_map(|(_, s)| [format!("{s}:{RECORD_FILE}"), format!("{s}:{PROMPT_FILE}")])
-            .collect();
-        let mut blobs = self.blobs(&specs)?.into_iter();
+        let commits: Vec<&str> = states.iter().map(|(_, s)| *s).collect();
+        let files = self.files_of(&commits, &[RECORD_FILE, PROMPT_FILE])?;
         let mut records = Vec::with_capacity(states.len());
-        for (task, state) in states {
-            let (toml, prompt) = (blobs.next().flatten(), blobs.next().flatten());
-            let toml = toml.ok_or_else(|| StoreError::MissingFile {
-                state: state.to_string(),
-                file: RECORD_FILE,
-            })?;
+        for ((task, state), mut found) in states.iter().zip(files) {
+            let prompt = found.pop().flatten();
+            let toml = found
+                .pop()
+                .flatten()
+                .ok_or_else(|| StoreError::MissingFile {
+                    state: state.to_string(),
+                    file: RECORD_FILE,
+                })?;
             let mut record = parse_record(task, state, &String::from_utf8_lossy(&toml))?;
             record.prompt = prompt
                 .map(|p| String::from_utf8_lossy(&p).into_owned())
@@ -459,7 +528,11 @@ impl TaskStore {
 
     /// A file kept in the task's state tree, if any.
     pub fn state_file(&self, loaded: &Loaded, file: &str) -> Result<Option<Vec<u8>>> {
-        self.blob(&format!("{}:{file}", loaded.state))
+        Ok(self
+            .files_of(&[loaded.state.as_str()], &[file])?
+            .pop()
+            .and_then(|mut f| f.pop())
+            .flatten())
     }
 
     /// The transcript kept with a task (its output, saved when it finished), if any.
@@ -663,6 +736,28 @@ mod tests {
     fn record() -> TaskRecord {
         let text = "name = \"t\"\nagent = \"exec\"\ncommand = [\"true\"]\nbase = \"b\"\ndirty = false\nstatus = \"running\"\ncreated = 0\n[sandbox]\nimage = \"i\"\nimage_id = \"x\"\n";
         parse_record("t", "s", text).unwrap()
+    }
+
+    #[test]
+    fn raw_trees_and_commits_name_their_entries() {
+        let mut tree = Vec::new();
+        for (mode, name, byte) in [
+            ("40000", "prompt.md", 1u8),
+            ("100644", "task.toml", 2),
+            ("100755", "x", 0xab),
+        ] {
+            tree.extend_from_slice(format!("{mode} {name}\0").as_bytes());
+            tree.extend_from_slice(&[byte; 20]);
+        }
+        assert_eq!(tree_blob(&tree, "task.toml"), Some("02".repeat(20)));
+        assert_eq!(tree_blob(&tree, "x"), Some("ab".repeat(20)));
+        // A directory is not a file of the state, and a truncated tree yields nothing.
+        assert_eq!(tree_blob(&tree, "prompt.md"), None);
+        assert_eq!(tree_blob(&tree, "task"), None);
+        assert_eq!(tree_blob(&tree[..tree.len() - 1], "x"), None);
+        let commit = format!("tree {}\nparent {}\n\nmsg", "1".repeat(40), "2".repeat(40));
+        assert_eq!(commit_tree(commit.as_bytes()), Some("1".repeat(40)));
+        assert_eq!(commit_tree(b"parent x\n"), None);
     }
 
     #[test]
