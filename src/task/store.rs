@@ -151,23 +151,32 @@ fn commit_tree(body: &[u8]) -> Option<String> {
     Some(id.to_string())
 }
 
-/// The blob id of the file `name` in a raw tree object (entries `<mode> <name>\0<raw id>`),
-/// if it is there as a regular file.
-fn tree_blob(body: &[u8], name: &str) -> Option<String> {
+/// The entries of a raw tree object (`<mode> <name>\0<raw id>` each) as `(mode, name, id)`;
+/// `None` if it is malformed.
+fn tree_entries(body: &[u8]) -> Option<Vec<(String, String, String)>> {
     // SHA-1 ids; other object formats are refused before any store is opened.
     const RAW: usize = 20;
+    let mut entries = Vec::new();
     let mut rest = body;
     while !rest.is_empty() {
         let nul = rest.iter().position(|b| *b == 0)?;
         let (head, after) = (&rest[..nul], &rest[nul + 1..]);
         let id = after.get(..RAW)?;
-        let (mode, entry) = head.split_at(head.iter().position(|b| *b == b' ')?);
-        if &entry[1..] == name.as_bytes() && (mode == b"100644" || mode == b"100755") {
-            return Some(id.iter().map(|b| format!("{b:02x}")).collect());
-        }
+        let head = std::str::from_utf8(head).ok()?;
+        let (mode, name) = head.split_once(' ')?;
+        let id = id.iter().map(|b| format!("{b:02x}")).collect();
+        entries.push((mode.to_string(), name.to_string(), id));
         rest = &after[RAW..];
     }
-    None
+    Some(entries)
+}
+
+/// The blob id of the file `name` in a raw tree object, if it is there as a regular file.
+fn tree_blob(body: &[u8], name: &str) -> Option<String> {
+    tree_entries(body)?
+        .into_iter()
+        .find(|(mode, n, _)| n == name && (mode == "100644" || mode == "100755"))
+        .map(|(_, _, id)| id)
 }
 
 /// An object's type (`blob`, `tree`, ...) and content.
@@ -482,15 +491,24 @@ impl TaskStore {
         // Start from the previous state's tree, so files not given here are kept.
         let mut entries: BTreeMap<String, String> = BTreeMap::new();
         if let Some(p) = parent {
-            let mut cmd = command(&self.git);
-            cmd.args(["ls-tree", "-z", "--full-tree", p]);
-            let out =
-                output_of(&mut cmd, None).with_context(|| format!("cannot read task state {p}"))?;
-            for entry in out.stdout.split(|b| *b == 0).filter(|e| !e.is_empty()) {
-                let entry = String::from_utf8_lossy(entry);
-                if let Some((_, path)) = entry.split_once('\t') {
-                    entries.insert(path.to_string(), entry.to_string());
-                }
+            let unreadable = || anyhow!("cannot read task state {p}");
+            let commit = self.objects(&[p.to_string()])?.pop().flatten();
+            let tree = commit
+                .filter(|(kind, _)| kind == "commit")
+                .and_then(|(_, body)| commit_tree(&body))
+                .ok_or_else(unreadable)?;
+            let tree = self.objects(&[tree])?.pop().flatten();
+            let listed = tree
+                .filter(|(kind, _)| kind == "tree")
+                .and_then(|(_, body)| tree_entries(&body))
+                .ok_or_else(unreadable)?;
+            for (mode, name, id) in listed {
+                let kind = match mode.as_str() {
+                    "40000" => "tree",
+                    "160000" => "commit",
+                    _ => "blob",
+                };
+                entries.insert(name.clone(), format!("{mode} {kind} {id}\t{name}"));
             }
         }
         let mut put = |name: &str, bytes: &[u8]| -> Result<()> {

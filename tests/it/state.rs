@@ -238,3 +238,51 @@ fn a_record_from_a_newer_git_agent_is_refused_and_left_alone() {
     assert_eq!(refs, env.task_refs("future"));
     assert_eq!(objects, plain_git(&env, &["count-objects"], b""));
 }
+
+/// Files of the state tree that a change does not name are carried into the next state, and
+/// each state commit is git-agent's own bookkeeping (its identity, its parent the previous
+/// state).
+#[test]
+fn a_state_change_keeps_the_files_it_does_not_touch() {
+    let env = TestEnv::new();
+    let git = Git::discover(&env.repo).unwrap();
+    let base = git.resolve_commit("HEAD").unwrap();
+    let store = TaskStore::open(&git).unwrap();
+    let first = store
+        .create(&TaskName::parse("keep").unwrap(), &record("keep", &base))
+        .unwrap();
+    let with = store
+        .update_with("keep", "finish", Some(b"the transcript\n"), |r, _| {
+            r.status = Status::Exited;
+            Ok(vec![])
+        })
+        .unwrap();
+    let later = store
+        .update_files("keep", "log", &[("connections", b"a.example\n")], |r, _| {
+            r.exit_code = Some(0);
+            Ok(vec![])
+        })
+        .unwrap();
+    assert_eq!(
+        store.transcript(&later).unwrap().as_deref(),
+        Some(&b"the transcript\n"[..])
+    );
+    assert_eq!(
+        store.state_file(&later, "connections").unwrap().as_deref(),
+        Some(&b"a.example\n"[..])
+    );
+    assert_eq!(store.transcript(&first).unwrap(), None);
+    assert_eq!(later.record.status, Status::Exited);
+    assert_eq!(later.record.exit_code, Some(0));
+    assert_eq!(later.record.prompt, "racing");
+    let parent = plain_git(&env, &["rev-parse", &format!("{}^", later.state)], b"");
+    assert_eq!(parent, with.state);
+    let who = plain_git(
+        &env,
+        &["log", "-1", "--format=%an <%ae>|%cn", &later.state],
+        b"",
+    );
+    assert_eq!(who, "git-agent <git-agent@localhost>|git-agent");
+    let files = plain_git(&env, &["ls-tree", "--name-only", &later.state], b"");
+    assert_eq!(files, "connections\nprompt.md\ntask.toml\ntranscript");
+}
