@@ -8,6 +8,12 @@
 //! race re-reads the state and applies its change again, so no update is ever lost and a
 //! crash never leaves half the refs moved.
 //!
+//! Why the binary and not a git library: one implementation for objects and refs (a
+//! transaction is never split), the user's git decides what a repository may contain, and no
+//! second git to compile. Measured reading 200 tasks (what `list` does): as fast as libgit2
+//! once objects are packed, some tens of milliseconds slower while they are loose, which
+//! `list`'s engine checks dwarf.
+//!
 //! `task.toml` carries the schema of its format (`schema = 1`; a record without one is
 //! schema 1). A record from a newer git-agent is refused before anything is written, since
 //! rewriting it would drop what this build does not know. This module must not print.
