@@ -29,7 +29,8 @@ pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Er
 }
 
 /// Find the first hint anywhere in an error chain: a [`Hint`] (as the error, a context or a
-/// cause), else the hint a typed engine failure carries (e.g. how to start the engine).
+/// cause), else the hint a typed engine failure carries (e.g. how to start the engine) or a
+/// typed task-store failure (e.g. upgrade for a newer state format).
 pub fn find_hint(err: &anyhow::Error) -> Option<&str> {
     if let Some(h) = err.downcast_ref::<Hint>() {
         return Some(h.hint.as_str());
@@ -41,6 +42,10 @@ pub fn find_hint(err: &anyhow::Error) -> Option<&str> {
                 .or_else(|| {
                     e.downcast_ref::<crate::runtime::EngineError>()
                         .and_then(|x| x.hint.as_deref())
+                })
+                .or_else(|| {
+                    e.downcast_ref::<crate::task::store::StoreError>()
+                        .and_then(|x| x.hint())
                 })
         })
         .filter(|h| !h.trim().is_empty())

@@ -116,6 +116,26 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for HeaderSplitter<W> {
     }
 }
 
+impl Git {
+    /// Start `git bundle create -q - <revs>`: the bundle streams from the child's stdout
+    /// (piped, as is stderr, for the caller to read), to be written into a sandbox. The
+    /// child is killed if dropped before it ends.
+    pub fn start_bundle<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        revs: &[S],
+    ) -> Result<tokio::process::Child> {
+        super::async_command_at(&self.dir)
+            .args(["bundle", "create", "-q", "-"])
+            .args(revs)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot run git bundle")
+    }
+}
+
 /// Reject work that is not what the task may produce.
 fn rejected(why: impl Into<String>) -> anyhow::Error {
     hinted(

@@ -1,7 +1,7 @@
 //! Which kinds of repository git-agent can work in, and a true word about the others.
 //!
-//! The task store reads refs with libgit2, which cannot open SHA-256 or reftable
-//! repositories, and the sandbox sends work back as a bundle whose prerequisites are the full
+//! git-agent supports SHA-1 repositories with the files ref backend only (its state
+//! records, ref-transaction checks and the sandbox's bundles assume them), and the sandbox sends work back as a bundle whose prerequisites are the full
 //! history of the task's base, which a shallow clone does not have. Rather than fail half-way
 //! (or, for a shallow clone, create a task whose work can never come back), commands refuse
 //! at once and say what to do.

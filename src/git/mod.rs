@@ -1,8 +1,17 @@
 //! Everything git-agent does with the host's git: running the `git` binary, reading config,
-//! refs and transactions, and bringing bundles in from a sandbox.
+//! refs, objects and transactions, and bringing bundles in from a sandbox.
+//!
+//! This module is the one place that starts git processes: [`command`], [`command_at`] and
+//! [`async_command_at`] build every one of them, blocking or async, with the same
+//! environment (see [`harden`]). Nothing else in git-agent spawns `git` for the host
+//! repository or links a git library to reach refs and objects; the task store
+//! ([`crate::task::store`]) writes its objects and moves its refs through here, so one ref
+//! transaction is never split between two implementations of git.
 //!
 //! All commands run in the user's own repository (never in a directory a sandbox can write)
 //! and export `GIT_AGENT_NESTED=1` so the user's hooks can tell they were fired by git-agent.
+//! This module must not print or prompt: it returns errors (typed where a caller decides on
+//! them, see [`GitError`]).
 
 pub mod bundle;
 pub mod format;
@@ -22,6 +31,47 @@ use crate::error::hinted;
 /// The all-zero object id git uses for "must not exist" in ref transactions.
 pub const ZERO_OID: &str = "0000000000000000000000000000000000000000";
 
+/// The environment every git process git-agent starts gets, blocking or async.
+///
+/// `GIT_AGENT_NESTED=1` tells the user's hooks
+/// that git-agent fired them (their nested calls can tell). Nothing here changes what git reads from the user's config: the
+/// host's git runs with the user's identity, signing and credential setup (promotion needs
+/// them), and calls that must not see a setting pass their own `-c` or environment.
+const ENV: &[(&str, &str)] = &[("GIT_AGENT_NESTED", "1")];
+
+/// Apply [`ENV`] to a command under construction (either kind of `Command`).
+macro_rules! harden {
+    ($cmd:expr) => {{
+        for (k, v) in ENV {
+            $cmd.env(k, v);
+        }
+    }};
+}
+
+/// A blocking `git` process with git-agent's environment, in the current directory (for
+/// commands that name their repository with `--git-dir`).
+pub fn command() -> Command {
+    let mut cmd = Command::new("git");
+    harden!(cmd);
+    cmd
+}
+
+/// A blocking `git` process with git-agent's environment, running in `dir`.
+pub fn command_at(dir: &Path) -> Command {
+    let mut cmd = command();
+    cmd.current_dir(dir);
+    cmd
+}
+
+/// An async `git` process with git-agent's environment, running in `dir` (for streams, such
+/// as bundles, that an engine exec reads while git writes them).
+pub fn async_command_at(dir: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("git");
+    harden!(cmd);
+    cmd.current_dir(dir);
+    cmd
+}
+
 /// A repository on the host, addressed through the `git` binary.
 #[derive(Debug, Clone)]
 pub struct Git {
@@ -38,10 +88,8 @@ impl Git {
     /// from and to bring their work back to.
     pub fn discover(start: &Path) -> Result<Git> {
         let ask = |args: &[&str]| {
-            Command::new("git")
-                .current_dir(start)
+            command_at(start)
                 .args(args)
-                .env("GIT_AGENT_NESTED", "1")
                 .stdin(Stdio::null())
                 .output()
                 .context("could not run git; is it installed and on PATH?")
@@ -122,9 +170,7 @@ impl Git {
 
     /// A `git` command ready to run in this repository.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new("git");
-        cmd.current_dir(&self.dir).env("GIT_AGENT_NESTED", "1");
-        cmd
+        command_at(&self.dir)
     }
 
     /// Run git with `args`, returning trimmed stdout; a failure carries git's stderr.
@@ -226,6 +272,10 @@ impl Git {
     /// Apply a set of ref updates atomically: all happen or none do. Each update names the
     /// value it expects the ref to have (compare-and-swap), so racing writers cannot lose one
     /// another's changes.
+    ///
+    /// A failure is a [`GitError::LostRace`] (read again and retry) or a
+    /// [`GitError::RefsNotUpdated`] (retrying cannot help), decided by looking at the refs
+    /// afterwards (see [`Git::race_evidence`]), never by git's wording.
     pub fn transaction(&self, updates: &[RefUpdate]) -> Result<()> {
         let mut script = String::from("start\n");
         for u in updates {
@@ -242,16 +292,19 @@ impl Git {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().context("could not run git update-ref")?;
+        let spawn_failed = |source| GitError::Spawn {
+            what: "update-ref",
+            source,
+        };
+        let mut child = cmd.spawn().map_err(spawn_failed)?;
         let mut stdin = child.stdin.take().expect("stdin was piped");
         let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
-        let out = child
-            .wait_with_output()
-            .context("could not run git update-ref")?;
+        let out = child.wait_with_output().map_err(spawn_failed)?;
         let _ = writer.join();
         if out.status.success() {
             return Ok(());
         }
+        // Git's words are shown to the user as the reason, never used to decide.
         let said = crate::error::sanitize(String::from_utf8_lossy(&out.stderr).trim());
         let reason = match said.lines().next().map(str::trim) {
             Some(first) if !first.is_empty() => first
@@ -264,82 +317,122 @@ impl Git {
                 out.status
             ),
         };
-        Err(anyhow::Error::new(TransactionFailed {
-            kind: classify_ref_failure(&said),
-            reason,
+        let moved = self.race_evidence(updates)?;
+        Err(anyhow::Error::new(if moved.is_empty() {
+            GitError::RefsNotUpdated { reason }
+        } else {
+            GitError::LostRace { reason, moved }
         }))
     }
-}
 
-/// Why a ref transaction did not apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefFailure {
-    /// A compare-and-swap lost to a concurrent writer: a ref has another value than expected
-    /// (or appeared, or vanished), or another git holds its lock. Reading again and retrying
-    /// is the fix.
-    LostRace,
-    /// Anything else (permissions, a full disk, a broken ref, a missing object, a ref in the
-    /// way): retrying cannot help, so it is reported at once.
-    Failed,
-}
+    /// After a failed transaction, the refs of `updates` that show another writer at work:
+    /// a ref whose value is no longer the one the update expected (it moved, appeared or
+    /// vanished), or whose lock another git holds. Empty when every ref is as expected and
+    /// unlocked: then the failure was not a race (a missing object, a broken ref, a ref in
+    /// the way, no permission, a full disk) and retrying cannot help.
+    pub fn race_evidence(&self, updates: &[RefUpdate]) -> Result<Vec<String>> {
+        let now = self.ref_values(updates.iter().map(|u| u.name.as_str()))?;
+        let reftable_lock = self.common_dir.join("reftable/tables.list.lock");
+        let packed_lock = self.common_dir.join("packed-refs.lock");
+        let mut moved = Vec::new();
+        for u in updates {
+            let current = now.get(&u.name);
+            // A ref git cannot read (not a value, not absent) is broken, not raced: git
+            // skips it when listing, but its loose file is there.
+            let broken = current.is_none() && self.common_dir.join(&u.name).is_file();
+            let changed = !broken && current != u.old.as_ref();
+            let locked = self.common_dir.join(format!("{}.lock", u.name)).exists()
+                || reftable_lock.exists()
+                || (u.new.is_none() && packed_lock.exists());
+            if changed || locked {
+                moved.push(u.name.clone());
+            }
+        }
+        Ok(moved)
+    }
 
-/// Tell a lost race from a real failure, by the outcome git reports for the failing update
-/// (`git update-ref --stdin` exits 128 for both, so its message is the only signal; the
-/// phrases are git's own, files and reftable backends, git 2.30 to 2.47).
-pub fn classify_ref_failure(stderr: &str) -> RefFailure {
-    let first = stderr
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or_default();
-    // `cannot lock ref 'X': <why>`: only some "why"s are a concurrent writer.
-    let why = first
-        .split_once("cannot lock ref '")
-        .and_then(|(_, rest)| rest.split_once("': "))
-        .map(|(_, why)| why.trim());
-    let race = match why {
-        // Another value than expected (the CAS proper).
-        Some(w) if w.starts_with("is at ") && w.contains(" but expected ") => true,
-        // Expected absent, someone created it; expected present, someone deleted it.
-        Some("reference already exists") => true,
-        Some(w) if w.starts_with("unable to resolve reference") => !w.contains("broken"),
-        // A concurrent git holds the ref's lock file.
-        Some(w) => w.starts_with("Unable to create '") && w.ends_with("': File exists."),
-        // reftable: another writer holds the stack's lock.
-        None => first.ends_with("cannot lock references"),
-    };
-    if race {
-        RefFailure::LostRace
-    } else {
-        RefFailure::Failed
+    /// The current values of the named refs (exact names; absent refs are left out).
+    pub fn ref_values<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<BTreeMap<String, String>> {
+        let names: Vec<&str> = names.into_iter().collect();
+        let mut values = BTreeMap::new();
+        if names.is_empty() {
+            return Ok(values);
+        }
+        for (name, oid) in self.refs_under(&names)? {
+            if names.contains(&name.as_str()) {
+                values.insert(name, oid);
+            }
+        }
+        Ok(values)
+    }
+
+    /// Every ref at or under the given prefixes (`refs/agent/` lists all task refs), with
+    /// its value, in one `git for-each-ref`. Symbolic refs are left out: task state is only
+    /// ever plain refs.
+    pub fn refs_under(&self, prefixes: &[&str]) -> Result<Vec<(String, String)>> {
+        let mut cmd = self.command();
+        cmd.args([
+            "for-each-ref",
+            "--format=%(refname)%00%(objectname)%00%(symref)",
+            "--",
+        ])
+        .args(prefixes);
+        let out = output_of(&mut cmd, None)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut refs = Vec::new();
+        for line in text.lines() {
+            let mut f = line.split('\0');
+            if let (Some(name), Some(oid), Some("")) = (f.next(), f.next(), f.next()) {
+                refs.push((name.to_string(), oid.to_string()));
+            }
+        }
+        Ok(refs)
     }
 }
 
-/// A ref transaction did not apply; nothing of it was written.
-#[derive(Debug)]
-pub struct TransactionFailed {
-    pub kind: RefFailure,
-    /// Git's reason, sanitized.
-    pub reason: String,
+/// What went wrong in the git layer, for callers that decide on it.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// The git binary could not be started (or its pipes failed).
+    #[error("could not run git {what}")]
+    Spawn {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A compare-and-swap lost to a concurrent writer: the refs in `moved` have another
+    /// value than expected (or appeared, or vanished), or another git holds their lock.
+    /// Reading again and retrying is the fix. Nothing of the transaction was written.
+    #[error("a ref changed meanwhile: {reason}")]
+    LostRace {
+        /// Git's reason, sanitized.
+        reason: String,
+        moved: Vec<String>,
+    },
+    /// Anything else (permissions, a full disk, a broken ref, a missing object, a ref in the
+    /// way): retrying cannot help. Nothing of the transaction was written.
+    #[error("git could not update the refs: {reason}")]
+    RefsNotUpdated {
+        /// Git's reason, sanitized.
+        reason: String,
+    },
 }
 
-impl TransactionFailed {
+impl GitError {
     /// Only a lost race may be retried.
     pub fn is_race(&self) -> bool {
-        self.kind == RefFailure::LostRace
+        matches!(self, GitError::LostRace { .. })
+    }
+
+    /// Is `err` (anywhere in its chain) a ref transaction that lost a race?
+    pub fn is_lost_race(err: &anyhow::Error) -> bool {
+        err.chain()
+            .any(|e| e.downcast_ref::<GitError>().is_some_and(GitError::is_race))
     }
 }
-
-impl std::fmt::Display for TransactionFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.kind {
-            RefFailure::LostRace => write!(f, "a ref changed meanwhile: {}", self.reason),
-            RefFailure::Failed => write!(f, "git could not update the refs: {}", self.reason),
-        }
-    }
-}
-
-impl std::error::Error for TransactionFailed {}
 
 /// One ref change in a [`Git::transaction`]. `old: None` means "must not exist yet";
 /// `new: None` deletes.
@@ -502,10 +595,17 @@ mod tests {
         }
     }
 
-    fn failure(git: &Git, updates: &[RefUpdate]) -> TransactionFailed {
+    fn failure(git: &Git, updates: &[RefUpdate]) -> GitError {
         let err = git.transaction(updates).unwrap_err();
-        let t = err.downcast::<TransactionFailed>().unwrap();
-        assert!(!t.reason.trim().is_empty());
+        let t = err.downcast::<GitError>().unwrap();
+        match &t {
+            GitError::LostRace { reason, moved } => {
+                assert!(!reason.trim().is_empty());
+                assert!(!moved.is_empty());
+            }
+            GitError::RefsNotUpdated { reason } => assert!(!reason.trim().is_empty()),
+            other => panic!("not a transaction failure: {other}"),
+        }
         t
     }
 
@@ -520,7 +620,11 @@ mod tests {
             git.transaction(&[update(R, &a, None)]).unwrap();
             let stale = failure(&git, &[update(R, &b, Some(&b))]);
             assert!(stale.is_race(), "{format}: {stale}");
-            assert!(stale.reason.contains("but expected"), "{stale}");
+            assert!(stale.to_string().contains("but expected"), "{stale}");
+            let GitError::LostRace { moved, .. } = &stale else {
+                unreachable!()
+            };
+            assert_eq!(moved, &[R.to_string()], "{format}");
             assert!(failure(&git, &[update(R, &b, None)]).is_race(), "{format}");
             let gone = failure(&git, &[update("refs/agent/t/base", &b, Some(&a))]);
             assert!(gone.is_race(), "{format}: {gone}");
@@ -541,39 +645,64 @@ mod tests {
     /// the way, a refs directory git may not write.
     #[test]
     fn other_failures_are_not_retried() {
-        let (dir, git, a, _b) = repo("files");
+        let (dir, git, a, b) = repo("files");
         let missing = failure(&git, &[update(R, &"1".repeat(a.len()), None)]);
-        assert_eq!(missing.kind, RefFailure::Failed, "{missing}");
-        assert!(missing.reason.contains("nonexistent object"), "{missing}");
+        assert!(!missing.is_race(), "{missing}");
+        assert!(
+            missing.to_string().contains("nonexistent object"),
+            "{missing}"
+        );
 
         let refs = dir.path().join(".git/refs/agent/t");
         std::fs::create_dir_all(&refs).unwrap();
         std::fs::write(refs.join("state"), "garbage\n").unwrap();
         let broken = failure(&git, &[update(R, &a, Some(&a))]);
-        assert_eq!(broken.kind, RefFailure::Failed, "{broken}");
+        assert!(!broken.is_race(), "{broken}");
         std::fs::remove_file(refs.join("state")).unwrap();
 
         std::fs::create_dir_all(refs.join("state/sub")).unwrap();
         std::fs::write(refs.join("state/sub/x"), format!("{a}\n")).unwrap();
         let blocked = failure(&git, &[update(R, &a, None)]);
-        assert_eq!(blocked.kind, RefFailure::Failed, "{blocked}");
+        assert!(!blocked.is_race(), "{blocked}");
         std::fs::remove_dir_all(refs.join("state")).unwrap();
 
-        // Git's own words when it may not create the lock file (root ignores modes, so the
-        // text is also checked on its own).
-        let denied = "fatal: prepare: cannot lock ref 'refs/agent/t/state': Unable to create '/r/.git/refs/agent/t/state.lock': Permission denied";
-        assert_eq!(classify_ref_failure(denied), RefFailure::Failed);
-        let full = "fatal: prepare: cannot lock ref 'refs/agent/t/state': Unable to create '/r/.git/refs/agent/t/state.lock': No space left on device";
-        assert_eq!(classify_ref_failure(full), RefFailure::Failed);
-        assert_eq!(classify_ref_failure(""), RefFailure::Failed);
+        // A transaction failing for one ref (a missing object) while another is exactly as
+        // expected is still no race.
+        git.transaction(&[update(R, &a, None)]).unwrap();
+        let mixed = failure(
+            &git,
+            &[
+                update(R, &b, Some(&a)),
+                update("refs/agent/t/head", &"2".repeat(a.len()), None),
+            ],
+        );
+        assert!(!mixed.is_race(), "{mixed}");
+        assert_eq!(git.ref_value(R).unwrap().as_deref(), Some(a.as_str()));
+
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&refs, std::fs::Permissions::from_mode(0o555)).unwrap();
         if std::fs::write(refs.join("probe"), "").is_err() {
-            let ro = failure(&git, &[update(R, &a, None)]);
-            assert_eq!(ro.kind, RefFailure::Failed, "{ro}");
-            assert!(ro.reason.contains("Permission denied"), "{ro}");
+            let ro = failure(&git, &[update("refs/agent/t/base", &a, None)]);
+            assert!(!ro.is_race(), "{ro}");
+            assert!(ro.to_string().contains("Permission denied"), "{ro}");
         }
         std::fs::set_permissions(&refs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// The lost-race test of a whole error chain, as the store's retry loop asks it.
+    #[test]
+    fn a_lost_race_is_found_through_context() {
+        let (_dir, git, a, b) = repo("files");
+        git.transaction(&[update(R, &a, None)]).unwrap();
+        let err = git
+            .transaction(&[update(R, &b, Some(&b))])
+            .unwrap_err()
+            .context("cannot update the task");
+        assert!(GitError::is_lost_race(&err), "{err:#}");
+        let other = git
+            .transaction(&[update(R, &"1".repeat(a.len()), Some(&a))])
+            .unwrap_err();
+        assert!(!GitError::is_lost_race(&other), "{other:#}");
     }
 
     #[test]

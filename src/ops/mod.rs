@@ -49,7 +49,7 @@ impl Ctx {
         let store = TaskStore::open(&git).map_err(|e| {
             hinted(
                 format!("git-agent cannot open this repository's refs: {e:#}"),
-                "git-agent reads refs with libgit2, which may not support a setting in `git config --get-regexp '^extensions\\.'`; a plain clone (`git clone <this repository> <dir>`) works",
+                "git-agent reads refs with the `git` on PATH, which may not support a setting in `git config --get-regexp '^extensions\\.'`: upgrade git, or work in a plain clone (`git clone <this repository> <dir>`)",
             )
         })?;
         let config = git.agent_config()?;

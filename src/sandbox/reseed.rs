@@ -9,9 +9,7 @@
 //! the agent finds its workspace as the last sync saw it. This runs in the new container
 //! before the agent's command starts: git here reads only the repository just delivered.
 
-use std::process::Stdio;
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::{HELPER, RepoId, owned_by};
 use crate::git::Git;
@@ -102,17 +100,7 @@ pub async fn deliver<R: Runtime>(
     if seed.wip.is_some() {
         refs.push(ref_name(task, "wip"));
     }
-    let mut child = tokio::process::Command::new("git")
-        .current_dir(&git.dir)
-        .env("GIT_AGENT_NESTED", "1")
-        .args(["bundle", "create", "-q", "-"])
-        .args(&refs)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot run git bundle")?;
+    let mut child = git.start_bundle(&refs)?;
     let stdout = child.stdout.take().expect("stdout was piped");
     let cmd = vec![
         HELPER.to_string(),

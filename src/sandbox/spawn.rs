@@ -1,9 +1,7 @@
 //! Creating a task: refs first (so the task is visible and removable from the start), then
 //! the network, volume and container, then the repository streamed in as a bundle.
 
-use std::process::Stdio;
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use tokio::io::AsyncWriteExt;
 
 use super::gateway::{self, GatewayPlan};
@@ -442,16 +440,7 @@ const WARDEN_INTERVAL_SECS: u64 = 5;
 /// Start `git bundle create` of the task's base. Started before the container so that git
 /// counts and prepares objects while the engine creates the sandbox.
 fn start_bundle(git: &Git, task: &str) -> Result<tokio::process::Child> {
-    tokio::process::Command::new("git")
-        .current_dir(&git.dir)
-        .env("GIT_AGENT_NESTED", "1")
-        .args(["bundle", "create", "-q", "-", &ref_name(task, "base")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot run git bundle")
+    git.start_bundle(&[ref_name(task, "base")])
 }
 
 async fn deliver_repository<R: Runtime>(

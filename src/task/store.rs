@@ -1,19 +1,34 @@
 //! Reading and writing task state in the repository's refs.
 //!
-//! Objects (the state blobs, trees and commits) are written in-process with libgit2; refs
-//! are moved only through `git update-ref --stdin` transactions that name the value each ref
-//! must still have. A writer that loses a race re-reads the state and applies its change
-//! again, so no update is ever lost and a crash never leaves half the refs moved.
+//! Everything goes through the host's `git` binary ([`crate::git`]): refs are read with one
+//! `git for-each-ref` (one for all tasks in [`TaskStore::all`]), records through a long-lived
+//! `git cat-file --batch` the store keeps open, state commits are written with
+//! `hash-object`, `mktree` and `commit-tree`, and refs move only through `git update-ref
+//! --stdin` transactions that name the value each ref must still have. A writer that loses a
+//! race re-reads the state and applies its change again, so no update is ever lost and a
+//! crash never leaves half the refs moved.
+//!
+//! Why the binary and not a git library: one implementation for objects and refs (a
+//! transaction is never split), the user's git decides what a repository may contain, and no
+//! second git to compile. Measured reading 200 tasks (what `list` does): as fast as libgit2
+//! once objects are packed, some tens of milliseconds slower while they are loose, which
+//! `list`'s engine checks dwarf.
+//!
+//! `task.toml` carries the schema of its format (`schema = 1`; a record without one is
+//! schema 1). A record from a newer git-agent is refused before anything is written, since
+//! rewriting it would drop what this build does not know. This module must not print.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result, anyhow};
-use git2::{Oid, Repository, Signature};
 
 use super::name::{self, TaskName};
 use super::{TaskRecord, ref_name};
 use crate::error::hinted;
-use crate::git::{Git, RefUpdate, TransactionFailed};
+use crate::git::{Git, GitError, RefUpdate, output_of};
 
 const RECORD_FILE: &str = "task.toml";
 const PROMPT_FILE: &str = "prompt.md";
@@ -21,6 +36,77 @@ const TRANSCRIPT_FILE: &str = "transcript";
 /// The task's connection log (see [`crate::egress::log`]).
 pub const CONNECTIONS_FILE: &str = "connections";
 const MAX_ATTEMPTS: usize = 50;
+/// The newest `task.toml` format this build reads and writes.
+pub const RECORD_SCHEMA: u32 = 1;
+/// Where task refs live.
+const NAMESPACE: &str = "refs/agent/";
+/// Who state commits are made by (they are git-agent's bookkeeping, not anyone's work).
+const IDENTITY: [(&str, &str); 4] = [
+    ("GIT_AUTHOR_NAME", "git-agent"),
+    ("GIT_AUTHOR_EMAIL", "git-agent@localhost"),
+    ("GIT_COMMITTER_NAME", "git-agent"),
+    ("GIT_COMMITTER_EMAIL", "git-agent@localhost"),
+];
+
+/// Why task state could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record was written by a newer git-agent, in a format this build does not know.
+    #[error(
+        "task '{task}' was written by a newer git-agent (state schema {schema}; this git-agent reads schema {RECORD_SCHEMA} and older); nothing was changed"
+    )]
+    NewerSchema {
+        task: String,
+        schema: u32,
+        /// What to do (upgrade), said by the reader that refused it.
+        hint: String,
+    },
+    /// A file every state commit has is not in this one.
+    #[error("state commit {state} has no {file}")]
+    MissingFile { state: String, file: &'static str },
+}
+
+impl StoreError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            StoreError::NewerSchema { hint, .. } => Some(hint),
+            StoreError::MissingFile { .. } => None,
+        }
+    }
+}
+
+/// Only the schema of a `task.toml`, read before the rest: a newer record is refused by its
+/// schema, whatever else changed in it.
+#[derive(serde::Deserialize)]
+struct SchemaOnly {
+    schema: Option<u32>,
+}
+
+/// Parse a `task.toml`: refused when its schema is newer than [`RECORD_SCHEMA`].
+pub fn parse_record(task: &str, state: &str, text: &str) -> Result<TaskRecord> {
+    let schema = toml::from_str::<SchemaOnly>(text)
+        .ok()
+        .and_then(|s| s.schema)
+        .unwrap_or(1);
+    if schema > RECORD_SCHEMA {
+        return Err(StoreError::NewerSchema {
+            task: task.to_string(),
+            schema,
+            hint: format!(
+                "upgrade git-agent to work with task '{task}' (its state is left as it is)"
+            ),
+        }
+        .into());
+    }
+    toml::from_str(text).with_context(|| format!("task state {state} is unreadable"))
+}
+
+/// Serialise a record as `task.toml`, schema first.
+pub fn render_record(record: &TaskRecord) -> Result<String> {
+    let body = toml::to_string(record).context("cannot serialise task record")?;
+    Ok(format!("schema = {RECORD_SCHEMA}\n{body}"))
+}
 
 /// A task record together with the state commit it was read from.
 #[derive(Debug, Clone)]
@@ -56,19 +142,154 @@ pub struct Prepared {
     pub updates: Vec<RefUpdate>,
 }
 
+/// A git command reading task state: state commits are read as written, never through a
+/// replacement (`refs/replace/`) that would make a record say something else.
+fn command(git: &Git) -> std::process::Command {
+    let mut cmd = git.command();
+    cmd.arg("--no-replace-objects");
+    cmd
+}
+
+/// The tree id a raw commit object names (its first header line).
+fn commit_tree(body: &[u8]) -> Option<String> {
+    let first = body.split(|b| *b == b'\n').next()?;
+    let id = std::str::from_utf8(first.strip_prefix(b"tree ")?).ok()?;
+    Some(id.to_string())
+}
+
+/// The entries of a raw tree object (`<mode> <name>\0<raw id>` each) as `(mode, name, id)`;
+/// `None` if it is malformed.
+fn tree_entries(body: &[u8]) -> Option<Vec<(String, String, String)>> {
+    // SHA-1 ids; other object formats are refused before any store is opened.
+    const RAW: usize = 20;
+    let mut entries = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let nul = rest.iter().position(|b| *b == 0)?;
+        let (head, after) = (&rest[..nul], &rest[nul + 1..]);
+        let id = after.get(..RAW)?;
+        let head = std::str::from_utf8(head).ok()?;
+        let (mode, name) = head.split_once(' ')?;
+        let id = id.iter().map(|b| format!("{b:02x}")).collect();
+        entries.push((mode.to_string(), name.to_string(), id));
+        rest = &after[RAW..];
+    }
+    Some(entries)
+}
+
+/// The blob id of the file `name` in a raw tree object, if it is there as a regular file.
+fn tree_blob(body: &[u8], name: &str) -> Option<String> {
+    tree_entries(body)?
+        .into_iter()
+        .find(|(mode, n, _)| n == name && (mode == "100644" || mode == "100755"))
+        .map(|(_, _, id)| id)
+}
+
+/// An object's type (`blob`, `tree`, ...) and content.
+type Object = (String, Vec<u8>);
+
+/// A long-lived `git cat-file --batch`: one process answers every object read of a store.
+struct CatFile {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl CatFile {
+    fn start(git: &Git) -> Result<CatFile> {
+        let mut child = command(git)
+            .args(["cat-file", "--batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| GitError::Spawn {
+                what: "cat-file",
+                source,
+            })?;
+        let stdin = child.stdin.take().expect("stdin was piped");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout was piped"));
+        Ok(CatFile {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    /// The type and content of each object `specs` name (`<commit>:<path>`), `None` where
+    /// there is none. All requests are written while the answers are read, so a batch costs
+    /// one round trip, not one per object.
+    fn get(&mut self, specs: &[String]) -> std::io::Result<Vec<Option<Object>>> {
+        let CatFile { stdin, stdout, .. } = self;
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> std::io::Result<()> {
+                let mut requests = String::new();
+                for spec in specs {
+                    requests.push_str(spec);
+                    requests.push('\n');
+                }
+                stdin.write_all(requests.as_bytes())?;
+                stdin.flush()
+            });
+            let mut answers = Vec::with_capacity(specs.len());
+            for _ in specs {
+                answers.push(read_answer(stdout)?);
+            }
+            writer
+                .join()
+                .map_err(|_| std::io::Error::other("the cat-file writer panicked"))??;
+            Ok(answers)
+        })
+    }
+}
+
+/// One answer of `git cat-file --batch`: `<oid> <type> <size>` then the content for an
+/// object; `<spec> missing` (or `ambiguous`) otherwise.
+fn read_answer(stdout: &mut impl BufRead) -> std::io::Result<Option<Object>> {
+    let mut header = String::new();
+    if stdout.read_line(&mut header)? == 0 {
+        return Err(std::io::Error::other("git cat-file ended early"));
+    }
+    let fields: Vec<&str> = header.trim_end_matches('\n').rsplitn(3, ' ').collect();
+    let (Some(size), Some(kind), Some(_oid)) = (
+        fields.first().and_then(|s| s.parse::<usize>().ok()),
+        fields.get(1),
+        fields.get(2),
+    ) else {
+        return Ok(None);
+    };
+    let kind = kind.to_string();
+    let mut content = vec![0; size + 1];
+    stdout.read_exact(&mut content)?;
+    content.pop();
+    Ok(Some((kind, content)))
+}
+
+impl Drop for CatFile {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The task store of one repository.
 pub struct TaskStore {
     git: Git,
-    repo: Repository,
+    /// Started at the first read; restarted after a failure.
+    reader: Mutex<Option<CatFile>>,
 }
 
 impl TaskStore {
     pub fn open(git: &Git) -> Result<TaskStore> {
-        let repo = Repository::open(&git.common_dir)
+        // Start the reader now and ask it one question, so a repository git cannot read fails
+        // here, before any command acts on it.
+        let mut reader = CatFile::start(git)?;
+        reader
+            .get(&["HEAD".to_string()])
             .with_context(|| format!("cannot open repository {}", git.common_dir.display()))?;
         Ok(TaskStore {
             git: git.clone(),
-            repo,
+            reader: Mutex::new(Some(reader)),
         })
     }
 
@@ -78,17 +299,25 @@ impl TaskStore {
 
     /// Names of all tasks, sorted.
     pub fn names(&self) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        for r in self.repo.references_glob("refs/agent/*/state")? {
-            let r = r?;
-            if let Some(n) = r.name().ok().and_then(|n| n.strip_prefix("refs/agent/"))
-                && let Some(n) = n.strip_suffix("/state")
+        Ok(self.all_refs()?.into_keys().collect())
+    }
+
+    /// Every task's refs, by task name, then by leaf: one `for-each-ref`. A task is a name
+    /// with a `state` ref (task names have no `/`, see [`name`]).
+    fn all_refs(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        let mut refs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for (name, oid) in self.git.refs_under(&[NAMESPACE])? {
+            if let Some((task, leaf)) = name
+                .strip_prefix(NAMESPACE)
+                .and_then(|rest| rest.split_once('/'))
             {
-                names.push(n.to_string());
+                refs.entry(task.to_string())
+                    .or_default()
+                    .insert(leaf.to_string(), oid);
             }
         }
-        names.sort();
-        Ok(names)
+        refs.retain(|_, leaves| leaves.contains_key("state"));
+        Ok(refs)
     }
 
     /// Find a task by exact name or unique prefix.
@@ -102,10 +331,14 @@ impl TaskStore {
     /// Read a task's current state, if it exists.
     pub fn load(&self, name: &str) -> Result<Option<Loaded>> {
         let refs = self.task_refs(name)?;
+        self.loaded(name, refs)
+    }
+
+    fn loaded(&self, name: &str, refs: BTreeMap<String, String>) -> Result<Option<Loaded>> {
         let Some(state) = refs.get("state").cloned() else {
             return Ok(None);
         };
-        let record = self.read_record(&state)?;
+        let record = self.read_record(name, &state)?;
         Ok(Some(Loaded {
             record,
             state,
@@ -113,45 +346,144 @@ impl TaskStore {
         }))
     }
 
-    /// All tasks with their records.
+    /// All tasks with their records: one `for-each-ref` and one batch of reads.
     pub fn all(&self) -> Result<Vec<Loaded>> {
-        let mut out = Vec::new();
-        for n in self.names()? {
-            if let Some(l) = self.load(&n)? {
-                out.push(l);
-            }
-        }
-        Ok(out)
+        let tasks: Vec<(String, BTreeMap<String, String>, String)> = self
+            .all_refs()?
+            .into_iter()
+            .filter_map(|(name, refs)| {
+                let state = refs.get("state")?.clone();
+                Some((name, refs, state))
+            })
+            .collect();
+        let states: Vec<(&str, &str)> = tasks
+            .iter()
+            .map(|(n, _, s)| (n.as_str(), s.as_str()))
+            .collect();
+        let records = self.read_records(&states)?;
+        Ok(tasks
+            .into_iter()
+            .zip(records)
+            .map(|((_, refs, state), record)| Loaded {
+                record,
+                state,
+                refs,
+            })
+            .collect())
     }
 
     fn task_refs(&self, name: &str) -> Result<BTreeMap<String, String>> {
-        let mut refs = BTreeMap::new();
-        let prefix = format!("refs/agent/{name}/");
-        for r in self.repo.references_glob(&format!("{prefix}*"))? {
-            let r = r?;
-            if let (Ok(n), Some(oid)) = (r.name(), r.target())
-                && let Some(leaf) = n.strip_prefix(&prefix)
-            {
-                refs.insert(leaf.to_string(), oid.to_string());
-            }
-        }
-        Ok(refs)
+        let prefix = format!("{NAMESPACE}{name}/");
+        Ok(self
+            .git
+            .refs_under(&[&prefix])?
+            .into_iter()
+            .filter_map(|(n, oid)| Some((n.strip_prefix(&prefix)?.to_string(), oid)))
+            .collect())
     }
 
-    fn read_record(&self, state: &str) -> Result<TaskRecord> {
-        let commit = self.repo.find_commit(Oid::from_str(state)?)?;
-        let tree = commit.tree()?;
-        let read = |file: &str| -> Result<String> {
-            let entry = tree
-                .get_name(file)
-                .ok_or_else(|| anyhow!("state commit {state} has no {file}"))?;
-            let blob = self.repo.find_blob(entry.id())?;
-            Ok(String::from_utf8_lossy(blob.content()).into_owned())
-        };
-        let mut record: TaskRecord = toml::from_str(&read(RECORD_FILE)?)
-            .with_context(|| format!("task state {state} is unreadable"))?;
-        record.prompt = read(PROMPT_FILE).unwrap_or_default();
-        Ok(record)
+    /// Objects by id, in one batch of the store's `cat-file`: `None` where there is none.
+    fn objects(&self, ids: &[String]) -> Result<Vec<Option<Object>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        if reader.is_none() {
+            *reader = Some(CatFile::start(&self.git)?);
+        }
+        match reader.as_mut().expect("started above").get(ids) {
+            Ok(got) => Ok(got),
+            Err(e) => {
+                // The stream may be out of step now: the next read starts afresh.
+                *reader = None;
+                Err(anyhow::Error::new(e).context("cannot read task state with git cat-file"))
+            }
+        }
+    }
+
+    /// The named files of each state commit's tree (`None` where a file is not there), read
+    /// in three batches (commits, trees, blobs) whatever the number of states. Objects are
+    /// asked for by id only, so git never looks their names up as refs.
+    fn files_of(&self, states: &[&str], files: &[&str]) -> Result<Vec<Vec<Option<Vec<u8>>>>> {
+        let commits = self.objects(&states.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        let trees: Vec<String> = commits
+            .iter()
+            .map(|c| match c {
+                Some((kind, body)) if kind == "commit" => commit_tree(body).unwrap_or_default(),
+                _ => String::new(),
+            })
+            .collect();
+        let wanted: Vec<String> = trees.iter().filter(|t| !t.is_empty()).cloned().collect();
+        let mut tree_objects = self.objects(&wanted)?.into_iter();
+        let mut blob_ids: Vec<Vec<Option<String>>> = Vec::with_capacity(states.len());
+        for tree in &trees {
+            let entries = match tree.is_empty() {
+                true => None,
+                false => tree_objects.next().flatten(),
+            };
+            blob_ids.push(
+                files
+                    .iter()
+                    .map(|f| match &entries {
+                        Some((kind, body)) if kind == "tree" => tree_blob(body, f),
+                        _ => None,
+                    })
+                    .collect(),
+            );
+        }
+        let flat: Vec<String> = blob_ids.iter().flatten().flatten().cloned().collect();
+        let mut blobs = self.objects(&flat)?.into_iter();
+        Ok(blob_ids
+            .iter()
+            .map(|ids| {
+                ids.iter()
+                    .map(|id| {
+                        id.as_ref()?;
+                        match blobs.next().flatten() {
+                            Some((kind, body)) if kind == "blob" => Some(body),
+                            _ => None,
+                        }
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// The records of the given states (task name, state commit), read in one batch.
+    fn read_records(&self, states: &[(&str, &str)]) -> Result<Vec<TaskRecord>> {
+        let commits: Vec<&str> = states.iter().map(|(_, s)| *s).collect();
+        let files = self.files_of(&commits, &[RECORD_FILE, PROMPT_FILE])?;
+        let mut records = Vec::with_capacity(states.len());
+        for ((task, state), mut found) in states.iter().zip(files) {
+            let prompt = found.pop().flatten();
+            let toml = found
+                .pop()
+                .flatten()
+                .ok_or_else(|| StoreError::MissingFile {
+                    state: state.to_string(),
+                    file: RECORD_FILE,
+                })?;
+            let mut record = parse_record(task, state, &String::from_utf8_lossy(&toml))?;
+            record.prompt = prompt
+                .map(|p| String::from_utf8_lossy(&p).into_owned())
+                .unwrap_or_default();
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    fn read_record(&self, task: &str, state: &str) -> Result<TaskRecord> {
+        Ok(self
+            .read_records(&[(task, state)])?
+            .pop()
+            .expect("one record per state"))
+    }
+
+    /// Write a blob into the object store.
+    fn write_blob(&self, bytes: &[u8]) -> Result<String> {
+        self.git
+            .run_with_input(["hash-object", "-w", "--no-filters", "--stdin"], bytes)
+            .context("cannot write a task state object")
     }
 
     fn write_state(
@@ -161,43 +493,70 @@ impl TaskStore {
         msg: &str,
         files: &[(&str, &[u8])],
     ) -> Result<String> {
-        let text = toml::to_string(record).context("cannot serialise task record")?;
-        let parents = match parent {
-            Some(p) => vec![self.repo.find_commit(Oid::from_str(p)?)?],
-            None => vec![],
-        };
+        let text = render_record(record)?;
         // Start from the previous state's tree, so files not given here are kept.
-        let previous = match parents.first() {
-            Some(p) => Some(p.tree()?),
-            None => None,
-        };
-        let mut tb = self.repo.treebuilder(previous.as_ref())?;
-        tb.insert(RECORD_FILE, self.repo.blob(text.as_bytes())?, 0o100644)?;
-        tb.insert(
-            PROMPT_FILE,
-            self.repo.blob(record.prompt.as_bytes())?,
-            0o100644,
-        )?;
-        for (name, bytes) in files {
-            tb.insert(name, self.repo.blob(bytes)?, 0o100644)?;
+        let mut entries: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(p) = parent {
+            let unreadable = || anyhow!("cannot read task state {p}");
+            let commit = self.objects(&[p.to_string()])?.pop().flatten();
+            let tree = commit
+                .filter(|(kind, _)| kind == "commit")
+                .and_then(|(_, body)| commit_tree(&body))
+                .ok_or_else(unreadable)?;
+            let tree = self.objects(&[tree])?.pop().flatten();
+            let listed = tree
+                .filter(|(kind, _)| kind == "tree")
+                .and_then(|(_, body)| tree_entries(&body))
+                .ok_or_else(unreadable)?;
+            for (mode, name, id) in listed {
+                let kind = match mode.as_str() {
+                    "40000" => "tree",
+                    "160000" => "commit",
+                    _ => "blob",
+                };
+                entries.insert(name.clone(), format!("{mode} {kind} {id}\t{name}"));
+            }
         }
-        let tree = self.repo.find_tree(tb.write()?)?;
-        let sig = Signature::now("git-agent", "git-agent@localhost")?;
-        let parent_refs: Vec<&git2::Commit> = parents.iter().collect();
-        let oid = self
-            .repo
-            .commit(None, &sig, &sig, msg, &tree, &parent_refs)?;
-        Ok(oid.to_string())
+        let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
+            let oid = self.write_blob(bytes)?;
+            entries.insert(name.to_string(), format!("100644 blob {oid}\t{name}"));
+            Ok(())
+        };
+        put(RECORD_FILE, text.as_bytes())?;
+        put(PROMPT_FILE, record.prompt.as_bytes())?;
+        for (name, bytes) in files {
+            put(name, bytes)?;
+        }
+        let mut listing = Vec::new();
+        for entry in entries.values() {
+            listing.extend_from_slice(entry.as_bytes());
+            listing.push(0);
+        }
+        let tree = self
+            .git
+            .run_with_input(["mktree", "-z"], &listing)
+            .context("cannot write a task state tree")?;
+        let mut cmd = self.git.command();
+        cmd.args(["commit-tree", "--no-gpg-sign", &tree]);
+        if let Some(p) = parent {
+            cmd.args(["-p", p]);
+        }
+        // Times are now, whatever the caller's environment pins for its own commits.
+        cmd.envs(IDENTITY)
+            .env_remove("GIT_AUTHOR_DATE")
+            .env_remove("GIT_COMMITTER_DATE");
+        let out = output_of(&mut cmd, Some(msg.as_bytes()))
+            .context("cannot write a task state commit")?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
     /// A file kept in the task's state tree, if any.
     pub fn state_file(&self, loaded: &Loaded, file: &str) -> Result<Option<Vec<u8>>> {
-        let commit = self.repo.find_commit(Oid::from_str(&loaded.state)?)?;
-        let tree = commit.tree()?;
-        let Some(entry) = tree.get_name(file) else {
-            return Ok(None);
-        };
-        Ok(Some(self.repo.find_blob(entry.id())?.content().to_vec()))
+        Ok(self
+            .files_of(&[loaded.state.as_str()], &[file])?
+            .pop()
+            .and_then(|mut f| f.pop())
+            .flatten())
     }
 
     /// The transcript kept with a task (its output, saved when it finished), if any.
@@ -284,10 +643,7 @@ impl TaskStore {
                 }
                 // Only a lost compare-and-swap is worth another try; anything else (a full
                 // disk, no permission, a broken ref) would fail the same way again.
-                Err(e)
-                    if e.downcast_ref::<TransactionFailed>()
-                        .is_some_and(|t| t.is_race()) =>
-                {
+                Err(e) if GitError::is_lost_race(&e) => {
                     // Someone else moved a ref first: back off a little and try again.
                     std::thread::sleep(std::time::Duration::from_millis(
                         1 + (attempt as u64 * 7) % 23,
@@ -371,15 +727,94 @@ impl TaskStore {
 
     /// The messages of a task's state commits, newest first, with their times.
     pub fn history(&self, loaded: &Loaded) -> Result<Vec<(i64, String)>> {
-        let mut out = Vec::new();
-        let mut next = Some(self.repo.find_commit(Oid::from_str(&loaded.state)?)?);
-        while let Some(c) = next {
-            out.push((
-                c.time().seconds(),
-                c.summary().ok().flatten().unwrap_or_default().to_string(),
-            ));
-            next = c.parents().next();
+        let mut cmd = command(&self.git);
+        cmd.args([
+            "-c",
+            "log.showSignature=false",
+            "log",
+            "--first-parent",
+            "-z",
+            "--format=%ct %s",
+            &loaded.state,
+            "--",
+        ]);
+        let out = output_of(&mut cmd, None)
+            .with_context(|| format!("cannot read the history of task state {}", loaded.state))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .split('\0')
+            .filter(|r| !r.is_empty())
+            .filter_map(|r| {
+                let (time, summary) = r.split_once(' ')?;
+                Some((time.parse().ok()?, summary.to_string()))
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::find_hint;
+
+    fn record() -> TaskRecord {
+        let text = "name = \"t\"\nagent = \"exec\"\ncommand = [\"true\"]\nbase = \"b\"\ndirty = false\nstatus = \"running\"\ncreated = 0\n[sandbox]\nimage = \"i\"\nimage_id = \"x\"\n";
+        parse_record("t", "s", text).unwrap()
+    }
+
+    #[test]
+    fn raw_trees_and_commits_name_their_entries() {
+        let mut tree = Vec::new();
+        for (mode, name, byte) in [
+            ("40000", "prompt.md", 1u8),
+            ("100644", "task.toml", 2),
+            ("100755", "x", 0xab),
+        ] {
+            tree.extend_from_slice(format!("{mode} {name}\0").as_bytes());
+            tree.extend_from_slice(&[byte; 20]);
         }
-        Ok(out)
+        assert_eq!(tree_blob(&tree, "task.toml"), Some("02".repeat(20)));
+        assert_eq!(tree_blob(&tree, "x"), Some("ab".repeat(20)));
+        // A directory is not a file of the state, and a truncated tree yields nothing.
+        assert_eq!(tree_blob(&tree, "prompt.md"), None);
+        assert_eq!(tree_blob(&tree, "task"), None);
+        assert_eq!(tree_blob(&tree[..tree.len() - 1], "x"), None);
+        let commit = format!("tree {}\nparent {}\n\nmsg", "1".repeat(40), "2".repeat(40));
+        assert_eq!(commit_tree(commit.as_bytes()), Some("1".repeat(40)));
+        assert_eq!(commit_tree(b"parent x\n"), None);
+    }
+
+    #[test]
+    fn a_record_is_written_with_its_schema_and_reads_back() {
+        let r = record();
+        let text = render_record(&r).unwrap();
+        assert!(text.starts_with("schema = 1\n"), "{text}");
+        assert_eq!(parse_record("t", "s", &text).unwrap(), r);
+    }
+
+    #[test]
+    fn a_record_without_a_schema_is_schema_1() {
+        let text = render_record(&record()).unwrap();
+        let old = text.strip_prefix("schema = 1\n").unwrap();
+        assert!(!old.contains("schema"), "{old}");
+        assert_eq!(parse_record("t", "s", old).unwrap(), record());
+    }
+
+    #[test]
+    fn a_record_from_a_newer_git_agent_is_refused_with_a_hint() {
+        let text = render_record(&record())
+            .unwrap()
+            .replace("schema = 1", "schema = 2");
+        // Whatever else changed in the newer format, the schema decides.
+        for text in [
+            text.clone(),
+            format!("{text}status = 7\nnew_field = {{ a = 1 }}\n"),
+        ] {
+            let err = parse_record("t", "s", &text).unwrap_err();
+            let typed = err.downcast_ref::<StoreError>().expect("a typed error");
+            assert!(matches!(typed, StoreError::NewerSchema { schema: 2, .. }));
+            assert!(err.to_string().contains("newer git-agent"), "{err}");
+            assert!(find_hint(&err).unwrap().contains("upgrade git-agent"));
+        }
     }
 }

@@ -255,13 +255,11 @@ impl Quarantine {
 
     /// git working on the quarantine repository.
     fn git(&self) -> Command {
-        let mut cmd = Command::new("git");
+        let mut cmd = crate::git::command();
         for v in REPO_ENV {
             cmd.env_remove(v);
         }
-        cmd.env("GIT_AGENT_NESTED", "1")
-            .arg("--git-dir")
-            .arg(self.dir.path());
+        cmd.arg("--git-dir").arg(self.dir.path());
         cmd
     }
 
