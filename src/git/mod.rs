@@ -4,6 +4,7 @@
 //! All commands run in the user's own repository (never in a directory a sandbox can write)
 //! and export `GIT_AGENT_NESTED=1` so the user's hooks can tell they were fired by git-agent.
 
+pub mod blob;
 pub mod bundle;
 pub mod format;
 pub mod promote;

@@ -264,6 +264,7 @@ pub fn promote(
     git: &Git,
     req: PromoteRequest<'_>,
     record: &mut dyn FnMut(&Promotion) -> Result<Vec<RefUpdate>>,
+    events: &dyn crate::ops::Events,
 ) -> Result<Promoted> {
     let branch = format!("refs/heads/agent/{}", req.task);
     let tip = task_tip(req.head, req.wip);
@@ -461,7 +462,7 @@ pub fn promote(
         .collect();
 
     let notes_old = git.ref_value(NOTES_REF)?;
-    let mut pending = recreate::write(git, req.task, &jobs, sign, notes_old.as_deref())?;
+    let mut pending = recreate::write(git, req.task, &jobs, sign, notes_old.as_deref(), events)?;
     crate::crash::point("commit.quarantine-written");
     let last = pending
         .commits
@@ -740,6 +741,7 @@ mod tests {
                 message: None,
             },
             &mut |_| Ok(vec![]),
+            &crate::ops::NoEvents,
         )
         .unwrap();
         let sources: Vec<&str> = done.commits.iter().map(|(s, _)| s.as_str()).collect();
