@@ -9,7 +9,7 @@
 //! prints, prompts or opens an editor.
 
 use crate::agent::Agent;
-use crate::git::promote::{PromoteRequest, needs_message, promote, task_tip};
+use crate::git::promote::{PromoteError, PromoteRequest, needs_message, promote, task_tip};
 use crate::runtime::Runtime;
 use crate::task::lock::TaskLock;
 use crate::task::store::Loaded;
@@ -64,6 +64,8 @@ pub enum CommitError {
     #[error("the task has uncommitted changes and no commit message was given")]
     NoMessage,
     #[error(transparent)]
+    Promote(#[from] PromoteError),
+    #[error(transparent)]
     Other(anyhow::Error),
 }
 
@@ -79,6 +81,7 @@ impl OpError for CommitError {
             CommitError::NoMessage => {
                 Some("pass one with -m: git agent commit <task> -m \"message\"".into())
             }
+            CommitError::Promote(e) => e.hint(),
             CommitError::Other(_) => None,
         }
     }
@@ -86,6 +89,7 @@ impl OpError for CommitError {
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             CommitError::Other(e) => Ok(e),
+            CommitError::Promote(e) => e.passthrough().map_err(CommitError::Promote),
             other => Err(other),
         }
     }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::commit_error;
+use super::PromoteError;
 use crate::git::Git;
 use crate::ops::{Event, Events};
 
@@ -413,9 +413,11 @@ fn progress_line(done: usize, total: usize, end: bool) -> String {
     )
 }
 
-/// The user's identity as git would write it (`Name <email> <time> <zone>`).
+/// The user's identity as git would write it (`Name <email> <time> <zone>`); git fails
+/// to tell it only when it does not know who the user is.
 fn ident(git: &Git, which: &str) -> Result<String> {
-    git.run(["var", which]).map_err(|e| commit_error(e, false))
+    git.run(["var", which])
+        .map_err(|_| PromoteError::Identity.into())
 }
 
 /// Objects written in a quarantine, on their way into the user's repository.
@@ -633,8 +635,11 @@ fn sign_each(
             });
         }
         cmd.args(["-S", "-F", "-"]);
-        let out = crate::git::output_of(&mut cmd, Some(job.message.as_bytes()))
-            .map_err(|e| commit_error(e, true))?;
+        let out = crate::git::output_of(&mut cmd, Some(job.message.as_bytes())).map_err(|e| {
+            PromoteError::Signing {
+                detail: format!("{e:#}"),
+            }
+        })?;
         made.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
         progress.tick(i + 1);
     }
