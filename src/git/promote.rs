@@ -735,11 +735,11 @@ mod tests {
         git(d, &["commit", "-q", "--allow-empty", "-m", "work"]);
         let head = git(d, &["rev-parse", "HEAD"]);
         let g = Git::discover(d).unwrap();
-        let req = |head: &'static str| PromoteRequest {
+        let req = |which: &str| PromoteRequest {
             task: "t",
             agent: "exec",
             base: &base,
-            head: if head == "base" { &base } else { &head },
+            head: if which == "base" { &base } else { &head },
             wip: None,
             previous: None,
             message: None,
