@@ -10,13 +10,15 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
+use super::network::NetworkUse;
 use super::{Ctx, term};
 use crate::git::promote::Plan;
 use crate::git::sensitive::Flag;
 use crate::git::sensitive::claims::{self, Claim};
 use crate::ops::OpError;
 use crate::ops::review::{
-    BinaryFile, DiffKind, Facts, FileChange, GroupReview, ReviewRequest, Reviewed, short,
+    BinaryFile, DiffKind, Facts, FileChange, GroupReview, ReviewRequest, Reviewed, TaskReview,
+    short,
 };
 use crate::task::branch_name;
 
@@ -98,7 +100,7 @@ struct ReviewJson<'a> {
     /// Changed files with binary content (not shown as text in the diff).
     binary: &'a [BinaryFile],
     sensitive: &'a [Flag],
-    network: Option<super::network::NetworkUse>,
+    network: Option<NetworkUse>,
 }
 
 fn commits_json(plan: &Plan) -> Vec<CommitJson> {
@@ -251,8 +253,30 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         .map(|v| v == "true")
         .unwrap_or(false);
     let palette = color.then(|| visible::Palette::from_git(&ctx.git));
+    let text = summary(&review, network.as_ref());
+    let kind = if args.commits {
+        DiffKind::Commits
+    } else if args.stat {
+        DiffKind::Stat
+    } else {
+        DiffKind::Patch
+    };
+    // No diff drivers, no textconv, every non-binary file as text whatever the attributes
+    // say, no colour from git: what is shown is the content, escaped here.
+    let diff = crate::ops::review::diff(&ctx, &review, kind)?;
+    let mut body = text.into_bytes();
+    body.extend_from_slice(visible::render_diff(&diff, palette.as_ref()).as_bytes());
+    page(&ctx, &body, tty)?;
+    Ok(0)
+}
+
+/// The summary above the diff: the task, its base, the commits `commit` will re-create,
+/// what needs attention, its network use and output, and binary files (escaped).
+fn summary(review: &TaskReview, network: Option<&NetworkUse>) -> String {
+    let r = &review.loaded.record;
+    let facts = &review.facts;
     let mut text = String::new();
-    let unverified = !checked
+    let unverified = !review.status_checked
         && matches!(
             r.status,
             crate::task::Status::Running | crate::task::Status::Creating
@@ -314,7 +338,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             text += "\n";
         }
     }
-    if let Some(n) = &network {
+    if let Some(n) = network {
         let mut l = n.lines().into_iter();
         text += &format!(
             "network {}\n",
@@ -344,20 +368,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             short(&b.new_blob)
         );
     }
-    let kind = if args.commits {
-        DiffKind::Commits
-    } else if args.stat {
-        DiffKind::Stat
-    } else {
-        DiffKind::Patch
-    };
-    // No diff drivers, no textconv, every non-binary file as text whatever the attributes
-    // say, no colour from git: what is shown is the content, escaped here.
-    let diff = crate::ops::review::diff(&ctx, &review, kind)?;
-    let mut body = text.into_bytes();
-    body.extend_from_slice(visible::render_diff(&diff, palette.as_ref()).as_bytes());
-    page(&ctx, &body, tty)?;
-    Ok(0)
+    text
 }
 
 /// Show `body` through git's pager when stdout is a terminal, else print it.
