@@ -283,3 +283,26 @@ pub async fn run_commit_push(args: CommitPushArgs) -> Result<i32> {
     out(done.branch)?;
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_flags_decide_or_leave_it_to_config() {
+        assert_eq!(decided(false, false), None);
+        assert_eq!(decided(true, false), Some(true));
+        assert_eq!(decided(false, true), Some(false));
+        let opts = PushOpts {
+            remote: Some("up".into()),
+            set_upstream: true,
+            no_notes: true,
+            ..PushOpts::default()
+        };
+        let req = opts.request("t");
+        assert_eq!(req.task, "t");
+        assert_eq!(req.remote.as_deref(), Some("up"));
+        assert_eq!(req.set_upstream, Some(true));
+        assert_eq!(req.notes, Some(false));
+    }
+}
