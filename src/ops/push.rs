@@ -373,6 +373,146 @@ mod tests {
         );
     }
 
+    fn git(dir: &std::path::Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A task with one agent commit and no container, in a repository with a bare remote.
+    fn repo_with_task(d: &std::path::Path) -> Ctx {
+        git(d, &["init", "-q", "-b", "main"]);
+        git(d, &["config", "user.name", "Test User"]);
+        git(d, &["config", "user.email", "test@example.com"]);
+        git(d, &["commit", "-q", "--allow-empty", "-m", "base"]);
+        let base = git(d, &["rev-parse", "HEAD"]);
+        std::fs::write(d.join("f.txt"), "agent work\n").unwrap();
+        git(d, &["add", "f.txt"]);
+        git(d, &["commit", "-q", "-m", "agent work"]);
+        let head = git(d, &["rev-parse", "HEAD"]);
+        git(d, &["reset", "-q", "--hard", &base]);
+        let remote = d.join("remote.git");
+        git(d, &["init", "-q", "--bare", remote.to_str().unwrap()]);
+        git(d, &["remote", "add", "origin", remote.to_str().unwrap()]);
+        let ctx = Ctx::open_at(d).unwrap();
+        let record = crate::task::TaskRecord {
+            name: "t".into(),
+            agent: "exec".into(),
+            command: vec!["true".into()],
+            base,
+            base_branch: Some("main".into()),
+            dirty: false,
+            status: crate::task::Status::Exited,
+            exit_code: Some(0),
+            reason: None,
+            created: 0,
+            started: None,
+            finished: None,
+            synced: None,
+            sandbox: Default::default(),
+            promoted: None,
+            template: None,
+            stack: None,
+            timeout: None,
+            interactive: false,
+            group: None,
+            restarts: 0,
+            stats: None,
+            network: None,
+            read_only: false,
+            git_readonly: false,
+            prompt: "work".into(),
+        };
+        let name = crate::task::name::TaskName::parse("t").unwrap();
+        ctx.store.create(&name, &record).unwrap();
+        git(d, &["update-ref", "refs/agent/t/head", &head]);
+        ctx
+    }
+
+    /// Commit then push through the operations, with real git: the branch and its notes
+    /// reach the remote, the upstream is set, and a diverged remote branch is a rejection
+    /// (never forced) that carries what git said.
+    #[tokio::test]
+    async fn commit_then_push_then_a_rejected_push() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let ctx = repo_with_task(d);
+        let events = crate::ops::events::Collected::default();
+        let prepared = crate::ops::commit::prepare(&ctx, "t", false, false, &events)
+            .await
+            .unwrap();
+        assert!(!prepared.needs_message && !prepared.already_committed);
+        let done = crate::ops::commit::finish(&ctx, prepared, None, &events).unwrap();
+        assert_eq!(done.branch, "agent/t");
+        assert_eq!(done.commits.len(), 1);
+        assert_eq!(done.branch_tip, git(d, &["rev-parse", "agent/t"]));
+        assert_eq!(
+            git(d, &["log", "-1", "--format=%an %s", "agent/t"]),
+            "Test User agent work"
+        );
+
+        let req = PushRequest {
+            task: "t".into(),
+            notes: Some(true),
+            set_upstream: Some(true),
+            ..PushRequest::default()
+        };
+        let pushed = run(&ctx, &req).unwrap();
+        assert_eq!(
+            pushed.remote, "origin",
+            "the base branch has no remote: the only one"
+        );
+        assert!(pushed.notes && pushed.upstream);
+        let remote = d.join("remote.git");
+        assert_eq!(git(&remote, &["rev-parse", "agent/t"]), done.branch_tip);
+        assert_eq!(
+            git(&remote, &["rev-parse", NOTES_REF]),
+            git(d, &["rev-parse", NOTES_REF])
+        );
+        assert_eq!(git(d, &["config", "branch.agent/t.remote"]), "origin");
+
+        git(d, &["commit", "-q", "--allow-empty", "-m", "someone else"]);
+        git(
+            d,
+            &["push", "-q", "-f", "origin", "HEAD:refs/heads/agent/t"],
+        );
+        let e = run(
+            &ctx,
+            &PushRequest {
+                task: "t".into(),
+                ..PushRequest::default()
+            },
+        )
+        .unwrap_err();
+        let PushError::Rejected { reasons, .. } = &e else {
+            panic!("{e:?}");
+        };
+        assert!(reasons[0].starts_with("refs/heads/agent/t "), "{reasons:?}");
+        assert!(e.remote_messages().is_some());
+        assert_ne!(git(&remote, &["rev-parse", "agent/t"]), done.branch_tip);
+
+        let e = run(
+            &ctx,
+            &PushRequest {
+                task: "t".into(),
+                remote: Some("nope".into()),
+                ..PushRequest::default()
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(&e, PushError::UnknownRemote { known, .. } if known == &["origin"]));
+        let events = events.take();
+        assert!(
+            events.is_empty(),
+            "no wait, no sync, no progress: {events:?}"
+        );
+    }
+
     #[test]
     fn push_errors_carry_their_hints() {
         let e = PushError::UnknownRemote {
