@@ -127,8 +127,8 @@ async fn draft_message(ctx: &Ctx, prepared: &Prepared) -> Option<String> {
     }
 }
 
-/// Start the draft's container (the task's image, an empty workspace volume, no home
-/// volume, the task's network with a fresh gateway under the task's policy) and ask.
+/// Give the task's network a fresh gateway under the task's policy, then ask in a fresh
+/// container (see [`crate::ops::commit::ask_draft`]).
 async fn draft_in_fresh_container<R: Runtime>(
     ctx: &Ctx,
     rt: &R,
@@ -136,36 +136,12 @@ async fn draft_in_fresh_container<R: Runtime>(
     prepared: &Prepared,
 ) -> Result<String> {
     let r = &prepared.loaded.record;
-    let names = ctx.repo.object_names(&r.name);
-    let agent = &plan.agent;
     let policy = r
         .network
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the task has no network policy"))?;
-    let (env, _, _) = super::spawn::fresh_gateway(ctx, rt, agent, policy, &r.name).await?;
-    let labels = ctx.repo.labels(&r.name);
-    rt.remove_container(&names.draft).await?;
-    rt.create_volume(&names.draft_volume, &labels).await?;
-    let limits = crate::sandbox::spawn::Limits::from_config(&ctx.config)?;
-    let mut spec = crate::sandbox::spawn::sandbox_spec(
-        &ctx.repo,
-        &r.name,
-        crate::sandbox::spawn::Process {
-            image_id: &r.sandbox.image_id,
-            cmd: vec!["sleep".into(), "infinity".into()],
-            env: &[],
-            home_volume: false,
-            tty: false,
-            read_only: false,
-        },
-        &limits,
-    );
-    spec.name = names.draft.clone();
-    spec.volume = names.draft_volume.clone();
-    spec.network = r.sandbox.network.clone().unwrap_or(spec.network);
-    let id = rt.create_container(&spec).await?;
-    rt.start(&id).await?;
-    crate::sandbox::spawn::ask(rt, &id, agent, &plan.prompt, &env).await
+    let (env, _, _) = super::spawn::fresh_gateway(ctx, rt, &plan.agent, policy, &r.name).await?;
+    crate::ops::commit::ask_draft(rt, ctx, prepared, plan, &env).await
 }
 
 /// Ask for a message in the user's editor, git style, starting from `draft`.

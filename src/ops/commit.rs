@@ -271,6 +271,43 @@ pub async fn draft_plan<R: Runtime>(rt: &R, ctx: &Ctx, prepared: &Prepared) -> O
     Some(DraftPlan { agent, prompt })
 }
 
+/// Ask the agent for the draft in a fresh container: the task's image, an empty workspace
+/// volume, no home volume, on the task's network, whose gateway the caller has just started
+/// afresh (its stand-ins in `env`). Remove what it made with [`remove_draft`].
+pub async fn ask_draft<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    prepared: &Prepared,
+    plan: &DraftPlan,
+    env: &[String],
+) -> anyhow::Result<String> {
+    let r = &prepared.loaded.record;
+    let names = ctx.repo.object_names(&r.name);
+    let labels = ctx.repo.labels(&r.name);
+    rt.remove_container(&names.draft).await?;
+    rt.create_volume(&names.draft_volume, &labels).await?;
+    let limits = crate::sandbox::spawn::Limits::from_config(&ctx.config)?;
+    let mut spec = crate::sandbox::spawn::sandbox_spec(
+        &ctx.repo,
+        &r.name,
+        crate::sandbox::spawn::Process {
+            image_id: &r.sandbox.image_id,
+            cmd: vec!["sleep".into(), "infinity".into()],
+            env: &[],
+            home_volume: false,
+            tty: false,
+            read_only: false,
+        },
+        &limits,
+    );
+    spec.name = names.draft.clone();
+    spec.volume = names.draft_volume.clone();
+    spec.network = r.sandbox.network.clone().unwrap_or(spec.network);
+    let id = rt.create_container(&spec).await?;
+    rt.start(&id).await?;
+    crate::sandbox::spawn::ask(rt, &id, &plan.agent, &plan.prompt, env).await
+}
+
 /// Remove the draft's container, volume and gateway (whatever is there).
 pub async fn remove_draft<R: Runtime>(rt: &R, ctx: &Ctx, task: &str) {
     let names = ctx.repo.object_names(task);
