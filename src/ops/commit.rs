@@ -4,9 +4,10 @@
 //!
 //! Two steps, so the command line can ask for a message in between while the task stays
 //! locked: [`prepare`] takes the task's lock, syncs and says whether a message is needed;
-//! [`finish`] promotes with the message the caller decided on. [`draft_plan`] is the small
-//! operation that prepares asking the agent for a draft of that message. Nothing here
-//! prints, prompts or opens an editor.
+//! [`finish`] promotes with the message the caller decided on. [`draft_plan`], [`ask_draft`]
+//! and [`remove_draft`] are the small operation that asks the agent for a draft of that
+//! message in a fresh container (the caller starts the task's gateway afresh in between).
+//! Nothing here prints, prompts or opens an editor.
 
 use crate::agent::Agent;
 use crate::git::promote::{PromoteError, PromoteRequest, needs_message, promote, task_tip};

@@ -19,7 +19,8 @@ use super::{Ctx, OpError};
 pub struct PushRequest {
     /// The task (any unique prefix of its name).
     pub task: String,
-    /// Remote name or URL; `None` picks one (see [`pick_remote`]).
+    /// Remote name or URL; `None` picks one: the base branch's remote, else remote.pushDefault,
+    /// else the only remote, else origin.
     pub remote: Option<String>,
     /// Set the upstream of `agent/<task>`: `Some` decides, `None` reads agent.pushSetUpstream.
     pub set_upstream: Option<bool>,
