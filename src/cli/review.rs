@@ -1,6 +1,8 @@
 //! `git agent review`: what a task changed, with its status and output.
+//!
+//! [`crate::ops::review`] gathers the facts and the raw diff; this module renders them: text
+//! escaped and coloured here (see [`visible`]), through git's pager, or JSON.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -8,14 +10,17 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use super::{Ctx, engine_for_reading, term};
-use crate::error::sanitize;
-use crate::git::promote::{self, Plan};
+use super::network::NetworkUse;
+use super::{Ctx, term};
+use crate::git::promote::Plan;
+use crate::git::sensitive::Flag;
 use crate::git::sensitive::claims::{self, Claim};
-use crate::git::sensitive::{self, Flag, RawChange, parse_diff_tree, parse_raw};
-use crate::runtime::Runtime;
+use crate::ops::OpError;
+use crate::ops::review::{
+    BinaryFile, DiffKind, Facts, FileChange, GroupReview, ReviewRequest, Reviewed, TaskReview,
+    short,
+};
 use crate::task::branch_name;
-use crate::task::store::Loaded;
 
 mod visible;
 
@@ -61,13 +66,6 @@ pub struct ReviewArgs {
     pub commits: bool,
 }
 
-#[derive(Serialize)]
-struct FileChange {
-    path: String,
-    added: Option<u64>,
-    removed: Option<u64>,
-}
-
 /// One commit that `commit` will re-create, as review shows it.
 #[derive(Serialize)]
 struct CommitJson {
@@ -80,15 +78,6 @@ struct CommitJson {
     foreign_identity: bool,
     message: String,
     claims: Vec<Claim>,
-}
-
-#[derive(Serialize)]
-struct BinaryJson {
-    path: String,
-    old_size: Option<u64>,
-    new_size: Option<u64>,
-    old_blob: String,
-    new_blob: String,
 }
 
 #[derive(Serialize)]
@@ -109,214 +98,9 @@ struct ReviewJson<'a> {
     already_committed: u64,
     files: Vec<FileChange>,
     /// Changed files with binary content (not shown as text in the diff).
-    binary: Vec<BinaryJson>,
-    sensitive: Vec<Flag>,
-    network: Option<super::network::NetworkUse>,
-}
-
-/// Per-file line counts between two commits, every non-binary file counted as text whatever
-/// the attributes say (git's numstat reports `-` for attribute-binary files even with
-/// `--text`, so those are counted from their patch).
-fn numstat(ctx: &Ctx, from: &str, to: &str, binary: &[BinaryJson]) -> Result<Vec<FileChange>> {
-    let text = ctx.git.run([
-        "diff",
-        "--numstat",
-        "-z",
-        "--no-renames",
-        "--no-ext-diff",
-        "--no-textconv",
-        "--text",
-        from,
-        to,
-    ])?;
-    let mut files = Vec::new();
-    for entry in text.split('\0').filter(|e| !e.is_empty()) {
-        let mut parts = entry.splitn(3, '\t');
-        let (Some(a), Some(r), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        files.push(FileChange {
-            path: p.to_string(),
-            added: a.parse().ok(),
-            removed: r.parse().ok(),
-        });
-    }
-    let hidden: Vec<usize> = (0..files.len())
-        .filter(|i| files[*i].added.is_none() && !binary.iter().any(|b| b.path == files[*i].path))
-        .collect();
-    if !hidden.is_empty() {
-        let mut diff = ctx.git.command();
-        diff.args([
-            "diff",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-textconv",
-            "--text",
-            "--no-renames",
-            "--patch",
-            from,
-            to,
-            "--",
-        ]);
-        for i in &hidden {
-            diff.arg(format!(":(top,literal){}", files[*i].path));
-        }
-        let out = crate::git::output_of(&mut diff, None)?;
-        for (i, (a, r)) in hidden.iter().zip(visible::count_lines(&out.stdout)) {
-            files[*i].added = Some(a);
-            files[*i].removed = Some(r);
-        }
-    }
-    Ok(files)
-}
-
-/// Size and binary-ness of blobs, read in-process (no git process per blob).
-struct Blobs {
-    repo: Option<git2::Repository>,
-    seen: HashMap<String, (Option<u64>, bool)>,
-}
-
-impl Blobs {
-    fn open(ctx: &Ctx) -> Blobs {
-        Blobs {
-            repo: git2::Repository::open(&ctx.git.common_dir).ok(),
-            seen: HashMap::new(),
-        }
-    }
-
-    /// `(size, binary)` of a blob; binary as git decides it (a NUL in the first 8000 bytes).
-    fn facts(&mut self, oid: &str) -> (Option<u64>, bool) {
-        if oid.bytes().all(|b| b == b'0') {
-            return (None, false);
-        }
-        if let Some(f) = self.seen.get(oid) {
-            return *f;
-        }
-        let f = self
-            .repo
-            .as_ref()
-            .and_then(|r| {
-                let blob = r.find_blob(git2::Oid::from_str(oid).ok()?).ok()?;
-                let c = blob.content();
-                Some((Some(c.len() as u64), c[..c.len().min(8000)].contains(&0)))
-            })
-            .unwrap_or((None, false));
-        self.seen.insert(oid.to_string(), f);
-        f
-    }
-
-    fn fill(&mut self, changes: &mut [RawChange]) {
-        for c in changes.iter_mut() {
-            if c.status == 'D' || c.new_mode == "160000" {
-                continue;
-            }
-            let (size, binary) = self.facts(&c.new_oid);
-            c.new_size = size;
-            c.binary = binary;
-        }
-    }
-}
-
-/// What review knows about a task's work before printing anything.
-struct Facts {
-    plan: Plan,
-    /// Commits of `base..head` in total (promoted or not).
-    total_commits: u64,
-    net: Vec<RawChange>,
-    binary: Vec<BinaryJson>,
-    flags: Vec<Flag>,
-}
-
-/// A short label for a commit in flags.
-fn short(id: &str) -> String {
-    id.get(..12).unwrap_or(id).to_string()
-}
-
-const WIP_LABEL: &str = "uncommitted changes";
-
-/// Every commit `commit` will re-create is looked at on its own (its diff against each
-/// parent), with the uncommitted snapshot and the net diff: what was added in one commit and
-/// removed in the next is still flagged.
-fn gather(ctx: &Ctx, loaded: &Loaded) -> Result<Facts> {
-    let r = &loaded.record;
-    let head = loaded.ref_value("head").unwrap_or(&r.base);
-    let wip = loaded.ref_value("wip");
-    let tip = loaded.tip();
-    let plan = promote::plan(&ctx.git, &r.base, head, wip, r.promoted.as_ref())?;
-    let total_commits = ctx
-        .git
-        .run(["rev-list", "--count", head, &format!("^{}", r.base)])?
-        .parse()
-        .unwrap_or(0);
-    let mut blobs = Blobs::open(ctx);
-    let mut per: Vec<(String, Vec<RawChange>)> = Vec::new();
-    let ids: String = plan
-        .commits
-        .iter()
-        .map(|c| c.id.as_str())
-        .chain(plan.wip.as_deref())
-        .map(|id| format!("{id}\n"))
-        .collect();
-    if !ids.is_empty() {
-        let raw = ctx.git.run_with_input(
-            [
-                "diff-tree",
-                "--stdin",
-                "-r",
-                "-z",
-                "--raw",
-                "-m",
-                "--no-renames",
-                "--no-abbrev",
-            ],
-            ids.as_bytes(),
-        )?;
-        for (id, mut changes) in parse_diff_tree(&raw) {
-            blobs.fill(&mut changes);
-            let label = if Some(id.as_str()) == plan.wip.as_deref() {
-                WIP_LABEL.to_string()
-            } else {
-                short(&id)
-            };
-            per.push((label, changes));
-        }
-    }
-    let raw = ctx.git.run([
-        "diff",
-        "--raw",
-        "-z",
-        "--no-renames",
-        "--no-abbrev",
-        &r.base,
-        tip,
-    ])?;
-    let mut net = parse_raw(&raw);
-    blobs.fill(&mut net);
-    let mut binary = Vec::new();
-    for c in &net {
-        let old = if c.old_mode == "160000" {
-            (None, false)
-        } else {
-            blobs.facts(&c.old_oid)
-        };
-        if (c.binary || old.1) && c.new_mode != "160000" {
-            binary.push(BinaryJson {
-                path: c.path.clone(),
-                old_size: old.0,
-                new_size: c.new_size,
-                old_blob: c.old_oid.clone(),
-                new_blob: c.new_oid.clone(),
-            });
-        }
-    }
-    let flags = sensitive::collect(&per, &net);
-    Ok(Facts {
-        plan,
-        total_commits,
-        net,
-        binary,
-        flags,
-    })
+    binary: &'a [BinaryFile],
+    sensitive: &'a [Flag],
+    network: Option<NetworkUse>,
 }
 
 fn commits_json(plan: &Plan) -> Vec<CommitJson> {
@@ -377,23 +161,13 @@ fn attention(facts: &Facts, branch: &str) -> Vec<String> {
 }
 
 /// Several attempts at one task (`spawn --agent a,b`), side by side.
-async fn review_group(ctx: &Ctx, group: &str, members: Vec<Loaded>, sync: bool) -> Result<i32> {
-    let rt = super::engine_view::engine_or_warn().await;
-    let mut rows = Vec::new();
-    for mut l in members {
-        if let Some(rt) = &rt {
-            if sync && l.record.sandbox.container.is_some() {
-                let lock = super::lock_task(ctx, &l.record.name, "review").await?;
-                let fresh = super::reload(ctx, &l.record.name)?;
-                l = crate::ops::sync::if_possible(rt, ctx, fresh, &lock, &super::Stderr).await?;
-            } else {
-                l = crate::sandbox::refresh(rt, &ctx.store, l).await?;
-            }
-        }
-        rows.push(l);
-    }
-    let mut text = format!("group {group}: {} attempts\n", rows.len());
-    for l in &rows {
+fn show_group(review: &GroupReview) -> Result<i32> {
+    let mut text = format!(
+        "group {}: {} attempts\n",
+        review.group,
+        review.members.len()
+    );
+    for (l, stat) in &review.members {
         let r = &l.record;
         let status = match r.exit_code {
             Some(c) => format!("{} ({c})", r.status.as_str()),
@@ -407,16 +181,7 @@ async fn review_group(ctx: &Ctx, group: &str, members: Vec<Loaded>, sync: bool) 
             if run.is_empty() { "" } else { ", " },
             run
         );
-        let stat = visible::escape(&ctx.git.run([
-            "diff",
-            "--stat",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-textconv",
-            "--text",
-            &r.base,
-            l.tip(),
-        ])?);
+        let stat = visible::escape(stat);
         if stat.is_empty() {
             text += "   no changes\n";
         }
@@ -431,61 +196,24 @@ async fn review_group(ctx: &Ctx, group: &str, members: Vec<Loaded>, sync: bool) 
 
 pub async fn run(args: ReviewArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    if ctx.store.names()?.iter().all(|n| n != &args.task) {
-        let members: Vec<Loaded> = ctx
-            .store
-            .all()?
-            .into_iter()
-            .filter(|l| l.record.group.as_deref() == Some(args.task.as_str()))
-            .collect();
-        if !members.is_empty() {
-            return review_group(&ctx, &args.task, members, !args.no_sync).await;
-        }
-    }
-    let mut loaded = ctx.store.resolve(&args.task)?;
-    let mut output_tail = None;
-    let mut network = None;
-    let mut checked = true;
-    if loaded.record.sandbox.container.is_some() {
-        match engine_for_reading().await {
-            Ok(rt) => {
-                if !args.no_sync {
-                    let name = loaded.record.name.clone();
-                    let lock = super::lock_task(&ctx, &name, "review").await?;
-                    let fresh = super::reload(&ctx, &name)?;
-                    loaded = crate::ops::sync::if_possible(&rt, &ctx, fresh, &lock, &super::Stderr)
-                        .await?;
-                } else {
-                    loaded = crate::sandbox::refresh(&rt, &ctx.store, loaded).await?;
-                }
-                let mut buf = Vec::new();
-                let container = loaded.record.sandbox.container.clone().unwrap_or_default();
-                if rt.logs(&container, false, Some(10), &mut buf).await.is_ok() {
-                    output_tail = Some(sanitize(&String::from_utf8_lossy(&buf)));
-                }
-                network = super::network::network_use(Some(&rt), &ctx.store, &loaded).await?;
-            }
-            Err(e) => {
-                eprintln!(
-                    "git-agent: not syncing: {e}; runtime status unknown, showing the last synced work"
-                );
-                checked = false;
-            }
-        }
-    }
-    if network.is_none() {
-        network = super::network::network_use(
-            None::<&crate::runtime::select::Engine>,
-            &ctx.store,
-            &loaded,
-        )
-        .await?;
-    }
+    let req = ReviewRequest {
+        task: args.task.clone(),
+        sync: !args.no_sync,
+    };
+    let review = match crate::ops::review::run(&ctx, &req, &super::Stderr)
+        .await
+        .map_err(OpError::into_report)?
+    {
+        Reviewed::Group(g) => return show_group(&g),
+        Reviewed::Task(t) => t,
+    };
+    let loaded = &review.loaded;
+    let network = super::network::network_use(review.engine.as_ref(), &ctx.store, loaded).await?;
     let r = &loaded.record;
-    let tip = loaded.tip().to_string();
-    let facts = gather(&ctx, &loaded)?;
+    let facts = &review.facts;
+    let checked = review.status_checked;
     if args.json {
-        let files = numstat(&ctx, &r.base, &tip, &facts.binary)?;
+        let files = crate::ops::review::numstat(&ctx, &review)?;
         let json = ReviewJson {
             task: &r.name,
             agent: &r.agent,
@@ -496,12 +224,10 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             head: loaded.ref_value("head"),
             wip: loaded.ref_value("wip"),
             commits: commits_json(&facts.plan),
-            already_committed: facts
-                .total_commits
-                .saturating_sub(facts.plan.commits.len() as u64),
+            already_committed: facts.already_committed(),
             files,
-            binary: facts.binary,
-            sensitive: facts.flags,
+            binary: &facts.binary,
+            sensitive: &facts.flags,
             network,
         };
         super::out(visible::json_safe(&serde_json::to_string_pretty(&json)?))?;
@@ -527,8 +253,30 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         .map(|v| v == "true")
         .unwrap_or(false);
     let palette = color.then(|| visible::Palette::from_git(&ctx.git));
+    let text = summary(&review, network.as_ref());
+    let kind = if args.commits {
+        DiffKind::Commits
+    } else if args.stat {
+        DiffKind::Stat
+    } else {
+        DiffKind::Patch
+    };
+    // No diff drivers, no textconv, every non-binary file as text whatever the attributes
+    // say, no colour from git: what is shown is the content, escaped here.
+    let diff = crate::ops::review::diff(&ctx, &review, kind)?;
+    let mut body = text.into_bytes();
+    body.extend_from_slice(visible::render_diff(&diff, palette.as_ref()).as_bytes());
+    page(&ctx, &body, tty)?;
+    Ok(0)
+}
+
+/// The summary above the diff: the task, its base, the commits `commit` will re-create,
+/// what needs attention, its network use and output, and binary files (escaped).
+fn summary(review: &TaskReview, network: Option<&NetworkUse>) -> String {
+    let r = &review.loaded.record;
+    let facts = &review.facts;
     let mut text = String::new();
-    let unverified = !checked
+    let unverified = !review.status_checked
         && matches!(
             r.status,
             crate::task::Status::Running | crate::task::Status::Creating
@@ -548,7 +296,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             .unwrap_or_default()
     );
     let n = facts.plan.commits.len();
-    let already = facts.total_commits.saturating_sub(n as u64);
+    let already = facts.already_committed();
     text += &format!(
         "work    {n} commit{}{}{}\n",
         if n == 1 { "" } else { "s" },
@@ -582,7 +330,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             text += &format!("        committer {}\n", visible::escape(&c.committer));
         }
     }
-    let flagged = attention(&facts, &branch_name(&r.name));
+    let flagged = attention(facts, &branch_name(&r.name));
     if !flagged.is_empty() {
         text += "attention: changes to look at before promoting\n";
         for l in &flagged {
@@ -590,7 +338,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             text += "\n";
         }
     }
-    if let Some(n) = &network {
+    if let Some(n) = network {
         let mut l = n.lines().into_iter();
         text += &format!(
             "network {}\n",
@@ -600,7 +348,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             text += &format!("        {}\n", visible::escape(&x));
         }
     }
-    if let Some(tail) = &output_tail
+    if let Some(tail) = &review.output_tail
         && !tail.trim().is_empty()
     {
         text += "output  (last lines)\n";
@@ -620,68 +368,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             short(&b.new_blob)
         );
     }
-    if args.commits {
-        let ids: String = facts
-            .plan
-            .commits
-            .iter()
-            .map(|c| c.id.as_str())
-            .chain(facts.plan.wip.as_deref())
-            .map(|id| format!("{id}\n"))
-            .collect();
-        let mut log = ctx.git.command();
-        log.args([
-            "-c",
-            "log.showSignature=false",
-            "log",
-            "--no-walk=unsorted",
-            "--stdin",
-            "--no-color",
-            "--no-mailmap",
-            "--no-ext-diff",
-            "--no-textconv",
-            "--text",
-            "-m",
-            "--stat",
-            "--patch",
-            "--ignore-submodules=none",
-            // Message lines indented, so none can pass for a diff header.
-            "--format=commit %H%nAuthor: %an <%ae>%n%n%w(0,4,4)%B",
-        ]);
-        let out = crate::git::output_of(&mut log, Some(ids.as_bytes()))?;
-        let mut body = text.into_bytes();
-        body.extend_from_slice(visible::render_diff(&out.stdout, palette.as_ref()).as_bytes());
-        page(&ctx, &body, tty)?;
-        return Ok(0);
-    }
-    // No diff drivers, no textconv, every non-binary file as text whatever the attributes
-    // say, no colour from git: what is shown is the content, escaped here.
-    let mut diff = ctx.git.command();
-    diff.args([
-        "diff",
-        "--no-color",
-        "--no-ext-diff",
-        "--no-textconv",
-        "--text",
-        "--ignore-submodules=none",
-        "--submodule=short",
-        "--stat",
-    ]);
-    if !args.stat {
-        diff.arg("--patch");
-    }
-    diff.args([&r.base, &tip]);
-    if !facts.binary.is_empty() {
-        diff.arg("--");
-        for b in &facts.binary {
-            diff.arg(format!(":(top,literal,exclude){}", b.path));
-        }
-    }
-    let diff_out = crate::git::output_of(&mut diff, None)?;
-    let mut body = text.into_bytes();
-    body.extend_from_slice(visible::render_diff(&diff_out.stdout, palette.as_ref()).as_bytes());
-    page(&ctx, &body, tty)?;
-    Ok(0)
+    text
 }
 
 /// Show `body` through git's pager when stdout is a terminal, else print it.

@@ -13,6 +13,7 @@
 //! This module must not print or prompt: it returns errors (typed where a caller decides on
 //! them, see [`GitError`]).
 
+pub mod blob;
 pub mod bundle;
 pub mod format;
 pub mod promote;

@@ -18,12 +18,125 @@ use std::collections::HashMap;
 use anyhow::Result;
 
 use super::{Git, RefUpdate};
-use crate::error::hinted;
+use crate::ops::OpError;
 use crate::task::Promotion;
 
 pub const NOTES_REF: &str = "refs/notes/agent";
 
 pub use recreate::sweep;
+
+/// Why a promotion did not happen. Nothing was committed in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    #[error("task '{task}' has no changes to commit")]
+    NoChanges { task: String },
+    #[error("task '{task}' has no changes to commit")]
+    NoWork { task: String },
+    #[error("task '{task}' has nothing new to commit since the last commit")]
+    NothingNew { task: String },
+    #[error("branch agent/{task} already exists")]
+    BranchExists { task: String },
+    #[error("branch agent/{task} was deleted since git-agent last wrote it")]
+    BranchDeleted {
+        task: String,
+        /// The branch commit git-agent last wrote.
+        last: Option<String>,
+    },
+    #[error("branch agent/{task} changed since git-agent last wrote it")]
+    BranchChanged { task: String },
+    #[error("branch agent/{task} changed while git-agent was writing it")]
+    BranchMoved { task: String },
+    #[error(
+        "commit {} of task '{task}' has a parent ({}) that is neither the task's base history nor promoted before; refusing to put an agent commit on agent/{task}",
+        short(commit),
+        short(parent)
+    )]
+    ForeignParent {
+        task: String,
+        commit: String,
+        parent: String,
+    },
+    #[error("the commit message is empty; nothing was committed")]
+    EmptyMessage,
+    #[error(
+        "task '{task}' kept changing while its work was committed; nothing was committed: {last}"
+    )]
+    KeptChanging { task: String, last: String },
+    #[error("git does not know who you are, so it cannot commit")]
+    Identity,
+    #[error("signing the commit failed: {detail}")]
+    Signing { detail: String },
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+fn short(id: &str) -> &str {
+    &id[..12.min(id.len())]
+}
+
+impl From<anyhow::Error> for PromoteError {
+    /// A failure from below, or one of these carried through an `anyhow::Error` (from the
+    /// quarantine's writer), recognised by its type.
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<PromoteError>() {
+            Ok(p) => p,
+            Err(e) => PromoteError::Other(e),
+        }
+    }
+}
+
+impl OpError for PromoteError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            PromoteError::NoChanges { .. } => {
+                "check its output with `git agent logs`, or sync it first with `git agent sync`"
+                    .into()
+            }
+            PromoteError::NoWork { task } => format!(
+                "its agent made no commit and left no change; see what it did with `git agent logs {task}`"
+            ),
+            PromoteError::NothingNew { task } => format!(
+                "its work is already on branch agent/{task}; push it with `git agent push {task}`"
+            ),
+            PromoteError::BranchExists { task } => format!(
+                "git-agent did not create it; rename or delete it (`git branch -m agent/{task} <new>`) and try again"
+            ),
+            PromoteError::BranchDeleted { task, last } => format!(
+                "restore it with `git branch agent/{task} {}` and run commit again",
+                last.as_deref().unwrap_or("<commit>")
+            ),
+            PromoteError::BranchChanged { task } => format!(
+                "git-agent will not overwrite your commits; rename that branch (`git branch -m agent/{task} <new>`) and run commit again"
+            ),
+            PromoteError::BranchMoved { task } => format!(
+                "nothing was committed; look at it with `git log agent/{task}`, rename it (`git branch -m agent/{task} <new>`) and run commit again"
+            ),
+            PromoteError::ForeignParent { task, .. } => format!(
+                "look at the task's history with `git log --graph refs/agent/{task}/head`"
+            ),
+            PromoteError::EmptyMessage => {
+                "pass a message with `git agent commit -m <message>`".into()
+            }
+            PromoteError::KeptChanging { task, .. } => format!(
+                "wait for the commands changing it to finish, then run `git agent commit {task}` again"
+            ),
+            PromoteError::Identity => {
+                "set your identity: git config --global user.name \"Your Name\"; git config --global user.email you@example.com".into()
+            }
+            PromoteError::Signing { .. } => {
+                "check user.signingKey and gpg.format, or commit unsigned with `git -c commit.gpgSign=false agent commit`".into()
+            }
+            PromoteError::Other(_) => return None,
+        })
+    }
+
+    fn passthrough(self) -> std::result::Result<anyhow::Error, Self> {
+        match self {
+            PromoteError::Other(e) => Ok(e),
+            other => Err(other),
+        }
+    }
+}
 
 /// What to promote.
 pub struct PromoteRequest<'a> {
@@ -264,14 +377,13 @@ pub fn promote(
     git: &Git,
     req: PromoteRequest<'_>,
     record: &mut dyn FnMut(&Promotion) -> Result<Vec<RefUpdate>>,
-) -> Result<Promoted> {
+    events: &dyn crate::ops::Events,
+) -> std::result::Result<Promoted, PromoteError> {
     let branch = format!("refs/heads/agent/{}", req.task);
     let tip = task_tip(req.head, req.wip);
+    let task = req.task.to_string();
     if tip == req.base {
-        return Err(hinted(
-            format!("task '{}' has no changes to commit", req.task),
-            "check its output with `git agent logs`, or sync it first with `git agent sync`",
-        ));
+        return Err(PromoteError::NoChanges { task });
     }
     let current = git.ref_value(&branch)?;
     let mut previous = req.previous.cloned();
@@ -287,37 +399,12 @@ pub fn promote(
             }
             None => {
                 return Err(match (&current, &previous) {
-                    (Some(_), None) => hinted(
-                        format!("branch agent/{} already exists", req.task),
-                        format!(
-                            "git-agent did not create it; rename or delete it (`git branch -m agent/{0} <new>`) and try again",
-                            req.task
-                        ),
-                    ),
-                    (None, _) => hinted(
-                        format!(
-                            "branch agent/{} was deleted since git-agent last wrote it",
-                            req.task
-                        ),
-                        format!(
-                            "restore it with `git branch agent/{} {}` and run commit again",
-                            req.task,
-                            previous
-                                .as_ref()
-                                .map(|p| p.branch_tip.as_str())
-                                .unwrap_or("<commit>")
-                        ),
-                    ),
-                    _ => hinted(
-                        format!(
-                            "branch agent/{} changed since git-agent last wrote it",
-                            req.task
-                        ),
-                        format!(
-                            "git-agent will not overwrite your commits; rename that branch (`git branch -m agent/{} <new>`) and run commit again",
-                            req.task
-                        ),
-                    ),
+                    (Some(_), None) => PromoteError::BranchExists { task },
+                    (None, _) => PromoteError::BranchDeleted {
+                        task,
+                        last: previous.map(|p| p.branch_tip),
+                    },
+                    _ => PromoteError::BranchChanged { task },
                 });
             }
         }
@@ -339,16 +426,7 @@ pub fn promote(
                 adopted,
             });
         }
-        return Err(hinted(
-            format!(
-                "task '{}' has nothing new to commit since the last commit",
-                req.task
-            ),
-            format!(
-                "its work is already on branch agent/{0}; push it with `git agent push {0}`",
-                req.task
-            ),
-        ));
+        return Err(PromoteError::NothingNew { task });
     }
 
     let sign = git
@@ -369,19 +447,11 @@ pub fn promote(
         for p in &s.parents {
             let known = plan.commits.iter().any(|c| &c.id == p) || plan.done.contains_key(p);
             if !known && !git.test(["merge-base", "--is-ancestor", p, req.base])? {
-                return Err(hinted(
-                    format!(
-                        "commit {} of task '{}' has a parent ({}) that is neither the task's base history nor promoted before; refusing to put an agent commit on agent/{}",
-                        &s.id[..12],
-                        req.task,
-                        &p[..12.min(p.len())],
-                        req.task
-                    ),
-                    format!(
-                        "look at the task's history with `git log --graph refs/agent/{}/head`",
-                        req.task
-                    ),
-                ));
+                return Err(PromoteError::ForeignParent {
+                    task,
+                    commit: s.id.clone(),
+                    parent: p.clone(),
+                });
             }
         }
     }
@@ -430,12 +500,7 @@ pub fn promote(
             .message
             .clone()
             .filter(|m| !m.trim().is_empty())
-            .ok_or_else(|| {
-                hinted(
-                    "the commit message is empty; nothing was committed",
-                    "pass a message with `git agent commit -m <message>`",
-                )
-            })?;
+            .ok_or(PromoteError::EmptyMessage)?;
         let parents = vec![parent_of(&parent, &index)];
         jobs.push(recreate::Job {
             tree,
@@ -445,13 +510,7 @@ pub fn promote(
         });
     }
     if jobs.is_empty() && expected.is_none() {
-        return Err(hinted(
-            format!("task '{}' has no changes to commit", req.task),
-            format!(
-                "its agent made no commit and left no change; see what it did with `git agent logs {}`",
-                req.task
-            ),
-        ));
+        return Err(PromoteError::NoWork { task });
     }
     let sources: Vec<String> = plan
         .commits
@@ -461,7 +520,7 @@ pub fn promote(
         .collect();
 
     let notes_old = git.ref_value(NOTES_REF)?;
-    let mut pending = recreate::write(git, req.task, &jobs, sign, notes_old.as_deref())?;
+    let mut pending = recreate::write(git, req.task, &jobs, sign, notes_old.as_deref(), events)?;
     crate::crash::point("commit.quarantine-written");
     let last = pending
         .commits
@@ -480,7 +539,7 @@ pub fn promote(
         new: Some(last.clone()),
         old: expected,
     }];
-    let done = moved.and_then(|_| {
+    let done = moved.map_err(PromoteError::from).and_then(|_| {
         transact(
             git,
             &branch,
@@ -517,7 +576,7 @@ fn transact(
     promotion: &Promotion,
     record: &mut dyn FnMut(&Promotion) -> Result<Vec<RefUpdate>>,
     mut notes: Option<(&mut recreate::Pending, Option<String>)>,
-) -> Result<()> {
+) -> std::result::Result<(), PromoteError> {
     let task = branch.trim_start_matches("refs/heads/agent/");
     let mut last_error = None;
     for attempt in 0..MAX_ATTEMPTS {
@@ -549,12 +608,9 @@ fn transact(
         // Which ref moved decides what to do, not the error's wording.
         let expected_branch = updates.first().and_then(|u| u.old.clone());
         if git.ref_value(branch)? != expected_branch {
-            return Err(hinted(
-                format!("branch agent/{task} changed while git-agent was writing it"),
-                format!(
-                    "nothing was committed; look at it with `git log agent/{task}`, rename it (`git branch -m agent/{task} <new>`) and run commit again"
-                ),
-            ));
+            return Err(PromoteError::BranchMoved {
+                task: task.to_string(),
+            });
         }
         let mut raced = false;
         if let Some((pending, old)) = &mut notes {
@@ -572,24 +628,21 @@ fn transact(
             }
         }
         if !raced {
-            return Err(e.context(format!(
-                "cannot update branch agent/{task}, {NOTES_REF} and the task's record"
-            )));
+            return Err(e
+                .context(format!(
+                    "cannot update branch agent/{task}, {NOTES_REF} and the task's record"
+                ))
+                .into());
         }
         last_error = Some(e);
         std::thread::sleep(std::time::Duration::from_millis(
             1 + (attempt as u64 * 7) % 23,
         ));
     }
-    Err(hinted(
-        format!(
-            "task '{task}' kept changing while its work was committed; nothing was committed: {:#}",
-            last_error.map(|e| format!("{e:#}")).unwrap_or_default()
-        ),
-        format!(
-            "wait for the commands changing it to finish, then run `git agent commit {task}` again"
-        ),
-    ))
+    Err(PromoteError::KeptChanging {
+        task: task.to_string(),
+        last: last_error.map(|e| format!("{e:#}")).unwrap_or_default(),
+    })
 }
 
 /// Every commit promoted before for `task` on its branch (`base..branch_tip`), as
@@ -627,24 +680,6 @@ fn promoted_by_notes(
         }
     }
     Ok(pairs)
-}
-
-/// Map a failure of git's commit creation to a message the user can act on.
-fn commit_error(e: anyhow::Error, sign: bool) -> anyhow::Error {
-    let text = format!("{e:#}");
-    if text.contains("tell me who you are") || text.contains("empty ident") {
-        hinted(
-            "git does not know who you are, so it cannot commit",
-            "set your identity: git config --global user.name \"Your Name\"; git config --global user.email you@example.com",
-        )
-    } else if sign {
-        hinted(
-            format!("signing the commit failed: {text}"),
-            "check user.signingKey and gpg.format, or commit unsigned with `git -c commit.gpgSign=false agent commit`",
-        )
-    } else {
-        e.context("cannot create a commit")
-    }
 }
 
 #[cfg(test)]
@@ -687,6 +722,50 @@ mod tests {
         let ids: Vec<&str> = p.commits.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, [other.as_str()]);
         assert_eq!(p.wip.as_deref(), Some(wip.as_str()));
+    }
+
+    /// Refusals are typed, each with the hint the user needs, and leave no branch behind.
+    #[test]
+    fn refusals_are_typed_with_their_hints() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        git(d, &["init", "-q", "-b", "main"]);
+        git(d, &["commit", "-q", "--allow-empty", "-m", "base"]);
+        let base = git(d, &["rev-parse", "HEAD"]);
+        git(d, &["commit", "-q", "--allow-empty", "-m", "work"]);
+        let head = git(d, &["rev-parse", "HEAD"]);
+        let g = Git::discover(d).unwrap();
+        let req = |which: &str| PromoteRequest {
+            task: "t",
+            agent: "exec",
+            base: &base,
+            head: if which == "base" { &base } else { &head },
+            wip: None,
+            previous: None,
+            message: None,
+        };
+        let refuse = |r| promote(&g, r, &mut |_| Ok(vec![]), &crate::ops::NoEvents).unwrap_err();
+        let e = refuse(req("base"));
+        assert!(
+            matches!(&e, PromoteError::NoChanges { task } if task == "t"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "task 't' has no changes to commit");
+        git(d, &["branch", "agent/t", &base]);
+        let e = refuse(req("head"));
+        assert!(matches!(e, PromoteError::BranchExists { .. }), "{e:?}");
+        let report = e.into_report();
+        assert_eq!(report.to_string(), "branch agent/t already exists");
+        assert!(
+            crate::error::find_hint(&report)
+                .unwrap()
+                .contains("`git branch -m agent/t <new>`")
+        );
+        assert_eq!(
+            git(d, &["rev-parse", "agent/t"]),
+            base,
+            "the user's branch is untouched"
+        );
     }
 
     /// A history with a merge and a root-level file in each commit is re-created with the
@@ -740,6 +819,7 @@ mod tests {
                 message: None,
             },
             &mut |_| Ok(vec![]),
+            &crate::ops::NoEvents,
         )
         .unwrap();
         let sources: Vec<&str> = done.commits.iter().map(|(s, _)| s.as_str()).collect();

@@ -9,9 +9,14 @@
 //! Below this layer: [`crate::task`] (state in refs), [`crate::git`] (host git),
 //! [`crate::sandbox`] (driving one task's container), [`crate::runtime`] (the engine seam).
 
+pub mod commit;
+pub mod error;
 pub mod events;
+pub mod push;
+pub mod review;
 pub mod sync;
 
+pub use error::OpError;
 pub use events::{Event, Events, NoEvents};
 
 use anyhow::Result;

@@ -151,7 +151,7 @@ pub fn render_diff(diff: &[u8], palette: Option<&Palette>) -> String {
                 }
             }
         } else if line.starts_with(b"@@") {
-            if let Some((o, n)) = hunk_counts(line) {
+            if let Some((o, n)) = crate::ops::review::hunk_counts(line) {
                 old_left = o;
                 new_left = n;
             }
@@ -198,41 +198,6 @@ pub fn render_diff(diff: &[u8], palette: Option<&Palette>) -> String {
     out
 }
 
-/// Added and removed line counts of each file of a `git diff --patch` output, in order (git
-/// counts attribute-"binary" files as `-` even with `--text`; this counts what was shown).
-pub fn count_lines(diff: &[u8]) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    let (mut old_left, mut new_left) = (0u64, 0u64);
-    for line in diff.split(|b| *b == b'\n') {
-        if old_left > 0 || new_left > 0 {
-            let last = out.last_mut();
-            match (line.first(), last) {
-                (Some(b'+'), Some(l)) => {
-                    l.0 += 1;
-                    new_left = new_left.saturating_sub(1);
-                }
-                (Some(b'-'), Some(l)) => {
-                    l.1 += 1;
-                    old_left = old_left.saturating_sub(1);
-                }
-                (Some(b'\\'), _) => {}
-                _ => {
-                    old_left = old_left.saturating_sub(1);
-                    new_left = new_left.saturating_sub(1);
-                }
-            }
-        } else if line.starts_with(b"diff --git ") {
-            out.push((0, 0));
-        } else if line.starts_with(b"@@")
-            && let Some((o, n)) = hunk_counts(line)
-        {
-            old_left = o;
-            new_left = n;
-        }
-    }
-    out
-}
-
 #[derive(Clone, Copy)]
 enum Role {
     Meta,
@@ -249,22 +214,6 @@ fn paint(color: &str, text: &str, reset: &str) -> String {
     // Re-apply the line's colour after each highlighted escape.
     let text = text.replace("\x1b[27m", &format!("\x1b[27m{color}"));
     format!("{color}{text}{reset}")
-}
-
-/// The old and new line counts of a `@@ -a[,b] +c[,d] @@` header.
-fn hunk_counts(line: &[u8]) -> Option<(u64, u64)> {
-    let text = std::str::from_utf8(line).ok()?;
-    let mut parts = text.split(' ');
-    parts.next()?;
-    let count = |s: &str| -> Option<u64> {
-        match s[1..].split_once(',') {
-            Some((_, n)) => n.parse().ok(),
-            None => Some(1),
-        }
-    };
-    let old = count(parts.next()?)?;
-    let new = count(parts.next()?)?;
-    Some((old, new))
 }
 
 /// Serialized JSON with the deceptive characters (which JSON allows raw) written as
@@ -328,12 +277,6 @@ mod tests {
         );
         assert!(c.contains("<F>@@ -1,2 +1,2 @@<R> fn f"), "{c}");
         assert!(c.contains("\n ctx\n"), "{c}");
-    }
-
-    #[test]
-    fn lines_are_counted_per_file() {
-        let diff = b"diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1,2 +1,2 @@\n--- a\n+++ b\n ctx\ndiff --git a/y b/y\nnew file mode 100644\ndiff --git a/z b/z\n@@ -0,0 +1 @@\n+z\n\\ No newline at end of file\n";
-        assert_eq!(count_lines(diff), [(1, 1), (0, 0), (1, 0)]);
     }
 
     #[test]

@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::commit_error;
+use super::PromoteError;
 use crate::git::Git;
+use crate::ops::{Event, Events};
 
 /// A parent of a commit to write: an existing commit, or an earlier job.
 #[derive(Debug, Clone)]
@@ -351,21 +352,27 @@ fn place(from: &Path, to: &Path) -> Result<()> {
         .with_context(|| format!("cannot add objects to {}", dir.display()))
 }
 
-/// Progress on stderr once re-creation takes more than a moment.
-struct Progress {
+/// Progress, as events, once re-creation takes more than a moment: after a second, then
+/// every few seconds, and a last line when it is done.
+struct Progress<'a> {
+    task: &'a str,
     total: usize,
     start: Instant,
     last: Option<Instant>,
-    tty: bool,
+    events: &'a dyn Events,
 }
 
-impl Progress {
-    fn new(total: usize) -> Progress {
+/// How often progress is reported once it shows.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+impl<'a> Progress<'a> {
+    fn new(task: &'a str, total: usize, events: &'a dyn Events) -> Progress<'a> {
         Progress {
+            task,
             total,
             start: Instant::now(),
             last: None,
-            tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            events,
         }
     }
 
@@ -374,12 +381,7 @@ impl Progress {
         if now - self.start < Duration::from_secs(1) {
             return;
         }
-        let every = if self.tty {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(5)
-        };
-        if self.last.is_some_and(|l| now - l < every) {
+        if self.last.is_some_and(|l| now - l < PROGRESS_EVERY) {
             return;
         }
         self.last = Some(now);
@@ -387,17 +389,10 @@ impl Progress {
     }
 
     fn show(&self, done: usize, end: bool) {
-        let pct = (done * 100).checked_div(self.total).unwrap_or(100);
-        let line = format!(
-            "git-agent: re-creating commits: {pct}% ({done}/{}){}",
-            self.total,
-            if end { ", done." } else { "" }
-        );
-        if self.tty {
-            eprint!("\r{line}{}", if end { "\n" } else { "" });
-        } else {
-            eprintln!("{line}");
-        }
+        self.events.emit(Event::step(
+            Some(self.task),
+            progress_line(done, self.total, end),
+        ));
     }
 
     fn finish(&self) {
@@ -407,9 +402,20 @@ impl Progress {
     }
 }
 
-/// The user's identity as git would write it (`Name <email> <time> <zone>`).
+/// `re-creating commits: 40% (400/1000)`, with `, done.` at the end.
+fn progress_line(done: usize, total: usize, end: bool) -> String {
+    let pct = (done * 100).checked_div(total).unwrap_or(100);
+    format!(
+        "re-creating commits: {pct}% ({done}/{total}){}",
+        if end { ", done." } else { "" }
+    )
+}
+
+/// The user's identity as git would write it (`Name <email> <time> <zone>`); git fails
+/// to tell it only when it does not know who the user is.
 fn ident(git: &Git, which: &str) -> Result<String> {
-    git.run(["var", which]).map_err(|e| commit_error(e, false))
+    git.run(["var", which])
+        .map_err(|_| PromoteError::Identity.into())
 }
 
 /// Objects written in a quarantine, on their way into the user's repository.
@@ -432,11 +438,12 @@ pub fn write(
     jobs: &[Job],
     sign: bool,
     notes_old: Option<&str>,
+    events: &dyn Events,
 ) -> Result<Pending> {
     let q = Quarantine::new(git, task)?;
     let committer = ident(git, "GIT_COMMITTER_IDENT")?;
     let author = ident(git, "GIT_AUTHOR_IDENT")?;
-    let mut progress = Progress::new(jobs.len());
+    let mut progress = Progress::new(task, jobs.len(), events);
     let signed = if sign {
         Some(sign_each(git, &q, jobs, &mut progress)?)
     } else {
@@ -610,7 +617,7 @@ fn sign_each(
     git: &Git,
     q: &Quarantine,
     jobs: &[Job],
-    progress: &mut Progress,
+    progress: &mut Progress<'_>,
 ) -> Result<Vec<String>> {
     let mut made: Vec<String> = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter().enumerate() {
@@ -626,8 +633,11 @@ fn sign_each(
             });
         }
         cmd.args(["-S", "-F", "-"]);
-        let out = crate::git::output_of(&mut cmd, Some(job.message.as_bytes()))
-            .map_err(|e| commit_error(e, true))?;
+        let out = crate::git::output_of(&mut cmd, Some(job.message.as_bytes())).map_err(|e| {
+            PromoteError::Signing {
+                detail: format!("{e:#}"),
+            }
+        })?;
         made.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
         progress.tick(i + 1);
     }
@@ -648,7 +658,7 @@ fn write_commits(
     signed: Option<&[String]>,
     author: &str,
     committer: &str,
-    progress: &mut Progress,
+    progress: &mut Progress<'_>,
 ) -> Result<()> {
     if signed.is_some() {
         return Ok(());
@@ -699,4 +709,39 @@ fn write_notes<'a>(
     }
     w.write_all(b"\n")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::events::Collected;
+
+    #[test]
+    fn progress_shows_only_when_re_creation_takes_a_while() {
+        assert_eq!(
+            progress_line(400, 1000, false),
+            "re-creating commits: 40% (400/1000)"
+        );
+        assert_eq!(
+            progress_line(0, 0, true),
+            "re-creating commits: 100% (0/0), done."
+        );
+        let events = Collected::default();
+        let mut quick = Progress::new("t", 10, &events);
+        quick.tick(5);
+        quick.finish();
+        assert!(events.take().is_empty(), "a quick promotion says nothing");
+        let mut slow = Progress::new("t", 10, &events);
+        slow.start -= Duration::from_secs(2);
+        slow.tick(5);
+        slow.tick(6);
+        slow.finish();
+        assert_eq!(
+            events.take(),
+            vec![
+                Event::step(Some("t"), "re-creating commits: 50% (5/10)"),
+                Event::step(Some("t"), "re-creating commits: 100% (10/10), done."),
+            ]
+        );
+    }
 }
