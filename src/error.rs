@@ -42,8 +42,18 @@ pub fn find_hint(err: &anyhow::Error) -> Option<&str> {
                     e.downcast_ref::<crate::runtime::EngineError>()
                         .and_then(|x| x.hint.as_deref())
                 })
+                .or_else(|| operation_hint(e))
         })
         .filter(|h| !h.trim().is_empty())
+}
+
+/// The hint of an operation's own error type (see `crate::ops`).
+fn operation_hint<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a str> {
+    use crate::ops::{attach::AttachError, restart::RestartError, spawn::SpawnError};
+    e.downcast_ref::<SpawnError>()
+        .map(SpawnError::hint)
+        .or_else(|| e.downcast_ref::<RestartError>().map(RestartError::hint))
+        .or_else(|| e.downcast_ref::<AttachError>().map(AttachError::hint))
 }
 
 /// The lines `cli::report` prints for an error: `Error:`, each cause the message does not

@@ -202,7 +202,8 @@ async fn draft_in_fresh_container<R: crate::runtime::Runtime>(
         .network
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the task has no network policy"))?;
-    let (env, _, _) = super::spawn::fresh_gateway(ctx, rt, agent, policy, &r.name).await?;
+    let (env, _, _) =
+        crate::ops::setup::fresh_gateway(ctx, rt, agent, policy, &r.name, &super::Stderr).await?;
     let labels = ctx.repo.labels(&r.name);
     rt.remove_container(&names.draft).await?;
     rt.create_volume(&names.draft_volume, &labels).await?;

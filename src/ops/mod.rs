@@ -9,7 +9,12 @@
 //! Below this layer: [`crate::task`] (state in refs), [`crate::git`] (host git),
 //! [`crate::sandbox`] (driving one task's container), [`crate::runtime`] (the engine seam).
 
+pub mod attach;
 pub mod events;
+pub mod image;
+pub mod restart;
+pub mod setup;
+pub mod spawn;
 pub mod sync;
 
 pub use events::{Event, Events, NoEvents};
