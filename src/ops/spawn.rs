@@ -721,6 +721,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for LastByte<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::NoEvents;
 
     #[test]
     fn names_for_several_agents_group() {
@@ -733,6 +734,167 @@ mod tests {
             task_names("fix", &["claude".into(), "claude".into(), "codex".into()]),
             ["fix-claude-1", "fix-claude-2", "fix-codex"]
         );
+    }
+
+    /// A repository with one commit, and its operations context.
+    fn repo() -> (tempfile::TempDir, Ctx) {
+        let tmp = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .current_dir(tmp.path())
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::write(tmp.path().join("README.md"), "# demo\n").unwrap();
+        git(&["add", "."]);
+        git(&["commit", "-q", "-m", "initial"]);
+        let ctx = Ctx::open_at(tmp.path()).unwrap();
+        (tmp, ctx)
+    }
+
+    fn request(ctx: &Ctx, command: &[&str]) -> SpawnRequest {
+        let command: Vec<String> = command.iter().map(|c| c.to_string()).collect();
+        SpawnRequest {
+            agents: agents(ctx, &[], &command, false).unwrap(),
+            command,
+            description: "fix the tests".into(),
+            template: None,
+            name: Some("fix".into()),
+            base: None,
+            dirty: false,
+            stack: None,
+            timeout: None,
+            interactive: false,
+            network: NetworkChoice::default(),
+            read_only: false,
+            git_readonly: None,
+        }
+    }
+
+    fn refusal(e: anyhow::Error) -> (String, Vec<String>) {
+        let kind = format!(
+            "{:?}",
+            e.downcast_ref::<SpawnError>().expect("a spawn error")
+        );
+        (kind, crate::error::render(&e))
+    }
+
+    #[test]
+    fn prepare_decides_names_and_prompts_and_reports_its_steps() {
+        let (_tmp, ctx) = repo();
+        let mut req = request(&ctx, &["sh", "-c", "make test"]);
+        assert_eq!(req.agents.len(), 1);
+        assert!(req.agents[0].is_exec(), "a command means the exec agent");
+        req.dirty = true;
+        req.network.allow_address = vec!["10.1.2.3".into()];
+        let events = crate::ops::events::Collected::default();
+        let mut prepared = prepare(&ctx, req, &events).unwrap();
+        assert_eq!(
+            prepared
+                .names()
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>(),
+            ["fix"]
+        );
+        assert_eq!(prepared.prompts_mut(), ["fix the tests"]);
+        assert!(!prepared.dirty, "a clean work tree adds no commit");
+        assert_eq!(
+            events.take(),
+            vec![
+                Event::step(
+                    None,
+                    "note: the task may reach these non-public addresses (agent.allowAddress, --allow-address): 10.1.2.3/32"
+                ),
+                Event::step(None, "--dirty: no uncommitted changes; starting from HEAD"),
+            ]
+        );
+
+        std::fs::write(ctx.git.dir.join("new.txt"), "x\n").unwrap();
+        let mut req = request(&ctx, &["true"]);
+        req.dirty = true;
+        let prepared = prepare(&ctx, req, &NoEvents).unwrap();
+        assert!(prepared.dirty);
+        assert_ne!(prepared.base, ctx.git.resolve_commit("HEAD").unwrap());
+        assert!(events.take().is_empty());
+    }
+
+    #[test]
+    fn refusals_are_typed_and_carry_their_hint() {
+        let (_tmp, ctx) = repo();
+        let (kind, lines) = refusal(agents(&ctx, &["exec".into()], &[], false).unwrap_err());
+        assert_eq!(kind, "ExecNeedsCommand");
+        assert_eq!(
+            lines,
+            [
+                "Error: the exec agent needs a command to run",
+                "Hint: put it after `--`: git agent spawn -m \"what to do\" -- sh -c 'make test'",
+            ]
+        );
+        let two = ["exec".to_string(), "exec".to_string()];
+        let (kind, _) = refusal(agents(&ctx, &two, &["sh".into()], true).unwrap_err());
+        assert_eq!(kind, "InteractiveTakesOneAgent");
+
+        let mut req = request(&ctx, &["true"]);
+        req.template = Some("no-such-template".into());
+        let (kind, lines) = refusal(prepare(&ctx, req, &NoEvents).err().unwrap());
+        assert_eq!(kind, r#"UnknownTemplate { template: "no-such-template" }"#);
+        assert_eq!(
+            lines.last().unwrap(),
+            "Hint: see the templates with `git agent template list`"
+        );
+
+        let mut req = request(&ctx, &["true"]);
+        req.template = Some("fix".into());
+        req.description = " ".into();
+        let (kind, _) = refusal(prepare(&ctx, req, &NoEvents).err().unwrap());
+        assert_eq!(kind, "TemplateNeedsDescription");
+
+        // A taken name is refused with the command that frees it.
+        let (kind, lines) = refusal(SpawnError::task_exists("fix").into());
+        assert!(kind.starts_with("TaskExists"), "{kind}");
+        assert_eq!(
+            lines,
+            [
+                "Error: a task named 'fix' already exists",
+                "Hint: choose another --name, or remove the old task with `git agent purge --refs fix`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failure_that_names_a_fix_keeps_it_and_one_that_does_not_gets_doctor() {
+        let hinted = crate::error::hinted("engine said no", "do this");
+        let e = spawn_failed(hinted, vec![], &NoEvents);
+        assert_eq!(crate::error::find_hint(&e), Some("do this"));
+        assert!(e.downcast_ref::<SpawnError>().is_none());
+
+        let e = spawn_failed(anyhow::anyhow!("boom"), vec![], &NoEvents);
+        assert_eq!(
+            crate::error::render(&e)[0],
+            "Error: spawn failed; nothing of it was kept: boom"
+        );
+        let events = crate::ops::events::Collected::default();
+        let e = spawn_failed(
+            anyhow::anyhow!("boom"),
+            vec!["a".into(), "b".into()],
+            &events,
+        );
+        assert_eq!(
+            crate::error::render(&e),
+            [
+                "Error: spawn failed (boom), and removing task(s) a b failed too",
+                &format!("Hint: {DOCTOR_FIX}"),
+            ]
+        );
+        let e = spawn_failed(anyhow::Error::new(Interrupted), vec!["a".into()], &events);
+        assert!(crate::error::is_interrupted(&e));
+        assert_eq!(events.take(), vec![Event::step(None, DOCTOR_FIX)]);
     }
 
     #[test]
