@@ -1,7 +1,9 @@
-//! Attach: connect the caller's terminal to a running interactive task's session.
+//! Interactive sessions: attaching the caller's terminal to a running interactive task's
+//! session, and a shell in a task's workspace.
 //!
 //! Owns what must hold before attaching (the task has a container, runs interactively, is
-//! running) and what the session's end means for the task. The terminal itself (raw mode,
+//! running), what the session's end means for the task, and where a shell runs (a finished
+//! task's own container is never started again). The terminal itself (raw mode,
 //! the detach keys, copying bytes) is the runtime's business ([`Runtime::attach_terminal`]);
 //! what to tell the user afterwards is the caller's. This module must not print.
 
@@ -106,4 +108,96 @@ pub async fn start_command<R: Runtime>(rt: &R, loaded: &Loaded) -> Result<()> {
         .as_deref()
         .unwrap_or_default();
     crate::sandbox::spawn::go(rt, container).await
+}
+
+/// Why a shell cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("task '{task}' has no container, so there is no workspace to open")]
+    NoWorkspace { task: String, hint: String },
+}
+
+impl ShellError {
+    fn no_workspace(task: &str) -> ShellError {
+        ShellError::NoWorkspace {
+            task: task.to_string(),
+            hint: format!("its synced work is in its refs: `git agent review {task}`"),
+        }
+    }
+
+    /// What the user can do about it.
+    pub fn hint(&self) -> &str {
+        match self {
+            ShellError::NoWorkspace { hint, .. } => hint,
+        }
+    }
+}
+
+/// The container whose workspace a shell opens; refused, without asking the engine, when
+/// the task has none (it was removed).
+pub fn shell_container(loaded: &Loaded) -> Result<&str, ShellError> {
+    loaded
+        .record
+        .sandbox
+        .container
+        .as_deref()
+        .ok_or_else(|| ShellError::no_workspace(&loaded.record.name))
+}
+
+/// Run the sandbox helper's shell in `loaded`'s workspace, attached to the terminal, and
+/// return its exit status. A running task's container is used; a finished task's workspace
+/// is opened in a fresh container without network, removed again afterwards. Ctrl-C from
+/// outside (the terminal is raw, so Ctrl-C itself goes to the shell) ends the session.
+pub async fn shell<R: Runtime>(rt: &R, ctx: &Ctx, loaded: &Loaded) -> Result<i64> {
+    let name = &loaded.record.name;
+    let container = shell_container(loaded)?.to_string();
+    // A finished task's own container is not started again (whatever the agent left in it
+    // would run): its workspace is opened in a fresh container, without network.
+    let (container, started) = match rt.state(&container).await? {
+        ContainerState::Running => (container, false),
+        ContainerState::Missing => return Err(ShellError::no_workspace(name).into()),
+        _ => (
+            crate::sandbox::sync::start_reader_as(
+                rt,
+                &ctx.store,
+                loaded,
+                ctx.repo.object_names(name).shell,
+            )
+            .await?,
+            true,
+        ),
+    };
+    let cmd = [crate::sandbox::HELPER.to_string(), "shell".into()];
+    let code = crate::interrupt::abandon_on_interrupt(rt.exec_interactive(&container, &cmd)).await;
+    if started {
+        rt.remove_container(&container).await.ok();
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_render_with_the_command_that_helps() {
+        let e: anyhow::Error = AttachError::headless("fix").into();
+        assert_eq!(
+            crate::error::render(&e),
+            [
+                "Error: task 'fix' runs headless; there is no session to attach to",
+                "Hint: follow its output with `git agent logs -f fix`, or resume it interactively with `git agent restart -i fix`",
+            ]
+        );
+        let e = anyhow::Error::from(AttachError::not_running("fix")).context("attach failed");
+        assert_eq!(
+            crate::error::find_hint(&e),
+            Some("resume its session with `git agent restart fix`")
+        );
+        let e: anyhow::Error = ShellError::no_workspace("fix").into();
+        assert_eq!(
+            crate::error::find_hint(&e),
+            Some("its synced work is in its refs: `git agent review fix`")
+        );
+    }
 }

@@ -328,3 +328,36 @@ pub async fn run<R: Runtime>(
         waits_for_attach: interactive,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_render_what_was_kept_and_the_fix() {
+        let e: anyhow::Error = RestartError::NoResumeCommand {
+            agent: "mine".into(),
+        }
+        .into();
+        assert_eq!(
+            crate::error::render(&e),
+            [
+                "Error: agent 'mine' has no command to resume with",
+                "Hint: add `resume` (or `interactive`) to its definition",
+            ]
+        );
+        let e: anyhow::Error = RestartError::SyncBeforeReseed {
+            task: "fix".into(),
+            detail: "exit 3".into(),
+            hint: "h".into(),
+        }
+        .into();
+        assert_eq!(
+            crate::error::render(&e),
+            [
+                "Error: cannot sync task 'fix' before rebuilding its workspace: exit 3; nothing was changed",
+                "Hint: h",
+            ]
+        );
+    }
+}
