@@ -27,6 +27,7 @@ mod repo_formats;
 mod review_attack;
 mod runtime_changes;
 mod servers;
+mod snapshots;
 mod state;
 mod sync_races;
 mod trust;
