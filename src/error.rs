@@ -47,8 +47,20 @@ pub fn find_hint(err: &anyhow::Error) -> Option<&str> {
                     e.downcast_ref::<crate::task::store::StoreError>()
                         .and_then(|x| x.hint())
                 })
+                .or_else(|| operation_hint(e))
         })
         .filter(|h| !h.trim().is_empty())
+}
+
+/// The hint of an operation's own error type (see `crate::ops`).
+fn operation_hint<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a str> {
+    use crate::ops::attach::{AttachError, ShellError};
+    use crate::ops::{restart::RestartError, spawn::SpawnError};
+    e.downcast_ref::<SpawnError>()
+        .map(SpawnError::hint)
+        .or_else(|| e.downcast_ref::<RestartError>().map(RestartError::hint))
+        .or_else(|| e.downcast_ref::<AttachError>().map(AttachError::hint))
+        .or_else(|| e.downcast_ref::<ShellError>().map(ShellError::hint))
 }
 
 /// The lines `cli::report` prints for an error: `Error:`, each cause the message does not

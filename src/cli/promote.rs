@@ -140,7 +140,9 @@ async fn draft_in_fresh_container<R: Runtime>(
         .network
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the task has no network policy"))?;
-    let (env, _, _) = super::spawn::fresh_gateway(ctx, rt, &plan.agent, policy, &r.name).await?;
+    let (env, _, _) =
+        crate::ops::setup::fresh_gateway(ctx, rt, &plan.agent, policy, &r.name, &super::Stderr)
+            .await?;
     crate::ops::commit::ask_draft(rt, ctx, prepared, plan, &env).await
 }
 

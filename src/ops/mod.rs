@@ -9,11 +9,16 @@
 //! Below this layer: [`crate::task`] (state in refs), [`crate::git`] (host git),
 //! [`crate::sandbox`] (driving one task's container), [`crate::runtime`] (the engine seam).
 
+pub mod attach;
 pub mod commit;
 pub mod error;
 pub mod events;
+pub mod image;
 pub mod push;
+pub mod restart;
 pub mod review;
+pub mod setup;
+pub mod spawn;
 pub mod sync;
 
 pub use error::OpError;

@@ -66,7 +66,7 @@ impl Limits {
 
 /// What to start.
 #[derive(Debug, Clone)]
-pub struct SpawnRequest {
+pub struct StartRequest {
     pub name: TaskName,
     pub agent: String,
     /// The words the sandbox runs (`{prompt}`/`{prompt_file}` are substituted inside it).
@@ -99,7 +99,7 @@ pub struct SpawnRequest {
 
 /// Write the task's refs (status `creating`). Separate from [`start`] so the caller can clean
 /// up after an interruption at any point.
-pub fn create_record(store: &TaskStore, req: &SpawnRequest, repo: &RepoId) -> Result<Loaded> {
+pub fn create_record(store: &TaskStore, req: &StartRequest, repo: &RepoId) -> Result<Loaded> {
     let names = repo.object_names(req.name.as_str());
     let record = TaskRecord {
         name: req.name.to_string(),
@@ -259,7 +259,7 @@ pub async fn go<R: Runtime>(rt: &R, id: &str) -> Result<()> {
 pub async fn start<R: Runtime>(
     rt: &R,
     store: &TaskStore,
-    req: &SpawnRequest,
+    req: &StartRequest,
     repo: &RepoId,
 ) -> Result<Loaded> {
     let task = req.name.as_str();

@@ -1,0 +1,203 @@
+//! Interactive sessions: attaching the caller's terminal to a running interactive task's
+//! session, and a shell in a task's workspace.
+//!
+//! Owns what must hold before attaching (the task has a container, runs interactively, is
+//! running), what the session's end means for the task, and where a shell runs (a finished
+//! task's own container is never started again). The terminal itself (raw mode,
+//! the detach keys, copying bytes) is the runtime's business ([`Runtime::attach_terminal`]);
+//! what to tell the user afterwards is the caller's. This module must not print.
+
+use anyhow::Result;
+
+use super::Ctx;
+use crate::runtime::{ContainerState, Runtime};
+use crate::task::store::Loaded;
+
+/// Why a task cannot be attached to.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("task '{task}' has no container")]
+    NoContainer { task: String, hint: String },
+    #[error("task '{task}' runs headless; there is no session to attach to")]
+    Headless { task: String, hint: String },
+    #[error("task '{task}' is not running")]
+    NotRunning { task: String, hint: String },
+}
+
+impl AttachError {
+    fn no_container(task: &str) -> AttachError {
+        AttachError::NoContainer {
+            task: task.to_string(),
+            hint: format!("start it again with `git agent restart {task}`"),
+        }
+    }
+
+    fn headless(task: &str) -> AttachError {
+        AttachError::Headless {
+            task: task.to_string(),
+            hint: format!(
+                "follow its output with `git agent logs -f {task}`, or resume it interactively with `git agent restart -i {task}`"
+            ),
+        }
+    }
+
+    fn not_running(task: &str) -> AttachError {
+        AttachError::NotRunning {
+            task: task.to_string(),
+            hint: format!("resume its session with `git agent restart {task}`"),
+        }
+    }
+
+    /// What the user can do about it.
+    pub fn hint(&self) -> &str {
+        match self {
+            AttachError::NoContainer { hint, .. }
+            | AttachError::Headless { hint, .. }
+            | AttachError::NotRunning { hint, .. } => hint,
+        }
+    }
+}
+
+/// How an attached session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attached {
+    /// The user detached; the task goes on.
+    Detached,
+    /// The task's command ended, with this exit status.
+    Ended(i64),
+}
+
+/// Attach to `loaded`'s session; `ready` runs once the terminal is attached: for a task
+/// whose command was held back for the caller (an interactive spawn or restart), that is
+/// [`start_command`], so nothing the command prints is missed.
+pub async fn attach<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    loaded: &Loaded,
+    ready: impl std::future::Future<Output = Result<()>> + Send,
+) -> Result<Attached> {
+    let name = loaded.record.name.clone();
+    let container = loaded
+        .record
+        .sandbox
+        .container
+        .clone()
+        .ok_or_else(|| AttachError::no_container(&name))?;
+    if !loaded.record.interactive {
+        return Err(AttachError::headless(&name).into());
+    }
+    if rt.state(&container).await? != ContainerState::Running {
+        return Err(AttachError::not_running(&name).into());
+    }
+    rt.attach_terminal(&container, ready).await?;
+    match rt.state(&container).await? {
+        ContainerState::Running => Ok(Attached::Detached),
+        _ => {
+            let l = crate::sandbox::refresh(rt, &ctx.store, ctx.store.resolve(&name)?).await?;
+            Ok(Attached::Ended(l.record.exit_code.unwrap_or(0)))
+        }
+    }
+}
+
+/// Start the command of a task that waits for its caller to attach (see [`attach`]).
+pub async fn start_command<R: Runtime>(rt: &R, loaded: &Loaded) -> Result<()> {
+    let container = loaded
+        .record
+        .sandbox
+        .container
+        .as_deref()
+        .unwrap_or_default();
+    crate::sandbox::spawn::go(rt, container).await
+}
+
+/// Why a shell cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("task '{task}' has no container, so there is no workspace to open")]
+    NoWorkspace { task: String, hint: String },
+}
+
+impl ShellError {
+    fn no_workspace(task: &str) -> ShellError {
+        ShellError::NoWorkspace {
+            task: task.to_string(),
+            hint: format!("its synced work is in its refs: `git agent review {task}`"),
+        }
+    }
+
+    /// What the user can do about it.
+    pub fn hint(&self) -> &str {
+        match self {
+            ShellError::NoWorkspace { hint, .. } => hint,
+        }
+    }
+}
+
+/// The container whose workspace a shell opens; refused, without asking the engine, when
+/// the task has none (it was removed).
+pub fn shell_container(loaded: &Loaded) -> Result<&str, ShellError> {
+    loaded
+        .record
+        .sandbox
+        .container
+        .as_deref()
+        .ok_or_else(|| ShellError::no_workspace(&loaded.record.name))
+}
+
+/// Run the sandbox helper's shell in `loaded`'s workspace, attached to the terminal, and
+/// return its exit status. A running task's container is used; a finished task's workspace
+/// is opened in a fresh container without network, removed again afterwards. Ctrl-C from
+/// outside (the terminal is raw, so Ctrl-C itself goes to the shell) ends the session.
+pub async fn shell<R: Runtime>(rt: &R, ctx: &Ctx, loaded: &Loaded) -> Result<i64> {
+    let name = &loaded.record.name;
+    let container = shell_container(loaded)?.to_string();
+    // A finished task's own container is not started again (whatever the agent left in it
+    // would run): its workspace is opened in a fresh container, without network.
+    let (container, started) = match rt.state(&container).await? {
+        ContainerState::Running => (container, false),
+        ContainerState::Missing => return Err(ShellError::no_workspace(name).into()),
+        _ => (
+            crate::sandbox::sync::start_reader_as(
+                rt,
+                &ctx.store,
+                loaded,
+                ctx.repo.object_names(name).shell,
+            )
+            .await?,
+            true,
+        ),
+    };
+    let cmd = [crate::sandbox::HELPER.to_string(), "shell".into()];
+    let code = crate::interrupt::abandon_on_interrupt(rt.exec_interactive(&container, &cmd)).await;
+    if started {
+        rt.remove_container(&container).await.ok();
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_render_with_the_command_that_helps() {
+        let e: anyhow::Error = AttachError::headless("fix").into();
+        assert_eq!(
+            crate::error::render(&e),
+            [
+                "Error: task 'fix' runs headless; there is no session to attach to",
+                "Hint: follow its output with `git agent logs -f fix`, or resume it interactively with `git agent restart -i fix`",
+            ]
+        );
+        let e = anyhow::Error::from(AttachError::not_running("fix")).context("attach failed");
+        assert_eq!(
+            crate::error::find_hint(&e),
+            Some("resume its session with `git agent restart fix`")
+        );
+        let e: anyhow::Error = ShellError::no_workspace("fix").into();
+        assert_eq!(
+            crate::error::find_hint(&e),
+            Some("its synced work is in its refs: `git agent review fix`")
+        );
+    }
+}

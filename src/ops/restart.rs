@@ -1,0 +1,363 @@
+//! Restart: recreate a task's container on the current image and resume its agent's
+//! conversation in the workspace it has (or, asked to, in one rebuilt from its synced work).
+//!
+//! Owns the order of a restart: what is checked before anything changes (the agent can
+//! resume, the workspace holds the task's repository), the sync before the old container
+//! goes, the safe point, and the new gateway, container, warden and prompt. The crash points
+//! (`restart.after-*`) mark where a killed restart can stop. It must not print or touch the
+//! terminal: attaching to an interactive restart is the caller's next step.
+
+use anyhow::Result;
+
+use super::{Ctx, Event, Events};
+use crate::agent;
+use crate::data::Search;
+use crate::image::{self, ImageRequest};
+use crate::runtime::{ContainerState, Runtime};
+use crate::sandbox::health::{self, Workspace};
+use crate::sandbox::reseed::{self, Seed};
+use crate::sandbox::spawn::{Limits, Process, deliver_prompt, go, sandbox_spec, supervised};
+use crate::task::lock::Lease;
+use crate::task::store::Loaded;
+use crate::task::{Status, now};
+
+/// What to restart, and how.
+#[derive(Debug, Clone)]
+pub struct RestartRequest {
+    /// The task (any unique prefix of its name).
+    pub task: String,
+    /// Resume attached to a terminal, even if the task ran headless.
+    pub interactive: bool,
+    /// Rebuild the workspace from the task's last synced work first.
+    pub reseed: bool,
+}
+
+/// A restarted task.
+#[derive(Debug)]
+pub struct Restarted {
+    pub loaded: Loaded,
+    /// The task runs interactively: its command waits until the caller attaches (see
+    /// [`super::attach::attach`] with `start`). A headless task's command runs already.
+    pub waits_for_attach: bool,
+}
+
+/// Why a restart refused or failed; nothing was changed unless the message says otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    #[error("agent '{agent}' has no command to resume with")]
+    NoResumeCommand { agent: String },
+    #[error("task '{task}' has no workspace left (it was purged)")]
+    Purged { task: String, hint: String },
+    #[error("task '{task}' is still being set up by its spawn")]
+    StillSpawning { task: String, hint: String },
+    #[error(
+        "cannot sync task '{task}' before rebuilding its workspace: {detail}; nothing was changed"
+    )]
+    SyncBeforeReseed {
+        task: String,
+        detail: String,
+        hint: String,
+    },
+    #[error(
+        "task '{task}''s workspace {workspace}; restarting would start the agent without its work, so nothing was changed"
+    )]
+    WorkspaceUnusable {
+        task: String,
+        workspace: String,
+        hint: String,
+    },
+    /// Rebuilding the workspace failed after the old container was replaced.
+    #[error("{detail}")]
+    Reseed {
+        task: String,
+        detail: String,
+        hint: String,
+    },
+}
+
+impl RestartError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> &str {
+        match self {
+            RestartError::NoResumeCommand { .. } => {
+                "add `resume` (or `interactive`) to its definition"
+            }
+            RestartError::Purged { hint, .. }
+            | RestartError::StillSpawning { hint, .. }
+            | RestartError::SyncBeforeReseed { hint, .. }
+            | RestartError::WorkspaceUnusable { hint, .. }
+            | RestartError::Reseed { hint, .. } => hint,
+        }
+    }
+}
+
+/// Restart a task (see the module doc), waiting for a command that holds it.
+pub async fn run<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    args: &RestartRequest,
+    events: &dyn Events,
+) -> Result<Restarted> {
+    let name = ctx.store.resolve(&args.task)?.record.name;
+    let lock = super::lock_task(ctx, &name, "restart", events).await?;
+    let loaded = super::reload(ctx, &name)?;
+    let search = Search::new(&ctx.git.dir);
+    let agent = agent::load(&search, &loaded.record.agent)?;
+    let interactive = args.interactive || loaded.record.interactive;
+    let command = if agent.is_exec() {
+        loaded.record.command.clone()
+    } else if interactive {
+        if agent.def.resume.is_empty() {
+            agent.def.interactive.clone()
+        } else {
+            agent.def.resume.clone()
+        }
+    } else if !agent.def.resume_headless.is_empty() {
+        agent.def.resume_headless.clone()
+    } else {
+        agent.def.headless.clone()
+    };
+    if command.is_empty() {
+        return Err(RestartError::NoResumeCommand {
+            agent: agent.name.clone(),
+        }
+        .into());
+    }
+    let names = ctx.repo.object_names(&name);
+    if loaded.record.sandbox.volume.is_none() {
+        return Err(RestartError::Purged {
+            hint: format!(
+                "its synced work is in its refs: start a new task from it with `git agent spawn --base refs/agent/{name}/head -m \"...\"`"
+            ),
+            task: name,
+        }
+        .into());
+    }
+    if Lease::held(&ctx.git, &name)? {
+        return Err(RestartError::StillSpawning {
+            hint: format!(
+                "wait for the spawn to finish, then check it with `git agent status {name}`"
+            ),
+            task: name,
+        }
+        .into());
+    }
+    let plan = image::plan(&ImageRequest {
+        root: &ctx.git.dir,
+        config: &ctx.config,
+        search: &search,
+        agent: &agent,
+        stack: loaded.record.stack.as_deref(),
+    })?;
+    let image_id = super::image::ensure(rt, &plan, events).await?;
+    // What the engine has of the task, before anything changes.
+    let found = health::check(rt, &loaded).await?;
+    // Sync what the old container has before replacing it. A sync that succeeds proves the
+    // workspace holds the task's branch; otherwise a look into it (see health::workspace)
+    // tells an unreachable workspace from an empty one. A missing volume is never synced or
+    // looked into: mounting it would make the engine create it, empty.
+    // Only a running container is synced before the look: syncing a stopped one records
+    // what it finds, and a restart that refuses must change nothing.
+    let live = found.volume == Some(true) && found.container == Some(ContainerState::Running);
+    let synced = if live {
+        Some(crate::ops::sync::if_possible(rt, ctx, loaded.clone(), &lock, events).await)
+    } else {
+        None
+    };
+    let (loaded, workspace) = match synced {
+        Some(Ok(l)) => (l, Workspace::Ready),
+        _ if found.volume != Some(true) => (loaded, Workspace::Missing),
+        other => {
+            let mut probe = loaded.clone();
+            probe.record.sandbox.image_id = image_id.clone();
+            let workspace = health::workspace(rt, &ctx.store, &probe).await?;
+            let other = match other {
+                None if workspace == Workspace::Ready => Some(
+                    crate::ops::sync::if_possible(rt, ctx, loaded.clone(), &lock, events)
+                        .await
+                        .map(|_| ()),
+                ),
+                Some(r) => Some(r.map(|_| ())),
+                None => None,
+            };
+            if let Some(Err(e)) = other {
+                if workspace == Workspace::Ready && args.reseed {
+                    return Err(RestartError::SyncBeforeReseed {
+                        detail: format!("{e:#}"),
+                        hint: format!(
+                            "`git agent restart {name}` restarts it on the workspace it has"
+                        ),
+                        task: name,
+                    }
+                    .into());
+                }
+                if workspace == Workspace::Ready {
+                    events.emit(Event::step(
+                        Some(&name),
+                        format!("could not sync before restarting: {e:#}"),
+                    ));
+                }
+            }
+            (ctx.store.resolve(&name)?, workspace)
+        }
+    };
+    if workspace != Workspace::Ready && !args.reseed {
+        return Err(RestartError::WorkspaceUnusable {
+            workspace: workspace.describe().to_string(),
+            hint: format!(
+                "`git agent restart --reseed {name}` rebuilds it from {}, or `git agent purge {name}` removes the task",
+                Seed::of(&loaded).describe()
+            ),
+            task: name,
+        }
+        .into());
+    }
+    for problem in found.problems(loaded.record.status) {
+        if problem != "workspace volume missing" {
+            events.emit(Event::step(
+                Some(&name),
+                format!("task {name}: {problem}; the restart replaces it"),
+            ));
+        }
+    }
+    let seed = Seed::of(&loaded);
+    // The last safe point: after this the old container is replaced.
+    crate::interrupt::checkpoint()?;
+    rt.remove_container(&names.container).await?;
+    crate::crash::point("restart.after-remove");
+    // A new run gets a new gateway (and new stand-in tokens) with the recorded policy.
+    let loaded = crate::sandbox::gateway::retire(rt, &ctx.store, loaded, &names).await?;
+    if args.reseed {
+        reseed::fresh_volume(rt, &ctx.repo, &name).await?;
+        crate::crash::point("restart.after-volume");
+    }
+    let policy = match &loaded.record.network {
+        Some(p) => p.clone(),
+        None => crate::egress::resolve(
+            &search,
+            &ctx.config,
+            &crate::egress::Request::default(),
+            &crate::egress::repo::load(&ctx.git.dir)?.allow,
+        )?,
+    };
+    if loaded.record.network.is_none() {
+        // A task from before egress control ran on a plain network: give it an internal one.
+        rt.remove_network(&names.network).await?;
+    }
+    if !rt.network_exists(&names.network).await? {
+        rt.create_network(&names.network, &ctx.repo.labels(&name), true)
+            .await?;
+    }
+    let (mut env, gw_plan, gw) =
+        super::setup::fresh_gateway(ctx, rt, &agent, policy, &name, events).await?;
+    crate::guard::add_env(&mut env, loaded.record.git_readonly);
+    let limits = Limits::from_config(&ctx.config)?;
+    let home = loaded.record.sandbox.home_volume.is_some();
+    let spec = sandbox_spec(
+        &ctx.repo,
+        &name,
+        Process {
+            image_id: &image_id,
+            cmd: supervised(&command, loaded.record.timeout),
+            env: &env,
+            home_volume: home,
+            tty: interactive,
+            read_only: loaded.record.read_only,
+        },
+        &limits,
+    );
+    let id = rt.create_container(&spec).await?;
+    rt.start(&id).await?;
+    crate::crash::point("restart.after-create");
+    if args.reseed {
+        reseed::deliver(rt, &ctx.git, &id, &name, &seed)
+            .await
+            .map_err(|e| RestartError::Reseed {
+                task: name.clone(),
+                detail: format!("{e:#}"),
+                hint: format!(
+                    "run `git agent restart --reseed {name}` again; `git agent purge {name}` removes the task"
+                ),
+            })?;
+        crate::crash::point("restart.after-deliver");
+        events.emit(Event::step(
+            Some(&name),
+            format!(
+                "task {name}'s workspace was rebuilt from {}",
+                seed.describe()
+            ),
+        ));
+    }
+    let warden = crate::sandbox::spawn::create_warden(
+        rt,
+        &ctx.repo,
+        &name,
+        &id,
+        &crate::sandbox::spawn::WardenRequest {
+            image: &crate::image::gateway_plan(&ctx.config)?.tag,
+            disk: limits.disk,
+            home_volume: home,
+            state_volume: loaded.record.read_only,
+        },
+    )
+    .await?;
+    crate::sandbox::spawn::start_warden(rt, &id, warden.as_deref()).await?;
+    deliver_prompt(rt, &id, "Continue the task where you left off.\n").await?;
+    let loaded = ctx.store.update(&name, "restart", |r, _| {
+        r.status = Status::Running;
+        r.exit_code = None;
+        r.reason = None;
+        r.finished = None;
+        r.started = Some(now());
+        r.interactive = interactive;
+        r.restarts += 1;
+        r.sandbox.container = Some(id.clone());
+        r.sandbox.image = plan.tag.clone();
+        r.sandbox.image_id = image_id.clone();
+        r.sandbox.gateway = Some(gw.clone());
+        r.network = Some(gw_plan.policy.clone());
+        Ok(vec![])
+    })?;
+    // The task is set up: other commands may change it again while it runs.
+    drop(lock);
+    if !interactive {
+        go(rt, &id).await?;
+    }
+    Ok(Restarted {
+        loaded,
+        waits_for_attach: interactive,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_render_what_was_kept_and_the_fix() {
+        let e: anyhow::Error = RestartError::NoResumeCommand {
+            agent: "mine".into(),
+        }
+        .into();
+        assert_eq!(
+            crate::error::render(&e),
+            [
+                "Error: agent 'mine' has no command to resume with",
+                "Hint: add `resume` (or `interactive`) to its definition",
+            ]
+        );
+        let e: anyhow::Error = RestartError::SyncBeforeReseed {
+            task: "fix".into(),
+            detail: "exit 3".into(),
+            hint: "h".into(),
+        }
+        .into();
+        assert_eq!(
+            crate::error::render(&e),
+            [
+                "Error: cannot sync task 'fix' before rebuilding its workspace: exit 3; nothing was changed",
+                "Hint: h",
+            ]
+        );
+    }
+}
