@@ -75,7 +75,11 @@ pub async fn attach_to<R: Runtime>(
             format!("resume its session with `git agent restart {name}`"),
         ));
     }
-    rt.attach_terminal(&container, ready).await?;
+    {
+        // Raw only while attached: what follows is ordinary output.
+        let (_raw, terminal) = crate::cli::term::session()?;
+        rt.attach_terminal(&container, terminal, ready).await?;
+    }
     match rt.state(&container).await? {
         ContainerState::Running => {
             eprintln!(

@@ -56,7 +56,11 @@ pub async fn run(args: ShellArgs) -> Result<i32> {
     let cmd = [crate::sandbox::HELPER.to_string(), "shell".into()];
     // SIGINT from outside (the terminal is raw, so Ctrl-C itself goes to the shell) ends
     // the session: the fresh container is removed and the command exits 130.
-    let code = crate::interrupt::abandon_on_interrupt(rt.exec_interactive(&container, &cmd)).await;
+    let (raw, terminal) = crate::cli::term::session()?;
+    let code =
+        crate::interrupt::abandon_on_interrupt(rt.exec_interactive(&container, &cmd, terminal))
+            .await;
+    drop(raw);
     if started {
         rt.remove_container(&container).await.ok();
     }
