@@ -1,6 +1,13 @@
 //! The container engine seam. Commands talk to a [`Runtime`]; [`docker::DockerRuntime`] is the
 //! one implementation today (Docker, or Podman through its Docker-compatible API). Nothing
 //! here bind-mounts host paths: workspaces are named volumes, data moves over exec streams.
+//!
+//! Owns: the trait, the container specs and their [`Hardening`] (everything a backend must
+//! enforce, as data), and typed engine failures ([`EngineError`]). Must not: decide policy
+//! (which user, capabilities or limits a container gets is the caller's, in `sandbox` and
+//! `image`), touch the terminal (interactive sessions get a [`Terminal`] from `cli`), print,
+//! or make callers read engine message text. Every backend must pass the checks in
+//! `tests/it/conformance.rs` (`contract`; `isolation` too for a backend that confines).
 
 pub mod docker;
 

@@ -6,7 +6,8 @@
 //!   stdin and stdout streamed and exit codes, wait, stop, removal that is idempotent on
 //!   missing objects, labels found again by `labels_of`, `list_objects`, `inventory` and
 //!   `containers_with` (by label and by name prefix), volumes that keep data across
-//!   containers, and internal networks without a route out. Each check is also its own
+//!   containers, internal networks without a route out, and interactive sessions (typed
+//!   input, output, the terminal's size and its changes). Each check is also its own
 //!   function, for a backend that has no networks.
 //! - [`isolation`]: what a backend that confines must enforce from a
 //!   [`Hardening`]: the numeric user, exactly the kept capabilities, no new privileges, a
@@ -22,7 +23,7 @@ use anyhow::{Context, Result, bail, ensure};
 use git_agent::runtime::docker::DockerRuntime;
 use git_agent::runtime::{
     ContainerState, Hardening, ObjectKind, OutputTooLarge, ResourceLimits, Runtime, SandboxSpec,
-    Tmpfs, UserId, VolumeMount,
+    Terminal, Tmpfs, UserId, VolumeMount,
 };
 
 use crate::common::base_image;
@@ -134,6 +135,7 @@ pub async fn contract<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
         .context("labels and listings")?;
     volumes_keep_data(rt, fx).await.context("volumes")?;
     internal_networks(rt, fx).await.context("networks")?;
+    interactive(rt, fx).await.context("interactive sessions")?;
     Ok(())
 }
 
@@ -403,6 +405,106 @@ pub async fn internal_networks<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     }
     rt.remove_network(&inner).await?;
     rt.remove_network(&outer).await?;
+    Ok(())
+}
+
+/// Read `from` into `seen` until it holds `needle` (or give up after 20 s).
+async fn read_until(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    seen: &mut String,
+    needle: &str,
+) -> Result<()> {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut buf = [0u8; 4096];
+    while !seen.contains(needle) {
+        let n = tokio::time::timeout_at(deadline, from.read(&mut buf))
+            .await
+            .with_context(|| format!("no {needle:?} in {seen:?}"))??;
+        ensure!(n > 0, "the session ended before {needle:?}: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    Ok(())
+}
+
+/// A terminal the test drives: what it types, what it reads, the sizes it sets.
+struct TestTerminal {
+    keys: tokio::sync::mpsc::Sender<Vec<u8>>,
+    screen: tokio::io::DuplexStream,
+    sizes: tokio::sync::watch::Sender<Option<(u16, u16)>>,
+}
+
+fn terminal(cols: u16, rows: u16) -> (Terminal, TestTerminal) {
+    let (keys, input) = tokio::sync::mpsc::channel(16);
+    let (output, screen) = tokio::io::duplex(1 << 16);
+    let (sizes, size) = tokio::sync::watch::channel(Some((cols, rows)));
+    (
+        Terminal {
+            input,
+            output: Box::new(output),
+            size,
+        },
+        TestTerminal {
+            keys,
+            screen,
+            sizes,
+        },
+    )
+}
+
+/// Type `stty size` and see `rows cols` come back.
+async fn size_is(t: &mut TestTerminal, seen: &mut String, cols: u16, rows: u16) -> Result<()> {
+    t.keys.send(b"stty size\n".to_vec()).await?;
+    read_until(&mut t.screen, seen, &format!("{rows} {cols}")).await
+}
+
+/// Interactive sessions: an exec with a terminal and an attach to a tty container get what is
+/// typed, show what the process prints, take the terminal's size and every change of it, and
+/// end with the process (the exec's exit code returned).
+pub async fn interactive<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
+    let id = run(rt, &fx.spec("tty-exec", SLEEP, None, None)).await?;
+    let (term, mut t) = terminal(100, 40);
+    let shell = ["sh".to_string()];
+    let session = rt.exec_interactive(&id, &shell, term);
+    let drive = async {
+        let mut seen = String::new();
+        size_is(&mut t, &mut seen, 100, 40).await?;
+        t.sizes.send_replace(Some((90, 30)));
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        size_is(&mut t, &mut seen, 90, 30).await?;
+        t.keys.send(b"exit 3\n".to_vec()).await?;
+        Ok::<_, anyhow::Error>(t)
+    };
+    let (code, driven) = tokio::join!(session, drive);
+    let _t = driven?;
+    ensure!(code? == 3, "the exec's exit code");
+    rt.remove_container(&id).await?;
+
+    let mut spec = fx.spec("tty-attach", &["sh"], None, None);
+    spec.tty = true;
+    let id = run(rt, &spec).await?;
+    let (term, mut t) = terminal(80, 24);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let ready = async move {
+        let _ = ready_tx.send(());
+        Ok(())
+    };
+    let session = rt.attach_terminal(&id, term, ready);
+    let drive = async {
+        ready_rx.await.context("ready runs once attached")?;
+        let mut seen = String::new();
+        size_is(&mut t, &mut seen, 80, 24).await?;
+        t.sizes.send_replace(Some((132, 43)));
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        size_is(&mut t, &mut seen, 132, 43).await?;
+        t.keys.send(b"exit 4\n".to_vec()).await?;
+        Ok::<_, anyhow::Error>(t)
+    };
+    let (attached, driven) = tokio::join!(session, drive);
+    let _t = driven?;
+    attached?;
+    ensure!(rt.wait(&id).await? == 4, "the process ended the session");
+    rt.remove_container(&id).await?;
     Ok(())
 }
 
