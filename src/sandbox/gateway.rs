@@ -199,10 +199,17 @@ pub async fn start<R: Runtime>(
         host_alias: Some("host.docker.internal".into()),
         hardening: hardening(),
     };
-    let id = match rt.create_gateway(&spec).await {
+    let started = async {
+        let id = rt.create_gateway(&spec).await?;
+        rt.upload(&id, CONF_DIR, &plan.files()?).await?;
+        rt.start(&id).await?;
+        Ok::<_, anyhow::Error>(id)
+    };
+    let id = match started.await {
         Ok(id) => id,
-        // Something named is missing: the user's outer network is the one they can fix
-        // (the image and the task's network are git-agent's own).
+        // Something named is missing (the engine may say so on creating or on starting):
+        // the user's outer network is the one they can fix (the image and the task's
+        // network are git-agent's own).
         Err(e)
             if outer != "bridge"
                 && engine_kind(&e) == Some(EngineErrorKind::NotFound)
@@ -215,8 +222,6 @@ pub async fn start<R: Runtime>(
         }
         Err(e) => return Err(e),
     };
-    rt.upload(&id, CONF_DIR, &plan.files()?).await?;
-    rt.start(&id).await?;
     helper(rt, &id, &["ready"]).await.map_err(|e| {
         hinted(
             format!("the task's gateway did not come up: {e:#}"),
