@@ -51,6 +51,11 @@ const GATEWAY_HELPER: &str = include_str!("../dockerfiles/git-agent-gateway");
 const HOOKS: &[(&str, &str, u32)] = &[
     ("git-readonly", include_str!("../hooks/git-readonly"), 0o755),
     (
+        "git-readonly-claude.js",
+        include_str!("../hooks/git-readonly-claude.js"),
+        0o644,
+    ),
+    (
         "codex-readonly-git.rules",
         include_str!("../hooks/codex-readonly-git.rules"),
         0o644,
@@ -813,6 +818,7 @@ mod tests {
                 "git-agent-sandbox",
                 "hooks/",
                 "hooks/git-readonly",
+                "hooks/git-readonly-claude.js",
                 "hooks/codex-readonly-git.rules",
                 "readonly-bin/",
                 "profile.d/",
@@ -844,6 +850,7 @@ mod tests {
                 "git-agent-sandbox",
                 "hooks/",
                 "hooks/git-readonly",
+                "hooks/git-readonly-claude.js",
                 "hooks/codex-readonly-git.rules",
                 "readonly-bin/",
                 "profile.d/",

@@ -7,7 +7,7 @@
 use anyhow::Result;
 
 use super::{Ctx, engine_for_reading};
-use crate::runtime::docker::DockerRuntime;
+use crate::runtime::select::Engine;
 use crate::runtime::{ContainerState, LABEL_REPO, Runtime};
 use crate::sandbox::health::{self, Health};
 use crate::task::Status;
@@ -55,7 +55,7 @@ pub fn warn_unreachable(e: &anyhow::Error) {
 }
 
 /// Connect to the engine, or warn that runtime status is unknown and go on without it.
-pub async fn engine_or_warn() -> Option<DockerRuntime> {
+pub async fn engine_or_warn() -> Option<Engine> {
     match engine_for_reading().await {
         Ok(rt) => Some(rt),
         Err(e) => {
@@ -151,7 +151,7 @@ pub async fn all(ctx: &Ctx) -> Result<Vec<Seen>> {
 }
 
 /// One task, checked object by object.
-pub async fn one(ctx: &Ctx, loaded: Loaded, rt: Option<&DockerRuntime>) -> Result<Seen> {
+pub async fn one(ctx: &Ctx, loaded: Loaded, rt: Option<&Engine>) -> Result<Seen> {
     let Some(rt) = rt else {
         let loaded = crate::sandbox::stuck::settle(&ctx.store, loaded)?;
         return Ok(Seen {

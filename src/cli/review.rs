@@ -475,7 +475,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
     }
     if network.is_none() {
         network = super::network::network_use(
-            None::<&crate::runtime::docker::DockerRuntime>,
+            None::<&crate::runtime::select::Engine>,
             &ctx.store,
             &loaded,
         )

@@ -18,7 +18,7 @@ use anyhow::Result;
 
 use crate::error::hinted;
 use crate::git::{Config, Git};
-use crate::runtime::docker::DockerRuntime;
+use crate::runtime::select::Engine;
 use crate::sandbox::RepoId;
 use crate::task::lock::TaskLock;
 use crate::task::store::{Loaded, TaskStore};
@@ -90,12 +90,12 @@ pub fn reload(ctx: &Ctx, task: &str) -> Result<Loaded> {
     })
 }
 
-/// Connect to the container engine.
-pub async fn engine() -> Result<DockerRuntime> {
-    DockerRuntime::connect().await
+/// Connect to the container engine (the one [`crate::runtime::select`] chooses).
+pub async fn engine() -> Result<Engine> {
+    Engine::connect().await
 }
 
 /// Connect to the container engine for an operation that can do without it: gives up sooner.
-pub async fn engine_for_reading() -> Result<DockerRuntime> {
-    DockerRuntime::connect_within(crate::runtime::docker::READ_CONNECT_TIMEOUT).await
+pub async fn engine_for_reading() -> Result<Engine> {
+    Engine::connect_within(crate::runtime::docker::READ_CONNECT_TIMEOUT).await
 }

@@ -10,6 +10,9 @@
 //! `tests/it/conformance.rs` (`contract`; `isolation` too for a backend that confines).
 
 pub mod docker;
+#[cfg(feature = "local-runtime")]
+pub mod local;
+pub mod select;
 
 use std::collections::{HashMap, HashSet};
 

@@ -87,6 +87,9 @@ pub struct TestEnv {
     pub home: tempfile::TempDir,
     pub repo: PathBuf,
     pub bin_dir: PathBuf,
+    /// The local runtime's directory, when commands run on it instead of Docker (see
+    /// [`TestEnv::local`]).
+    pub local_runtime: Option<PathBuf>,
 }
 
 impl TestEnv {
@@ -112,6 +115,7 @@ impl TestEnv {
             home,
             repo,
             bin_dir,
+            local_runtime: None,
         };
         env.git(&["init", "-q"]).ok();
         std::fs::write(env.repo.join("README.md"), "# demo\n").unwrap();
@@ -139,6 +143,10 @@ impl TestEnv {
             if let Some(v) = std::env::var_os(var) {
                 cmd.env(var, v);
             }
+        }
+        if let Some(dir) = &self.local_runtime {
+            cmd.env("GIT_AGENT_RUNTIME", "local")
+                .env("GIT_AGENT_LOCAL_RUNTIME_DIR", dir);
         }
         cmd
     }
@@ -341,8 +349,56 @@ impl TestEnv {
     }
 }
 
+#[cfg(feature = "local-runtime")]
+impl TestEnv {
+    /// A [`TestEnv`] whose `git agent` commands run on the local runtime (host processes
+    /// against directories under the temp home, no engine; see `git_agent::runtime::local`).
+    pub fn local() -> TestEnv {
+        let mut env = TestEnv::new();
+        env.local_runtime = Some(env.home.path().join("local-runtime"));
+        env
+    }
+
+    /// The local runtime of a [`TestEnv::local`], for looking at its objects directly.
+    pub fn local_runtime(&self) -> git_agent::runtime::local::LocalRuntime {
+        let dir = self.local_runtime.clone().expect("a TestEnv::local");
+        git_agent::runtime::local::LocalRuntime::at(dir).expect("local runtime")
+    }
+
+    /// Names of this repository's objects on the local runtime: (containers, volumes,
+    /// networks), as [`runtime_objects`](Self::runtime_objects) lists Docker's.
+    pub fn local_objects(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        use git_agent::runtime::{ObjectKind, Runtime};
+        let rt = self.local_runtime();
+        let repo = self.repo_id();
+        let list = |kind| {
+            let found = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                // No object name has a `/`: only the label selects.
+                .block_on(rt.list_objects(kind, "/", Some(("git-agent.repo", &repo))))
+                .unwrap();
+            let mut names: Vec<String> = found.into_iter().map(|o| o.name).collect();
+            names.sort();
+            names
+        };
+        (
+            list(ObjectKind::Container),
+            list(ObjectKind::Volume),
+            list(ObjectKind::Network),
+        )
+    }
+}
+
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        #[cfg(feature = "local-runtime")]
+        if let Some(dir) = &self.local_runtime {
+            // Container processes outlive the commands that started them.
+            git_agent::runtime::local::LocalRuntime::kill_all(dir);
+            return;
+        }
         if !Command::new("docker")
             .arg("version")
             .output()

@@ -511,3 +511,51 @@ fn claude_code_is_told_why_its_commit_is_blocked() {
     assert!(!refs.contains_key("wip"), "{refs:?}");
     env.agent(&["purge", "--refs", "cc-ro"]).ok();
 }
+
+/// The settings file is rewritten by a real JSON library: the user's keys keep their order
+/// and their values (numbers, escapes, non-ASCII), and files that are not a settings object
+/// are refused and left byte for byte as they were.
+#[test]
+fn installing_the_claude_hook_keeps_order_and_refuses_what_is_not_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("settings.json");
+    let install = || {
+        Command::new("sh")
+            .arg(guard())
+            .arg("install-claude")
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let theirs = r#"{"zeta": 1.50, "alpha": "\u00e9\n\"", "hooks": {"Stop": []}}"#;
+    std::fs::write(&file, theirs).unwrap();
+    assert!(install().status.success());
+    let text = std::fs::read_to_string(&file).unwrap();
+    let at = |k: &str| {
+        text.find(&format!("\"{k}\""))
+            .unwrap_or_else(|| panic!("{k}: {text}"))
+    };
+    assert!(at("zeta") < at("alpha") && at("alpha") < at("hooks"));
+    assert!(at("Stop") < at("PreToolUse"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["alpha"], "é\n\"");
+    assert_eq!(v["zeta"], 1.5);
+
+    for bad in [
+        "[1, 2]",
+        "null",
+        r#"{"hooks": []}"#,
+        r#"{"hooks": {"PreToolUse": {"matcher": "Bash"}}}"#,
+        "{\"a\": 1,}",
+    ] {
+        std::fs::write(&file, bad).unwrap();
+        let out = install();
+        assert_eq!(out.status.code(), Some(1), "{bad}: {out:?}");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).trim().is_empty(),
+            "{bad}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), bad);
+        assert!(!dir.path().join("settings.json.git-agent.tmp").exists());
+    }
+}
