@@ -52,7 +52,7 @@ pub async fn attach<R: Runtime>(
     ready: impl std::future::Future<Output = Result<()>> + Send,
 ) -> Result<i32> {
     let name = &loaded.record.name;
-    match crate::ops::attach::attach(rt, ctx, loaded, ready).await? {
+    match crate::ops::attach::attach(rt, ctx, loaded, crate::cli::term::session, ready).await? {
         Attached::Detached => {
             eprintln!(
                 "\r\ngit-agent: detached from {name}; reattach with `git agent attach {name}`"

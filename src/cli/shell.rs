@@ -25,6 +25,6 @@ pub async fn run(args: ShellArgs) -> Result<i32> {
     // Said before the engine is reached: a task without a container has nothing to open.
     crate::ops::attach::shell_container(&loaded)?;
     let rt = engine().await?;
-    let code = crate::ops::attach::shell(&rt, &ctx, &loaded).await?;
+    let code = crate::ops::attach::shell(&rt, &ctx, &loaded, crate::cli::term::session).await?;
     Ok(code.clamp(0, 255) as i32)
 }

@@ -119,3 +119,42 @@ pub fn edit_in_editor(
     }
     Ok(String::from_utf8_lossy(&std::fs::read(file.path())?).into_owned())
 }
+
+/// The terminal for an interactive session ([`crate::runtime::Terminal`]): raw mode while the
+/// returned guard lives, what the user types (read on a plain thread, so a blocked read never
+/// holds up the end of the session), output to stdout, and the window size, sent again
+/// whenever the window changes. Needs a Tokio runtime.
+pub fn session() -> Result<(RawMode, crate::runtime::Terminal)> {
+    let raw = RawMode::enable()?;
+    let (tx, input) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 1024];
+        let mut stdin = std::io::stdin();
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || tx.blocking_send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let (sizes, size) = tokio::sync::watch::channel(self::size());
+    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = sizes.closed() => break,
+                _ = winch.recv() => {
+                    // Every change is passed on, even to the same size: the window may
+                    // have been resized and back between two signals.
+                    sizes.send_replace(self::size());
+                }
+            }
+        }
+    });
+    let terminal = crate::runtime::Terminal {
+        input,
+        output: Box::new(tokio::io::stdout()),
+        size,
+    };
+    Ok((raw, terminal))
+}

@@ -28,7 +28,7 @@ use anyhow::Result;
 use super::snippet::{self, Instr};
 use crate::egress::NetworkPolicy;
 use crate::error::{Interrupted, hinted, sanitize};
-use crate::runtime::{CommitSpec, Runtime, StepSpec};
+use crate::runtime::{CommitSpec, Hardening, ResourceLimits, Runtime, StepSpec, UserId};
 use crate::sandbox::RepoId;
 use crate::sandbox::gateway::{self, AgentAccess, GatewayPlan};
 use crate::sandbox::spawn::Limits;
@@ -40,6 +40,25 @@ use crate::sandbox::spawn::Limits;
 /// MKNOD, NET_RAW, SETFCAP, SYS_CHROOT and the rest of Docker's default set are dropped
 /// (setgid bits on packaged files may be lost; under `no-new-privileges` they do nothing).
 pub const STEP_CAPS: &[&str] = &["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"];
+
+/// A step container's confinement: root with only [`STEP_CAPS`], no new privileges, the task
+/// limits and an init. Its root stays writable: writing it is what a step is for.
+pub fn step_hardening(limits: &Limits) -> Hardening {
+    Hardening {
+        user: UserId::ROOT,
+        keep_caps: STEP_CAPS.iter().map(|c| c.to_string()).collect(),
+        no_new_privileges: true,
+        read_only_root: false,
+        tmpfs: vec![],
+        limits: ResourceLimits {
+            pids: limits.pids,
+            memory: limits.memory,
+            nano_cpus: Some(limits.nano_cpus),
+            log: None,
+        },
+        init: true,
+    }
+}
 
 /// Label on step containers and on the images they commit.
 pub const LABEL_BUILD: &str = "git-agent.build";
@@ -134,10 +153,7 @@ async fn run<R: Runtime>(
             l
         },
         network: names.network.clone(),
-        cap_add: STEP_CAPS.iter().map(|c| c.to_string()).collect(),
-        pids_limit: p.limits.pids,
-        memory: p.limits.memory,
-        nano_cpus: p.limits.nano_cpus,
+        hardening: step_hardening(&p.limits),
     };
     let container = async {
         let id = rt.create_step_container(&spec).await?;

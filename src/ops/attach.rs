@@ -10,7 +10,7 @@
 use anyhow::Result;
 
 use super::Ctx;
-use crate::runtime::{ContainerState, Runtime};
+use crate::runtime::{ContainerState, Runtime, Terminal};
 use crate::task::store::Loaded;
 
 /// Why a task cannot be attached to.
@@ -70,10 +70,14 @@ pub enum Attached {
 /// Attach to `loaded`'s session; `ready` runs once the terminal is attached: for a task
 /// whose command was held back for the caller (an interactive spawn or restart), that is
 /// [`start_command`], so nothing the command prints is missed.
-pub async fn attach<R: Runtime>(
+///
+/// `open` gives the terminal session (see [`crate::runtime::Terminal`]) once the checks have
+/// passed, with a guard (the caller's raw mode) that is dropped as soon as the session ends.
+pub async fn attach<R: Runtime, G>(
     rt: &R,
     ctx: &Ctx,
     loaded: &Loaded,
+    open: impl FnOnce() -> Result<(G, Terminal)>,
     ready: impl std::future::Future<Output = Result<()>> + Send,
 ) -> Result<Attached> {
     let name = loaded.record.name.clone();
@@ -89,7 +93,10 @@ pub async fn attach<R: Runtime>(
     if rt.state(&container).await? != ContainerState::Running {
         return Err(AttachError::not_running(&name).into());
     }
-    rt.attach_terminal(&container, ready).await?;
+    {
+        let (_guard, terminal) = open()?;
+        rt.attach_terminal(&container, terminal, ready).await?;
+    }
     match rt.state(&container).await? {
         ContainerState::Running => Ok(Attached::Detached),
         _ => {
@@ -148,7 +155,13 @@ pub fn shell_container(loaded: &Loaded) -> Result<&str, ShellError> {
 /// return its exit status. A running task's container is used; a finished task's workspace
 /// is opened in a fresh container without network, removed again afterwards. Ctrl-C from
 /// outside (the terminal is raw, so Ctrl-C itself goes to the shell) ends the session.
-pub async fn shell<R: Runtime>(rt: &R, ctx: &Ctx, loaded: &Loaded) -> Result<i64> {
+/// `open` gives the terminal session as for [`attach`].
+pub async fn shell<R: Runtime, G>(
+    rt: &R,
+    ctx: &Ctx,
+    loaded: &Loaded,
+    open: impl FnOnce() -> Result<(G, Terminal)>,
+) -> Result<i64> {
     let name = &loaded.record.name;
     let container = shell_container(loaded)?.to_string();
     // A finished task's own container is not started again (whatever the agent left in it
@@ -168,7 +181,17 @@ pub async fn shell<R: Runtime>(rt: &R, ctx: &Ctx, loaded: &Loaded) -> Result<i64
         ),
     };
     let cmd = [crate::sandbox::HELPER.to_string(), "shell".into()];
-    let code = crate::interrupt::abandon_on_interrupt(rt.exec_interactive(&container, &cmd)).await;
+    let code = match open() {
+        Ok((guard, terminal)) => {
+            let code = crate::interrupt::abandon_on_interrupt(
+                rt.exec_interactive(&container, &cmd, terminal),
+            )
+            .await;
+            drop(guard);
+            code
+        }
+        Err(e) => Err(e),
+    };
     if started {
         rt.remove_container(&container).await.ok();
     }

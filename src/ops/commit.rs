@@ -302,8 +302,11 @@ pub async fn ask_draft<R: Runtime>(
         &limits,
     );
     spec.name = names.draft.clone();
-    spec.volume = names.draft_volume.clone();
-    spec.network = r.sandbox.network.clone().unwrap_or(spec.network);
+    spec.mounts = vec![crate::runtime::VolumeMount::new(
+        &names.draft_volume,
+        crate::sandbox::WORKSPACE,
+    )];
+    spec.network = r.sandbox.network.clone().or(spec.network);
     let id = rt.create_container(&spec).await?;
     rt.start(&id).await?;
     crate::sandbox::spawn::ask(rt, &id, &plan.agent, &plan.prompt, env).await

@@ -23,27 +23,13 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
-    CommitSpec, ContainerState, EngineError, EngineErrorKind, ExecOutcome, GatewaySpec,
-    ImageConfig, Inventory, LABEL_TASK, Listed, ObjectKind, OutputTooLarge, Owned, Runtime,
-    SandboxSpec, StepSpec, Upload, WardenSpec,
+    CommitSpec, ContainerState, EngineError, EngineErrorKind, ExecOutcome, GatewaySpec, Hardening,
+    ImageConfig, Inventory, LABEL_TASK, Listed, LogRotation, ObjectKind, OutputTooLarge, Owned,
+    Runtime, SandboxSpec, StepSpec, Terminal, Upload, VolumeMount, WardenSpec,
 };
 use crate::error::hinted;
 
 const STDERR_KEEP: usize = 64 * 1024;
-
-/// The disk warden's loop (`$1` the limit in KiB, `$2` the interval in seconds). Over the
-/// limit it says so (the line the host looks for, see `sandbox::DISK_MARK`) and kills every
-/// process it can signal: all of the task's but the namespace's init, which then exits with
-/// its child, ending the container and this loop with it.
-const WARDEN_SCRIPT: &str = r#"limit="$1" every="$2"
-while sleep "$every"; do
-  used="$(du -skx /watch/* 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')"
-  if [ "$used" -gt "$limit" ]; then
-    echo "git-agent-sandbox: disk limit: ${used} KiB used, over the limit of ${limit} KiB; stopping the task"
-    kill -KILL -1
-    exit 0
-  fi
-done"#;
 
 /// A Docker (or Podman) engine.
 pub struct DockerRuntime {
@@ -315,21 +301,14 @@ impl Runtime for DockerRuntime {
     async fn create_step_container(&self, spec: &StepSpec) -> Result<String> {
         let host = HostConfig {
             network_mode: Some(spec.network.clone()),
-            cap_drop: Some(vec!["ALL".into()]),
-            cap_add: Some(spec.cap_add.clone()),
-            security_opt: Some(vec!["no-new-privileges".into()]),
-            pids_limit: Some(spec.pids_limit),
-            memory: Some(spec.memory),
-            nano_cpus: Some(spec.nano_cpus),
-            init: Some(true),
-            ..Default::default()
+            ..host_config(&spec.hardening)
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             // Nothing in the image decides how this container starts.
             entrypoint: Some(vec![]),
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
-            user: Some("0:0".into()),
+            user: Some(spec.hardening.user.to_string()),
             working_dir: Some("/".into()),
             labels: Some(spec.labels.clone()),
             host_config: Some(host),
@@ -487,17 +466,15 @@ impl Runtime for DockerRuntime {
     async fn create_gateway(&self, spec: &GatewaySpec) -> Result<String> {
         let host = HostConfig {
             network_mode: Some(spec.outer.clone()),
-            // The vault may forward to a model API the user runs on the host.
-            extra_hosts: Some(vec!["host.docker.internal:host-gateway".into()]),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
-            pids_limit: Some(256),
-            memory: Some(256 << 20),
-            init: Some(true),
-            ..Default::default()
+            extra_hosts: spec
+                .host_alias
+                .as_ref()
+                .map(|alias| vec![format!("{alias}:host-gateway")]),
+            ..host_config(&spec.hardening)
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
+            user: Some(spec.hardening.user.to_string()),
             labels: Some(spec.labels.clone()),
             host_config: Some(host),
             networking_config: Some(NetworkingConfig {
@@ -530,41 +507,18 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create_warden(&self, spec: &WardenSpec) -> Result<String> {
-        let mounts = spec
-            .volumes
-            .iter()
-            .map(|(volume, target)| Mount {
-                target: Some(target.clone()),
-                source: Some(volume.clone()),
-                typ: Some(MountType::VOLUME),
-                read_only: Some(true),
-                ..Default::default()
-            })
-            .collect();
         let host = HostConfig {
-            mounts: Some(mounts),
+            mounts: Some(mounts(&spec.mounts)),
             network_mode: Some("none".into()),
             pid_mode: Some(format!("container:{}", spec.task)),
-            readonly_rootfs: Some(true),
-            cap_drop: Some(vec!["ALL".into()]),
-            cap_add: Some(vec!["KILL".into(), "DAC_READ_SEARCH".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
-            pids_limit: Some(32),
-            memory: Some(64 << 20),
-            log_config: Some(log_rotation()),
-            ..Default::default()
+            ..host_config(&spec.hardening)
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
-            cmd: Some(vec![
-                WARDEN_SCRIPT.into(),
-                "git-agent-warden".into(),
-                spec.limit_kib.to_string(),
-                spec.interval_secs.to_string(),
-            ]),
+            entrypoint: Some(vec![]),
+            cmd: Some(spec.cmd.clone()),
             labels: Some(spec.labels.clone()),
-            user: Some("0:0".into()),
+            user: Some(spec.hardening.user.to_string()),
             working_dir: Some("/".into()),
             host_config: Some(host),
             ..Default::default()
@@ -633,47 +587,10 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create_container(&self, spec: &SandboxSpec) -> Result<String> {
-        let mut mounts = vec![Mount {
-            target: Some("/workspace".into()),
-            source: Some(spec.volume.clone()),
-            typ: Some(MountType::VOLUME),
-            ..Default::default()
-        }];
-        if let Some(home) = &spec.home_volume {
-            mounts.push(Mount {
-                target: Some(spec.home.clone()),
-                source: Some(home.clone()),
-                typ: Some(MountType::VOLUME),
-                ..Default::default()
-            });
-        }
-        if let Some(state) = &spec.state_volume {
-            mounts.push(Mount {
-                target: Some("/opt/git-agent".into()),
-                source: Some(state.clone()),
-                typ: Some(MountType::VOLUME),
-                ..Default::default()
-            });
-        }
-        let tmpfs = spec.read_only.then(|| {
-            HashMap::from([(
-                "/tmp".to_string(),
-                "rw,nosuid,nodev,size=1g,mode=1777".to_string(),
-            )])
-        });
         let host = HostConfig {
-            mounts: Some(mounts),
-            network_mode: Some(spec.network.clone()),
-            readonly_rootfs: Some(spec.read_only),
-            tmpfs,
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
-            pids_limit: Some(spec.pids_limit),
-            memory: Some(spec.memory),
-            nano_cpus: Some(spec.nano_cpus),
-            init: Some(true),
-            log_config: Some(log_rotation()),
-            ..Default::default()
+            mounts: Some(mounts(&spec.mounts)),
+            network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".into())),
+            ..host_config(&spec.hardening)
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
@@ -683,8 +600,8 @@ impl Runtime for DockerRuntime {
             cmd: Some(spec.cmd.clone()),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
-            user: Some(spec.user.clone()),
-            working_dir: Some("/workspace".into()),
+            user: Some(spec.hardening.user.to_string()),
+            working_dir: Some(spec.working_dir.clone()),
             tty: Some(spec.tty),
             open_stdin: Some(spec.tty),
             attach_stdin: Some(spec.tty),
@@ -803,7 +720,7 @@ impl Runtime for DockerRuntime {
         })
     }
 
-    async fn exec_interactive(&self, id: &str, cmd: &[String]) -> Result<i64> {
+    async fn exec_interactive(&self, id: &str, cmd: &[String], terminal: Terminal) -> Result<i64> {
         let exec = self
             .docker
             .create_exec(
@@ -831,8 +748,9 @@ impl Runtime for DockerRuntime {
         else {
             bail!("the engine did not attach to the exec");
         };
-        let resize = |exec_id: String| async move {
-            if let Some((w, h)) = crate::cli::term::size() {
+        let resize = |(w, h): (u16, u16)| {
+            let exec_id = exec.id.clone();
+            async move {
                 let opts = ResizeExecOptionsBuilder::new()
                     .w(w as i32)
                     .h(h as i32)
@@ -840,14 +758,12 @@ impl Runtime for DockerRuntime {
                 let _ = self.docker.resize_exec(&exec_id, opts).await;
             }
         };
-        let _raw = crate::cli::term::RawMode::enable()?;
-        resize(exec.id.clone()).await;
-        pump_terminal(&mut output, &mut input, || resize(exec.id.clone())).await?;
+        pump_terminal(&mut output, &mut input, terminal, async { Ok(()) }, resize).await?;
         let info = self.docker.inspect_exec(&exec.id).await.map_err(engine)?;
         Ok(info.exit_code.unwrap_or(-1))
     }
 
-    async fn attach_terminal<F>(&self, id: &str, ready: F) -> Result<()>
+    async fn attach_terminal<F>(&self, id: &str, terminal: Terminal, ready: F) -> Result<()>
     where
         F: std::future::Future<Output = Result<()>> + Send,
     {
@@ -868,19 +784,14 @@ impl Runtime for DockerRuntime {
             .await
             .map_err(engine)
             .with_context(|| format!("cannot attach to container {id}"))?;
-        let resize = || async move {
-            if let Some((w, h)) = crate::cli::term::size() {
-                let opts = ResizeContainerTTYOptionsBuilder::new()
-                    .w(w as i32)
-                    .h(h as i32)
-                    .build();
-                let _ = self.docker.resize_container_tty(id, opts).await;
-            }
+        let resize = |(w, h): (u16, u16)| async move {
+            let opts = ResizeContainerTTYOptionsBuilder::new()
+                .w(w as i32)
+                .h(h as i32)
+                .build();
+            let _ = self.docker.resize_container_tty(id, opts).await;
         };
-        let _raw = crate::cli::term::RawMode::enable()?;
-        resize().await;
-        ready.await?;
-        pump_terminal(&mut output, &mut input, resize).await
+        pump_terminal(&mut output, &mut input, terminal, ready, resize).await
     }
 
     async fn logs<W>(&self, id: &str, follow: bool, tail: Option<usize>, out: &mut W) -> Result<()>
@@ -1071,97 +982,39 @@ impl Runtime for DockerRuntime {
     }
 
     async fn containers_with(&self, labels: &[(&str, &str)]) -> Result<Vec<Owned>> {
-        let mut filters = HashMap::new();
-        filters.insert(
-            "label",
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>(),
-        );
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(engine)?;
-        let mut out = Vec::new();
-        for c in list {
-            let id = c.id.unwrap_or_default();
-            let task = c
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_TASK))
-                .cloned()
-                .unwrap_or_default();
-            let state = match c.state.map(|s| s.to_string()).as_deref() {
-                Some("running") => ContainerState::Running,
-                Some("created") => ContainerState::Created,
-                Some("exited") | Some("dead") => self.state(&id).await?,
-                other => ContainerState::Other(other.unwrap_or("unknown").to_string()),
-            };
-            out.push(Owned { task, id, state });
-        }
-        Ok(out)
+        let found = self
+            .listing(ObjectKind::Container, &label_filter(labels))
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|f| Owned {
+                task: f.listed.labels.get(LABEL_TASK).cloned().unwrap_or_default(),
+                id: f.listed.id,
+                state: f.state,
+            })
+            .collect())
     }
 
     async fn inventory(&self, labels: &[(&str, &str)]) -> Result<Inventory> {
-        let filters: HashMap<String, Vec<String>> = HashMap::from([(
-            "label".to_string(),
-            labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        )]);
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let containers = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .context("cannot list containers")?;
-        let networks = self
-            .docker
-            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
-                filters: Some(filters.clone()),
-            }))
-            .await
-            .context("cannot list networks")?;
-        let volumes = self
-            .docker
-            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .context("cannot list volumes")?;
+        let filters = label_filter(labels);
+        let (containers, networks, volumes) = tokio::try_join!(
+            self.listing(ObjectKind::Container, &filters),
+            self.listing(ObjectKind::Network, &filters),
+            self.listing(ObjectKind::Volume, &filters),
+        )?;
         let mut inv = Inventory::default();
         for c in containers {
-            let id = c.id.unwrap_or_default();
-            let state = match c.state.map(|s| s.to_string()).as_deref() {
-                Some("running") => ContainerState::Running,
-                Some("created") => ContainerState::Created,
-                Some("exited") | Some("dead") => {
-                    match c.status.as_deref().and_then(listed_exit_code) {
-                        Some(code) => ContainerState::Exited(code),
-                        None => self.state(&id).await?,
-                    }
-                }
-                other => ContainerState::Other(other.unwrap_or("unknown").to_string()),
-            };
-            for name in c.names.unwrap_or_default() {
-                inv.containers
-                    .insert(name.trim_start_matches('/').to_string(), state.clone());
+            for name in c.names {
+                inv.containers.insert(name, c.state.clone());
             }
-            inv.containers.insert(id, state);
+            inv.containers.insert(c.listed.id, c.state);
         }
         for n in networks {
-            inv.networks.extend(n.name);
-            inv.networks.extend(n.id);
+            inv.networks.insert(n.listed.name);
+            inv.networks.insert(n.listed.id);
         }
-        for v in volumes.volumes.unwrap_or_default() {
-            inv.volumes.insert(v.name);
+        for v in volumes {
+            inv.volumes.insert(v.listed.name);
         }
         Ok(inv)
     }
@@ -1174,78 +1027,151 @@ impl Runtime for DockerRuntime {
     ) -> Result<Vec<Listed>> {
         // The engine's filters are ORed only within one key, so ask twice (by name, which
         // the engine matches anywhere in the name, and by label) and merge.
-        let mut queries = vec![HashMap::from([("name", vec![prefix.to_string()])])];
-        if let Some((k, v)) = label {
-            queries.push(HashMap::from([("label", vec![format!("{k}={v}")])]));
+        let mut queries = vec![HashMap::from([(
+            "name".to_string(),
+            vec![prefix.to_string()],
+        )])];
+        if let Some(l) = label {
+            queries.push(label_filter(&[l]));
         }
         let mut out: Vec<Listed> = Vec::new();
         for filters in queries {
-            let found: Vec<(String, String, HashMap<String, String>)> = match kind {
-                ObjectKind::Container => {
-                    let opts = ListContainersOptionsBuilder::new()
-                        .all(true)
-                        .filters(&filters)
-                        .build();
-                    self.docker
-                        .list_containers(Some(opts))
-                        .await?
-                        .into_iter()
-                        .map(|c| {
-                            let name = c
-                                .names
-                                .as_ref()
-                                .and_then(|n| n.first())
-                                .map(|n| n.trim_start_matches('/').to_string())
-                                .unwrap_or_default();
-                            (c.id.unwrap_or_default(), name, c.labels.unwrap_or_default())
-                        })
-                        .collect()
-                }
-                ObjectKind::Volume => {
-                    let opts = bollard::query_parameters::ListVolumesOptionsBuilder::new()
-                        .filters(&filters)
-                        .build();
-                    self.docker
-                        .list_volumes(Some(opts))
-                        .await?
-                        .volumes
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|v| (v.name.clone(), v.name, v.labels))
-                        .collect()
-                }
-                ObjectKind::Network => {
-                    let opts = bollard::query_parameters::ListNetworksOptionsBuilder::new()
-                        .filters(&filters)
-                        .build();
-                    self.docker
-                        .list_networks(Some(opts))
-                        .await?
-                        .into_iter()
-                        .map(|n| {
-                            (
-                                n.id.unwrap_or_default(),
-                                n.name.unwrap_or_default(),
-                                n.labels.unwrap_or_default(),
-                            )
-                        })
-                        .collect()
-                }
-            };
-            for (id, name, labels) in found {
-                let wanted = name.starts_with(prefix)
-                    || label.is_some_and(|(k, v)| labels.get(k).map(String::as_str) == Some(v));
-                if wanted && !out.iter().any(|o| o.id == id) {
-                    out.push(Listed {
-                        kind,
-                        id,
-                        name,
-                        labels,
-                    });
+            for Found { listed, .. } in self.listing(kind, &filters).await? {
+                let wanted = listed.name.starts_with(prefix)
+                    || label
+                        .is_some_and(|(k, v)| listed.labels.get(k).map(String::as_str) == Some(v));
+                if wanted && !out.iter().any(|o| o.id == listed.id) {
+                    out.push(listed);
                 }
             }
         }
         Ok(out)
+    }
+}
+
+/// An object from one listing of the engine (see [`DockerRuntime::listing`]).
+struct Found {
+    listed: Listed,
+    /// Every name of a container (an engine may list several); a network's or volume's one.
+    names: Vec<String>,
+    /// A container's state; [`ContainerState::Missing`] for other kinds.
+    state: ContainerState,
+}
+
+/// The engine's filter for objects carrying all of `labels`.
+fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    )])
+}
+
+impl DockerRuntime {
+    /// Every object of `kind` the engine lists under `filters` (containers in any state):
+    /// one request, plus an inspection for an ended container whose listing does not say its
+    /// exit code. [`Runtime::containers_with`], [`Runtime::inventory`] and
+    /// [`Runtime::list_objects`] are views of it.
+    async fn listing(
+        &self,
+        kind: ObjectKind,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<Vec<Found>> {
+        let found = match kind {
+            ObjectKind::Container => {
+                let opts = ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(filters)
+                    .build();
+                let list = self
+                    .docker
+                    .list_containers(Some(opts))
+                    .await
+                    .map_err(engine)
+                    .context("cannot list containers")?;
+                let mut out = Vec::new();
+                for c in list {
+                    let id = c.id.unwrap_or_default();
+                    let state = match c.state.map(|s| s.to_string()).as_deref() {
+                        Some("running") => ContainerState::Running,
+                        Some("created") => ContainerState::Created,
+                        Some("exited") | Some("dead") => {
+                            match c.status.as_deref().and_then(listed_exit_code) {
+                                Some(code) => ContainerState::Exited(code),
+                                None => self.state(&id).await?,
+                            }
+                        }
+                        other => ContainerState::Other(other.unwrap_or("unknown").to_string()),
+                    };
+                    let names: Vec<String> = c
+                        .names
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .collect();
+                    out.push(Found {
+                        listed: Listed {
+                            kind,
+                            id,
+                            name: names.first().cloned().unwrap_or_default(),
+                            labels: c.labels.unwrap_or_default(),
+                        },
+                        names,
+                        state,
+                    });
+                }
+                out
+            }
+            ObjectKind::Volume => {
+                let opts = bollard::query_parameters::ListVolumesOptionsBuilder::new()
+                    .filters(filters)
+                    .build();
+                self.docker
+                    .list_volumes(Some(opts))
+                    .await
+                    .map_err(engine)
+                    .context("cannot list volumes")?
+                    .volumes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| Found {
+                        names: vec![v.name.clone()],
+                        listed: Listed {
+                            kind,
+                            id: v.name.clone(),
+                            name: v.name,
+                            labels: v.labels,
+                        },
+                        state: ContainerState::Missing,
+                    })
+                    .collect()
+            }
+            ObjectKind::Network => {
+                let opts = bollard::query_parameters::ListNetworksOptionsBuilder::new()
+                    .filters(filters)
+                    .build();
+                self.docker
+                    .list_networks(Some(opts))
+                    .await
+                    .map_err(engine)
+                    .context("cannot list networks")?
+                    .into_iter()
+                    .map(|n| {
+                        let name = n.name.unwrap_or_default();
+                        Found {
+                            names: vec![name.clone()],
+                            listed: Listed {
+                                kind,
+                                id: n.id.unwrap_or_default(),
+                                name,
+                                labels: n.labels.unwrap_or_default(),
+                            },
+                            state: ContainerState::Missing,
+                        }
+                    })
+                    .collect()
+            }
+        };
+        Ok(found)
     }
 }
 
@@ -1255,33 +1181,33 @@ fn listed_exit_code(status: &str) -> Option<i64> {
     rest[..rest.find(')')?].parse().ok()
 }
 
-/// Copy the terminal to `input` and `output` to the terminal until the output ends,
-/// calling `on_resize` when the window changes size.
+/// Size the session to the terminal, run `ready`, then copy what the user types to `input`
+/// and `output` to the terminal until the output ends, passing every new window size to
+/// `resize`.
 async fn pump_terminal<Fut>(
     output: &mut std::pin::Pin<
         Box<dyn futures_util::Stream<Item = Result<LogOutput, BollardError>> + Send>,
     >,
     input: &mut std::pin::Pin<Box<dyn AsyncWrite + Send>>,
-    on_resize: impl Fn() -> Fut,
+    terminal: Terminal,
+    ready: impl std::future::Future<Output = Result<()>>,
+    resize: impl Fn((u16, u16)) -> Fut,
 ) -> Result<()>
 where
     Fut: std::future::Future<Output = ()>,
 {
-    // Read the terminal on a plain thread: a blocked read must not hold up shutdown.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
-    std::thread::spawn(move || {
-        use std::io::Read;
-        let mut buf = [0u8; 1024];
-        let mut stdin = std::io::stdin();
-        while let Ok(n) = stdin.read(&mut buf) {
-            if n == 0 || tx.blocking_send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
-    let mut out = tokio::io::stdout();
+    let Terminal {
+        input: mut typed,
+        output: mut out,
+        mut size,
+    } = terminal;
+    let first = *size.borrow_and_update();
+    if let Some(s) = first {
+        resize(s).await;
+    }
+    ready.await?;
     let mut stdin_open = true;
+    let mut sizes_open = true;
     loop {
         tokio::select! {
             msg = output.next() => match msg {
@@ -1292,7 +1218,7 @@ where
                 Some(Err(e)) => return Err(engine(e)),
                 None => break,
             },
-            data = rx.recv(), if stdin_open => match data {
+            data = typed.recv(), if stdin_open => match data {
                 Some(data) => {
                     if input.write_all(&data).await.is_err() {
                         stdin_open = false;
@@ -1300,7 +1226,15 @@ where
                 }
                 None => stdin_open = false,
             },
-            _ = winch.recv() => on_resize().await,
+            changed = size.changed(), if sizes_open => match changed {
+                Ok(()) => {
+                    let now = *size.borrow_and_update();
+                    if let Some(s) = now {
+                        resize(s).await;
+                    }
+                }
+                Err(_) => sizes_open = false,
+            },
         }
     }
     Ok(())
@@ -1386,23 +1320,73 @@ impl DockerRuntime {
     }
 }
 
-/// Rotated container logs: an agent that prints without end fills at most
-/// `LOG_FILES` x `LOG_FILE_SIZE` of the engine's disk (the transcript keeps its own head and
-/// tail, see `sandbox::CappedBuf`).
-fn log_rotation() -> bollard::models::HostConfigLogConfig {
+/// The engine's settings for a [`Hardening`], faithfully: every capability dropped but the
+/// kept ones, and nothing added that the caller did not ask for.
+fn host_config(h: &Hardening) -> HostConfig {
+    let tmpfs = (!h.tmpfs.is_empty()).then(|| {
+        h.tmpfs
+            .iter()
+            .map(|t| {
+                (
+                    t.path.clone(),
+                    format!(
+                        "rw,nosuid,nodev,size={},mode={:o}",
+                        human_size(t.size),
+                        t.mode
+                    ),
+                )
+            })
+            .collect()
+    });
+    HostConfig {
+        readonly_rootfs: Some(h.read_only_root),
+        tmpfs,
+        cap_drop: Some(vec!["ALL".into()]),
+        cap_add: Some(h.keep_caps.clone()),
+        security_opt: h
+            .no_new_privileges
+            .then(|| vec!["no-new-privileges".into()]),
+        pids_limit: Some(h.limits.pids),
+        memory: Some(h.limits.memory),
+        nano_cpus: h.limits.nano_cpus,
+        init: Some(h.init),
+        log_config: h.limits.log.map(log_rotation),
+        ..Default::default()
+    }
+}
+
+fn mounts(list: &[VolumeMount]) -> Vec<Mount> {
+    list.iter()
+        .map(|m| Mount {
+            target: Some(m.target.clone()),
+            source: Some(m.volume.clone()),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// Rotated json-file logs (see [`super::ResourceLimits::log`]).
+fn log_rotation(r: LogRotation) -> bollard::models::HostConfigLogConfig {
     bollard::models::HostConfigLogConfig {
         typ: Some("json-file".into()),
         config: Some(HashMap::from([
-            ("max-size".to_string(), LOG_FILE_SIZE.to_string()),
-            ("max-file".to_string(), LOG_FILES.to_string()),
+            ("max-size".to_string(), human_size(r.file_size)),
+            ("max-file".to_string(), r.files.to_string()),
         ])),
     }
 }
 
-/// Size of one rotated log file of a task's container.
-pub const LOG_FILE_SIZE: &str = "20m";
-/// Rotated log files kept per container.
-pub const LOG_FILES: &str = "5";
+/// A size in the engine's notation, in the largest unit that divides it (`20m`, `1g`).
+fn human_size(bytes: u64) -> String {
+    for (unit, shift) in [("g", 30), ("m", 20), ("k", 10)] {
+        if bytes > 0 && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
 
 /// An engine timestamp (RFC 3339, nanoseconds with trailing zeros cut) as a sortable key:
 /// the seconds, then the fraction in nanoseconds. One engine writes one time zone.
@@ -1538,6 +1522,8 @@ mod tests {
             "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
             "failed to parse pool request for address space \"LocalDefault\" pool \"\" subpool \"\": could not find an available predefined network",
             "all predefined address pools have been fully subnetted",
+            "could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network",
+            "failed to allocate network: could not find a free subnet",
         ] {
             for status in [400, 403, 404, 500] {
                 let e = classify(server(status, body));
@@ -1567,6 +1553,84 @@ mod tests {
         assert_eq!(e.kind, EngineErrorKind::PermissionDenied);
         let e = classify(BollardError::SocketNotFoundError("/nope.sock".into()));
         assert_eq!(e.kind, EngineErrorKind::Unreachable);
+    }
+
+    fn hardening() -> Hardening {
+        Hardening {
+            user: super::super::UserId::same(1000),
+            keep_caps: vec!["KILL".into()],
+            no_new_privileges: true,
+            read_only_root: true,
+            tmpfs: vec![super::super::Tmpfs {
+                path: "/tmp".into(),
+                size: 1 << 30,
+                mode: 0o1777,
+            }],
+            limits: super::super::ResourceLimits {
+                pids: 64,
+                memory: 256 << 20,
+                nano_cpus: Some(500_000_000),
+                log: Some(LogRotation {
+                    file_size: 20 << 20,
+                    files: 5,
+                }),
+            },
+            init: true,
+        }
+    }
+
+    /// Every field of a hardening reaches the engine, and nothing else is added: all
+    /// capabilities but the kept ones dropped.
+    #[test]
+    fn hardening_is_translated_faithfully() {
+        let h = host_config(&hardening());
+        assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(h.cap_add, Some(vec!["KILL".to_string()]));
+        assert_eq!(h.security_opt, Some(vec!["no-new-privileges".to_string()]));
+        assert_eq!(h.readonly_rootfs, Some(true));
+        assert_eq!(
+            h.tmpfs,
+            Some(HashMap::from([(
+                "/tmp".to_string(),
+                "rw,nosuid,nodev,size=1g,mode=1777".to_string()
+            )]))
+        );
+        assert_eq!(h.pids_limit, Some(64));
+        assert_eq!(h.memory, Some(256 << 20));
+        assert_eq!(h.nano_cpus, Some(500_000_000));
+        assert_eq!(h.init, Some(true));
+        let log = h.log_config.expect("rotated logs");
+        assert_eq!(log.typ.as_deref(), Some("json-file"));
+        let config = log.config.expect("rotation settings");
+        assert_eq!(config["max-size"], "20m");
+        assert_eq!(config["max-file"], "5");
+        assert_eq!(h.privileged, None);
+        assert_eq!(h.binds, None);
+
+        let mut loose = hardening();
+        loose.no_new_privileges = false;
+        loose.read_only_root = false;
+        loose.tmpfs.clear();
+        loose.limits.nano_cpus = None;
+        loose.limits.log = None;
+        loose.init = false;
+        let h = host_config(&loose);
+        assert_eq!(h.security_opt, None);
+        assert_eq!(h.readonly_rootfs, Some(false));
+        assert_eq!(h.tmpfs, None);
+        assert_eq!(h.nano_cpus, None);
+        assert_eq!(h.log_config.map(|l| l.typ), None);
+        assert_eq!(h.init, Some(false));
+    }
+
+    #[test]
+    fn sizes_in_the_engines_notation() {
+        assert_eq!(human_size(1 << 30), "1g");
+        assert_eq!(human_size(20 << 20), "20m");
+        assert_eq!(human_size(1536 << 20), "1536m");
+        assert_eq!(human_size(3 << 10), "3k");
+        assert_eq!(human_size(1000), "1000");
+        assert_eq!(human_size(0), "0");
     }
 
     #[test]

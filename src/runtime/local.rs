@@ -39,7 +39,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::{
     CommitSpec, ContainerState, EngineError, EngineErrorKind, ExecOutcome, GatewaySpec,
     ImageConfig, Inventory, LABEL_TASK, Listed, ObjectKind, OutputTooLarge, Owned, Runtime,
-    SandboxSpec, StepSpec, Upload, WardenSpec,
+    SandboxSpec, StepSpec, Terminal, Upload, WardenSpec,
 };
 use crate::error::Hint;
 
@@ -868,7 +868,7 @@ impl Runtime for LocalRuntime {
             &spec.labels,
             vec![],
         )?;
-        rec.volumes = spec.volumes.iter().map(|(v, _)| v.clone()).collect();
+        rec.volumes = spec.mounts.iter().map(|m| m.volume.clone()).collect();
         self.create_record(&rec, |_| Ok(()))?;
         Ok(rec.id)
     }
@@ -921,30 +921,27 @@ impl Runtime for LocalRuntime {
 
     async fn create_container(&self, spec: &SandboxSpec) -> Result<String> {
         let context = self.image_context(&spec.image)?;
-        if spec.network != "none" {
-            self.check_network(&spec.network)?;
+        if let Some(network) = &spec.network {
+            self.check_network(network)?;
         }
         let dir = self.container_dir(&spec.name);
+        let home = format!("/home/{}", crate::image::TASK_USER);
         let mut mounts: Vec<(String, PathBuf)> = Vec::new();
-        let mut volumes = vec![spec.volume.clone()];
+        let mut volumes = Vec::new();
         // A volume a container names comes into being with it, as with an engine.
-        mounts.push((
-            WORKSPACE.into(),
-            self.ensure_volume(&spec.volume, &HashMap::new())?,
-        ));
-        match &spec.home_volume {
-            Some(v) => {
-                volumes.push(v.clone());
-                mounts.push((spec.home.clone(), self.ensure_volume(v, &HashMap::new())?));
-            }
-            None => mounts.push((spec.home.clone(), dir.join("home"))),
+        for m in &spec.mounts {
+            volumes.push(m.volume.clone());
+            mounts.push((
+                m.target.clone(),
+                self.ensure_volume(&m.volume, &HashMap::new())?,
+            ));
         }
-        match &spec.state_volume {
-            Some(v) => {
-                volumes.push(v.clone());
-                mounts.push((STATE.into(), self.ensure_volume(v, &HashMap::new())?));
+        // The task user's home and the helper's state live in the container when no
+        // volume holds them.
+        for (target, own) in [(home.as_str(), "home"), (STATE, "state")] {
+            if !spec.mounts.iter().any(|m| m.target == target) {
+                mounts.push((target.to_string(), dir.join(own)));
             }
-            None => mounts.push((STATE.into(), dir.join("state"))),
         }
         for (target, source) in IMAGE_FILES {
             let host = context.join(source);
@@ -963,10 +960,7 @@ impl Runtime for LocalRuntime {
             labels: spec.labels.clone(),
             mounts,
             volumes,
-            networks: (spec.network != "none")
-                .then(|| spec.network.clone())
-                .into_iter()
-                .collect(),
+            networks: spec.network.iter().cloned().collect(),
         };
         // What the image has in those places, as an engine copies it into a fresh volume:
         // the task user's git identity and the helper's `go` fifo. (The container's own
@@ -979,7 +973,7 @@ impl Runtime for LocalRuntime {
                     Err(_) => host,
                 }
             };
-            let (home, state) = (place(&spec.home), place(STATE));
+            let (home, state) = (place(&home), place(STATE));
             for d in [&home, &state] {
                 std::fs::create_dir_all(d).map_err(io("create a container", d))?;
             }
@@ -1085,11 +1079,16 @@ impl Runtime for LocalRuntime {
         }
     }
 
-    async fn exec_interactive(&self, _id: &str, _cmd: &[String]) -> Result<i64> {
+    async fn exec_interactive(
+        &self,
+        _id: &str,
+        _cmd: &[String],
+        _terminal: Terminal,
+    ) -> Result<i64> {
         Err(LocalError::NoTerminal("an interactive shell").into_error())
     }
 
-    async fn attach_terminal<F>(&self, _id: &str, _ready: F) -> Result<()>
+    async fn attach_terminal<F>(&self, _id: &str, _terminal: Terminal, _ready: F) -> Result<()>
     where
         F: std::future::Future<Output = Result<()>> + Send,
     {

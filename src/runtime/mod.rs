@@ -1,6 +1,13 @@
 //! The container engine seam. Commands talk to a [`Runtime`]; [`docker::DockerRuntime`] is the
 //! one implementation today (Docker, or Podman through its Docker-compatible API). Nothing
 //! here bind-mounts host paths: workspaces are named volumes, data moves over exec streams.
+//!
+//! Owns: the trait, the container specs and their [`Hardening`] (everything a backend must
+//! enforce, as data), and typed engine failures ([`EngineError`]). Must not: decide policy
+//! (which user, capabilities or limits a container gets is the caller's, in `sandbox` and
+//! `image`), touch the terminal (interactive sessions get a [`Terminal`] from `cli`), print,
+//! or make callers read engine message text. Every backend must pass the checks in
+//! `tests/it/conformance.rs` (`contract`; `isolation` too for a backend that confines).
 
 pub mod docker;
 #[cfg(feature = "local-runtime")]
@@ -17,38 +24,125 @@ pub const LABEL_TASK: &str = "git-agent.task";
 pub const LABEL_REPO: &str = "git-agent.repo";
 pub const LABEL_REPO_PATH: &str = "git-agent.repo-path";
 
-/// Everything needed to create a task's container.
+/// A numeric user and group. Containers always get one explicitly, so that nothing in the
+/// image (`/etc/passwd`, `USER`) decides who their processes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserId {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl UserId {
+    pub const ROOT: UserId = UserId { uid: 0, gid: 0 };
+
+    /// A user whose group has the same number.
+    pub const fn same(id: u32) -> UserId {
+        UserId { uid: id, gid: id }
+    }
+}
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.uid, self.gid)
+    }
+}
+
+/// A writable in-memory file system over `path` (of an otherwise read-only root), mounted
+/// `nosuid` and `nodev`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tmpfs {
+    pub path: String,
+    /// Most bytes it holds.
+    pub size: u64,
+    /// Permission bits of its root directory (e.g. `0o1777`).
+    pub mode: u32,
+}
+
+/// What a container may consume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceLimits {
+    /// Most processes (threads included) at once.
+    pub pids: i64,
+    /// Most memory, in bytes.
+    pub memory: i64,
+    /// CPU time in billionths of a CPU; `None` leaves CPU unlimited.
+    pub nano_cpus: Option<i64>,
+    /// The engine's record of the container's output is rotated: at most `files` files of
+    /// `file_size` bytes each (`None`: the engine's default).
+    pub log: Option<LogRotation>,
+}
+
+/// How much of a container's output the engine keeps (see [`ResourceLimits::log`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRotation {
+    pub file_size: u64,
+    pub files: u32,
+}
+
+/// How a container is confined, as data: what every backend must enforce, exactly as given.
+/// The caller that builds a spec decides these (the policy lives with the sandbox and image
+/// code); a backend translates them and adds nothing and leaves nothing out. A backend that
+/// cannot enforce one of them must refuse to create the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hardening {
+    /// Who the container's main process (and every exec that does not say otherwise) runs as.
+    pub user: UserId,
+    /// The capabilities kept (names as in capabilities(7) without `CAP_`, e.g. `KILL`);
+    /// every other one is dropped.
+    pub keep_caps: Vec<String>,
+    /// No process may gain privileges (setuid binaries, file capabilities).
+    pub no_new_privileges: bool,
+    /// The root file system is read-only; only mounted volumes and `tmpfs` are writable.
+    pub read_only_root: bool,
+    /// In-memory file systems (the writable paths of a read-only root).
+    pub tmpfs: Vec<Tmpfs>,
+    pub limits: ResourceLimits,
+    /// A minimal init process reaps orphans and forwards signals to the main process.
+    pub init: bool,
+}
+
+/// A named volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub volume: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+impl VolumeMount {
+    /// A writable mount.
+    pub fn new(volume: impl Into<String>, target: impl Into<String>) -> VolumeMount {
+        VolumeMount {
+            volume: volume.into(),
+            target: target.into(),
+            read_only: false,
+        }
+    }
+}
+
+/// Everything needed to create a task's container (and the short-lived containers that work
+/// on a task's workspace: readers, drafts).
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
     pub name: String,
     pub image: String,
+    /// The whole command: the image's entrypoint is not used.
     pub cmd: Vec<String>,
     pub env: Vec<String>,
     pub labels: HashMap<String, String>,
-    pub volume: String,
-    /// A volume mounted over the task user's home, keeping agent sessions across restarts.
-    pub home_volume: Option<String>,
-    pub network: String,
-    /// Who the process runs as, numeric (`uid:gid`), so that nothing in the image
-    /// (`/etc/passwd`, `USER`) decides it.
-    pub user: String,
-    /// The task user's home (where `home_volume` is mounted).
-    pub home: String,
+    /// Volumes mounted; the workspace, home and helper state of the task.
+    pub mounts: Vec<VolumeMount>,
+    /// Where the command starts.
+    pub working_dir: String,
+    /// The network the container is on; `None`: no network at all.
+    pub network: Option<String>,
     /// Give the main process a terminal with an open stdin (interactive agents).
     pub tty: bool,
-    /// Limits: process count, memory in bytes, CPUs in billionths.
-    pub pids_limit: i64,
-    pub memory: i64,
-    pub nano_cpus: i64,
-    /// Read-only root file system; the workspace, home and state volumes and /tmp stay
-    /// writable.
-    pub read_only: bool,
-    /// A volume for the sandbox helper's state (only with `read_only`).
-    pub state_volume: Option<String>,
+    pub hardening: Hardening,
 }
 
-/// A task's egress gateway: a container on the task's internal network (under `alias`)
-/// and on an outer network with a route out.
+/// A task's egress gateway: a container on an outer network with a route out and on the
+/// task's internal network (under `alias`). Its image (git-agent's own) decides its command.
 #[derive(Debug, Clone)]
 pub struct GatewaySpec {
     pub name: String,
@@ -57,41 +151,39 @@ pub struct GatewaySpec {
     pub inner: String,
     pub outer: String,
     pub alias: String,
+    /// A host name under which the container reaches the engine's host, if any.
+    pub host_alias: Option<String>,
+    pub hardening: Hardening,
 }
 
 /// A task's disk warden: a container in the task's PID namespace that measures the task's
-/// volumes (mounted read-only) and kills every process of the task once they hold more
-/// than `limit_kib`. It runs as root with only CAP_KILL and CAP_DAC_READ_SEARCH and without
-/// a network, so the task user can neither signal it nor hide files from it; it ends with
-/// the task's namespace.
+/// volumes (mounted read-only) and kills every process of the task once they hold too
+/// much (see [`crate::sandbox::warden_command`]). It has no network; it ends with the
+/// task's namespace.
 #[derive(Debug, Clone)]
 pub struct WardenSpec {
     pub name: String,
     /// An image git-agent built from its own files only (the gateway's).
     pub image: String,
+    /// The whole command.
+    pub cmd: Vec<String>,
     pub labels: HashMap<String, String>,
     /// The task's container (its PID namespace is joined).
     pub task: String,
-    /// Volumes to watch: (volume name, where it is mounted in the warden).
-    pub volumes: Vec<(String, String)>,
-    pub limit_kib: u64,
-    pub interval_secs: u64,
+    pub mounts: Vec<VolumeMount>,
+    pub hardening: Hardening,
 }
 
 /// A short-lived container that applies an untrusted build step to an image (see
-/// [`crate::image::project`]): no mounts, root with only `cap_add`, `no-new-privileges`,
-/// limits, on an internal network. Its command only waits; the steps run as execs.
+/// [`crate::image::project`]): no mounts, on an internal network. Its command only waits
+/// (in `/`); the steps run as execs, as root.
 #[derive(Debug, Clone)]
 pub struct StepSpec {
     pub name: String,
     pub image: String,
     pub labels: HashMap<String, String>,
     pub network: String,
-    /// The only capabilities kept; every other one is dropped.
-    pub cap_add: Vec<String>,
-    pub pids_limit: i64,
-    pub memory: i64,
-    pub nano_cpus: i64,
+    pub hardening: Hardening,
 }
 
 /// The parts of an image's configuration a build carries on.
@@ -206,6 +298,18 @@ pub struct Listed {
     pub labels: HashMap<String, String>,
 }
 
+/// The user's side of an interactive session. The caller owns the terminal: it puts it in
+/// raw mode, reads it and watches its size (see `cli::term::session`); a runtime only moves
+/// the bytes and passes the sizes on, and never touches the terminal itself.
+pub struct Terminal {
+    /// What the user types; the session's stdin stays open until this ends.
+    pub input: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    /// Where the session's output goes.
+    pub output: Box<dyn AsyncWrite + Unpin + Send>,
+    /// The window's (columns, rows), updated when it changes; `None` when unknown.
+    pub size: tokio::sync::watch::Receiver<Option<(u16, u16)>>,
+}
+
 /// Operations git-agent needs from a container engine.
 #[allow(async_fn_in_trait)]
 pub trait Runtime {
@@ -289,11 +393,11 @@ pub trait Runtime {
     where
         R: AsyncRead + Unpin + Send,
         W: AsyncWrite + Unpin + Send;
-    /// Interactive exec attached to the terminal; returns the exit code.
-    async fn exec_interactive(&self, id: &str, cmd: &[String]) -> Result<i64>;
-    /// Attach the terminal to a tty container's main process until the user detaches
+    /// Interactive exec (with a tty) attached to `terminal`; returns the exit code.
+    async fn exec_interactive(&self, id: &str, cmd: &[String], terminal: Terminal) -> Result<i64>;
+    /// Attach `terminal` to a tty container's main process until the user detaches
     /// (Ctrl-P Ctrl-Q) or the process ends. `ready` runs once the attach is in place.
-    async fn attach_terminal<F>(&self, id: &str, ready: F) -> Result<()>
+    async fn attach_terminal<F>(&self, id: &str, terminal: Terminal, ready: F) -> Result<()>
     where
         F: std::future::Future<Output = Result<()>> + Send;
     /// Copy the container's output (stdout and stderr, interleaved) to `out`.

@@ -199,15 +199,20 @@ impl Runtime for Engine {
         each!(self, rt => rt.exec_env(id, cmd, env, stdin, stdout, limit).await)
     }
 
-    async fn exec_interactive(&self, id: &str, cmd: &[String]) -> Result<i64> {
-        each!(self, rt => rt.exec_interactive(id, cmd).await)
+    async fn exec_interactive(
+        &self,
+        id: &str,
+        cmd: &[String],
+        terminal: super::Terminal,
+    ) -> Result<i64> {
+        each!(self, rt => rt.exec_interactive(id, cmd, terminal).await)
     }
 
-    async fn attach_terminal<F>(&self, id: &str, ready: F) -> Result<()>
+    async fn attach_terminal<F>(&self, id: &str, terminal: super::Terminal, ready: F) -> Result<()>
     where
         F: std::future::Future<Output = Result<()>> + Send,
     {
-        each!(self, rt => rt.attach_terminal(id, ready).await)
+        each!(self, rt => rt.attach_terminal(id, terminal, ready).await)
     }
 
     async fn logs<W>(&self, id: &str, follow: bool, tail: Option<usize>, out: &mut W) -> Result<()>

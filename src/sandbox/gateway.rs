@@ -17,7 +17,9 @@ use crate::egress::log::{self, Connection};
 use crate::egress::vault::{self, Routes, Secret, Upstream};
 use crate::egress::{NetworkPolicy, normalize_domain};
 use crate::error::{hinted, sanitize};
-use crate::runtime::{GatewaySpec, Runtime, Upload};
+use crate::runtime::{
+    EngineErrorKind, GatewaySpec, Hardening, ResourceLimits, Runtime, Upload, UserId, engine_kind,
+};
 use crate::task::store::{CONNECTIONS_FILE, Loaded, TaskStore};
 
 /// The gateway's name on a task's internal network.
@@ -147,6 +149,26 @@ fn upload(name: &str, text: String, mode: u32) -> Upload {
     }
 }
 
+/// The gateway's confinement: its image's unprivileged user, no capabilities, no new
+/// privileges, small limits and an init (the proxy and the vault run side by side). Its root
+/// stays writable: the configuration is uploaded before it starts.
+fn hardening() -> Hardening {
+    Hardening {
+        user: UserId::same(GATEWAY_UID as u32),
+        keep_caps: vec![],
+        no_new_privileges: true,
+        read_only_root: false,
+        tmpfs: vec![],
+        limits: ResourceLimits {
+            pids: 256,
+            memory: 256 << 20,
+            nano_cpus: None,
+            log: None,
+        },
+        init: true,
+    }
+}
+
 /// The outer network gateways join: `agent.egressNetwork`, else the engine's default bridge.
 pub fn outer_network(config: &crate::git::Config) -> String {
     config
@@ -173,19 +195,33 @@ pub async fn start<R: Runtime>(
         inner: names.network.clone(),
         outer: outer.to_string(),
         alias: ALIAS.to_string(),
+        // The vault may forward to a model API the user runs on the host.
+        host_alias: Some("host.docker.internal".into()),
+        hardening: hardening(),
     };
-    let id = rt.create_gateway(&spec).await.map_err(|e| {
-        if outer != "bridge" && format!("{e:#}").contains("not found") {
-            hinted(
+    let started = async {
+        let id = rt.create_gateway(&spec).await?;
+        rt.upload(&id, CONF_DIR, &plan.files()?).await?;
+        rt.start(&id).await?;
+        Ok::<_, anyhow::Error>(id)
+    };
+    let id = match started.await {
+        Ok(id) => id,
+        // Something named is missing (the engine may say so on creating or on starting):
+        // the user's outer network is the one they can fix (the image and the task's
+        // network are git-agent's own).
+        Err(e)
+            if outer != "bridge"
+                && engine_kind(&e) == Some(EngineErrorKind::NotFound)
+                && !rt.network_exists(outer).await.unwrap_or(true) =>
+        {
+            return Err(hinted(
                 format!("{e:#}"),
                 format!("create the network ({outer}) or unset agent.egressNetwork"),
-            )
-        } else {
-            e
+            ));
         }
-    })?;
-    rt.upload(&id, CONF_DIR, &plan.files()?).await?;
-    rt.start(&id).await?;
+        Err(e) => return Err(e),
+    };
     helper(rt, &id, &["ready"]).await.map_err(|e| {
         hinted(
             format!("the task's gateway did not come up: {e:#}"),

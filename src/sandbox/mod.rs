@@ -20,13 +20,108 @@ use sha2::{Digest, Sha256};
 
 use crate::git::Git;
 use crate::runtime::{
-    ContainerState, LABEL_REPO, LABEL_REPO_PATH, LABEL_TASK, ObjectKind, Runtime,
+    ContainerState, Hardening, LABEL_REPO, LABEL_REPO_PATH, LABEL_TASK, LogRotation, ObjectKind,
+    ResourceLimits, Runtime, Tmpfs, UserId,
 };
 use crate::task::store::{Loaded, TaskStore};
 use crate::task::{Status, now};
 
 /// The path of the sandbox helper inside the image.
 pub const HELPER: &str = "/usr/local/bin/git-agent-sandbox";
+
+/// Where a task's workspace volume is mounted, and where its command starts.
+pub const WORKSPACE: &str = "/workspace";
+/// Where the sandbox helper keeps its state when the root file system is read-only.
+pub const STATE_DIR: &str = "/opt/git-agent";
+
+/// The confinement of a task's container (and of the readers and drafts that work on its
+/// workspace): the task user, no capabilities, no new privileges, the task's limits, an init
+/// reaping what the agent leaves behind, and rotated logs, so that an agent that prints
+/// without end fills at most `LOG_FILES` x `LOG_FILE_SIZE` of the engine's disk (the
+/// transcript keeps its own head and tail, see [`CappedBuf`]). A read-only root keeps /tmp
+/// writable.
+pub fn task_hardening(limits: &spawn::Limits, read_only: bool) -> Hardening {
+    Hardening {
+        user: UserId::same(crate::image::TASK_UID),
+        keep_caps: vec![],
+        no_new_privileges: true,
+        read_only_root: read_only,
+        tmpfs: if read_only {
+            vec![Tmpfs {
+                path: "/tmp".into(),
+                size: 1 << 30,
+                mode: 0o1777,
+            }]
+        } else {
+            vec![]
+        },
+        limits: ResourceLimits {
+            pids: limits.pids,
+            memory: limits.memory,
+            nano_cpus: Some(limits.nano_cpus),
+            log: Some(LogRotation {
+                file_size: LOG_FILE_SIZE,
+                files: LOG_FILES,
+            }),
+        },
+        init: true,
+    }
+}
+
+/// Size of one rotated log file of a task's container.
+pub const LOG_FILE_SIZE: u64 = 20 << 20;
+/// Rotated log files kept per container.
+pub const LOG_FILES: u32 = 5;
+
+/// The confinement of a task's disk warden: root, so the task user can neither signal it nor
+/// hide files from it, but with only CAP_KILL and CAP_DAC_READ_SEARCH, a read-only root and
+/// small limits.
+pub fn warden_hardening() -> Hardening {
+    Hardening {
+        user: UserId::ROOT,
+        keep_caps: vec!["KILL".into(), "DAC_READ_SEARCH".into()],
+        no_new_privileges: true,
+        read_only_root: true,
+        tmpfs: vec![],
+        limits: ResourceLimits {
+            pids: 32,
+            memory: 64 << 20,
+            nano_cpus: None,
+            log: Some(LogRotation {
+                file_size: LOG_FILE_SIZE,
+                files: LOG_FILES,
+            }),
+        },
+        init: false,
+    }
+}
+
+/// The disk warden's loop (`$1` the limit in KiB, `$2` the interval in seconds). Over the
+/// limit it says so (the line the host looks for, see [`DISK_MARK`]) and kills every
+/// process it can signal: all of the task's but the namespace's init, which then exits with
+/// its child, ending the container and this loop with it.
+const WARDEN_SCRIPT: &str = r#"limit="$1" every="$2"
+while sleep "$every"; do
+  used="$(du -skx /watch/* 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')"
+  if [ "$used" -gt "$limit" ]; then
+    echo "git-agent-sandbox: disk limit: ${used} KiB used, over the limit of ${limit} KiB; stopping the task"
+    kill -KILL -1
+    exit 0
+  fi
+done"#;
+
+/// The disk warden's command: measure the volumes mounted under `/watch` every
+/// `interval_secs` and stop the task once they hold more than `limit_kib`.
+pub fn warden_command(limit_kib: u64, interval_secs: u64) -> Vec<String> {
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        WARDEN_SCRIPT.into(),
+        "git-agent-warden".into(),
+        limit_kib.to_string(),
+        interval_secs.to_string(),
+    ]
+}
 
 /// Identifies a repository on the engine: a short hash of its git dir's path.
 #[derive(Debug, Clone)]

@@ -8,9 +8,9 @@ use super::gateway::{self, GatewayPlan};
 use super::{HELPER, RepoId, remove_objects};
 use crate::error::{hinted, sanitize};
 use crate::git::Git;
-use crate::image::{TASK_UID, TASK_USER};
+use crate::image::TASK_USER;
 use crate::interrupt::{abandon_on_interrupt, checkpoint};
-use crate::runtime::{ContainerState, Runtime, SandboxSpec, WardenSpec};
+use crate::runtime::{ContainerState, Runtime, SandboxSpec, VolumeMount, WardenSpec};
 use crate::task::store::{Loaded, TaskStore};
 use crate::task::{Sandbox, Status, TaskName, TaskRecord, branch_name, now, ref_name};
 
@@ -191,23 +191,28 @@ pub fn sandbox_spec(
             limits.disk.div_ceil(1024)
         ));
     }
+    let mut mounts = vec![VolumeMount::new(&names.volume, super::WORKSPACE)];
+    if home_volume {
+        // Keeps agent sessions across restarts.
+        mounts.push(VolumeMount::new(
+            &names.home_volume,
+            format!("/home/{TASK_USER}"),
+        ));
+    }
+    if read_only {
+        mounts.push(VolumeMount::new(&names.state_volume, super::STATE_DIR));
+    }
     SandboxSpec {
         name: names.container.clone(),
         image: image_id.to_string(),
         cmd,
         env,
         labels: repo.labels(task),
-        volume: names.volume.clone(),
-        home_volume: home_volume.then_some(names.home_volume),
-        network: names.network.clone(),
-        user: format!("{TASK_UID}:{TASK_UID}"),
-        home: format!("/home/{TASK_USER}"),
+        mounts,
+        working_dir: super::WORKSPACE.into(),
+        network: Some(names.network.clone()),
         tty,
-        pids_limit: limits.pids,
-        memory: limits.memory,
-        nano_cpus: limits.nano_cpus,
-        read_only,
-        state_volume: read_only.then_some(names.state_volume),
+        hardening: super::task_hardening(limits, read_only),
     }
 }
 
@@ -390,22 +395,29 @@ pub async fn create_warden<R: Runtime>(
     let names = repo.object_names(task);
     // A warden of an earlier run (restart) has ended with its task.
     rt.remove_container(&names.warden).await?;
-    let mut volumes = vec![(names.volume.clone(), "/watch/workspace".to_string())];
+    let mut volumes = vec![(&names.volume, "/watch/workspace")];
     if req.home_volume {
-        volumes.push((names.home_volume.clone(), "/watch/home".into()));
+        volumes.push((&names.home_volume, "/watch/home"));
     }
     if req.state_volume {
-        volumes.push((names.state_volume.clone(), "/watch/state".into()));
+        volumes.push((&names.state_volume, "/watch/state"));
     }
+    let mounts = volumes
+        .into_iter()
+        .map(|(volume, target)| VolumeMount {
+            read_only: true,
+            ..VolumeMount::new(volume, target)
+        })
+        .collect();
     let id = rt
         .create_warden(&WardenSpec {
-            name: names.warden,
+            name: names.warden.clone(),
             image: req.image.to_string(),
+            cmd: super::warden_command(req.disk.div_ceil(1024), WARDEN_INTERVAL_SECS),
             labels: repo.labels(task),
             task: container.to_string(),
-            volumes,
-            limit_kib: req.disk.div_ceil(1024),
-            interval_secs: WARDEN_INTERVAL_SECS,
+            mounts,
+            hardening: super::warden_hardening(),
         })
         .await?;
     Ok(Some(id))

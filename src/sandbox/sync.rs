@@ -416,7 +416,7 @@ pub async fn start_reader_as<R: Runtime>(
         &limits,
     );
     spec.name = name;
-    spec.network = "none".into();
+    spec.network = None;
     rt.remove_container(&spec.name).await?;
     let id = rt.create_container(&spec).await?;
     if let Err(e) = rt.start(&id).await {

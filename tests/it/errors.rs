@@ -102,10 +102,14 @@ fn concurrent_creations_of_one_name_conflict_cleanly() {
             image: base_image(),
             labels: labels.clone(),
             network: net.clone(),
-            cap_add: vec![],
-            pids_limit: 16,
-            memory: 64 << 20,
-            nano_cpus: 500_000_000,
+            hardening: git_agent::image::project::step_hardening(
+                &git_agent::sandbox::spawn::Limits {
+                    pids: 16,
+                    memory: 64 << 20,
+                    nano_cpus: 500_000_000,
+                    disk: 0,
+                },
+            ),
         };
         let (a, b) = tokio::join!(
             engine.create_step_container(&spec),

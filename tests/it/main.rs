@@ -9,6 +9,7 @@ mod agents;
 mod build_attack;
 mod claude;
 mod cli;
+mod conformance;
 mod core_loop;
 mod egress;
 mod errors;

@@ -585,17 +585,22 @@ echo finished-work"#;
                 ("git-agent.task".to_string(), name.to_string()),
                 ("git-agent.repo".to_string(), "r1".to_string()),
             ]),
-            volume: format!("{name}-ws"),
-            home_volume: None,
-            network: "none".into(),
-            user: "1000:1000".into(),
-            home: "/home/agent".into(),
+            mounts: vec![git_agent::runtime::VolumeMount::new(
+                format!("{name}-ws"),
+                "/workspace",
+            )],
+            working_dir: "/workspace".into(),
+            network: None,
             tty: false,
-            pids_limit: 64,
-            memory: 1 << 28,
-            nano_cpus: 1_000_000_000,
-            read_only: false,
-            state_volume: None,
+            hardening: git_agent::sandbox::task_hardening(
+                &git_agent::sandbox::spawn::Limits {
+                    pids: 64,
+                    memory: 1 << 28,
+                    nano_cpus: 1_000_000_000,
+                    disk: 0,
+                },
+                false,
+            ),
         }
     }
 
@@ -732,13 +737,13 @@ echo finished-work"#;
             assert!(rt.network_exists("net-t").await.unwrap());
             rt.create_volume("vol-t", &labels).await.unwrap();
             let mut s = spec(&f, "ctr-t", &["sleep", "300"]);
-            s.network = "net-t".into();
+            s.network = Some("net-t".into());
             s.labels = labels.clone();
             let id = rt.create_container(&s).await.unwrap();
             rt.start(&id).await.unwrap();
             // A container on an unknown network is refused.
             let mut bad = spec(&f, "ctr-bad", &["true"]);
-            bad.network = "no-such-net".into();
+            bad.network = Some("no-such-net".into());
             let e = rt.create_container(&bad).await.unwrap_err();
             assert_eq!(engine_kind(&e), Some(EngineErrorKind::NotFound));
 
