@@ -42,8 +42,21 @@ pub fn find_hint(err: &anyhow::Error) -> Option<&str> {
                     e.downcast_ref::<crate::runtime::EngineError>()
                         .and_then(|x| x.hint.as_deref())
                 })
+                .or_else(|| op_hint(e))
         })
         .filter(|h| !h.trim().is_empty())
+}
+
+/// The hint an operation's typed error carries (each operation's error enum knows its own).
+fn op_hint<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a str> {
+    use crate::ops::{allow::AllowError, doctor::PanicError, logs::LogsError};
+    use crate::ops::{remove::RemoveError, stop::StopError};
+    e.downcast_ref::<StopError>()
+        .map(StopError::hint)
+        .or_else(|| e.downcast_ref::<RemoveError>().map(RemoveError::hint))
+        .or_else(|| e.downcast_ref::<AllowError>().map(AllowError::hint))
+        .or_else(|| e.downcast_ref::<LogsError>().map(LogsError::hint))
+        .or_else(|| e.downcast_ref::<PanicError>().map(PanicError::hint))
 }
 
 /// The lines `cli::report` prints for an error: `Error:`, each cause the message does not

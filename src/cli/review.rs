@@ -387,7 +387,7 @@ async fn review_group(ctx: &Ctx, group: &str, members: Vec<Loaded>, sync: bool) 
                 let fresh = super::reload(ctx, &l.record.name)?;
                 l = crate::ops::sync::if_possible(rt, ctx, fresh, &lock, &super::Stderr).await?;
             } else {
-                l = crate::sandbox::refresh(rt, &ctx.store, l).await?;
+                l = crate::ops::inspect::effective(rt, &ctx.store, l).await?;
             }
         }
         rows.push(l);
@@ -456,7 +456,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
                     loaded = crate::ops::sync::if_possible(&rt, &ctx, fresh, &lock, &super::Stderr)
                         .await?;
                 } else {
-                    loaded = crate::sandbox::refresh(&rt, &ctx.store, loaded).await?;
+                    loaded = crate::ops::inspect::effective(&rt, &ctx.store, loaded).await?;
                 }
                 let mut buf = Vec::new();
                 let container = loaded.record.sandbox.container.clone().unwrap_or_default();

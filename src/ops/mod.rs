@@ -9,7 +9,13 @@
 //! Below this layer: [`crate::task`] (state in refs), [`crate::git`] (host git),
 //! [`crate::sandbox`] (driving one task's container), [`crate::runtime`] (the engine seam).
 
+pub mod allow;
+pub mod doctor;
 pub mod events;
+pub mod inspect;
+pub mod logs;
+pub mod remove;
+pub mod stop;
 pub mod sync;
 
 pub use events::{Event, Events, NoEvents};
