@@ -10,8 +10,9 @@
 //! Nothing is left behind: the host side of a sync keeps its temp files (the bundle, the
 //! quarantine repository) in one scratch directory per task, `<common-dir>/git-agent/tmp/sync/<task>/`,
 //! which also marks a reader container in use. A sync killed outright (kill -9) leaves them;
-//! the next command that touches the task removes them ([`sweep`]) once the task's lock is
-//! free, i.e. once the sync that left them is dead. Inside the sandbox, `emit` removes its own
+//! the next command that changes the task (sync, commit, restart, stop, rm, purge) or `doctor
+//! --fix` removes them ([`clear_leftovers`]) under the task's lock, i.e. once the sync that
+//! left them is dead. Read-only commands (`list`, `status`) leave them. Inside the sandbox, `emit` removes its own
 //! private directory, and every emit removes those of earlier emits that died.
 
 use std::path::{Path, PathBuf};
@@ -134,7 +135,7 @@ async fn ended_meanwhile<R: Runtime>(rt: &R, container: &str) -> bool {
 
 /// The part of [`sync`] that uses the scratch directory and, for a finished task, a reader
 /// container: both are gone when it returns, unless the engine failed to remove the reader
-/// (then the scratch directory stays as its marker, for [`sweep`]).
+/// (then the scratch directory stays as its marker, for [`clear_leftovers`]).
 async fn sync_from<R: Runtime>(
     rt: &R,
     store: &TaskStore,
