@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::image::DEFAULT_BASE_IMAGE;
-use crate::runtime::{LABEL_REPO, Runtime};
+use crate::runtime::{ContainerState, LABEL_REPO, Runtime};
 use crate::sandbox::checkup::{self, Outcome};
 use crate::sandbox::stuck;
 
@@ -166,6 +166,7 @@ pub async fn run(
 /// The repository's tasks and runtime objects (see [`checkup`]); with `fix`, repair first
 /// and report what is left.
 async fn task_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: bool) -> Result<()> {
+    ended_runs(rt, ctx, r, fix).await?;
     let mut findings = checkup::examine(rt, &ctx.store, &ctx.repo).await?;
     if fix && !findings.is_empty() {
         for f in &findings {
@@ -220,6 +221,59 @@ async fn task_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: boo
             "tasks",
             format!("{} task(s), records and runtime agree", tasks.len()),
         )?;
+    }
+    Ok(())
+}
+
+/// Tasks recorded as running whose command has ended since (read-only commands show them as
+/// exited without recording it): nothing is wrong, but their gateway still runs. With `fix`,
+/// record each (its exit, transcript and connection log) and retire its gateway, as the next
+/// command that changes the task would; a task some command holds is left to that command.
+async fn ended_runs<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: bool) -> Result<()> {
+    for l in ctx.store.all()? {
+        let name = l.record.name.clone();
+        let Some(container) = l.record.sandbox.container.as_deref() else {
+            continue;
+        };
+        if l.record.status != crate::task::Status::Running {
+            continue;
+        }
+        let ContainerState::Exited(code) = rt.state(container).await? else {
+            continue;
+        };
+        let detail = format!("task {name}'s command ended (exit {code}); not recorded yet");
+        let entry = |status, detail: String, fix: Option<String>| Entry {
+            status,
+            check: "task".into(),
+            detail,
+            fix,
+            task: Some(name.clone()),
+        };
+        if !fix {
+            r.push(entry(
+                "warn",
+                detail,
+                Some("`git agent doctor --fix` (or the next command that changes it) records it and retires its gateway".into()),
+            ))?;
+            continue;
+        }
+        let lock = match crate::task::lock::Lease::held(&ctx.git, &name)? {
+            true => None,
+            false => crate::task::lock::TaskLock::try_acquire(&ctx.git, &name, "doctor --fix")?,
+        };
+        match lock {
+            Some(_lock) => {
+                if let Some(l) = ctx.store.load(&name)? {
+                    crate::sandbox::refresh(rt, &ctx.store, l).await?;
+                }
+                r.push(entry("fixed", detail, None))?;
+            }
+            None => r.push(entry(
+                "busy",
+                format!("{detail} (a command is working on it; left alone)"),
+                None,
+            ))?,
+        }
     }
     Ok(())
 }

@@ -668,19 +668,44 @@ fn read_only_commands_leave_refs_and_engine_objects_alone() {
     let refs = |t: &str| env.task_refs(t);
     let ended_state = refs("ended")["state"].clone();
 
-    // The commands that change a task record what the views showed, and clean up.
-    env.agent(&["stop", "ended"]).ok();
-    assert_ne!(refs("ended")["state"], ended_state, "stop recorded nothing");
-    let logs = env.agent(&["logs", "ended"]).ok();
-    assert!(logs.stdout.contains("bye"), "{logs}");
-    env.agent(&["doctor", "--fix"]);
+    // `doctor` reports the run that ended unrecorded, and changes nothing either.
+    let doctor = env.agent(&["doctor"]);
+    assert!(
+        doctor
+            .stdout
+            .contains("task ended's command ended (exit 3); not recorded yet"),
+        "{doctor}"
+    );
+    assert_eq!(state_of(&env), before, "{doctor}");
+    // The commands that change a task record what the views showed, and clean up: `doctor
+    // --fix` records the ended run and the dead spawn and removes the killed sync's reader and
+    // scratch files; `stop` records the stop.
+    let fix = env.agent(&["doctor", "--fix"]);
+    assert_ne!(
+        refs("ended")["state"],
+        ended_state,
+        "doctor --fix recorded nothing:\n{fix}"
+    );
+    let st = recorded("ended");
+    assert_eq!(st["status"], "exited", "{st}");
+    assert_eq!(st["sandbox"]["gateway"], serde_json::Value::Null, "{st}");
     let after = state_of(&env);
     assert!(
         !after.contains(&reader),
         "doctor --fix left the reader:\n{after}"
     );
+    assert!(
+        !after.contains(".gw.ended"),
+        "doctor --fix left the gateway:\n{after}"
+    );
     assert!(after.contains("scratch: []"), "{after}");
     assert_eq!(recorded("dead")["status"], "failed");
+    let logs = env.agent(&["logs", "ended"]).ok();
+    assert!(logs.stdout.contains("bye"), "{logs}");
+    let live_state = refs("live")["state"].clone();
+    env.agent(&["stop", "live"]).ok();
+    assert_ne!(refs("live")["state"], live_state, "stop recorded nothing");
+    assert_eq!(recorded("live")["status"], "stopped");
     for task in ["live", "ended", "synced", "dead"] {
         env.agent(&["purge", "--refs", task]).ok();
     }
