@@ -17,7 +17,9 @@ use super::{Ctx, out};
 pub struct DoctorArgs {
     /// Repair what can be repaired: a dead spawn is recorded as failed and its containers
     /// and network removed (then `git agent purge --refs <task>` removes it), leftovers are
-    /// removed, and a task whose container is gone is recorded as failed. Never deletes task
+    /// removed, a task whose container is gone is recorded as failed, and one whose command
+    /// ended (shown by `list` and `status` but not recorded) is recorded with its exit and its
+    /// gateway retired. Never deletes task
     /// refs or a workspace; what needs a command of its own (e.g. `git agent restart
     /// <task>` for a dead gateway) is printed with it. Exits 1 when something is left.
     #[arg(long)]

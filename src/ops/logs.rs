@@ -119,6 +119,20 @@ pub fn tail(transcript: Vec<u8>, n: Option<usize>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_logs_error_carries_its_hint() {
+        let e: anyhow::Error = super::LogsError::NoOutput {
+            task: "t".into(),
+            hint: "wait".into(),
+        }
+        .into();
+        assert_eq!(
+            e.to_string(),
+            "task 't' has no container and no kept output"
+        );
+        assert_eq!(crate::error::find_hint(&e), Some("wait"));
+    }
+
+    #[test]
     fn tail_keeps_the_last_lines() {
         assert_eq!(super::tail(b"a\nb\nc\n".to_vec(), Some(2)), b"b\nc\n");
         assert_eq!(super::tail(b"a\nb".to_vec(), Some(5)), b"a\nb");

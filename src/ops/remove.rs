@@ -282,3 +282,29 @@ pub fn empty_trash(ctx: &Ctx, task: Option<&str>) -> Result<Vec<String>> {
 pub fn undo(ctx: &Ctx, task: &str) -> Result<()> {
     crate::task::trash::restore(&ctx.store, task)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RemoveError;
+
+    #[test]
+    fn remove_errors_carry_their_hint() {
+        let e: anyhow::Error = RemoveError::CannotSync {
+            task: "t".into(),
+            detail: "engine gone".into(),
+            hint: "look at it".into(),
+        }
+        .into();
+        assert_eq!(
+            e.to_string(),
+            "cannot sync task 't' before purging it, so its latest work would be lost: engine gone"
+        );
+        assert_eq!(crate::error::find_hint(&e), Some("look at it"));
+        let e: anyhow::Error = RemoveError::PurgedMeanwhile {
+            task: "t".into(),
+            hint: "list".into(),
+        }
+        .into();
+        assert_eq!(crate::error::find_hint(&e), Some("list"));
+    }
+}

@@ -72,3 +72,16 @@ pub async fn run<R: Runtime>(
     events.emit(Event::step(Some(&name), format!("stopped {name}")));
     Ok(name)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_stop_error_carries_its_hint() {
+        let e: anyhow::Error = super::StopError::no_container("t".into()).into();
+        assert_eq!(e.to_string(), "task 't' has no container to stop");
+        assert_eq!(
+            crate::error::find_hint(&e.context("stop failed")),
+            Some("see its state with `git agent status t`")
+        );
+    }
+}
