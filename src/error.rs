@@ -52,15 +52,22 @@ pub fn find_hint(err: &anyhow::Error) -> Option<&str> {
         .filter(|h| !h.trim().is_empty())
 }
 
-/// The hint of an operation's own error type (see `crate::ops`).
+/// The hint an operation's typed error carries (each operation's error enum knows its own).
 fn operation_hint<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a str> {
     use crate::ops::attach::{AttachError, ShellError};
-    use crate::ops::{restart::RestartError, spawn::SpawnError};
+    use crate::ops::stop::StopError;
+    use crate::ops::{allow::AllowError, doctor::PanicError, logs::LogsError};
+    use crate::ops::{remove::RemoveError, restart::RestartError, spawn::SpawnError};
     e.downcast_ref::<SpawnError>()
         .map(SpawnError::hint)
         .or_else(|| e.downcast_ref::<RestartError>().map(RestartError::hint))
         .or_else(|| e.downcast_ref::<AttachError>().map(AttachError::hint))
         .or_else(|| e.downcast_ref::<ShellError>().map(ShellError::hint))
+        .or_else(|| e.downcast_ref::<StopError>().map(StopError::hint))
+        .or_else(|| e.downcast_ref::<RemoveError>().map(RemoveError::hint))
+        .or_else(|| e.downcast_ref::<AllowError>().map(AllowError::hint))
+        .or_else(|| e.downcast_ref::<LogsError>().map(LogsError::hint))
+        .or_else(|| e.downcast_ref::<PanicError>().map(PanicError::hint))
 }
 
 /// The lines `cli::report` prints for an error: `Error:`, each cause the message does not

@@ -3,12 +3,15 @@
 use anyhow::Result;
 use clap::Args;
 use comfy_table::{Table, presets};
-use serde::Serialize;
 
 use super::{Ctx, engine_view, out};
 use crate::task::{age, now};
 
 /// List the tasks of this repository.
+///
+/// `list` changes nothing: a task whose container has exited, or whose spawn died, is shown
+/// with its effective status (`exited`, `failed`) and recorded so by the next command that
+/// changes it (or `git agent doctor --fix`).
 ///
 /// The status column is checked against the container engine: a running task whose gateway
 /// or network is gone says so (`running (gateway down)`). When the engine cannot be reached
@@ -21,90 +24,13 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-#[derive(Serialize)]
-struct Row {
-    name: String,
-    agent: String,
-    status: String,
-    /// The status as `list` shows it (`running?`, `running (gateway down)`).
-    #[serde(skip)]
-    status_text: String,
-    /// Whether the engine confirmed the status; false when it could not be reached and the
-    /// status is what the refs last recorded.
-    status_checked: bool,
-    /// What is wrong with the task's runtime objects (`gateway down`, `network missing`, ...).
-    problems: Vec<String>,
-    exit_code: Option<i64>,
-    created: i64,
-    base: String,
-    base_branch: Option<String>,
-    files_changed: u64,
-    insertions: u64,
-    deletions: u64,
-    uncommitted: bool,
-    turns: Option<u64>,
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    cost_usd: Option<f64>,
-}
-
-/// Parse `git diff --shortstat` output into (files, insertions, deletions).
-pub fn parse_shortstat(text: &str) -> (u64, u64, u64) {
-    let mut v = (0, 0, 0);
-    for part in text.split(',') {
-        let part = part.trim();
-        let n = part
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        if part.contains("file") {
-            v.0 = n;
-        } else if part.contains("insertion") {
-            v.1 = n;
-        } else if part.contains("deletion") {
-            v.2 = n;
-        }
-    }
-    v
-}
-
 pub async fn run(args: ListArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    // What killed syncs left behind (also of tasks purged since) goes first.
-    let names = ctx.store.names()?;
-    crate::ops::sync::sweep_leftovers(&ctx, names.iter().map(String::as_str), true).await;
-    let tasks = engine_view::all(&ctx).await?;
-    let mut rows = Vec::new();
-    for seen in &tasks {
-        let l = &seen.loaded;
-        let r = &l.record;
-        let stat = ctx
-            .git
-            .run(["diff", "--shortstat", &r.base, l.tip()])
-            .unwrap_or_default();
-        let (files, ins, del) = parse_shortstat(&stat);
-        rows.push(Row {
-            name: r.name.clone(),
-            agent: r.agent.clone(),
-            status: r.status.as_str().to_string(),
-            status_text: seen.status_text(),
-            status_checked: seen.checked,
-            problems: seen.problems.iter().map(|p| p.to_string()).collect(),
-            exit_code: r.exit_code,
-            created: r.created,
-            base: r.base.clone(),
-            base_branch: r.base_branch.clone(),
-            files_changed: files,
-            insertions: ins,
-            deletions: del,
-            uncommitted: l.ref_value("wip").is_some(),
-            turns: r.stats.as_ref().and_then(|s| s.turns),
-            input_tokens: r.stats.as_ref().and_then(|s| s.input_tokens),
-            output_tokens: r.stats.as_ref().and_then(|s| s.output_tokens),
-            cost_usd: r.stats.as_ref().and_then(|s| s.cost_usd),
-        });
+    let listing = crate::ops::inspect::list(&ctx).await?;
+    if let Some(why) = &listing.unchecked {
+        engine_view::warn_unreachable(why);
     }
+    let rows = listing.rows;
     if args.json {
         out(serde_json::to_string_pretty(&rows)?)?;
         return Ok(0);
@@ -159,19 +85,4 @@ pub async fn run(args: ListArgs) -> Result<i32> {
         out(line.trim_end())?;
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_shortstat;
-
-    #[test]
-    fn shortstat_variants() {
-        assert_eq!(
-            parse_shortstat(" 3 files changed, 10 insertions(+), 2 deletions(-)"),
-            (3, 10, 2)
-        );
-        assert_eq!(parse_shortstat(" 1 file changed, 1 deletion(-)"), (1, 0, 1));
-        assert_eq!(parse_shortstat(""), (0, 0, 0));
-    }
 }

@@ -1,4 +1,5 @@
-//! `git agent logs`: a task's output, live from its container or as kept with the task.
+//! `git agent logs`: a task's output, live from its container or as kept with the task
+//! (found by [`crate::ops::logs`]), rendered for the terminal here.
 
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
@@ -7,10 +8,10 @@ use anyhow::Result;
 use clap::Args;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{Ctx, engine_for_reading, engine_view, term};
+use super::{Ctx, engine_view, term};
 use crate::agent::claude;
-use crate::error::{hinted, sanitize};
-use crate::runtime::Runtime;
+use crate::error::sanitize;
+use crate::ops::logs::{self, Output};
 
 /// Show a task's output: readable (messages and tool calls) for agents that emit a
 /// structured transcript, as emitted with --raw. While the container exists the output is
@@ -142,14 +143,10 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Rendered<W> {
 
 pub async fn run(args: LogsArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let loaded = ctx.store.resolve(&args.task)?;
-    let search = crate::data::Search::new(&ctx.git.dir);
-    let structured = crate::agent::load(&search, &loaded.record.agent)
-        .map(|a| a.def.output == crate::agent::OutputFormat::ClaudeStreamJson)
-        .unwrap_or(false);
+    let logs = logs::open(&ctx, &args.task).await?;
     let mode = if args.raw {
         Mode::Raw
-    } else if structured {
+    } else if logs.structured {
         Mode::Transcript
     } else if term::stdout_is_tty() {
         Mode::Escaped
@@ -157,55 +154,24 @@ pub async fn run(args: LogsArgs) -> Result<i32> {
         Mode::Raw
     };
     let mut w = Rendered::new(tokio::io::stdout(), mode);
-    let mut unreachable = None;
-    if let Some(container) = loaded.record.sandbox.container.clone() {
-        match engine_for_reading().await {
-            Ok(rt) => {
-                if rt.state(&container).await? != crate::runtime::ContainerState::Missing {
-                    // Ctrl-C ends a follow (or a long read) with the documented 130; what was
-                    // read so far is still written out.
-                    let read = crate::interrupt::abandon_on_interrupt(rt.logs(
-                        &container,
-                        args.follow,
-                        args.tail,
-                        &mut w,
-                    ))
-                    .await;
-                    w.finish().await?;
-                    read?;
-                    return Ok(0);
-                }
+    match logs.output {
+        Output::Live { rt, container } => {
+            // Ctrl-C ends a follow (or a long read) with the documented 130; what was read so
+            // far is still written out.
+            let read = logs::copy_live(&rt, &container, args.follow, args.tail, &mut w).await;
+            w.finish().await?;
+            read?;
+        }
+        Output::Kept {
+            transcript,
+            unchecked,
+        } => {
+            if let Some(why) = &unchecked {
+                engine_view::warn_unreachable(why);
             }
-            // The kept transcript does not need the engine.
-            Err(e) => unreachable = Some(e),
+            w.write_all(&logs::tail(transcript, args.tail)).await?;
+            w.finish().await?;
         }
     }
-    let Some(transcript) = ctx.store.transcript(&loaded)? else {
-        if let Some(e) = unreachable {
-            return Err(e.context(format!(
-                "cannot show the output of task '{}': it is read from its container until the task ends, and the engine cannot be reached",
-                loaded.record.name
-            )));
-        }
-        return Err(hinted(
-            format!(
-                "task '{}' has no container and no kept output",
-                loaded.record.name
-            ),
-            "output is kept with a task once it finishes; this one ended without any",
-        ));
-    };
-    if let Some(e) = &unreachable {
-        engine_view::warn_unreachable(e);
-    }
-    let text = match args.tail {
-        Some(n) => {
-            let lines: Vec<&[u8]> = transcript.split_inclusive(|b| *b == b'\n').collect();
-            lines[lines.len().saturating_sub(n)..].concat()
-        }
-        None => transcript,
-    };
-    w.write_all(&text).await?;
-    w.finish().await?;
     Ok(0)
 }

@@ -5,6 +5,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{Ctx, engine_view, out};
+use crate::ops::inspect::{NetworkUse, Problem};
 use crate::task::{Status, TaskRecord, age, now};
 
 /// Show one task: its record (agent, prompt, base, image, runtime objects, status, exit
@@ -13,7 +14,9 @@ use crate::task::{Status, TaskRecord, age, now};
 /// The runtime objects are checked against the engine: a dead gateway, a missing network or
 /// workspace volume is shown as a `problem:` line with the command that repairs it. When the
 /// engine cannot be reached the record is shown as the refs last recorded it, a live status
-/// marked unverified (`running?`).
+/// marked unverified (`running?`). `status` changes nothing: a task whose container has
+/// exited, or whose spawn died, is shown as such and recorded so by the next command that
+/// changes it (or `git agent doctor --fix`).
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The task (any unique prefix of its name).
@@ -30,37 +33,24 @@ struct StatusJson<'a> {
     prompt: &'a str,
     head: Option<&'a str>,
     wip: Option<&'a str>,
-    history: Vec<(i64, String)>,
-    network: Option<super::network::NetworkUse>,
+    history: &'a [(i64, String)],
+    network: &'a Option<NetworkUse>,
     /// Whether the engine confirmed the status (false: it could not be reached).
     status_checked: bool,
-    problems: Vec<Problem<'a>>,
-}
-
-/// Something wrong with a task's runtime objects, and the command that repairs it.
-#[derive(Serialize)]
-struct Problem<'a> {
-    problem: &'a str,
-    fix: String,
+    problems: &'a [Problem],
 }
 
 pub async fn run(args: StatusArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let loaded = ctx.store.resolve(&args.task)?;
-    crate::ops::sync::sweep_leftovers(&ctx, [loaded.record.name.as_str()], false).await;
-    let rt = engine_view::engine_or_warn().await;
-    let seen = engine_view::one(&ctx, loaded, rt.as_ref()).await?;
-    let problems: Vec<Problem> = seen
-        .problems
-        .iter()
-        .map(|p| Problem {
-            problem: p,
-            fix: engine_view::fix_for(p, &seen.loaded.record.name),
-        })
-        .collect();
+    let detail = crate::ops::inspect::status(&ctx, &args.task).await?;
+    for why in &detail.unchecked {
+        engine_view::warn_unreachable(why);
+    }
+    let seen = &detail.seen;
+    let problems = &detail.problems;
+    let network = &detail.network;
+    let history = &detail.history;
     let loaded = &seen.loaded;
-    let network = super::network::network_use(rt.as_ref(), &ctx.store, loaded).await?;
-    let history = ctx.store.history(loaded)?;
     let r = &loaded.record;
     if args.json {
         let j = StatusJson {
@@ -100,7 +90,7 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
                 .into(),
         );
     }
-    for p in &problems {
+    for p in problems {
         lines.push(format!("problem:   {}; fix: {}", p.problem, p.fix));
     }
     if let Some(why) = &r.reason {

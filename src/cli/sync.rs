@@ -16,7 +16,8 @@ use super::{Ctx, engine};
 /// commit the agent's HEAD was on) are taken from that moment. Syncs of one task run one at
 /// a time; a sync that waited for another starts from what that one brought home. A sync
 /// interrupted even by kill -9 leaves a reader container or temp files at most, and the next
-/// command that touches the task (sync, commit, review, list, status) removes them.
+/// command that changes the task (sync, commit, review, restart, stop, rm, purge) or `git
+/// agent doctor --fix` removes them; `list` and `status` change nothing.
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// The task (any unique prefix of its name).

@@ -9,16 +9,22 @@
 //! Below this layer: [`crate::task`] (state in refs), [`crate::git`] (host git),
 //! [`crate::sandbox`] (driving one task's container), [`crate::runtime`] (the engine seam).
 
+pub mod allow;
 pub mod attach;
 pub mod commit;
+pub mod doctor;
 pub mod error;
 pub mod events;
 pub mod image;
+pub mod inspect;
+pub mod logs;
 pub mod push;
+pub mod remove;
 pub mod restart;
 pub mod review;
 pub mod setup;
 pub mod spawn;
+pub mod stop;
 pub mod sync;
 
 pub use error::OpError;

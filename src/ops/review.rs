@@ -145,7 +145,8 @@ pub async fn run(
     Ok(Reviewed::Task(Box::new(task(ctx, req, events).await?)))
 }
 
-/// Bring a task up to date under its lock (sync when `sync`), else refresh its status.
+/// Bring a task up to date under its lock (sync when `sync`), else show its effective status
+/// without recording anything (`review --no-sync` changes nothing).
 async fn fresh<R: Runtime>(
     rt: &R,
     ctx: &Ctx,
@@ -159,7 +160,7 @@ async fn fresh<R: Runtime>(
         let loaded = super::reload(ctx, &name)?;
         return super::sync::if_possible(rt, ctx, loaded, &lock, events).await;
     }
-    crate::sandbox::refresh(rt, &ctx.store, loaded).await
+    super::inspect::effective(rt, &ctx.store, loaded).await
 }
 
 async fn task(

@@ -47,38 +47,6 @@ pub async fn if_possible<R: Runtime>(
     Ok(outcome.loaded)
 }
 
-/// Remove what interrupted syncs of `tasks` left behind (see `sandbox::sync::sweep`), for
-/// operations that do not otherwise touch a task's runtime (`list`, `status`); with
-/// `orphans`, also what syncs of tasks that no longer exist left. Costs one `stat` per task
-/// when there is nothing to remove; never fails.
-pub async fn sweep_leftovers<'a>(
-    ctx: &Ctx,
-    tasks: impl IntoIterator<Item = &'a str>,
-    orphans: bool,
-) {
-    let mut left: Vec<String> = tasks
-        .into_iter()
-        .filter(|t| crate::sandbox::sync::has_leftovers(&ctx.git, t))
-        .map(str::to_string)
-        .collect();
-    if orphans {
-        for t in crate::sandbox::sync::tasks_with_leftovers(&ctx.git) {
-            if !left.contains(&t) && !matches!(ctx.store.load(&t), Ok(Some(_))) {
-                left.push(t);
-            }
-        }
-    }
-    if left.is_empty() {
-        return;
-    }
-    let Ok(rt) = super::engine_for_reading().await else {
-        return;
-    };
-    for task in left {
-        let _ = crate::sandbox::sync::sweep(&rt, &ctx.git, &ctx.repo, &task).await;
-    }
-}
-
 /// `<task>: synced 2 new commits, uncommitted changes`, or `<task>: nothing new`.
 pub fn describe(o: &SyncOutcome) -> String {
     let name = &o.loaded.record.name;

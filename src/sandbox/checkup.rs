@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{RepoId, health, owned_by, stuck};
+use super::{RepoId, health, stuck};
 use crate::git::Git;
 use crate::image::project::LABEL_BUILD;
 use crate::runtime::{LABEL_REPO, LABEL_REPO_PATH, LABEL_TASK, Listed, ObjectKind, Runtime};
@@ -539,7 +539,7 @@ pub async fn repair<R: Runtime>(
             Ok(Outcome::Repaired)
         }
         Repair::SyncLeftovers(task, objs, scratch) => {
-            let _lock = match TaskName::parse(task) {
+            let lock = match TaskName::parse(task) {
                 Ok(_) => match TaskLock::try_acquire(git, task, "doctor --fix")? {
                     Some(l) => Some(l),
                     None => return Ok(Outcome::Busy),
@@ -549,21 +549,20 @@ pub async fn repair<R: Runtime>(
             for o in objs {
                 remove(rt, o).await?;
             }
-            if let Some(dir) = scratch {
-                // A reader of the sync that left the scratch directory goes with it.
-                let reader = repo.object_names(task).reader;
-                if dir.join("reader").exists()
-                    && owned_by(rt, repo, task, ObjectKind::Container, &reader).await?
-                {
-                    rt.remove_container(&reader).await?;
+            match (&lock, scratch) {
+                // The one way a sync's leftovers go (its reader with its scratch directory).
+                (Some(lock), _) => {
+                    super::sync::clear_leftovers(rt, git, repo, task, lock).await?;
                 }
-                match std::fs::remove_dir_all(dir) {
+                // A directory no task could own (not a task name): no reader either.
+                (None, Some(dir)) => match std::fs::remove_dir_all(dir) {
                     Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
                         std::fs::remove_file(dir)?
                     }
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
                     _ => {}
-                }
+                },
+                (None, None) => {}
             }
             Ok(Outcome::Repaired)
         }

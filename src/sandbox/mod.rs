@@ -351,11 +351,59 @@ fn human_size(n: u64) -> String {
 /// spawn died is recorded as failed (see [`stuck`]).
 pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> Result<Loaded> {
     let loaded = stuck::settle(store, loaded)?;
-    if !matches!(loaded.record.status, Status::Running | Status::Creating) {
+    let Some(ending) = ending(rt, store, &loaded).await? else {
         return Ok(loaded);
+    };
+    let names = RepoId::of(store.git()).object_names(&loaded.record.name);
+    rt.remove_container(&names.warden).await.ok();
+    let kept = (!ending.transcript.is_empty()).then_some(ending.transcript.as_slice());
+    let loaded = store.update_with(&loaded.record.name, ending.status.as_str(), kept, |r, _| {
+        ending.apply(r);
+        Ok(vec![])
+    })?;
+    gateway::retire(rt, store, loaded, &names).await
+}
+
+/// How a live task's run ended, as the engine shows it, before anything is recorded: what
+/// [`refresh`] records, and what read-only commands (`list`, `status`, `review --no-sync`)
+/// show without recording it.
+#[derive(Debug, Clone)]
+pub struct Ending {
+    pub status: Status,
+    pub code: Option<i64>,
+    pub reason: Option<String>,
+    pub stats: Option<crate::agent::claude::RunStats>,
+    /// The run's output, as kept with the task once recorded.
+    pub transcript: Vec<u8>,
+}
+
+impl Ending {
+    /// Apply to a record that is still live (a record that moved on meanwhile is left).
+    pub fn apply(&self, r: &mut crate::task::TaskRecord) {
+        if matches!(r.status, Status::Running | Status::Creating) {
+            r.status = self.status;
+            r.exit_code = self.code;
+            r.reason = self.reason.clone();
+            r.finished = Some(now());
+            if self.stats.is_some() {
+                r.stats = self.stats.clone();
+            }
+        }
+    }
+}
+
+/// Has a task recorded as live ended (its command exited, its container vanished)? Reads
+/// the engine (state and logs) only; changes nothing.
+pub async fn ending<R: Runtime>(
+    rt: &R,
+    store: &TaskStore,
+    loaded: &Loaded,
+) -> Result<Option<Ending>> {
+    if !matches!(loaded.record.status, Status::Running | Status::Creating) {
+        return Ok(None);
     }
     let Some(container) = loaded.record.sandbox.container.clone() else {
-        return Ok(loaded);
+        return Ok(None);
     };
     let state = rt.state(&container).await?;
     let (status, code) = match state {
@@ -363,7 +411,7 @@ pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> R
         ContainerState::Missing if loaded.record.status == Status::Running => {
             (Status::Failed, None)
         }
-        _ => return Ok(loaded),
+        _ => return Ok(None),
     };
     let mut transcript = CappedBuf::new(TRANSCRIPT_MAX);
     if code.is_some() {
@@ -385,22 +433,14 @@ pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> R
         }
         None => Some("the container disappeared".to_string()),
     };
-    rt.remove_container(&names.warden).await.ok();
     let stats = crate::agent::claude::stats(&String::from_utf8_lossy(&transcript));
-    let kept = (!transcript.is_empty()).then_some(transcript.as_slice());
-    let loaded = store.update_with(&loaded.record.name, status.as_str(), kept, |r, _| {
-        if matches!(r.status, Status::Running | Status::Creating) {
-            r.status = status;
-            r.exit_code = code;
-            r.reason = reason.clone();
-            r.finished = Some(now());
-            if stats.is_some() {
-                r.stats = stats.clone();
-            }
-        }
-        Ok(vec![])
-    })?;
-    gateway::retire(rt, store, loaded, &names).await
+    Ok(Some(Ending {
+        status,
+        code,
+        reason,
+        stats,
+        transcript,
+    }))
 }
 
 /// Remove a task's runtime objects: those its names say and those its record names (a

@@ -2,8 +2,9 @@
 //! refs and keeps it until the task runs (or is removed again), and the kernel releases a
 //! lease when its holder dies. So a task recorded as `creating` whose lease nobody holds was
 //! left by a spawn that was killed: a fact, not a guess about how long spawns take. Such a
-//! record is moved to `failed` ("spawn interrupted") the first time anyone looks at it, so
-//! `list`, `status` and `doctor` tell the truth and `purge` can take it away.
+//! record is shown as `failed` ("spawn interrupted") by `list` and `status` ([`as_seen`], which
+//! changes nothing), and recorded so by the commands that change the task and by `doctor
+//! --fix` ([`settle`]), so `purge` can take it away.
 
 use anyhow::Result;
 
@@ -36,10 +37,22 @@ pub fn settle(store: &TaskStore, loaded: Loaded) -> Result<Loaded> {
     let name = loaded.record.name.clone();
     store.update(&name, REASON, |r, _| {
         if r.status == Status::Creating && !Lease::held(git, &name)? {
-            r.status = Status::Failed;
-            r.reason = Some(REASON.to_string());
-            r.finished = Some(now());
+            mark(r);
         }
         Ok(vec![])
     })
+}
+
+/// The task as [`settle`] would record it, in memory only: what read-only commands show.
+pub fn as_seen(git: &Git, mut loaded: Loaded) -> Result<Loaded> {
+    if spawn_died(git, &loaded)? {
+        mark(&mut loaded.record);
+    }
+    Ok(loaded)
+}
+
+fn mark(r: &mut crate::task::TaskRecord) {
+    r.status = Status::Failed;
+    r.reason = Some(REASON.to_string());
+    r.finished = Some(now());
 }

@@ -10,8 +10,9 @@
 //! Nothing is left behind: the host side of a sync keeps its temp files (the bundle, the
 //! quarantine repository) in one scratch directory per task, `<common-dir>/git-agent/tmp/sync/<task>/`,
 //! which also marks a reader container in use. A sync killed outright (kill -9) leaves them;
-//! the next command that touches the task removes them ([`sweep`]) once the task's lock is
-//! free, i.e. once the sync that left them is dead. Inside the sandbox, `emit` removes its own
+//! the next command that changes the task (sync, commit, restart, stop, rm, purge) or `doctor
+//! --fix` removes them ([`clear_leftovers`]) under the task's lock, i.e. once the sync that
+//! left them is dead. Read-only commands (`list`, `status`) leave them. Inside the sandbox, `emit` removes its own
 //! private directory, and every emit removes those of earlier emits that died.
 
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ use crate::error::{hinted, sanitize};
 use crate::git::Git;
 use crate::git::bundle::{HeaderSplitter, admit, parse_header};
 use crate::interrupt::abandon_on_interrupt;
-use crate::runtime::{ContainerState, OutputTooLarge, Runtime};
+use crate::runtime::{ContainerState, ObjectKind, OutputTooLarge, Runtime};
 use crate::task::lock::TaskLock;
 use crate::task::store::{Loaded, TaskStore};
 use crate::task::{branch_name, now};
@@ -134,7 +135,7 @@ async fn ended_meanwhile<R: Runtime>(rt: &R, container: &str) -> bool {
 
 /// The part of [`sync`] that uses the scratch directory and, for a finished task, a reader
 /// container: both are gone when it returns, unless the engine failed to remove the reader
-/// (then the scratch directory stays as its marker, for [`sweep`]).
+/// (then the scratch directory stays as its marker, for [`clear_leftovers`]).
 async fn sync_from<R: Runtime>(
     rt: &R,
     store: &TaskStore,
@@ -306,39 +307,17 @@ impl Drop for Scratch {
     }
 }
 
-/// Remove what an interrupted sync of `task` left behind (its reader container, its temp
-/// files), if anything, and only when no command holds the task's lock: a sync that is still
-/// running owns them. Cheap when there is nothing to remove (one `stat`), so read-only
-/// commands (`list`, `status`) call it too. Returns whether anything was removed.
-pub async fn sweep<R: Runtime>(rt: &R, git: &Git, repo: &RepoId, task: &str) -> Result<bool> {
-    if !has_leftovers(git, task) {
-        return Ok(false);
-    }
-    let Some(lock) = TaskLock::try_acquire(git, task, "cleanup")? else {
-        return Ok(false);
-    };
-    clear_leftovers(rt, git, repo, task, &lock).await
-}
-
-/// Tasks with a scratch directory, whether or not the task still exists (a task purged while
-/// a killed sync's leftovers were still there leaves them to the next `list`).
-pub fn tasks_with_leftovers(git: &Git) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(scratch_root(git)) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| crate::task::TaskName::parse(n).is_ok())
-        .collect()
-}
-
 /// Did a sync of `task` leave something behind? (A scratch directory exists.)
 pub fn has_leftovers(git: &Git, task: &str) -> bool {
     std::fs::symlink_metadata(scratch_dir(git, task)).is_ok()
 }
 
-/// [`sweep`] for a caller holding the task's lock.
-async fn clear_leftovers<R: Runtime>(
+/// Remove what an interrupted sync of `task` left behind (its reader container, its temp
+/// files), if anything. The caller holds the task's lock (a sync still running owns them):
+/// every command that changes the task calls this (sync, and through it commit and restart;
+/// stop, rm, purge), and so does `doctor --fix`; read-only commands never do. Cheap when
+/// there is nothing to remove (one `stat`). Returns whether anything was removed.
+pub async fn clear_leftovers<R: Runtime>(
     rt: &R,
     git: &Git,
     repo: &RepoId,
@@ -349,18 +328,20 @@ async fn clear_leftovers<R: Runtime>(
     if !has_leftovers(git, task) {
         return Ok(false);
     }
-    if dir.join(READER_MARK).exists() {
-        rt.remove_container(&repo.object_names(task).reader).await?;
+    // The reader of the sync that left the scratch directory goes with it (when its labels
+    // say it is this task's: a name is never proof of ownership).
+    let reader = repo.object_names(task).reader;
+    if dir.join(READER_MARK).exists()
+        && super::owned_by(rt, repo, task, ObjectKind::Container, &reader).await?
+    {
+        rt.remove_container(&reader).await?;
     }
-    std::fs::remove_dir_all(&dir)
-        .or_else(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
-        .with_context(|| format!("cannot remove {}", dir.display()))?;
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => std::fs::remove_file(&dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+    .with_context(|| format!("cannot remove {}", dir.display()))?;
     Ok(true)
 }
 
@@ -602,9 +583,6 @@ mod tests {
         assert!(has_leftovers(&git, "t"), "kept as the reader's marker");
         assert!(scratch_dir(&git, "t").join(READER_MARK).exists());
         assert!(!has_leftovers(&git, "t2"));
-        // Only task names count: nothing else in the directory is taken for a task.
-        std::fs::create_dir_all(scratch_dir(&git, "t").parent().unwrap().join("-x")).unwrap();
-        assert_eq!(tasks_with_leftovers(&git), vec!["t".to_string()]);
     }
 
     #[test]

@@ -525,3 +525,189 @@ fn doctor_and_panic() {
     assert_eq!(down.code, 1, "{down}");
     assert!(down.stdout.contains("FAIL  engine"), "{down}");
 }
+
+/// Everything a read-only command could change: every ref (task refs, notes, branches), the
+/// engine's objects of this repository with their state, and sync scratch files.
+fn state_of(env: &TestEnv) -> String {
+    let refs = env
+        .git(&["for-each-ref", "--format=%(refname) %(objectname)"])
+        .stdout;
+    let filter = format!("label=git-agent.repo={}", env.repo_id());
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap();
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines.join("\n")
+    };
+    let containers = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Names}} {{.State}}",
+    ]);
+    let volumes = docker(&["volume", "ls", "--filter", &filter, "--format", "{{.Name}}"]);
+    let networks = docker(&[
+        "network",
+        "ls",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Name}}",
+    ]);
+    let scratch: Vec<String> = std::fs::read_dir(env.repo.join(".git/git-agent/tmp/sync"))
+        .map(|d| {
+            let mut v: Vec<String> = d
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default();
+    format!(
+        "refs:\n{refs}\ncontainers:\n{containers}\nvolumes:\n{volumes}\nnetworks:\n{networks}\nscratch: {scratch:?}"
+    )
+}
+
+/// `list`, `status`, `logs` and `review --no-sync` change nothing, whatever state the tasks
+/// are in: a running task, one whose container exited since the last command, a dead spawn,
+/// and one with a killed sync's reader and scratch files. They show the effective status
+/// (`exited`, `failed`); the commands that change a task record it and clean up after it.
+#[test]
+fn read_only_commands_leave_refs_and_engine_objects_alone() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&["spawn", "--name", "live", "-m", "x", "--", "sleep", "300"])
+        .ok();
+    env.agent(&[
+        "spawn",
+        "--name",
+        "ended",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "echo 1 > f; git add f; git commit -qm one; echo bye; exit 3",
+    ])
+    .ok();
+    env.agent(&[
+        "spawn",
+        "--name",
+        "synced",
+        "--wait",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "echo 2 > g; git add g; git commit -qm two",
+    ])
+    .ok();
+    env.agent_crash_at(
+        "spawn.after-refs",
+        &["spawn", "--name", "dead", "-m", "x", "--", "true"],
+    );
+    // `synced`: a sync killed after starting its reader leaves the reader and scratch files.
+    env.git(&["update-ref", "-d", "refs/agent/synced/head"])
+        .ok();
+    env.agent_crash_at("sync.after-reader", &["sync", "synced"]);
+    let reader = env.names_of("synced").reader;
+    // `ended`: its container exits with no git-agent command watching.
+    let wait = std::process::Command::new("docker")
+        .args(["wait", &env.container_of("ended")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&wait.stdout).trim(), "3");
+    let recorded = |task: &str| env.json(&["status", task, "--json"]);
+    let before = state_of(&env);
+    assert!(before.contains(&format!("{reader} ")), "{before}");
+    assert!(before.contains("scratch: [\"synced\"]"), "{before}");
+
+    let mut runs = vec![env.agent(&["list"]), env.agent(&["list", "--json"])];
+    for task in ["live", "ended", "synced", "dead"] {
+        runs.push(env.agent(&["status", task]));
+        runs.push(env.agent(&["status", "--json", task]));
+        runs.push(env.agent(&["logs", task]));
+        runs.push(env.agent(&["review", "--no-sync", task]));
+        runs.push(env.agent(&["review", "--no-sync", "--json", task]));
+    }
+    for run in &runs {
+        assert_eq!(
+            state_of(&env),
+            before,
+            "changed by a read-only command:\n{run}"
+        );
+    }
+    // What they show is the effective status all the same.
+    let list = &runs[0];
+    let row = |t: &str| {
+        list.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(t))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row("live").contains("running"), "{list}");
+    assert!(row("ended").contains("exited (3)"), "{list}");
+    assert!(row("dead").contains("failed"), "{list}");
+    let st = recorded("ended");
+    assert_eq!(st["status"], "exited", "{st}");
+    assert_eq!(st["exit_code"], 3, "{st}");
+    assert_eq!(recorded("dead")["reason"], "spawn interrupted");
+    assert_eq!(state_of(&env), before);
+    // The refs still hold the last recorded state: nothing was written.
+    let refs = |t: &str| env.task_refs(t);
+    let ended_state = refs("ended")["state"].clone();
+
+    // `doctor` reports the run that ended unrecorded, and changes nothing either.
+    let doctor = env.agent(&["doctor"]);
+    assert!(
+        doctor
+            .stdout
+            .contains("task ended's command ended (exit 3); not recorded yet"),
+        "{doctor}"
+    );
+    assert_eq!(state_of(&env), before, "{doctor}");
+    // The commands that change a task record what the views showed, and clean up: `doctor
+    // --fix` records the ended run and the dead spawn and removes the killed sync's reader and
+    // scratch files; `stop` records the stop.
+    let fix = env.agent(&["doctor", "--fix"]);
+    assert_ne!(
+        refs("ended")["state"],
+        ended_state,
+        "doctor --fix recorded nothing:\n{fix}"
+    );
+    let st = recorded("ended");
+    assert_eq!(st["status"], "exited", "{st}");
+    assert_eq!(st["sandbox"]["gateway"], serde_json::Value::Null, "{st}");
+    let after = state_of(&env);
+    assert!(
+        !after.contains(&reader),
+        "doctor --fix left the reader:\n{after}"
+    );
+    assert!(
+        !after.contains(".gw.ended"),
+        "doctor --fix left the gateway:\n{after}"
+    );
+    assert!(after.contains("scratch: []"), "{after}");
+    assert_eq!(recorded("dead")["status"], "failed");
+    let logs = env.agent(&["logs", "ended"]).ok();
+    assert!(logs.stdout.contains("bye"), "{logs}");
+    let live_state = refs("live")["state"].clone();
+    env.agent(&["stop", "live"]).ok();
+    assert_ne!(refs("live")["state"], live_state, "stop recorded nothing");
+    assert_eq!(recorded("live")["status"], "stopped");
+    for task in ["live", "ended", "synced", "dead"] {
+        env.agent(&["purge", "--refs", task]).ok();
+    }
+    assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]));
+}

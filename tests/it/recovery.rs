@@ -137,10 +137,24 @@ fn a_spawn_killed_at_any_step_is_reported_and_recoverable() {
             assert_eq!(st["reason"], "spawn interrupted", "{point}: {st}");
         }
     }
-    // Containers of a spawn that died keep running until doctor --fix stops them.
-    let doctor = env.agent(&["doctor"]);
-    assert_eq!(doctor.code, 1, "{doctor}");
-    assert!(doctor.stdout.contains("spawn was interrupted"), "{doctor}");
+    // list and status recorded nothing: doctor still finds every dead spawn as it was, and
+    // their containers keep running until doctor --fix stops them.
+    let again = env.agent(&["doctor"]);
+    assert_eq!(again.code, 1, "{again}");
+    assert_eq!(
+        again
+            .stdout
+            .lines()
+            .filter(|l| l.contains("spawn died"))
+            .count(),
+        doctor
+            .stdout
+            .lines()
+            .filter(|l| l.contains("spawn died"))
+            .count(),
+        "{again}"
+    );
+    assert!(!again.stdout.contains("spawn was interrupted"), "{again}");
     let fixed = env.agent(&["doctor", "--fix"]);
     assert_eq!(fixed.code, 0, "{fixed}");
     assert_eq!(env.user_snapshot(), before);

@@ -176,7 +176,8 @@ fn has_container(env: &TestEnv, name: &str) -> bool {
 
 /// A sync killed (kill -9) at each of its crash points leaves the user's repository as it
 /// was and the task's refs either old or new, never half; what it left (a reader container,
-/// temp files) is removed by the next command that touches the task, and that sync works.
+/// temp files) stays through `list` and `status` and is removed by the next command that
+/// changes the task, or by `doctor --fix`, and that sync works.
 #[test]
 fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
     require_docker!();
@@ -202,14 +203,17 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
     .ok();
     let user = env.user_snapshot();
     let reader = env.names_of("done").reader;
-    // (point, task, the command run next, which must remove the leftovers)
+    // (point, task, the command run next: a read-only one leaves the leftovers to the sync
+    // after it, `doctor --fix` removes them itself)
     let cases = [
         ("sync.after-reader", "done", "status"),
         ("sync.after-bundle", "done", "list"),
         ("sync.after-admit", "done", "sync"),
         ("sync.after-refs", "done", "status"),
+        ("sync.after-reader", "done", "doctor"),
         ("sync.after-bundle", "live", "sync"),
         ("sync.after-admit", "live", "list"),
+        ("sync.after-bundle", "live", "doctor"),
     ];
     for (point, task, next) in cases {
         // Forget the last sync so that this one has work to bring home.
@@ -232,7 +236,8 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
         if task == "done" {
             assert!(has_container(&env, &reader), "{point}: no reader left");
         }
-        // The next command removes the leftovers; `list`/`status` tell the truth meanwhile.
+        // `list`/`status` tell the truth meanwhile and change nothing; the next command that
+        // changes the task (here sync), or `doctor --fix`, removes the leftovers.
         let want = if task == "done" { "exited" } else { "running" };
         match next {
             "status" => {
@@ -244,7 +249,35 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
                 let row = run.stdout.lines().find(|l| l.contains(task));
                 assert!(row.is_some_and(|r| r.contains(want)), "{point}:\n{run}");
             }
+            "doctor" => {
+                let run = env.agent(&["doctor", "--fix"]);
+                assert!(
+                    run.stdout
+                        .contains(&format!("an interrupted sync or commit of task {task}")),
+                    "{point}:\n{run}"
+                );
+                assert!(
+                    !scratch(&env, task).exists(),
+                    "{point}: doctor --fix left temp files"
+                );
+                assert!(
+                    !has_container(&env, &reader),
+                    "{point}: doctor --fix left the reader"
+                );
+            }
             _ => {}
+        }
+        if next == "status" || next == "list" {
+            assert!(
+                scratch(&env, task).exists(),
+                "{point}: {next} removed the temp files"
+            );
+            if task == "done" {
+                assert!(
+                    has_container(&env, &reader),
+                    "{point}: {next} removed the reader"
+                );
+            }
         }
         let sync = env.agent(&["sync", task]);
         assert_eq!(sync.code, 0, "{point}: the next sync failed:\n{sync}");
@@ -259,19 +292,23 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
         );
         assert_eq!(env.user_snapshot(), user, "{point} {task}");
     }
-    // `list` alone removes the leftovers (no sync after it).
+    // `list` alone leaves the leftovers (it changes nothing); `stop`, a command that changes
+    // the task, removes them.
     env.agent_crash_at("sync.after-bundle", &["sync", "done"]);
     assert!(has_container(&env, &reader) && scratch(&env, "done").exists());
     env.agent(&["list"]).ok();
-    assert!(!has_container(&env, &reader), "list left the reader");
-    assert!(!scratch(&env, "done").exists(), "list left temp files");
-    // A task purged after a killed sync: the next `list` removes the orphaned temp files.
+    assert!(has_container(&env, &reader), "list removed the reader");
+    assert!(scratch(&env, "done").exists(), "list removed temp files");
+    env.agent(&["stop", "done"]).ok();
+    assert!(!has_container(&env, &reader), "stop left the reader");
+    assert!(!scratch(&env, "done").exists(), "stop left temp files");
+    // A task purged after a killed sync: the purge removes the temp files with the task.
     env.agent_crash_at("sync.after-admit", &["sync", "done"]);
+    assert!(scratch(&env, "done").exists());
     env.agent(&["purge", "--refs", "done"]).ok();
-    env.agent(&["list"]).ok();
     assert!(
         !scratch(&env, "done").exists(),
-        "list left an orphan's temp files"
+        "purge left the temp files of a killed sync"
     );
     assert!(!has_container(&env, &reader));
     // A sync killed while the running sandbox streams its work: the emit inside loses its

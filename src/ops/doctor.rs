@@ -1,0 +1,352 @@
+//! Doctor and panic: checking what git-agent needs and this repository's tasks (and with
+//! `--fix` repairing what can be, see [`crate::sandbox::checkup`]), and the emergency stop
+//! of every task container. Results are handed to the caller; nothing here prints.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::Ctx;
+use crate::image::DEFAULT_BASE_IMAGE;
+use crate::runtime::{ContainerState, LABEL_REPO, Runtime};
+use crate::sandbox::checkup::{self, Outcome};
+use crate::sandbox::stuck;
+
+/// What went wrong in a panic stop, beyond the engine's own failures.
+#[derive(Debug, thiserror::Error)]
+pub enum PanicError {
+    #[error("cannot reach the engine to stop tasks: {detail}")]
+    Unreachable { detail: String, hint: String },
+}
+
+impl PanicError {
+    /// What the user can do about it (found by [`crate::error::find_hint`]).
+    pub fn hint(&self) -> &str {
+        match self {
+            PanicError::Unreachable { hint, .. } => hint,
+        }
+    }
+}
+
+/// The oldest git this works with: `update-ref --stdin` transactions with `start`/`prepare`
+/// (2.27) and `fetch --no-auto-maintenance` (2.29).
+pub const MIN_GIT: (u32, u32) = (2, 29);
+
+/// Parse `git version 2.47.3` into (2, 47).
+pub fn git_version(text: &str) -> Option<(u32, u32)> {
+    let v = text.trim().strip_prefix("git version ")?;
+    let mut parts = v.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// One check's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// `ok`, `warn`, `FAIL`, or for `--fix` `fixed` and `busy`.
+    pub status: &'static str,
+    pub check: String,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+}
+
+/// The checks' results, handed to the caller as they come.
+struct Report<'a> {
+    failed: bool,
+    sink: &'a mut (dyn FnMut(Entry) -> Result<()> + Send),
+}
+
+impl Report<'_> {
+    fn push(&mut self, e: Entry) -> Result<()> {
+        (self.sink)(e)
+    }
+    fn entry(status: &'static str, what: &str, detail: &str, fix: Option<&str>) -> Entry {
+        Entry {
+            status,
+            check: what.to_string(),
+            detail: detail.to_string(),
+            fix: fix.map(str::to_string),
+            task: None,
+        }
+    }
+    fn ok(&mut self, what: &str, detail: impl AsRef<str>) -> Result<()> {
+        self.push(Self::entry("ok", what, detail.as_ref(), None))
+    }
+    fn warn(&mut self, what: &str, detail: impl AsRef<str>, fix: &str) -> Result<()> {
+        self.push(Self::entry("warn", what, detail.as_ref(), Some(fix)))
+    }
+    fn fail(&mut self, what: &str, detail: impl AsRef<str>, fix: &str) -> Result<()> {
+        self.failed = true;
+        self.push(Self::entry("FAIL", what, detail.as_ref(), Some(fix)))
+    }
+}
+
+/// Free bytes on the file system holding `path`.
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct for a valid NUL-terminated path; we check the result.
+    unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut s) == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
+    }
+}
+
+/// Check the setup and this repository's tasks (with `fix`, repair first what can be
+/// repaired), handing each result to `sink` as it comes. Returns whether a check failed.
+pub async fn run(
+    ctx: &Ctx,
+    fix: bool,
+    sink: &mut (dyn FnMut(Entry) -> Result<()> + Send),
+) -> Result<bool> {
+    let mut r = Report {
+        failed: false,
+        sink,
+    };
+    let git = ctx.git.run(["version"]).unwrap_or_default();
+    match git_version(&git) {
+        Some(v) if v >= MIN_GIT => r.ok("git", &git)?,
+        _ => r.fail(
+            "git",
+            format!("{git} is too old or unknown"),
+            "install git 2.29 or newer",
+        )?,
+    }
+    for (what, path) in [
+        ("disk", ctx.git.common_dir.clone()),
+        ("tmp", std::env::temp_dir()),
+    ] {
+        match free_bytes(&path) {
+            Some(b) if b < 1 << 30 => r.warn(
+                what,
+                format!("{} MiB free at {}", b >> 20, path.display()),
+                "free some space: sync writes bundles there",
+            )?,
+            Some(b) => r.ok(what, format!("{} GiB free at {}", b >> 30, path.display()))?,
+            None => r.warn(
+                what,
+                format!("cannot read free space of {}", path.display()),
+                "check the path",
+            )?,
+        }
+    }
+    let rt = match super::engine().await {
+        Ok(rt) => rt,
+        Err(e) => {
+            let hint = crate::error::find_hint(&e)
+                .unwrap_or("start the container engine")
+                .to_string();
+            r.fail("engine", e.to_string(), &hint)?;
+            return Ok(r.failed);
+        }
+    };
+    match rt.ping().await {
+        Ok(v) => r.ok("engine", v)?,
+        Err(e) => r.fail("engine", e.to_string(), "start the container engine")?,
+    }
+    let base = ctx
+        .config
+        .get("agent.baseImage")
+        .unwrap_or(DEFAULT_BASE_IMAGE);
+    match rt.image_id(base).await {
+        Ok(Some(_)) => r.ok("image", format!("base image {base} is present"))?,
+        Ok(None) => r.warn(
+            "image",
+            format!("base image {base} is not present; the first build pulls it"),
+            "make sure the registry is reachable, or set agent.baseImage to a local image",
+        )?,
+        Err(e) => r.fail("image", e.to_string(), "check the engine")?,
+    }
+    gateway_checks(&rt, ctx, &mut r).await?;
+    task_checks(&rt, ctx, &mut r, fix).await?;
+    Ok(r.failed)
+}
+
+/// The repository's tasks and runtime objects (see [`checkup`]); with `fix`, repair first
+/// and report what is left.
+async fn task_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: bool) -> Result<()> {
+    ended_runs(rt, ctx, r, fix).await?;
+    let mut findings = checkup::examine(rt, &ctx.store, &ctx.repo).await?;
+    if fix && !findings.is_empty() {
+        for f in &findings {
+            let outcome = checkup::repair(rt, &ctx.store, &ctx.repo, f).await?;
+            let (status, detail) = match outcome {
+                Outcome::Repaired => ("fixed", f.problem.clone()),
+                Outcome::Busy => (
+                    "busy",
+                    format!("{} (a command is working on it; left alone)", f.problem),
+                ),
+                Outcome::Manual => continue,
+            };
+            r.push(Entry {
+                status,
+                check: f.check.to_string(),
+                detail,
+                fix: None,
+                task: f.task.clone(),
+            })?;
+        }
+        findings = checkup::examine(rt, &ctx.store, &ctx.repo).await?;
+    }
+    for f in &findings {
+        r.failed = true;
+        r.push(Entry {
+            status: "FAIL",
+            check: f.check.to_string(),
+            detail: f.problem.clone(),
+            fix: Some(f.fix.clone()),
+            task: f.task.clone(),
+        })?;
+    }
+    // Spawns that died and were recorded as such: nothing is wrong any more, but the task is
+    // of no use.
+    let tasks = ctx.store.all()?;
+    for l in tasks.iter().filter(|l| stuck::is_interrupted(l)) {
+        let name = &l.record.name;
+        if findings.iter().any(|f| f.task.as_deref() == Some(name)) {
+            continue;
+        }
+        let mut e = Report::entry(
+            "warn",
+            "task",
+            &format!("task {name} failed: {}", stuck::REASON),
+            Some(&format!("`git agent purge --refs {name}` removes it")),
+        );
+        e.task = Some(name.clone());
+        r.push(e)?;
+    }
+    if findings.is_empty() {
+        r.ok(
+            "tasks",
+            format!("{} task(s), records and runtime agree", tasks.len()),
+        )?;
+    }
+    Ok(())
+}
+
+/// Tasks recorded as running whose command has ended since (read-only commands show them as
+/// exited without recording it): nothing is wrong, but their gateway still runs. With `fix`,
+/// record each (its exit, transcript and connection log) and retire its gateway, as the next
+/// command that changes the task would; a task some command holds is left to that command.
+async fn ended_runs<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: bool) -> Result<()> {
+    for l in ctx.store.all()? {
+        let name = l.record.name.clone();
+        let Some(container) = l.record.sandbox.container.as_deref() else {
+            continue;
+        };
+        if l.record.status != crate::task::Status::Running {
+            continue;
+        }
+        let ContainerState::Exited(code) = rt.state(container).await? else {
+            continue;
+        };
+        let detail = format!("task {name}'s command ended (exit {code}); not recorded yet");
+        let entry = |status, detail: String, fix: Option<String>| Entry {
+            status,
+            check: "task".into(),
+            detail,
+            fix,
+            task: Some(name.clone()),
+        };
+        if !fix {
+            r.push(entry(
+                "warn",
+                detail,
+                Some("`git agent doctor --fix` (or the next command that changes it) records it and retires its gateway".into()),
+            ))?;
+            continue;
+        }
+        let lock = match crate::task::lock::Lease::held(&ctx.git, &name)? {
+            true => None,
+            false => crate::task::lock::TaskLock::try_acquire(&ctx.git, &name, "doctor --fix")?,
+        };
+        match lock {
+            Some(_lock) => {
+                if let Some(l) = ctx.store.load(&name)? {
+                    crate::sandbox::refresh(rt, &ctx.store, l).await?;
+                }
+                r.push(entry("fixed", detail, None))?;
+            }
+            None => r.push(entry(
+                "busy",
+                format!("{detail} (a command is working on it; left alone)"),
+                None,
+            ))?,
+        }
+    }
+    Ok(())
+}
+
+/// The egress gateway: its image, internal networks on this engine, and the gateways of
+/// running tasks.
+async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>) -> Result<()> {
+    let plan = crate::image::gateway_plan(&ctx.config)?;
+    match rt.image_id(&plan.tag).await {
+        Ok(Some(_)) => r.ok("gateway", format!("image {} is present", plan.tag))?,
+        Ok(None) => r.warn(
+            "gateway",
+            format!(
+                "image {} is not built yet; the first spawn builds it",
+                plan.tag
+            ),
+            "make sure the base image can install Debian's python3 (apt), or run a spawn once",
+        )?,
+        Err(e) => r.fail("gateway", e.to_string(), "check the engine")?,
+    }
+    let probe = format!("{}{}", checkup::PROBE_PREFIX, std::process::id());
+    match rt
+        .create_network(&probe, &checkup::probe_labels(&ctx.git), true)
+        .await
+    {
+        Ok(_) => {
+            rt.remove_network(&probe).await.ok();
+            r.ok("network", "internal networks without a host address work")?;
+        }
+        Err(e) => {
+            let hint = crate::error::find_hint(&e).unwrap_or(
+                "the engine must support internal bridge networks (Docker 20.10+, or Podman's Docker API)",
+            );
+            r.fail(
+                "network",
+                format!("cannot create an internal network: {e:#}"),
+                hint,
+            )?
+        }
+    }
+    Ok(())
+}
+
+/// Cut the network of and stop every git-agent task container on the engine (only those of
+/// repository `repo` when given). Returns the containers stopped.
+pub async fn panic(repo: Option<&str>) -> Result<Vec<String>> {
+    let rt = super::engine().await.map_err(|e| PanicError::Unreachable {
+        detail: e.to_string(),
+        hint: "stop the engine itself (e.g. `sudo systemctl stop docker`) to stop every container"
+            .into(),
+    })?;
+    rt.panic_stop_all(repo.map(|id| (LABEL_REPO, id))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::git_version;
+
+    #[test]
+    fn git_versions() {
+        assert_eq!(git_version("git version 2.47.3"), Some((2, 47)));
+        assert_eq!(git_version("git version 2.39.5.windows.1\n"), Some((2, 39)));
+        assert_eq!(git_version("hub version 1"), None);
+        assert!(git_version("git version 2.28.0").unwrap() < super::MIN_GIT);
+    }
+
+    #[test]
+    fn panic_errors_carry_their_hint() {
+        let e: anyhow::Error = super::PanicError::Unreachable {
+            detail: "no engine".into(),
+            hint: "stop it".into(),
+        }
+        .into();
+        assert_eq!(crate::error::find_hint(&e), Some("stop it"));
+    }
+}

@@ -1,0 +1,489 @@
+//! What `list`, `status` and `review --no-sync` show: each task as the engine (when it
+//! answers) says it is, beside what its refs say.
+//!
+//! Read-only: nothing here writes a ref or a note, or removes a runtime object. A task whose
+//! container has exited, or whose spawn died, is shown with its effective status (`exited`,
+//! `failed: spawn interrupted`) computed in memory; recording it, and removing what an
+//! interrupted sync left, is for the commands that change the task (sync, commit, restart,
+//! stop, rm, purge) and for `doctor --fix`. When the engine cannot be asked, the refs are shown
+//! as they are and the view says why the runtime status is unknown.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::Ctx;
+use crate::egress::log::{Connection, Summary, summarize};
+use crate::runtime::{ContainerState, LABEL_REPO, Runtime};
+use crate::sandbox::gateway;
+use crate::sandbox::health::{self, Health};
+use crate::task::Status;
+use crate::task::store::{Loaded, TaskStore};
+
+/// One task as the engine (if it answered) shows it.
+pub struct Seen {
+    /// The task with its effective record: what its refs say, brought up to date in memory
+    /// with what the engine shows (an exited container, a dead spawn). Not recorded.
+    pub loaded: Loaded,
+    /// Whether the engine was asked: false means the status is what the refs last recorded.
+    pub checked: bool,
+    /// What is wrong with the task's runtime objects (see [`Health::problems`]).
+    pub problems: Vec<&'static str>,
+}
+
+impl Seen {
+    /// The status as shown to a person: `running?` when a live status could not be checked,
+    /// the exit code and any problems in parentheses (`running (gateway down)`).
+    pub fn status_text(&self) -> String {
+        let r = &self.loaded.record;
+        describe(r.status, r.exit_code, self.checked, &self.problems)
+    }
+}
+
+/// See [`Seen::status_text`].
+fn describe(status: Status, exit: Option<i64>, checked: bool, problems: &[&str]) -> String {
+    let mut text = status.as_str().to_string();
+    if !checked && is_live(status) {
+        text.push('?');
+    }
+    let mut notes: Vec<String> = exit.iter().map(|c| c.to_string()).collect();
+    notes.extend(problems.iter().map(|p| p.to_string()));
+    if !notes.is_empty() {
+        text += &format!(" ({})", notes.join("; "));
+    }
+    text
+}
+
+fn is_live(s: Status) -> bool {
+    matches!(s, Status::Running | Status::Creating)
+}
+
+/// How long the read-only checks below may take: an engine that stops answering after the
+/// connection must not hold `list` or `status` either.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `fut`, or an error once [`CHECK_TIMEOUT`] has passed (it only reads, so it may be dropped).
+async fn bounded<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(CHECK_TIMEOUT, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(anyhow::anyhow!(
+            "the container engine did not answer within {}s",
+            CHECK_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Problems worth reporting: a task being created has no objects yet (a stuck spawn is
+/// `doctor`'s to find).
+fn reportable(h: &Health, status: Status) -> Vec<&'static str> {
+    if status == Status::Creating {
+        return Vec::new();
+    }
+    h.problems(status)
+}
+
+/// A task as it is now, without recording anything: a spawn that died shows as failed, a
+/// live task whose container ended shows as exited (or failed when it vanished), with the
+/// exit code, reason and run statistics [`crate::sandbox::refresh`] would record.
+pub async fn effective<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> Result<Loaded> {
+    let mut loaded = crate::sandbox::stuck::as_seen(store.git(), loaded)?;
+    if let Some(ending) = crate::sandbox::ending(rt, store, &loaded).await? {
+        ending.apply(&mut loaded.record);
+    }
+    Ok(loaded)
+}
+
+/// Every task, and why the engine was not asked if it was not (one line for the user).
+pub struct Tasks {
+    pub seen: Vec<Seen>,
+    pub unchecked: Option<String>,
+}
+
+/// Every task of the repository, checked with one listing of the repository's objects
+/// (three engine requests however many tasks there are); a task that seems broken is
+/// checked again object by object. The engine is asked only when there are tasks.
+pub async fn all(ctx: &Ctx) -> Result<Tasks> {
+    // A spawn that died is known from its lease alone, engine or not.
+    let tasks = ctx
+        .store
+        .all()?
+        .into_iter()
+        .map(|l| crate::sandbox::stuck::as_seen(&ctx.git, l))
+        .collect::<Result<Vec<_>>>()?;
+    if tasks.is_empty() {
+        return Ok(Tasks {
+            seen: Vec::new(),
+            unchecked: None,
+        });
+    }
+    match super::engine_for_reading().await {
+        Ok(rt) => all_on(ctx, &rt, tasks).await,
+        Err(e) => Ok(unchecked(tasks, &e)),
+    }
+}
+
+fn unchecked(tasks: Vec<Loaded>, why: &anyhow::Error) -> Tasks {
+    Tasks {
+        seen: tasks
+            .into_iter()
+            .map(|loaded| Seen {
+                loaded,
+                checked: false,
+                problems: Vec::new(),
+            })
+            .collect(),
+        unchecked: Some(why.to_string()),
+    }
+}
+
+/// [`all`] with an engine that answered the connection.
+pub async fn all_on<R: Runtime>(ctx: &Ctx, rt: &R, tasks: Vec<Loaded>) -> Result<Tasks> {
+    let inv = match bounded(rt.inventory(&[(LABEL_REPO, &ctx.repo.id)])).await {
+        Ok(inv) => inv,
+        Err(e) => return Ok(unchecked(tasks, &e)),
+    };
+    let mut seen = Vec::new();
+    for mut loaded in tasks {
+        let h = health::from_inventory(&inv, &loaded);
+        let ended = matches!(
+            h.container,
+            Some(ContainerState::Exited(_) | ContainerState::Missing)
+        );
+        if is_live(loaded.record.status) && ended {
+            loaded = effective(rt, &ctx.store, loaded).await?;
+        }
+        let mut problems = reportable(&h, loaded.record.status);
+        if !problems.is_empty() {
+            // Confirm object by object (only for a task that seems broken): the listing does
+            // not show an object created since, or one without this repository's labels.
+            if let Ok(h) = bounded(health::check(rt, &loaded)).await {
+                problems = reportable(&h, loaded.record.status);
+            }
+        }
+        seen.push(Seen {
+            loaded,
+            checked: true,
+            problems,
+        });
+    }
+    Ok(Tasks {
+        seen,
+        unchecked: None,
+    })
+}
+
+/// One task, checked object by object (without an engine, as its refs say). Also returns
+/// why the checks could not be made when the engine stopped answering.
+pub async fn one<R: Runtime>(
+    ctx: &Ctx,
+    loaded: Loaded,
+    rt: Option<&R>,
+) -> Result<(Seen, Option<String>)> {
+    let unchecked = |loaded, why| {
+        Ok((
+            Seen {
+                loaded,
+                checked: false,
+                problems: Vec::new(),
+            },
+            why,
+        ))
+    };
+    let Some(rt) = rt else {
+        return unchecked(crate::sandbox::stuck::as_seen(&ctx.git, loaded)?, None);
+    };
+    let loaded = effective(rt, &ctx.store, loaded).await?;
+    match bounded(health::check(rt, &loaded)).await {
+        Ok(h) => {
+            let mut problems = reportable(&h, loaded.record.status);
+            // A gateway that runs can still enforce something else than the record says (an
+            // `allow` killed between the two): one exec tells.
+            if problems.is_empty()
+                && loaded.record.status == Status::Running
+                && matches!(
+                    bounded(health::gateway_policy_matches(rt, &loaded)).await,
+                    Ok(Some(false))
+                )
+            {
+                problems.push(POLICY_DIFFERS);
+            }
+            Ok((
+                Seen {
+                    loaded,
+                    checked: true,
+                    problems,
+                },
+                None,
+            ))
+        }
+        Err(e) => unchecked(loaded, Some(e.to_string())),
+    }
+}
+
+/// The gateway enforces another policy than the task's record (see
+/// [`health::gateway_policy_matches`]).
+const POLICY_DIFFERS: &str = "gateway policy differs from the record";
+
+/// The one command that repairs `problem` of task `task`.
+pub fn fix_for(problem: &str, task: &str) -> String {
+    match problem {
+        POLICY_DIFFERS => format!(
+            "run the interrupted `git agent allow {task} ...` again, or `git agent restart {task}` for a gateway with exactly the recorded domains"
+        ),
+        "workspace volume missing" => {
+            format!("`git agent restart --reseed {task}` starts it again from its last synced work")
+        }
+        "container missing" => format!("`git agent restart {task}` gives it a new container"),
+        _ => format!("`git agent restart {task}` gives it a new gateway and network"),
+    }
+}
+
+/// One row of `list`.
+#[derive(Serialize)]
+pub struct Row {
+    pub name: String,
+    pub agent: String,
+    pub status: String,
+    /// The status as `list` shows it (`running?`, `running (gateway down)`).
+    #[serde(skip)]
+    pub status_text: String,
+    /// Whether the engine confirmed the status; false when it could not be reached and the
+    /// status is what the refs last recorded.
+    pub status_checked: bool,
+    /// What is wrong with the task's runtime objects (`gateway down`, `network missing`, ...).
+    pub problems: Vec<String>,
+    pub exit_code: Option<i64>,
+    pub created: i64,
+    pub base: String,
+    pub base_branch: Option<String>,
+    pub files_changed: u64,
+    pub insertions: u64,
+    pub deletions: u64,
+    pub uncommitted: bool,
+    pub turns: Option<u64>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cost_usd: Option<f64>,
+}
+
+/// What `list` shows.
+pub struct Listing {
+    pub rows: Vec<Row>,
+    /// Why the engine could not be asked, if it could not.
+    pub unchecked: Option<String>,
+}
+
+/// The repository's tasks as `list` shows them.
+pub async fn list(ctx: &Ctx) -> Result<Listing> {
+    let tasks = all(ctx).await?;
+    let mut rows = Vec::new();
+    for seen in &tasks.seen {
+        let l = &seen.loaded;
+        let r = &l.record;
+        let stat = ctx
+            .git
+            .run(["diff", "--shortstat", &r.base, l.tip()])
+            .unwrap_or_default();
+        let (files, ins, del) = parse_shortstat(&stat);
+        rows.push(Row {
+            name: r.name.clone(),
+            agent: r.agent.clone(),
+            status: r.status.as_str().to_string(),
+            status_text: seen.status_text(),
+            status_checked: seen.checked,
+            problems: seen.problems.iter().map(|p| p.to_string()).collect(),
+            exit_code: r.exit_code,
+            created: r.created,
+            base: r.base.clone(),
+            base_branch: r.base_branch.clone(),
+            files_changed: files,
+            insertions: ins,
+            deletions: del,
+            uncommitted: l.ref_value("wip").is_some(),
+            turns: r.stats.as_ref().and_then(|s| s.turns),
+            input_tokens: r.stats.as_ref().and_then(|s| s.input_tokens),
+            output_tokens: r.stats.as_ref().and_then(|s| s.output_tokens),
+            cost_usd: r.stats.as_ref().and_then(|s| s.cost_usd),
+        });
+    }
+    Ok(Listing {
+        rows,
+        unchecked: tasks.unchecked,
+    })
+}
+
+/// Parse `git diff --shortstat` output into (files, insertions, deletions).
+pub fn parse_shortstat(text: &str) -> (u64, u64, u64) {
+    let mut v = (0, 0, 0);
+    for part in text.split(',') {
+        let part = part.trim();
+        let n = part
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if part.contains("file") {
+            v.0 = n;
+        } else if part.contains("insertion") {
+            v.1 = n;
+        } else if part.contains("deletion") {
+            v.2 = n;
+        }
+    }
+    v
+}
+
+/// Something wrong with a task's runtime objects, and the command that repairs it.
+#[derive(Serialize)]
+pub struct Problem {
+    pub problem: &'static str,
+    pub fix: String,
+}
+
+/// What `status` shows of one task.
+pub struct Detail {
+    pub seen: Seen,
+    pub problems: Vec<Problem>,
+    pub network: Option<NetworkUse>,
+    pub history: Vec<(i64, String)>,
+    /// Why the engine could not be asked, one line per attempt that failed.
+    pub unchecked: Vec<String>,
+}
+
+/// One task (any unique prefix of its name) in detail.
+pub async fn status(ctx: &Ctx, task: &str) -> Result<Detail> {
+    let loaded = ctx.store.resolve(task)?;
+    let rt = super::engine_for_reading().await;
+    let mut unchecked: Vec<String> = rt
+        .as_ref()
+        .err()
+        .map(|e| e.to_string())
+        .into_iter()
+        .collect();
+    let (seen, why) = one(ctx, loaded, rt.as_ref().ok()).await?;
+    unchecked.extend(why);
+    let problems = seen
+        .problems
+        .iter()
+        .map(|p| Problem {
+            problem: p,
+            fix: fix_for(p, &seen.loaded.record.name),
+        })
+        .collect();
+    let network = network_use(rt.as_ref().ok(), &ctx.store, &seen.loaded).await?;
+    let history = ctx.store.history(&seen.loaded)?;
+    Ok(Detail {
+        seen,
+        problems,
+        network,
+        history,
+        unchecked,
+    })
+}
+
+/// A task's network use, for display and JSON.
+#[derive(Debug, serde::Serialize)]
+pub struct NetworkUse {
+    pub profile: String,
+    pub open: bool,
+    pub allow: Vec<String>,
+    pub connections: Vec<Summary>,
+}
+
+/// Gather a task's policy and connections (live from its gateway while it runs).
+pub async fn network_use<R: Runtime>(
+    rt: Option<&R>,
+    store: &TaskStore,
+    loaded: &Loaded,
+) -> Result<Option<NetworkUse>> {
+    let Some(policy) = &loaded.record.network else {
+        return Ok(None);
+    };
+    let conns: Vec<Connection> = gateway::connections(rt, store, loaded).await?;
+    Ok(Some(NetworkUse {
+        profile: policy.profile.clone(),
+        open: policy.open,
+        allow: policy.allow.clone(),
+        connections: summarize(&conns),
+    }))
+}
+
+impl NetworkUse {
+    /// Human lines: the policy, then hosts reached and refused.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "{}{}",
+            self.profile,
+            if self.open {
+                " (every host)".to_string()
+            } else if self.allow.is_empty() {
+                String::new()
+            } else {
+                format!(", allows {}", self.allow.join(", "))
+            }
+        )];
+        for (label, decision) in [
+            ("reached", "allowed"),
+            ("refused", "denied"),
+            ("failed", "failed"),
+        ] {
+            let rows: Vec<String> = self
+                .connections
+                .iter()
+                .filter(|s| s.decision == decision)
+                .map(|s| {
+                    let times = if s.count == 1 {
+                        String::new()
+                    } else {
+                        format!(" x{}", s.count)
+                    };
+                    format!("{}:{}{times}", s.host, s.port)
+                })
+                .collect();
+            if !rows.is_empty() {
+                lines.push(format!("{label} {}", rows.join(", ")));
+            }
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_text_marks_what_was_not_checked() {
+        assert_eq!(describe(Status::Running, None, false, &[]), "running?");
+        assert_eq!(describe(Status::Creating, None, false, &[]), "creating?");
+        assert_eq!(
+            describe(
+                Status::Running,
+                None,
+                true,
+                &["gateway down", "network missing"]
+            ),
+            "running (gateway down; network missing)"
+        );
+        // A finished task's status is final: the refs alone are the truth.
+        assert_eq!(describe(Status::Exited, Some(3), false, &[]), "exited (3)");
+        assert_eq!(
+            describe(
+                Status::Stopped,
+                Some(143),
+                true,
+                &["workspace volume missing"]
+            ),
+            "stopped (143; workspace volume missing)"
+        );
+    }
+
+    #[test]
+    fn shortstat_variants() {
+        assert_eq!(
+            parse_shortstat(" 3 files changed, 10 insertions(+), 2 deletions(-)"),
+            (3, 10, 2)
+        );
+        assert_eq!(parse_shortstat(" 1 file changed, 1 deletion(-)"), (1, 0, 1));
+        assert_eq!(parse_shortstat(""), (0, 0, 0));
+    }
+}

@@ -1,0 +1,139 @@
+//! Logs: where a task's output is read from. While its container exists, from the container
+//! (live, or followed); afterwards from the transcript kept with the task. Reads only.
+//! Rendering (a transcript as messages, escaping on a terminal) is the caller's.
+
+use anyhow::Result;
+use tokio::io::AsyncWrite;
+
+use super::Ctx;
+use crate::runtime::select::Engine;
+use crate::runtime::{ContainerState, Runtime};
+
+/// What went wrong in a logs, beyond the engine's and the refs' own failures.
+#[derive(Debug, thiserror::Error)]
+pub enum LogsError {
+    #[error("task '{task}' has no container and no kept output")]
+    NoOutput { task: String, hint: String },
+}
+
+impl LogsError {
+    /// What the user can do about it (found by [`crate::error::find_hint`]).
+    pub fn hint(&self) -> &str {
+        match self {
+            LogsError::NoOutput { hint, .. } => hint,
+        }
+    }
+}
+
+/// Where a task's output is.
+pub enum Output {
+    /// In its container, which the engine has.
+    Live { rt: Engine, container: String },
+    /// Kept with the task; `unchecked` says why the engine was not asked, if it was not.
+    Kept {
+        transcript: Vec<u8>,
+        unchecked: Option<String>,
+    },
+}
+
+/// A task's output and how it should be read.
+pub struct Logs {
+    pub task: String,
+    /// The agent emits a structured transcript (Claude's stream-json).
+    pub structured: bool,
+    pub output: Output,
+}
+
+/// Find task `task`'s output (any unique prefix of its name).
+pub async fn open(ctx: &Ctx, task: &str) -> Result<Logs> {
+    let loaded = ctx.store.resolve(task)?;
+    let search = crate::data::Search::new(&ctx.git.dir);
+    let structured = crate::agent::load(&search, &loaded.record.agent)
+        .map(|a| a.def.output == crate::agent::OutputFormat::ClaudeStreamJson)
+        .unwrap_or(false);
+    let name = loaded.record.name.clone();
+    let mut unreachable = None;
+    if let Some(container) = loaded.record.sandbox.container.clone() {
+        match super::engine_for_reading().await {
+            Ok(rt) => {
+                if rt.state(&container).await? != ContainerState::Missing {
+                    return Ok(Logs {
+                        task: name,
+                        structured,
+                        output: Output::Live { rt, container },
+                    });
+                }
+            }
+            // The kept transcript does not need the engine.
+            Err(e) => unreachable = Some(e),
+        }
+    }
+    let Some(transcript) = ctx.store.transcript(&loaded)? else {
+        if let Some(e) = unreachable {
+            return Err(e.context(format!(
+                "cannot show the output of task '{name}': it is read from its container until the task ends, and the engine cannot be reached"
+            )));
+        }
+        return Err(LogsError::NoOutput {
+            task: name,
+            hint: "output is kept with a task once it finishes; this one ended without any".into(),
+        }
+        .into());
+    };
+    Ok(Logs {
+        task: name,
+        structured,
+        output: Output::Kept {
+            transcript,
+            unchecked: unreachable.map(|e| e.to_string()),
+        },
+    })
+}
+
+/// Copy a live task's output to `out`: the last `tail` lines, and with `follow` until the
+/// task ends. Ctrl-C ends it with the interruption error; what was read so far is in `out`.
+pub async fn copy_live<W: AsyncWrite + Unpin + Send>(
+    rt: &Engine,
+    container: &str,
+    follow: bool,
+    tail: Option<usize>,
+    out: &mut W,
+) -> Result<()> {
+    crate::interrupt::abandon_on_interrupt(rt.logs(container, follow, tail, out)).await
+}
+
+/// The last `n` lines of a kept transcript (all of it without `n`).
+pub fn tail(transcript: Vec<u8>, n: Option<usize>) -> Vec<u8> {
+    match n {
+        Some(n) => {
+            let lines: Vec<&[u8]> = transcript.split_inclusive(|b| *b == b'\n').collect();
+            lines[lines.len().saturating_sub(n)..].concat()
+        }
+        None => transcript,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_logs_error_carries_its_hint() {
+        let e: anyhow::Error = super::LogsError::NoOutput {
+            task: "t".into(),
+            hint: "wait".into(),
+        }
+        .into();
+        assert_eq!(
+            e.to_string(),
+            "task 't' has no container and no kept output"
+        );
+        assert_eq!(crate::error::find_hint(&e), Some("wait"));
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(super::tail(b"a\nb\nc\n".to_vec(), Some(2)), b"b\nc\n");
+        assert_eq!(super::tail(b"a\nb".to_vec(), Some(5)), b"a\nb");
+        assert_eq!(super::tail(b"a\n".to_vec(), None), b"a\n");
+        assert_eq!(super::tail(b"a\nb\n".to_vec(), Some(0)), b"");
+    }
+}

@@ -1,0 +1,87 @@
+//! Stop: end a task's run, keeping its container, workspace and refs.
+//!
+//! Records how the run ended (an end the engine shows but no command recorded yet goes in
+//! first, with its transcript), retires the task's gateway and removes what an interrupted sync
+//! left. Never removes the container or the workspace (that is `rm` and `purge`).
+
+use anyhow::Result;
+
+use super::{Ctx, Event, Events, lock_task, reload};
+use crate::runtime::{ContainerState, Runtime};
+use crate::task::{Status, now};
+
+/// What went wrong in a stop, beyond the engine's and the refs' own failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error("task '{task}' has no container to stop")]
+    NoContainer { task: String, hint: String },
+}
+
+impl StopError {
+    fn no_container(task: String) -> StopError {
+        let hint = format!("see its state with `git agent status {task}`");
+        StopError::NoContainer { task, hint }
+    }
+
+    /// What the user can do about it (found by [`crate::error::find_hint`]).
+    pub fn hint(&self) -> &str {
+        match self {
+            StopError::NoContainer { hint, .. } => hint,
+        }
+    }
+}
+
+/// Stop task `task` (any unique prefix of its name), giving it `timeout` seconds before it is
+/// killed. Returns the task's name.
+pub async fn run<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    task: &str,
+    timeout: i32,
+    events: &dyn Events,
+) -> Result<String> {
+    let name = ctx.store.resolve(task)?.record.name;
+    let lock = lock_task(ctx, &name, "stop", events).await?;
+    let loaded = reload(ctx, &name)?;
+    let Some(container) = loaded.record.sandbox.container.clone() else {
+        return Err(StopError::no_container(name).into());
+    };
+    crate::sandbox::sync::clear_leftovers(rt, &ctx.git, &ctx.repo, &name, &lock).await?;
+    // A run that already ended is recorded as it ended (with its output), not as stopped.
+    crate::sandbox::refresh(rt, &ctx.store, loaded).await?;
+    let was = rt.state(&container).await?;
+    rt.stop(&container, timeout).await?;
+    let after = rt.state(&container).await?;
+    ctx.store.update(&name, "stop", |r, _| {
+        if matches!(r.status, Status::Running | Status::Creating) {
+            r.status = if was == ContainerState::Running {
+                Status::Stopped
+            } else {
+                Status::Exited
+            };
+            if let ContainerState::Exited(c) = after {
+                r.exit_code = Some(c);
+            }
+            r.reason = Some("stopped by the user".into());
+            r.finished = Some(now());
+        }
+        Ok(vec![])
+    })?;
+    let names = ctx.repo.object_names(&name);
+    crate::sandbox::gateway::retire(rt, &ctx.store, ctx.store.resolve(&name)?, &names).await?;
+    events.emit(Event::step(Some(&name), format!("stopped {name}")));
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_stop_error_carries_its_hint() {
+        let e: anyhow::Error = super::StopError::no_container("t".into()).into();
+        assert_eq!(e.to_string(), "task 't' has no container to stop");
+        assert_eq!(
+            crate::error::find_hint(&e.context("stop failed")),
+            Some("see its state with `git agent status t`")
+        );
+    }
+}
