@@ -1,6 +1,8 @@
-//! The container engine seam. Commands talk to a [`Runtime`]; [`docker::DockerRuntime`] is the
-//! one implementation today (Docker, or Podman through its Docker-compatible API). Nothing
-//! here bind-mounts host paths: workspaces are named volumes, data moves over exec streams.
+//! The container engine seam. Operations talk to a [`Runtime`], chosen in one place
+//! ([`select`]): [`docker::DockerRuntime`] (Docker, or Podman through its Docker-compatible
+//! API) is the one that sandboxes; the engine-less `local` runtime exists only in test builds
+//! (feature `local-runtime`) and confines nothing. Nothing here bind-mounts host paths:
+//! workspaces are named volumes, data moves over exec streams.
 //!
 //! Owns: the trait, the container specs and their [`Hardening`] (everything a backend must
 //! enforce, as data), and typed engine failures ([`EngineError`]). Must not: decide policy

@@ -305,6 +305,9 @@ impl TestEnv {
 
     /// Names of runtime objects of this repository: (containers, volumes, networks).
     pub fn runtime_objects(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        if self.local_runtime.is_some() {
+            return self.local_objects();
+        }
         let filter = format!("label=git-agent.repo={}", self.repo_id());
         let list = |args: &[&str]| -> Vec<String> {
             let out = Command::new("docker").args(args).output().unwrap();

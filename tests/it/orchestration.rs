@@ -195,122 +195,12 @@ echo finished-work"#;
     }
 
     /// Every crash point of a spawn, in the order a spawn reaches them.
-    const SPAWN_POINTS: &[&str] = &[
-        "spawn.after-refs",
-        "spawn.after-network",
-        "spawn.after-volume",
-        "spawn.after-container",
-        "spawn.after-start",
-        "spawn.after-deliver",
-        "spawn.after-gateway",
-        "spawn.after-go",
-        "spawn.after-running",
-    ];
 
-    /// kill -9 at every step of a spawn: the user's repository is unchanged, `list` and
-    /// `status` say the spawn was interrupted, `doctor` names the task and the fix,
-    /// `doctor --fix` then `purge --refs` complete, and nothing is left.
+    /// kill -9 at every step of a spawn: the same matrix as on Docker (see
+    /// `recovery::spawn_crash_matrix`), here in seconds.
     #[test]
     fn a_spawn_killed_at_any_step_is_reported_and_recoverable() {
-        let env = TestEnv::local();
-        for src in git_agent::crash::POINTS
-            .iter()
-            .filter(|p| p.starts_with("spawn."))
-        {
-            assert!(SPAWN_POINTS.contains(src), "{src} is not tested");
-        }
-        let before = env.user_snapshot();
-        let task = |i: usize| format!("k{i}");
-        let finished = |point: &str| point == "spawn.after-running";
-        for (i, point) in SPAWN_POINTS.iter().enumerate() {
-            env.agent_crash_at(
-                point,
-                &["spawn", "--name", &task(i), "-m", "x", "--", "sleep", "300"],
-            );
-            assert_eq!(
-                env.user_snapshot(),
-                before,
-                "{point} changed the repository"
-            );
-            assert!(
-                env.task_refs(&task(i)).contains_key("state"),
-                "{point}: no task refs"
-            );
-        }
-        let doctor = env.agent(&["doctor"]);
-        assert_eq!(doctor.code, 1, "{doctor}");
-        for (i, point) in SPAWN_POINTS.iter().enumerate() {
-            let t = task(i);
-            let report = doctor
-                .stdout
-                .lines()
-                .skip_while(|l| !(l.starts_with("FAIL") && l.contains(&format!("task {t}'s"))))
-                .take(2)
-                .collect::<Vec<_>>()
-                .join("\n");
-            if finished(point) {
-                assert!(report.is_empty(), "{point}:\n{doctor}");
-                continue;
-            }
-            assert!(report.contains("spawn died"), "{point}:\n{doctor}");
-            assert!(
-                report.contains("git agent doctor --fix"),
-                "{point}:\n{doctor}"
-            );
-            assert!(
-                report.contains(&format!("git agent purge --refs {t}")),
-                "{point}:\n{doctor}"
-            );
-        }
-        let list = env.json(&["list", "--json"]);
-        for (i, point) in SPAWN_POINTS.iter().enumerate() {
-            let row = list
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| r["name"] == task(i).as_str())
-                .unwrap_or_else(|| panic!("{point}: not listed: {list}"));
-            let want = if finished(point) { "running" } else { "failed" };
-            assert_eq!(row["status"], want, "{point}");
-        }
-        for (i, point) in SPAWN_POINTS.iter().enumerate() {
-            let st = env.json(&["status", &task(i), "--json"]);
-            if finished(point) {
-                assert_eq!(st["status"], "running", "{point}: {st}");
-            } else {
-                assert_eq!(st["status"], "failed", "{point}: {st}");
-                assert_eq!(st["reason"], "spawn interrupted", "{point}: {st}");
-            }
-        }
-        let fixed = env.agent(&["doctor", "--fix"]);
-        assert_eq!(fixed.code, 0, "{fixed}");
-        assert_eq!(env.user_snapshot(), before);
-        for (i, point) in SPAWN_POINTS.iter().enumerate() {
-            let t = task(i);
-            if finished(point) {
-                continue;
-            }
-            let names = env.names_of(&t);
-            let left = objects_of(&env, &t);
-            assert!(
-                left.iter()
-                    .all(|o| [&names.volume, &names.home_volume, &names.state_volume].contains(&o)),
-                "{point}: doctor --fix left {left:?}"
-            );
-            assert!(
-                fixed
-                    .stdout
-                    .contains(&format!("`git agent purge --refs {t}` removes it")),
-                "{point}:\n{fixed}"
-            );
-        }
-        for (i, point) in SPAWN_POINTS.iter().enumerate() {
-            let t = task(i);
-            env.agent(&["purge", "--refs", &t]).ok();
-            assert!(env.task_refs(&t).is_empty(), "{point}");
-            assert_eq!(objects_of(&env, &t), Vec::<String>::new(), "{point}");
-        }
-        assert_eq!(env.local_objects(), no_objects());
+        crate::recovery::spawn_crash_matrix(&TestEnv::local());
     }
 
     /// Ctrl-C on `spawn --wait` exits 130 and the task keeps running: its processes are the

@@ -65,6 +65,12 @@ fn a_spawn_killed_at_any_step_is_reported_and_recoverable() {
     require_docker!();
     let env = TestEnv::new();
     env.agent(&["image", "build", "--agent", "exec"]).ok();
+    spawn_crash_matrix(&env);
+}
+
+/// The body of [`a_spawn_killed_at_any_step_is_reported_and_recoverable`], for any runtime
+/// (`orchestration.rs` runs it on the engine-less one).
+pub fn spawn_crash_matrix(env: &TestEnv) {
     for src in git_agent::crash::POINTS
         .iter()
         .filter(|p| p.starts_with("spawn."))
@@ -165,7 +171,7 @@ fn a_spawn_killed_at_any_step_is_reported_and_recoverable() {
         }
         // Nothing of a dead spawn runs any more; its workspace (if any) waits for purge.
         let names = env.names_of(&t);
-        let left = objects_of(&env, &t);
+        let left = objects_of(env, &t);
         assert!(
             left.iter()
                 .all(|o| [&names.volume, &names.home_volume, &names.state_volume].contains(&o)),
@@ -183,7 +189,7 @@ fn a_spawn_killed_at_any_step_is_reported_and_recoverable() {
         let t = task(i);
         env.agent(&["purge", "--refs", &t]).ok();
         assert!(env.task_refs(&t).is_empty(), "{point}");
-        assert_eq!(objects_of(&env, &t), Vec::<String>::new(), "{point}");
+        assert_eq!(objects_of(env, &t), Vec::<String>::new(), "{point}");
     }
     assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]));
 }
