@@ -194,8 +194,6 @@ echo finished-work"#;
         );
     }
 
-    /// Every crash point of a spawn, in the order a spawn reaches them.
-
     /// kill -9 at every step of a spawn: the same matrix as on Docker (see
     /// `recovery::spawn_crash_matrix`), here in seconds.
     #[test]
