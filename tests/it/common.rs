@@ -305,6 +305,7 @@ impl TestEnv {
 
     /// Names of runtime objects of this repository: (containers, volumes, networks).
     pub fn runtime_objects(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        #[cfg(feature = "local-runtime")]
         if self.local_runtime.is_some() {
             return self.local_objects();
         }
