@@ -2,20 +2,25 @@
 //! place that prints errors. Scriptable output goes to stdout, progress and logs to stderr.
 
 mod agents;
+mod allow;
 mod attach;
+mod commit;
+mod commit_push;
 mod doctor;
 mod engine_view;
 mod image;
-mod lifecycle;
 mod list;
 mod logs;
 pub mod man;
-mod network;
-mod promote;
+mod purge;
+mod push;
+mod restart;
 mod review;
+mod rm;
 mod shell;
 mod spawn;
 mod status;
+mod stop;
 mod sync;
 pub mod term;
 mod trust;
@@ -57,19 +62,19 @@ pub enum Command {
     Spawn(Box<spawn::SpawnArgs>),
     Sync(sync::SyncArgs),
     Review(review::ReviewArgs),
-    Commit(promote::CommitArgs),
-    Push(promote::PushArgs),
-    CommitPush(promote::CommitPushArgs),
+    Commit(commit::CommitArgs),
+    Push(push::PushArgs),
+    CommitPush(commit_push::CommitPushArgs),
     List(list::ListArgs),
     Status(status::StatusArgs),
     Logs(logs::LogsArgs),
     Shell(shell::ShellArgs),
     Attach(attach::AttachArgs),
-    Restart(attach::RestartArgs),
-    Allow(network::AllowArgs),
-    Stop(lifecycle::StopArgs),
-    Rm(lifecycle::RmArgs),
-    Purge(lifecycle::PurgeArgs),
+    Restart(restart::RestartArgs),
+    Allow(allow::AllowArgs),
+    Stop(stop::StopArgs),
+    Rm(rm::RmArgs),
+    Purge(purge::PurgeArgs),
     Image(image::ImageArgs),
     Agents(agents::AgentsArgs),
     Template(agents::TemplateArgs),
@@ -139,19 +144,19 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Spawn(a) => spawn::run(*a).await,
         Command::Sync(a) => sync::run(a).await,
         Command::Review(a) => review::run(a).await,
-        Command::Commit(a) => promote::run_commit(a).await,
-        Command::Push(a) => promote::run_push(a).await,
-        Command::CommitPush(a) => promote::run_commit_push(a).await,
+        Command::Commit(a) => commit::run(a).await,
+        Command::Push(a) => push::run(a).await,
+        Command::CommitPush(a) => commit_push::run(a).await,
         Command::List(a) => list::run(a).await,
         Command::Status(a) => status::run(a).await,
         Command::Logs(a) => logs::run(a).await,
         Command::Shell(a) => shell::run(a).await,
-        Command::Attach(a) => attach::run_attach(a).await,
-        Command::Restart(a) => attach::run_restart(a).await,
-        Command::Allow(a) => network::run_allow(a).await,
-        Command::Stop(a) => lifecycle::run_stop(a).await,
-        Command::Rm(a) => lifecycle::run_rm(a).await,
-        Command::Purge(a) => lifecycle::run_purge(a).await,
+        Command::Attach(a) => attach::run(a).await,
+        Command::Restart(a) => restart::run(a).await,
+        Command::Allow(a) => allow::run(a).await,
+        Command::Stop(a) => stop::run(a).await,
+        Command::Rm(a) => rm::run(a).await,
+        Command::Purge(a) => purge::run(a).await,
         Command::Image(a) => image::run(a).await,
         Command::Agents(a) => agents::run_agents(a),
         Command::Template(a) => agents::run_template(a),

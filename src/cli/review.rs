@@ -10,12 +10,12 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use super::network::NetworkUse;
 use super::{Ctx, term};
 use crate::git::promote::Plan;
 use crate::git::sensitive::Flag;
 use crate::git::sensitive::claims::{self, Claim};
 use crate::ops::OpError;
+use crate::ops::inspect::NetworkUse;
 use crate::ops::review::{
     BinaryFile, DiffKind, Facts, FileChange, GroupReview, ReviewRequest, Reviewed, TaskReview,
     short,
@@ -208,7 +208,8 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         Reviewed::Task(t) => t,
     };
     let loaded = &review.loaded;
-    let network = super::network::network_use(review.engine.as_ref(), &ctx.store, loaded).await?;
+    let network =
+        crate::ops::inspect::network_use(review.engine.as_ref(), &ctx.store, loaded).await?;
     let r = &loaded.record;
     let facts = &review.facts;
     let checked = review.status_checked;

@@ -1,8 +1,8 @@
-//! `git agent commit`, `push` and `commit-push`: promote a task's work with the user's own
-//! git identity, signing and credentials. Nothing here runs in or near the sandbox.
+//! `git agent commit`: promote a task's work with the user's own git identity and signing.
+//! Nothing here runs in or near the sandbox.
 //!
-//! The work is done by [`crate::ops::commit`] and [`crate::ops::push`]; this module parses
-//! arguments, asks for the message (the agent's draft, the user's editor), and prints.
+//! The work is done by [`crate::ops::commit`]; this module parses arguments, asks for the
+//! message (the agent's draft, the user's editor), and prints.
 
 use anyhow::Result;
 use clap::Args;
@@ -11,7 +11,6 @@ use super::{Ctx, Stderr, engine, out, term};
 use crate::error::hinted;
 use crate::ops::OpError;
 use crate::ops::commit::{Committed, DraftPlan, Prepared};
-use crate::ops::push::{PushError, PushRequest, Pushed};
 use crate::runtime::Runtime;
 
 /// Create commits for a task's work on branch agent/<task>, as you.
@@ -34,76 +33,6 @@ pub struct CommitArgs {
     /// Message for the commit of the agent's uncommitted changes.
     #[arg(short = 'm', long = "message")]
     pub message: Option<String>,
-}
-
-/// Push branch agent/<task> with your git and credential helpers.
-///
-/// Works like `git push`: the remote's messages (where forges print the link to open a pull
-/// request) show on stderr; a missing remote, a rejected push (with the remote's reason) and
-/// an unreachable remote are told apart. Never forces.
-#[derive(Debug, Args)]
-pub struct PushArgs {
-    /// The task (any unique prefix of its name).
-    pub task: String,
-    #[command(flatten)]
-    pub push: PushOpts,
-}
-
-/// How to push (shared by `push` and `commit-push`).
-#[derive(Debug, Args, Clone, Default)]
-pub struct PushOpts {
-    /// Remote to push to (default: the base branch's remote, else remote.pushDefault, else
-    /// the only remote, else origin).
-    #[arg(long)]
-    pub remote: Option<String>,
-    /// Make the remote branch the upstream of agent/<task> (branch.agent/<task>.remote and
-    /// .merge), as `git push -u`. Default: agent.pushSetUpstream (false).
-    #[arg(short = 'u', long = "set-upstream", overrides_with = "no_set_upstream")]
-    pub set_upstream: bool,
-    /// Do not set the upstream, whatever agent.pushSetUpstream says.
-    #[arg(long = "no-set-upstream")]
-    pub no_set_upstream: bool,
-    /// Also push the provenance notes (refs/notes/agent) in the same push, atomically when
-    /// the remote supports it; never forced. Default: agent.pushNotes (false).
-    #[arg(long, overrides_with = "no_notes")]
-    pub notes: bool,
-    /// Do not push the notes, whatever agent.pushNotes says.
-    #[arg(long = "no-notes")]
-    pub no_notes: bool,
-}
-
-/// Commit a task's work, then push it.
-#[derive(Debug, Args)]
-pub struct CommitPushArgs {
-    /// The task (any unique prefix of its name).
-    pub task: String,
-    /// Message for the commit of the agent's uncommitted changes.
-    #[arg(short = 'm', long = "message")]
-    pub message: Option<String>,
-    #[command(flatten)]
-    pub push: PushOpts,
-}
-
-impl PushOpts {
-    fn request(&self, task: &str) -> PushRequest {
-        PushRequest {
-            task: task.to_string(),
-            remote: self.remote.clone(),
-            set_upstream: decided(self.set_upstream, self.no_set_upstream),
-            notes: decided(self.notes, self.no_notes),
-        }
-    }
-}
-
-/// A `--x` / `--no-x` pair: `Some` when either was given, `None` to use the configured default.
-fn decided(yes: bool, no: bool) -> Option<bool> {
-    if no {
-        Some(false)
-    } else if yes {
-        Some(true)
-    } else {
-        None
-    }
 }
 
 /// Ask the task's agent for a draft of the message, in a fresh container (see
@@ -177,7 +106,7 @@ fn edit_message(ctx: &Ctx, prepared: &Prepared, draft: Option<&str>) -> Result<O
 
 /// Promote a task's work, asking for a message when it needs one and the terminal can. With
 /// `up_to_date_ok`, work that is already on the branch is not an error.
-async fn commit(
+pub(super) async fn commit(
     ctx: &Ctx,
     task: &str,
     message: Option<String>,
@@ -217,70 +146,9 @@ async fn commit(
     Ok(done)
 }
 
-/// Push a task's branch, showing what the remote said (where forges print the link to open
-/// a pull request), also when the push failed.
-fn push(ctx: &Ctx, task: &str, opts: &PushOpts) -> Result<Pushed> {
-    let pushed = crate::ops::push::run(ctx, &opts.request(task)).map_err(|e: PushError| {
-        if let Some(m) = e.remote_messages() {
-            eprint!("{m}");
-        }
-        e.into_report()
-    })?;
-    eprint!("{}", pushed.remote_messages);
-    eprintln!(
-        "git-agent: pushed {}{} to {}{}",
-        pushed.branch,
-        if pushed.notes { " and its notes" } else { "" },
-        pushed.remote,
-        if pushed.upstream {
-            " (upstream set)"
-        } else {
-            ""
-        }
-    );
-    Ok(pushed)
-}
-
-pub async fn run_commit(args: CommitArgs) -> Result<i32> {
+pub async fn run(args: CommitArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     let done = commit(&ctx, &args.task, args.message, false).await?;
     out(done.branch)?;
     Ok(0)
-}
-
-pub async fn run_push(args: PushArgs) -> Result<i32> {
-    let ctx = Ctx::open()?;
-    push(&ctx, &args.task, &args.push)?;
-    Ok(0)
-}
-
-pub async fn run_commit_push(args: CommitPushArgs) -> Result<i32> {
-    let ctx = Ctx::open()?;
-    let done = commit(&ctx, &args.task, args.message, true).await?;
-    push(&ctx, &done.task, &args.push)?;
-    out(done.branch)?;
-    Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn push_flags_decide_or_leave_it_to_config() {
-        assert_eq!(decided(false, false), None);
-        assert_eq!(decided(true, false), Some(true));
-        assert_eq!(decided(false, true), Some(false));
-        let opts = PushOpts {
-            remote: Some("up".into()),
-            set_upstream: true,
-            no_notes: true,
-            ..PushOpts::default()
-        };
-        let req = opts.request("t");
-        assert_eq!(req.task, "t");
-        assert_eq!(req.remote.as_deref(), Some("up"));
-        assert_eq!(req.set_upstream, Some(true));
-        assert_eq!(req.notes, Some(false));
-    }
 }

@@ -29,7 +29,7 @@ pub struct AllowArgs {
     pub domains: Vec<String>,
 }
 
-pub async fn run_allow(args: AllowArgs) -> Result<i32> {
+pub async fn run(args: AllowArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     let done = crate::ops::allow::run(&ctx, &args.task, &args.domains, &Stderr).await?;
     let name = &done.task;
@@ -52,6 +52,3 @@ pub async fn run_allow(args: AllowArgs) -> Result<i32> {
     }
     Ok(0)
 }
-
-/// How a task's network use is shown lives with the views (`status`, `review`).
-pub use crate::ops::inspect::{NetworkUse, network_use};

@@ -1,5 +1,5 @@
-//! `git agent stop`, `rm` and `purge`: arguments, the question before a bulk purge, and
-//! rendering; the work is [`crate::ops::stop`] and [`crate::ops::remove`].
+//! `git agent purge`: arguments, the question before a bulk purge, and rendering; the work
+//! is [`crate::ops::remove`].
 
 use anyhow::Result;
 use clap::Args;
@@ -7,23 +7,6 @@ use clap::Args;
 use super::{Ctx, Stderr, engine, out};
 use crate::error::hinted;
 use crate::ops::remove::{self, Planned};
-
-/// Stop a task's container (its workspace and refs stay).
-#[derive(Debug, Args)]
-pub struct StopArgs {
-    /// The task (any unique prefix of its name).
-    pub task: String,
-    /// Seconds to wait for the task to exit before killing it.
-    #[arg(long, default_value_t = 10)]
-    pub timeout: i32,
-}
-
-/// Remove a task's container (its workspace volume, network and refs stay).
-#[derive(Debug, Args)]
-pub struct RmArgs {
-    /// The task (any unique prefix of its name).
-    pub task: String,
-}
 
 /// Remove a task's container, workspace volume and network; with --refs, the task too.
 ///
@@ -65,22 +48,6 @@ pub struct PurgeArgs {
     pub empty_trash: bool,
 }
 
-pub async fn run_stop(args: StopArgs) -> Result<i32> {
-    let ctx = Ctx::open()?;
-    ctx.store.resolve(&args.task)?;
-    let rt = engine().await?;
-    crate::ops::stop::run(&rt, &ctx, &args.task, args.timeout, &Stderr).await?;
-    Ok(0)
-}
-
-pub async fn run_rm(args: RmArgs) -> Result<i32> {
-    let ctx = Ctx::open()?;
-    ctx.store.resolve(&args.task)?;
-    let rt = engine().await?;
-    remove::rm(&rt, &ctx, &args.task, &Stderr).await?;
-    Ok(0)
-}
-
 /// Ask on the terminal; without one, refuse unless `--yes`.
 fn confirm(question: &str, yes: bool, dry_run_cmd: &str) -> Result<bool> {
     if yes {
@@ -116,7 +83,7 @@ fn describe(planned: &[Planned], refs: bool) -> Vec<String> {
         .collect()
 }
 
-pub async fn run_purge(args: PurgeArgs) -> Result<i32> {
+pub async fn run(args: PurgeArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     if args.list_trash {
         for (name, refs) in remove::trash(&ctx)? {
