@@ -3,6 +3,7 @@
 //! Library code returns `anyhow::Error`s with context; where the user can act on a failure it
 //! attaches a [`Hint`]. Only the CLI layer renders errors (see `cli::report`).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// An error the user can fix, with the next step to take.
@@ -29,36 +30,39 @@ pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Er
 }
 
 /// Find the first hint anywhere in an error chain: a [`Hint`] (as the error, a context or a
-/// cause), else the hint a typed engine failure carries (e.g. how to start the engine) or a
-/// typed task-store failure (e.g. upgrade for a newer state format).
-pub fn find_hint(err: &anyhow::Error) -> Option<&str> {
+/// cause), else the hint a typed error carries: an engine failure (e.g. how to start the
+/// engine), a task-store failure (e.g. upgrade for a newer state format), or an operation's
+/// own error enum. One lookup for every kind: errors are found by type, never by their text.
+pub fn find_hint(err: &anyhow::Error) -> Option<Cow<'_, str>> {
     if let Some(h) = err.downcast_ref::<Hint>() {
-        return Some(h.hint.as_str());
+        return Some(Cow::Borrowed(h.hint.as_str())).filter(|h| !h.trim().is_empty());
     }
     err.chain()
-        .find_map(|e| {
-            e.downcast_ref::<Hint>()
-                .map(|h| h.hint.as_str())
-                .or_else(|| {
-                    e.downcast_ref::<crate::runtime::EngineError>()
-                        .and_then(|x| x.hint.as_deref())
-                })
-                .or_else(|| {
-                    e.downcast_ref::<crate::task::store::StoreError>()
-                        .and_then(|x| x.hint())
-                })
-                .or_else(|| operation_hint(e))
-        })
+        .find_map(hint_of)
         .filter(|h| !h.trim().is_empty())
 }
 
-/// The hint an operation's typed error carries (each operation's error enum knows its own).
-fn operation_hint<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a str> {
+/// The hint one error in a chain carries, by its type.
+fn hint_of<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<Cow<'a, str>> {
+    use crate::ops::OpError;
     use crate::ops::attach::{AttachError, ShellError};
     use crate::ops::stop::StopError;
     use crate::ops::{allow::AllowError, doctor::PanicError, logs::LogsError};
+    use crate::ops::{commit::CommitError, push::PushError, review::ReviewError};
     use crate::ops::{remove::RemoveError, restart::RestartError, spawn::SpawnError};
-    e.downcast_ref::<SpawnError>()
+    use Cow::{Borrowed, Owned};
+    if let Some(h) = e.downcast_ref::<Hint>() {
+        return Some(Borrowed(h.hint.as_str()));
+    }
+    if let Some(x) = e.downcast_ref::<crate::runtime::EngineError>() {
+        return x.hint.as_deref().map(Borrowed);
+    }
+    if let Some(x) = e.downcast_ref::<crate::task::store::StoreError>() {
+        return x.hint().map(Borrowed);
+    }
+    // Operations whose errors keep their hint as they were made...
+    let kept = e
+        .downcast_ref::<SpawnError>()
         .map(SpawnError::hint)
         .or_else(|| e.downcast_ref::<RestartError>().map(RestartError::hint))
         .or_else(|| e.downcast_ref::<AttachError>().map(AttachError::hint))
@@ -67,7 +71,20 @@ fn operation_hint<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a st
         .or_else(|| e.downcast_ref::<RemoveError>().map(RemoveError::hint))
         .or_else(|| e.downcast_ref::<AllowError>().map(AllowError::hint))
         .or_else(|| e.downcast_ref::<LogsError>().map(LogsError::hint))
-        .or_else(|| e.downcast_ref::<PanicError>().map(PanicError::hint))
+        .or_else(|| e.downcast_ref::<PanicError>().map(PanicError::hint));
+    if let Some(h) = kept {
+        return Some(Borrowed(h));
+    }
+    // ... and those that work it out from the variant ([`crate::ops::OpError`]).
+    e.downcast_ref::<CommitError>()
+        .and_then(OpError::hint)
+        .or_else(|| e.downcast_ref::<PushError>().and_then(OpError::hint))
+        .or_else(|| e.downcast_ref::<ReviewError>().and_then(OpError::hint))
+        .or_else(|| {
+            e.downcast_ref::<crate::git::promote::PromoteError>()
+                .and_then(OpError::hint)
+        })
+        .map(Owned)
 }
 
 /// The lines `cli::report` prints for an error: `Error:`, each cause the message does not
@@ -93,7 +110,7 @@ pub fn render(err: &anyhow::Error) -> Vec<String> {
         lines.push(format!("Caused by: {c}"));
     }
     if let Some(h) = find_hint(err) {
-        lines.push(format!("Hint: {}", tidy(h)));
+        lines.push(format!("Hint: {}", tidy(&h)));
     }
     lines
 }
@@ -183,7 +200,7 @@ mod tests {
     #[test]
     fn hint_is_found_through_context() {
         let err = hinted("no engine", "start dockerd").context("spawn failed");
-        assert_eq!(find_hint(&err), Some("start dockerd"));
+        assert_eq!(find_hint(&err).as_deref(), Some("start dockerd"));
         assert_eq!(err.to_string(), "spawn failed");
     }
 
@@ -222,7 +239,7 @@ mod tests {
                 hint: "wait".into(),
             })
             .context("spawn failed");
-        assert_eq!(find_hint(&err), Some("wait"));
+        assert_eq!(find_hint(&err).as_deref(), Some("wait"));
     }
 
     #[test]

@@ -637,7 +637,7 @@ mod tests {
 
     fn err(text: &str) -> String {
         let e = p(text).unwrap_err();
-        format!("{e} / {}", crate::error::find_hint(&e).unwrap_or(""))
+        format!("{e} / {}", crate::error::find_hint(&e).unwrap_or_default())
     }
 
     #[test]

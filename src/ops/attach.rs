@@ -214,12 +214,12 @@ mod tests {
         );
         let e = anyhow::Error::from(AttachError::not_running("fix")).context("attach failed");
         assert_eq!(
-            crate::error::find_hint(&e),
+            crate::error::find_hint(&e).as_deref(),
             Some("resume its session with `git agent restart fix`")
         );
         let e: anyhow::Error = ShellError::no_workspace("fix").into();
         assert_eq!(
-            crate::error::find_hint(&e),
+            crate::error::find_hint(&e).as_deref(),
             Some("its synced work is in its refs: `git agent review fix`")
         );
     }

@@ -135,7 +135,7 @@ pub async fn run(
         Ok(rt) => rt,
         Err(e) => {
             let hint = crate::error::find_hint(&e)
-                .unwrap_or("start the container engine")
+                .unwrap_or("start the container engine".into())
                 .to_string();
             r.fail("engine", e.to_string(), &hint)?;
             return Ok(r.failed);
@@ -305,12 +305,13 @@ async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>) -> Re
         }
         Err(e) => {
             let hint = crate::error::find_hint(&e).unwrap_or(
-                "the engine must support internal bridge networks (Docker 20.10+, or Podman's Docker API)",
+                "the engine must support internal bridge networks (Docker 20.10+, or Podman's Docker API)"
+                    .into(),
             );
             r.fail(
                 "network",
                 format!("cannot create an internal network: {e:#}"),
-                hint,
+                &hint,
             )?
         }
     }
@@ -347,6 +348,6 @@ mod tests {
             hint: "stop it".into(),
         }
         .into();
-        assert_eq!(crate::error::find_hint(&e), Some("stop it"));
+        assert_eq!(crate::error::find_hint(&e).as_deref(), Some("stop it"));
     }
 }

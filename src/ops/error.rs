@@ -1,12 +1,11 @@
 //! How an operation's typed error reaches the user: each operation has one `thiserror` enum
 //! that implements [`OpError`]; the command line turns it into an `anyhow::Error` with
-//! [`OpError::into_report`], which keeps the `Error:` / `Caused by:` / `Hint:` output and
-//! still downcasts to the typed error.
+//! [`OpError::into_report`], which passes an error from below on as it came (its causes,
+//! hints and Ctrl-C marker intact) and still downcasts to the typed error. Hints are found
+//! by type, in one place: `crate::error::find_hint`.
 //!
 //! Owns only the conversion; it must not classify errors (each operation decides its hints
 //! where it knows what went wrong).
-
-use crate::error::Hint;
 
 /// An operation's error: what went wrong (the enum's variants) and what the user can do.
 pub trait OpError: std::error::Error + Send + Sync + Sized + 'static {
@@ -20,16 +19,9 @@ pub trait OpError: std::error::Error + Send + Sync + Sized + 'static {
     /// As an `anyhow::Error` for `cli::report`: the hint is found by
     /// `crate::error::find_hint`, and `downcast_ref::<Self>()` still works.
     fn into_report(self) -> anyhow::Error {
-        let this = match self.passthrough() {
-            Ok(inner) => return inner,
-            Err(this) => this,
-        };
-        match this.hint() {
-            Some(hint) => {
-                let message = this.to_string();
-                anyhow::Error::new(this).context(Hint { message, hint })
-            }
-            None => anyhow::Error::new(this),
+        match self.passthrough() {
+            Ok(inner) => inner,
+            Err(this) => anyhow::Error::new(this),
         }
     }
 }
@@ -65,18 +57,30 @@ mod tests {
 
     #[test]
     fn a_typed_error_renders_once_with_its_hint_and_still_downcasts() {
+        use crate::ops::push::PushError;
+        // Converted at the edge, or carried up by `?` inside an anyhow chain: the same hint.
+        for e in [
+            PushError::NoRemote.into_report(),
+            anyhow::Error::new(PushError::NoRemote).context("push failed"),
+        ] {
+            let lines = crate::error::render(&e);
+            assert_eq!(
+                lines.last().map(String::as_str),
+                Some("Hint: add one with `git remote add origin <url>`, or pass --remote"),
+                "{lines:?}"
+            );
+            assert_eq!(lines.iter().filter(|l| l.starts_with("Hint:")).count(), 1);
+            assert!(matches!(
+                e.downcast_ref::<PushError>(),
+                Some(PushError::NoRemote)
+            ));
+        }
+        // A type nobody registered has no hint: hints are found by type, not by text.
         let e = Demo::Missing { name: "x".into() }.into_report();
         assert_eq!(
             crate::error::render(&e),
-            vec![
-                "Error: the thing is missing".to_string(),
-                "Hint: create x".to_string()
-            ]
+            vec!["Error: the thing is missing".to_string()]
         );
-        assert!(matches!(
-            e.downcast_ref::<Demo>(),
-            Some(Demo::Missing { .. })
-        ));
         let e = Demo::Unreadable(std::io::Error::other("disk gone")).into_report();
         assert_eq!(
             crate::error::render(&e),
@@ -92,6 +96,6 @@ mod tests {
         let e = Demo::Below(anyhow::Error::new(crate::error::Interrupted)).into_report();
         assert!(crate::error::is_interrupted(&e));
         let e = Demo::Below(crate::error::hinted("busy", "wait")).into_report();
-        assert_eq!(crate::error::find_hint(&e), Some("wait"));
+        assert_eq!(crate::error::find_hint(&e).as_deref(), Some("wait"));
     }
 }

@@ -126,7 +126,7 @@ mod tests {
             e.to_string(),
             "task 't' has no container and no kept output"
         );
-        assert_eq!(crate::error::find_hint(&e), Some("wait"));
+        assert_eq!(crate::error::find_hint(&e).as_deref(), Some("wait"));
     }
 
     #[test]

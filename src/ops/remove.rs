@@ -299,12 +299,12 @@ mod tests {
             e.to_string(),
             "cannot sync task 't' before purging it, so its latest work would be lost: engine gone"
         );
-        assert_eq!(crate::error::find_hint(&e), Some("look at it"));
+        assert_eq!(crate::error::find_hint(&e).as_deref(), Some("look at it"));
         let e: anyhow::Error = RemoveError::PurgedMeanwhile {
             task: "t".into(),
             hint: "list".into(),
         }
         .into();
-        assert_eq!(crate::error::find_hint(&e), Some("list"));
+        assert_eq!(crate::error::find_hint(&e).as_deref(), Some("list"));
     }
 }

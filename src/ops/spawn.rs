@@ -871,7 +871,7 @@ mod tests {
     fn a_failure_that_names_a_fix_keeps_it_and_one_that_does_not_gets_doctor() {
         let hinted = crate::error::hinted("engine said no", "do this");
         let e = spawn_failed(hinted, vec![], &NoEvents);
-        assert_eq!(crate::error::find_hint(&e), Some("do this"));
+        assert_eq!(crate::error::find_hint(&e).as_deref(), Some("do this"));
         assert!(e.downcast_ref::<SpawnError>().is_none());
 
         let e = spawn_failed(anyhow::anyhow!("boom"), vec![], &NoEvents);

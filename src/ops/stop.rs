@@ -80,7 +80,7 @@ mod tests {
         let e: anyhow::Error = super::StopError::no_container("t".into()).into();
         assert_eq!(e.to_string(), "task 't' has no container to stop");
         assert_eq!(
-            crate::error::find_hint(&e.context("stop failed")),
+            crate::error::find_hint(&e.context("stop failed")).as_deref(),
             Some("see its state with `git agent status t`")
         );
     }
