@@ -616,11 +616,25 @@ impl Runtime for DockerRuntime {
     }
 
     async fn start(&self, id: &str) -> Result<()> {
-        self.docker
-            .start_container(id, None)
-            .await
-            .map_err(engine)
-            .with_context(|| format!("cannot start container {id}"))
+        // A start the runtime fails inside the engine (HTTP 500: runc's container init died,
+        // seen under load) leaves the container created and is tried again, twice, before it
+        // is reported; refusals (4xx) are reported at once.
+        let mut delays = [300u64, 1000].into_iter();
+        loop {
+            let err = match self.docker.start_container(id, None).await {
+                Ok(()) => return Ok(()),
+                Err(e) => engine(e),
+            };
+            let server_side = err
+                .downcast_ref::<EngineError>()
+                .is_some_and(|x| x.kind == EngineErrorKind::Other && x.status == Some(500));
+            match delays.next() {
+                Some(ms) if server_side => {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await
+                }
+                _ => return Err(err.context(format!("cannot start container {id}"))),
+            }
+        }
     }
 
     async fn state(&self, id: &str) -> Result<ContainerState> {
