@@ -37,9 +37,9 @@ pub fn find_hint(err: &anyhow::Error) -> Option<Cow<'_, str>> {
     if let Some(h) = err.downcast_ref::<Hint>() {
         return Some(Cow::Borrowed(h.hint.as_str())).filter(|h| !h.trim().is_empty());
     }
+    // An error that carries no hint of its own (an empty one) lets the search go on down.
     err.chain()
-        .find_map(hint_of)
-        .filter(|h| !h.trim().is_empty())
+        .find_map(|e| hint_of(e).filter(|h| !h.trim().is_empty()))
 }
 
 /// The hint one error in a chain carries, by its type.

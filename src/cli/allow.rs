@@ -31,7 +31,9 @@ pub struct AllowArgs {
 
 pub async fn run(args: AllowArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let done = crate::ops::allow::run(&ctx, &args.task, &args.domains, &Stderr).await?;
+    let done = crate::ops::allow::run(&ctx, &args.task, &args.domains, &Stderr)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     let name = &done.task;
     if done.applied {
         eprintln!(

@@ -19,6 +19,8 @@ pub async fn run(args: StopArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     ctx.store.resolve(&args.task)?;
     let rt = engine().await?;
-    crate::ops::stop::run(&rt, &ctx, &args.task, args.timeout, &Stderr).await?;
+    crate::ops::stop::run(&rt, &ctx, &args.task, args.timeout, &Stderr)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     Ok(0)
 }

@@ -117,10 +117,12 @@ pub async fn apply<R: Runtime>(
     }
     .await;
     if let Err(e) = cleanup {
-        eprintln!(
-            "git-agent: warning: could not remove the project build's objects ({}, {}, {}): {e:#}",
+        // Said where the build's progress goes (nothing below the operations layer prints);
+        // `git agent doctor --fix` removes what is left once this builder has exited.
+        progress(&format!(
+            "warning: could not remove the project build's objects ({}, {}, {}): {e:#}; `git agent doctor --fix` removes them",
             names.container, names.gateway, names.network
-        );
+        ));
     }
     result
 }

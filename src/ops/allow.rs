@@ -34,6 +34,9 @@ pub enum AllowError {
     },
     #[error("{detail}; the gateway keeps its old policy and nothing was recorded")]
     GatewayRefused { detail: String, hint: String },
+    /// A failure below the operation (the task's lock, the refs, the engine), as it came.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
 impl AllowError {
@@ -45,6 +48,20 @@ impl AllowError {
             | AllowError::NoEgressControl { hint, .. }
             | AllowError::GatewayUnfit { hint, .. }
             | AllowError::GatewayRefused { hint, .. } => hint,
+            AllowError::Other(_) => "",
+        }
+    }
+}
+
+impl super::OpError for AllowError {
+    fn hint(&self) -> Option<String> {
+        Some(self.hint().to_string()).filter(|h| !h.is_empty())
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            AllowError::Other(e) => Ok(e),
+            other => Err(other),
         }
     }
 }
@@ -84,7 +101,7 @@ pub async fn run(
     task: &str,
     domains: &[String],
     events: &dyn Events,
-) -> Result<Allowed> {
+) -> Result<Allowed, AllowError> {
     let name = ctx.store.resolve(task)?.record.name;
     let add = parse_domains(domains)?;
     let _lock = lock_task(ctx, &name, "allow", events).await?;
@@ -93,8 +110,7 @@ pub async fn run(
         return Err(AllowError::StillSpawning {
             hint: format!("run this allow again once `git agent status {name}` says running"),
             task: name,
-        }
-        .into());
+        });
     }
     // Read the task again: it may have changed while this waited for the lock.
     let loaded = reload(ctx, &name)?;
@@ -102,8 +118,7 @@ pub async fn run(
         return Err(AllowError::NoEgressControl {
             hint: format!("restart it to give it one: git agent restart {name}"),
             task: name,
-        }
-        .into());
+        });
     }
     let policy = with_domains(loaded.record.network.clone().unwrap_or_default(), &add);
     let applied = match &loaded.record.sandbox.gateway {

@@ -15,6 +15,9 @@ use crate::task::{Status, now};
 pub enum StopError {
     #[error("task '{task}' has no container to stop")]
     NoContainer { task: String, hint: String },
+    /// A failure below the operation (the task's lock, the refs, the engine), as it came.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
 impl StopError {
@@ -27,6 +30,20 @@ impl StopError {
     pub fn hint(&self) -> &str {
         match self {
             StopError::NoContainer { hint, .. } => hint,
+            StopError::Other(_) => "",
+        }
+    }
+}
+
+impl super::OpError for StopError {
+    fn hint(&self) -> Option<String> {
+        Some(self.hint().to_string()).filter(|h| !h.is_empty())
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            StopError::Other(e) => Ok(e),
+            other => Err(other),
         }
     }
 }
@@ -39,12 +56,12 @@ pub async fn run<R: Runtime>(
     task: &str,
     timeout: i32,
     events: &dyn Events,
-) -> Result<String> {
+) -> Result<String, StopError> {
     let name = ctx.store.resolve(task)?.record.name;
     let lock = lock_task(ctx, &name, "stop", events).await?;
     let loaded = reload(ctx, &name)?;
     let Some(container) = loaded.record.sandbox.container.clone() else {
-        return Err(StopError::no_container(name).into());
+        return Err(StopError::no_container(name));
     };
     crate::sandbox::sync::clear_leftovers(rt, &ctx.git, &ctx.repo, &name, &lock).await?;
     // A run that already ended is recorded as it ended (with its output), not as stopped.
