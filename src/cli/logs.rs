@@ -143,7 +143,9 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Rendered<W> {
 
 pub async fn run(args: LogsArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let logs = logs::open(&ctx, &args.task).await?;
+    let logs = logs::open(&ctx, &args.task)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     let mode = if args.raw {
         Mode::Raw
     } else if logs.structured {

@@ -175,7 +175,9 @@ pub async fn run(args: PurgeArgs) -> Result<i32> {
         }
         for p in &planned {
             crate::interrupt::checkpoint()?;
-            remove::purge(&rt, &ctx, &p.name, args.refs, args.force, &Stderr).await?;
+            remove::purge(&rt, &ctx, &p.name, args.refs, args.force, &Stderr)
+                .await
+                .map_err(crate::ops::OpError::into_report)?;
         }
         return Ok(0);
     }
@@ -188,6 +190,8 @@ pub async fn run(args: PurgeArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    remove::purge(&rt, &ctx, &task, args.refs, args.force, &Stderr).await?;
+    remove::purge(&rt, &ctx, &task, args.refs, args.force, &Stderr)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     Ok(0)
 }

@@ -40,7 +40,9 @@ pub async fn run(args: RestartArgs) -> Result<i32> {
         interactive: args.interactive,
         reseed: args.reseed,
     };
-    let restarted = crate::ops::restart::run(&rt, &ctx, &request, &Stderr).await?;
+    let restarted = crate::ops::restart::run(&rt, &ctx, &request, &Stderr)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     let name = &restarted.loaded.record.name;
     out(name)?;
     if restarted.waits_for_attach {

@@ -17,6 +17,8 @@ pub async fn run(args: RmArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     ctx.store.resolve(&args.task)?;
     let rt = engine().await?;
-    remove::rm(&rt, &ctx, &args.task, &Stderr).await?;
+    remove::rm(&rt, &ctx, &args.task, &Stderr)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     Ok(0)
 }

@@ -14,6 +14,9 @@ use crate::runtime::{ContainerState, Runtime};
 pub enum LogsError {
     #[error("task '{task}' has no container and no kept output")]
     NoOutput { task: String, hint: String },
+    /// A failure below the operation (the task's lock, the refs, the engine), as it came.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
 impl LogsError {
@@ -21,6 +24,20 @@ impl LogsError {
     pub fn hint(&self) -> &str {
         match self {
             LogsError::NoOutput { hint, .. } => hint,
+            LogsError::Other(_) => "",
+        }
+    }
+}
+
+impl super::OpError for LogsError {
+    fn hint(&self) -> Option<String> {
+        Some(self.hint().to_string()).filter(|h| !h.is_empty())
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            LogsError::Other(e) => Ok(e),
+            other => Err(other),
         }
     }
 }
@@ -45,7 +62,7 @@ pub struct Logs {
 }
 
 /// Find task `task`'s output (any unique prefix of its name).
-pub async fn open(ctx: &Ctx, task: &str) -> Result<Logs> {
+pub async fn open(ctx: &Ctx, task: &str) -> Result<Logs, LogsError> {
     let loaded = ctx.store.resolve(task)?;
     let search = crate::data::Search::new(&ctx.git.dir);
     let structured = crate::agent::load(&search, &loaded.record.agent)
@@ -70,15 +87,14 @@ pub async fn open(ctx: &Ctx, task: &str) -> Result<Logs> {
     }
     let Some(transcript) = ctx.store.transcript(&loaded)? else {
         if let Some(e) = unreachable {
-            return Err(e.context(format!(
+            return Err(LogsError::Other(e.context(format!(
                 "cannot show the output of task '{name}': it is read from its container until the task ends, and the engine cannot be reached"
-            )));
+            ))));
         }
         return Err(LogsError::NoOutput {
             task: name,
             hint: "output is kept with a task once it finishes; this one ended without any".into(),
-        }
-        .into());
+        });
     };
     Ok(Logs {
         task: name,

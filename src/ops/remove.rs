@@ -31,6 +31,9 @@ pub enum RemoveError {
         detail: String,
         hint: String,
     },
+    /// A failure below the operation (the task's lock, the refs, the engine), as it came.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
 impl RemoveError {
@@ -40,13 +43,32 @@ impl RemoveError {
             RemoveError::PurgedMeanwhile { hint, .. } | RemoveError::CannotSync { hint, .. } => {
                 hint
             }
+            RemoveError::Other(_) => "",
+        }
+    }
+}
+
+impl super::OpError for RemoveError {
+    fn hint(&self) -> Option<String> {
+        Some(self.hint().to_string()).filter(|h| !h.is_empty())
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            RemoveError::Other(e) => Ok(e),
+            other => Err(other),
         }
     }
 }
 
 /// Remove task `task`'s container (any unique prefix of its name); its workspace volume,
 /// network and refs stay. Returns the task's name.
-pub async fn rm<R: Runtime>(rt: &R, ctx: &Ctx, task: &str, events: &dyn Events) -> Result<String> {
+pub async fn rm<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    task: &str,
+    events: &dyn Events,
+) -> Result<String, RemoveError> {
     let name = ctx.store.resolve(task)?.record.name;
     let lock = lock_task(ctx, &name, "rm", events).await?;
     crate::sandbox::sync::clear_leftovers(rt, &ctx.git, &ctx.repo, &name, &lock).await?;
@@ -188,7 +210,7 @@ pub async fn purge<R: Runtime>(
     refs: bool,
     force: bool,
     events: &dyn Events,
-) -> Result<()> {
+) -> Result<(), RemoveError> {
     let found = ctx.store.resolve(query).map(|l| l.record.name);
     let (name, lock) = match found {
         Ok(name) => {
@@ -202,11 +224,11 @@ pub async fn purge<R: Runtime>(
                     .containers_with(&[(LABEL_REPO, &ctx.repo.id), (LABEL_TASK, n.as_str())])
                     .await?;
                 if leftovers.is_empty() {
-                    return Err(e);
+                    return Err(e.into());
                 }
                 (n.to_string(), None)
             }
-            Err(_) => return Err(e),
+            Err(_) => return Err(e.into()),
         },
     };
     let loaded = match &lock {
@@ -220,8 +242,7 @@ pub async fn purge<R: Runtime>(
                 return Err(RemoveError::PurgedMeanwhile {
                     task: name,
                     hint: "see what is left with `git agent list`".into(),
-                }
-                .into());
+                });
             }
         },
         None => None,

@@ -73,6 +73,9 @@ pub enum RestartError {
         detail: String,
         hint: String,
     },
+    /// A failure below the operation (the task's lock, the refs, the engine), as it came.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
 impl RestartError {
@@ -87,6 +90,20 @@ impl RestartError {
             | RestartError::SyncBeforeReseed { hint, .. }
             | RestartError::WorkspaceUnusable { hint, .. }
             | RestartError::Reseed { hint, .. } => hint,
+            RestartError::Other(_) => "",
+        }
+    }
+}
+
+impl super::OpError for RestartError {
+    fn hint(&self) -> Option<String> {
+        Some(self.hint().to_string()).filter(|h| !h.is_empty())
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            RestartError::Other(e) => Ok(e),
+            other => Err(other),
         }
     }
 }
@@ -97,7 +114,7 @@ pub async fn run<R: Runtime>(
     ctx: &Ctx,
     args: &RestartRequest,
     events: &dyn Events,
-) -> Result<Restarted> {
+) -> Result<Restarted, RestartError> {
     let name = ctx.store.resolve(&args.task)?.record.name;
     let lock = super::lock_task(ctx, &name, "restart", events).await?;
     let loaded = super::reload(ctx, &name)?;
@@ -120,8 +137,7 @@ pub async fn run<R: Runtime>(
     if command.is_empty() {
         return Err(RestartError::NoResumeCommand {
             agent: agent.name.clone(),
-        }
-        .into());
+        });
     }
     let names = ctx.repo.object_names(&name);
     if loaded.record.sandbox.volume.is_none() {
@@ -130,8 +146,7 @@ pub async fn run<R: Runtime>(
                 "its synced work is in its refs: start a new task from it with `git agent spawn --base refs/agent/{name}/head -m \"...\"`"
             ),
             task: name,
-        }
-        .into());
+        });
     }
     if Lease::held(&ctx.git, &name)? {
         return Err(RestartError::StillSpawning {
@@ -139,8 +154,7 @@ pub async fn run<R: Runtime>(
                 "wait for the spawn to finish, then check it with `git agent status {name}`"
             ),
             task: name,
-        }
-        .into());
+        });
     }
     let plan = image::plan(&ImageRequest {
         root: &ctx.git.dir,
@@ -188,8 +202,7 @@ pub async fn run<R: Runtime>(
                             "`git agent restart {name}` restarts it on the workspace it has"
                         ),
                         task: name,
-                    }
-                    .into());
+                    });
                 }
                 if workspace == Workspace::Ready {
                     events.emit(Event::step(
@@ -209,8 +222,7 @@ pub async fn run<R: Runtime>(
                 Seed::of(&loaded).describe()
             ),
             task: name,
-        }
-        .into());
+        });
     }
     for problem in found.problems(loaded.record.status) {
         if problem != "workspace volume missing" {
