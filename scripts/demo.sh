@@ -10,7 +10,8 @@ if [ -z "$image" ]; then
   fi
 fi
 repo="$(mktemp -d /tmp/git-agent-demo.XXXXXX)"
-trap 'cd /; git -C "$repo" agent purge --refs --all >/dev/null 2>&1 || true; rm -rf "$repo"' EXIT
+# Bulk purge asks on a terminal and needs --yes elsewhere; a failure is said, not hidden.
+trap 'cd /; git -C "$repo" agent purge --refs --all --yes >/dev/null || echo "demo: the demo task could not be removed" >&2; rm -rf "$repo"' EXIT
 cd "$repo"
 git init -q -b main
 git config user.name "${GIT_AUTHOR_NAME:-git-agent demo}"
