@@ -151,6 +151,24 @@ impl TestEnv {
         cmd
     }
 
+    /// Spawn an exec task that commits `file` and exits, wait for it, and sync it.
+    pub fn finished_task(&self, name: &str, file: &str) {
+        self.agent(&[
+            "spawn",
+            "--name",
+            name,
+            "--wait",
+            "-m",
+            "x",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo {name} > {file} && git add {file} && git commit -qm 'add {file}'"),
+        ])
+        .ok();
+        self.agent(&["sync", name]).ok();
+    }
+
     /// `git <args>` in the repository.
     pub fn git(&self, args: &[&str]) -> Run {
         Run::from(

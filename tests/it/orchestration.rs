@@ -79,24 +79,6 @@ echo finished-work"#;
             .collect()
     }
 
-    /// Spawn an exec task that commits `file` and exits, wait for it, sync it.
-    fn finished_task(env: &TestEnv, name: &str, file: &str) {
-        env.agent(&[
-            "spawn",
-            "--name",
-            name,
-            "--wait",
-            "-m",
-            "x",
-            "--",
-            "sh",
-            "-c",
-            &format!("echo {name} > {file} && git add {file} && git commit -qm 'add {file}'"),
-        ])
-        .ok();
-        env.agent(&["sync", name]).ok();
-    }
-
     /// The local runtime is what runs: no engine is reachable, and the task still works.
     #[test]
     fn the_core_loop_runs_on_the_local_runtime() {
@@ -395,7 +377,7 @@ echo finished-work"#;
             .enumerate()
         {
             let name = format!("p{i}");
-            finished_task(&env, &name, "f.txt");
+            env.finished_task(&name, "f.txt");
             let user = env.user_snapshot();
             env.agent_crash_at(point, &["purge", "--refs", &name]);
             assert_eq!(env.user_snapshot(), user, "{point}");

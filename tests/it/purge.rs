@@ -5,24 +5,6 @@
 use crate::common::TestEnv;
 use crate::require_docker;
 
-/// Spawn an exec task that commits `file` and exits, and wait for it.
-fn finished_task(env: &TestEnv, name: &str, file: &str) {
-    env.agent(&[
-        "spawn",
-        "--name",
-        name,
-        "--wait",
-        "-m",
-        "x",
-        "--",
-        "sh",
-        "-c",
-        &format!("echo {name} > {file} && git add {file} && git commit -qm 'add {file}'"),
-    ])
-    .ok();
-    env.agent(&["sync", name]).ok();
-}
-
 fn all_refs(env: &TestEnv) -> String {
     env.git(&["for-each-ref", "--format=%(refname) %(objectname)"])
         .stdout
@@ -32,8 +14,8 @@ fn all_refs(env: &TestEnv) -> String {
 fn bulk_purge_asks_lists_unpromoted_work_and_can_be_undone() {
     require_docker!();
     let env = TestEnv::new();
-    finished_task(&env, "kept", "a.txt");
-    finished_task(&env, "done", "b.txt");
+    env.finished_task("kept", "a.txt");
+    env.finished_task("done", "b.txt");
     env.agent(&["commit", "done"]).ok();
     let before_refs = all_refs(&env);
     let before_objects = env.runtime_objects();
@@ -166,7 +148,7 @@ fn a_killed_purge_completes_when_run_again() {
         .enumerate()
     {
         let name = format!("p{i}");
-        finished_task(&env, &name, "f.txt");
+        env.finished_task(&name, "f.txt");
         let user = env.user_snapshot();
         env.agent_crash_at(point, &["purge", "--refs", &name]);
         assert_eq!(env.user_snapshot(), user, "{point}");
