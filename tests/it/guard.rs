@@ -354,7 +354,8 @@ fn installing_the_claude_hook_keeps_other_settings_and_is_idempotent() {
 fn spawn_git_readonly_refuses_commits_in_the_sandbox() {
     require_docker!();
     let env = TestEnv::new();
-    let script = "git status --short && git log --format=%s && echo status-ok; \
+    // One stream: the engine keeps no order between a container's stdout and stderr.
+    let script = "exec 2>&1; git status --short && git log --format=%s && echo status-ok; \
         git commit --allow-empty -m x; echo commit-rc=$?; \
         bash -lc 'git stash' 2>&1 || sh -lc 'git stash'; echo stash-rc=$?; \
         echo change >> README.md";
