@@ -220,6 +220,11 @@ fn parse_state(state: Option<ContainerStateStatusEnum>, exit: Option<i64>) -> Co
 }
 
 impl Runtime for DockerRuntime {
+    /// The engine enforces every field of a spec's hardening (see `tests/it/conformance.rs`).
+    fn isolation(&self) -> super::Isolation {
+        super::Isolation::Confines
+    }
+
     async fn ping(&self) -> Result<String> {
         self.docker.ping().await.map_err(unreachable)?;
         let v = self.docker.version().await.map_err(engine)?;

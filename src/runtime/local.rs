@@ -21,8 +21,17 @@
 //! disk warden run no process here: the gateway's helper commands (`ready`, `policy`,
 //! `reload`) are answered from its uploaded files, and a warden only follows its task's state.
 //!
-//! It must never pretend to isolate: everything runs as the invoking user on the host, with
-//! the host's network and file system. It must not be reachable from a default build.
+//! What it honours of a spec, as every backend must (see `tests/it/conformance.rs`): the
+//! command, environment and working directory, labels, volumes, and read-only mounts (a
+//! process sees them through a read-only bind mount in a mount namespace of its own). The
+//! spec's user too: a process runs as that user when the runtime runs as root, and a spec
+//! whose user the runtime cannot be (it runs as another, unprivileged user) is refused, as is a
+//! read-only mount it cannot make, rather than run as someone else or writable.
+//!
+//! It must never pretend to isolate ([`Isolation::HostProcesses`]): everything else of a
+//! [`super::Hardening`] (capabilities, no new privileges, read-only root, limits) is not
+//! enforced, processes see the host's network and file system. It must not be reachable from a
+//! default build.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -38,8 +47,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{
     CommitSpec, ContainerState, EngineError, EngineErrorKind, ExecOutcome, GatewaySpec,
-    ImageConfig, Inventory, LABEL_TASK, Listed, ObjectKind, OutputTooLarge, Owned, Runtime,
-    SandboxSpec, StepSpec, Terminal, Upload, WardenSpec,
+    ImageConfig, Inventory, Isolation, LABEL_TASK, Listed, ObjectKind, OutputTooLarge, Owned,
+    Runtime, SandboxSpec, StepSpec, Terminal, Upload, UserId, WardenSpec,
 };
 use crate::error::Hint;
 
@@ -94,6 +103,18 @@ pub enum LocalError {
     },
     #[error("the local runtime has no terminals: {0} needs a container engine")]
     NoTerminal(&'static str),
+    #[error(
+        "the local runtime cannot run container {name} as user {wanted}: it runs as {running}, which can be no other user"
+    )]
+    CannotBeUser {
+        name: String,
+        wanted: UserId,
+        running: UserId,
+    },
+    #[error(
+        "the local runtime cannot mount volume {volume} read-only in container {name}: that needs root"
+    )]
+    CannotMountReadOnly { name: String, volume: String },
 }
 
 impl LocalError {
@@ -103,6 +124,9 @@ impl LocalError {
                 Some("set GIT_AGENT_LOCAL_RUNTIME_DIR, or unset GIT_AGENT_RUNTIME to use Docker")
             }
             LocalError::NoTerminal(_) => Some("unset GIT_AGENT_RUNTIME to use Docker"),
+            LocalError::CannotBeUser { .. } | LocalError::CannotMountReadOnly { .. } => Some(
+                "run the tests as root (the local runtime then runs each process as its spec's user), or unset GIT_AGENT_RUNTIME to use Docker",
+            ),
             _ => None,
         }
     }
@@ -201,6 +225,19 @@ struct ContainerRecord {
     mounts: Vec<(String, PathBuf)>,
     volumes: Vec<String>,
     networks: Vec<String>,
+    /// Where processes start (a container path).
+    #[serde(default = "workspace")]
+    working_dir: String,
+    /// The user processes switch to; `None`: the runtime's own (the spec's user is it).
+    #[serde(default)]
+    run_as: Option<(u32, u32)>,
+    /// Host directories processes see read-only.
+    #[serde(default)]
+    read_only: Vec<PathBuf>,
+}
+
+fn workspace() -> String {
+    WORKSPACE.to_string()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -427,6 +464,9 @@ impl LocalRuntime {
             mounts: vec![],
             volumes: vec![],
             networks,
+            working_dir: "/".into(),
+            run_as: None,
+            read_only: vec![],
         })
     }
 
@@ -635,12 +675,18 @@ impl LocalRuntime {
         let Some((program, args)) = argv.split_first() else {
             bail!("an exec needs a command");
         };
+        let cwd = Self::host_path(dir, rec, &rec.working_dir);
+        let confine = confinement(rec, &cwd)?;
         let mut command = tokio::process::Command::new(program);
+        // SAFETY: the closure makes system calls only (see `confinement`).
+        unsafe {
+            command.pre_exec(confine);
+        }
         command
             .args(args)
             .env_clear()
             .envs(Self::process_env(dir, rec, env))
-            .current_dir(Self::host_path(dir, rec, WORKSPACE))
+            .current_dir(&cwd)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -722,6 +768,10 @@ impl LocalRuntime {
 }
 
 impl Runtime for LocalRuntime {
+    fn isolation(&self) -> Isolation {
+        Isolation::HostProcesses
+    }
+
     async fn ping(&self) -> Result<String> {
         Ok(format!(
             "local runtime in {} (host processes, no isolation)",
@@ -883,6 +933,12 @@ impl Runtime for LocalRuntime {
             write_file(&path, &f.data)?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode))
                 .map_err(io("upload files", &path))?;
+            // Owned as asked where the runtime may give files away (as root); otherwise
+            // every file is the one user's there is.
+            if invoker().uid == 0 {
+                let owner = u32::try_from(f.owner).context("an upload's owner")?;
+                chown(&path, (owner, owner))?;
+            }
         }
         Ok(())
     }
@@ -926,15 +982,47 @@ impl Runtime for LocalRuntime {
         }
         let dir = self.container_dir(&spec.name);
         let home = format!("/home/{}", crate::image::TASK_USER);
+        // Processes run as the spec's user, or the spec is refused: never as another.
+        let running = invoker();
+        let wanted = spec.hardening.user;
+        let run_as = if wanted == running {
+            None
+        } else if running.uid == 0 {
+            Some((wanted.uid, wanted.gid))
+        } else {
+            return Err(LocalError::CannotBeUser {
+                name: spec.name.clone(),
+                wanted,
+                running,
+            }
+            .into_error());
+        };
+        if let Some(m) = spec.mounts.iter().find(|m| m.read_only)
+            && running.uid != 0
+        {
+            return Err(LocalError::CannotMountReadOnly {
+                name: spec.name.clone(),
+                volume: m.volume.clone(),
+            }
+            .into_error());
+        }
         let mut mounts: Vec<(String, PathBuf)> = Vec::new();
         let mut volumes = Vec::new();
+        let mut read_only = Vec::new();
         // A volume a container names comes into being with it, as with an engine.
         for m in &spec.mounts {
             volumes.push(m.volume.clone());
-            mounts.push((
-                m.target.clone(),
-                self.ensure_volume(&m.volume, &HashMap::new())?,
-            ));
+            let data = self.ensure_volume(&m.volume, &HashMap::new())?;
+            if m.read_only {
+                read_only.push(data.clone());
+            } else if let Some(owner) = run_as
+                && is_empty_dir(&data)
+            {
+                // A fresh volume takes the owner of the place it is mounted on, as an
+                // engine copies it from the image: here, the container's user.
+                chown(&data, owner)?;
+            }
+            mounts.push((m.target.clone(), data));
         }
         // The task user's home and the helper's state live in the container when no
         // volume holds them.
@@ -961,6 +1049,12 @@ impl Runtime for LocalRuntime {
             mounts,
             volumes,
             networks: spec.network.iter().cloned().collect(),
+            working_dir: match spec.working_dir.as_str() {
+                "" => "/".into(),
+                w => w.into(),
+            },
+            run_as,
+            read_only,
         };
         // What the image has in those places, as an engine copies it into a fresh volume:
         // the task user's git identity and the helper's `go` fifo. (The container's own
@@ -973,8 +1067,8 @@ impl Runtime for LocalRuntime {
                     Err(_) => host,
                 }
             };
-            let (home, state) = (place(&home), place(STATE));
-            for d in [&home, &state] {
+            let (home, state, work) = (place(&home), place(STATE), place(&rec.working_dir));
+            for d in [&home, &state, &work] {
                 std::fs::create_dir_all(d).map_err(io("create a container", d))?;
             }
             let gitconfig = context.join("gitconfig");
@@ -989,6 +1083,23 @@ impl Runtime for LocalRuntime {
                     .map_err(io("create the helper's fifo", &state))?;
                 if !made.success() {
                     bail!("mkfifo {} failed", state.join("go").display());
+                }
+            }
+            // The container's own places are its user's, as is what was seeded.
+            if let Some(owner) = rec.run_as {
+                for p in [
+                    tmp.to_path_buf(),
+                    tmp.join("fs"),
+                    tmp.join("tmp"),
+                    home.clone(),
+                    home.join(".gitconfig"),
+                    state.clone(),
+                    state.join("go"),
+                    work,
+                ] {
+                    if std::fs::symlink_metadata(&p).is_ok() {
+                        chown(&p, owner)?;
+                    }
                 }
             }
             Ok(())
@@ -1011,7 +1122,9 @@ impl Runtime for LocalRuntime {
             return write_file(&dir.join("running"), b"");
         }
         let argv: Vec<String> = rec.cmd.iter().map(|w| map_paths(&rec.mounts, w)).collect();
-        let child = std::process::Command::new("/bin/sh")
+        let cwd = Self::host_path(&dir, &rec, &rec.working_dir);
+        let mut command = std::process::Command::new("/bin/sh");
+        command
             .arg("-c")
             .arg(WRAPPER)
             .arg("git-agent-local")
@@ -1019,13 +1132,17 @@ impl Runtime for LocalRuntime {
             .args(&argv)
             .env_clear()
             .envs(Self::process_env(&dir, &rec, &[]))
-            .current_dir(Self::host_path(&dir, &rec, WORKSPACE))
+            .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(io("start a container", &dir))?;
+            .process_group(0);
+        let confine = confinement(&rec, &cwd)?;
+        // SAFETY: the closure makes system calls only (see `confinement`).
+        unsafe {
+            command.pre_exec(confine);
+        }
+        let child = command.spawn().map_err(io("start a container", &dir))?;
         let pid = child.id();
         let start = start_time(pid).unwrap_or(0);
         write_file(&dir.join("pid"), format!("{pid} {start}\n").as_bytes())?;
@@ -1314,6 +1431,94 @@ impl Runtime for LocalRuntime {
             })
             .collect())
     }
+}
+
+/// The user this process runs as.
+fn invoker() -> UserId {
+    // SAFETY: geteuid and getegid cannot fail.
+    unsafe {
+        UserId {
+            uid: libc::geteuid(),
+            gid: libc::getegid(),
+        }
+    }
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
+}
+
+fn chown(path: &Path, (uid, gid): (u32, u32)) -> Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io("give a file away", path))
+}
+
+/// What a process of container `rec` does between fork and exec: see its read-only mounts
+/// read-only (bind mounts, remounted read-only, in a mount namespace of its own whose mounts
+/// do not propagate to the host), start in `cwd` again (under those mounts), and become the
+/// container's user. System calls only: it runs in the forked child.
+fn confinement(
+    rec: &ContainerRecord,
+    cwd: &Path,
+) -> Result<impl FnMut() -> std::io::Result<()> + Send + Sync + 'static> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt as _;
+    let c_path = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .with_context(|| format!("a path with a NUL byte: {}", p.display()))
+    };
+    let read_only = rec
+        .read_only
+        .iter()
+        .map(|p| c_path(p))
+        .collect::<Result<Vec<_>>>()?;
+    let cwd = c_path(cwd)?;
+    let run_as = rec.run_as;
+    Ok(move || {
+        let check = |r: libc::c_int| {
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
+        let none = std::ptr::null::<libc::c_char>();
+        // SAFETY: plain system calls with valid NUL-terminated paths.
+        unsafe {
+            if !read_only.is_empty() {
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                check(libc::mount(
+                    none,
+                    c"/".as_ptr(),
+                    none,
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ))?;
+                for p in &read_only {
+                    check(libc::mount(
+                        p.as_ptr(),
+                        p.as_ptr(),
+                        none,
+                        libc::MS_BIND | libc::MS_REC,
+                        std::ptr::null(),
+                    ))?;
+                    check(libc::mount(
+                        none,
+                        p.as_ptr(),
+                        none,
+                        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                        std::ptr::null(),
+                    ))?;
+                }
+                check(libc::chdir(cwd.as_ptr()))?;
+            }
+            if let Some((uid, gid)) = run_as {
+                check(libc::setgroups(0, std::ptr::null()))?;
+                check(libc::setgid(gid))?;
+                check(libc::setuid(uid))?;
+            }
+        }
+        Ok(())
+    })
 }
 
 fn has_labels(have: &HashMap<String, String>, want: &[(&str, &str)]) -> bool {

@@ -8,8 +8,9 @@
 //! enforce, as data), and typed engine failures ([`EngineError`]). Must not: decide policy
 //! (which user, capabilities or limits a container gets is the caller's, in `sandbox` and
 //! `image`), touch the terminal (interactive sessions get a [`Terminal`] from `cli`), print,
-//! or make callers read engine message text. Every backend must pass the checks in
-//! `tests/it/conformance.rs` (`contract`; `isolation` too for a backend that confines).
+//! or make callers read engine message text. Every backend says what it confines
+//! ([`Runtime::isolation`]) and must pass the checks in `tests/it/conformance.rs`: the
+//! `contract` always, the `isolation` half when it claims [`Isolation::Confines`].
 
 pub mod docker;
 #[cfg(feature = "local-runtime")]
@@ -312,9 +313,27 @@ pub struct Terminal {
     pub size: tokio::sync::watch::Receiver<Option<(u16, u16)>>,
 }
 
+/// What a backend enforces of a spec's [`Hardening`] and of its networks, as it declares it
+/// ([`Runtime::isolation`]). The conformance suite checks a backend against its claim: the
+/// `isolation` half runs for every backend that claims to confine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Every field of a spec's [`Hardening`] is enforced (user, capabilities, no new
+    /// privileges, read-only root, tmpfs, limits, init), and networks are isolated (an
+    /// internal network has no route out, a container without one reaches nothing). The
+    /// only kind of backend that may run agents.
+    Confines,
+    /// Nothing is confined beyond what every backend must do anyway (a spec's user, refused
+    /// when the backend cannot be it, and read-only mounts): processes run on the host with
+    /// its network, capabilities and limits. For tests only; never selected by a shipped build.
+    HostProcesses,
+}
+
 /// Operations git-agent needs from a container engine.
 #[allow(async_fn_in_trait)]
 pub trait Runtime {
+    /// What this backend confines (see [`Isolation`]).
+    fn isolation(&self) -> Isolation;
     /// Check the engine answers; the error carries a hint on how to start one.
     async fn ping(&self) -> Result<String>;
     /// The id of an image, if present locally.

@@ -97,6 +97,10 @@ macro_rules! each {
 }
 
 impl Runtime for Engine {
+    fn isolation(&self) -> super::Isolation {
+        each!(self, rt => rt.isolation())
+    }
+
     async fn ping(&self) -> Result<String> {
         each!(self, rt => rt.ping().await)
     }

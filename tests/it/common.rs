@@ -90,6 +90,8 @@ pub struct TestEnv {
     /// The local runtime's directory, when commands run on it instead of Docker (see
     /// [`TestEnv::local`]).
     pub local_runtime: Option<PathBuf>,
+    /// The directory holding it (outside `home`, see [`TestEnv::local`]).
+    _local_dir: Option<tempfile::TempDir>,
 }
 
 impl TestEnv {
@@ -116,6 +118,7 @@ impl TestEnv {
             repo,
             bin_dir,
             local_runtime: None,
+            _local_dir: None,
         };
         env.git(&["init", "-q"]).ok();
         std::fs::write(env.repo.join("README.md"), "# demo\n").unwrap();
@@ -377,7 +380,9 @@ impl TestEnv {
     /// against directories under the temp home, no engine; see `git_agent::runtime::local`).
     pub fn local() -> TestEnv {
         let mut env = TestEnv::new();
-        env.local_runtime = Some(env.home.path().join("local-runtime"));
+        let dir = traversable_tempdir();
+        env.local_runtime = Some(dir.path().join("local-runtime"));
+        env._local_dir = Some(dir);
         env
     }
 
@@ -411,6 +416,19 @@ impl TestEnv {
             list(ObjectKind::Network),
         )
     }
+}
+
+/// A temporary directory every user may pass through (mode 0711): a local runtime in it can
+/// run its processes as the task user, who cannot enter the test's home (0700).
+#[cfg(feature = "local-runtime")]
+pub fn traversable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("git-agent-local-")
+        .tempdir()
+        .expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dir
 }
 
 impl Drop for TestEnv {
