@@ -1,17 +1,28 @@
-//! The contract of [`Runtime`]: generic checks that every backend must pass, run here on the
-//! Docker backend.
+//! The contract of [`Runtime`]: one suite every backend passes, each check a function over
+//! any `R: Runtime`, instantiated at the end of this file for Docker and for the engine-less
+//! local runtime.
 //!
-//! Two parts, each one call over any `R: Runtime`:
+//! Two halves:
 //! - [`contract`]: what every backend does, confined or not: create, start, state, exec with
-//!   stdin and stdout streamed and exit codes, wait, stop, removal that is idempotent on
-//!   missing objects, labels found again by `labels_of`, `list_objects`, `inventory` and
+//!   stdin, stdout and stderr streamed and exit codes, the environment, working directory and
+//!   user of a spec (a backend that cannot be the user refuses the spec: it never runs as
+//!   another), wait, stop and kill, removal that is idempotent on missing objects, names that
+//!   conflict, labels found again by `labels_of`, `list_objects`, `inventory` and
 //!   `containers_with` (by label and by name prefix), volumes that keep data across
-//!   containers, internal networks without a route out, and interactive sessions (typed
-//!   input, output, the terminal's size and its changes). Each check is also its own
-//!   function, for a backend that has no networks.
-//! - [`isolation`]: what a backend that confines must enforce from a
+//!   containers, read-only mounts (a write fails, even as root), networks (create, exists,
+//!   in use, remove), uploads and the container's output read back. Interactive sessions
+//!   ([`interactive`]) where the backend has terminals; [`no_terminals`] where it says it has
+//!   none.
+//! - [`isolation`]: what a backend that claims [`Isolation::Confines`] must enforce from a
 //!   [`Hardening`]: the numeric user, exactly the kept capabilities, no new privileges, a
-//!   read-only root writable only where asked, the process, memory and CPU limits, an init.
+//!   read-only root writable only where asked, the process, memory and CPU limits, an init,
+//!   and networks without a way out. [`isolation_as_claimed`] runs it for every backend that
+//!   claims it.
+//!
+//! Paths: the local runtime maps a container path onto a host directory in an argument word
+//! that names it and in an environment value, not inside a shell script; so the checks name
+//! container paths that way (`["cat", "/data/file"]`, `"$DATA"`), and both backends see the
+//! same thing.
 //!
 //! The checks return errors instead of panicking, so [`cleanup`] always runs; everything they
 //! create carries [`LABEL`] and a name starting with the fixture's prefix.
@@ -22,8 +33,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Context, Result, bail, ensure};
 use git_agent::runtime::docker::DockerRuntime;
 use git_agent::runtime::{
-    ContainerState, Hardening, ObjectKind, OutputTooLarge, ResourceLimits, Runtime, SandboxSpec,
-    Terminal, Tmpfs, UserId, VolumeMount,
+    ContainerState, EngineErrorKind, Hardening, Isolation, ObjectKind, OutputTooLarge,
+    ResourceLimits, Runtime, SandboxSpec, Terminal, Tmpfs, Upload, UserId, VolumeMount,
+    engine_kind,
 };
 
 use crate::common::base_image;
@@ -34,14 +46,17 @@ pub const LABEL: &str = "git-agent.conformance";
 
 /// What the checks need from the test's environment.
 pub struct Fixture {
-    /// An image with `sh`, `bash`, coreutils (`timeout` among them), `grep` and `awk`.
+    /// An image with `sh`, `bash`, coreutils (`timeout` among them), `grep` and `awk` (for
+    /// the local runtime: any image; its processes are the host's).
     pub image: String,
     /// Every object's name starts with it; unique per fixture.
     pub prefix: String,
+    /// The user the fixture's containers run as: one the backend can be.
+    pub user: UserId,
 }
 
 impl Fixture {
-    pub fn new(image: impl Into<String>) -> Fixture {
+    pub fn new(image: impl Into<String>, user: UserId) -> Fixture {
         static N: AtomicUsize = AtomicUsize::new(0);
         Fixture {
             image: image.into(),
@@ -50,6 +65,7 @@ impl Fixture {
                 std::process::id(),
                 N.fetch_add(1, Ordering::SeqCst)
             ),
+            user,
         }
     }
 
@@ -65,8 +81,8 @@ impl Fixture {
         (LABEL, &self.prefix)
     }
 
-    /// A container running `cmd` as `user` with no capabilities and modest limits, the
-    /// volume `volume` (if any) at `/data`.
+    /// A container running `cmd` as the fixture's user with no capabilities and modest
+    /// limits, the volume `volume` (if any) at `/data` (named by `$DATA`).
     pub fn spec(
         &self,
         what: &str,
@@ -78,7 +94,7 @@ impl Fixture {
             name: self.name(what),
             image: self.image.clone(),
             cmd: cmd.iter().map(|c| c.to_string()).collect(),
-            env: vec!["CONFORMANCE=1".into()],
+            env: vec!["CONFORMANCE=1".into(), "DATA=/data".into()],
             labels: self.labels(),
             mounts: volume
                 .map(|v| vec![VolumeMount::new(v, "/data")])
@@ -87,7 +103,7 @@ impl Fixture {
             network: network.map(str::to_string),
             tty: false,
             hardening: Hardening {
-                user: UserId::ROOT,
+                user: self.user,
                 keep_caps: vec![],
                 no_new_privileges: true,
                 read_only_root: false,
@@ -106,16 +122,26 @@ impl Fixture {
 
 const SLEEP: &[&str] = &["sleep", "infinity"];
 
-/// Run `script` with `sh -c` in container `id`; (exit code, stdout, stderr).
-async fn sh<R: Runtime>(rt: &R, id: &str, script: &str) -> Result<(i64, String, String)> {
+fn words(cmd: &[&str]) -> Vec<String> {
+    cmd.iter().map(|c| c.to_string()).collect()
+}
+
+/// Run `cmd` in container `id`; (exit code, stdout, stderr).
+async fn run_in<R: Runtime>(rt: &R, id: &str, cmd: &[&str]) -> Result<(i64, String, String)> {
     let mut out = Vec::new();
-    let cmd = ["sh".to_string(), "-c".into(), script.into()];
-    let o = rt.exec(id, &cmd, None::<&[u8]>, &mut out, 1 << 20).await?;
+    let o = rt
+        .exec(id, &words(cmd), None::<&[u8]>, &mut out, 1 << 20)
+        .await?;
     Ok((
         o.exit_code,
         String::from_utf8_lossy(&out).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     ))
+}
+
+/// Run `script` with `sh -c` in container `id`; (exit code, stdout, stderr).
+async fn sh<R: Runtime>(rt: &R, id: &str, script: &str) -> Result<(i64, String, String)> {
+    run_in(rt, id, &["sh", "-c", script]).await
 }
 
 /// Create and start a container.
@@ -125,23 +151,35 @@ async fn run<R: Runtime>(rt: &R, spec: &SandboxSpec) -> Result<String> {
     Ok(id)
 }
 
-/// Every check of the contract.
+/// Every check of the contract but interactive sessions.
 pub async fn contract<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     lifecycle(rt, fx).await.context("lifecycle")?;
+    killed(rt, fx).await.context("killed")?;
     exec_streams(rt, fx).await.context("exec streams")?;
+    place_env_and_user(rt, fx)
+        .await
+        .context("working directory, environment and user")?;
     missing_objects(rt, fx).await.context("missing objects")?;
+    conflicts(rt, fx).await.context("conflicts")?;
     labels_and_listings(rt, fx)
         .await
         .context("labels and listings")?;
     volumes_keep_data(rt, fx).await.context("volumes")?;
-    internal_networks(rt, fx).await.context("networks")?;
-    interactive(rt, fx).await.context("interactive sessions")?;
+    read_only_mounts(rt, fx).await.context("read-only mounts")?;
+    uploads_and_output(rt, fx)
+        .await
+        .context("uploads and output")?;
     Ok(())
 }
 
 /// Created, running, stopped, waited for, removed: each state as the engine reports it, and
 /// the main process's exit code.
 pub async fn lifecycle<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
+    ensure!(
+        rt.image_id(&fx.image).await?.is_some(),
+        "the image is there"
+    );
+    ensure!(rt.image_id("ga-conf-no-such-image:1").await?.is_none());
     let spec = fx.spec("life", SLEEP, None, None);
     let id = rt.create_container(&spec).await?;
     ensure!(rt.state(&id).await? == ContainerState::Created);
@@ -151,11 +189,11 @@ pub async fn lifecycle<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     );
     rt.start(&id).await?;
     ensure!(rt.state(&id).await? == ContainerState::Running);
-    let (code, out, _) = sh(rt, &id, "echo $CONFORMANCE; id -u; pwd").await?;
+    let (code, out, _) = sh(rt, &id, "echo $CONFORMANCE; id -u").await?;
     ensure!(code == 0);
     ensure!(
-        out == "1\n0\n/\n",
-        "env, user and working directory: {out:?}"
+        out == format!("1\n{}\n", fx.user.uid),
+        "env and user: {out:?}"
     );
     rt.stop(&id, 1).await?;
     ensure!(
@@ -178,8 +216,40 @@ pub async fn lifecycle<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     Ok(())
 }
 
+/// A main process killed by a signal exits 137; a stop of one that ignores TERM kills it
+/// once the timeout has passed.
+pub async fn killed<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
+    let id = run(
+        rt,
+        &fx.spec("kill9", &["sh", "-c", "kill -KILL $$"], None, None),
+    )
+    .await?;
+    ensure!(rt.wait(&id).await? == 137, "killed: 128 + 9");
+    ensure!(rt.state(&id).await? == ContainerState::Exited(137));
+    rt.remove_container(&id).await?;
+
+    let stubborn = ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"];
+    let id = run(rt, &fx.spec("stubborn", &stubborn, None, None)).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    rt.stop(&id, 1).await?;
+    ensure!(
+        rt.state(&id).await? == ContainerState::Exited(137),
+        "{:?}",
+        rt.state(&id).await?
+    );
+    ensure!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    rt.remove_container(&id).await?;
+    Ok(())
+}
+
 /// Exec: stdin copied in and closed (the command sees EOF), stdout streamed out, stderr kept,
-/// the exit code returned, extra environment, output beyond the limit refused.
+/// the exit code returned, extra environment, output beyond the limit refused, a command that
+/// is not there 127.
 pub async fn exec_streams<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     let id = run(rt, &fx.spec("exec", SLEEP, None, None)).await?;
     let cmd = |s: &str| vec!["sh".to_string(), "-c".into(), s.to_string()];
@@ -238,7 +308,74 @@ pub async fn exec_streams<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
         "{err:#}"
     );
     ensure!(out.len() <= 1000);
+
+    let (code, _, _) = run_in(rt, &id, &["/nonexistent/command"]).await?;
+    ensure!(code == 127, "a missing command: {code}");
     rt.remove_container(&id).await?;
+    Ok(())
+}
+
+/// A spec's working directory, environment and user hold for its main process and its
+/// execs. A user the backend cannot be (the local runtime when it is not root) is refused
+/// when the container is created; a container never runs as another user.
+pub async fn place_env_and_user<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
+    let volume = fx.name("pvol");
+    rt.create_volume(&volume, &fx.labels()).await?;
+    let mut spec = fx.spec(
+        "place",
+        &[
+            "sh",
+            "-c",
+            "echo \"$CONFORMANCE $(id -u)\" > main-wrote; sleep infinity",
+        ],
+        Some(&volume),
+        None,
+    );
+    spec.working_dir = "/data".into();
+    let id = run(rt, &spec).await?;
+    sh(rt, &id, "echo \"$CONFORMANCE $(id -u)\" > exec-wrote").await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (code, out, _) =
+            run_in(rt, &id, &["cat", "/data/main-wrote", "/data/exec-wrote"]).await?;
+        let want = format!("1 {0}\n1 {0}\n", fx.user.uid);
+        if code == 0 && out == want {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "relative paths land in the working directory: {out:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    rt.remove_container(&id).await?;
+
+    // Another user: run as that user (both ids), or refused.
+    let other = UserId {
+        uid: 1000,
+        gid: 1001,
+    };
+    let mut spec = fx.spec("user", SLEEP, None, None);
+    spec.hardening.user = other;
+    match rt.create_container(&spec).await {
+        Ok(id) => {
+            rt.start(&id).await?;
+            let (code, out, err) = sh(rt, &id, "id -u; id -g").await?;
+            ensure!(code == 0 && out == "1000\n1001\n", "{out:?} {err}");
+            rt.remove_container(&id).await?;
+        }
+        Err(e) => {
+            ensure!(
+                rt.isolation() == Isolation::HostProcesses && fx.user.uid != 0,
+                "a backend that can be any user refused one: {e:#}"
+            );
+            ensure!(
+                rt.state(&spec.name).await? == ContainerState::Missing,
+                "a refused spec left a container"
+            );
+        }
+    }
+    rt.remove_volume(&volume).await?;
     Ok(())
 }
 
@@ -258,6 +395,50 @@ pub async fn missing_objects<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     ] {
         ensure!(rt.labels_of(kind, &name).await?.is_none(), "{kind:?}");
     }
+    Ok(())
+}
+
+/// A taken container name is a conflict; a network that is not there is not found; a volume
+/// or network a container uses cannot be removed (a conflict), and is there afterwards.
+pub async fn conflicts<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
+    let volume = fx.name("cvol");
+    let network = fx.name("cnet");
+    rt.create_volume(&volume, &fx.labels()).await?;
+    rt.create_network(&network, &fx.labels(), true).await?;
+    let spec = fx.spec("taken", SLEEP, Some(&volume), Some(&network));
+    let id = run(rt, &spec).await?;
+    let e = rt
+        .create_container(&spec)
+        .await
+        .err()
+        .context("a taken name")?;
+    ensure!(engine_kind(&e) == Some(EngineErrorKind::Conflict), "{e:#}");
+    let bad = fx.spec("badnet", SLEEP, None, Some(&fx.name("no-such-net")));
+    let e = rt
+        .create_container(&bad)
+        .await
+        .err()
+        .context("no network")?;
+    ensure!(engine_kind(&e) == Some(EngineErrorKind::NotFound), "{e:#}");
+    let e = rt
+        .remove_volume(&volume)
+        .await
+        .err()
+        .context("volume in use")?;
+    ensure!(engine_kind(&e) == Some(EngineErrorKind::Conflict), "{e:#}");
+    let e = rt
+        .remove_network(&network)
+        .await
+        .err()
+        .context("network in use")?;
+    ensure!(engine_kind(&e) == Some(EngineErrorKind::Conflict), "{e:#}");
+    ensure!(rt.network_exists(&network).await?);
+    ensure!(rt.labels_of(ObjectKind::Volume, &volume).await?.is_some());
+    rt.remove_container(&id).await?;
+    rt.remove_container(&id).await.context("removing twice")?;
+    rt.remove_volume(&volume).await?;
+    rt.remove_network(&network).await?;
+    ensure!(!rt.network_exists(&network).await?);
     Ok(())
 }
 
@@ -335,7 +516,7 @@ pub async fn volumes_keep_data<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     rt.create_volume(&volume, &fx.labels()).await?;
     let write = fx.spec(
         "vwrite",
-        &["sh", "-c", "echo kept > /data/file"],
+        &["sh", "-c", "echo kept > \"$DATA/file\""],
         Some(&volume),
         None,
     );
@@ -343,10 +524,155 @@ pub async fn volumes_keep_data<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     ensure!(rt.wait(&id).await? == 0);
     rt.remove_container(&id).await?;
     let id = run(rt, &fx.spec("vread", SLEEP, Some(&volume), None)).await?;
-    let (code, out, err) = sh(rt, &id, "cat /data/file").await?;
+    let (code, out, err) = run_in(rt, &id, &["cat", "/data/file"]).await?;
     ensure!(code == 0 && out == "kept\n", "{code} {out:?} {err}");
     rt.remove_container(&id).await?;
     rt.remove_volume(&volume).await?;
+    Ok(())
+}
+
+/// A volume mounted read-only cannot be written, by the main process or an exec, as root
+/// too; it can be read, and what it held stays. A backend that cannot make a mount
+/// read-only refuses the spec.
+pub async fn read_only_mounts<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
+    let volume = fx.name("rovol");
+    rt.create_volume(&volume, &fx.labels()).await?;
+    let write = fx.spec(
+        "rowrite",
+        &["sh", "-c", "echo kept > \"$DATA/file\""],
+        Some(&volume),
+        None,
+    );
+    let id = run(rt, &write).await?;
+    ensure!(rt.wait(&id).await? == 0);
+    rt.remove_container(&id).await?;
+
+    let mut spec = fx.spec(
+        "ro",
+        &[
+            "sh",
+            "-c",
+            "echo main >> \"$DATA/file\"; echo $? > /dev/null; sleep infinity",
+        ],
+        Some(&volume),
+        None,
+    );
+    spec.mounts[0].read_only = true;
+    let id = match rt.create_container(&spec).await {
+        Ok(id) => id,
+        Err(e) => {
+            ensure!(
+                rt.isolation() == Isolation::HostProcesses && fx.user.uid != 0,
+                "a backend refused a read-only mount: {e:#}"
+            );
+            rt.remove_volume(&volume).await?;
+            return Ok(());
+        }
+    };
+    rt.start(&id).await?;
+    let (code, _, _) = run_in(rt, &id, &["touch", "/data/new"]).await?;
+    ensure!(code != 0, "an exec created a file in a read-only mount");
+    let (code, _, _) = sh(rt, &id, "echo exec >> \"$DATA/file\"").await?;
+    ensure!(code != 0, "an exec wrote to a read-only mount");
+    let (code, _, _) = sh(rt, &id, "rm -f \"$DATA/file\"").await?;
+    ensure!(code != 0, "an exec removed a file of a read-only mount");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (code, out, err) = run_in(rt, &id, &["cat", "/data/file"]).await?;
+    ensure!(code == 0 && out == "kept\n", "{code} {out:?} {err}");
+    rt.remove_container(&id).await?;
+
+    // Mounted writable again, it is as it was.
+    let id = run(rt, &fx.spec("rocheck", SLEEP, Some(&volume), None)).await?;
+    let (code, out, _) = run_in(rt, &id, &["ls", "-A", "/data"]).await?;
+    ensure!(code == 0 && out == "file\n", "{out:?}");
+    rt.remove_container(&id).await?;
+    rt.remove_volume(&volume).await?;
+    Ok(())
+}
+
+/// Files uploaded into a created container are there once it runs, with their mode and
+/// owner; what the main process prints (stdout and stderr) comes back from `logs` (whole,
+/// followed to the end, or its last lines) and `timestamped_log` (each line stamped).
+pub async fn uploads_and_output<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
+    let volume = fx.name("uvol");
+    rt.create_volume(&volume, &fx.labels()).await?;
+    let spec = fx.spec(
+        "up",
+        &[
+            "sh",
+            "-c",
+            "echo err-line >&2; sleep 0.5; echo out-line; cat \"$DATA/up.txt\"; exit 5",
+        ],
+        Some(&volume),
+        None,
+    );
+    let id = rt.create_container(&spec).await?;
+    let owner = if fx.user.uid == 0 { 1000 } else { fx.user.uid };
+    rt.upload(
+        &id,
+        "/data",
+        &[Upload {
+            name: "up.txt".into(),
+            data: b"uploaded\n".to_vec(),
+            mode: 0o640,
+            owner: owner.into(),
+        }],
+    )
+    .await?;
+    rt.start(&id).await?;
+    ensure!(rt.wait(&id).await? == 5);
+    let mut log = Vec::new();
+    rt.logs(&id, true, None, &mut log).await?;
+    let log = String::from_utf8_lossy(&log).into_owned();
+    let mut lines: Vec<&str> = log.lines().collect();
+    lines.sort();
+    ensure!(lines == ["err-line", "out-line", "uploaded"], "{log:?}");
+    let mut tail = Vec::new();
+    rt.logs(&id, false, Some(1), &mut tail).await?;
+    ensure!(
+        tail == b"uploaded\n",
+        "{:?}",
+        String::from_utf8_lossy(&tail)
+    );
+    let stamped = rt.timestamped_log(&id, 1 << 16).await?;
+    let stamped = String::from_utf8_lossy(&stamped).into_owned();
+    ensure!(stamped.lines().count() == 3, "{stamped:?}");
+    for line in stamped.lines() {
+        let (stamp, _) = line.split_once(' ').context("a stamp")?;
+        ensure!(
+            stamp.len() >= 20 && stamp.as_bytes()[10] == b'T' && stamp.ends_with('Z'),
+            "{line:?}"
+        );
+    }
+    rt.remove_container(&id).await?;
+    let id = run(rt, &fx.spec("upcheck", SLEEP, Some(&volume), None)).await?;
+    let (code, out, err) = run_in(rt, &id, &["stat", "-c", "%a %u", "/data/up.txt"]).await?;
+    ensure!(
+        code == 0 && out == format!("640 {owner}\n"),
+        "{out:?} {err}"
+    );
+    rt.remove_container(&id).await?;
+    rt.remove_volume(&volume).await?;
+    Ok(())
+}
+
+/// A backend without terminals says so: an interactive exec or attach is an error, never a
+/// session that silently reads nothing.
+pub async fn no_terminals<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
+    let id = run(rt, &fx.spec("noterm", SLEEP, None, None)).await?;
+    let (term, _t) = terminal(80, 24);
+    ensure!(
+        rt.exec_interactive(&id, &["sh".to_string()], term)
+            .await
+            .is_err()
+    );
+    let (term, _t) = terminal(80, 24);
+    ensure!(
+        rt.attach_terminal(&id, term, async { Ok(()) })
+            .await
+            .is_err()
+    );
+    rt.remove_container(&id).await?;
     Ok(())
 }
 
@@ -553,14 +879,32 @@ async fn probe<R: Runtime>(rt: &R, id: &str) -> Result<HashMap<String, String>> 
         .collect())
 }
 
+/// The isolation half for every backend that claims to confine (see [`Isolation`]); a
+/// backend that does not claims nothing it does not do.
+pub async fn isolation_as_claimed<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
+    match rt.isolation() {
+        Isolation::Confines => isolation(rt, fx).await,
+        Isolation::HostProcesses => Ok(()),
+    }
+}
+
 /// Every check of confinement.
 pub async fn isolation<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
+    hardening(rt, fx).await.context("hardening")?;
+    internal_networks(rt, fx).await.context("networks")?;
+    Ok(())
+}
+
+/// What a [`Hardening`] asks, enforced. Its containers run as root where the spec says so,
+/// whatever the fixture's user.
+pub async fn hardening<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     let volume = fx.name("ivol");
     rt.create_volume(&volume, &fx.labels()).await?;
 
     // Root keeps exactly the capabilities it was given, effective ones included, and can
     // use them (CHOWN) but not others (DAC_OVERRIDE).
     let mut spec = fx.spec("iroot", SLEEP, Some(&volume), None);
+    spec.hardening.user = UserId::ROOT;
     spec.hardening.keep_caps = vec!["CHOWN".into(), "KILL".into()];
     let root = run(rt, &spec).await?;
     let p = probe(rt, &root).await?;
@@ -656,6 +1000,7 @@ pub async fn isolation<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
 
     // Without init, the command is PID 1.
     let mut spec = fx.spec("inoinit", SLEEP, None, None);
+    spec.hardening.user = UserId::ROOT;
     spec.hardening.init = false;
     let id = run(rt, &spec).await?;
     let (_, out, _) = sh(rt, &id, "cat /proc/1/comm").await?;
@@ -686,20 +1031,32 @@ pub async fn cleanup<R: Runtime>(rt: &R, fx: &Fixture) {
     }
 }
 
-/// Run `check` on the Docker backend with a fresh fixture, then clean up.
-fn on_docker(check: impl AsyncFnOnce(&DockerRuntime, &Fixture) -> Result<()>) {
-    let tokio = tokio::runtime::Builder::new_current_thread()
+/// Run `check` on `rt` with a fresh fixture, then clean up.
+async fn checked<R: Runtime>(
+    rt: &R,
+    fx: Fixture,
+    check: impl AsyncFnOnce(&R, &Fixture) -> Result<()>,
+) {
+    let result = check(rt, &fx).await;
+    cleanup(rt, &fx).await;
+    if let Err(e) = result {
+        panic!("{e:#}");
+    }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("a Tokio runtime");
-    tokio.block_on(async {
+        .expect("a Tokio runtime")
+        .block_on(f)
+}
+
+/// Run `check` on the Docker backend (as root in the base image).
+fn on_docker(check: impl AsyncFnOnce(&DockerRuntime, &Fixture) -> Result<()>) {
+    block_on(async {
         let rt = DockerRuntime::connect().await.expect("the Docker engine");
-        let fx = Fixture::new(base_image());
-        let result = check(&rt, &fx).await;
-        cleanup(&rt, &fx).await;
-        if let Err(e) = result {
-            panic!("{e:#}");
-        }
+        checked(&rt, Fixture::new(base_image(), UserId::ROOT), check).await;
     });
 }
 
@@ -710,7 +1067,80 @@ fn docker_honours_the_contract() {
 }
 
 #[test]
+fn docker_runs_interactive_sessions() {
+    require_docker!();
+    on_docker(interactive::<DockerRuntime>);
+}
+
+#[test]
 fn docker_isolates() {
     require_docker!();
-    on_docker(isolation::<DockerRuntime>);
+    on_docker(async |rt, fx| {
+        ensure!(rt.isolation() == Isolation::Confines, "Docker must confine");
+        isolation_as_claimed(rt, fx).await
+    });
+}
+
+#[cfg(feature = "local-runtime")]
+mod local {
+    use std::collections::HashMap;
+
+    use anyhow::{Result, ensure};
+    use git_agent::runtime::local::LocalRuntime;
+    use git_agent::runtime::{Isolation, Runtime, UserId};
+
+    use super::{Fixture, block_on, checked};
+
+    /// Run `check` on a fresh local runtime (in a directory the task user may pass through),
+    /// whose one image is a build context holding only a Dockerfile, as the invoking user
+    /// (who, as root, may be any user).
+    fn on_local(check: impl AsyncFnOnce(&LocalRuntime, &Fixture) -> Result<()>) {
+        let dir = crate::common::traversable_tempdir();
+        let root = dir.path().join("rt");
+        let rt = LocalRuntime::at(root.clone()).expect("a local runtime");
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        let text = b"FROM scratch\n";
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "Dockerfile", &text[..])
+            .unwrap();
+        let context = tar.into_inner().unwrap();
+        // SAFETY: geteuid and getegid cannot fail.
+        let user = unsafe {
+            UserId {
+                uid: libc::geteuid(),
+                gid: libc::getegid(),
+            }
+        };
+        block_on(async {
+            let image = rt
+                .build_image(context, "conformance:1", &HashMap::new(), &mut |_| {})
+                .await
+                .expect("an image");
+            checked(&rt, Fixture::new(image, user), check).await;
+        });
+        LocalRuntime::kill_all(&root);
+    }
+
+    #[test]
+    fn local_honours_the_contract() {
+        on_local(super::contract::<LocalRuntime>);
+    }
+
+    #[test]
+    fn local_has_no_terminals_and_says_so() {
+        on_local(super::no_terminals::<LocalRuntime>);
+    }
+
+    /// The local runtime confines nothing and says so: the isolation half does not run for
+    /// it, and nothing selects it unless asked (see `orchestration.rs`).
+    #[test]
+    fn local_claims_no_isolation() {
+        on_local(async |rt, fx| {
+            ensure!(rt.isolation() == Isolation::HostProcesses);
+            super::isolation_as_claimed(rt, fx).await
+        });
+    }
 }
