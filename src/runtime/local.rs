@@ -698,9 +698,10 @@ impl LocalRuntime {
         let mut child = match command.spawn() {
             Ok(c) => c,
             Err(e) => {
-                // What an engine says when the command is not in the image.
+                // What the engine says when an exec cannot start (the command is not in
+                // the image, or cannot run): 126, as a shell says of a command it cannot run.
                 return Ok(ExecOutcome {
-                    exit_code: 127,
+                    exit_code: 126,
                     stderr: format!("cannot run {}: {e}\n", cmd[0]).into_bytes(),
                     stdout_len: 0,
                 });

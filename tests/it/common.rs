@@ -363,6 +363,42 @@ impl TestEnv {
         git_agent::sandbox::RepoId::of(&git).object_names(task)
     }
 
+    /// `sh -c <script>` in a task's container, on whichever runtime this environment's
+    /// commands use (test-side tampering and looking).
+    pub fn sandbox_exec(&self, task: &str, script: &str) -> Run {
+        #[cfg(feature = "local-runtime")]
+        if self.local_runtime.is_some() {
+            use git_agent::runtime::Runtime;
+            let rt = self.local_runtime();
+            let cmd = ["sh".to_string(), "-c".into(), script.into()];
+            let mut out = Vec::new();
+            let done = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(rt.exec(
+                    &self.container_of(task),
+                    &cmd,
+                    None::<&[u8]>,
+                    &mut out,
+                    1 << 24,
+                ));
+            return match done {
+                Ok(o) => Run {
+                    code: o.exit_code as i32,
+                    stdout: String::from_utf8_lossy(&out).into_owned(),
+                    stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+                },
+                Err(e) => Run {
+                    code: -1,
+                    stdout: String::new(),
+                    stderr: format!("{e:#}"),
+                },
+            };
+        }
+        self.docker_exec(task, script)
+    }
+
     /// `docker exec` into a task's container as the task user (test-side tampering).
     pub fn docker_exec(&self, task: &str, script: &str) -> Run {
         Run::from(

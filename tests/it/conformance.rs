@@ -249,7 +249,7 @@ pub async fn killed<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
 
 /// Exec: stdin copied in and closed (the command sees EOF), stdout streamed out, stderr kept,
 /// the exit code returned, extra environment, output beyond the limit refused, a command that
-/// is not there 127.
+/// is not there 126 (the exec could not start).
 pub async fn exec_streams<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     let id = run(rt, &fx.spec("exec", SLEEP, None, None)).await?;
     let cmd = |s: &str| vec!["sh".to_string(), "-c".into(), s.to_string()];
@@ -310,7 +310,7 @@ pub async fn exec_streams<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     ensure!(out.len() <= 1000);
 
     let (code, _, _) = run_in(rt, &id, &["/nonexistent/command"]).await?;
-    ensure!(code == 127, "a missing command: {code}");
+    ensure!(code == 126, "a command that cannot start: {code}");
     rt.remove_container(&id).await?;
     Ok(())
 }

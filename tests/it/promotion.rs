@@ -94,7 +94,12 @@ fn assert_fsck_clean(env: &TestEnv) {
 #[test]
 fn commit_killed_at_any_point_leaves_old_or_new_and_reruns() {
     require_docker!();
-    let env = TestEnv::new();
+    commit_crash_matrix(&TestEnv::new());
+}
+
+/// The body of [`commit_killed_at_any_point_leaves_old_or_new_and_reruns`], for any runtime
+/// (`orchestration.rs` runs it on the engine-less one).
+pub fn commit_crash_matrix(env: &TestEnv) {
     env.agent(&[
         "spawn", "--name", "tx", "--wait", "-m", "x", "--", "sh", "-c", WORK,
     ])
@@ -104,7 +109,7 @@ fn commit_killed_at_any_point_leaves_old_or_new_and_reruns() {
     env.agent(&["rm", "tx"]).ok();
     let old_state = env.task_refs("tx")["state"].clone();
     let wip = env.task_refs("tx")["wip"].clone();
-    let wip_tree = rev(&env, &format!("{wip}^{{tree}}")).unwrap();
+    let wip_tree = rev(env, &format!("{wip}^{{tree}}")).unwrap();
     let restore = || {
         env.git(&["update-ref", "refs/agent/tx/state", &old_state])
             .ok();
@@ -115,14 +120,14 @@ fn commit_killed_at_any_point_leaves_old_or_new_and_reruns() {
         for (i, point) in COMMIT_POINTS.iter().enumerate() {
             restore();
             let before = env.user_snapshot();
-            let garbage = unreachable(&env);
+            let garbage = unreachable(env);
             let msg = format!("uncommitted work {rep} {i}");
             env.agent_crash_at(point, &["commit", "tx", "-m", &msg]);
             assert_eq!(before, env.user_snapshot(), "{point}: user's repository");
-            let branch = rev(&env, "refs/heads/agent/tx");
+            let branch = rev(env, "refs/heads/agent/tx");
             assert_eq!(
                 branch,
-                recorded_branch_tip(&env, "tx"),
+                recorded_branch_tip(env, "tx"),
                 "{point}: branch and record disagree"
             );
             let applied = *point == "commit.after-refs";
@@ -130,11 +135,11 @@ fn commit_killed_at_any_point_leaves_old_or_new_and_reruns() {
 
             // The next command (any) clears what the dead promotion left.
             env.agent(&["list"]).ok();
-            assert_eq!(leftovers(&env), Vec::<String>::new(), "{point}");
+            assert_eq!(leftovers(env), Vec::<String>::new(), "{point}");
             if !applied {
-                assert_eq!(garbage, unreachable(&env), "{point}: stray objects");
+                assert_eq!(garbage, unreachable(env), "{point}: stray objects");
             }
-            assert_fsck_clean(&env);
+            assert_fsck_clean(env);
 
             let again = env.agent(&["commit", "tx", "-m", &msg]);
             if applied {
@@ -143,28 +148,28 @@ fn commit_killed_at_any_point_leaves_old_or_new_and_reruns() {
             } else {
                 again.ok();
             }
-            let tip = rev(&env, "refs/heads/agent/tx").unwrap();
-            assert_eq!(recorded_branch_tip(&env, "tx").as_deref(), Some(&*tip));
-            assert_eq!(rev(&env, &format!("{tip}^{{tree}}")).unwrap(), wip_tree);
+            let tip = rev(env, "refs/heads/agent/tx").unwrap();
+            assert_eq!(recorded_branch_tip(env, "tx").as_deref(), Some(&*tip));
+            assert_eq!(rev(env, &format!("{tip}^{{tree}}")).unwrap(), wip_tree);
             assert_eq!(
                 env.git(&["log", "-1", "--format=%B", &tip]).stdout.trim(),
                 msg
             );
-            assert_eq!(leftovers(&env), Vec::<String>::new(), "{point}");
-            assert_fsck_clean(&env);
+            assert_eq!(leftovers(env), Vec::<String>::new(), "{point}");
+            assert_fsck_clean(env);
         }
     }
 
     // What the old code left after a kill: the branch (and its notes) without the record.
-    let left = rev(&env, "refs/heads/agent/tx").unwrap();
+    let left = rev(env, "refs/heads/agent/tx").unwrap();
     env.git(&["update-ref", "refs/agent/tx/state", &old_state])
         .ok();
     let adopted = env
         .agent(&["commit", "tx", "-m", "uncommitted work 2 3"])
         .ok();
     assert!(adopted.stderr.contains("taken over"), "{adopted}");
-    assert_eq!(rev(&env, "refs/heads/agent/tx").unwrap(), left);
-    assert_eq!(recorded_branch_tip(&env, "tx"), Some(left));
+    assert_eq!(rev(env, "refs/heads/agent/tx").unwrap(), left);
+    assert_eq!(recorded_branch_tip(env, "tx"), Some(left));
 
     // A branch the user made is theirs.
     restore();
@@ -173,11 +178,8 @@ fn commit_killed_at_any_point_leaves_old_or_new_and_reruns() {
     let refused = env.agent(&["commit", "tx", "-m", "m"]).fails();
     assert!(refused.stderr.contains("already exists"), "{refused}");
     assert_eq!(before, env.user_snapshot());
-    assert_eq!(
-        rev(&env, "refs/heads/agent/tx"),
-        rev(&env, "refs/heads/main")
-    );
-    assert_eq!(recorded_branch_tip(&env, "tx"), None);
+    assert_eq!(rev(env, "refs/heads/agent/tx"), rev(env, "refs/heads/main"));
+    assert_eq!(recorded_branch_tip(env, "tx"), None);
 }
 
 /// Every commit in `main..agent/<task>` is the user's, none of the task's raw commits is

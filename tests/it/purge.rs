@@ -142,7 +142,12 @@ fn purge_syncs_the_latest_work_before_removing_the_workspace() {
 #[test]
 fn a_killed_purge_completes_when_run_again() {
     require_docker!();
-    let env = TestEnv::new();
+    purge_crash_matrix(&TestEnv::new());
+}
+
+/// The body of [`a_killed_purge_completes_when_run_again`], for any runtime
+/// (`orchestration.rs` runs it on the engine-less one).
+pub fn purge_crash_matrix(env: &TestEnv) {
     for (i, point) in ["purge.after-objects", "purge.before-refs"]
         .iter()
         .enumerate()

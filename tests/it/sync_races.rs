@@ -181,7 +181,12 @@ fn has_container(env: &TestEnv, name: &str) -> bool {
 #[test]
 fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
     require_docker!();
-    let env = TestEnv::new();
+    sync_crash_matrix(&TestEnv::new());
+}
+
+/// The body of [`a_killed_sync_leaves_nothing_once_the_next_command_runs`], for any runtime
+/// (`orchestration.rs` runs it on the engine-less one).
+pub fn sync_crash_matrix(env: &TestEnv) {
     // A finished task (read through a reader container) and a running one (exec).
     env.agent(&[
         "spawn",
@@ -232,9 +237,9 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
         }
         // What the killed sync left: its scratch directory and, for a finished task, the
         // reader container (proof that the point is where the test thinks it is).
-        assert!(scratch(&env, task).exists(), "{point} {task}");
+        assert!(scratch(env, task).exists(), "{point} {task}");
         if task == "done" {
-            assert!(has_container(&env, &reader), "{point}: no reader left");
+            assert!(has_container(env, &reader), "{point}: no reader left");
         }
         // `list`/`status` tell the truth meanwhile and change nothing; the next command that
         // changes the task (here sync), or `doctor --fix`, removes the leftovers.
@@ -257,11 +262,11 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
                     "{point}:\n{run}"
                 );
                 assert!(
-                    !scratch(&env, task).exists(),
+                    !scratch(env, task).exists(),
                     "{point}: doctor --fix left temp files"
                 );
                 assert!(
-                    !has_container(&env, &reader),
+                    !has_container(env, &reader),
                     "{point}: doctor --fix left the reader"
                 );
             }
@@ -269,12 +274,12 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
         }
         if next == "status" || next == "list" {
             assert!(
-                scratch(&env, task).exists(),
+                scratch(env, task).exists(),
                 "{point}: {next} removed the temp files"
             );
             if task == "done" {
                 assert!(
-                    has_container(&env, &reader),
+                    has_container(env, &reader),
                     "{point}: {next} removed the reader"
                 );
             }
@@ -283,11 +288,11 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
         assert_eq!(sync.code, 0, "{point}: the next sync failed:\n{sync}");
         assert!(env.task_refs(task).contains_key("head"), "{point}");
         assert!(
-            !scratch(&env, task).exists(),
+            !scratch(env, task).exists(),
             "{point} {task} (then {next}) left temp files"
         );
         assert!(
-            !has_container(&env, &reader),
+            !has_container(env, &reader),
             "{point} {task} (then {next}) left a reader container"
         );
         assert_eq!(env.user_snapshot(), user, "{point} {task}");
@@ -295,22 +300,22 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
     // `list` alone leaves the leftovers (it changes nothing); `stop`, a command that changes
     // the task, removes them.
     env.agent_crash_at("sync.after-bundle", &["sync", "done"]);
-    assert!(has_container(&env, &reader) && scratch(&env, "done").exists());
+    assert!(has_container(env, &reader) && scratch(env, "done").exists());
     env.agent(&["list"]).ok();
-    assert!(has_container(&env, &reader), "list removed the reader");
-    assert!(scratch(&env, "done").exists(), "list removed temp files");
+    assert!(has_container(env, &reader), "list removed the reader");
+    assert!(scratch(env, "done").exists(), "list removed temp files");
     env.agent(&["stop", "done"]).ok();
-    assert!(!has_container(&env, &reader), "stop left the reader");
-    assert!(!scratch(&env, "done").exists(), "stop left temp files");
+    assert!(!has_container(env, &reader), "stop left the reader");
+    assert!(!scratch(env, "done").exists(), "stop left temp files");
     // A task purged after a killed sync: the purge removes the temp files with the task.
     env.agent_crash_at("sync.after-admit", &["sync", "done"]);
-    assert!(scratch(&env, "done").exists());
+    assert!(scratch(env, "done").exists());
     env.agent(&["purge", "--refs", "done"]).ok();
     assert!(
-        !scratch(&env, "done").exists(),
+        !scratch(env, "done").exists(),
         "purge left the temp files of a killed sync"
     );
-    assert!(!has_container(&env, &reader));
+    assert!(!has_container(env, &reader));
     // A sync killed while the running sandbox streams its work: the emit inside loses its
     // reader, and its private directory goes (with it, or with the next emit).
     for leaf in ["head", "wip"] {
@@ -323,7 +328,7 @@ fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
     child.wait().unwrap();
     env.agent(&["sync", "live"]).ok();
     // Inside the running sandbox: no private directory of any emit is left.
-    let inside = env.docker_exec("live", "ls -a /tmp");
+    let inside = env.sandbox_exec("live", "ls -a \"${TMPDIR:-/tmp}\"");
     assert!(!inside.stdout.contains("git-agent-emit"), "{inside}");
     assert!(
         !env.repo
