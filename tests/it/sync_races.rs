@@ -181,31 +181,44 @@ fn has_container(env: &TestEnv, name: &str) -> bool {
 #[test]
 fn a_killed_sync_leaves_nothing_once_the_next_command_runs() {
     require_docker!();
-    sync_crash_matrix(&TestEnv::new());
+    sync_crash_matrix(&TestEnv::new(), &[FINISHED, RUNNING]);
 }
 
+/// The task of [`sync_crash_matrix`] that has finished (its work is read through a reader
+/// container)...
+pub const FINISHED: &str = "done";
+/// ... and the one that runs (its work is read by an exec).
+pub const RUNNING: &str = "live";
+
 /// The body of [`a_killed_sync_leaves_nothing_once_the_next_command_runs`], for any runtime
-/// (`orchestration.rs` runs it on the engine-less one).
-pub fn sync_crash_matrix(env: &TestEnv) {
+/// (`orchestration.rs` runs it on the engine-less one), on the tasks named in `tasks`
+/// ([`FINISHED`], [`RUNNING`] or both: each half can run on its own, in parallel).
+pub fn sync_crash_matrix(env: &TestEnv, tasks: &[&str]) {
+    let done = tasks.contains(&FINISHED);
+    let live = tasks.contains(&RUNNING);
     // A finished task (read through a reader container) and a running one (exec).
-    env.agent(&[
-        "spawn",
-        "--name",
-        "done",
-        "--wait",
-        "-m",
-        "x",
-        "--",
-        "sh",
-        "-c",
-        "for i in 1 2 3; do echo $i > f$i; git add -A; git commit -qm c$i; done; echo wip > w",
-    ])
-    .ok();
-    env.agent(&[
+    if done {
+        env.agent(&[
+            "spawn",
+            "--name",
+            "done",
+            "--wait",
+            "-m",
+            "x",
+            "--",
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo $i > f$i; git add -A; git commit -qm c$i; done; echo wip > w",
+        ])
+        .ok();
+    }
+    if live {
+        env.agent(&[
         "spawn", "--name", "live", "-m", "x", "--", "sh", "-c",
         "head -c 20000000 /dev/urandom > big.bin; i=0; while :; do i=$((i+1)); echo $i > f$i; git add -A; git commit -qm c$i; sleep 0.3; done",
     ])
     .ok();
+    }
     let user = env.user_snapshot();
     let reader = env.names_of("done").reader;
     // (point, task, the command run next: a read-only one leaves the leftovers to the sync
@@ -220,7 +233,7 @@ pub fn sync_crash_matrix(env: &TestEnv) {
         ("sync.after-admit", "live", "list"),
         ("sync.after-bundle", "live", "doctor"),
     ];
-    for (point, task, next) in cases {
+    for (point, task, next) in cases.into_iter().filter(|(_, t, _)| tasks.contains(t)) {
         // Forget the last sync so that this one has work to bring home.
         for leaf in ["head", "wip"] {
             env.git(&["update-ref", "-d", &format!("refs/agent/{task}/{leaf}")])
@@ -297,15 +310,26 @@ pub fn sync_crash_matrix(env: &TestEnv) {
         );
         assert_eq!(env.user_snapshot(), user, "{point} {task}");
     }
+    if done {
+        killed_sync_leftovers_and_later_commands(env, &reader);
+    }
+    if live {
+        killed_sync_of_a_running_task(env);
+    }
+}
+
+/// `list` alone leaves what a killed sync of the finished task left; `stop` and `purge`
+/// remove it.
+fn killed_sync_leftovers_and_later_commands(env: &TestEnv, reader: &str) {
     // `list` alone leaves the leftovers (it changes nothing); `stop`, a command that changes
     // the task, removes them.
     env.agent_crash_at("sync.after-bundle", &["sync", "done"]);
-    assert!(has_container(env, &reader) && scratch(env, "done").exists());
+    assert!(has_container(env, reader) && scratch(env, "done").exists());
     env.agent(&["list"]).ok();
-    assert!(has_container(env, &reader), "list removed the reader");
+    assert!(has_container(env, reader), "list removed the reader");
     assert!(scratch(env, "done").exists(), "list removed temp files");
     env.agent(&["stop", "done"]).ok();
-    assert!(!has_container(env, &reader), "stop left the reader");
+    assert!(!has_container(env, reader), "stop left the reader");
     assert!(!scratch(env, "done").exists(), "stop left temp files");
     // A task purged after a killed sync: the purge removes the temp files with the task.
     env.agent_crash_at("sync.after-admit", &["sync", "done"]);
@@ -315,9 +339,12 @@ pub fn sync_crash_matrix(env: &TestEnv) {
         !scratch(env, "done").exists(),
         "purge left the temp files of a killed sync"
     );
-    assert!(!has_container(env, &reader));
-    // A sync killed while the running sandbox streams its work: the emit inside loses its
-    // reader, and its private directory goes (with it, or with the next emit).
+    assert!(!has_container(env, reader));
+}
+
+/// A sync killed while the running sandbox streams its work: the emit inside loses its
+/// reader, and its private directory goes (with it, or with the next emit).
+fn killed_sync_of_a_running_task(env: &TestEnv) {
     for leaf in ["head", "wip"] {
         env.git(&["update-ref", "-d", &format!("refs/agent/live/{leaf}")])
             .ok();
