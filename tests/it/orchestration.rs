@@ -1,9 +1,10 @@
 //! Orchestration on the engine-less local runtime (`git_agent::runtime::local`): the core
-//! loop, Ctrl-C on `spawn --wait`, and kill -9 at every crash point of spawn, sync, commit
-//! and purge. The crash tests are the Docker ones (`recovery`, `sync_races`, `promotion`,
-//! `purge`), each written once over a `TestEnv` and run here on the local runtime, in
-//! seconds. The runtime contract the local runtime passes is in `conformance.rs`. Also the
-//! rule that the local runtime runs only in a `local-runtime` build AND when asked for.
+//! loop, Ctrl-C on `spawn --wait`, and kill -9 at every crash point of spawn, sync, commit,
+//! purge and restart. The crash tests are the Docker ones (`recovery`, `sync_races`,
+//! `promotion`, `purge`, `runtime_changes`), each written once over a `TestEnv` and run here
+//! on the local runtime, in seconds. The runtime contract the local runtime passes is in
+//! `conformance.rs`. Also the rule that the local runtime runs only in a `local-runtime`
+//! build AND when asked for.
 //!
 //! Everything but the default-build rule needs a binary built with `--features local-runtime`
 //! (scripts/test.sh builds the tests so).
@@ -268,6 +269,14 @@ echo finished-work"#;
     #[test]
     fn a_killed_purge_completes_when_run_again() {
         crate::purge::purge_crash_matrix(&TestEnv::local());
+    }
+
+    /// kill -9 at every point of `restart` (see `runtime_changes::restart_crash_matrix`).
+    #[test]
+    fn a_restart_killed_at_any_point_is_completed_by_the_command_it_names() {
+        let env = TestEnv::local();
+        crate::runtime_changes::worker_task(&env, "ws");
+        crate::runtime_changes::restart_crash_matrix(&env, "ws");
     }
 
     /// A `local-runtime` build still talks to Docker unless `GIT_AGENT_RUNTIME=local` asks

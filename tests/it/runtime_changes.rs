@@ -286,7 +286,7 @@ const WORKER: &str = "if [ -f committed.txt ]; then \
 fn wait_for(env: &TestEnv, task: &str, script: &str) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let r = env.docker_exec(task, script);
+        let r = env.sandbox_exec(task, script);
         if r.code == 0 && !r.stdout.trim().is_empty() {
             return r.stdout.trim().to_string();
         }
@@ -384,31 +384,53 @@ fn restart_refuses_a_lost_workspace_and_reseed_brings_the_work_back() {
         "{status}"
     );
 
-    // Kills at each point of restart; the command the situation calls for completes.
+    restart_crash_matrix(&env, "ws");
+}
+
+/// Spawn `task` running [`WORKER`] and sync its work once it has made it (a commit and an
+/// uncommitted file), as [`restart_crash_matrix`] needs.
+pub fn worker_task(env: &TestEnv, task: &str) {
+    env.agent(&["spawn", "--name", task, "-m", "x", "--", "sh", "-c", WORKER])
+        .ok();
+    wait_for(env, task, "test -f wip.txt && echo ok");
+    env.agent(&["sync", task]).ok();
+}
+
+/// Kills at each point of `restart` of running task `task` (a [`worker_task`]): the user's
+/// repository is untouched, and the command the situation calls for (its message names it)
+/// completes, with the task's work there. Then `purge` leaves nothing. For any runtime
+/// (`orchestration.rs` runs it on the engine-less one).
+pub fn restart_crash_matrix(env: &TestEnv, task: &str) {
+    let user = env.user_snapshot();
+    let plain = ["restart", task];
+    let reseed = ["restart", "--reseed", task];
     for (point, args) in [
-        ("restart.after-remove", &["restart", "ws"][..]),
-        ("restart.after-create", &["restart", "ws"][..]),
-        ("restart.after-volume", &["restart", "--reseed", "ws"][..]),
-        ("restart.after-deliver", &["restart", "--reseed", "ws"][..]),
+        ("restart.after-remove", &plain[..]),
+        ("restart.after-create", &plain[..]),
+        ("restart.after-volume", &reseed[..]),
+        ("restart.after-deliver", &reseed[..]),
     ] {
         env.agent_crash_at(point, args);
         assert_eq!(env.user_snapshot(), user, "{point}");
-        env.agent(&["status", "ws"]).ok();
-        let again = env.agent(&["restart", "ws"]);
+        env.agent(&["status", task]).ok();
+        let again = env.agent(&plain);
         if point == "restart.after-volume" {
             // The fresh volume is still empty: restart says so and names --reseed.
             assert_eq!(again.code, 1, "{point}: {again}");
-            assert!(again.stderr.contains("--reseed ws"), "{again}");
-            env.agent(&["restart", "--reseed", "ws"]).ok();
+            assert!(
+                again.stderr.contains(&format!("--reseed {task}")),
+                "{again}"
+            );
+            env.agent(&reseed).ok();
         } else {
             assert_eq!(again.code, 0, "{point}: {again}");
         }
-        let seen = wait_for(&env, "ws", "cat seen.txt");
+        let seen = wait_for(env, task, "cat seen.txt");
         assert!(seen.starts_with("seen one "), "{point}: {seen}");
-        let st = env.json(&["status", "--json", "ws"]);
+        let st = env.json(&["status", "--json", task]);
         assert_eq!(st["status"], "running", "{point}: {st}");
     }
-    env.agent(&["purge", "ws"]).ok();
+    env.agent(&["purge", task]).ok();
     let (c, v, n) = env.runtime_objects();
     assert!(
         c.is_empty() && v.is_empty() && n.is_empty(),
