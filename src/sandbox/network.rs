@@ -144,9 +144,10 @@ fn start_slot(name: &str) -> u64 {
 }
 
 /// Create the internal network `name` with a free subnet of `range`, and return the subnet.
-/// The engine refuses a subnet that overlaps one of its networks': when another network
-/// took the subnet picked (a concurrent spawn), a new one is picked. Decided by what the
-/// engine has afterwards, never by its words.
+/// The engine refuses a subnet that overlaps one of its networks' (a conflict): another
+/// network took it since the listing (a concurrent spawn, whose network the engine may not
+/// list yet), so another subnet is picked, never the refused one again. A conflict while the
+/// name is taken is the name's, and final.
 pub async fn create<R: Runtime>(
     rt: &R,
     range: &SubnetRange,
@@ -154,10 +155,12 @@ pub async fn create<R: Runtime>(
     labels: &HashMap<String, String>,
 ) -> Result<Ipv4Net> {
     let mut start = start_slot(name);
+    let mut refused: Vec<Ipv4Net> = Vec::new();
     for attempt in 1..=ATTEMPTS {
-        let taken = used(rt).await?;
+        let mut taken = used(rt).await?;
+        let holding = taken.iter().filter(|u| u.overlaps(&range.net())).count();
+        taken.extend(refused.iter().copied());
         let Some(subnet) = range.pick(&taken, start) else {
-            let holding = taken.iter().filter(|u| u.overlaps(&range.net())).count();
             return Err(hinted(
                 format!(
                     "no free subnet left in {CONFIG_KEY} ({}): {holding} network{} use it",
@@ -177,12 +180,13 @@ pub async fn create<R: Runtime>(
             Err(e) => {
                 let lost_race = attempt < ATTEMPTS
                     && engine_kind(&e) == Some(EngineErrorKind::Conflict)
-                    && !rt.network_exists(name).await?
-                    && used(rt).await?.iter().any(|u| u.overlaps(&subnet));
+                    && !rt.network_exists(name).await?;
                 if !lost_race {
                     return Err(e);
                 }
-                start = start.wrapping_add(1 + (start_slot(name) % range.slots()));
+                refused.push(subnet);
+                // Somewhere else in the range: the spawns that took this part are still there.
+                start = start_slot(name);
             }
         }
     }
