@@ -132,7 +132,7 @@ fn a_finished_task_gives_back_its_network_and_restart_makes_a_new_one() {
     assert_eq!(run.code, 0, "{run}");
     let logs = env.agent(&["logs", "rel"]).ok().stdout;
     assert!(logs.contains("allowed: HTTP/1.0 200 OK +body"), "{logs}");
-    assert!(logs.contains("denied: HTTP/1.0 403"), "{logs}");
+    assert!(logs.contains("denied: HTTP/1.1 403"), "{logs}");
     assert!(logs.contains("direct: failed"), "{logs}");
 
     let names = env.names_of("rel");
@@ -170,7 +170,7 @@ fn a_finished_task_gives_back_its_network_and_restart_makes_a_new_one() {
     wait_exited(&names.container);
     let logs = env.agent(&["logs", "rel"]).ok().stdout;
     assert!(logs.contains("allowed: HTTP/1.0 200 OK +body"), "{logs}");
-    assert!(logs.contains("denied: HTTP/1.0 403"), "{logs}");
+    assert!(logs.contains("denied: HTTP/1.1 403"), "{logs}");
     assert!(logs.contains("direct: failed"), "{logs}");
     // Read-only commands record nothing and remove nothing...
     let (_, _, networks) = env.runtime_objects();
