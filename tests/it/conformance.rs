@@ -666,6 +666,7 @@ pub async fn uploads_and_output<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> 
 
 /// A backend without terminals says so: an interactive exec or attach is an error, never a
 /// session that silently reads nothing.
+#[cfg_attr(not(feature = "local-runtime"), allow(dead_code))]
 pub async fn no_terminals<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     let id = run(rt, &fx.spec("noterm", SLEEP, None, None)).await?;
     let (term, _t) = terminal(80, 24);

@@ -389,6 +389,7 @@ fn restart_refuses_a_lost_workspace_and_reseed_brings_the_work_back() {
 
 /// Spawn `task` running [`WORKER`] and sync its work once it has made it (a commit and an
 /// uncommitted file), as [`restart_crash_matrix`] needs.
+#[cfg_attr(not(feature = "local-runtime"), allow(dead_code))]
 pub fn worker_task(env: &TestEnv, task: &str) {
     env.agent(&["spawn", "--name", task, "-m", "x", "--", "sh", "-c", WORKER])
         .ok();
