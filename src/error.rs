@@ -44,48 +44,49 @@ pub fn find_hint(err: &anyhow::Error) -> Option<Cow<'_, str>> {
 
 /// The hint one error in a chain carries, by its type.
 fn hint_of<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<Cow<'a, str>> {
-    use crate::ops::OpError;
-    use crate::ops::attach::{AttachError, ShellError};
-    use crate::ops::stop::StopError;
-    use crate::ops::{allow::AllowError, doctor::PanicError, logs::LogsError};
-    use crate::ops::{commit::CommitError, push::PushError, review::ReviewError};
-    use crate::ops::{remove::RemoveError, restart::RestartError, spawn::SpawnError};
-    use Cow::{Borrowed, Owned};
     if let Some(h) = e.downcast_ref::<Hint>() {
-        return Some(Borrowed(h.hint.as_str()));
+        return Some(Cow::Borrowed(h.hint.as_str()));
     }
     if let Some(x) = e.downcast_ref::<crate::runtime::EngineError>() {
-        return x.hint.as_deref().map(Borrowed);
+        return x.hint.as_deref().map(Cow::Borrowed);
     }
     if let Some(x) = e.downcast_ref::<crate::task::store::StoreError>() {
-        return x.hint().map(Borrowed);
+        return x.hint().map(Cow::Borrowed);
     }
-    // Operations whose errors keep their hint as they were made...
-    let kept = e
-        .downcast_ref::<SpawnError>()
-        .map(SpawnError::hint)
-        .or_else(|| e.downcast_ref::<RestartError>().map(RestartError::hint))
-        .or_else(|| e.downcast_ref::<AttachError>().map(AttachError::hint))
-        .or_else(|| e.downcast_ref::<ShellError>().map(ShellError::hint))
-        .or_else(|| e.downcast_ref::<StopError>().map(StopError::hint))
-        .or_else(|| e.downcast_ref::<RemoveError>().map(RemoveError::hint))
-        .or_else(|| e.downcast_ref::<AllowError>().map(AllowError::hint))
-        .or_else(|| e.downcast_ref::<LogsError>().map(LogsError::hint))
-        .or_else(|| e.downcast_ref::<PanicError>().map(PanicError::hint));
-    if let Some(h) = kept {
-        return Some(Borrowed(h));
-    }
-    // ... and those that work it out from the variant ([`crate::ops::OpError`]).
-    e.downcast_ref::<CommitError>()
-        .and_then(OpError::hint)
-        .or_else(|| e.downcast_ref::<PushError>().and_then(OpError::hint))
-        .or_else(|| e.downcast_ref::<ReviewError>().and_then(OpError::hint))
-        .or_else(|| {
-            e.downcast_ref::<crate::git::promote::PromoteError>()
-                .and_then(OpError::hint)
-        })
-        .map(Owned)
+    OP_ERRORS.iter().find_map(|hint| hint(e)).map(Cow::Owned)
 }
+
+/// The hint of one operation's error type, when `e` is one ([`crate::ops::OpError::hint`]).
+type OpHint = fn(&(dyn std::error::Error + 'static)) -> Option<String>;
+
+fn op_hint<E: crate::ops::OpError>(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    e.downcast_ref::<E>().and_then(crate::ops::OpError::hint)
+}
+
+/// Every operation's error type, whose hints [`find_hint`] finds: one line per operation.
+const OP_ERRORS: &[OpHint] = {
+    use crate::ops::*;
+    &[
+        op_hint::<allow::AllowError>,
+        op_hint::<attach::AttachError>,
+        op_hint::<attach::ShellError>,
+        op_hint::<commit::CommitError>,
+        op_hint::<doctor::DoctorError>,
+        op_hint::<doctor::PanicError>,
+        op_hint::<image::ImageError>,
+        op_hint::<inspect::InspectError>,
+        op_hint::<logs::LogsError>,
+        op_hint::<push::PushError>,
+        op_hint::<remove::RemoveError>,
+        op_hint::<restart::RestartError>,
+        op_hint::<review::ReviewError>,
+        op_hint::<setup::SetupError>,
+        op_hint::<spawn::SpawnError>,
+        op_hint::<stop::StopError>,
+        op_hint::<sync::SyncError>,
+        op_hint::<crate::git::promote::PromoteError>,
+    ]
+};
 
 /// The lines `cli::report` prints for an error: `Error:`, each cause the message does not
 /// already contain (`Caused by:`), then `Hint:`. Empty causes are dropped and a dangling
@@ -202,6 +203,56 @@ mod tests {
         let err = hinted("no engine", "start dockerd").context("spawn failed");
         assert_eq!(find_hint(&err).as_deref(), Some("start dockerd"));
         assert_eq!(err.to_string(), "spawn failed");
+    }
+
+    /// One case per registered operation error: its hint, found through an anyhow chain
+    /// with context (a typed variant), or the hint of the error from below it passes on.
+    #[test]
+    fn every_operation_error_hint_is_found_by_its_type() {
+        use crate::ops::OpError;
+        use crate::ops::*;
+        fn typed<E: OpError>(e: E) -> (anyhow::Error, String) {
+            let hint = e.hint().expect("a variant with a hint");
+            (anyhow::Error::new(e).context("the command failed"), hint)
+        }
+        fn below<E: OpError + From<anyhow::Error>>(
+            _: fn(anyhow::Error) -> E,
+        ) -> (anyhow::Error, String) {
+            let e = E::from(hinted("the engine said no", "fix the engine"));
+            assert_eq!(e.hint(), None, "{e:?}");
+            (
+                e.into_report().context("the command failed"),
+                "fix the engine".into(),
+            )
+        }
+        let task = || "t".to_string();
+        let cases = [
+            typed(allow::AllowError::StillSpawning { task: task() }),
+            typed(attach::AttachError::NotRunning { task: task() }),
+            typed(attach::ShellError::NoWorkspace { task: task() }),
+            typed(commit::CommitError::NoMessage),
+            below(doctor::DoctorError::Other),
+            typed(doctor::PanicError::Unreachable {
+                detail: "gone".into(),
+            }),
+            below(image::ImageError::Other),
+            below(inspect::InspectError::Other),
+            typed(logs::LogsError::NoOutput { task: task() }),
+            typed(push::PushError::NoRemote),
+            typed(remove::RemoveError::PurgedMeanwhile { task: task() }),
+            typed(restart::RestartError::Purged { task: task() }),
+            below(review::ReviewError::Other),
+            below(setup::SetupError::Other),
+            typed(spawn::SpawnError::TaskExists { task: task() }),
+            typed(stop::StopError::NoContainer { task: task() }),
+            below(sync::SyncError::Other),
+            typed(crate::git::promote::PromoteError::Identity),
+        ];
+        assert_eq!(cases.len(), OP_ERRORS.len(), "one case per registered type");
+        for (e, hint) in cases {
+            assert_eq!(find_hint(&e).as_deref(), Some(hint.as_str()), "{e:?}");
+            assert_eq!(render(&e).last(), Some(&format!("Hint: {hint}")));
+        }
     }
 
     #[test]

@@ -71,7 +71,8 @@ async fn draft_in_fresh_container<R: Runtime>(
         .ok_or_else(|| anyhow::anyhow!("the task has no network policy"))?;
     let (env, _, _) =
         crate::ops::setup::fresh_gateway(ctx, rt, &plan.agent, policy, &r.name, &super::Stderr)
-            .await?;
+            .await
+            .map_err(crate::ops::OpError::into_report)?;
     crate::ops::commit::ask_draft(rt, ctx, prepared, plan, &env).await
 }
 

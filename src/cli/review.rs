@@ -208,8 +208,9 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         Reviewed::Task(t) => t,
     };
     let loaded = &review.loaded;
-    let network =
-        crate::ops::inspect::network_use(review.engine.as_ref(), &ctx.store, loaded).await?;
+    let network = crate::ops::inspect::network_use(review.engine.as_ref(), &ctx.store, loaded)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     let r = &loaded.record;
     let facts = &review.facts;
     let checked = review.status_checked;

@@ -26,6 +26,23 @@ pub trait OpError: std::error::Error + Send + Sync + Sized + 'static {
     }
 }
 
+/// `?` from one operation's error into another's, for an operation that calls another: the
+/// inner error is passed on as it came ([`OpError::into_report`]), so its hint, causes and
+/// Ctrl-C marker stay findable. The target needs a `From<anyhow::Error>` (its `Other`).
+/// One line per called operation: `pass_on!(ImageError => SpawnError, RestartError);`
+macro_rules! pass_on {
+    ($from:ty => $($to:ty),+ $(,)?) => {
+        $(
+            impl From<$from> for $to {
+                fn from(e: $from) -> $to {
+                    <$to>::from($crate::ops::OpError::into_report(e))
+                }
+            }
+        )+
+    };
+}
+pub(crate) use pass_on;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,25 +13,20 @@ use crate::runtime::{ContainerState, Runtime};
 #[derive(Debug, thiserror::Error)]
 pub enum LogsError {
     #[error("task '{task}' has no container and no kept output")]
-    NoOutput { task: String, hint: String },
+    NoOutput { task: String },
     /// A failure below the operation (the task's lock, the refs, the engine), as it came.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
-impl LogsError {
-    /// What the user can do about it (found by [`crate::error::find_hint`]).
-    pub fn hint(&self) -> &str {
-        match self {
-            LogsError::NoOutput { hint, .. } => hint,
-            LogsError::Other(_) => "",
-        }
-    }
-}
-
 impl super::OpError for LogsError {
     fn hint(&self) -> Option<String> {
-        Some(self.hint().to_string()).filter(|h| !h.is_empty())
+        match self {
+            LogsError::NoOutput { .. } => Some(
+                "output is kept with a task once it finishes; this one ended without any".into(),
+            ),
+            LogsError::Other(_) => None,
+        }
     }
 
     fn passthrough(self) -> Result<anyhow::Error, Self> {
@@ -91,10 +86,7 @@ pub async fn open(ctx: &Ctx, task: &str) -> Result<Logs, LogsError> {
                 "cannot show the output of task '{name}': it is read from its container until the task ends, and the engine cannot be reached"
             ))));
         }
-        return Err(LogsError::NoOutput {
-            task: name,
-            hint: "output is kept with a task once it finishes; this one ended without any".into(),
-        });
+        return Err(LogsError::NoOutput { task: name });
     };
     Ok(Logs {
         task: name,
@@ -114,8 +106,8 @@ pub async fn copy_live<W: AsyncWrite + Unpin + Send>(
     follow: bool,
     tail: Option<usize>,
     out: &mut W,
-) -> Result<()> {
-    crate::interrupt::abandon_on_interrupt(rt.logs(container, follow, tail, out)).await
+) -> Result<(), LogsError> {
+    Ok(crate::interrupt::abandon_on_interrupt(rt.logs(container, follow, tail, out)).await?)
 }
 
 /// The last `n` lines of a kept transcript (all of it without `n`).
@@ -133,16 +125,15 @@ pub fn tail(transcript: Vec<u8>, n: Option<usize>) -> Vec<u8> {
 mod tests {
     #[test]
     fn a_logs_error_carries_its_hint() {
-        let e: anyhow::Error = super::LogsError::NoOutput {
-            task: "t".into(),
-            hint: "wait".into(),
-        }
-        .into();
+        let e: anyhow::Error = super::LogsError::NoOutput { task: "t".into() }.into();
         assert_eq!(
             e.to_string(),
             "task 't' has no container and no kept output"
         );
-        assert_eq!(crate::error::find_hint(&e).as_deref(), Some("wait"));
+        assert_eq!(
+            crate::error::find_hint(&e).as_deref(),
+            Some("output is kept with a task once it finishes; this one ended without any")
+        );
     }
 
     #[test]

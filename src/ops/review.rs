@@ -158,9 +158,13 @@ async fn fresh<R: Runtime>(
         let name = loaded.record.name.clone();
         let lock = lock_task(ctx, &name, "review", events).await?;
         let loaded = super::reload(ctx, &name)?;
-        return super::sync::if_possible(rt, ctx, loaded, &lock, events).await;
+        return super::sync::if_possible(rt, ctx, loaded, &lock, events)
+            .await
+            .map_err(OpError::into_report);
     }
-    super::inspect::effective(rt, &ctx.store, loaded).await
+    super::inspect::effective(rt, &ctx.store, loaded)
+        .await
+        .map_err(OpError::into_report)
 }
 
 async fn task(
