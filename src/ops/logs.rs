@@ -14,6 +14,16 @@ use crate::runtime::{ContainerState, Runtime};
 pub enum LogsError {
     #[error("task '{task}' has no container and no kept output")]
     NoOutput { task: String },
+    /// A live task's output is in its container, and the engine cannot be reached (the
+    /// engine's error, with its own hint, is the cause).
+    #[error(
+        "cannot show the output of task '{task}': it is read from its container until the task ends, and the engine cannot be reached"
+    )]
+    Unreachable {
+        task: String,
+        #[source]
+        cause: anyhow::Error,
+    },
     /// A failure below the operation (the task's lock, the refs, the engine), as it came.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
@@ -25,7 +35,7 @@ impl super::OpError for LogsError {
             LogsError::NoOutput { .. } => Some(
                 "output is kept with a task once it finishes; this one ended without any".into(),
             ),
-            LogsError::Other(_) => None,
+            LogsError::Unreachable { .. } | LogsError::Other(_) => None,
         }
     }
 
@@ -82,9 +92,10 @@ pub async fn open(ctx: &Ctx, task: &str) -> Result<Logs, LogsError> {
     }
     let Some(transcript) = ctx.store.transcript(&loaded)? else {
         if let Some(e) = unreachable {
-            return Err(LogsError::Other(e.context(format!(
-                "cannot show the output of task '{name}': it is read from its container until the task ends, and the engine cannot be reached"
-            ))));
+            return Err(LogsError::Unreachable {
+                task: name,
+                cause: e,
+            });
         }
         return Err(LogsError::NoOutput { task: name });
     };
@@ -133,6 +144,24 @@ mod tests {
         assert_eq!(
             crate::error::find_hint(&e).as_deref(),
             Some("output is kept with a task once it finishes; this one ended without any")
+        );
+    }
+
+    #[test]
+    fn an_unreachable_engine_is_the_cause_with_its_hint() {
+        use crate::ops::OpError;
+        let e = super::LogsError::Unreachable {
+            task: "t".into(),
+            cause: crate::error::hinted("no engine at the socket", "start the engine"),
+        }
+        .into_report();
+        assert_eq!(
+            crate::error::render(&e),
+            [
+                "Error: cannot show the output of task 't': it is read from its container until the task ends, and the engine cannot be reached",
+                "Caused by: no engine at the socket",
+                "Hint: start the engine",
+            ]
         );
     }
 
