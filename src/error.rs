@@ -1,7 +1,9 @@
 //! User-facing errors: what went wrong, and what to do about it.
 //!
-//! Library code returns `anyhow::Error`s with context; where the user can act on a failure it
-//! attaches a [`Hint`]. Only the CLI layer renders errors (see `cli::report`).
+//! The layers below the operations return `anyhow::Error`s with context; where the user can
+//! act on a failure they attach a [`Hint`]. Each operation returns its own typed error (see
+//! [`crate::ops::OpError`]), whose hint is found by its type through one registry
+//! (`OP_ERRORS`). Only the CLI layer renders errors (see `cli::report`).
 
 use std::borrow::Cow;
 use std::fmt;

@@ -148,15 +148,14 @@ async fn apply_live<R: Runtime>(
     loaded: &Loaded,
     gw: &str,
     policy: &NetworkPolicy,
-) -> Result<bool> {
+) -> Result<bool, AllowError> {
     let name = &loaded.record.name;
     let health = health::check(rt, loaded).await?;
     if let Some(why) = health.gateway_problem() {
         return Err(AllowError::GatewayUnfit {
             task: name.clone(),
             why,
-        }
-        .into());
+        });
     }
     if health.container != Some(ContainerState::Running) {
         return Ok(false);
