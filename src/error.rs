@@ -55,40 +55,66 @@ fn hint_of<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<Cow<'a, str>>
     if let Some(x) = e.downcast_ref::<crate::task::store::StoreError>() {
         return x.hint().map(Cow::Borrowed);
     }
-    OP_ERRORS.iter().find_map(|hint| hint(e)).map(Cow::Owned)
+    let op = operation_error(e)?;
+    // An operation's error carried up without `into_report` still holds the error from
+    // below: look into it.
+    op.hint()
+        .map(Cow::Owned)
+        .or_else(|| op.below().and_then(find_hint))
 }
 
-/// The hint of one operation's error type, when `e` is one ([`crate::ops::OpError::hint`]).
-type OpHint = fn(&(dyn std::error::Error + 'static)) -> Option<String>;
-
-fn op_hint<E: crate::ops::OpError>(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    e.downcast_ref::<E>().and_then(crate::ops::OpError::hint)
+/// An operation's error, seen through what `find_hint` and `is_interrupted` need of it.
+trait OperationError {
+    fn hint(&self) -> Option<String>;
+    fn below(&self) -> Option<&anyhow::Error>;
 }
 
-/// Every operation's error type, whose hints [`find_hint`] finds: one line per operation.
-const OP_ERRORS: &[OpHint] = {
+impl<E: crate::ops::OpError> OperationError for E {
+    fn hint(&self) -> Option<String> {
+        crate::ops::OpError::hint(self)
+    }
+    fn below(&self) -> Option<&anyhow::Error> {
+        crate::ops::OpError::below(self)
+    }
+}
+
+type DynError = dyn std::error::Error + 'static;
+
+type AsOperationError = for<'a> fn(&'a DynError) -> Option<&'a dyn OperationError>;
+
+fn op<E: crate::ops::OpError>(e: &DynError) -> Option<&dyn OperationError> {
+    e.downcast_ref::<E>().map(|x| x as &dyn OperationError)
+}
+
+/// Every operation's error type, found by its type: one line per type.
+const OP_ERRORS: &[AsOperationError] = {
     use crate::ops::*;
     &[
-        op_hint::<allow::AllowError>,
-        op_hint::<attach::AttachError>,
-        op_hint::<attach::ShellError>,
-        op_hint::<commit::CommitError>,
-        op_hint::<doctor::DoctorError>,
-        op_hint::<doctor::PanicError>,
-        op_hint::<image::ImageError>,
-        op_hint::<inspect::InspectError>,
-        op_hint::<logs::LogsError>,
-        op_hint::<push::PushError>,
-        op_hint::<remove::RemoveError>,
-        op_hint::<restart::RestartError>,
-        op_hint::<review::ReviewError>,
-        op_hint::<setup::SetupError>,
-        op_hint::<spawn::SpawnError>,
-        op_hint::<stop::StopError>,
-        op_hint::<sync::SyncError>,
-        op_hint::<crate::git::promote::PromoteError>,
+        op::<allow::AllowError>,
+        op::<attach::AttachError>,
+        op::<attach::ShellError>,
+        op::<commit::CommitError>,
+        op::<doctor::DoctorError>,
+        op::<doctor::PanicError>,
+        op::<image::ImageError>,
+        op::<inspect::InspectError>,
+        op::<logs::LogsError>,
+        op::<push::PushError>,
+        op::<remove::RemoveError>,
+        op::<restart::RestartError>,
+        op::<review::ReviewError>,
+        op::<setup::SetupError>,
+        op::<spawn::SpawnError>,
+        op::<stop::StopError>,
+        op::<sync::SyncError>,
+        op::<crate::git::promote::PromoteError>,
     ]
 };
+
+/// `e` as an operation's error, when it is one of [`OP_ERRORS`].
+fn operation_error(e: &DynError) -> Option<&dyn OperationError> {
+    OP_ERRORS.iter().find_map(|as_op| as_op(e))
+}
 
 /// The lines `cli::report` prints for an error: `Error:`, each cause the message does not
 /// already contain (`Caused by:`), then `Hint:`. Empty causes are dropped and a dangling
@@ -173,7 +199,13 @@ impl std::error::Error for Interrupted {}
 /// Was this error caused by Ctrl-C, anywhere in its chain (a command that wraps the
 /// interruption in its own context still exits 130)?
 pub fn is_interrupted(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<Interrupted>().is_some() || err.chain().any(|e| e.is::<Interrupted>())
+    err.downcast_ref::<Interrupted>().is_some()
+        || err.chain().any(|e| {
+            e.is::<Interrupted>()
+                || operation_error(e)
+                    .and_then(OperationError::below)
+                    .is_some_and(is_interrupted)
+        })
 }
 
 /// Make text from a sandbox safe to print on a terminal: control characters and escape
@@ -255,6 +287,30 @@ mod tests {
             assert_eq!(find_hint(&e).as_deref(), Some(hint.as_str()), "{e:?}");
             assert_eq!(render(&e).last(), Some(&format!("Hint: {hint}")));
         }
+    }
+
+    /// An operation's error carried up inside an `anyhow::Error` without `into_report` (its
+    /// `Other` then hides the error from below in the chain) keeps its hint and Ctrl-C.
+    #[test]
+    fn an_operation_error_wrapped_as_it_is_still_shows_what_it_holds() {
+        use crate::ops::sync::SyncError;
+        let e = anyhow::Error::new(SyncError::Other(hinted("busy", "wait for it")))
+            .context("review failed");
+        assert_eq!(find_hint(&e).as_deref(), Some("wait for it"));
+        assert_eq!(
+            render(&e),
+            [
+                "Error: review failed",
+                "Caused by: busy",
+                "Hint: wait for it"
+            ]
+        );
+        let e = anyhow::Error::new(SyncError::Other(anyhow::Error::new(Interrupted)))
+            .context("review failed");
+        assert!(is_interrupted(&e));
+        let e = anyhow::Error::new(SyncError::Other(anyhow::anyhow!("no")));
+        assert!(!is_interrupted(&e));
+        assert_eq!(find_hint(&e), None);
     }
 
     #[test]

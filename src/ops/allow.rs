@@ -50,6 +50,13 @@ impl super::OpError for AllowError {
         })
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            AllowError::Other(e) => Some(e),
+            _ => None,
+        }
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             AllowError::Other(e) => Ok(e),

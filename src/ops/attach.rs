@@ -43,6 +43,13 @@ impl super::OpError for AttachError {
         })
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            AttachError::Other(e) => Some(e),
+            _ => None,
+        }
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             AttachError::Other(e) => Ok(e),
@@ -127,6 +134,13 @@ impl super::OpError for ShellError {
                 "its synced work is in its refs: `git agent review {task}`"
             )),
             ShellError::Other(_) => None,
+        }
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            ShellError::Other(e) => Some(e),
+            _ => None,
         }
     }
 

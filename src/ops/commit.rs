@@ -87,6 +87,14 @@ impl OpError for CommitError {
         }
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            CommitError::Other(e) => Some(e),
+            CommitError::Promote(e) => e.below(),
+            _ => None,
+        }
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             CommitError::Other(e) => Ok(e),

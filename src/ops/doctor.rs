@@ -24,6 +24,11 @@ impl super::OpError for DoctorError {
         None
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        let DoctorError::Other(e) = self;
+        Some(e)
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             DoctorError::Other(e) => Ok(e),
@@ -49,6 +54,13 @@ impl super::OpError for PanicError {
                     .into(),
             ),
             PanicError::Other(_) => None,
+        }
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            PanicError::Other(e) => Some(e),
+            _ => None,
         }
     }
 

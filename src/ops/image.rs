@@ -29,6 +29,11 @@ impl super::OpError for ImageError {
         None
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        let ImageError::Other(e) = self;
+        Some(e)
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             ImageError::Other(e) => Ok(e),

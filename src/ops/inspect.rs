@@ -33,6 +33,11 @@ impl super::OpError for InspectError {
         None
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        let InspectError::Other(e) = self;
+        Some(e)
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             InspectError::Other(e) => Ok(e),

@@ -39,6 +39,13 @@ impl super::OpError for LogsError {
         }
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            LogsError::Other(e) => Some(e),
+            _ => None,
+        }
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             LogsError::Other(e) => Ok(e),

@@ -45,6 +45,13 @@ impl super::OpError for RemoveError {
         }
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            RemoveError::Other(e) => Some(e),
+            _ => None,
+        }
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             RemoveError::Other(e) => Ok(e),

@@ -96,6 +96,13 @@ impl super::OpError for RestartError {
         })
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            RestartError::Other(e) => Some(e),
+            _ => None,
+        }
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             RestartError::Other(e) => Ok(e),

@@ -116,6 +116,11 @@ impl OpError for ReviewError {
         None
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        let ReviewError::Other(e) = self;
+        Some(e)
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             ReviewError::Other(e) => Ok(e),

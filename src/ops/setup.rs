@@ -30,6 +30,11 @@ impl super::OpError for SetupError {
         None
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        let SetupError::Other(e) = self;
+        Some(e)
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             SetupError::Other(e) => Ok(e),

@@ -96,6 +96,13 @@ impl super::OpError for SpawnError {
         })
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            SpawnError::Other(e) => Some(e),
+            _ => None,
+        }
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             SpawnError::Other(e) => Ok(e),

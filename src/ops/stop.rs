@@ -30,6 +30,13 @@ impl super::OpError for StopError {
         }
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            StopError::Other(e) => Some(e),
+            _ => None,
+        }
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             StopError::Other(e) => Ok(e),

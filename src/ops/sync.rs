@@ -23,6 +23,11 @@ impl super::OpError for SyncError {
         None
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        let SyncError::Other(e) = self;
+        Some(e)
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             SyncError::Other(e) => Ok(e),
