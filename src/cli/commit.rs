@@ -73,7 +73,9 @@ async fn draft_in_fresh_container<R: Runtime>(
         crate::ops::setup::fresh_gateway(ctx, rt, &plan.agent, policy, &r.name, &super::Stderr)
             .await
             .map_err(crate::ops::OpError::into_report)?;
-    crate::ops::commit::ask_draft(rt, ctx, prepared, plan, &env).await
+    crate::ops::commit::ask_draft(rt, ctx, prepared, plan, &env)
+        .await
+        .map_err(crate::ops::OpError::into_report)
 }
 
 /// Ask for a message in the user's editor, git style, starting from `draft`.

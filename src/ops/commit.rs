@@ -289,7 +289,7 @@ pub async fn ask_draft<R: Runtime>(
     prepared: &Prepared,
     plan: &DraftPlan,
     env: &[String],
-) -> anyhow::Result<String> {
+) -> Result<String, CommitError> {
     let r = &prepared.loaded.record;
     let names = ctx.repo.object_names(&r.name);
     let labels = ctx.repo.labels(&r.name);
@@ -317,7 +317,7 @@ pub async fn ask_draft<R: Runtime>(
     spec.network = r.sandbox.network.clone().or(spec.network);
     let id = rt.create_container(&spec).await?;
     rt.start(&id).await?;
-    crate::sandbox::spawn::ask(rt, &id, &plan.agent, &plan.prompt, env).await
+    Ok(crate::sandbox::spawn::ask(rt, &id, &plan.agent, &plan.prompt, env).await?)
 }
 
 /// Remove the draft's container, volume and gateway (whatever is there).
