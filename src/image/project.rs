@@ -140,7 +140,7 @@ async fn run<R: Runtime>(
 ) -> Result<String> {
     let names = repo.object_names(task);
     crate::interrupt::checkpoint()?;
-    rt.create_network(&names.network, &repo.labels(task), true)
+    rt.create_network(&names.network, &repo.labels(task), true, None)
         .await?;
     crate::interrupt::checkpoint()?;
     let plan = GatewayPlan::new(p.policy.clone(), &AgentAccess::default())?;

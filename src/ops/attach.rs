@@ -100,7 +100,10 @@ pub async fn attach<R: Runtime, G>(
     match rt.state(&container).await? {
         ContainerState::Running => Ok(Attached::Detached),
         _ => {
-            let l = crate::sandbox::refresh(rt, &ctx.store, ctx.store.resolve(&name)?).await?;
+            // Recorded under the task's lock: the end gives back the run's gateway and
+            // network, which a restart from elsewhere may have just made anew.
+            let _lock = super::lock_task(ctx, &name, "attach", &super::NoEvents).await?;
+            let l = crate::sandbox::refresh(rt, &ctx.store, super::reload(ctx, &name)?).await?;
             Ok(Attached::Ended(l.record.exit_code.unwrap_or(0)))
         }
     }

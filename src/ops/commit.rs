@@ -219,8 +219,9 @@ pub struct DraftPlan {
 
 /// Prepare asking the task's agent to draft a message for its uncommitted changes (headless,
 /// with the `commit-msg` template). `None` when there is no agent to ask: an exec agent, no
-/// workspace, no template, a task still running (its gateway and stand-ins are its own, and
-/// its work is still moving) or no network left.
+/// workspace, no template, or a task still running (its gateway and stand-ins are its own,
+/// and its work is still moving). A finished task has given its network back: the draft
+/// gets one of its own ([`draft_network`]).
 ///
 /// The draft must run in a fresh container of the task's image with an empty workspace and
 /// a fresh home, never in the task's own container (whose home holds the agent's settings and
@@ -273,10 +274,6 @@ pub async fn draft_plan<R: Runtime>(rt: &R, ctx: &Ctx, prepared: &Prepared) -> O
     {
         return None;
     }
-    let network = r.sandbox.network.clone()?;
-    if !rt.network_exists(&network).await.ok()? {
-        return None;
-    }
     Some(DraftPlan { agent, prompt })
 }
 
@@ -320,12 +317,30 @@ pub async fn ask_draft<R: Runtime>(
     Ok(crate::sandbox::spawn::ask(rt, &id, &plan.agent, &plan.prompt, env).await?)
 }
 
-/// Remove the draft's container, volume and gateway (whatever is there).
+/// Give the draft a network: the task's own when it still has one, else a new one under the
+/// task's name with a subnet of `agent.subnets` ([`remove_draft`] gives it back).
+pub async fn draft_network<R: Runtime>(rt: &R, ctx: &Ctx, task: &str) -> anyhow::Result<()> {
+    let names = ctx.repo.object_names(task);
+    if !rt.network_exists(&names.network).await? {
+        let range = crate::sandbox::network::SubnetRange::from_config(&ctx.config)?;
+        let labels = ctx.repo.labels(task);
+        crate::sandbox::network::create(rt, &range, &names.network, &labels).await?;
+    }
+    Ok(())
+}
+
+/// Remove the draft's container, volume, gateway and network (whatever is there; the network
+/// only when the task's run has ended).
 pub async fn remove_draft<R: Runtime>(rt: &R, ctx: &Ctx, task: &str) {
     let names = ctx.repo.object_names(task);
     rt.remove_container(&names.draft).await.ok();
     rt.remove_volume(&names.draft_volume).await.ok();
     rt.remove_container(&names.gateway).await.ok();
+    if let Ok(Some(loaded)) = ctx.store.load(task) {
+        crate::sandbox::network::release(rt, &ctx.store, loaded, &names)
+            .await
+            .ok();
+    }
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, marked when cut.

@@ -212,6 +212,7 @@ pub async fn run(
 /// and report what is left.
 async fn task_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: bool) -> Result<()> {
     ended_runs(rt, ctx, r, fix).await?;
+    held_networks(rt, ctx, r, fix).await?;
     let mut findings = checkup::examine(rt, &ctx.store, &ctx.repo).await?;
     if fix && !findings.is_empty() {
         for f in &findings {
@@ -323,6 +324,72 @@ async fn ended_runs<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: bool
     Ok(())
 }
 
+/// Finished tasks that still hold a network (an older git-agent kept them until `purge`, or
+/// a release was cut short): they cost the engine address space for nothing. With `fix`,
+/// give each back as the end of a run does; a task some command holds is left to it. One
+/// listing of the repository's networks, however many tasks there are.
+async fn held_networks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: bool) -> Result<()> {
+    use crate::task::Status;
+    let inv = rt
+        .inventory(&[(crate::runtime::LABEL_REPO, &ctx.repo.id)])
+        .await?;
+    for l in ctx.store.all()? {
+        let name = l.record.name.clone();
+        if matches!(l.record.status, Status::Running | Status::Creating) {
+            continue;
+        }
+        let names = ctx.repo.object_names(&name);
+        if !inv.networks.contains(&names.network) {
+            continue;
+        }
+        let detail = format!("task {name} has finished but still holds its network");
+        let entry = |status, detail: String, fix: Option<String>| Entry {
+            status,
+            check: "network".into(),
+            detail,
+            fix,
+            task: Some(name.clone()),
+        };
+        if !fix {
+            r.push(entry(
+                "warn",
+                detail,
+                Some("`git agent doctor --fix` gives it back (`restart` makes a new one)".into()),
+            ))?;
+            continue;
+        }
+        let lock = match crate::task::lock::Lease::held(&ctx.git, &name)? {
+            true => None,
+            false => crate::task::lock::TaskLock::try_acquire(&ctx.git, &name, "doctor --fix")?,
+        };
+        match lock {
+            Some(_lock) => {
+                if let Some(l) = ctx.store.load(&name)? {
+                    crate::sandbox::gateway::retire(rt, &ctx.store, l, &names).await?;
+                }
+                let gone = !rt.network_exists(&names.network).await?;
+                if gone {
+                    r.push(entry("fixed", detail, None))?;
+                } else {
+                    r.push(entry(
+                        "warn",
+                        format!("{detail} (still in use)"),
+                        Some(format!(
+                            "`git agent rm {name}` removes the container that holds it"
+                        )),
+                    ))?;
+                }
+            }
+            None => r.push(entry(
+                "busy",
+                format!("{detail} (a command is working on it; left alone)"),
+                None,
+            ))?,
+        }
+    }
+    Ok(())
+}
+
 /// The egress gateway: its image, internal networks on this engine, and the gateways of
 /// running tasks.
 async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>) -> Result<()> {
@@ -340,13 +407,23 @@ async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>) -> Re
         Err(e) => r.fail("gateway", e.to_string(), "check the engine")?,
     }
     let probe = format!("{}{}", checkup::PROBE_PREFIX, std::process::id());
-    match rt
-        .create_network(&probe, &checkup::probe_labels(&ctx.git), true)
-        .await
-    {
-        Ok(_) => {
+    // The way a task's network is made: with a subnet of agent.subnets.
+    let made = async {
+        let range = crate::sandbox::network::SubnetRange::from_config(&ctx.config)?;
+        let labels = checkup::probe_labels(&ctx.git);
+        let subnet = crate::sandbox::network::create(rt, &range, &probe, &labels).await?;
+        Ok::<_, anyhow::Error>((range, subnet))
+    };
+    match made.await {
+        Ok((range, subnet)) => {
             rt.remove_network(&probe).await.ok();
-            r.ok("network", "internal networks without a host address work")?;
+            r.ok(
+                "network",
+                format!(
+                    "internal networks without a host address work (task subnets from {range}, e.g. {subnet})",
+                    range = range.net()
+                ),
+            )?;
         }
         Err(e) => {
             let hint = crate::error::find_hint(&e).unwrap_or(

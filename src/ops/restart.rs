@@ -243,10 +243,15 @@ pub async fn run<R: Runtime>(
         // A task from before egress control ran on a plain network: give it an internal one.
         rt.remove_network(&names.network).await?;
     }
-    if !rt.network_exists(&names.network).await? {
-        rt.create_network(&names.network, &ctx.repo.labels(&name), true)
-            .await?;
-    }
+    // A finished run gave its network back: the new run gets a new one (and subnet).
+    let subnet = if rt.network_exists(&names.network).await? {
+        loaded.record.sandbox.subnet.clone()
+    } else {
+        let range = crate::sandbox::network::SubnetRange::from_config(&ctx.config)?;
+        let labels = ctx.repo.labels(&name);
+        let subnet = crate::sandbox::network::create(rt, &range, &names.network, &labels).await?;
+        Some(subnet.to_string())
+    };
     let (mut env, gw_plan, gw) =
         super::setup::fresh_gateway(ctx, rt, &agent, policy, &name, events).await?;
     crate::guard::add_env(&mut env, loaded.record.git_readonly);
@@ -311,6 +316,8 @@ pub async fn run<R: Runtime>(
         r.sandbox.image = plan.tag.clone();
         r.sandbox.image_id = image_id.clone();
         r.sandbox.gateway = Some(gw.clone());
+        r.sandbox.network = Some(names.network.clone());
+        r.sandbox.subnet = subnet.clone();
         r.network = Some(gw_plan.policy.clone());
         Ok(vec![])
     })?;

@@ -405,6 +405,7 @@ pub async fn start<R: Runtime>(
 ) -> Result<SpawnResult, SpawnError> {
     let p = prepared;
     let limits = Limits::from_config(&ctx.config)?;
+    let subnets = crate::sandbox::network::SubnetRange::from_config(&ctx.config)?;
     let gateway_image =
         super::image::ensure(rt, &image::gateway_plan(&ctx.config)?, events).await?;
     let outer_network = crate::sandbox::gateway::outer_network(&ctx.config);
@@ -446,6 +447,7 @@ pub async fn start<R: Runtime>(
             image: plan.tag.clone(),
             image_id,
             limits: limits.clone(),
+            subnets,
             gateway,
             gateway_image: gateway_image.clone(),
             outer_network: outer_network.clone(),
@@ -539,7 +541,15 @@ pub async fn wait<R: Runtime, W: AsyncWrite + Unpin + Send>(
             }
             Err(e) => return Err(e.into()),
         };
-        let loaded = crate::sandbox::refresh(rt, &ctx.store, l).await?;
+        // Recorded under the task's lock: the run's end gives back its gateway and network,
+        // which a command working on the task meanwhile (a restart) may have made anew.
+        let lock = super::lock_task(ctx, &name, "spawn --wait", events).await?;
+        let Some(current) = ctx.store.load(&name)? else {
+            waited.exits.push((name, code));
+            continue;
+        };
+        let loaded = crate::sandbox::refresh(rt, &ctx.store, current).await?;
+        drop(lock);
         if loaded.record.status == Status::Exited {
             let stats = loaded
                 .record

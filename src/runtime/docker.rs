@@ -10,8 +10,9 @@ use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HostConfig, Mount, MountType,
-    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
+    ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    Mount, MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CommitContainerOptionsBuilder,
@@ -400,6 +401,7 @@ impl Runtime for DockerRuntime {
         name: &str,
         labels: &HashMap<String, String>,
         internal: bool,
+        subnet: Option<&str>,
     ) -> Result<String> {
         // An internal bridge has no route out; without an address of its own the host is
         // not reachable from it either (otherwise a task could connect to any service
@@ -418,6 +420,14 @@ impl Runtime for DockerRuntime {
                 internal: Some(internal),
                 options,
                 labels: Some(labels.clone()),
+                ipam: subnet.map(|s| Ipam {
+                    driver: Some("default".into()),
+                    config: Some(vec![IpamConfig {
+                        subnet: Some(s.to_string()),
+                        ..Default::default()
+                    }]),
+                    options: None,
+                }),
                 ..Default::default()
             })
             .await
@@ -446,6 +456,21 @@ impl Runtime for DockerRuntime {
             ));
         }
         Ok(resp.id)
+    }
+
+    async fn network_subnets(&self) -> Result<Vec<String>> {
+        let list = self
+            .docker
+            .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+            .await
+            .map_err(engine)
+            .context("cannot list networks")?;
+        Ok(list
+            .into_iter()
+            .filter_map(|n| n.ipam.and_then(|i| i.config))
+            .flatten()
+            .filter_map(|c| c.subnet)
+            .collect())
     }
 
     async fn network_exists(&self, name: &str) -> Result<bool> {

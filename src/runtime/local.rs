@@ -136,6 +136,12 @@ fn not_found(what: &str, name: &str) -> anyhow::Error {
     ))
 }
 
+/// The file that claims a subnet among the network records (not a `.json`, so never listed
+/// as a network).
+fn subnet_claim(subnet: &str) -> String {
+    format!("subnet-{}.claim", subnet.replace(['.', '/'], "_"))
+}
+
 /// The same wording and hint as the Docker runtime's for a name that is taken.
 fn name_taken(what: &str, name: &str) -> anyhow::Error {
     anyhow::Error::new(EngineError::new(
@@ -209,6 +215,9 @@ struct NetworkRecord {
     name: String,
     labels: HashMap<String, String>,
     internal: bool,
+    /// The IPv4 range it was given (`a.b.c.d/n`), if it was given one.
+    #[serde(default)]
+    subnet: Option<String>,
 }
 
 /// The engine-less runtime (see the module doc).
@@ -324,6 +333,44 @@ impl LocalRuntime {
             .networks()?
             .into_iter()
             .find(|n| n.name == name || n.id == name))
+    }
+
+    /// Take `subnet` for network `name`, or refuse it (HTTP 403, as Docker does) when it is
+    /// not an IPv4 subnet or overlaps another network's. Two creations in flight cannot both
+    /// take one subnet: each claims it with a file only one can create.
+    fn claim_subnet(&self, name: &str, subnet: &str) -> Result<()> {
+        let refuse = |why: String| {
+            anyhow::Error::new(EngineError::new(EngineErrorKind::Conflict, Some(403), why))
+        };
+        let Some(wanted) = super::subnet::Ipv4Net::parse(subnet) else {
+            return Err(refuse(format!(
+                "invalid subnet {subnet:?} for network {name}"
+            )));
+        };
+        let overlaps = self.networks()?.into_iter().any(|n| {
+            n.subnet
+                .as_deref()
+                .and_then(super::subnet::Ipv4Net::parse_lenient)
+                .is_some_and(|s| s.overlaps(&wanted))
+        });
+        let claim = self.root.join("networks").join(subnet_claim(subnet));
+        let claimed = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&claim);
+        match claimed {
+            Ok(_) if !overlaps => Ok(()),
+            Ok(_) => {
+                std::fs::remove_file(&claim).ok();
+                Err(refuse(
+                    "Pool overlaps with other one on this address space".into(),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(refuse(
+                "Pool overlaps with other one on this address space".into(),
+            )),
+            Err(e) => Err(io("claim a subnet", &claim)(e)),
+        }
     }
 
     /// A network a container may join: one of the engine's own, or one created here.
@@ -816,9 +863,13 @@ impl Runtime for LocalRuntime {
         name: &str,
         labels: &HashMap<String, String>,
         internal: bool,
+        subnet: Option<&str>,
     ) -> Result<String> {
         if !valid_name(name) {
             bail!("bad network name {name:?}");
+        }
+        if let Some(s) = subnet {
+            self.claim_subnet(name, s)?;
         }
         let path = self.root.join("networks").join(format!("{name}.json"));
         let rec = NetworkRecord {
@@ -826,6 +877,7 @@ impl Runtime for LocalRuntime {
             name: name.to_string(),
             labels: labels.clone(),
             internal,
+            subnet: subnet.map(str::to_string),
         };
         let mut file = match std::fs::OpenOptions::new()
             .write(true)
@@ -833,10 +885,16 @@ impl Runtime for LocalRuntime {
             .open(&path)
         {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(name_taken("network", name));
+            Err(e) => {
+                if let Some(s) = subnet {
+                    let claim = self.root.join("networks").join(subnet_claim(s));
+                    std::fs::remove_file(claim).ok();
+                }
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    return Err(name_taken("network", name));
+                }
+                return Err(io("create a network", &path)(e));
             }
-            Err(e) => return Err(io("create a network", &path)(e)),
         };
         file.write_all(&serde_json::to_vec(&rec)?)
             .map_err(io("create a network", &path))?;
@@ -845,6 +903,14 @@ impl Runtime for LocalRuntime {
 
     async fn network_exists(&self, name: &str) -> Result<bool> {
         Ok(self.network(name)?.is_some())
+    }
+
+    async fn network_subnets(&self) -> Result<Vec<String>> {
+        Ok(self
+            .networks()?
+            .into_iter()
+            .filter_map(|n| n.subnet)
+            .collect())
     }
 
     async fn create_gateway(&self, spec: &GatewaySpec) -> Result<String> {
@@ -1193,22 +1259,29 @@ impl Runtime for LocalRuntime {
         let Some(net) = self.network(name)? else {
             return Ok(());
         };
-        if self
-            .containers()?
-            .iter()
-            .any(|(_, r)| r.networks.iter().any(|n| *n == net.name || *n == net.id))
-        {
-            return Err(in_use("network", name));
+        // As with an engine, only a running container keeps a network in use: a stopped one
+        // merely names it (and cannot start again without it).
+        for (dir, r) in self.containers()? {
+            if r.networks.iter().any(|n| *n == net.name || *n == net.id)
+                && matches!(self.state_of(&dir, &r)?, ContainerState::Running)
+            {
+                return Err(in_use("network", name));
+            }
         }
         let path = self
             .root
             .join("networks")
             .join(format!("{}.json", net.name));
         match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io("remove a network", &path)(e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io("remove a network", &path)(e)),
         }
+        if let Some(s) = &net.subnet {
+            let claim = self.root.join("networks").join(subnet_claim(s));
+            std::fs::remove_file(&claim).ok();
+        }
+        Ok(())
     }
 
     async fn panic_stop_all(&self, only: Option<(&str, &str)>) -> Result<Vec<String>> {

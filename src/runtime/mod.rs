@@ -15,6 +15,7 @@ pub mod docker;
 #[cfg(feature = "local-runtime")]
 pub mod local;
 pub mod select;
+pub mod subnet;
 
 use std::collections::{HashMap, HashSet};
 
@@ -344,13 +345,19 @@ pub trait Runtime {
     /// Make an image from a stopped container; returns the image's id.
     async fn commit(&self, spec: &CommitSpec) -> Result<String>;
     /// Create a bridge network; an `internal` one has no route out and no address for the
-    /// host on it.
+    /// host on it. With a `subnet` (IPv4, `a.b.c.d/n`) the network gets exactly that range,
+    /// and the engine refuses it when the range overlaps one of its networks'; without one
+    /// the engine picks a range from its default address pools.
     async fn create_network(
         &self,
         name: &str,
         labels: &HashMap<String, String>,
         internal: bool,
+        subnet: Option<&str>,
     ) -> Result<String>;
+    /// The IPv4 subnets (`a.b.c.d/n`) of every network on the engine, whoever made it: what
+    /// a new network's subnet must not overlap.
+    async fn network_subnets(&self) -> Result<Vec<String>>;
     /// Does a network of this name exist?
     async fn network_exists(&self, name: &str) -> Result<bool>;
     /// Create (not start) a task's egress gateway.

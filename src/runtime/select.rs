@@ -143,8 +143,13 @@ impl Runtime for Engine {
         name: &str,
         labels: &HashMap<String, String>,
         internal: bool,
+        subnet: Option<&str>,
     ) -> Result<String> {
-        each!(self, rt => rt.create_network(name, labels, internal).await)
+        each!(self, rt => rt.create_network(name, labels, internal, subnet).await)
+    }
+
+    async fn network_subnets(&self) -> Result<Vec<String>> {
+        each!(self, rt => rt.network_subnets().await)
     }
 
     async fn network_exists(&self, name: &str) -> Result<bool> {

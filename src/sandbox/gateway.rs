@@ -8,7 +8,8 @@
 //!
 //! Everything it needs is uploaded into it through the engine API (no host files are
 //! mounted), so it works the same with a remote engine. It lives exactly as long as the
-//! task's run: created before the task's container, removed when the run is seen to end.
+//! task's run: created before the task's container, removed when the run is seen to end
+//! (and the task's network with it, see [`super::network`]).
 
 use anyhow::{Context, Result, bail};
 
@@ -338,7 +339,8 @@ pub async fn connections<R: Runtime>(
 }
 
 /// The run is over: keep the gateway's connection log with the task, then remove the
-/// gateway (its vault and every stand-in die with it).
+/// gateway (its vault and every stand-in die with it). A task whose run has ended then gives
+/// back its network too (see [`super::network::release`]); the caller holds the task's lock.
 pub async fn retire<R: Runtime>(
     rt: &R,
     store: &TaskStore,
@@ -346,7 +348,7 @@ pub async fn retire<R: Runtime>(
     names: &ObjectNames,
 ) -> Result<Loaded> {
     let Some(gw) = loaded.record.sandbox.gateway.clone() else {
-        return Ok(loaded);
+        return super::network::release(rt, store, loaded, names).await;
     };
     let mut conns = live_connections(rt, &gw).await.unwrap_or_default();
     // Connections from earlier runs (before a restart) stay in front.
@@ -364,10 +366,11 @@ pub async fn retire<R: Runtime>(
             &[(CONNECTIONS_FILE, tsv.as_bytes())],
             |r, _| {
                 r.sandbox.gateway = None;
+                super::network::forget(r);
                 Ok(vec![])
             },
         )
         .context("cannot record the task's connections")?;
     rt.remove_container(&names.gateway).await?;
-    Ok(loaded)
+    super::network::release(rt, store, loaded, names).await
 }

@@ -32,7 +32,7 @@ pub async fn check<R: Runtime>(rt: &R, loaded: &Loaded) -> Result<Health> {
     };
     let network = match &s.network {
         Some(n) => Some(rt.network_exists(n).await?),
-        None => None,
+        None => no_network(loaded),
     };
     let volume = match &s.volume {
         Some(v) => Some(rt.labels_of(ObjectKind::Volume, v).await?.is_some()),
@@ -53,9 +53,18 @@ pub fn from_inventory(inv: &Inventory, loaded: &Loaded) -> Health {
     Health {
         container: s.container.as_deref().map(|c| inv.container(c)),
         gateway: s.gateway.as_deref().map(|g| inv.container(g)),
-        network: s.network.as_ref().map(|n| inv.networks.contains(n)),
+        network: match &s.network {
+            Some(n) => Some(inv.networks.contains(n)),
+            None => no_network(loaded),
+        },
         volume: s.volume.as_ref().map(|v| inv.volumes.contains(v)),
     }
+}
+
+/// A task whose record names no network: normal once its run has ended (it gave the network
+/// back), missing while it runs.
+fn no_network(loaded: &Loaded) -> Option<bool> {
+    (loaded.record.status == Status::Running).then_some(false)
 }
 
 impl Health {
@@ -228,6 +237,32 @@ mod tests {
         // Once the task is over its gateway is retired on purpose.
         h.container = Some(ContainerState::Exited(0));
         assert!(h.problems(Status::Exited).is_empty());
+    }
+
+    /// A finished task gave its network back: nothing is missing. A running task without
+    /// one recorded is missing it.
+    #[test]
+    fn only_a_running_task_needs_a_recorded_network() {
+        let record: crate::task::TaskRecord = toml::from_str(
+            "name = \"t\"\nagent = \"exec\"\ncommand = []\nbase = \"b\"\ndirty = false\nstatus = \"exited\"\ncreated = 0\n[sandbox]\nimage = \"i\"\nimage_id = \"i\"\nvolume = \"v\"\n",
+        )
+        .unwrap();
+        let mut loaded = Loaded {
+            record,
+            state: String::new(),
+            refs: Default::default(),
+        };
+        let inv = Inventory {
+            volumes: ["v".to_string()].into(),
+            ..Default::default()
+        };
+        let h = from_inventory(&inv, &loaded);
+        assert_eq!(h.network, None);
+        assert!(h.problems(Status::Exited).is_empty());
+        loaded.record.status = Status::Running;
+        let h = from_inventory(&inv, &loaded);
+        assert_eq!(h.network, Some(false));
+        assert_eq!(h.problems(Status::Running), ["network missing"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod checkup;
 pub mod gateway;
 pub mod health;
+pub mod network;
 pub mod reseed;
 pub mod spawn;
 pub mod stuck;

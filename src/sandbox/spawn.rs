@@ -87,6 +87,8 @@ pub struct StartRequest {
     pub image: String,
     pub image_id: String,
     pub limits: Limits,
+    /// Where the task's network gets its subnet (`agent.subnets`).
+    pub subnets: super::network::SubnetRange,
     /// The task's gateway: its image, the outer network it joins, and its setup. The
     /// gateway's environment for the agent is already part of `env`.
     pub gateway: GatewayPlan,
@@ -121,6 +123,7 @@ pub fn create_record(store: &TaskStore, req: &StartRequest, repo: &RepoId) -> Re
             container: Some(names.container),
             volume: Some(names.volume),
             network: Some(names.network),
+            subnet: None,
             home_volume: req.home_volume.then_some(names.home_volume),
             gateway: Some(names.gateway),
             state_volume: req.read_only.then_some(names.state_volume),
@@ -273,7 +276,7 @@ pub async fn start<R: Runtime>(
     checkpoint()?;
     ensure_names_free(rt, repo, task).await?;
     let bundle = start_bundle(store.git(), task)?;
-    rt.create_network(&names.network, &labels, true).await?;
+    let subnet = super::network::create(rt, &req.subnets, &names.network, &labels).await?;
     crate::crash::point("spawn.after-network");
     checkpoint()?;
     // The gateway comes up side by side with the task's volumes and container (the task's
@@ -352,6 +355,7 @@ pub async fn start<R: Runtime>(
         r.status = Status::Running;
         r.started = Some(now());
         r.sandbox.container = Some(id.clone());
+        r.sandbox.subnet = Some(subnet.to_string());
         Ok(vec![])
     })
 }

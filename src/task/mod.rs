@@ -51,7 +51,13 @@ pub struct Sandbox {
     pub image_id: String,
     pub container: Option<String>,
     pub volume: Option<String>,
+    /// The task's internal network while its run has one: a finished run gives it back (see
+    /// [`crate::sandbox::network`]), `restart` makes a new one.
     pub network: Option<String>,
+    /// The IPv4 subnet (`a.b.c.d/n`) git-agent gave that network from `agent.subnets`.
+    /// Absent in records from before git-agent chose subnets (the engine chose them).
+    #[serde(default)]
+    pub subnet: Option<String>,
     /// The volume holding the task user's home (agent sessions), if any.
     #[serde(default)]
     pub home_volume: Option<String>,
@@ -169,6 +175,22 @@ mod tests {
         assert_eq!(age(0, 7200), "2h");
         assert_eq!(age(0, 3 * 86400 + 5), "3d");
         assert_eq!(age(10, 0), "0s");
+    }
+
+    /// A record written before subnets were recorded reads as one without a subnet, and a
+    /// record with one keeps it.
+    #[test]
+    fn records_without_a_subnet_stay_readable() {
+        let old = "image = \"i\"\nimage_id = \"sha256:1\"\ncontainer = \"c\"\nvolume = \"v\"\nnetwork = \"n\"\n";
+        let s: Sandbox = toml::from_str(old).unwrap();
+        assert_eq!(s.network.as_deref(), Some("n"));
+        assert_eq!(s.subnet, None);
+        let with = Sandbox {
+            subnet: Some("10.242.0.16/28".into()),
+            ..s
+        };
+        let text = toml::to_string(&with).unwrap();
+        assert_eq!(toml::from_str::<Sandbox>(&text).unwrap(), with);
     }
 
     #[test]

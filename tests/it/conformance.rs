@@ -266,7 +266,8 @@ pub async fn labels_and_listings<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()>
     let volume = fx.name("lvol");
     let network = fx.name("lnet");
     rt.create_volume(&volume, &fx.labels()).await?;
-    rt.create_network(&network, &fx.labels(), true).await?;
+    rt.create_network(&network, &fx.labels(), true, None)
+        .await?;
     ensure!(rt.network_exists(&network).await?);
     let spec = fx.spec("lbl", SLEEP, Some(&volume), Some(&network));
     let id = run(rt, &spec).await?;
@@ -386,8 +387,8 @@ async fn reach<R: Runtime>(rt: &R, id: &str) -> Result<(bool, bool, String)> {
 pub async fn internal_networks<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     let inner = fx.name("inner");
     let outer = fx.name("outer");
-    rt.create_network(&inner, &fx.labels(), true).await?;
-    rt.create_network(&outer, &fx.labels(), false).await?;
+    rt.create_network(&inner, &fx.labels(), true, None).await?;
+    rt.create_network(&outer, &fx.labels(), false, None).await?;
     let a = run(rt, &fx.spec("ninner", SLEEP, None, Some(&inner))).await?;
     let b = run(rt, &fx.spec("nouter", SLEEP, None, Some(&outer))).await?;
     let c = run(rt, &fx.spec("nnone", SLEEP, None, None)).await?;

@@ -71,9 +71,12 @@ fn concurrent_creations_of_one_name_conflict_cleanly() {
         // A network name already taken: the second creation is a typed conflict and the
         // name keeps one network (engines before API 1.44 made a second one).
         let net = format!("{tag}-net");
-        let first = engine.create_network(&net, &labels, true).await.unwrap();
+        let first = engine
+            .create_network(&net, &labels, true, None)
+            .await
+            .unwrap();
         let lost = engine
-            .create_network(&net, &labels, true)
+            .create_network(&net, &labels, true, None)
             .await
             .unwrap_err();
         let same: Vec<_> = docker(&["network", "ls", "-q", "--filter", &format!("name=^{net}$")])
@@ -96,7 +99,10 @@ fn concurrent_creations_of_one_name_conflict_cleanly() {
         assert!(!engine.network_exists(&net).await.unwrap());
 
         let net = format!("{tag}-steps");
-        engine.create_network(&net, &labels, true).await.unwrap();
+        engine
+            .create_network(&net, &labels, true, None)
+            .await
+            .unwrap();
         let spec = StepSpec {
             name: format!("{tag}-step"),
             image: base_image(),

@@ -601,8 +601,13 @@ echo finished-work"#;
                 ("git-agent.task".to_string(), "t".to_string()),
                 ("git-agent.repo".to_string(), "r1".to_string()),
             ]);
-            rt.create_network("net-t", &labels, true).await.unwrap();
-            let e = rt.create_network("net-t", &labels, true).await.unwrap_err();
+            rt.create_network("net-t", &labels, true, None)
+                .await
+                .unwrap();
+            let e = rt
+                .create_network("net-t", &labels, true, None)
+                .await
+                .unwrap_err();
             assert_eq!(engine_kind(&e), Some(EngineErrorKind::Conflict));
             assert!(rt.network_exists("net-t").await.unwrap());
             rt.create_volume("vol-t", &labels).await.unwrap();
