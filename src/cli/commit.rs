@@ -69,7 +69,9 @@ async fn draft_in_fresh_container<R: Runtime>(
         .network
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the task has no network policy"))?;
-    crate::ops::commit::draft_network(rt, ctx, &r.name).await?;
+    crate::ops::commit::draft_network(rt, ctx, &r.name)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     let (env, _, _) =
         crate::ops::setup::fresh_gateway(ctx, rt, &plan.agent, policy, &r.name, &super::Stderr)
             .await

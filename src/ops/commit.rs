@@ -319,7 +319,7 @@ pub async fn ask_draft<R: Runtime>(
 
 /// Give the draft a network: the task's own when it still has one, else a new one under the
 /// task's name with a subnet of `agent.subnets` ([`remove_draft`] gives it back).
-pub async fn draft_network<R: Runtime>(rt: &R, ctx: &Ctx, task: &str) -> anyhow::Result<()> {
+pub async fn draft_network<R: Runtime>(rt: &R, ctx: &Ctx, task: &str) -> Result<(), CommitError> {
     let names = ctx.repo.object_names(task);
     if !rt.network_exists(&names.network).await? {
         let range = crate::sandbox::network::SubnetRange::from_config(&ctx.config)?;
