@@ -1,7 +1,9 @@
 //! User-facing errors: what went wrong, and what to do about it.
 //!
-//! Library code returns `anyhow::Error`s with context; where the user can act on a failure it
-//! attaches a [`Hint`]. Only the CLI layer renders errors (see `cli::report`).
+//! The layers below the operations return `anyhow::Error`s with context; where the user can
+//! act on a failure they attach a [`Hint`]. Each operation returns its own typed error (see
+//! [`crate::ops::OpError`]), whose hint is found by its type through one registry
+//! (`OP_ERRORS`). Only the CLI layer renders errors (see `cli::report`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -44,47 +46,74 @@ pub fn find_hint(err: &anyhow::Error) -> Option<Cow<'_, str>> {
 
 /// The hint one error in a chain carries, by its type.
 fn hint_of<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<Cow<'a, str>> {
-    use crate::ops::OpError;
-    use crate::ops::attach::{AttachError, ShellError};
-    use crate::ops::stop::StopError;
-    use crate::ops::{allow::AllowError, doctor::PanicError, logs::LogsError};
-    use crate::ops::{commit::CommitError, push::PushError, review::ReviewError};
-    use crate::ops::{remove::RemoveError, restart::RestartError, spawn::SpawnError};
-    use Cow::{Borrowed, Owned};
     if let Some(h) = e.downcast_ref::<Hint>() {
-        return Some(Borrowed(h.hint.as_str()));
+        return Some(Cow::Borrowed(h.hint.as_str()));
     }
     if let Some(x) = e.downcast_ref::<crate::runtime::EngineError>() {
-        return x.hint.as_deref().map(Borrowed);
+        return x.hint.as_deref().map(Cow::Borrowed);
     }
     if let Some(x) = e.downcast_ref::<crate::task::store::StoreError>() {
-        return x.hint().map(Borrowed);
+        return x.hint().map(Cow::Borrowed);
     }
-    // Operations whose errors keep their hint as they were made...
-    let kept = e
-        .downcast_ref::<SpawnError>()
-        .map(SpawnError::hint)
-        .or_else(|| e.downcast_ref::<RestartError>().map(RestartError::hint))
-        .or_else(|| e.downcast_ref::<AttachError>().map(AttachError::hint))
-        .or_else(|| e.downcast_ref::<ShellError>().map(ShellError::hint))
-        .or_else(|| e.downcast_ref::<StopError>().map(StopError::hint))
-        .or_else(|| e.downcast_ref::<RemoveError>().map(RemoveError::hint))
-        .or_else(|| e.downcast_ref::<AllowError>().map(AllowError::hint))
-        .or_else(|| e.downcast_ref::<LogsError>().map(LogsError::hint))
-        .or_else(|| e.downcast_ref::<PanicError>().map(PanicError::hint));
-    if let Some(h) = kept {
-        return Some(Borrowed(h));
+    let op = operation_error(e)?;
+    // An operation's error carried up without `into_report` still holds the error from
+    // below: look into it.
+    op.hint()
+        .map(Cow::Owned)
+        .or_else(|| op.below().and_then(find_hint))
+}
+
+/// An operation's error, seen through what `find_hint` and `is_interrupted` need of it.
+trait OperationError {
+    fn hint(&self) -> Option<String>;
+    fn below(&self) -> Option<&anyhow::Error>;
+}
+
+impl<E: crate::ops::OpError> OperationError for E {
+    fn hint(&self) -> Option<String> {
+        crate::ops::OpError::hint(self)
     }
-    // ... and those that work it out from the variant ([`crate::ops::OpError`]).
-    e.downcast_ref::<CommitError>()
-        .and_then(OpError::hint)
-        .or_else(|| e.downcast_ref::<PushError>().and_then(OpError::hint))
-        .or_else(|| e.downcast_ref::<ReviewError>().and_then(OpError::hint))
-        .or_else(|| {
-            e.downcast_ref::<crate::git::promote::PromoteError>()
-                .and_then(OpError::hint)
-        })
-        .map(Owned)
+    fn below(&self) -> Option<&anyhow::Error> {
+        crate::ops::OpError::below(self)
+    }
+}
+
+type DynError = dyn std::error::Error + 'static;
+
+type AsOperationError = for<'a> fn(&'a DynError) -> Option<&'a dyn OperationError>;
+
+fn op<E: crate::ops::OpError>(e: &DynError) -> Option<&dyn OperationError> {
+    e.downcast_ref::<E>().map(|x| x as &dyn OperationError)
+}
+
+/// Every operation's error type, found by its type: one line per type.
+const OP_ERRORS: &[AsOperationError] = {
+    use crate::ops::*;
+    &[
+        op::<allow::AllowError>,
+        op::<attach::AttachError>,
+        op::<attach::ShellError>,
+        op::<commit::CommitError>,
+        op::<doctor::DoctorError>,
+        op::<doctor::PanicError>,
+        op::<image::ImageError>,
+        op::<inspect::InspectError>,
+        op::<logs::LogsError>,
+        op::<push::PushError>,
+        op::<remove::RemoveError>,
+        op::<restart::RestartError>,
+        op::<review::ReviewError>,
+        op::<setup::SetupError>,
+        op::<spawn::SpawnError>,
+        op::<stop::StopError>,
+        op::<sync::SyncError>,
+        op::<crate::git::promote::PromoteError>,
+    ]
+};
+
+/// `e` as an operation's error, when it is one of [`OP_ERRORS`].
+fn operation_error(e: &DynError) -> Option<&dyn OperationError> {
+    OP_ERRORS.iter().find_map(|as_op| as_op(e))
 }
 
 /// The lines `cli::report` prints for an error: `Error:`, each cause the message does not
@@ -170,7 +199,13 @@ impl std::error::Error for Interrupted {}
 /// Was this error caused by Ctrl-C, anywhere in its chain (a command that wraps the
 /// interruption in its own context still exits 130)?
 pub fn is_interrupted(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<Interrupted>().is_some() || err.chain().any(|e| e.is::<Interrupted>())
+    err.downcast_ref::<Interrupted>().is_some()
+        || err.chain().any(|e| {
+            e.is::<Interrupted>()
+                || operation_error(e)
+                    .and_then(OperationError::below)
+                    .is_some_and(is_interrupted)
+        })
 }
 
 /// Make text from a sandbox safe to print on a terminal: control characters and escape
@@ -202,6 +237,80 @@ mod tests {
         let err = hinted("no engine", "start dockerd").context("spawn failed");
         assert_eq!(find_hint(&err).as_deref(), Some("start dockerd"));
         assert_eq!(err.to_string(), "spawn failed");
+    }
+
+    /// One case per registered operation error: its hint, found through an anyhow chain
+    /// with context (a typed variant), or the hint of the error from below it passes on.
+    #[test]
+    fn every_operation_error_hint_is_found_by_its_type() {
+        use crate::ops::OpError;
+        use crate::ops::*;
+        fn typed<E: OpError>(e: E) -> (anyhow::Error, String) {
+            let hint = e.hint().expect("a variant with a hint");
+            (anyhow::Error::new(e).context("the command failed"), hint)
+        }
+        fn below<E: OpError + From<anyhow::Error>>(
+            _: fn(anyhow::Error) -> E,
+        ) -> (anyhow::Error, String) {
+            let e = E::from(hinted("the engine said no", "fix the engine"));
+            assert_eq!(e.hint(), None, "{e:?}");
+            (
+                e.into_report().context("the command failed"),
+                "fix the engine".into(),
+            )
+        }
+        let task = || "t".to_string();
+        let cases = [
+            typed(allow::AllowError::StillSpawning { task: task() }),
+            typed(attach::AttachError::NotRunning { task: task() }),
+            typed(attach::ShellError::NoWorkspace { task: task() }),
+            typed(commit::CommitError::NoMessage),
+            below(doctor::DoctorError::Other),
+            typed(doctor::PanicError::Unreachable {
+                detail: "gone".into(),
+            }),
+            below(image::ImageError::Other),
+            below(inspect::InspectError::Other),
+            typed(logs::LogsError::NoOutput { task: task() }),
+            typed(push::PushError::NoRemote),
+            typed(remove::RemoveError::PurgedMeanwhile { task: task() }),
+            typed(restart::RestartError::Purged { task: task() }),
+            below(review::ReviewError::Other),
+            below(setup::SetupError::Other),
+            typed(spawn::SpawnError::TaskExists { task: task() }),
+            typed(stop::StopError::NoContainer { task: task() }),
+            below(sync::SyncError::Other),
+            typed(crate::git::promote::PromoteError::Identity),
+        ];
+        assert_eq!(cases.len(), OP_ERRORS.len(), "one case per registered type");
+        for (e, hint) in cases {
+            assert_eq!(find_hint(&e).as_deref(), Some(hint.as_str()), "{e:?}");
+            assert_eq!(render(&e).last(), Some(&format!("Hint: {hint}")));
+        }
+    }
+
+    /// An operation's error carried up inside an `anyhow::Error` without `into_report` (its
+    /// `Other` then hides the error from below in the chain) keeps its hint and Ctrl-C.
+    #[test]
+    fn an_operation_error_wrapped_as_it_is_still_shows_what_it_holds() {
+        use crate::ops::sync::SyncError;
+        let e = anyhow::Error::new(SyncError::Other(hinted("busy", "wait for it")))
+            .context("review failed");
+        assert_eq!(find_hint(&e).as_deref(), Some("wait for it"));
+        assert_eq!(
+            render(&e),
+            [
+                "Error: review failed",
+                "Caused by: busy",
+                "Hint: wait for it"
+            ]
+        );
+        let e = anyhow::Error::new(SyncError::Other(anyhow::Error::new(Interrupted)))
+            .context("review failed");
+        assert!(is_interrupted(&e));
+        let e = anyhow::Error::new(SyncError::Other(anyhow::anyhow!("no")));
+        assert!(!is_interrupted(&e));
+        assert_eq!(find_hint(&e), None);
     }
 
     #[test]

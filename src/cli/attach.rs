@@ -5,7 +5,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{Ctx, engine};
-use crate::ops::attach::Attached;
+use crate::ops::OpError;
+use crate::ops::attach::{AttachError, Attached};
 use crate::runtime::Runtime;
 use crate::task::store::Loaded;
 
@@ -23,10 +24,14 @@ pub async fn attach<R: Runtime>(
     rt: &R,
     ctx: &Ctx,
     loaded: &Loaded,
-    ready: impl std::future::Future<Output = Result<()>> + Send,
+    ready: impl std::future::Future<Output = Result<(), AttachError>> + Send,
 ) -> Result<i32> {
     let name = &loaded.record.name;
-    match crate::ops::attach::attach(rt, ctx, loaded, crate::cli::term::session, ready).await? {
+    let ready = async { ready.await.map_err(OpError::into_report) };
+    let attached = crate::ops::attach::attach(rt, ctx, loaded, crate::cli::term::session, ready)
+        .await
+        .map_err(OpError::into_report)?;
+    match attached {
         Attached::Detached => {
             eprintln!(
                 "\r\ngit-agent: detached from {name}; reattach with `git agent attach {name}`"

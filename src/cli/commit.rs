@@ -69,11 +69,16 @@ async fn draft_in_fresh_container<R: Runtime>(
         .network
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the task has no network policy"))?;
-    crate::ops::commit::draft_network(rt, ctx, &r.name).await?;
+    crate::ops::commit::draft_network(rt, ctx, &r.name)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     let (env, _, _) =
         crate::ops::setup::fresh_gateway(ctx, rt, &plan.agent, policy, &r.name, &super::Stderr)
-            .await?;
-    crate::ops::commit::ask_draft(rt, ctx, prepared, plan, &env).await
+            .await
+            .map_err(crate::ops::OpError::into_report)?;
+    crate::ops::commit::ask_draft(rt, ctx, prepared, plan, &env)
+        .await
+        .map_err(crate::ops::OpError::into_report)
 }
 
 /// Ask for a message in the user's editor, git style, starting from `draft`.

@@ -55,7 +55,8 @@ pub async fn run_doctor(args: DoctorArgs) -> Result<i32> {
         entries.push(e);
         Ok(())
     })
-    .await?;
+    .await
+    .map_err(crate::ops::OpError::into_report)?;
     if json {
         let doc = serde_json::json!({ "ok": !failed, "checks": entries });
         out(serde_json::to_string_pretty(&doc)?)?;
@@ -69,7 +70,9 @@ pub async fn run_panic(args: PanicArgs) -> Result<i32> {
     } else {
         None
     };
-    let stopped = crate::ops::doctor::panic(repo.as_deref()).await?;
+    let stopped = crate::ops::doctor::panic(repo.as_deref())
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     for name in &stopped {
         out(name)?;
     }

@@ -59,7 +59,8 @@ pub async fn run(args: ImageArgs) -> Result<i32> {
         dry_run,
         force,
     } = args.command;
-    let plan = ops::image::plan(&ctx, agent.as_deref(), stack.as_deref())?;
+    let plan = ops::image::plan(&ctx, agent.as_deref(), stack.as_deref())
+        .map_err(ops::OpError::into_report)?;
     if dry_run {
         print!("{}", plan.dockerfile);
         std::io::stdout().flush()?;
@@ -67,9 +68,13 @@ pub async fn run(args: ImageArgs) -> Result<i32> {
     }
     let rt = engine().await?;
     let id = if force {
-        ops::image::build(&rt, &plan, &Stderr).await?
+        ops::image::build(&rt, &plan, &Stderr)
+            .await
+            .map_err(ops::OpError::into_report)?
     } else {
-        ops::image::ensure(&rt, &plan, &Stderr).await?
+        ops::image::ensure(&rt, &plan, &Stderr)
+            .await
+            .map_err(ops::OpError::into_report)?
     };
     out(format!("{} {id}", plan.tag))?;
     Ok(0)

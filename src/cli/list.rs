@@ -26,7 +26,9 @@ pub struct ListArgs {
 
 pub async fn run(args: ListArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let listing = crate::ops::inspect::list(&ctx).await?;
+    let listing = crate::ops::inspect::list(&ctx)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     if let Some(why) = &listing.unchecked {
         engine_view::warn_unreachable(why);
     }

@@ -162,7 +162,7 @@ pub async fn run(args: LogsArgs) -> Result<i32> {
             // far is still written out.
             let read = logs::copy_live(&rt, &container, args.follow, args.tail, &mut w).await;
             w.finish().await?;
-            read?;
+            read.map_err(crate::ops::OpError::into_report)?;
         }
         Output::Kept {
             transcript,

@@ -86,14 +86,14 @@ fn describe(planned: &[Planned], refs: bool) -> Vec<String> {
 pub async fn run(args: PurgeArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     if args.list_trash {
-        for (name, refs) in remove::trash(&ctx)? {
+        for (name, refs) in remove::trash(&ctx).map_err(crate::ops::OpError::into_report)? {
             let state = refs.get("state").map(|s| &s[..12]).unwrap_or("-");
             out(format!("{name} {state}"))?;
         }
         return Ok(0);
     }
     if args.empty_trash {
-        let trash = remove::trash(&ctx)?;
+        let trash = remove::trash(&ctx).map_err(crate::ops::OpError::into_report)?;
         let names: Vec<&String> = match &args.task {
             Some(t) => trash.keys().filter(|n| *n == t).collect(),
             None => trash.keys().collect(),
@@ -118,14 +118,16 @@ pub async fn run(args: PurgeArgs) -> Result<i32> {
             eprintln!("git-agent: nothing was deleted");
             return Ok(1);
         }
-        for n in remove::empty_trash(&ctx, args.task.as_deref())? {
+        for n in remove::empty_trash(&ctx, args.task.as_deref())
+            .map_err(crate::ops::OpError::into_report)?
+        {
             out(n)?;
         }
         return Ok(0);
     }
     if args.undo {
         let task = args.task.expect("clap requires a task with --undo");
-        remove::undo(&ctx, &task)?;
+        remove::undo(&ctx, &task).map_err(crate::ops::OpError::into_report)?;
         eprintln!(
             "git-agent: {task} is back (without its container and workspace); `git agent review {task}` shows its work"
         );

@@ -208,13 +208,15 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         Reviewed::Task(t) => t,
     };
     let loaded = &review.loaded;
-    let network =
-        crate::ops::inspect::network_use(review.engine.as_ref(), &ctx.store, loaded).await?;
+    let network = crate::ops::inspect::network_use(review.engine.as_ref(), &ctx.store, loaded)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     let r = &loaded.record;
     let facts = &review.facts;
     let checked = review.status_checked;
     if args.json {
-        let files = crate::ops::review::numstat(&ctx, &review)?;
+        let files =
+            crate::ops::review::numstat(&ctx, &review).map_err(crate::ops::OpError::into_report)?;
         let json = ReviewJson {
             task: &r.name,
             agent: &r.agent,
@@ -264,7 +266,8 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
     };
     // No diff drivers, no textconv, every non-binary file as text whatever the attributes
     // say, no colour from git: what is shown is the content, escaped here.
-    let diff = crate::ops::review::diff(&ctx, &review, kind)?;
+    let diff =
+        crate::ops::review::diff(&ctx, &review, kind).map_err(crate::ops::OpError::into_report)?;
     let mut body = text.into_bytes();
     body.extend_from_slice(visible::render_diff(&diff, palette.as_ref()).as_bytes());
     page(&ctx, &body, tty)?;

@@ -23,8 +23,10 @@ pub async fn run(args: ShellArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     let loaded = ctx.store.resolve(&args.task)?;
     // Said before the engine is reached: a task without a container has nothing to open.
-    crate::ops::attach::shell_container(&loaded)?;
+    crate::ops::attach::shell_container(&loaded).map_err(crate::ops::OpError::into_report)?;
     let rt = engine().await?;
-    let code = crate::ops::attach::shell(&rt, &ctx, &loaded, crate::cli::term::session).await?;
+    let code = crate::ops::attach::shell(&rt, &ctx, &loaded, crate::cli::term::session)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     Ok(code.clamp(0, 255) as i32)
 }

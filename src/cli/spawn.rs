@@ -13,7 +13,7 @@ use clap::Args;
 use super::{Ctx, Stderr, engine, out, term};
 use crate::error::hinted;
 use crate::git::Git;
-use crate::ops::{self, setup::NetworkChoice};
+use crate::ops::{self, OpError, setup::NetworkChoice};
 
 /// Start a task: an agent in a sandboxed container, working on a private copy of the
 /// repository.
@@ -164,7 +164,8 @@ pub fn edit_text(git: &Git, text: &str, file_prefix: &str) -> Result<String> {
 
 pub async fn run(args: SpawnArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let agents = ops::spawn::agents(&ctx, &args.agent, &args.command, args.interactive)?;
+    let agents = ops::spawn::agents(&ctx, &args.agent, &args.command, args.interactive)
+        .map_err(OpError::into_report)?;
     if args.edit && agents.len() > 1 {
         return Err(hinted(
             "--edit works on one task's prompt",
@@ -192,14 +193,16 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
         read_only: args.read_only,
         git_readonly,
     };
-    let mut prepared = ops::spawn::prepare(&ctx, request, &Stderr)?;
+    let mut prepared = ops::spawn::prepare(&ctx, request, &Stderr).map_err(OpError::into_report)?;
     if args.edit {
         for prompt in prepared.prompts_mut() {
             *prompt = edit_text(&ctx.git, prompt, "AGENT_PROMPT")?;
         }
     }
     let rt = engine().await?;
-    let spawned = ops::spawn::start(&rt, &ctx, prepared, &Stderr).await?;
+    let spawned = ops::spawn::start(&rt, &ctx, prepared, &Stderr)
+        .await
+        .map_err(OpError::into_report)?;
     for l in &spawned.tasks {
         out(&l.record.name)?;
     }
@@ -217,8 +220,9 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let waited =
-        ops::spawn::wait(&rt, &ctx, spawned.tasks, &mut tokio::io::stderr(), &Stderr).await?;
+    let waited = ops::spawn::wait(&rt, &ctx, spawned.tasks, &mut tokio::io::stderr(), &Stderr)
+        .await
+        .map_err(OpError::into_report)?;
     Ok(waited.exit_code())
 }
 

@@ -42,7 +42,9 @@ struct StatusJson<'a> {
 
 pub async fn run(args: StatusArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let detail = crate::ops::inspect::status(&ctx, &args.task).await?;
+    let detail = crate::ops::inspect::status(&ctx, &args.task)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     for why in &detail.unchecked {
         engine_view::warn_unreachable(why);
     }

@@ -28,6 +28,8 @@ pub async fn run(args: SyncArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     ctx.store.resolve(&args.task)?;
     let rt = engine().await?;
-    crate::ops::sync::run(&rt, &ctx, &args.task, &super::Stderr).await?;
+    crate::ops::sync::run(&rt, &ctx, &args.task, &super::Stderr)
+        .await
+        .map_err(crate::ops::OpError::into_report)?;
     Ok(0)
 }

@@ -130,6 +130,13 @@ impl OpError for PromoteError {
         })
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            PromoteError::Other(e) => Some(e),
+            _ => None,
+        }
+    }
+
     fn passthrough(self) -> std::result::Result<anyhow::Error, Self> {
         match self {
             PromoteError::Other(e) => Ok(e),

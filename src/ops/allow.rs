@@ -17,45 +17,44 @@ use crate::task::store::Loaded;
 #[derive(Debug, thiserror::Error)]
 pub enum AllowError {
     #[error("bad domain '{domain}': {why}")]
-    BadDomain {
-        domain: String,
-        why: String,
-        hint: String,
-    },
+    BadDomain { domain: String, why: String },
     #[error("task '{task}' is still being set up by its spawn; nothing was recorded")]
-    StillSpawning { task: String, hint: String },
+    StillSpawning { task: String },
     #[error("task '{task}' predates egress control, so it has no gateway")]
-    NoEgressControl { task: String, hint: String },
+    NoEgressControl { task: String },
     #[error("task '{task}' cannot take new domains: {why}; nothing was recorded")]
-    GatewayUnfit {
-        task: String,
-        why: String,
-        hint: String,
-    },
+    GatewayUnfit { task: String, why: String },
     #[error("{detail}; the gateway keeps its old policy and nothing was recorded")]
-    GatewayRefused { detail: String, hint: String },
+    GatewayRefused { task: String, detail: String },
     /// A failure below the operation (the task's lock, the refs, the engine), as it came.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
-impl AllowError {
-    /// What the user can do about it (found by [`crate::error::find_hint`]).
-    pub fn hint(&self) -> &str {
-        match self {
-            AllowError::BadDomain { hint, .. }
-            | AllowError::StillSpawning { hint, .. }
-            | AllowError::NoEgressControl { hint, .. }
-            | AllowError::GatewayUnfit { hint, .. }
-            | AllowError::GatewayRefused { hint, .. } => hint,
-            AllowError::Other(_) => "",
-        }
-    }
-}
-
 impl super::OpError for AllowError {
     fn hint(&self) -> Option<String> {
-        Some(self.hint().to_string()).filter(|h| !h.is_empty())
+        Some(match self {
+            AllowError::BadDomain { .. } => "write a registrable domain such as example.com, a name below one, or *.example.com for its subdomains".into(),
+            AllowError::StillSpawning { task } => {
+                format!("run this allow again once `git agent status {task}` says running")
+            }
+            AllowError::NoEgressControl { task } => {
+                format!("restart it to give it one: git agent restart {task}")
+            }
+            AllowError::GatewayUnfit { task, .. } | AllowError::GatewayRefused { task, .. } => {
+                format!(
+                    "`git agent restart {task}` gives it a new gateway with its recorded domains; then run this allow again"
+                )
+            }
+            AllowError::Other(_) => return None,
+        })
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            AllowError::Other(e) => Some(e),
+            _ => None,
+        }
     }
 
     fn passthrough(self) -> Result<anyhow::Error, Self> {
@@ -88,7 +87,6 @@ pub fn parse_domains(domains: &[String]) -> Result<Vec<String>, AllowError> {
             allow_entry(d).map_err(|why| AllowError::BadDomain {
                 domain: d.clone(),
                 why,
-                hint: "write a registrable domain such as example.com, a name below one, or *.example.com for its subdomains".into(),
             })
         })
         .collect()
@@ -107,18 +105,12 @@ pub async fn run(
     let _lock = lock_task(ctx, &name, "allow", events).await?;
     if Lease::held(&ctx.git, &name)? {
         // Its spawn is still setting the gateway up from the policy it started with.
-        return Err(AllowError::StillSpawning {
-            hint: format!("run this allow again once `git agent status {name}` says running"),
-            task: name,
-        });
+        return Err(AllowError::StillSpawning { task: name });
     }
     // Read the task again: it may have changed while this waited for the lock.
     let loaded = reload(ctx, &name)?;
     if loaded.record.network.is_none() {
-        return Err(AllowError::NoEgressControl {
-            hint: format!("restart it to give it one: git agent restart {name}"),
-            task: name,
-        });
+        return Err(AllowError::NoEgressControl { task: name });
     }
     let policy = with_domains(loaded.record.network.clone().unwrap_or_default(), &add);
     let applied = match &loaded.record.sandbox.gateway {
@@ -163,19 +155,14 @@ async fn apply_live<R: Runtime>(
     loaded: &Loaded,
     gw: &str,
     policy: &NetworkPolicy,
-) -> Result<bool> {
+) -> Result<bool, AllowError> {
     let name = &loaded.record.name;
     let health = health::check(rt, loaded).await?;
-    let recover = format!(
-        "`git agent restart {name}` gives it a new gateway with its recorded domains; then run this allow again"
-    );
     if let Some(why) = health.gateway_problem() {
         return Err(AllowError::GatewayUnfit {
             task: name.clone(),
             why,
-            hint: recover,
-        }
-        .into());
+        });
     }
     if health.container != Some(ContainerState::Running) {
         return Ok(false);
@@ -183,8 +170,8 @@ async fn apply_live<R: Runtime>(
     gateway::update_policy(rt, gw, policy)
         .await
         .map_err(|e| AllowError::GatewayRefused {
+            task: name.clone(),
             detail: format!("{e:#}"),
-            hint: recover,
         })?;
     Ok(true)
 }
@@ -209,7 +196,7 @@ mod tests {
     fn a_bad_domain_says_what_to_write() {
         let e = parse_domains(&["com".into()]).unwrap_err();
         assert!(e.to_string().starts_with("bad domain 'com': "), "{e}");
-        assert!(e.hint().contains("example.com"));
+        assert!(crate::ops::OpError::hint(&e).is_some_and(|h| h.contains("example.com")));
         let err: anyhow::Error = e.into();
         assert!(crate::error::find_hint(&err).is_some_and(|h| h.contains("*.example.com")));
     }

@@ -17,43 +17,43 @@ use crate::task::store::Loaded;
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     #[error("task '{task}' has no container")]
-    NoContainer { task: String, hint: String },
+    NoContainer { task: String },
     #[error("task '{task}' runs headless; there is no session to attach to")]
-    Headless { task: String, hint: String },
+    Headless { task: String },
     #[error("task '{task}' is not running")]
-    NotRunning { task: String, hint: String },
+    NotRunning { task: String },
+    /// A failure below the operation (the refs, the engine, the terminal), as it came.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
-impl AttachError {
-    fn no_container(task: &str) -> AttachError {
-        AttachError::NoContainer {
-            task: task.to_string(),
-            hint: format!("start it again with `git agent restart {task}`"),
-        }
-    }
-
-    fn headless(task: &str) -> AttachError {
-        AttachError::Headless {
-            task: task.to_string(),
-            hint: format!(
+impl super::OpError for AttachError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            AttachError::NoContainer { task } => {
+                format!("start it again with `git agent restart {task}`")
+            }
+            AttachError::Headless { task } => format!(
                 "follow its output with `git agent logs -f {task}`, or resume it interactively with `git agent restart -i {task}`"
             ),
-        }
+            AttachError::NotRunning { task } => {
+                format!("resume its session with `git agent restart {task}`")
+            }
+            AttachError::Other(_) => return None,
+        })
     }
 
-    fn not_running(task: &str) -> AttachError {
-        AttachError::NotRunning {
-            task: task.to_string(),
-            hint: format!("resume its session with `git agent restart {task}`"),
-        }
-    }
-
-    /// What the user can do about it.
-    pub fn hint(&self) -> &str {
+    fn below(&self) -> Option<&anyhow::Error> {
         match self {
-            AttachError::NoContainer { hint, .. }
-            | AttachError::Headless { hint, .. }
-            | AttachError::NotRunning { hint, .. } => hint,
+            AttachError::Other(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            AttachError::Other(e) => Ok(e),
+            other => Err(other),
         }
     }
 }
@@ -79,19 +79,19 @@ pub async fn attach<R: Runtime, G>(
     loaded: &Loaded,
     open: impl FnOnce() -> Result<(G, Terminal)>,
     ready: impl std::future::Future<Output = Result<()>> + Send,
-) -> Result<Attached> {
+) -> Result<Attached, AttachError> {
     let name = loaded.record.name.clone();
     let container = loaded
         .record
         .sandbox
         .container
         .clone()
-        .ok_or_else(|| AttachError::no_container(&name))?;
+        .ok_or_else(|| AttachError::NoContainer { task: name.clone() })?;
     if !loaded.record.interactive {
-        return Err(AttachError::headless(&name).into());
+        return Err(AttachError::Headless { task: name });
     }
     if rt.state(&container).await? != ContainerState::Running {
-        return Err(AttachError::not_running(&name).into());
+        return Err(AttachError::NotRunning { task: name });
     }
     {
         let (_guard, terminal) = open()?;
@@ -110,35 +110,47 @@ pub async fn attach<R: Runtime, G>(
 }
 
 /// Start the command of a task that waits for its caller to attach (see [`attach`]).
-pub async fn start_command<R: Runtime>(rt: &R, loaded: &Loaded) -> Result<()> {
+pub async fn start_command<R: Runtime>(rt: &R, loaded: &Loaded) -> Result<(), AttachError> {
     let container = loaded
         .record
         .sandbox
         .container
         .as_deref()
         .unwrap_or_default();
-    crate::sandbox::spawn::go(rt, container).await
+    Ok(crate::sandbox::spawn::go(rt, container).await?)
 }
 
 /// Why a shell cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ShellError {
     #[error("task '{task}' has no container, so there is no workspace to open")]
-    NoWorkspace { task: String, hint: String },
+    NoWorkspace { task: String },
+    /// A failure below the operation (the engine, the terminal), as it came.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
-impl ShellError {
-    fn no_workspace(task: &str) -> ShellError {
-        ShellError::NoWorkspace {
-            task: task.to_string(),
-            hint: format!("its synced work is in its refs: `git agent review {task}`"),
+impl super::OpError for ShellError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ShellError::NoWorkspace { task } => Some(format!(
+                "its synced work is in its refs: `git agent review {task}`"
+            )),
+            ShellError::Other(_) => None,
         }
     }
 
-    /// What the user can do about it.
-    pub fn hint(&self) -> &str {
+    fn below(&self) -> Option<&anyhow::Error> {
         match self {
-            ShellError::NoWorkspace { hint, .. } => hint,
+            ShellError::Other(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            ShellError::Other(e) => Ok(e),
+            other => Err(other),
         }
     }
 }
@@ -151,7 +163,9 @@ pub fn shell_container(loaded: &Loaded) -> Result<&str, ShellError> {
         .sandbox
         .container
         .as_deref()
-        .ok_or_else(|| ShellError::no_workspace(&loaded.record.name))
+        .ok_or_else(|| ShellError::NoWorkspace {
+            task: loaded.record.name.clone(),
+        })
 }
 
 /// Run the sandbox helper's shell in `loaded`'s workspace, attached to the terminal, and
@@ -164,14 +178,16 @@ pub async fn shell<R: Runtime, G>(
     ctx: &Ctx,
     loaded: &Loaded,
     open: impl FnOnce() -> Result<(G, Terminal)>,
-) -> Result<i64> {
+) -> Result<i64, ShellError> {
     let name = &loaded.record.name;
     let container = shell_container(loaded)?.to_string();
     // A finished task's own container is not started again (whatever the agent left in it
     // would run): its workspace is opened in a fresh container, without network.
     let (container, started) = match rt.state(&container).await? {
         ContainerState::Running => (container, false),
-        ContainerState::Missing => return Err(ShellError::no_workspace(name).into()),
+        ContainerState::Missing => {
+            return Err(ShellError::NoWorkspace { task: name.clone() });
+        }
         _ => (
             crate::sandbox::sync::start_reader_as(
                 rt,
@@ -198,7 +214,7 @@ pub async fn shell<R: Runtime, G>(
     if started {
         rt.remove_container(&container).await.ok();
     }
-    code
+    Ok(code?)
 }
 
 #[cfg(test)]
@@ -207,7 +223,8 @@ mod tests {
 
     #[test]
     fn refusals_render_with_the_command_that_helps() {
-        let e: anyhow::Error = AttachError::headless("fix").into();
+        let task = || "fix".to_string();
+        let e: anyhow::Error = AttachError::Headless { task: task() }.into();
         assert_eq!(
             crate::error::render(&e),
             [
@@ -215,12 +232,13 @@ mod tests {
                 "Hint: follow its output with `git agent logs -f fix`, or resume it interactively with `git agent restart -i fix`",
             ]
         );
-        let e = anyhow::Error::from(AttachError::not_running("fix")).context("attach failed");
+        let e =
+            anyhow::Error::from(AttachError::NotRunning { task: task() }).context("attach failed");
         assert_eq!(
             crate::error::find_hint(&e).as_deref(),
             Some("resume its session with `git agent restart fix`")
         );
-        let e: anyhow::Error = ShellError::no_workspace("fix").into();
+        let e: anyhow::Error = ShellError::NoWorkspace { task: task() }.into();
         assert_eq!(
             crate::error::find_hint(&e).as_deref(),
             Some("its synced work is in its refs: `git agent review fix`")

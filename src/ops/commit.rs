@@ -87,6 +87,14 @@ impl OpError for CommitError {
         }
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            CommitError::Other(e) => Some(e),
+            CommitError::Promote(e) => e.below(),
+            _ => None,
+        }
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             CommitError::Other(e) => Ok(e),
@@ -278,7 +286,7 @@ pub async fn ask_draft<R: Runtime>(
     prepared: &Prepared,
     plan: &DraftPlan,
     env: &[String],
-) -> anyhow::Result<String> {
+) -> Result<String, CommitError> {
     let r = &prepared.loaded.record;
     let names = ctx.repo.object_names(&r.name);
     let labels = ctx.repo.labels(&r.name);
@@ -306,12 +314,12 @@ pub async fn ask_draft<R: Runtime>(
     spec.network = r.sandbox.network.clone().or(spec.network);
     let id = rt.create_container(&spec).await?;
     rt.start(&id).await?;
-    crate::sandbox::spawn::ask(rt, &id, &plan.agent, &plan.prompt, env).await
+    Ok(crate::sandbox::spawn::ask(rt, &id, &plan.agent, &plan.prompt, env).await?)
 }
 
 /// Give the draft a network: the task's own when it still has one, else a new one under the
 /// task's name with a subnet of `agent.subnets` ([`remove_draft`] gives it back).
-pub async fn draft_network<R: Runtime>(rt: &R, ctx: &Ctx, task: &str) -> anyhow::Result<()> {
+pub async fn draft_network<R: Runtime>(rt: &R, ctx: &Ctx, task: &str) -> Result<(), CommitError> {
     let names = ctx.repo.object_names(task);
     if !rt.network_exists(&names.network).await? {
         let range = crate::sandbox::network::SubnetRange::from_config(&ctx.config)?;

@@ -11,18 +11,63 @@ use crate::runtime::{ContainerState, LABEL_REPO, Runtime};
 use crate::sandbox::checkup::{self, Outcome};
 use crate::sandbox::stuck;
 
+/// What went wrong in a doctor run: its checks report problems as entries, so what fails
+/// the run itself comes from below (the refs, the engine, the caller's sink), as it came.
+#[derive(Debug, thiserror::Error)]
+pub enum DoctorError {
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl super::OpError for DoctorError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        let DoctorError::Other(e) = self;
+        Some(e)
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            DoctorError::Other(e) => Ok(e),
+        }
+    }
+}
+
 /// What went wrong in a panic stop, beyond the engine's own failures.
 #[derive(Debug, thiserror::Error)]
 pub enum PanicError {
     #[error("cannot reach the engine to stop tasks: {detail}")]
-    Unreachable { detail: String, hint: String },
+    Unreachable { detail: String },
+    /// A failure below the operation (the engine's stop), as it came.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
-impl PanicError {
-    /// What the user can do about it (found by [`crate::error::find_hint`]).
-    pub fn hint(&self) -> &str {
+impl super::OpError for PanicError {
+    fn hint(&self) -> Option<String> {
         match self {
-            PanicError::Unreachable { hint, .. } => hint,
+            PanicError::Unreachable { .. } => Some(
+                "stop the engine itself (e.g. `sudo systemctl stop docker`) to stop every container"
+                    .into(),
+            ),
+            PanicError::Other(_) => None,
+        }
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            PanicError::Other(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            PanicError::Other(e) => Ok(e),
+            other => Err(other),
         }
     }
 }
@@ -99,7 +144,7 @@ pub async fn run(
     ctx: &Ctx,
     fix: bool,
     sink: &mut (dyn FnMut(Entry) -> Result<()> + Send),
-) -> Result<bool> {
+) -> Result<bool, DoctorError> {
     let mut r = Report {
         failed: false,
         sink,
@@ -397,13 +442,11 @@ async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>) -> Re
 
 /// Cut the network of and stop every git-agent task container on the engine (only those of
 /// repository `repo` when given). Returns the containers stopped.
-pub async fn panic(repo: Option<&str>) -> Result<Vec<String>> {
+pub async fn panic(repo: Option<&str>) -> Result<Vec<String>, PanicError> {
     let rt = super::engine().await.map_err(|e| PanicError::Unreachable {
         detail: e.to_string(),
-        hint: "stop the engine itself (e.g. `sudo systemctl stop docker`) to stop every container"
-            .into(),
     })?;
-    rt.panic_stop_all(repo.map(|id| (LABEL_REPO, id))).await
+    Ok(rt.panic_stop_all(repo.map(|id| (LABEL_REPO, id))).await?)
 }
 
 #[cfg(test)]
@@ -422,9 +465,13 @@ mod tests {
     fn panic_errors_carry_their_hint() {
         let e: anyhow::Error = super::PanicError::Unreachable {
             detail: "no engine".into(),
-            hint: "stop it".into(),
         }
         .into();
-        assert_eq!(crate::error::find_hint(&e).as_deref(), Some("stop it"));
+        assert_eq!(
+            crate::error::find_hint(&e).as_deref(),
+            Some(
+                "stop the engine itself (e.g. `sudo systemctl stop docker`) to stop every container"
+            )
+        );
     }
 }

@@ -16,6 +16,11 @@ pub trait OpError: std::error::Error + Send + Sync + Sized + 'static {
     /// passed on as it came, with its own causes, hints and Ctrl-C marker: `Ok` with it.
     fn passthrough(self) -> Result<anyhow::Error, Self>;
 
+    /// The error from below it holds (the one [`OpError::passthrough`] passes on), if any:
+    /// `crate::error` looks into it for a hint or a Ctrl-C even when this error was carried
+    /// up inside an `anyhow::Error` without [`OpError::into_report`].
+    fn below(&self) -> Option<&anyhow::Error>;
+
     /// As an `anyhow::Error` for `cli::report`: the hint is found by
     /// `crate::error::find_hint`, and `downcast_ref::<Self>()` still works.
     fn into_report(self) -> anyhow::Error {
@@ -25,6 +30,23 @@ pub trait OpError: std::error::Error + Send + Sync + Sized + 'static {
         }
     }
 }
+
+/// `?` from one operation's error into another's, for an operation that calls another: the
+/// inner error is passed on as it came ([`OpError::into_report`]), so its hint, causes and
+/// Ctrl-C marker stay findable. The target needs a `From<anyhow::Error>` (its `Other`).
+/// One line per called operation: `pass_on!(ImageError => SpawnError, RestartError);`
+macro_rules! pass_on {
+    ($from:ty => $($to:ty),+ $(,)?) => {
+        $(
+            impl From<$from> for $to {
+                fn from(e: $from) -> $to {
+                    <$to>::from($crate::ops::OpError::into_report(e))
+                }
+            }
+        )+
+    };
+}
+pub(crate) use pass_on;
 
 #[cfg(test)]
 mod tests {
@@ -47,6 +69,13 @@ mod tests {
                 _ => None,
             }
         }
+        fn below(&self) -> Option<&anyhow::Error> {
+            match self {
+                Demo::Below(e) => Some(e),
+                _ => None,
+            }
+        }
+
         fn passthrough(self) -> Result<anyhow::Error, Self> {
             match self {
                 Demo::Below(e) => Ok(e),

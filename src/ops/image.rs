@@ -14,21 +14,50 @@ use crate::data::Search;
 use crate::image::{self, ImagePlan, ImageRequest};
 use crate::runtime::Runtime;
 
+/// What went wrong in choosing or building an image. A refused repository file, a failed
+/// project step or a build the engine refused is reported by [`crate::image`] and the
+/// engine, with their own hints: those pass through as they came.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// A failure below the operation (the agent's definition, the builder, the engine).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl super::OpError for ImageError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        let ImageError::Other(e) = self;
+        Some(e)
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            ImageError::Other(e) => Ok(e),
+        }
+    }
+}
+
+super::error::pass_on!(ImageError => super::spawn::SpawnError, super::restart::RestartError, super::setup::SetupError);
+
 /// The image tasks of `agent` (default: agent.defaultAgent, else claude) run in, with
 /// `stack` (default: agent.stack, else detected from the repository).
-pub fn plan(ctx: &Ctx, agent: Option<&str>, stack: Option<&str>) -> Result<ImagePlan> {
+pub fn plan(ctx: &Ctx, agent: Option<&str>, stack: Option<&str>) -> Result<ImagePlan, ImageError> {
     let search = Search::new(&ctx.git.dir);
     let agent_name = agent
         .map(str::to_string)
         .unwrap_or_else(|| default_agent(ctx));
     let agent = crate::agent::load(&search, &agent_name)?;
-    image::plan(&ImageRequest {
+    Ok(image::plan(&ImageRequest {
         root: &ctx.git.dir,
         config: &ctx.config,
         search: &search,
         agent: &agent,
         stack,
-    })
+    })?)
 }
 
 /// agent.defaultAgent, else claude.
@@ -40,7 +69,11 @@ pub fn default_agent(ctx: &Ctx) -> String {
 }
 
 /// Make sure the planned image exists, building it when needed; returns its id.
-pub async fn ensure<R: Runtime>(rt: &R, plan: &ImagePlan, events: &dyn Events) -> Result<String> {
+pub async fn ensure<R: Runtime>(
+    rt: &R,
+    plan: &ImagePlan,
+    events: &dyn Events,
+) -> Result<String, ImageError> {
     if let Some(id) = rt.image_id(&plan.tag).await? {
         return Ok(id);
     }
@@ -50,10 +83,14 @@ pub async fn ensure<R: Runtime>(rt: &R, plan: &ImagePlan, events: &dyn Events) -
 /// Build an image, even when one with its tag exists. Without a project layer that is one
 /// build of its Dockerfile; with one, the trusted stage is built, the project steps run
 /// sandboxed on it (see [`image::project`]), and the final layer is built on the result.
-pub async fn build<R: Runtime>(rt: &R, plan: &ImagePlan, events: &dyn Events) -> Result<String> {
+pub async fn build<R: Runtime>(
+    rt: &R,
+    plan: &ImagePlan,
+    events: &dyn Events,
+) -> Result<String, ImageError> {
     events.emit(Event::step(None, format!("building image {}", plan.tag)));
     let Some(split) = &plan.project else {
-        return builder(rt, plan.context()?, &plan.tag, &plan.labels(), events).await;
+        return Ok(builder(rt, plan.context()?, &plan.tag, &plan.labels(), events).await?);
     };
     // The stage is labelled with its own tag, so it stays cached whatever the project adds.
     let stage_labels = HashMap::from([(image::LABEL_IMAGE.to_string(), split.stage_tag.clone())]);
@@ -90,14 +127,14 @@ pub async fn build<R: Runtime>(rt: &R, plan: &ImagePlan, events: &dyn Events) ->
         })
         .await;
     lines.finish();
-    builder(
+    Ok(builder(
         rt,
         plan.final_context(split, &committed?)?,
         &plan.tag,
         &plan.labels(),
         events,
     )
-    .await
+    .await?)
 }
 
 /// One run of the engine's builder, its progress as output events. Ctrl-C drops the

@@ -19,6 +19,32 @@ use crate::sandbox::health::{self, Health};
 use crate::task::Status;
 use crate::task::store::{Loaded, TaskStore};
 
+/// What went wrong in reading tasks. An engine that cannot be reached or does not answer
+/// is not an error here (the tasks are shown as their refs say, with why); what fails comes
+/// from below (the refs, the task's records), as it came.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl super::OpError for InspectError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        let InspectError::Other(e) = self;
+        Some(e)
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            InspectError::Other(e) => Ok(e),
+        }
+    }
+}
+
 /// One task as the engine (if it answered) shows it.
 pub struct Seen {
     /// The task with its effective record: what its refs say, brought up to date in memory
@@ -84,7 +110,11 @@ fn reportable(h: &Health, status: Status) -> Vec<&'static str> {
 /// A task as it is now, without recording anything: a spawn that died shows as failed, a
 /// live task whose container ended shows as exited (or failed when it vanished), with the
 /// exit code, reason and run statistics [`crate::sandbox::refresh`] would record.
-pub async fn effective<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> Result<Loaded> {
+pub async fn effective<R: Runtime>(
+    rt: &R,
+    store: &TaskStore,
+    loaded: Loaded,
+) -> Result<Loaded, InspectError> {
     let mut loaded = crate::sandbox::stuck::as_seen(store.git(), loaded)?;
     if let Some(ending) = crate::sandbox::ending(rt, store, &loaded).await? {
         ending.apply(&mut loaded.record);
@@ -101,7 +131,7 @@ pub struct Tasks {
 /// Every task of the repository, checked with one listing of the repository's objects
 /// (three engine requests however many tasks there are); a task that seems broken is
 /// checked again object by object. The engine is asked only when there are tasks.
-pub async fn all(ctx: &Ctx) -> Result<Tasks> {
+pub async fn all(ctx: &Ctx) -> Result<Tasks, InspectError> {
     // A spawn that died is known from its lease alone, engine or not.
     let tasks = ctx
         .store
@@ -136,7 +166,11 @@ fn unchecked(tasks: Vec<Loaded>, why: &anyhow::Error) -> Tasks {
 }
 
 /// [`all`] with an engine that answered the connection.
-pub async fn all_on<R: Runtime>(ctx: &Ctx, rt: &R, tasks: Vec<Loaded>) -> Result<Tasks> {
+pub async fn all_on<R: Runtime>(
+    ctx: &Ctx,
+    rt: &R,
+    tasks: Vec<Loaded>,
+) -> Result<Tasks, InspectError> {
     let inv = match bounded(rt.inventory(&[(LABEL_REPO, &ctx.repo.id)])).await {
         Ok(inv) => inv,
         Err(e) => return Ok(unchecked(tasks, &e)),
@@ -177,7 +211,7 @@ pub async fn one<R: Runtime>(
     ctx: &Ctx,
     loaded: Loaded,
     rt: Option<&R>,
-) -> Result<(Seen, Option<String>)> {
+) -> Result<(Seen, Option<String>), InspectError> {
     let unchecked = |loaded, why| {
         Ok((
             Seen {
@@ -273,7 +307,7 @@ pub struct Listing {
 }
 
 /// The repository's tasks as `list` shows them.
-pub async fn list(ctx: &Ctx) -> Result<Listing> {
+pub async fn list(ctx: &Ctx) -> Result<Listing, InspectError> {
     let tasks = all(ctx).await?;
     let mut rows = Vec::new();
     for seen in &tasks.seen {
@@ -350,7 +384,7 @@ pub struct Detail {
 }
 
 /// One task (any unique prefix of its name) in detail.
-pub async fn status(ctx: &Ctx, task: &str) -> Result<Detail> {
+pub async fn status(ctx: &Ctx, task: &str) -> Result<Detail, InspectError> {
     let loaded = ctx.store.resolve(task)?;
     let rt = super::engine_for_reading().await;
     let mut unchecked: Vec<String> = rt
@@ -394,7 +428,7 @@ pub async fn network_use<R: Runtime>(
     rt: Option<&R>,
     store: &TaskStore,
     loaded: &Loaded,
-) -> Result<Option<NetworkUse>> {
+) -> Result<Option<NetworkUse>, InspectError> {
     let Some(policy) = &loaded.record.network else {
         return Ok(None);
     };

@@ -13,25 +13,37 @@ use crate::runtime::{ContainerState, Runtime};
 #[derive(Debug, thiserror::Error)]
 pub enum LogsError {
     #[error("task '{task}' has no container and no kept output")]
-    NoOutput { task: String, hint: String },
+    NoOutput { task: String },
+    /// A live task's output is in its container, and the engine cannot be reached (the
+    /// engine's error, with its own hint, is the cause).
+    #[error(
+        "cannot show the output of task '{task}': it is read from its container until the task ends, and the engine cannot be reached"
+    )]
+    Unreachable {
+        task: String,
+        #[source]
+        cause: anyhow::Error,
+    },
     /// A failure below the operation (the task's lock, the refs, the engine), as it came.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
-impl LogsError {
-    /// What the user can do about it (found by [`crate::error::find_hint`]).
-    pub fn hint(&self) -> &str {
-        match self {
-            LogsError::NoOutput { hint, .. } => hint,
-            LogsError::Other(_) => "",
-        }
-    }
-}
-
 impl super::OpError for LogsError {
     fn hint(&self) -> Option<String> {
-        Some(self.hint().to_string()).filter(|h| !h.is_empty())
+        match self {
+            LogsError::NoOutput { .. } => Some(
+                "output is kept with a task once it finishes; this one ended without any".into(),
+            ),
+            LogsError::Unreachable { .. } | LogsError::Other(_) => None,
+        }
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            LogsError::Other(e) => Some(e),
+            _ => None,
+        }
     }
 
     fn passthrough(self) -> Result<anyhow::Error, Self> {
@@ -87,14 +99,12 @@ pub async fn open(ctx: &Ctx, task: &str) -> Result<Logs, LogsError> {
     }
     let Some(transcript) = ctx.store.transcript(&loaded)? else {
         if let Some(e) = unreachable {
-            return Err(LogsError::Other(e.context(format!(
-                "cannot show the output of task '{name}': it is read from its container until the task ends, and the engine cannot be reached"
-            ))));
+            return Err(LogsError::Unreachable {
+                task: name,
+                cause: e,
+            });
         }
-        return Err(LogsError::NoOutput {
-            task: name,
-            hint: "output is kept with a task once it finishes; this one ended without any".into(),
-        });
+        return Err(LogsError::NoOutput { task: name });
     };
     Ok(Logs {
         task: name,
@@ -114,8 +124,8 @@ pub async fn copy_live<W: AsyncWrite + Unpin + Send>(
     follow: bool,
     tail: Option<usize>,
     out: &mut W,
-) -> Result<()> {
-    crate::interrupt::abandon_on_interrupt(rt.logs(container, follow, tail, out)).await
+) -> Result<(), LogsError> {
+    Ok(crate::interrupt::abandon_on_interrupt(rt.logs(container, follow, tail, out)).await?)
 }
 
 /// The last `n` lines of a kept transcript (all of it without `n`).
@@ -133,16 +143,33 @@ pub fn tail(transcript: Vec<u8>, n: Option<usize>) -> Vec<u8> {
 mod tests {
     #[test]
     fn a_logs_error_carries_its_hint() {
-        let e: anyhow::Error = super::LogsError::NoOutput {
-            task: "t".into(),
-            hint: "wait".into(),
-        }
-        .into();
+        let e: anyhow::Error = super::LogsError::NoOutput { task: "t".into() }.into();
         assert_eq!(
             e.to_string(),
             "task 't' has no container and no kept output"
         );
-        assert_eq!(crate::error::find_hint(&e).as_deref(), Some("wait"));
+        assert_eq!(
+            crate::error::find_hint(&e).as_deref(),
+            Some("output is kept with a task once it finishes; this one ended without any")
+        );
+    }
+
+    #[test]
+    fn an_unreachable_engine_is_the_cause_with_its_hint() {
+        use crate::ops::OpError;
+        let e = super::LogsError::Unreachable {
+            task: "t".into(),
+            cause: crate::error::hinted("no engine at the socket", "start the engine"),
+        }
+        .into_report();
+        assert_eq!(
+            crate::error::render(&e),
+            [
+                "Error: cannot show the output of task 't': it is read from its container until the task ends, and the engine cannot be reached",
+                "Caused by: no engine at the socket",
+                "Hint: start the engine",
+            ]
+        );
     }
 
     #[test]

@@ -124,6 +124,13 @@ impl OpError for PushError {
         })
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            PushError::Other(e) => Some(e),
+            _ => None,
+        }
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             PushError::Other(e) => Ok(e),

@@ -22,35 +22,34 @@ use crate::task::{Status, TaskName, now};
 #[derive(Debug, thiserror::Error)]
 pub enum RemoveError {
     #[error("task '{task}' was purged by another command meanwhile")]
-    PurgedMeanwhile { task: String, hint: String },
+    PurgedMeanwhile { task: String },
     #[error(
         "cannot sync task '{task}' before purging it, so its latest work would be lost: {detail}"
     )]
-    CannotSync {
-        task: String,
-        detail: String,
-        hint: String,
-    },
+    CannotSync { task: String, detail: String },
     /// A failure below the operation (the task's lock, the refs, the engine), as it came.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
-impl RemoveError {
-    /// What the user can do about it (found by [`crate::error::find_hint`]).
-    pub fn hint(&self) -> &str {
-        match self {
-            RemoveError::PurgedMeanwhile { hint, .. } | RemoveError::CannotSync { hint, .. } => {
-                hint
-            }
-            RemoveError::Other(_) => "",
-        }
-    }
-}
-
 impl super::OpError for RemoveError {
     fn hint(&self) -> Option<String> {
-        Some(self.hint().to_string()).filter(|h| !h.is_empty())
+        match self {
+            RemoveError::PurgedMeanwhile { .. } => {
+                Some("see what is left with `git agent list`".into())
+            }
+            RemoveError::CannotSync { task, .. } => Some(format!(
+                "look at it with `git agent status {task}`; `git agent purge --force {task}` removes it anyway"
+            )),
+            RemoveError::Other(_) => None,
+        }
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            RemoveError::Other(e) => Some(e),
+            _ => None,
+        }
     }
 
     fn passthrough(self) -> Result<anyhow::Error, Self> {
@@ -182,16 +181,11 @@ async fn sync_before_purge<R: Runtime>(
         Err(e) if force => {
             events.emit(Event::step(
                 Some(&name),
-                format!(
-                    "{name}: could not sync before purging ({e:#}); its unsynced work is lost"
-                ),
+                format!("{name}: could not sync before purging ({e:#}); its unsynced work is lost"),
             ));
             ctx.store.resolve(&name)
         }
         Err(e) => Err(RemoveError::CannotSync {
-            hint: format!(
-                "look at it with `git agent status {name}`; `git agent purge --force {name}` removes it anyway"
-            ),
             task: name,
             detail: format!("{e:#}"),
         }
@@ -239,10 +233,7 @@ pub async fn purge<R: Runtime>(
                 Some(sync_before_purge(ctx, rt, l, lock, force, events).await?)
             }
             None => {
-                return Err(RemoveError::PurgedMeanwhile {
-                    task: name,
-                    hint: "see what is left with `git agent list`".into(),
-                });
+                return Err(RemoveError::PurgedMeanwhile { task: name });
             }
         },
         None => None,
@@ -290,18 +281,18 @@ pub async fn purge<R: Runtime>(
 }
 
 /// The tasks kept in the trash, each with its refs (`leaf -> oid`).
-pub fn trash(ctx: &Ctx) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
-    crate::task::trash::list(&ctx.git)
+pub fn trash(ctx: &Ctx) -> Result<BTreeMap<String, BTreeMap<String, String>>, RemoveError> {
+    Ok(crate::task::trash::list(&ctx.git)?)
 }
 
 /// Delete the trash copies of `task` (or of every purged task); returns the names emptied.
-pub fn empty_trash(ctx: &Ctx, task: Option<&str>) -> Result<Vec<String>> {
-    crate::task::trash::empty(&ctx.git, task)
+pub fn empty_trash(ctx: &Ctx, task: Option<&str>) -> Result<Vec<String>, RemoveError> {
+    Ok(crate::task::trash::empty(&ctx.git, task)?)
 }
 
 /// Bring back a task purged with its refs.
-pub fn undo(ctx: &Ctx, task: &str) -> Result<()> {
-    crate::task::trash::restore(&ctx.store, task)
+pub fn undo(ctx: &Ctx, task: &str) -> Result<(), RemoveError> {
+    Ok(crate::task::trash::restore(&ctx.store, task)?)
 }
 
 #[cfg(test)]
@@ -313,19 +304,22 @@ mod tests {
         let e: anyhow::Error = RemoveError::CannotSync {
             task: "t".into(),
             detail: "engine gone".into(),
-            hint: "look at it".into(),
         }
         .into();
         assert_eq!(
             e.to_string(),
             "cannot sync task 't' before purging it, so its latest work would be lost: engine gone"
         );
-        assert_eq!(crate::error::find_hint(&e).as_deref(), Some("look at it"));
-        let e: anyhow::Error = RemoveError::PurgedMeanwhile {
-            task: "t".into(),
-            hint: "list".into(),
-        }
-        .into();
-        assert_eq!(crate::error::find_hint(&e).as_deref(), Some("list"));
+        assert_eq!(
+            crate::error::find_hint(&e).as_deref(),
+            Some(
+                "look at it with `git agent status t`; `git agent purge --force t` removes it anyway"
+            )
+        );
+        let e: anyhow::Error = RemoveError::PurgedMeanwhile { task: "t".into() }.into();
+        assert_eq!(
+            crate::error::find_hint(&e).as_deref(),
+            Some("see what is left with `git agent list`")
+        );
     }
 }

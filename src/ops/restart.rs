@@ -47,57 +47,60 @@ pub enum RestartError {
     #[error("agent '{agent}' has no command to resume with")]
     NoResumeCommand { agent: String },
     #[error("task '{task}' has no workspace left (it was purged)")]
-    Purged { task: String, hint: String },
+    Purged { task: String },
     #[error("task '{task}' is still being set up by its spawn")]
-    StillSpawning { task: String, hint: String },
+    StillSpawning { task: String },
     #[error(
         "cannot sync task '{task}' before rebuilding its workspace: {detail}; nothing was changed"
     )]
-    SyncBeforeReseed {
-        task: String,
-        detail: String,
-        hint: String,
-    },
+    SyncBeforeReseed { task: String, detail: String },
+    /// `seed` says what `--reseed` would rebuild the workspace from.
     #[error(
         "task '{task}''s workspace {workspace}; restarting would start the agent without its work, so nothing was changed"
     )]
     WorkspaceUnusable {
         task: String,
         workspace: String,
-        hint: String,
+        seed: String,
     },
     /// Rebuilding the workspace failed after the old container was replaced.
     #[error("{detail}")]
-    Reseed {
-        task: String,
-        detail: String,
-        hint: String,
-    },
+    Reseed { task: String, detail: String },
     /// A failure below the operation (the task's lock, the refs, the engine), as it came.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
-impl RestartError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> &str {
-        match self {
-            RestartError::NoResumeCommand { .. } => {
-                "add `resume` (or `interactive`) to its definition"
-            }
-            RestartError::Purged { hint, .. }
-            | RestartError::StillSpawning { hint, .. }
-            | RestartError::SyncBeforeReseed { hint, .. }
-            | RestartError::WorkspaceUnusable { hint, .. }
-            | RestartError::Reseed { hint, .. } => hint,
-            RestartError::Other(_) => "",
-        }
-    }
-}
-
 impl super::OpError for RestartError {
     fn hint(&self) -> Option<String> {
-        Some(self.hint().to_string()).filter(|h| !h.is_empty())
+        Some(match self {
+            RestartError::NoResumeCommand { .. } => {
+                "add `resume` (or `interactive`) to its definition".into()
+            }
+            RestartError::Purged { task } => format!(
+                "its synced work is in its refs: start a new task from it with `git agent spawn --base refs/agent/{task}/head -m \"...\"`"
+            ),
+            RestartError::StillSpawning { task } => format!(
+                "wait for the spawn to finish, then check it with `git agent status {task}`"
+            ),
+            RestartError::SyncBeforeReseed { task, .. } => {
+                format!("`git agent restart {task}` restarts it on the workspace it has")
+            }
+            RestartError::WorkspaceUnusable { task, seed, .. } => format!(
+                "`git agent restart --reseed {task}` rebuilds it from {seed}, or `git agent purge {task}` removes the task"
+            ),
+            RestartError::Reseed { task, .. } => format!(
+                "run `git agent restart --reseed {task}` again; `git agent purge {task}` removes the task"
+            ),
+            RestartError::Other(_) => return None,
+        })
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            RestartError::Other(e) => Some(e),
+            _ => None,
+        }
     }
 
     fn passthrough(self) -> Result<anyhow::Error, Self> {
@@ -141,20 +144,10 @@ pub async fn run<R: Runtime>(
     }
     let names = ctx.repo.object_names(&name);
     if loaded.record.sandbox.volume.is_none() {
-        return Err(RestartError::Purged {
-            hint: format!(
-                "its synced work is in its refs: start a new task from it with `git agent spawn --base refs/agent/{name}/head -m \"...\"`"
-            ),
-            task: name,
-        });
+        return Err(RestartError::Purged { task: name });
     }
     if Lease::held(&ctx.git, &name)? {
-        return Err(RestartError::StillSpawning {
-            hint: format!(
-                "wait for the spawn to finish, then check it with `git agent status {name}`"
-            ),
-            task: name,
-        });
+        return Err(RestartError::StillSpawning { task: name });
     }
     let plan = image::plan(&ImageRequest {
         root: &ctx.git.dir,
@@ -198,9 +191,6 @@ pub async fn run<R: Runtime>(
                 if workspace == Workspace::Ready && args.reseed {
                     return Err(RestartError::SyncBeforeReseed {
                         detail: format!("{e:#}"),
-                        hint: format!(
-                            "`git agent restart {name}` restarts it on the workspace it has"
-                        ),
                         task: name,
                     });
                 }
@@ -217,10 +207,7 @@ pub async fn run<R: Runtime>(
     if workspace != Workspace::Ready && !args.reseed {
         return Err(RestartError::WorkspaceUnusable {
             workspace: workspace.describe().to_string(),
-            hint: format!(
-                "`git agent restart --reseed {name}` rebuilds it from {}, or `git agent purge {name}` removes the task",
-                Seed::of(&loaded).describe()
-            ),
+            seed: Seed::of(&loaded).describe(),
             task: name,
         });
     }
@@ -292,9 +279,6 @@ pub async fn run<R: Runtime>(
             .map_err(|e| RestartError::Reseed {
                 task: name.clone(),
                 detail: format!("{e:#}"),
-                hint: format!(
-                    "run `git agent restart --reseed {name}` again; `git agent purge {name}` removes the task"
-                ),
             })?;
         crate::crash::point("restart.after-deliver");
         events.emit(Event::step(
@@ -368,14 +352,13 @@ mod tests {
         let e: anyhow::Error = RestartError::SyncBeforeReseed {
             task: "fix".into(),
             detail: "exit 3".into(),
-            hint: "h".into(),
         }
         .into();
         assert_eq!(
             crate::error::render(&e),
             [
                 "Error: cannot sync task 'fix' before rebuilding its workspace: exit 3; nothing was changed",
-                "Hint: h",
+                "Hint: `git agent restart fix` restarts it on the workspace it has",
             ]
         );
     }

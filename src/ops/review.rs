@@ -116,6 +116,11 @@ impl OpError for ReviewError {
         None
     }
 
+    fn below(&self) -> Option<&anyhow::Error> {
+        let ReviewError::Other(e) = self;
+        Some(e)
+    }
+
     fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
             ReviewError::Other(e) => Ok(e),
@@ -158,9 +163,13 @@ async fn fresh<R: Runtime>(
         let name = loaded.record.name.clone();
         let lock = lock_task(ctx, &name, "review", events).await?;
         let loaded = super::reload(ctx, &name)?;
-        return super::sync::if_possible(rt, ctx, loaded, &lock, events).await;
+        return super::sync::if_possible(rt, ctx, loaded, &lock, events)
+            .await
+            .map_err(OpError::into_report);
     }
-    super::inspect::effective(rt, &ctx.store, loaded).await
+    super::inspect::effective(rt, &ctx.store, loaded)
+        .await
+        .map_err(OpError::into_report)
 }
 
 async fn task(
@@ -249,7 +258,7 @@ pub fn short(id: &str) -> String {
 /// Every commit `commit` will re-create is looked at on its own (its diff against each
 /// parent), with the uncommitted snapshot and the net diff: what was added in one commit and
 /// removed in the next is still flagged.
-pub fn gather(ctx: &Ctx, loaded: &Loaded) -> anyhow::Result<Facts> {
+pub fn gather(ctx: &Ctx, loaded: &Loaded) -> Result<Facts, ReviewError> {
     let r = &loaded.record;
     let head = loaded.ref_value("head").unwrap_or(&r.base);
     let wip = loaded.ref_value("wip");
@@ -363,7 +372,7 @@ fn plan_ids(plan: &Plan) -> String {
 /// Per-file line counts of the net diff, every non-binary file counted as text whatever the
 /// attributes say (git's numstat reports `-` for attribute-binary files even with `--text`,
 /// so those are counted from their patch).
-pub fn numstat(ctx: &Ctx, review: &TaskReview) -> anyhow::Result<Vec<FileChange>> {
+pub fn numstat(ctx: &Ctx, review: &TaskReview) -> Result<Vec<FileChange>, ReviewError> {
     let (from, to) = (&review.loaded.record.base, review.loaded.tip());
     let text = ctx.git.run([
         "diff",
@@ -489,7 +498,7 @@ pub enum DiffKind {
 /// The raw diff (git's output, no colour, not escaped) of a reviewed task. Binary files are
 /// left out of the net diff (they are listed in [`Facts::binary`]); every other file is shown
 /// as text whatever the attributes say.
-pub fn diff(ctx: &Ctx, review: &TaskReview, kind: DiffKind) -> anyhow::Result<Vec<u8>> {
+pub fn diff(ctx: &Ctx, review: &TaskReview, kind: DiffKind) -> Result<Vec<u8>, ReviewError> {
     let r = &review.loaded.record;
     if kind == DiffKind::Commits {
         let mut log = ctx.git.command();

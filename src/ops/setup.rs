@@ -16,9 +16,37 @@ use crate::runtime::Runtime;
 use crate::sandbox::gateway::{AgentAccess, GatewayPlan};
 use crate::template;
 
+/// What went wrong in setting a run up. A refused setting, agent definition, network
+/// profile or credential is reported by the module that reads it ([`crate::agent`],
+/// [`crate::egress`]), with its own hint: those pass through as they came.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl super::OpError for SetupError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        let SetupError::Other(e) = self;
+        Some(e)
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            SetupError::Other(e) => Ok(e),
+        }
+    }
+}
+
+super::error::pass_on!(SetupError => super::spawn::SpawnError, super::restart::RestartError);
+
 /// The environment a task's agent runs with (its fixed settings), and how it reaches its
 /// model API: its credentials and API base URL, which go to the task's gateway.
-pub fn agent_env(ctx: &Ctx, agent: &Agent) -> Result<(Vec<String>, AgentAccess)> {
+pub fn agent_env(ctx: &Ctx, agent: &Agent) -> Result<(Vec<String>, AgentAccess), SetupError> {
     let env: Vec<String> = agent
         .def
         .env
@@ -52,7 +80,7 @@ pub fn repository_files(
     agents: &[Agent],
     template: Option<&template::PromptTemplate>,
     plans: &[image::ImagePlan],
-) -> Result<Vec<String>> {
+) -> Result<Vec<String>, SetupError> {
     use crate::data::{Origin, STACKS};
     let root = &ctx.git.dir;
     let rel = |p: &std::path::Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
@@ -118,7 +146,7 @@ pub fn gateway_plan(
     agent: &Agent,
     network: &NetworkChoice,
     events: &dyn Events,
-) -> Result<(Vec<String>, GatewayPlan)> {
+) -> Result<(Vec<String>, GatewayPlan), SetupError> {
     let repo = crate::egress::repo::load(&ctx.git.dir)?;
     let policy = crate::egress::resolve(
         search,
@@ -149,7 +177,7 @@ pub fn run_plan(
     agent: &Agent,
     policy: crate::egress::NetworkPolicy,
     events: &dyn Events,
-) -> Result<(Vec<String>, GatewayPlan)> {
+) -> Result<(Vec<String>, GatewayPlan), SetupError> {
     let (mut env, access) = agent_env(ctx, agent)?;
     let plan = GatewayPlan::new(policy, &access)?;
     if let Some(w) = &plan.warning {
@@ -169,7 +197,7 @@ pub async fn fresh_gateway<R: Runtime>(
     policy: crate::egress::NetworkPolicy,
     task: &str,
     events: &dyn Events,
-) -> Result<(Vec<String>, GatewayPlan, String)> {
+) -> Result<(Vec<String>, GatewayPlan, String), SetupError> {
     use crate::sandbox::gateway;
     rt.remove_container(&ctx.repo.object_names(task).gateway)
         .await?;
@@ -188,9 +216,9 @@ pub async fn fresh_gateway<R: Runtime>(
 }
 
 /// `--read-only`, else `agent.readOnlyRoot`.
-pub fn read_only_root(ctx: &Ctx, flag: bool) -> Result<bool> {
+pub fn read_only_root(ctx: &Ctx, flag: bool) -> Result<bool, SetupError> {
     if flag {
         return Ok(true);
     }
-    ctx.config.bool("agent.readOnlyRoot", false)
+    Ok(ctx.config.bool("agent.readOnlyRoot", false)?)
 }

@@ -50,7 +50,7 @@ pub enum SpawnError {
     #[error("the repository has no commits yet")]
     NoCommits,
     #[error("a task named '{task}' already exists")]
-    TaskExists { task: String, hint: String },
+    TaskExists { task: String },
     /// Another live spawn holds the task's lease: it is creating a task of that name.
     #[error("cannot create task '{task}': {detail}")]
     BeingCreated { task: String, detail: String },
@@ -60,40 +60,53 @@ pub enum SpawnError {
     /// The spawn failed for a reason that names no fix; everything it made was removed.
     #[error("spawn failed; nothing of it was kept: {detail}")]
     Failed { detail: String },
+    /// A failure below the operation (the agents, the refs, the engine), as it came: one
+    /// that names its own fix, or a Ctrl-C.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
 }
 
-impl SpawnError {
-    fn task_exists(task: &str) -> SpawnError {
-        SpawnError::TaskExists {
-            task: task.to_string(),
-            hint: format!(
+impl super::OpError for SpawnError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            SpawnError::ExecNeedsCommand => {
+                "put it after `--`: git agent spawn -m \"what to do\" -- sh -c 'make test'".into()
+            }
+            SpawnError::CommandOnlyForExec { .. } => "drop the command, or use --agent exec".into(),
+            SpawnError::NoInteractiveCommand { .. } => "run it headless (without -i)".into(),
+            SpawnError::InteractiveTakesOneAgent => {
+                "start the others headless, or one at a time".into()
+            }
+            SpawnError::UnknownTemplate { .. } => {
+                "see the templates with `git agent template list`".into()
+            }
+            SpawnError::TemplateNeedsDescription => "pass it with -m \"...\" or -F <file>".into(),
+            SpawnError::NoCommits => "commit something first; the task starts from a commit".into(),
+            SpawnError::TaskExists { task } => format!(
                 "choose another --name, or remove the old task with `git agent purge --refs {task}`"
             ),
+            SpawnError::BeingCreated { .. } => {
+                "wait for that spawn to finish (`git agent list` shows it), or choose another --name".into()
+            }
+            SpawnError::CleanupFailed { .. } => DOCTOR_FIX.into(),
+            SpawnError::Failed { .. } => {
+                "`git agent doctor` checks the engine and lists leftovers holding its networks, volumes and containers; fix what it reports, then spawn again".into()
+            }
+            SpawnError::Other(_) => return None,
+        })
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            SpawnError::Other(e) => Some(e),
+            _ => None,
         }
     }
 
-    /// What the user can do about it.
-    pub fn hint(&self) -> &str {
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
         match self {
-            SpawnError::ExecNeedsCommand => {
-                "put it after `--`: git agent spawn -m \"what to do\" -- sh -c 'make test'"
-            }
-            SpawnError::CommandOnlyForExec { .. } => "drop the command, or use --agent exec",
-            SpawnError::NoInteractiveCommand { .. } => "run it headless (without -i)",
-            SpawnError::InteractiveTakesOneAgent => "start the others headless, or one at a time",
-            SpawnError::UnknownTemplate { .. } => {
-                "see the templates with `git agent template list`"
-            }
-            SpawnError::TemplateNeedsDescription => "pass it with -m \"...\" or -F <file>",
-            SpawnError::NoCommits => "commit something first; the task starts from a commit",
-            SpawnError::TaskExists { hint, .. } => hint,
-            SpawnError::BeingCreated { .. } => {
-                "wait for that spawn to finish (`git agent list` shows it), or choose another --name"
-            }
-            SpawnError::CleanupFailed { .. } => DOCTOR_FIX,
-            SpawnError::Failed { .. } => {
-                "`git agent doctor` checks the engine and lists leftovers holding its networks, volumes and containers; fix what it reports, then spawn again"
-            }
+            SpawnError::Other(e) => Ok(e),
+            other => Err(other),
         }
     }
 }
@@ -203,7 +216,7 @@ pub fn agents(
     names: &[String],
     command: &[String],
     interactive: bool,
-) -> Result<Vec<Agent>> {
+) -> Result<Vec<Agent>, SpawnError> {
     // Before any ref or engine object: a shallow clone's task could never send work back.
     ctx.git.require_full_history()?;
     let search = Search::new(&ctx.git.dir);
@@ -220,23 +233,21 @@ pub fn agents(
         .collect::<Result<_>>()?;
     for a in &agents {
         if a.is_exec() && command.is_empty() {
-            return Err(SpawnError::ExecNeedsCommand.into());
+            return Err(SpawnError::ExecNeedsCommand);
         }
         if !a.is_exec() && !command.is_empty() {
             return Err(SpawnError::CommandOnlyForExec {
                 agent: a.name.clone(),
-            }
-            .into());
+            });
         }
         if interactive && !a.is_exec() && a.def.interactive.is_empty() {
             return Err(SpawnError::NoInteractiveCommand {
                 agent: a.name.clone(),
-            }
-            .into());
+            });
         }
     }
     if interactive && agents.len() > 1 {
-        return Err(SpawnError::InteractiveTakesOneAgent.into());
+        return Err(SpawnError::InteractiveTakesOneAgent);
     }
     Ok(agents)
 }
@@ -245,7 +256,7 @@ pub fn agents(
 /// `--dirty`, a commit of the uncommitted changes on it), the task names (refused when
 /// taken), the gateway plans, the prompts and the images. A refused or unrenderable
 /// repository file stops the spawn here, with nothing created.
-pub fn prepare(ctx: &Ctx, req: SpawnRequest, events: &dyn Events) -> Result<Prepared> {
+pub fn prepare(ctx: &Ctx, req: SpawnRequest, events: &dyn Events) -> Result<Prepared, SpawnError> {
     let search = Search::new(&ctx.git.dir);
     let template = match &req.template {
         Some(t) => Some(template::parse(&search.find(PROMPTS, t)?.ok_or_else(
@@ -256,14 +267,14 @@ pub fn prepare(ctx: &Ctx, req: SpawnRequest, events: &dyn Events) -> Result<Prep
         None => None,
     };
     if template.is_some() && req.description.trim().is_empty() {
-        return Err(SpawnError::TemplateNeedsDescription.into());
+        return Err(SpawnError::TemplateNeedsDescription);
     }
     let base_rev = req.base.clone().unwrap_or_else(|| "HEAD".into());
     let mut base = ctx.git.resolve_commit(&base_rev).map_err(|e| {
         if req.base.is_none() {
-            SpawnError::NoCommits.into()
+            SpawnError::NoCommits
         } else {
-            e
+            SpawnError::Other(e)
         }
     })?;
     let base_branch = match &req.base {
@@ -284,14 +295,16 @@ pub fn prepare(ctx: &Ctx, req: SpawnRequest, events: &dyn Events) -> Result<Prep
         .collect::<Result<_>>()?;
     for n in &names {
         if ctx.store.load(n.as_str())?.is_some() {
-            return Err(SpawnError::task_exists(n.as_str()).into());
+            return Err(SpawnError::TaskExists {
+                task: n.to_string(),
+            });
         }
     }
     let gateways: Vec<(Vec<String>, GatewayPlan)> = req
         .agents
         .iter()
         .map(|a| setup::gateway_plan(ctx, &search, a, &req.network, events))
-        .collect::<Result<_>>()?;
+        .collect::<Result<_, setup::SetupError>>()?;
     let read_only = setup::read_only_root(ctx, req.read_only)?;
     let mut dirty = false;
     if req.dirty {
@@ -389,7 +402,7 @@ pub async fn start<R: Runtime>(
     ctx: &Ctx,
     prepared: Prepared,
     events: &dyn Events,
-) -> Result<SpawnResult> {
+) -> Result<SpawnResult, SpawnError> {
     let p = prepared;
     let limits = Limits::from_config(&ctx.config)?;
     let subnets = crate::sandbox::network::SubnetRange::from_config(&ctx.config)?;
@@ -494,7 +507,7 @@ pub async fn wait<R: Runtime, W: AsyncWrite + Unpin + Send>(
     tasks: Vec<Loaded>,
     output: &mut W,
     events: &dyn Events,
-) -> Result<Waited> {
+) -> Result<Waited, SpawnError> {
     let single = tasks.len() == 1;
     let mut waited = Waited::default();
     let mut output = LastByte {
@@ -526,7 +539,7 @@ pub async fn wait<R: Runtime, W: AsyncWrite + Unpin + Send>(
                 waited.interrupted = true;
                 return Ok(waited);
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         // Recorded under the task's lock: the run's end gives back its gateway and network,
         // which a command working on the task meanwhile (a restart) may have made anew.
@@ -620,7 +633,7 @@ fn dirty_commit(git: &Git, base: &str) -> Result<Option<String>> {
 
 /// Take the lease of every task the spawn creates. A lease another live spawn holds means
 /// that spawn is creating a task of the same name right now.
-fn take_leases(ctx: &Ctx, names: &[TaskName]) -> Result<Vec<Lease>> {
+fn take_leases(ctx: &Ctx, names: &[TaskName]) -> Result<Vec<Lease>, SpawnError> {
     let mut leases = Vec::new();
     for n in names {
         // A reader checking the lease holds it for an instant: try again briefly.
@@ -636,14 +649,15 @@ fn take_leases(ctx: &Ctx, names: &[TaskName]) -> Result<Vec<Lease>> {
                     return Err(SpawnError::BeingCreated {
                         task: n.to_string(),
                         detail: e.to_string(),
-                    }
-                    .into());
+                    });
                 }
             }
         };
         // Checked again under the lease: another spawn may have created it meanwhile.
         if ctx.store.load(n.as_str())?.is_some() {
-            return Err(SpawnError::task_exists(n.as_str()).into());
+            return Err(SpawnError::TaskExists {
+                task: n.to_string(),
+            });
         }
         leases.push(lease);
     }
@@ -652,27 +666,25 @@ fn take_leases(ctx: &Ctx, names: &[TaskName]) -> Result<Vec<Lease>> {
 
 /// A spawn that failed has removed what it created; say so, and what to do, when the error
 /// itself names no fix. `kept` are tasks whose cleanup failed too.
-fn spawn_failed(e: anyhow::Error, kept: Vec<String>, events: &dyn Events) -> anyhow::Error {
+fn spawn_failed(e: anyhow::Error, kept: Vec<String>, events: &dyn Events) -> SpawnError {
     if e.downcast_ref::<Interrupted>().is_some() {
         if !kept.is_empty() {
             events.emit(Event::step(None, DOCTOR_FIX));
         }
-        return e;
+        return SpawnError::Other(e);
     }
     if !kept.is_empty() {
         return SpawnError::CleanupFailed {
             detail: format!("{e:#}"),
             kept,
-        }
-        .into();
+        };
     }
     if crate::error::find_hint(&e).is_some() {
-        return e;
+        return SpawnError::Other(e);
     }
     SpawnError::Failed {
         detail: format!("{e:#}"),
     }
-    .into()
 }
 
 fn random_u16() -> u16 {
@@ -731,7 +743,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for LastByte<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::NoEvents;
+    use crate::ops::{NoEvents, OpError};
 
     #[test]
     fn names_for_several_agents_group() {
@@ -786,12 +798,9 @@ mod tests {
         }
     }
 
-    fn refusal(e: anyhow::Error) -> (String, Vec<String>) {
-        let kind = format!(
-            "{:?}",
-            e.downcast_ref::<SpawnError>().expect("a spawn error")
-        );
-        (kind, crate::error::render(&e))
+    fn refusal(e: SpawnError) -> (String, Vec<String>) {
+        let kind = format!("{e:?}");
+        (kind, crate::error::render(&e.into_report()))
     }
 
     #[test]
@@ -866,7 +875,7 @@ mod tests {
         assert_eq!(kind, "TemplateNeedsDescription");
 
         // A taken name is refused with the command that frees it.
-        let (kind, lines) = refusal(SpawnError::task_exists("fix").into());
+        let (kind, lines) = refusal(SpawnError::TaskExists { task: "fix".into() });
         assert!(kind.starts_with("TaskExists"), "{kind}");
         assert_eq!(
             lines,
@@ -880,11 +889,11 @@ mod tests {
     #[test]
     fn a_failure_that_names_a_fix_keeps_it_and_one_that_does_not_gets_doctor() {
         let hinted = crate::error::hinted("engine said no", "do this");
-        let e = spawn_failed(hinted, vec![], &NoEvents);
+        let e = spawn_failed(hinted, vec![], &NoEvents).into_report();
         assert_eq!(crate::error::find_hint(&e).as_deref(), Some("do this"));
         assert!(e.downcast_ref::<SpawnError>().is_none());
 
-        let e = spawn_failed(anyhow::anyhow!("boom"), vec![], &NoEvents);
+        let e = spawn_failed(anyhow::anyhow!("boom"), vec![], &NoEvents).into_report();
         assert_eq!(
             crate::error::render(&e)[0],
             "Error: spawn failed; nothing of it was kept: boom"
@@ -894,7 +903,8 @@ mod tests {
             anyhow::anyhow!("boom"),
             vec!["a".into(), "b".into()],
             &events,
-        );
+        )
+        .into_report();
         assert_eq!(
             crate::error::render(&e),
             [
@@ -902,7 +912,8 @@ mod tests {
                 &format!("Hint: {DOCTOR_FIX}"),
             ]
         );
-        let e = spawn_failed(anyhow::Error::new(Interrupted), vec!["a".into()], &events);
+        let e =
+            spawn_failed(anyhow::Error::new(Interrupted), vec!["a".into()], &events).into_report();
         assert!(crate::error::is_interrupted(&e));
         assert_eq!(events.take(), vec![Event::step(None, DOCTOR_FIX)]);
     }

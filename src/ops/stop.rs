@@ -14,30 +14,27 @@ use crate::task::{Status, now};
 #[derive(Debug, thiserror::Error)]
 pub enum StopError {
     #[error("task '{task}' has no container to stop")]
-    NoContainer { task: String, hint: String },
+    NoContainer { task: String },
     /// A failure below the operation (the task's lock, the refs, the engine), as it came.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
-impl StopError {
-    fn no_container(task: String) -> StopError {
-        let hint = format!("see its state with `git agent status {task}`");
-        StopError::NoContainer { task, hint }
-    }
-
-    /// What the user can do about it (found by [`crate::error::find_hint`]).
-    pub fn hint(&self) -> &str {
-        match self {
-            StopError::NoContainer { hint, .. } => hint,
-            StopError::Other(_) => "",
-        }
-    }
-}
-
 impl super::OpError for StopError {
     fn hint(&self) -> Option<String> {
-        Some(self.hint().to_string()).filter(|h| !h.is_empty())
+        match self {
+            StopError::NoContainer { task } => {
+                Some(format!("see its state with `git agent status {task}`"))
+            }
+            StopError::Other(_) => None,
+        }
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            StopError::Other(e) => Some(e),
+            _ => None,
+        }
     }
 
     fn passthrough(self) -> Result<anyhow::Error, Self> {
@@ -61,7 +58,7 @@ pub async fn run<R: Runtime>(
     let lock = lock_task(ctx, &name, "stop", events).await?;
     let loaded = reload(ctx, &name)?;
     let Some(container) = loaded.record.sandbox.container.clone() else {
-        return Err(StopError::no_container(name));
+        return Err(StopError::NoContainer { task: name });
     };
     crate::sandbox::sync::clear_leftovers(rt, &ctx.git, &ctx.repo, &name, &lock).await?;
     // A run that already ended is recorded as it ended (with its output), not as stopped.
@@ -94,7 +91,7 @@ pub async fn run<R: Runtime>(
 mod tests {
     #[test]
     fn a_stop_error_carries_its_hint() {
-        let e: anyhow::Error = super::StopError::no_container("t".into()).into();
+        let e: anyhow::Error = super::StopError::NoContainer { task: "t".into() }.into();
         assert_eq!(e.to_string(), "task 't' has no container to stop");
         assert_eq!(
             crate::error::find_hint(&e.context("stop failed")).as_deref(),

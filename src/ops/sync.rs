@@ -9,13 +9,41 @@ use crate::sandbox::sync::{SyncOutcome, reload_after_wait, sync};
 use crate::task::lock::TaskLock;
 use crate::task::store::Loaded;
 
+/// What went wrong in a sync. The checks on what the sandbox sends back, and their
+/// refusals, are [`crate::sandbox::sync`]'s: their errors pass through as they came.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A failure below the operation (the task's lock, the refs, the engine, the bundle).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl super::OpError for SyncError {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        let SyncError::Other(e) = self;
+        Some(e)
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            SyncError::Other(e) => Ok(e),
+        }
+    }
+}
+
+super::error::pass_on!(SyncError => super::commit::CommitError, super::restart::RestartError);
+
 /// Sync one task (any unique prefix of its name), waiting for a command that holds it.
 pub async fn run<R: Runtime>(
     rt: &R,
     ctx: &Ctx,
     task: &str,
     events: &dyn Events,
-) -> Result<SyncOutcome> {
+) -> Result<SyncOutcome, SyncError> {
     let before = ctx.store.resolve(task)?;
     let lock = lock_task(ctx, &before.record.name, "sync", events).await?;
     let loaded = reload_after_wait(&ctx.store, &before)?;
@@ -35,7 +63,7 @@ pub async fn if_possible<R: Runtime>(
     loaded: Loaded,
     lock: &TaskLock,
     events: &dyn Events,
-) -> Result<Loaded> {
+) -> Result<Loaded, SyncError> {
     if loaded.record.sandbox.container.is_none() {
         return Ok(loaded);
     }
