@@ -399,6 +399,33 @@ impl TestEnv {
         self.docker_exec(task, script)
     }
 
+    /// Run `script` over a finished task's mounts (workspace, home, anything else its
+    /// container has) in a throwaway container of its image with no network, as the task user:
+    /// a finished task's own container cannot start again once its network is given back.
+    pub fn finished_exec(&self, task: &str, script: &str) -> Run {
+        let c = self.container_of(task);
+        let image = Command::new("docker")
+            .args(["inspect", "-f", "{{.Image}}", &c])
+            .output()
+            .unwrap();
+        let image = String::from_utf8_lossy(&image.stdout).trim().to_string();
+        Run::from(
+            Command::new("docker")
+                .args(["run", "--rm", "--network", "none", "--volumes-from", &c])
+                .args([
+                    "--user",
+                    "1000:1000",
+                    "--entrypoint",
+                    "sh",
+                    &image,
+                    "-c",
+                    script,
+                ])
+                .output()
+                .unwrap(),
+        )
+    }
+
     /// `docker exec` into a task's container as the task user (test-side tampering).
     pub fn docker_exec(&self, task: &str, script: &str) -> Run {
         Run::from(

@@ -101,24 +101,10 @@ fn spawn_sync_review_commit_signed_push() {
     );
 
     // The snapshot was taken without touching the agent's own index or branch.
-    // (The task has exited; starting its container again only idles, it does not re-run.)
-    let c = env.container_of("loop");
-    assert!(
-        Command::new("docker")
-            .args(["start", &c])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
-    let inside = env.docker_exec(
+    let inside = env.finished_exec(
         "loop",
         "cd /workspace && git status --porcelain && git rev-parse HEAD && ls ~/.git-agent",
     );
-    Command::new("docker")
-        .args(["stop", "-t", "0", &c])
-        .output()
-        .unwrap();
     assert!(inside.stdout.contains(" M README.md"), "{inside}");
     assert!(inside.stdout.contains("?? untracked.txt"), "{inside}");
     assert!(inside.stdout.contains(&head), "{inside}");
