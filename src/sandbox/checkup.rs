@@ -146,6 +146,10 @@ pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Re
     // Labelled objects of tasks without refs, grouped by task.
     let mut orphans: BTreeMap<String, Vec<Listed>> = BTreeMap::new();
     for o in &objects {
+        if super::cache::is_cache_object(&o.labels) {
+            // The repository's object cache and its writer: no task's (see `cache_findings`).
+            continue;
+        }
         if o.labels.get(LABEL_REPO) == Some(&repo.id) {
             let task = o.labels.get(LABEL_TASK).cloned().unwrap_or_default();
             if !known(&task) {
