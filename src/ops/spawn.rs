@@ -453,7 +453,8 @@ pub async fn start<R: Runtime>(
         match crate::sandbox::spawn::start(rt, &ctx.store, req, &ctx.repo, &|w| {
             events.emit(Event::warning(Some(req.name.as_str()), w))
         })
-        .await {
+        .await
+        {
             Ok(l) => {
                 crate::crash::point("spawn.after-running");
                 started.push(l)

@@ -1011,6 +1011,10 @@ impl Runtime for LocalRuntime {
             return write_file(&dir.join("running"), b"");
         }
         let argv: Vec<String> = rec.cmd.iter().map(|w| map_paths(&rec.mounts, w)).collect();
+        // A container with no workspace mount (the object cache's writer) starts in an
+        // empty directory of its own, as an engine gives it an empty /workspace.
+        let cwd = Self::host_path(&dir, &rec, WORKSPACE);
+        std::fs::create_dir_all(&cwd).map_err(io("start a container", &cwd))?;
         let child = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(WRAPPER)
@@ -1019,7 +1023,7 @@ impl Runtime for LocalRuntime {
             .args(&argv)
             .env_clear()
             .envs(Self::process_env(&dir, &rec, &[]))
-            .current_dir(Self::host_path(&dir, &rec, WORKSPACE))
+            .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -121,7 +121,9 @@ fn state_path(git: &Git) -> PathBuf {
 }
 
 fn is_oid(s: &str) -> bool {
-    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    matches!(s.len(), 40 | 64)
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 impl HostState {
@@ -644,9 +646,36 @@ pub enum CollectOutcome {
     Damaged(String),
 }
 
+/// Does any task's workspace borrow from the cache (its record names it)?
+pub fn in_use(store: &crate::task::store::TaskStore) -> Result<bool> {
+    Ok(store
+        .all()?
+        .iter()
+        .any(|l| l.record.sandbox.cache.is_some()))
+}
+
+/// Remove the cache when no task's workspace borrows from it any more (the last one was
+/// purged, or the only spawn failed). Returns whether it was removed.
+pub async fn release_if_unused<R: Runtime>(
+    rt: &R,
+    store: &crate::task::store::TaskStore,
+    repo: &RepoId,
+) -> Result<bool> {
+    let git = store.git();
+    let _lock = TaskLock::acquire(git, LOCK, "removing the object cache", |_| {}).await?;
+    if in_use(store)? {
+        return Ok(false);
+    }
+    remove_locked(rt, git, repo).await
+}
+
 /// Remove the repository's cache (its writer first). Fails while a container mounts it.
 pub async fn remove<R: Runtime>(rt: &R, git: &Git, repo: &RepoId) -> Result<bool> {
     let _lock = TaskLock::acquire(git, LOCK, "removing the object cache", |_| {}).await?;
+    remove_locked(rt, git, repo).await
+}
+
+async fn remove_locked<R: Runtime>(rt: &R, git: &Git, repo: &RepoId) -> Result<bool> {
     let volume = volume_name(repo);
     rt.remove_container(&writer_name(repo)).await?;
     let found = rt.labels_of(ObjectKind::Volume, &volume).await?;

@@ -286,9 +286,7 @@ pub async fn start<R: Runtime>(
     let labels = repo.labels(task);
     checkpoint()?;
     ensure_names_free(rt, repo, task).await?;
-    let cache_volume = req
-        .object_cache
-        .then(|| super::cache::volume_name(repo));
+    let cache_volume = req.object_cache.then(|| super::cache::volume_name(repo));
     let tip = super::cache::Tip {
         refname: ref_name(task, "base"),
         oid: req.base.clone(),
@@ -611,7 +609,10 @@ pub async fn abandon<R: Runtime>(
     // Only objects labelled as this task's go: a name that another task (or anything else)
     // already owns made this spawn fail, and must not take that object with it.
     remove_objects(rt, repo, task, None, true, true).await?;
-    store.delete(task)
+    store.delete(task)?;
+    // A cache made for this spawn alone goes with it (one another task uses stays).
+    super::cache::release_if_unused(rt, store, repo).await?;
+    Ok(())
 }
 
 /// Run an agent's headless command once in a running sandbox with `prompt` on its stdin and
