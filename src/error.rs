@@ -68,6 +68,10 @@ fn hint_of<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<Cow<'a, str>>
         .or_else(|| e.downcast_ref::<AttachError>().map(AttachError::hint))
         .or_else(|| e.downcast_ref::<ShellError>().map(ShellError::hint))
         .or_else(|| e.downcast_ref::<StopError>().map(StopError::hint))
+        .or_else(|| {
+            e.downcast_ref::<crate::ops::gc::GcError>()
+                .map(crate::ops::gc::GcError::hint)
+        })
         .or_else(|| e.downcast_ref::<RemoveError>().map(RemoveError::hint))
         .or_else(|| e.downcast_ref::<AllowError>().map(AllowError::hint))
         .or_else(|| e.downcast_ref::<LogsError>().map(LogsError::hint))
