@@ -154,7 +154,7 @@ spawn_task() {
   t0="$(now)"
   git -C "$repo" agent spawn --agent exec --name "$task" -m bench -- sh -c 'date +%s%N; exec sleep 600' \
     >/dev/null 2>"$WORK/spawn.err" || { cat "$WORK/spawn.err" >&2; die "spawn failed"; }
-  c="$(docker ps --filter "label=git-agent.task=$task" --format '{{.Names}}' | head -n1)"
+  c="$(docker ps --filter "label=git-agent.task=$task" --format "{{.Names}}" | grep "\.task\.$task$" | head -n1)"
   [ -n "$c" ] || die "no running container for task $task"
   tc="$(command_time "$c")"
   secs "$t0" "$tc"
