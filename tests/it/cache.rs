@@ -265,3 +265,40 @@ fn a_damaged_cache_is_detected_and_rebuilt() {
         "for p in /v/repo.git/objects/pack/*.pack; do test $(stat -c %s \"$p\") -gt 100; done",
     );
 }
+
+/// `gc` cuts the cache down to the history of the tasks that borrow from it (a purged
+/// task's history goes), and removes it once no task borrows from it.
+#[test]
+fn gc_keeps_only_what_tasks_borrow() {
+    require_docker!();
+    let env = repo_with_history(3 * 1024);
+    // A second, unrelated history: a task on it needs none of the big one.
+    env.git(&["checkout", "-q", "--orphan", "small"]).ok();
+    env.git(&["commit", "-qm", "small root"]).ok();
+    let spawn = |name: &str, base: &str| {
+        env.agent(&[
+            "spawn", "--name", name, "--base", base, "--wait", "-m", "x", "--", "true",
+        ])
+        .ok();
+    };
+    spawn("big", "main");
+    spawn("small", "small");
+    let cache = cache_volume(&env);
+    let before = volume_kib(&cache);
+    assert!(before >= 1400, "{before} KiB");
+    env.agent(&["purge", "big"]).ok();
+    let gc = env.agent(&["gc"]).ok();
+    assert!(gc.stdout.contains("it keeps the history of 1 task"), "{gc}");
+    let after = volume_kib(&cache);
+    assert!(
+        after < 512,
+        "the purged task's history went: {after} KiB (was {before})"
+    );
+    // The task left still syncs through the collected cache.
+    env.agent(&["sync", "small"]).ok();
+    env.agent(&["rm", "small"]).ok();
+    env.agent(&["purge", "--refs", "small"]).ok();
+    assert!(!volume_exists(&cache));
+    let json = env.agent(&["gc", "--json"]).ok();
+    assert_eq!(json.stdout.trim(), r#"{"cache":"none"}"#);
+}
