@@ -96,6 +96,7 @@ const OP_ERRORS: &[AsOperationError] = {
         op::<commit::CommitError>,
         op::<doctor::DoctorError>,
         op::<doctor::PanicError>,
+        op::<gc::GcError>,
         op::<image::ImageError>,
         op::<inspect::InspectError>,
         op::<logs::LogsError>,
@@ -279,6 +280,10 @@ mod tests {
             below(setup::SetupError::Other),
             typed(spawn::SpawnError::TaskExists { task: task() }),
             typed(stop::StopError::NoContainer { task: task() }),
+            typed(gc::GcError::Remove {
+                volume: "v".into(),
+                detail: "in use".into(),
+            }),
             below(sync::SyncError::Other),
             typed(crate::git::promote::PromoteError::Identity),
         ];

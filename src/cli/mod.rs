@@ -8,6 +8,7 @@ mod commit;
 mod commit_push;
 mod doctor;
 mod engine_view;
+mod gc;
 mod image;
 mod list;
 mod logs;
@@ -75,6 +76,7 @@ pub enum Command {
     Stop(stop::StopArgs),
     Rm(rm::RmArgs),
     Purge(purge::PurgeArgs),
+    Gc(gc::GcArgs),
     Image(image::ImageArgs),
     Agents(agents::AgentsArgs),
     Template(agents::TemplateArgs),
@@ -157,6 +159,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Stop(a) => stop::run(a).await,
         Command::Rm(a) => rm::run(a).await,
         Command::Purge(a) => purge::run(a).await,
+        Command::Gc(a) => gc::run(a).await,
         Command::Image(a) => image::run(a).await,
         Command::Agents(a) => agents::run_agents(a),
         Command::Template(a) => agents::run_template(a),

@@ -303,6 +303,7 @@ pub async fn ask_draft<R: Runtime>(
             home_volume: false,
             tty: false,
             read_only: false,
+            cache: None,
         },
         &limits,
     );

@@ -41,7 +41,7 @@ impl super::OpError for ImageError {
     }
 }
 
-super::error::pass_on!(ImageError => super::spawn::SpawnError, super::restart::RestartError, super::setup::SetupError);
+super::error::pass_on!(ImageError => super::spawn::SpawnError, super::restart::RestartError, super::setup::SetupError, super::gc::GcError);
 
 /// The image tasks of `agent` (default: agent.defaultAgent, else claude) run in, with
 /// `stack` (default: agent.stack, else detected from the repository).

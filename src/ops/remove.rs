@@ -258,6 +258,7 @@ pub async fn purge<R: Runtime>(
             r.sandbox.gateway = None;
             r.sandbox.state_volume = None;
             r.sandbox.home_volume = None;
+            r.sandbox.cache = None;
             Ok(vec![])
         })?;
         if refs {
@@ -272,6 +273,13 @@ pub async fn purge<R: Runtime>(
                 ));
             }
         }
+    }
+    // The last workspace borrowing from the object cache is gone: so goes the cache.
+    if let Err(e) = crate::sandbox::cache::release_if_unused(rt, &ctx.store, &ctx.repo).await {
+        events.emit(Event::warning(
+            None,
+            format!("could not remove the unused object cache: {e:#}"),
+        ));
     }
     events.emit(Event::step(
         Some(&name),

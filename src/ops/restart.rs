@@ -267,9 +267,14 @@ pub async fn run<R: Runtime>(
             home_volume: home,
             tty: interactive,
             read_only: loaded.record.read_only,
+            cache: loaded.record.sandbox.cache.as_deref(),
         },
         &limits,
     );
+    crate::sandbox::cache::ensure_for_task(rt, &ctx.git, &ctx.repo, &loaded, &limits, &|w| {
+        events.emit(Event::warning(Some(&name), w))
+    })
+    .await?;
     let id = rt.create_container(&spec).await?;
     rt.start(&id).await?;
     crate::crash::point("restart.after-create");

@@ -410,6 +410,7 @@ pub async fn start<R: Runtime>(
         super::image::ensure(rt, &image::gateway_plan(&ctx.config)?, events).await?;
     let outer_network = crate::sandbox::gateway::outer_network(&ctx.config);
     let group = (p.names.len() > 1).then(|| p.group.to_string());
+    let object_cache = crate::sandbox::cache::enabled(&ctx.config)?;
     let mut requests = Vec::new();
     for ((((agent, name), prompt), (env, gateway)), plan) in p
         .agents
@@ -453,6 +454,7 @@ pub async fn start<R: Runtime>(
             outer_network: outer_network.clone(),
             read_only: p.read_only,
             git_readonly: p.git_readonly,
+            object_cache,
         });
     }
 
@@ -463,7 +465,11 @@ pub async fn start<R: Runtime>(
     for req in &requests {
         create_record(&ctx.store, req, &ctx.repo)?;
         crate::crash::point("spawn.after-refs");
-        match crate::sandbox::spawn::start(rt, &ctx.store, req, &ctx.repo).await {
+        match crate::sandbox::spawn::start(rt, &ctx.store, req, &ctx.repo, &|w| {
+            events.emit(Event::warning(Some(req.name.as_str()), w))
+        })
+        .await
+        {
             Ok(l) => {
                 crate::crash::point("spawn.after-running");
                 started.push(l)

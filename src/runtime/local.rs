@@ -1189,7 +1189,10 @@ impl Runtime for LocalRuntime {
             return write_file(&dir.join("running"), b"");
         }
         let argv: Vec<String> = rec.cmd.iter().map(|w| map_paths(&rec.mounts, w)).collect();
+        // A container with no workspace mount (the object cache's writer) starts in an
+        // empty directory of its own, as an engine gives it an empty working directory.
         let cwd = Self::host_path(&dir, &rec, &rec.working_dir);
+        std::fs::create_dir_all(&cwd).map_err(io("start a container", &cwd))?;
         let mut command = std::process::Command::new("/bin/sh");
         command
             .arg("-c")

@@ -32,7 +32,8 @@ use crate::task::{Status, TaskName};
 /// One problem and its fix.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    /// What kind of problem: `spawn`, `task`, `orphan`, `leftover`, `build` or `sync`.
+    /// What kind of problem: `spawn`, `task`, `orphan`, `leftover`, `build`, `sync` or
+    /// `cache`.
     pub check: &'static str,
     /// The task it concerns, if any.
     pub task: Option<String>,
@@ -146,6 +147,10 @@ pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Re
     // Labelled objects of tasks without refs, grouped by task.
     let mut orphans: BTreeMap<String, Vec<Listed>> = BTreeMap::new();
     for o in &objects {
+        if super::cache::is_cache_object(&o.labels) {
+            // The repository's object cache and its writer: no task's (see `cache_findings`).
+            continue;
+        }
         if o.labels.get(LABEL_REPO) == Some(&repo.id) {
             let task = o.labels.get(LABEL_TASK).cloned().unwrap_or_default();
             if !known(&task) {
@@ -190,10 +195,43 @@ pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Re
             repair: Repair::Orphans(task, objs),
         });
     }
+    cache_findings(repo, &tasks, &objects, &mut out);
     build_findings(rt, git, &mut out).await?;
     probe_findings(rt, git, &mut out).await?;
     scratch_findings(git, &tasks, &mut out)?;
     Ok(out)
+}
+
+/// The object cache (see [`super::cache`]): kept with no task borrowing from it, or gone
+/// while tasks borrow from it. `gc` fixes both (removes it, or fills it again).
+fn cache_findings(repo: &RepoId, tasks: &[Loaded], objects: &[Listed], out: &mut Vec<Finding>) {
+    let volume = super::cache::volume_name(repo);
+    let present = objects
+        .iter()
+        .any(|o| o.kind == ObjectKind::Volume && o.name == volume);
+    let users = tasks
+        .iter()
+        .filter(|l| l.record.sandbox.cache.is_some())
+        .count();
+    let problem = match (present, users) {
+        (true, 0) => {
+            format!("the object cache {volume} is kept, but no task's workspace borrows from it")
+        }
+        (false, n) if n > 0 => format!(
+            "the object cache {volume} is gone, but {n} task{} borrow{} history from it (their sync and restart rebuild it)",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "s" } else { "" }
+        ),
+        _ => return,
+    };
+    out.push(Finding {
+        check: "cache",
+        task: None,
+        problem,
+        fix: "`git agent gc` removes an unused cache and rebuilds a missing one".into(),
+        repairable: false,
+        repair: Repair::Manual,
+    });
 }
 
 async fn task_findings<R: Runtime>(

@@ -5,6 +5,7 @@
 //! git anywhere a sandbox can write. Runtime objects get deterministic names derived from the
 //! repository and task, plus labels, so they can always be found and cleaned up again.
 
+pub mod cache;
 pub mod checkup;
 pub mod gateway;
 pub mod health;

@@ -1,5 +1,7 @@
 //! Creating a task: refs first (so the task is visible and removable from the start), then
-//! the network, volume and container, then the repository streamed in as a bundle.
+//! the network, volume and container, then the repository: checked out of the repository's
+//! object cache on the engine (see [`super::cache`]), or, with the cache off, streamed in as
+//! a bundle of the base's whole history.
 
 use anyhow::{Result, bail};
 use tokio::io::AsyncWriteExt;
@@ -97,6 +99,9 @@ pub struct StartRequest {
     pub read_only: bool,
     /// Run with the read-only git guards (see [`crate::guard`]).
     pub git_readonly: bool,
+    /// Borrow history from the repository's object cache (`agent.objectCache`) instead of
+    /// streaming it into the task.
+    pub object_cache: bool,
 }
 
 /// Write the task's refs (status `creating`). Separate from [`start`] so the caller can clean
@@ -127,6 +132,7 @@ pub fn create_record(store: &TaskStore, req: &StartRequest, repo: &RepoId) -> Re
             home_volume: req.home_volume.then_some(names.home_volume),
             gateway: Some(names.gateway),
             state_volume: req.read_only.then_some(names.state_volume),
+            cache: req.object_cache.then(|| super::cache::volume_name(repo)),
         },
         network: Some(req.gateway.policy.clone()),
         read_only: req.read_only,
@@ -164,6 +170,8 @@ pub struct Process<'a> {
     pub home_volume: bool,
     pub tty: bool,
     pub read_only: bool,
+    /// The object cache volume the workspace borrows from (mounted read-only).
+    pub cache: Option<&'a str>,
 }
 
 /// The engine-side description of a task's container.
@@ -180,6 +188,7 @@ pub fn sandbox_spec(
         home_volume,
         tty,
         read_only,
+        cache,
     } = process;
     let names = repo.object_names(task);
     let mut env = env.to_vec();
@@ -204,6 +213,10 @@ pub fn sandbox_spec(
     }
     if read_only {
         mounts.push(VolumeMount::new(&names.state_volume, super::STATE_DIR));
+    }
+    if let Some(volume) = cache {
+        mounts.push(super::cache::task_mount(volume));
+        env.push(super::cache::task_env());
     }
     SandboxSpec {
         name: names.container.clone(),
@@ -269,13 +282,26 @@ pub async fn start<R: Runtime>(
     store: &TaskStore,
     req: &StartRequest,
     repo: &RepoId,
+    warn: &dyn Fn(String),
 ) -> Result<Loaded> {
     let task = req.name.as_str();
     let names = repo.object_names(task);
     let labels = repo.labels(task);
     checkpoint()?;
     ensure_names_free(rt, repo, task).await?;
-    let bundle = start_bundle(store.git(), task)?;
+    let cache_volume = req.object_cache.then(|| super::cache::volume_name(repo));
+    let tip = super::cache::Tip {
+        refname: ref_name(task, "base"),
+        oid: req.base.clone(),
+    };
+    let writer = super::cache::Writer {
+        image: &req.gateway_image,
+        limits: &req.limits,
+    };
+    let bundle = match cache_volume {
+        Some(_) => None,
+        None => Some(start_bundle(store.git(), task)?),
+    };
     let subnet = super::network::create(rt, &req.subnets, &names.network, &labels).await?;
     crate::crash::point("spawn.after-network");
     checkpoint()?;
@@ -292,10 +318,23 @@ pub async fn start<R: Runtime>(
             home_volume: req.home_volume,
             tty: req.interactive,
             read_only: req.read_only,
+            cache: cache_volume.as_deref(),
         },
         &req.limits,
     );
     let sandbox = async {
+        if cache_volume.is_some() {
+            // Before any container names the volume: the engine would make an empty one.
+            super::cache::ensure(
+                rt,
+                store.git(),
+                repo,
+                std::slice::from_ref(&tip),
+                &writer,
+                warn,
+            )
+            .await?;
+        }
         rt.create_volume(&names.volume, &labels).await?;
         if req.home_volume {
             rt.create_volume(&names.home_volume, &labels).await?;
@@ -319,9 +358,23 @@ pub async fn start<R: Runtime>(
         };
         // Prompt and repository go in side by side, and the disk warden starts meanwhile.
         // Abandoning the stream midway is safe: the sandbox just sees a truncated bundle.
+        let delivery = async {
+            match bundle {
+                Some(bundle) => deliver_repository(rt, bundle, &id, task).await,
+                None => {
+                    let from = CacheSource {
+                        git: store.git(),
+                        repo,
+                        tip: &tip,
+                        writer: &writer,
+                    };
+                    borrow_repository(rt, &from, &id, task, warn).await
+                }
+            }
+        };
         let (prompt, repo_in, warden) = tokio::join!(
             deliver_prompt(rt, &id, &req.prompt),
-            abandon_on_interrupt(deliver_repository(rt, bundle, &id, task)),
+            abandon_on_interrupt(delivery),
             create_warden(rt, repo, task, &id, &warden),
         );
         prompt?;
@@ -496,6 +549,60 @@ async fn deliver_repository<R: Runtime>(
     Ok(())
 }
 
+/// Where a task borrows its history from.
+pub struct CacheSource<'a> {
+    pub git: &'a Git,
+    pub repo: &'a RepoId,
+    /// The commit checked out (and the host ref naming it).
+    pub tip: &'a super::cache::Tip,
+    pub writer: &'a super::cache::Writer<'a>,
+}
+
+/// Check the tip out of the object cache into the container's workspace (the helper's
+/// `borrow`). A cache that cannot provide it (damaged, emptied) is rebuilt, with a
+/// warning, and the checkout tried once more.
+pub async fn borrow_repository<R: Runtime>(
+    rt: &R,
+    from: &CacheSource<'_>,
+    id: &str,
+    task: &str,
+    warn: &dyn Fn(String),
+) -> Result<()> {
+    let cmd = vec![
+        HELPER.to_string(),
+        "borrow".into(),
+        from.tip.oid.clone(),
+        branch_name(task),
+    ];
+    let mut sink = tokio::io::sink();
+    let mut out = rt.exec(id, &cmd, None::<&[u8]>, &mut sink, 1 << 20).await?;
+    if out.exit_code == super::cache::BORROW_FAILED {
+        warn(format!(
+            "task {task} could not check its base out of the object cache ({}); rebuilding the cache",
+            crate::error::exit_detail(out.exit_code, &out.stderr)
+        ));
+        super::cache::rebuild(
+            rt,
+            from.git,
+            from.repo,
+            std::slice::from_ref(from.tip),
+            from.writer,
+        )
+        .await?;
+        out = rt.exec(id, &cmd, None::<&[u8]>, &mut sink, 1 << 20).await?;
+    }
+    if out.exit_code != 0 {
+        return Err(hinted(
+            format!(
+                "the sandbox could not check out the repository ({})",
+                crate::error::exit_detail(out.exit_code, &out.stderr)
+            ),
+            "check that the image has git (`git agent image build --dry-run`); `git config agent.objectCache false` streams history into each task instead",
+        ));
+    }
+    Ok(())
+}
+
 /// Undo a spawn that failed or was interrupted: runtime objects and refs go away.
 pub async fn abandon<R: Runtime>(
     rt: &R,
@@ -506,7 +613,10 @@ pub async fn abandon<R: Runtime>(
     // Only objects labelled as this task's go: a name that another task (or anything else)
     // already owns made this spawn fail, and must not take that object with it.
     remove_objects(rt, repo, task, None, true, true).await?;
-    store.delete(task)
+    store.delete(task)?;
+    // A cache made for this spawn alone goes with it (one another task uses stays).
+    super::cache::release_if_unused(rt, store, repo).await?;
+    Ok(())
 }
 
 /// Run an agent's headless command once in a running sandbox with `prompt` on its stdin and

@@ -393,9 +393,11 @@ pub async fn start_reader_as<R: Runtime>(
             home_volume: false,
             tty: false,
             read_only: loaded.record.read_only,
+            cache: loaded.record.sandbox.cache.as_deref(),
         },
         &limits,
     );
+    super::cache::ensure_for_task(rt, store.git(), &repo, loaded, &limits, &|_| {}).await?;
     spec.name = name;
     spec.network = None;
     rt.remove_container(&spec.name).await?;

@@ -67,6 +67,10 @@ pub struct Sandbox {
     /// The volume holding the sandbox helper's state (read-only root only).
     #[serde(default)]
     pub state_volume: Option<String>,
+    /// The repository's object cache volume the workspace borrows history from (mounted
+    /// read-only into the task and its readers), if it does (see `sandbox::cache`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
 }
 
 /// What `commit` last produced, so a later `commit` continues from there.

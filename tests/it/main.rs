@@ -7,6 +7,7 @@ mod common;
 
 mod agents;
 mod build_attack;
+mod cache;
 mod claude;
 mod cli;
 mod conformance;
