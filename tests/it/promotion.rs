@@ -542,8 +542,6 @@ fn recreated_by_fast_import(env: &TestEnv, base: &str, head: &str, scratch: &Pat
             "--no-data",
             "--reference-excluded-parents",
             "--signed-tags=strip",
-            "--refspec",
-            &format!("{head}:refs/heads/x"),
             head,
             &format!("^{base}"),
         ])
@@ -567,7 +565,11 @@ fn recreated_by_fast_import(env: &TestEnv, base: &str, head: &str, scratch: &Pat
             i = end + n;
             continue;
         }
-        if line.starts_with(b"author ") {
+        if line.starts_with(b"commit ") {
+            stream.extend_from_slice(b"commit refs/heads/x\n");
+        } else if line.starts_with(b"reset ") {
+            stream.extend_from_slice(b"reset refs/heads/x\n");
+        } else if line.starts_with(b"author ") {
             stream.extend_from_slice(format!("author {}\n", author.trim()).as_bytes());
         } else if line.starts_with(b"committer ") {
             stream.extend_from_slice(format!("committer {}\n", committer.trim()).as_bytes());
