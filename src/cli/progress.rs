@@ -90,9 +90,15 @@ pub fn progress(what: &str, done: u64, total: u64) {
 fn bar(what: &str, total: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template(
-        "git-agent: {msg}: {bar:30} {human_pos}/{human_len} ({per_sec}, {eta} left)",
+        "git-agent: {msg} [{wide_bar}] {human_pos}/{human_len} ({rate}, {eta} left)",
     )
-    .expect("a valid progress template");
+    .expect("a valid progress template")
+    .with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0}/s", state.per_sec());
+        },
+    );
     bar.set_style(style);
     bar.set_message(what.to_string());
     bar
