@@ -17,19 +17,19 @@ use crate::git::Git;
 
 /// A tree entry's mode as git writes it in a tree (`100644`, `40000`, ...).
 type Mode = Vec<u8>;
+/// Notes: annotated object → note blob.
+pub type Notes = BTreeMap<ObjectId, ObjectId>;
+/// Entries of a notes tree that are not notes: path → (mode, id).
+pub type Other = BTreeMap<Vec<u8>, (Mode, ObjectId)>;
+/// An entry to write, named by its path below the tree being written.
+type Item = (Vec<u8>, Mode, ObjectId);
 
 const TREE: &[u8] = b"40000";
 const NOTE: &[u8] = b"100644";
 
 /// Every note of the notes commit `commit` (annotated object → note blob), and the entries
 /// that are not notes (`path → (mode, id)`).
-pub fn read(
-    git: &Git,
-    commit: &str,
-) -> Result<(
-    BTreeMap<ObjectId, ObjectId>,
-    BTreeMap<Vec<u8>, (Mode, ObjectId)>,
-)> {
+pub fn read(git: &Git, commit: &str) -> Result<(Notes, Other)> {
     let mut cmd = git.command();
     cmd.args(["ls-tree", "-r", "-z", "--full-tree", "--end-of-options"])
         .arg(format!("{commit}^{{tree}}"));
@@ -96,13 +96,9 @@ fn fanout(mut n: usize) -> usize {
 }
 
 /// Write the notes tree holding `notes` and `other` entries into `pack`; its id.
-pub fn write_tree(
-    pack: &mut PackWriter,
-    notes: &BTreeMap<ObjectId, ObjectId>,
-    other: &BTreeMap<Vec<u8>, (Mode, ObjectId)>,
-) -> Result<ObjectId> {
+pub fn write_tree(pack: &mut PackWriter, notes: &Notes, other: &Other) -> Result<ObjectId> {
     let levels = fanout(notes.len());
-    let mut items: Vec<(Vec<u8>, Mode, ObjectId)> = Vec::with_capacity(notes.len() + other.len());
+    let mut items: Vec<Item> = Vec::with_capacity(notes.len() + other.len());
     for (target, blob) in notes {
         let hex = target.to_string().into_bytes();
         let mut path = Vec::with_capacity(hex.len() + levels);
@@ -120,9 +116,9 @@ pub fn write_tree(
 }
 
 /// One tree (and its subtrees) from entries named by their paths below it.
-fn tree(pack: &mut PackWriter, items: Vec<(Vec<u8>, Mode, ObjectId)>) -> Result<ObjectId> {
-    let mut direct: Vec<(Vec<u8>, Mode, ObjectId)> = Vec::new();
-    let mut dirs: BTreeMap<Vec<u8>, Vec<(Vec<u8>, Mode, ObjectId)>> = BTreeMap::new();
+fn tree(pack: &mut PackWriter, items: Vec<Item>) -> Result<ObjectId> {
+    let mut direct: Vec<Item> = Vec::new();
+    let mut dirs: BTreeMap<Vec<u8>, Vec<Item>> = BTreeMap::new();
     for (path, mode, id) in items {
         match path.iter().position(|b| *b == b'/') {
             Some(i) => {
@@ -138,7 +134,7 @@ fn tree(pack: &mut PackWriter, items: Vec<(Vec<u8>, Mode, ObjectId)>) -> Result<
         direct.push((name, TREE.to_vec(), id));
     }
     // git's order: by name, a directory's name compared as if it ended in '/'.
-    let key = |(name, mode, _): &(Vec<u8>, Mode, ObjectId)| {
+    let key = |(name, mode, _): &Item| {
         let mut k = name.clone();
         if mode == TREE {
             k.push(b'/');

@@ -143,7 +143,7 @@ fn index_v2(
     mut entries: Vec<(ObjectId, u64, u32)>,
     pack_checksum: &ObjectId,
 ) -> Result<Vec<u8>> {
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_by_key(|e| e.0);
     let len = hash.len_in_bytes();
     let mut out = Vec::with_capacity(8 + 1024 + entries.len() * (len + 8) + 2 * len);
     out.extend_from_slice(b"\xfftOc");
