@@ -27,8 +27,9 @@ pub enum Event {
     /// A line of output passed through from a build or a sandbox helper.
     Output { line: String },
     /// Counted work under way: `done` of `total` units of `what` (e.g. "re-creating
-    /// commits"). Emitted often, at most every 100 ms and once when `done == total`; the
-    /// renderer decides what to show (a bar on a terminal, sparse lines elsewhere).
+    /// commits"). Emitted at most every 100 ms while the work runs, and with `done ==
+    /// total` at its end if any was emitted (quick work emits none); the renderer decides what
+    /// to show (a bar on a terminal, sparse lines elsewhere).
     Progress {
         task: Option<String>,
         what: String,
