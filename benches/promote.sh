@@ -20,10 +20,15 @@
 #                       `git notes add`) into a scratch repository, for N <= PER_COMMIT_MAX;
 #                       per_commit_extrapolated scales it linearly to N
 #
+# commit, floor_fast_import and rebase run REPS times each (commit again after putting the
+# task's refs, its branch and the notes ref back as they were) and print their median; then
+# ratios of the medians, commit_over_floor and commit_minus_sync_over_floor.
+#
 # Figures only: it never decides pass/fail. Progress goes to stderr, results to stdout.
 #
 # Environment:
 #   SIZES="1000 10000 100000"   history lengths
+#   REPS=3                      runs per measurement (the median is printed)
 #   SIGNED_MAX=1000             largest N measured with signing (one ssh-keygen per commit)
 #   REBASE_MAX=10000            largest N measured with git rebase
 #   PER_COMMIT_MAX=1000         largest N measured with the per-commit loop
@@ -32,6 +37,7 @@
 set -euo pipefail
 
 SIZES="${SIZES:-1000 10000 100000}"
+REPS="${REPS:-3}"
 SIGNED_MAX="${SIGNED_MAX:-1000}"
 REBASE_MAX="${REBASE_MAX:-10000}"
 PER_COMMIT_MAX="${PER_COMMIT_MAX:-1000}"
@@ -42,6 +48,8 @@ log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 now() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); if (NR % 2) print v[m]; else printf "%.3f\n", (v[m] + v[m + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 command -v docker >/dev/null || die "the docker CLI is needed"
 docker info >/dev/null 2>&1 || die "no container engine answers (see scripts/setup-engine.sh)"
@@ -123,31 +131,56 @@ for n in $SIZES; do
   sync_ns=$((b - a))
   printf '%s\tsync_noop\t%s\n' "$n" "$(secs "$a" "$b")"
 
-  log "$n: git agent commit"
-  a=$(now)
-  git -C "$REPO" agent commit "$t" >/dev/null 2>"$WORK/commit.err" || { cat "$WORK/commit.err" >&2; die "commit failed"; }
-  b=$(now)
-  printf '%s\tcommit\t%s\n' "$n" "$(secs "$a" "$b")"
-  printf '%s\tcommit_minus_sync\t%s\n' "$n" "$(secs "$a" "$((b - sync_ns))")"
+  # What commit changes, to put back before the next run.
+  saved=$(git -C "$REPO" for-each-ref --format='%(refname) %(objectname)' "refs/agent/$t/" refs/notes/agent)
+  commits="" minus=""
+  for r in $(seq "$REPS"); do
+    log "$n: git agent commit ($r/$REPS)"
+    a=$(now)
+    git -C "$REPO" agent commit "$t" >/dev/null 2>"$WORK/commit.err" || { cat "$WORK/commit.err" >&2; die "commit failed"; }
+    b=$(now)
+    commits="$commits $(secs "$a" "$b")"
+    minus="$minus $(secs "$a" "$((b - sync_ns))")"
+    git -C "$REPO" update-ref -d "refs/heads/agent/$t"
+    git -C "$REPO" update-ref -d refs/notes/agent
+    printf '%s\n' "$saved" | while read -r ref id; do git -C "$REPO" update-ref "$ref" "$id"; done
+  done
+  commit=$(printf '%s' "$commits" | median)
+  commit_minus=$(printf '%s' "$minus" | median)
+  printf '%s\tcommit\t%s\n' "$n" "$commit"
+  printf '%s\tcommit_minus_sync\t%s\n' "$n" "$commit_minus"
 
-  log "$n: fast-export | fast-import floor"
-  rm -rf "$WORK/scratch"
-  git init -q --bare "$WORK/scratch"
-  git -C "$REPO" rev-parse --path-format=absolute --git-path objects > "$WORK/scratch/objects/info/alternates"
-  a=$(now)
-  git -C "$REPO" fast-export --no-data --reference-excluded-parents --signed-tags=strip \
-    --refspec "$head:refs/heads/x" "$base..$head" 2>/dev/null |
-    git --git-dir="$WORK/scratch" fast-import --quiet
-  printf '%s\tfloor_fast_import\t%s\n' "$n" "$(secs "$a" "$(now)")"
+  floors=""
+  for r in $(seq "$REPS"); do
+    log "$n: fast-export | fast-import floor ($r/$REPS)"
+    rm -rf "$WORK/scratch"
+    git init -q --bare "$WORK/scratch"
+    git -C "$REPO" rev-parse --path-format=absolute --git-path objects > "$WORK/scratch/objects/info/alternates"
+    a=$(now)
+    git -C "$REPO" fast-export --no-data --reference-excluded-parents --signed-tags=strip \
+      --refspec "$head:refs/heads/x" "$base..$head" 2>/dev/null |
+      git --git-dir="$WORK/scratch" fast-import --quiet
+    floors="$floors $(secs "$a" "$(now)")"
+  done
+  floor=$(printf '%s' "$floors" | median)
+  printf '%s\tfloor_fast_import\t%s\n' "$n" "$floor"
+  printf '%s\tcommit_over_floor\t%s\n' "$n" "$(ratio "$commit" "$floor")"
+  printf '%s\tcommit_minus_sync_over_floor\t%s\n' "$n" "$(ratio "$commit_minus" "$floor")"
 
   if [ "$n" -le "$REBASE_MAX" ]; then
-    log "$n: git rebase --force-rebase"
-    rm -rf "$WORK/wt"
-    git -C "$REPO" worktree add -q --detach "$WORK/wt" "$head"
-    a=$(now)
-    git -C "$WORK/wt" rebase -q --force-rebase "$base" >/dev/null 2>&1
-    printf '%s\trebase\t%s\n' "$n" "$(secs "$a" "$(now)")"
-    git -C "$REPO" worktree remove --force "$WORK/wt"
+    rebases=""
+    for r in $(seq "$REPS"); do
+      log "$n: git rebase --force-rebase ($r/$REPS)"
+      rm -rf "$WORK/wt"
+      git -C "$REPO" worktree add -q --detach "$WORK/wt" "$head"
+      a=$(now)
+      git -C "$WORK/wt" rebase -q --force-rebase "$base" >/dev/null 2>&1
+      rebases="$rebases $(secs "$a" "$(now)")"
+      git -C "$REPO" worktree remove --force "$WORK/wt"
+    done
+    rebase=$(printf '%s' "$rebases" | median)
+    printf '%s\trebase\t%s\n' "$n" "$rebase"
+    printf '%s\tcommit_over_rebase\t%s\n' "$n" "$(ratio "$commit" "$rebase")"
   fi
 
   if [ "$n" -le "$PER_COMMIT_MAX" ]; then

@@ -13,6 +13,7 @@ mod image;
 mod list;
 mod logs;
 pub mod man;
+mod progress;
 mod purge;
 mod push;
 mod restart;
@@ -95,12 +96,17 @@ impl crate::ops::Events for Stderr {
     fn emit(&self, event: crate::ops::Event) {
         use crate::ops::Event;
         match event {
-            Event::Step { message, .. } => eprintln!("git-agent: {message}"),
-            Event::Warning { message, .. } => eprintln!("git-agent: warning: {message}"),
-            Event::Waiting { task, holder } => {
-                eprintln!("git-agent: task {task} is busy with {holder}; waiting...")
+            Event::Step { message, .. } => progress::line(&format!("git-agent: {message}")),
+            Event::Warning { message, .. } => {
+                progress::line(&format!("git-agent: warning: {message}"))
             }
-            Event::Output { line } => eprintln!("{line}"),
+            Event::Waiting { task, holder } => progress::line(&format!(
+                "git-agent: task {task} is busy with {holder}; waiting..."
+            )),
+            Event::Output { line } => progress::line(&line),
+            Event::Progress {
+                what, done, total, ..
+            } => progress::progress(&what, done, total),
         }
     }
 }

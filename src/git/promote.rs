@@ -11,6 +11,8 @@
 //! quarantine (see [`recreate`]) and enter the repository together with one atomic update of
 //! the branch and the notes ref, so an interrupted promotion leaves nothing behind.
 
+mod notes;
+mod pack;
 mod recreate;
 
 use std::collections::HashMap;
@@ -450,9 +452,11 @@ pub fn promote(
     }
     // A parent that is neither written here nor promoted before must be the user's own
     // history (the base or its ancestors): a raw agent commit never goes under the branch.
+    let planned: std::collections::HashSet<&str> =
+        plan.commits.iter().map(|c| c.id.as_str()).collect();
     for s in &plan.commits {
         for p in &s.parents {
-            let known = plan.commits.iter().any(|c| &c.id == p) || plan.done.contains_key(p);
+            let known = planned.contains(p.as_str()) || plan.done.contains_key(p);
             if !known && !git.test(["merge-base", "--is-ancestor", p, req.base])? {
                 return Err(PromoteError::ForeignParent {
                     task,
@@ -623,7 +627,7 @@ fn transact(
         if let Some((pending, old)) = &mut notes {
             let now = git.ref_value(NOTES_REF)?;
             if now != *old {
-                pending.renote(now.as_deref())?;
+                pending.renote(git, now.as_deref())?;
                 pending.migrate(branch, &promotion.branch_tip)?;
                 *old = now;
                 raced = true;

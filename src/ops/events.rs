@@ -26,6 +26,16 @@ pub enum Event {
     Waiting { task: String, holder: String },
     /// A line of output passed through from a build or a sandbox helper.
     Output { line: String },
+    /// Counted work under way: `done` of `total` units of `what` (e.g. "re-creating
+    /// commits"). Emitted at most every 100 ms while the work runs, and with `done ==
+    /// total` at its end if any was emitted (quick work emits none); the renderer decides what
+    /// to show (a bar on a terminal, sparse lines elsewhere).
+    Progress {
+        task: Option<String>,
+        what: String,
+        done: u64,
+        total: u64,
+    },
 }
 
 impl Event {
@@ -103,5 +113,15 @@ mod tests {
             vec![Event::step(Some("t"), "a"), Event::warning(None, "b")]
         );
         assert!(c.take().is_empty());
+        let p = Event::Progress {
+            task: Some("t".into()),
+            what: "re-creating commits".into(),
+            done: 3,
+            total: 10,
+        };
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"event":"progress","task":"t","what":"re-creating commits","done":3,"total":10}"#
+        );
     }
 }

@@ -3,6 +3,9 @@
 //! branch the agent used, and `push` behaving like `git push`.
 
 use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use crate::common::{Run, TestEnv};
 use crate::require_docker;
@@ -477,6 +480,267 @@ fn a_merge_of_old_promoted_history_is_recreated_too() {
             .stdout
             .trim(),
         "1"
+    );
+    assert_fsck_clean(&env);
+}
+
+/// An agent's script making `n` one-file commits with `git fast-import` (quick even for
+/// thousands), then a side branch merged back: a long history with a merge in it.
+fn long_history(n: usize) -> String {
+    format!(
+        r#"set -e
+b=$(git symbolic-ref HEAD)
+p=$(git rev-parse HEAD)
+i=1
+{{
+while [ $i -le {n} ]; do
+  printf 'commit %s\ncommitter git-agent sandbox <agent@sandbox.invalid> %d +0000\ndata <<EOM\nstep %d\n\nbody of step %d\nEOM\n' "$b" $((1700000000 + i)) $i $i
+  [ $i -eq 1 ] && printf 'from %s\n' "$p"
+  printf 'M 100644 inline f%d.txt\ndata <<EOM\nline %d\nEOM\n\n' $((i % 50)) $i
+  i=$((i + 1))
+done
+}} | git fast-import --quiet
+git reset -q --hard
+git checkout -q -b side HEAD~7
+echo side > side.txt && git add side.txt && git commit -qm 'side work'
+git checkout -q -
+git merge -q --no-ff -m 'merge side' side
+echo made $(git rev-list --count HEAD)
+"#
+    )
+}
+
+/// A task `name` on the local runtime whose agent made [`long_history`]`(n)`, synced.
+fn long_task(env: &TestEnv, name: &str, n: usize) {
+    let run = env
+        .agent(&[
+            "spawn",
+            "--name",
+            name,
+            "--wait",
+            "-m",
+            "x",
+            "--",
+            "sh",
+            "-c",
+            &long_history(n),
+        ])
+        .ok();
+    // n commits, the side commit, the merge, and the repository's initial commit.
+    assert!(run.stderr.contains(&format!("made {}", n + 3)), "{run}");
+    env.agent(&["sync", name]).ok();
+    // No container: commit promotes without a sync first.
+    env.agent(&["rm", name]).ok();
+}
+
+/// What promotion wrote before it wrote packs, made again here with git's own tools: the
+/// task's range exported and re-imported by `git fast-import` with the user as author and
+/// committer (each commit on the agent's tree, its message and its parents kept), into a
+/// scratch repository borrowing the user's objects. Its tip.
+fn recreated_by_fast_import(env: &TestEnv, base: &str, head: &str, scratch: &Path) -> String {
+    let export = env
+        .git(&[
+            "fast-export",
+            "--no-data",
+            "--reference-excluded-parents",
+            "--signed-tags=strip",
+            head,
+            &format!("^{base}"),
+        ])
+        .ok()
+        .stdout
+        .into_bytes();
+    let author = env.git(&["var", "GIT_AUTHOR_IDENT"]).ok().stdout;
+    let committer = env.git(&["var", "GIT_COMMITTER_IDENT"]).ok().stdout;
+    let mut stream = Vec::new();
+    let mut i = 0;
+    while i < export.len() {
+        let end = export[i..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(export.len(), |p| i + p + 1);
+        let line = &export[i..end];
+        if let Some(n) = line.strip_prefix(b"data ") {
+            let n: usize = String::from_utf8_lossy(n).trim().parse().unwrap();
+            stream.extend_from_slice(line);
+            stream.extend_from_slice(&export[end..end + n]);
+            i = end + n;
+            continue;
+        }
+        if line.starts_with(b"commit ") {
+            stream.extend_from_slice(b"commit refs/heads/x\n");
+        } else if line.starts_with(b"reset ") {
+            stream.extend_from_slice(b"reset refs/heads/x\n");
+        } else if line.starts_with(b"author ") {
+            stream.extend_from_slice(format!("author {}\n", author.trim()).as_bytes());
+        } else if line.starts_with(b"committer ") {
+            stream.extend_from_slice(format!("committer {}\n", committer.trim()).as_bytes());
+        } else {
+            stream.extend_from_slice(line);
+        }
+        i = end;
+    }
+    import(env, scratch, &stream);
+    scratch_git(env, scratch, &["rev-parse", "refs/heads/x"])
+}
+
+fn scratch_git(env: &TestEnv, scratch: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", env.home.path())
+        .arg("--git-dir")
+        .arg(scratch)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn import(env: &TestEnv, scratch: &Path, stream: &[u8]) {
+    let mut child = Command::new("git")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", env.home.path())
+        .arg("--git-dir")
+        .arg(scratch)
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stream).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// A few thousand agent commits with a merge, promoted in process as one pack: the branch is
+/// object for object what `git fast-import` (the previous implementation) made of the same
+/// range (same trees, parents, messages and the user's identity, so the same commit ids),
+/// and the notes tree is the one fast-import lays out for the same notes, each note naming
+/// its source commit. One pack came in, and git finds nothing wrong.
+#[test]
+fn a_long_history_is_recreated_as_fast_import_recreated_it() {
+    let env = TestEnv::local();
+    const N: usize = 3000;
+    long_task(&env, "long", N);
+    let refs = env.task_refs("long");
+    let (base, head) = (refs["base"].clone(), refs["head"].clone());
+    let packs_before = walkdir(&env.repo.join(".git/objects/pack")).len();
+
+    let done = env.agent(&["commit", "long"]).ok();
+    assert!(
+        done.stderr
+            .contains(&format!("{} commits on agent/long", N + 2)),
+        "{done}"
+    );
+    assert!(
+        !done.stderr.contains("re-creating"),
+        "quick: no progress lines: {done}"
+    );
+    let tip = rev(&env, "refs/heads/agent/long").unwrap();
+    let packs: Vec<String> = walkdir(&env.repo.join(".git/objects/pack"));
+    assert_eq!(
+        packs.len(),
+        packs_before + 2,
+        "one pack and its index: {packs:?}"
+    );
+
+    let scratch = env.home.path().join("scratch.git");
+    env.git(&["init", "-q", "--bare", scratch.to_str().unwrap()])
+        .ok();
+    std::fs::write(
+        scratch.join("objects/info/alternates"),
+        format!("{}\n", env.repo.join(".git/objects").display()),
+    )
+    .unwrap();
+    let expected = recreated_by_fast_import(&env, &base, &head, &scratch);
+    assert_eq!(tip, expected, "the branch is what fast-import made");
+    assert_eq!(
+        env.git(&["rev-list", "--count", "--merges", &tip, &format!("^{base}")])
+            .ok()
+            .stdout
+            .trim(),
+        "1"
+    );
+
+    // The same notes laid out by fast-import give the same notes tree.
+    let committer = env.git(&["var", "GIT_COMMITTER_IDENT"]).ok().stdout;
+    let mut stream = format!(
+        "commit refs/notes/x\ncommitter {}\ndata 0\n",
+        committer.trim()
+    );
+    let listed = env.git(&["notes", "--ref=agent", "list"]).ok().stdout;
+    assert_eq!(listed.lines().count(), N + 2);
+    for l in listed.lines() {
+        let (blob, commit) = l.split_once(' ').unwrap();
+        stream += &format!("N {blob} {commit}\n");
+    }
+    stream += "\n";
+    import(&env, &scratch, stream.as_bytes());
+    assert_eq!(
+        rev(&env, "refs/notes/agent^{tree}").unwrap(),
+        scratch_git(&env, &scratch, &["rev-parse", "refs/notes/x^{tree}"]),
+        "the notes tree is what fast-import lays out"
+    );
+    for (promoted, source) in [
+        (tip.clone(), head.clone()),
+        (format!("{tip}^"), format!("{head}^")),
+    ] {
+        let note = env
+            .git(&["notes", "--ref=agent", "show", &promoted])
+            .ok()
+            .stdout;
+        let source = rev(&env, &source).unwrap();
+        assert!(
+            note.contains(&format!("git-agent-source: {source}")),
+            "{note}"
+        );
+    }
+    assert_fsck_clean(&env);
+    let verify = env.git(&["fsck", "--strict", "--no-dangling", "--no-progress"]);
+    assert_eq!(verify.code, 0, "{verify}");
+}
+
+/// A promotion of a few thousand commits killed (SIGKILL) half-way: with its pack written in
+/// the quarantine, with the pack moved into the user's object store, and right before the
+/// ref transaction. Each time the user's refs, branches and notes are unchanged, and once the
+/// next command ran, the object store is exactly as before (the moved pack is taken back).
+/// Then the promotion completes.
+#[test]
+fn a_long_promotion_killed_half_way_leaves_nothing() {
+    let env = TestEnv::local();
+    const N: usize = 3000;
+    long_task(&env, "long", N);
+    let store = |env: &TestEnv| {
+        let mut files = walkdir(&env.repo.join(".git/objects"));
+        files.sort();
+        files
+    };
+    let snapshot = env.snapshot();
+    let objects = store(&env);
+    for point in [
+        "commit.quarantine-written",
+        "commit.objects-moved",
+        "commit.before-refs",
+    ] {
+        env.agent_crash_at(point, &["commit", "long"]);
+        assert_eq!(
+            snapshot["refs"],
+            env.snapshot()["refs"],
+            "{point}: refs, branches or notes changed"
+        );
+        env.agent(&["list"]).ok();
+        assert_eq!(leftovers(&env), Vec::<String>::new(), "{point}");
+        assert_eq!(store(&env), objects, "{point}: objects left behind");
+        assert_fsck_clean(&env);
+    }
+    let done = env.agent(&["commit", "long"]).ok();
+    assert!(
+        done.stderr
+            .contains(&format!("{} commits on agent/long", N + 2)),
+        "{done}"
+    );
+    assert_eq!(
+        rev(&env, "agent/long^{tree}"),
+        rev(&env, "refs/agent/long/head^{tree}")
     );
     assert_fsck_clean(&env);
 }

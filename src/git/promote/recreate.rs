@@ -1,12 +1,14 @@
 //! Writing the re-created commits and their provenance notes in bulk, in a quarantine.
 //!
 //! Re-creating commits one `git commit-tree` (and one `git notes add`) at a time costs a few
-//! processes per commit: 100,000 agent commits took longer than 400 s. Here every commit and
-//! the notes commit go through ONE `git fast-import` stream (each commit's root tree is set
-//! to the agent's tree by id, so no tree or blob is written again), about 1 s per 10,000
-//! commits. With `commit.gpgSign` each commit is made by `git commit-tree -S` in the user's
-//! repository (its signing configuration applies unchanged): one signature per commit is
-//! what signing costs, as with `git rebase`.
+//! processes per commit: 100,000 agent commits took longer than 400 s; one `git fast-import`
+//! stream still took about 20 s, half of it on the notes. Here every unsigned commit, every
+//! note blob and the notes trees and commit are encoded and hashed in process and written as
+//! ONE pack (see [`super::pack`]; the notes tree in [`super::notes`]): each commit's tree is
+//! the agent's tree by id, so no tree or blob of the work is written again. With
+//! `commit.gpgSign` each commit is made by `git commit-tree -S` in the user's repository
+//! (its signing configuration applies unchanged): one signature per commit is what signing
+//! costs, as with `git rebase`; the notes still go into the pack.
 //!
 //! All objects are written into a quarantine: a throw-away bare repository under
 //! `<common-dir>/git-agent/tmp/` whose alternates point at the user's objects. They are moved
@@ -19,15 +21,18 @@
 //! the journal names, so an interrupted promotion leaves no stray object behind.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use gix::ObjectId;
+
 use super::PromoteError;
+use super::pack::PackWriter;
 use crate::git::Git;
 use crate::ops::{Event, Events};
 
@@ -208,6 +213,8 @@ pub struct Quarantine {
     /// Held (locked) while the quarantine lives.
     _lock: File,
     journal: File,
+    /// The repository's object format.
+    hash: gix::hash::Kind,
 }
 
 impl Quarantine {
@@ -222,6 +229,10 @@ impl Quarantine {
         let format = git
             .run(["rev-parse", "--show-object-format"])
             .unwrap_or_else(|_| "sha1".into());
+        let hash = match format.as_str() {
+            "sha1" => gix::hash::Kind::Sha1,
+            other => bail!("cannot promote into a repository whose objects use {other}"),
+        };
         let root = quarantine_root(git);
         std::fs::create_dir_all(&root)
             .with_context(|| format!("cannot create {}", root.display()))?;
@@ -240,6 +251,7 @@ impl Quarantine {
             objects,
             _lock: lock,
             journal,
+            hash,
         };
         let mut init = q.git();
         init.args(["init", "-q", "--bare", "--template="])
@@ -352,63 +364,59 @@ fn place(from: &Path, to: &Path) -> Result<()> {
         .with_context(|| format!("cannot add objects to {}", dir.display()))
 }
 
-/// Progress, as events, once re-creation takes more than a moment: after a second, then
-/// every few seconds, and a last line when it is done.
+/// Progress of re-creation as [`Event::Progress`]: at most every [`PROGRESS_EVERY`] while
+/// it runs (nothing in the first one, so a quick promotion sends nothing), and at the end
+/// when it sent any. How it shows is the renderer's business.
 struct Progress<'a> {
     task: &'a str,
     total: usize,
-    start: Instant,
-    last: Option<Instant>,
+    last: Instant,
+    /// Whether any progress went out (then its end goes out too).
+    sent: bool,
     events: &'a dyn Events,
 }
 
-/// How often progress is reported once it shows.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How often progress is sent while re-creation runs.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// What re-creation counts, as progress names it.
+pub const RECREATING: &str = "re-creating commits";
 
 impl<'a> Progress<'a> {
     fn new(task: &'a str, total: usize, events: &'a dyn Events) -> Progress<'a> {
         Progress {
             task,
             total,
-            start: Instant::now(),
-            last: None,
+            last: Instant::now(),
+            sent: false,
             events,
         }
     }
 
     fn tick(&mut self, done: usize) {
         let now = Instant::now();
-        if now - self.start < Duration::from_secs(1) {
+        if now - self.last < PROGRESS_EVERY || done >= self.total {
             return;
         }
-        if self.last.is_some_and(|l| now - l < PROGRESS_EVERY) {
-            return;
-        }
-        self.last = Some(now);
-        self.show(done, false);
+        self.last = now;
+        self.sent = true;
+        self.send(done);
     }
 
-    fn show(&self, done: usize, end: bool) {
-        self.events.emit(Event::step(
-            Some(self.task),
-            progress_line(done, self.total, end),
-        ));
+    fn send(&self, done: usize) {
+        self.events.emit(Event::Progress {
+            task: Some(self.task.to_string()),
+            what: RECREATING.to_string(),
+            done: done as u64,
+            total: self.total as u64,
+        });
     }
 
     fn finish(&self) {
-        if self.last.is_some() {
-            self.show(self.total, true);
+        if self.sent {
+            self.send(self.total);
         }
     }
-}
-
-/// `re-creating commits: 40% (400/1000)`, with `, done.` at the end.
-fn progress_line(done: usize, total: usize, end: bool) -> String {
-    let pct = (done * 100).checked_div(total).unwrap_or(100);
-    format!(
-        "re-creating commits: {pct}% ({done}/{total}){}",
-        if end { ", done." } else { "" }
-    )
 }
 
 /// The user's identity as git would write it (`Name <email> <time> <zone>`); git fails
@@ -431,7 +439,9 @@ pub struct Pending {
 }
 
 /// Write every job (and one notes commit for all of them on top of `notes_old`) into a
-/// quarantine. Nothing enters the user's repository yet.
+/// quarantine: unsigned commits, note blobs and notes trees as one pack written in process
+/// (see [`super::pack`]); signed commits one `git commit-tree -S` each. Nothing enters the
+/// user's repository yet.
 pub fn write(
     git: &Git,
     task: &str,
@@ -444,50 +454,21 @@ pub fn write(
     let committer = ident(git, "GIT_COMMITTER_IDENT")?;
     let author = ident(git, "GIT_AUTHOR_IDENT")?;
     let mut progress = Progress::new(task, jobs.len(), events);
-    let signed = if sign {
-        Some(sign_each(git, &q, jobs, &mut progress)?)
+    let mut pack = PackWriter::new(q.hash);
+    let commits = if sign {
+        sign_each(git, &q, jobs, &mut progress)?
     } else {
-        None
+        write_commits(&mut pack, jobs, &author, &committer, &mut progress)?
     };
-    let by_mark = fast_import(&q, |w| {
-        write_commits(
-            w,
-            jobs,
-            signed.as_deref(),
-            &author,
-            &committer,
-            &mut progress,
-        )?;
-        let notes = jobs.iter().enumerate().map(|(i, job)| {
-            let commit = match &signed {
-                Some(s) => s[i].clone(),
-                None => format!(":{}", i + 1),
-            };
-            (commit, job.note.as_str())
-        });
-        write_notes(w, jobs.len() + 1, &committer, notes_old, notes)
-    })?;
+    let notes_of: Vec<String> = jobs.iter().map(|j| j.note.clone()).collect();
+    let notes = write_notes(git, &mut pack, &committer, notes_old, &commits, &notes_of)?;
+    pack.finish(&q.own_objects().join("pack"))?;
     progress.finish();
-    let commits = match signed {
-        Some(s) => s,
-        None => (1..=jobs.len())
-            .map(|m| {
-                by_mark
-                    .get(&m)
-                    .cloned()
-                    .context("fast-import did not report a commit")
-            })
-            .collect::<Result<_>>()?,
-    };
-    let notes = by_mark
-        .get(&(jobs.len() + 1))
-        .cloned()
-        .context("fast-import did not report the notes commit")?;
     Ok(Pending {
         q,
         commits,
         notes,
-        notes_of: jobs.iter().map(|j| j.note.clone()).collect(),
+        notes_of,
         committer,
     })
 }
@@ -531,18 +512,17 @@ impl Pending {
     /// Write the notes commit again on top of `notes_old` (another promotion moved the
     /// notes ref meanwhile); the re-created commits stay as they are. Call
     /// [`migrate`](Self::migrate) again after this.
-    pub fn renote(&mut self, notes_old: Option<&str>) -> Result<()> {
-        let notes = self
-            .commits
-            .iter()
-            .cloned()
-            .zip(self.notes_of.iter().map(String::as_str));
-        let committer = self.committer.clone();
-        let by_mark = fast_import(&self.q, |w| write_notes(w, 1, &committer, notes_old, notes))?;
-        self.notes = by_mark
-            .get(&1)
-            .cloned()
-            .context("fast-import did not report the notes commit")?;
+    pub fn renote(&mut self, git: &Git, notes_old: Option<&str>) -> Result<()> {
+        let mut pack = PackWriter::new(self.q.hash);
+        self.notes = write_notes(
+            git,
+            &mut pack,
+            &self.committer,
+            notes_old,
+            &self.commits,
+            &self.notes_of,
+        )?;
+        pack.finish(&self.q.own_objects().join("pack"))?;
         Ok(())
     }
 
@@ -558,57 +538,6 @@ impl Pending {
         let _ = undo(git, &journal, Some(task));
         drop(self.q);
     }
-}
-
-/// Run `git fast-import` in the quarantine on the stream `write` produces; the marks it
-/// exported, by number.
-fn fast_import(
-    q: &Quarantine,
-    write: impl FnOnce(&mut BufWriter<std::process::ChildStdin>) -> Result<()>,
-) -> Result<std::collections::HashMap<usize, String>> {
-    let marks = q.dir.path().join("marks");
-    let mut cmd = q.git();
-    cmd.args(["fast-import", "--quiet", "--done"])
-        .arg(format!("--export-marks={}", marks.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().context("cannot run git fast-import")?;
-    let mut stderr = child.stderr.take().expect("stderr was piped");
-    let errors = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let stdin = child.stdin.take().expect("stdin was piped");
-    let mut w = BufWriter::with_capacity(1 << 16, stdin);
-    let written = w
-        .write_all(b"feature done\n")
-        .map_err(anyhow::Error::from)
-        .and_then(|_| write(&mut w))
-        .and_then(|_| w.write_all(b"done\n").map_err(anyhow::Error::from));
-    let flushed = w.flush();
-    drop(w);
-    let status = child.wait().context("git fast-import did not finish")?;
-    let errors = errors.join().unwrap_or_default();
-    crate::interrupt::checkpoint()?;
-    if !status.success() || written.is_err() || flushed.is_err() {
-        written?;
-        bail!(
-            "git fast-import failed while re-creating the commits: {}",
-            errors.trim()
-        );
-    }
-    let marks = std::fs::read_to_string(&marks).context("cannot read fast-import's marks")?;
-    let mut by_mark = std::collections::HashMap::new();
-    for line in marks.lines() {
-        if let Some((m, id)) = line.split_once(' ')
-            && let Ok(m) = m.trim_start_matches(':').parse::<usize>()
-        {
-            by_mark.insert(m, id.to_string());
-        }
-    }
-    Ok(by_mark)
 }
 
 /// `git commit-tree -S` for each job in the user's repository (its signing setup applies),
@@ -644,71 +573,96 @@ fn sign_each(
     Ok(made)
 }
 
-fn data(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
-    writeln!(w, "data {}", bytes.len())?;
-    w.write_all(bytes)?;
-    w.write_all(b"\n")
-}
-
-/// The unsigned commits as a fast-import stream (job i gets mark i+1); nothing when the
-/// commits were signed (made one by one already).
+/// The unsigned commits, each as git writes it, into `pack`; their ids.
 fn write_commits(
-    w: &mut impl Write,
+    pack: &mut PackWriter,
     jobs: &[Job],
-    signed: Option<&[String]>,
     author: &str,
     committer: &str,
     progress: &mut Progress<'_>,
-) -> Result<()> {
-    if signed.is_some() {
-        return Ok(());
-    }
+) -> Result<Vec<String>> {
+    let mut made: Vec<ObjectId> = Vec::with_capacity(jobs.len());
+    let mut bytes = Vec::with_capacity(1024);
     for (i, job) in jobs.iter().enumerate() {
         if i % 256 == 0 {
             crate::interrupt::checkpoint()?;
         }
-        // A reset first, so a commit without parents never inherits the previous one.
-        write!(
-            w,
-            "reset refs/heads/promoted\ncommit refs/heads/promoted\nmark :{}\nauthor {author}\ncommitter {committer}\n",
-            i + 1
-        )?;
-        data(w, job.message.as_bytes())?;
-        for (k, p) in job.parents.iter().enumerate() {
-            let p = match p {
-                Parent::Existing(id) => id.clone(),
-                Parent::Job(j) => format!(":{}", j + 1),
-            };
-            writeln!(w, "{} {p}", if k == 0 { "from" } else { "merge" })?;
-        }
-        write!(w, "M 040000 {} \"\"\n\n", job.tree)?;
+        let parents = job
+            .parents
+            .iter()
+            .map(|p| match p {
+                Parent::Existing(id) => object_id(id),
+                Parent::Job(j) => made.get(*j).copied().context("a parent written later"),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        commit_bytes(
+            &mut bytes,
+            &object_id(&job.tree)?,
+            &parents,
+            author,
+            committer,
+            job.message.as_bytes(),
+        );
+        made.push(pack.add(gix::objs::Kind::Commit, &bytes)?);
         progress.tick(i + 1);
     }
-    Ok(())
+    Ok(made.iter().map(ObjectId::to_string).collect())
 }
 
-/// One notes commit (mark `mark`) on top of `notes_old`, with a note per `(commit, note)`.
-fn write_notes<'a>(
-    w: &mut impl Write,
-    mark: usize,
+/// An id from git's output (or a record), checked: it goes into an object header.
+fn object_id(hex: &str) -> Result<ObjectId> {
+    ObjectId::from_hex(hex.as_bytes()).with_context(|| format!("not an object id: {hex:?}"))
+}
+
+/// A commit object exactly as `git commit-tree` (and `git fast-import`) writes it.
+fn commit_bytes(
+    out: &mut Vec<u8>,
+    tree: &ObjectId,
+    parents: &[ObjectId],
+    author: &str,
+    committer: &str,
+    message: &[u8],
+) {
+    out.clear();
+    let _ = writeln!(out, "tree {tree}");
+    for p in parents {
+        let _ = writeln!(out, "parent {p}");
+    }
+    let _ = write!(out, "author {author}\ncommitter {committer}\n\n");
+    out.extend_from_slice(message);
+}
+
+/// One notes commit on top of `notes_old` (its author is its committer, as fast-import
+/// writes it), with the note `notes_of[i]` on `commits[i]`, into `pack`; its id.
+fn write_notes(
+    git: &Git,
+    pack: &mut PackWriter,
     committer: &str,
     notes_old: Option<&str>,
-    notes: impl Iterator<Item = (String, &'a str)>,
-) -> Result<()> {
-    write!(
-        w,
-        "reset refs/notes/agent\ncommit refs/notes/agent\nmark :{mark}\ncommitter {committer}\n"
-    )?;
-    data(w, b"Notes added by 'git agent commit'\n")?;
-    if let Some(old) = notes_old {
-        writeln!(w, "from {old}")?;
+    commits: &[String],
+    notes_of: &[String],
+) -> Result<String> {
+    let (mut notes, other) = match notes_old {
+        Some(old) => super::notes::read(git, old)?,
+        None => Default::default(),
+    };
+    for (commit, note) in commits.iter().zip(notes_of) {
+        let blob = pack.add(gix::objs::Kind::Blob, note.as_bytes())?;
+        notes.insert(object_id(commit)?, blob);
     }
-    for (commit, note) in notes {
-        writeln!(w, "N inline {commit}")?;
-        data(w, note.as_bytes())?;
-    }
-    w.write_all(b"\n")?;
-    Ok(())
+    crate::interrupt::checkpoint()?;
+    let tree = super::notes::write_tree(pack, &notes, &other)?;
+    let parents = notes_old.map(object_id).transpose()?;
+    let mut bytes = Vec::new();
+    commit_bytes(
+        &mut bytes,
+        &tree,
+        parents.as_slice(),
+        committer,
+        committer,
+        b"Notes added by 'git agent commit'\n",
+    );
+    Ok(pack.add(gix::objs::Kind::Commit, &bytes)?.to_string())
 }
 
 #[cfg(test)]
@@ -716,32 +670,27 @@ mod tests {
     use super::*;
     use crate::ops::events::Collected;
 
+    /// Progress goes out at most every 100 ms while re-creation runs, and once at the end:
+    /// a quick promotion sends nothing.
     #[test]
-    fn progress_shows_only_when_re_creation_takes_a_while() {
-        assert_eq!(
-            progress_line(400, 1000, false),
-            "re-creating commits: 40% (400/1000)"
-        );
-        assert_eq!(
-            progress_line(0, 0, true),
-            "re-creating commits: 100% (0/0), done."
-        );
+    fn progress_is_sent_sparsely_and_at_the_end() {
+        let progress = |done, total| Event::Progress {
+            task: Some("t".into()),
+            what: RECREATING.into(),
+            done,
+            total,
+        };
         let events = Collected::default();
         let mut quick = Progress::new("t", 10, &events);
         quick.tick(5);
+        quick.tick(10);
         quick.finish();
-        assert!(events.take().is_empty(), "a quick promotion says nothing");
+        assert!(events.take().is_empty());
         let mut slow = Progress::new("t", 10, &events);
-        slow.start -= Duration::from_secs(2);
+        slow.last -= Duration::from_secs(1);
         slow.tick(5);
         slow.tick(6);
         slow.finish();
-        assert_eq!(
-            events.take(),
-            vec![
-                Event::step(Some("t"), "re-creating commits: 50% (5/10)"),
-                Event::step(Some("t"), "re-creating commits: 100% (10/10), done."),
-            ]
-        );
+        assert_eq!(events.take(), vec![progress(5, 10), progress(10, 10)]);
     }
 }
