@@ -18,6 +18,7 @@ mod gateway_attack;
 mod guard;
 mod hostile;
 mod lifecycle;
+mod listing;
 mod offline;
 mod orchestration;
 mod promotion;
