@@ -3,10 +3,10 @@
 //!
 //! This module is the one place that starts git processes: [`command`], [`command_at`] and
 //! [`async_command_at`] build every one of them, blocking or async, with the same
-//! environment (see [`harden`]). Nothing else in git-agent spawns `git` for the host
-//! repository or links a git library to reach refs and objects; the task store
-//! ([`crate::task::store`]) writes its objects and moves its refs through here, so one ref
-//! transaction is never split between two implementations of git.
+//! environment (see [`harden`]). Reads of refs and objects that must not cost a process each
+//! (the task store's, for `list` and `status`) are made in process by [`read::Reader`] (gix);
+//! objects are written and refs moved only by the `git` binary, and a failed transaction is
+//! examined with it too, so one ref transaction is never split between two implementations.
 //!
 //! All commands run in the user's own repository (never in a directory a sandbox can write)
 //! and export `GIT_AGENT_NESTED=1` so the user's hooks can tell they were fired by git-agent.
@@ -17,6 +17,7 @@ pub mod blob;
 pub mod bundle;
 pub mod format;
 pub mod promote;
+pub mod read;
 pub mod sensitive;
 
 use std::collections::BTreeMap;
@@ -352,6 +353,56 @@ impl Git {
         Ok(moved)
     }
 
+    /// What `git diff --shortstat <base> <tip>` says for each `(base, tip)` pair, as
+    /// `(files, insertions, deletions)`, in one `git diff-tree --stdin` however many pairs
+    /// there are (renames found as `git diff` finds them by default). A pair whose ids are
+    /// not commit ids, or that git cannot diff, is an error.
+    pub fn shortstats(&self, pairs: &[(&str, &str)]) -> Result<Vec<(u64, u64, u64)>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut input = String::new();
+        for (base, tip) in pairs {
+            if !is_hex_id(base) || !is_hex_id(tip) {
+                bail!("cannot summarize changes from '{base}' to '{tip}': not commit ids");
+            }
+            // `<commit> <parent>`: the first is compared with the one given as its parent.
+            input += &format!("{tip} {base}\n");
+        }
+        let mut cmd = self.command();
+        cmd.args([
+            "--no-replace-objects",
+            "diff-tree",
+            "--stdin",
+            "--always",
+            "--shortstat",
+            "-M",
+            "--no-ext-diff",
+            "--no-textconv",
+        ]);
+        let out = output_of(&mut cmd, Some(input.as_bytes()))?;
+        // Each pair gives its commit id on a line, then its stat line unless nothing changed.
+        let mut stats: Vec<Option<String>> = Vec::with_capacity(pairs.len());
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if is_hex_id(line.trim()) {
+                stats.push(None);
+            } else if let Some(last) = stats.last_mut() {
+                *last = Some(line.to_string());
+            }
+        }
+        if stats.len() != pairs.len() {
+            bail!(
+                "git diff-tree summarized {} of {} changes",
+                stats.len(),
+                pairs.len()
+            );
+        }
+        Ok(stats
+            .iter()
+            .map(|s| parse_shortstat(s.as_deref().unwrap_or("")))
+            .collect())
+    }
+
     /// The current values of the named refs (exact names; absent refs are left out).
     pub fn ref_values<'a>(
         &self,
@@ -507,6 +558,32 @@ impl Config {
             }),
         }
     }
+}
+
+/// A full SHA-1 object id in lowercase hex.
+pub fn is_hex_id(text: &str) -> bool {
+    text.len() == 40 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Parse `git diff --shortstat` output into (files, insertions, deletions).
+pub fn parse_shortstat(text: &str) -> (u64, u64, u64) {
+    let mut v = (0, 0, 0);
+    for part in text.split(',') {
+        let part = part.trim();
+        let n = part
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if part.contains("file") {
+            v.0 = n;
+        } else if part.contains("insertion") {
+            v.1 = n;
+        } else if part.contains("deletion") {
+            v.2 = n;
+        }
+    }
+    v
 }
 
 /// Parse a byte size with an optional k/m/g suffix (powers of 1024, as git does).
@@ -704,6 +781,57 @@ mod tests {
             .transaction(&[update(R, &"1".repeat(a.len()), Some(&a))])
             .unwrap_err();
         assert!(!GitError::is_lost_race(&other), "{other:#}");
+    }
+
+    #[test]
+    fn shortstat_variants() {
+        assert_eq!(
+            parse_shortstat(" 3 files changed, 10 insertions(+), 2 deletions(-)"),
+            (3, 10, 2)
+        );
+        assert_eq!(parse_shortstat(" 1 file changed, 1 deletion(-)"), (1, 0, 1));
+        assert_eq!(parse_shortstat(""), (0, 0, 0));
+    }
+
+    /// One process summarizes every pair, each as `git diff --shortstat` does (renames too),
+    /// and pairs without changes keep their place.
+    #[test]
+    fn shortstats_match_git_diff() {
+        let (dir, git, a, _) = repo("files");
+        let commit = |msg: &str| {
+            let sh = |args: &[&str]| {
+                git.run(
+                    ["-c", "user.name=t", "-c", "user.email=t@e"]
+                        .iter()
+                        .chain(args),
+                )
+                .unwrap()
+            };
+            sh(&["add", "-A"]);
+            sh(&["commit", "-q", "--allow-empty", "-m", msg]);
+            sh(&["rev-parse", "HEAD"])
+        };
+        std::fs::write(dir.path().join("f"), "1\n2\n3\n").unwrap();
+        let c = commit("c");
+        std::fs::rename(dir.path().join("f"), dir.path().join("g")).unwrap();
+        std::fs::write(dir.path().join("h"), "x\n").unwrap();
+        let d = commit("d");
+        std::fs::write(dir.path().join("g"), "1\n").unwrap();
+        let e = commit("e");
+        let pairs = [(&a, &c), (&c, &c), (&c, &d), (&a, &e), (&e, &a)];
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(x, y)| (x.as_str(), y.as_str()))
+            .collect();
+        let got = git.shortstats(&pairs).unwrap();
+        for ((base, tip), got) in pairs.iter().zip(&got) {
+            let want = git.run(["diff", "--shortstat", base, tip]).unwrap();
+            assert_eq!(*got, parse_shortstat(&want), "{base}..{tip}: {want}");
+        }
+        assert_eq!(got[1], (0, 0, 0));
+        assert_eq!(got[2], (2, 1, 0), "a rename and a new file");
+        assert!(git.shortstats(&[(&a, "HEAD")]).is_err(), "ids only");
+        assert!(git.shortstats(&[(&a, &"1".repeat(40))]).is_err());
     }
 
     #[test]

@@ -307,17 +307,18 @@ pub struct Listing {
 }
 
 /// The repository's tasks as `list` shows them.
+///
+/// Reads no process per task: each task's change summary is the one its last sync recorded
+/// (see [`crate::task::Changes`]). Tasks without one for their current tip (records from
+/// before summaries were recorded) are summarized here, all of them in one git process, and
+/// nothing is recorded.
 pub async fn list(ctx: &Ctx) -> Result<Listing, InspectError> {
     let tasks = all(ctx).await?;
+    let changes = summaries(&ctx.git, &tasks.seen);
     let mut rows = Vec::new();
-    for seen in &tasks.seen {
+    for (seen, (files, ins, del)) in tasks.seen.iter().zip(changes) {
         let l = &seen.loaded;
         let r = &l.record;
-        let stat = ctx
-            .git
-            .run(["diff", "--shortstat", &r.base, l.tip()])
-            .unwrap_or_default();
-        let (files, ins, del) = parse_shortstat(&stat);
         rows.push(Row {
             name: r.name.clone(),
             agent: r.agent.clone(),
@@ -345,25 +346,38 @@ pub async fn list(ctx: &Ctx) -> Result<Listing, InspectError> {
     })
 }
 
-/// Parse `git diff --shortstat` output into (files, insertions, deletions).
-pub fn parse_shortstat(text: &str) -> (u64, u64, u64) {
-    let mut v = (0, 0, 0);
-    for part in text.split(',') {
-        let part = part.trim();
-        let n = part
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        if part.contains("file") {
-            v.0 = n;
-        } else if part.contains("insertion") {
-            v.1 = n;
-        } else if part.contains("deletion") {
-            v.2 = n;
-        }
+/// Each task's `(files, insertions, deletions)` against its base: none for a task with no
+/// work yet, the recorded summary when it is for the task's tip, else computed, all at once.
+/// A summary git cannot compute (a missing object) shows as no change, as before.
+fn summaries(git: &crate::git::Git, seen: &[Seen]) -> Vec<(u64, u64, u64)> {
+    let mut out = Vec::with_capacity(seen.len());
+    let mut missing = Vec::new();
+    for (i, s) in seen.iter().enumerate() {
+        let l = &s.loaded;
+        let tip = l.tip();
+        let recorded = l.record.changes.as_ref().and_then(|c| c.for_tip(tip));
+        out.push(match recorded {
+            _ if tip == l.record.base => (0, 0, 0),
+            Some(c) => (c.files, c.insertions, c.deletions),
+            None => {
+                missing.push((i, (l.record.base.as_str(), tip)));
+                (0, 0, 0)
+            }
+        });
     }
-    v
+    let pairs: Vec<(&str, &str)> = missing.iter().map(|(_, p)| *p).collect();
+    let computed = git.shortstats(&pairs).unwrap_or_else(|_| {
+        // One pair git cannot read fails the batch: the others are summarized one by one.
+        pairs
+            .iter()
+            .map(|p| git.shortstats(&[*p]).ok().and_then(|mut v| v.pop()))
+            .map(Option::unwrap_or_default)
+            .collect()
+    });
+    for ((i, _), stat) in missing.iter().zip(computed) {
+        out[*i] = stat;
+    }
+    out
 }
 
 /// Something wrong with a task's runtime objects, and the command that repairs it.
@@ -509,15 +523,5 @@ mod tests {
             ),
             "stopped (143; workspace volume missing)"
         );
-    }
-
-    #[test]
-    fn shortstat_variants() {
-        assert_eq!(
-            parse_shortstat(" 3 files changed, 10 insertions(+), 2 deletions(-)"),
-            (3, 10, 2)
-        );
-        assert_eq!(parse_shortstat(" 1 file changed, 1 deletion(-)"), (1, 0, 1));
-        assert_eq!(parse_shortstat(""), (0, 0, 0));
     }
 }

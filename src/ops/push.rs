@@ -434,6 +434,7 @@ mod tests {
             network: None,
             read_only: false,
             git_readonly: false,
+            changes: None,
             prompt: "work".into(),
         };
         let name = crate::task::name::TaskName::parse("t").unwrap();

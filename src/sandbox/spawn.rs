@@ -145,6 +145,7 @@ pub fn create_record(store: &TaskStore, req: &StartRequest, repo: &RepoId) -> Re
         restarts: 0,
         stats: None,
         git_readonly: req.git_readonly,
+        changes: None,
         prompt: req.prompt.clone(),
     };
     store.create(&req.name, &record)

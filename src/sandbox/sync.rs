@@ -29,7 +29,7 @@ use crate::interrupt::abandon_on_interrupt;
 use crate::runtime::{ContainerState, ObjectKind, OutputTooLarge, Runtime};
 use crate::task::lock::TaskLock;
 use crate::task::store::{Loaded, TaskStore};
-use crate::task::{branch_name, now};
+use crate::task::{Changes, branch_name, now};
 
 /// What a sync changed.
 #[derive(Debug)]
@@ -490,11 +490,13 @@ async fn fetch_work<R: Runtime>(
     let refs_differ = loaded.ref_value("head") != Some(header.head.as_str()) || wip_changed;
     let loaded = if refs_differ {
         let container = loaded.record.sandbox.container.clone();
+        let changes = summarize(git, base, header.wip.as_deref().unwrap_or(&header.head));
         let moved = store.update(task, &format!("sync {}", &header.head[..12]), |r, _| {
             if r.sandbox.container != container {
                 return Err(purged(task, true, "ran"));
             }
             r.synced = Some(now());
+            r.changes = changes.clone();
             Ok(vec![
                 ("head".to_string(), Some(header.head.clone())),
                 ("wip".to_string(), header.wip.clone()),
@@ -512,6 +514,21 @@ async fn fetch_work<R: Runtime>(
         wip_changed,
         has_wip: header.wip.is_some(),
         bundle_bytes,
+    })
+}
+
+/// The change summary of work that came home at `tip`, recorded with it so `list` reads it
+/// instead of diffing every task. `None` if git cannot compute it (then `list` does).
+fn summarize(git: &Git, base: &str, tip: &str) -> Option<Changes> {
+    let (files, insertions, deletions) = match tip == base {
+        true => (0, 0, 0),
+        false => git.shortstats(&[(base, tip)]).ok()?.pop()?,
+    };
+    Some(Changes {
+        tip: tip.to_string(),
+        files,
+        insertions,
+        deletions,
     })
 }
 

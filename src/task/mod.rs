@@ -133,9 +133,47 @@ pub struct TaskRecord {
     /// The agent-side read-only git guards are on (`--git-readonly`, see [`crate::guard`]).
     #[serde(default)]
     pub git_readonly: bool,
+    /// The task's changes against its base, recorded when a sync brings work home (none in
+    /// records from before it was recorded; a value that does not read as one is ignored).
+    #[serde(default, deserialize_with = "lenient_changes")]
+    pub changes: Option<Changes>,
     /// Kept outside `task.toml` (in `prompt.md`) so it stays readable with `git show`.
     #[serde(skip)]
     pub prompt: String,
+}
+
+/// What a task changed against its base (what `git diff --shortstat <base> <tip>` says),
+/// computed once when a sync brings its work home so `list` reads it instead of diffing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    /// The tip (the `wip` snapshot, else `head`) it was computed for: a summary is only
+    /// shown while the task's tip is still this commit.
+    pub tip: String,
+    pub files: u64,
+    pub insertions: u64,
+    pub deletions: u64,
+}
+
+impl Changes {
+    /// The summary for `tip`, if this one was computed for it.
+    pub fn for_tip(&self, tip: &str) -> Option<&Changes> {
+        (self.tip == tip).then_some(self)
+    }
+}
+
+/// A `changes` table that is not a summary (bad types, negative counts, a tip that is no
+/// commit id) reads as none, so the task still lists and its summary is computed again.
+fn lenient_changes<'de, D>(d: D) -> Result<Option<Changes>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = toml::Value::deserialize(d)?;
+    Ok(Changes::deserialize(value).ok().filter(|c| {
+        c.tip.len() == 40
+            && c.tip
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }))
 }
 
 /// Ref names of a task's namespace.

@@ -1,33 +1,30 @@
 //! Reading and writing task state in the repository's refs.
 //!
-//! Everything goes through the host's `git` binary ([`crate::git`]): refs are read with one
-//! `git for-each-ref` (one for all tasks in [`TaskStore::all`]), records through a long-lived
-//! `git cat-file --batch` the store keeps open, state commits are written with
+//! Reads are in process ([`crate::git::read::Reader`], gix): refs by one prefix scan (one for
+//! all tasks in [`TaskStore::all`]), records and state files by object id, the state history
+//! by walking first parents, so `list` and `status` start no process per task. Writes go
+//! through the host's `git` binary ([`crate::git`]): state commits are written with
 //! `hash-object`, `mktree` and `commit-tree`, and refs move only through `git update-ref
-//! --stdin` transactions that name the value each ref must still have. A writer that loses a
-//! race re-reads the state and applies its change again, so no update is ever lost and a
-//! crash never leaves half the refs moved.
+//! --stdin` transactions that name the value each ref must still have (and a failed one is
+//! examined with the binary too, see [`Git::race_evidence`]): each transaction is wholly in
+//! one tool. A writer that loses a race re-reads the state and applies its change again, so
+//! no update is ever lost and a crash never leaves half the refs moved.
 //!
-//! Why the binary and not a git library: one implementation for objects and refs (a
-//! transaction is never split), the user's git decides what a repository may contain, and no
-//! second git to compile. Measured reading 200 tasks (what `list` does): as fast as libgit2
-//! once objects are packed, some tens of milliseconds slower while they are loose, which
-//! `list`'s engine checks dwarf.
+//! Everything read is bounded: a record (`task.toml`) larger than [`RECORD_LIMIT`], or a
+//! state commit or tree larger than any git-agent writes, is refused unread.
 //!
 //! `task.toml` carries the schema of its format (`schema = 1`; a record without one is
 //! schema 1). A record from a newer git-agent is refused before anything is written, since
 //! rewriting it would drop what this build does not know. This module must not print.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
-use std::sync::Mutex;
 
 use anyhow::{Context, Result, anyhow};
 
 use super::name::{self, TaskName};
 use super::{TaskRecord, ref_name};
 use crate::error::hinted;
+use crate::git::read::{ReadError, Reader};
 use crate::git::{Git, GitError, RefUpdate, output_of};
 
 const RECORD_FILE: &str = "task.toml";
@@ -36,6 +33,13 @@ const TRANSCRIPT_FILE: &str = "transcript";
 /// The task's connection log (see [`crate::egress::log`]).
 pub const CONNECTIONS_FILE: &str = "connections";
 const MAX_ATTEMPTS: usize = 50;
+/// The most bytes a `task.toml` may have (real ones have a few kilobytes): a larger record
+/// is refused unread, so one hostile record cannot make every `list` read megabytes.
+pub const RECORD_LIMIT: u64 = 4 << 20;
+/// The most bytes a task's `prompt.md` may have when records are read.
+const PROMPT_LIMIT: u64 = 16 << 20;
+/// The most bytes a state commit or tree may have (they name a handful of files).
+const STATE_OBJECT_LIMIT: u64 = 1 << 20;
 /// The newest `task.toml` format this build reads and writes.
 pub const RECORD_SCHEMA: u32 = 1;
 /// Where task refs live.
@@ -64,13 +68,24 @@ pub enum StoreError {
     /// A file every state commit has is not in this one.
     #[error("state commit {state} has no {file}")]
     MissingFile { state: String, file: &'static str },
+    /// An object of the task's state is larger than any git-agent writes: it was not read.
+    #[error(
+        "task '{task}' has a state object of {size} bytes ({id}), more than the {limit} bytes git-agent reads; git-agent did not write it, and nothing was read or changed"
+    )]
+    TooLarge {
+        task: String,
+        id: String,
+        size: u64,
+        limit: u64,
+        hint: String,
+    },
 }
 
 impl StoreError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<&str> {
         match self {
-            StoreError::NewerSchema { hint, .. } => Some(hint),
+            StoreError::NewerSchema { hint, .. } | StoreError::TooLarge { hint, .. } => Some(hint),
             StoreError::MissingFile { .. } => None,
         }
     }
@@ -100,6 +115,23 @@ pub fn parse_record(task: &str, state: &str, text: &str) -> Result<TaskRecord> {
         .into());
     }
     toml::from_str(text).with_context(|| format!("task state {state} is unreadable"))
+}
+
+/// `err` as a [`StoreError::TooLarge`] of `task` when an object was too large to read.
+fn too_large(err: anyhow::Error, task: &str) -> anyhow::Error {
+    match err.downcast::<ReadError>() {
+        Ok(ReadError::TooLarge { id, size, limit }) => StoreError::TooLarge {
+            task: task.to_string(),
+            id,
+            size,
+            limit,
+            hint: format!(
+                "look at it with `git show refs/agent/{task}/state --stat`; remove the task's refs with `git for-each-ref --format='delete %(refname)' refs/agent/{task}/ | git update-ref --stdin`"
+            ),
+        }
+        .into(),
+        Err(err) => err,
+    }
 }
 
 /// Serialise a record as `task.toml`, schema first.
@@ -142,14 +174,6 @@ pub struct Prepared {
     pub updates: Vec<RefUpdate>,
 }
 
-/// A git command reading task state: state commits are read as written, never through a
-/// replacement (`refs/replace/`) that would make a record say something else.
-fn command(git: &Git) -> std::process::Command {
-    let mut cmd = git.command();
-    cmd.arg("--no-replace-objects");
-    cmd
-}
-
 /// The tree id a raw commit object names (its first header line).
 fn commit_tree(body: &[u8]) -> Option<String> {
     let first = body.split(|b| *b == b'\n').next()?;
@@ -185,111 +209,20 @@ fn tree_blob(body: &[u8], name: &str) -> Option<String> {
         .map(|(_, _, id)| id)
 }
 
-/// An object's type (`blob`, `tree`, ...) and content.
-type Object = (String, Vec<u8>);
-
-/// A long-lived `git cat-file --batch`: one process answers every object read of a store.
-struct CatFile {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl CatFile {
-    fn start(git: &Git) -> Result<CatFile> {
-        let mut child = command(git)
-            .args(["cat-file", "--batch"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|source| GitError::Spawn {
-                what: "cat-file",
-                source,
-            })?;
-        let stdin = child.stdin.take().expect("stdin was piped");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout was piped"));
-        Ok(CatFile {
-            child,
-            stdin,
-            stdout,
-        })
-    }
-
-    /// The type and content of each object `specs` name (`<commit>:<path>`), `None` where
-    /// there is none. All requests are written while the answers are read, so a batch costs
-    /// one round trip, not one per object.
-    fn get(&mut self, specs: &[String]) -> std::io::Result<Vec<Option<Object>>> {
-        let CatFile { stdin, stdout, .. } = self;
-        std::thread::scope(|scope| {
-            let writer = scope.spawn(move || -> std::io::Result<()> {
-                let mut requests = String::new();
-                for spec in specs {
-                    requests.push_str(spec);
-                    requests.push('\n');
-                }
-                stdin.write_all(requests.as_bytes())?;
-                stdin.flush()
-            });
-            let mut answers = Vec::with_capacity(specs.len());
-            for _ in specs {
-                answers.push(read_answer(stdout)?);
-            }
-            writer
-                .join()
-                .map_err(|_| std::io::Error::other("the cat-file writer panicked"))??;
-            Ok(answers)
-        })
-    }
-}
-
-/// One answer of `git cat-file --batch`: `<oid> <type> <size>` then the content for an
-/// object; `<spec> missing` (or `ambiguous`) otherwise.
-fn read_answer(stdout: &mut impl BufRead) -> std::io::Result<Option<Object>> {
-    let mut header = String::new();
-    if stdout.read_line(&mut header)? == 0 {
-        return Err(std::io::Error::other("git cat-file ended early"));
-    }
-    let fields: Vec<&str> = header.trim_end_matches('\n').rsplitn(3, ' ').collect();
-    let (Some(size), Some(kind), Some(_oid)) = (
-        fields.first().and_then(|s| s.parse::<usize>().ok()),
-        fields.get(1),
-        fields.get(2),
-    ) else {
-        return Ok(None);
-    };
-    let kind = kind.to_string();
-    let mut content = vec![0; size + 1];
-    stdout.read_exact(&mut content)?;
-    content.pop();
-    Ok(Some((kind, content)))
-}
-
-impl Drop for CatFile {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The task store of one repository.
 pub struct TaskStore {
     git: Git,
-    /// Started at the first read; restarted after a failure.
-    reader: Mutex<Option<CatFile>>,
+    /// Every read of refs and objects, in process.
+    reader: Reader,
 }
 
 impl TaskStore {
+    /// Open the store; a repository that cannot be read fails here, before any command acts
+    /// on it.
     pub fn open(git: &Git) -> Result<TaskStore> {
-        // Start the reader now and ask it one question, so a repository git cannot read fails
-        // here, before any command acts on it.
-        let mut reader = CatFile::start(git)?;
-        reader
-            .get(&["HEAD".to_string()])
-            .with_context(|| format!("cannot open repository {}", git.common_dir.display()))?;
         Ok(TaskStore {
             git: git.clone(),
-            reader: Mutex::new(Some(reader)),
+            reader: Reader::open(git)?,
         })
     }
 
@@ -306,7 +239,7 @@ impl TaskStore {
     /// with a `state` ref (task names have no `/`, see [`name`]).
     fn all_refs(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
         let mut refs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for (name, oid) in self.git.refs_under(&[NAMESPACE])? {
+        for (name, oid) in self.reader.refs_under(NAMESPACE)? {
             if let Some((task, leaf)) = name
                 .strip_prefix(NAMESPACE)
                 .and_then(|rest| rest.split_once('/'))
@@ -375,86 +308,60 @@ impl TaskStore {
     fn task_refs(&self, name: &str) -> Result<BTreeMap<String, String>> {
         let prefix = format!("{NAMESPACE}{name}/");
         Ok(self
-            .git
-            .refs_under(&[&prefix])?
+            .reader
+            .refs_under(&prefix)?
             .into_iter()
             .filter_map(|(n, oid)| Some((n.strip_prefix(&prefix)?.to_string(), oid)))
             .collect())
     }
 
-    /// Objects by id, in one batch of the store's `cat-file`: `None` where there is none.
-    fn objects(&self, ids: &[String]) -> Result<Vec<Option<Object>>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        if reader.is_none() {
-            *reader = Some(CatFile::start(&self.git)?);
-        }
-        match reader.as_mut().expect("started above").get(ids) {
-            Ok(got) => Ok(got),
-            Err(e) => {
-                // The stream may be out of step now: the next read starts afresh.
-                *reader = None;
-                Err(anyhow::Error::new(e).context("cannot read task state with git cat-file"))
-            }
-        }
-    }
-
-    /// The named files of each state commit's tree (`None` where a file is not there), read
-    /// in three batches (commits, trees, blobs) whatever the number of states. Objects are
-    /// asked for by id only, so git never looks their names up as refs.
-    fn files_of(&self, states: &[&str], files: &[&str]) -> Result<Vec<Vec<Option<Vec<u8>>>>> {
-        let commits = self.objects(&states.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-        let trees: Vec<String> = commits
-            .iter()
-            .map(|c| match c {
-                Some((kind, body)) if kind == "commit" => commit_tree(body).unwrap_or_default(),
-                _ => String::new(),
-            })
-            .collect();
-        let wanted: Vec<String> = trees.iter().filter(|t| !t.is_empty()).cloned().collect();
-        let mut tree_objects = self.objects(&wanted)?.into_iter();
-        let mut blob_ids: Vec<Vec<Option<String>>> = Vec::with_capacity(states.len());
-        for tree in &trees {
-            let entries = match tree.is_empty() {
-                true => None,
-                false => tree_objects.next().flatten(),
+    /// The named files of each state commit's tree (`None` where a file is not there), each
+    /// at most its limit in bytes (a larger one is a [`ReadError::TooLarge`]). Objects are
+    /// asked for by id only, never looked up as names.
+    fn files_of(
+        &self,
+        states: &[&str],
+        files: &[(&str, u64)],
+    ) -> Result<Vec<Vec<Option<Vec<u8>>>>> {
+        let mut all = Vec::with_capacity(states.len());
+        for state in states {
+            let tree = match self.reader.object(state, STATE_OBJECT_LIMIT)? {
+                Some((kind, body)) if kind == "commit" => commit_tree(&body),
+                _ => None,
             };
-            blob_ids.push(
-                files
-                    .iter()
-                    .map(|f| match &entries {
-                        Some((kind, body)) if kind == "tree" => tree_blob(body, f),
+            let entries = match tree {
+                Some(tree) => self.reader.object(&tree, STATE_OBJECT_LIMIT)?,
+                None => None,
+            };
+            let mut found = Vec::with_capacity(files.len());
+            for (file, limit) in files {
+                let blob = match &entries {
+                    Some((kind, body)) if kind == "tree" => tree_blob(body, file),
+                    _ => None,
+                };
+                found.push(match blob {
+                    Some(id) => match self.reader.object(&id, *limit)? {
+                        Some((kind, body)) if kind == "blob" => Some(body),
                         _ => None,
-                    })
-                    .collect(),
-            );
+                    },
+                    None => None,
+                });
+            }
+            all.push(found);
         }
-        let flat: Vec<String> = blob_ids.iter().flatten().flatten().cloned().collect();
-        let mut blobs = self.objects(&flat)?.into_iter();
-        Ok(blob_ids
-            .iter()
-            .map(|ids| {
-                ids.iter()
-                    .map(|id| {
-                        id.as_ref()?;
-                        match blobs.next().flatten() {
-                            Some((kind, body)) if kind == "blob" => Some(body),
-                            _ => None,
-                        }
-                    })
-                    .collect()
-            })
-            .collect())
+        Ok(all)
     }
 
-    /// The records of the given states (task name, state commit), read in one batch.
+    /// The records of the given states (task name, state commit).
     fn read_records(&self, states: &[(&str, &str)]) -> Result<Vec<TaskRecord>> {
-        let commits: Vec<&str> = states.iter().map(|(_, s)| *s).collect();
-        let files = self.files_of(&commits, &[RECORD_FILE, PROMPT_FILE])?;
         let mut records = Vec::with_capacity(states.len());
-        for ((task, state), mut found) in states.iter().zip(files) {
+        for (task, state) in states {
+            let files = [(RECORD_FILE, RECORD_LIMIT), (PROMPT_FILE, PROMPT_LIMIT)];
+            let mut found = self
+                .files_of(&[state], &files)
+                .map_err(|e| too_large(e, task))?
+                .pop()
+                .unwrap_or_default();
             let prompt = found.pop().flatten();
             let toml = found
                 .pop()
@@ -498,12 +405,12 @@ impl TaskStore {
         let mut entries: BTreeMap<String, String> = BTreeMap::new();
         if let Some(p) = parent {
             let unreadable = || anyhow!("cannot read task state {p}");
-            let commit = self.objects(&[p.to_string()])?.pop().flatten();
+            let commit = self.reader.object(p, STATE_OBJECT_LIMIT)?;
             let tree = commit
                 .filter(|(kind, _)| kind == "commit")
                 .and_then(|(_, body)| commit_tree(&body))
                 .ok_or_else(unreadable)?;
-            let tree = self.objects(&[tree])?.pop().flatten();
+            let tree = self.reader.object(&tree, STATE_OBJECT_LIMIT)?;
             let listed = tree
                 .filter(|(kind, _)| kind == "tree")
                 .and_then(|(_, body)| tree_entries(&body))
@@ -553,7 +460,7 @@ impl TaskStore {
     /// A file kept in the task's state tree, if any.
     pub fn state_file(&self, loaded: &Loaded, file: &str) -> Result<Option<Vec<u8>>> {
         Ok(self
-            .files_of(&[loaded.state.as_str()], &[file])?
+            .files_of(&[loaded.state.as_str()], &[(file, u64::MAX)])?
             .pop()
             .and_then(|mut f| f.pop())
             .flatten())
@@ -727,28 +634,10 @@ impl TaskStore {
 
     /// The messages of a task's state commits, newest first, with their times.
     pub fn history(&self, loaded: &Loaded) -> Result<Vec<(i64, String)>> {
-        let mut cmd = command(&self.git);
-        cmd.args([
-            "-c",
-            "log.showSignature=false",
-            "log",
-            "--first-parent",
-            "-z",
-            "--format=%ct %s",
-            &loaded.state,
-            "--",
-        ]);
-        let out = output_of(&mut cmd, None)
-            .with_context(|| format!("cannot read the history of task state {}", loaded.state))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text
-            .split('\0')
-            .filter(|r| !r.is_empty())
-            .filter_map(|r| {
-                let (time, summary) = r.split_once(' ')?;
-                Some((time.parse().ok()?, summary.to_string()))
-            })
-            .collect())
+        self.reader
+            .first_parent_log(&loaded.state, STATE_OBJECT_LIMIT)
+            .map_err(|e| too_large(e, &loaded.record.name))
+            .with_context(|| format!("cannot read the history of task state {}", loaded.state))
     }
 }
 

@@ -19,6 +19,7 @@ mod gateway_attack;
 mod guard;
 mod hostile;
 mod lifecycle;
+mod listing;
 mod networks;
 mod offline;
 mod orchestration;

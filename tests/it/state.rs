@@ -35,6 +35,7 @@ fn record(name: &str, base: &str) -> TaskRecord {
         network: None,
         read_only: false,
         git_readonly: false,
+        changes: None,
         prompt: "racing".into(),
     }
 }
