@@ -3,8 +3,11 @@
 //! branch the agent used, and `push` behaving like `git push`.
 
 use std::collections::BTreeSet;
+#[cfg(feature = "local-runtime")]
 use std::io::Write;
+#[cfg(feature = "local-runtime")]
 use std::path::Path;
+#[cfg(feature = "local-runtime")]
 use std::process::{Command, Stdio};
 
 use crate::common::{Run, TestEnv};
@@ -486,6 +489,7 @@ fn a_merge_of_old_promoted_history_is_recreated_too() {
 
 /// An agent's script making `n` one-file commits with `git fast-import` (quick even for
 /// thousands), then a side branch merged back: a long history with a merge in it.
+#[cfg(feature = "local-runtime")]
 fn long_history(n: usize) -> String {
     format!(
         r#"set -e
@@ -511,6 +515,7 @@ echo made $(git rev-list --count HEAD)
 }
 
 /// A task `name` on the local runtime whose agent made [`long_history`]`(n)`, synced.
+#[cfg(feature = "local-runtime")]
 fn long_task(env: &TestEnv, name: &str, n: usize) {
     let run = env
         .agent(&[
@@ -537,6 +542,7 @@ fn long_task(env: &TestEnv, name: &str, n: usize) {
 /// task's range exported and re-imported by `git fast-import` with the user as author and
 /// committer (each commit on the agent's tree, its message and its parents kept), into a
 /// scratch repository borrowing the user's objects. Its tip.
+#[cfg(feature = "local-runtime")]
 fn recreated_by_fast_import(env: &TestEnv, base: &str, head: &str, scratch: &Path) -> String {
     let export = env
         .git(&[
@@ -584,6 +590,7 @@ fn recreated_by_fast_import(env: &TestEnv, base: &str, head: &str, scratch: &Pat
     scratch_git(env, scratch, &["rev-parse", "refs/heads/x"])
 }
 
+#[cfg(feature = "local-runtime")]
 fn scratch_git(env: &TestEnv, scratch: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -597,6 +604,7 @@ fn scratch_git(env: &TestEnv, scratch: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+#[cfg(feature = "local-runtime")]
 fn import(env: &TestEnv, scratch: &Path, stream: &[u8]) {
     let mut child = Command::new("git")
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -617,6 +625,7 @@ fn import(env: &TestEnv, scratch: &Path, stream: &[u8]) {
 /// and the notes tree is the one fast-import lays out for the same notes, each note naming
 /// its source commit. One pack came in, and git finds nothing wrong.
 #[test]
+#[cfg(feature = "local-runtime")]
 fn a_long_history_is_recreated_as_fast_import_recreated_it() {
     let env = TestEnv::local();
     const N: usize = 3000;
@@ -705,6 +714,7 @@ fn a_long_history_is_recreated_as_fast_import_recreated_it() {
 /// next command ran, the object store is exactly as before (the moved pack is taken back).
 /// Then the promotion completes.
 #[test]
+#[cfg(feature = "local-runtime")]
 fn a_long_promotion_killed_half_way_leaves_nothing() {
     let env = TestEnv::local();
     const N: usize = 3000;
