@@ -66,7 +66,7 @@ impl Ctx {
         let store = TaskStore::open(&git).map_err(|e| {
             hinted(
                 format!("git-agent cannot open this repository's refs: {e:#}"),
-                "git-agent reads refs with the `git` on PATH, which may not support a setting in `git config --get-regexp '^extensions\\.'`: upgrade git, or work in a plain clone (`git clone <this repository> <dir>`)",
+                "git-agent reads refs in process (gitoxide) and writes them with the `git` on PATH; either may not support a setting in `git config --get-regexp '^extensions\\.'`: upgrade git, or work in a plain clone (`git clone <this repository> <dir>`)",
             )
         })?;
         let config = git.agent_config()?;
