@@ -82,7 +82,7 @@ log "building the task image (one spawn, not measured)"
 IMAGE="$(git show refs/agent/warm/state:task.toml | sed -n 's/^image_id = "\(.*\)"$/\1/p')"
 # The repository's id on the engine, from the name of the task's workspace volume.
 REPO_ID="$(git show refs/agent/warm/state:task.toml | sed -n 's/^volume = "git-agent-\([0-9a-f]*\)\.ws\.warm"$/\1/p')"
-[ -n "$IMAGE" ] && [ -n "$REPO_ID" ] || die "cannot read the warm-up task's record"
+if [ -z "$IMAGE" ] || [ -z "$REPO_ID" ]; then die "cannot read the warm-up task's record"; fi
 docker ps -aq --filter "label=git-agent.repo=$REPO_ID" | xargs -r docker rm -f >/dev/null 2>&1
 docker volume ls -q --filter "label=git-agent.repo=$REPO_ID" | xargs -r docker volume rm -f >/dev/null 2>&1
 git for-each-ref --format='delete %(refname)' refs/agent/ | git update-ref --stdin

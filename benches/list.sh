@@ -45,7 +45,7 @@ make_repo() {
   base=$(git -C "$dir" rev-parse HEAD)
   (cd "$dir" && git checkout -q -b work && seq 1 2 200 > file.txt && echo new > new.txt \
     && git add . && git commit -qm work && git checkout -q main && git branch -qD work)
-  tip=$(git -C "$dir" rev-parse HEAD@{1})
+  tip=$(git -C "$dir" rev-parse 'HEAD@{1}')
   local stat
   stat=$(git -C "$dir" diff --shortstat "$base" "$tip")
   python3 - "$TASKS" "$base" "$tip" "$recorded" "$stat" <<'EOF' | git -C "$dir" fast-import --quiet
