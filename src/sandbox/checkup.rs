@@ -209,12 +209,21 @@ fn cache_findings(repo: &RepoId, tasks: &[Loaded], objects: &[Listed], out: &mut
     let present = objects
         .iter()
         .any(|o| o.kind == ObjectKind::Volume && o.name == volume);
-    let users = tasks
+    let borrowing: Vec<&Loaded> = tasks
         .iter()
         .filter(|l| l.record.sandbox.cache.is_some())
-        .count();
+        .collect();
+    // Only a workspace that exists borrows: a spawn that died (or is still running) before
+    // it made one recorded the cache but holds nothing of it.
+    let with_workspace = |l: &&&Loaded| {
+        let workspace = repo.object_names(&l.record.name).volume;
+        objects
+            .iter()
+            .any(|o| o.kind == ObjectKind::Volume && o.name == workspace)
+    };
+    let users = borrowing.iter().filter(with_workspace).count();
     let problem = match (present, users) {
-        (true, 0) => {
+        (true, 0) if borrowing.is_empty() => {
             format!("the object cache {volume} is kept, but no task's workspace borrows from it")
         }
         (false, n) if n > 0 => format!(

@@ -268,8 +268,8 @@ pub async fn go<R: Runtime>(rt: &R, id: &str) -> Result<()> {
         .await?;
     if out.exit_code != 0 {
         bail!(
-            "could not start the task's command: {}",
-            sanitize(&String::from_utf8_lossy(&out.stderr))
+            "could not start the task's command ({})",
+            crate::error::exit_detail(out.exit_code, &out.stderr)
         );
     }
     Ok(())

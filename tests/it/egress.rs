@@ -375,16 +375,31 @@ fn the_vault_holds_the_real_key_and_the_standin_dies_with_the_task() {
         "the real key is in the container's file system"
     );
 
-    // The run is over: its gateway and vault are gone, so the stand-in opens nothing, even
-    // from a container put on the task's own network.
+    // The run is over: its gateway, vault and network are gone, so the stand-in opens
+    // nothing, even from a container put on the task's own network (the engine has no such
+    // network any more) or on the outer network the gateway used.
     env.agent(&["status", "vault"]).ok();
     let network = env.names_of("vault").network;
+    let gone = Command::new("docker")
+        .args(["network", "inspect", &network])
+        .output()
+        .unwrap();
+    assert!(
+        !gone.status.success(),
+        "the task's network outlived its run"
+    );
+    let reuse = Command::new("docker")
+        .args(["run", "--rm", "--network", &network, &base_image(), "true"])
+        .output()
+        .unwrap();
+    assert!(
+        !reuse.status.success(),
+        "a container joined a released network"
+    );
     let reuse = Command::new("docker")
         .args([
             "run",
             "--rm",
-            "--network",
-            &network,
             "-e",
             &format!("FAKE_API_KEY={standin}"),
             "-e",

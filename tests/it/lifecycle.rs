@@ -331,9 +331,12 @@ fn interactive_attach_detach_reattach() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // Each session gets a name of its own: a second session under the name of one just
+    // killed can race the server's shutdown and never appear.
+    let session = std::cell::Cell::new("t");
     let screen_has = |needle: &str| {
-        for _ in 0..100 {
-            if tmux(&["capture-pane", "-p", "-t", "t"]).contains(needle) {
+        for _ in 0..300 {
+            if tmux(&["capture-pane", "-p", "-t", session.get()]).contains(needle) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -386,12 +389,12 @@ fn interactive_attach_detach_reattach() {
     let st = env.json(&["status", "tty", "--json"]);
     assert_eq!(st["status"], "running", "detaching leaves the task running");
 
-    tmux(&["kill-session", "-t", "t"]);
+    session.set("r");
     tmux(&[
         "new-session",
         "-d",
         "-s",
-        "t",
+        "r",
         "-x",
         "120",
         "-y",
@@ -402,19 +405,19 @@ fn interactive_attach_detach_reattach() {
     tmux(&[
         "send-keys",
         "-t",
-        "t",
+        "r",
         "echo back-$((40+2)); exit 7",
         "Enter",
     ]);
     assert!(
         screen_has("back-42"),
         "{}",
-        tmux(&["capture-pane", "-p", "-t", "t"])
+        tmux(&["capture-pane", "-p", "-t", "r"])
     );
     assert!(
         screen_has("ended (status 7)"),
         "{}",
-        tmux(&["capture-pane", "-p", "-t", "t"])
+        tmux(&["capture-pane", "-p", "-t", "r"])
     );
     assert!(screen_has("EXITED-7"));
     tmux(&["kill-server"]);
