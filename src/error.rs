@@ -95,6 +95,7 @@ const OP_ERRORS: &[AsOperationError] = {
         op::<attach::ShellError>,
         op::<commit::CommitError>,
         op::<doctor::DoctorError>,
+        op::<follow::FollowError>,
         op::<doctor::PanicError>,
         op::<gc::GcError>,
         op::<image::ImageError>,
