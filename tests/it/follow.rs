@@ -36,8 +36,10 @@ fn follower(env: &TestEnv, task: &str) -> Option<i32> {
 
 /// Is process `pid` alive (not a zombie)?
 fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
 }
 
 #[track_caller]
@@ -68,8 +70,12 @@ fn files_at(env: &TestEnv, rev: &str) -> String {
 }
 
 fn log_of(env: &TestEnv, task: &str) -> Vec<u8> {
-    std::fs::read(git(env).common_dir.join(format!("git-agent/follow/{task}.log")))
-        .unwrap_or_default()
+    std::fs::read(
+        git(env)
+            .common_dir
+            .join(format!("git-agent/follow/{task}.log")),
+    )
+    .unwrap_or_default()
 }
 
 const SLOW_AGENT: &str = r#"sleep 2
@@ -103,7 +109,10 @@ fn a_running_task_s_work_comes_home_by_itself_and_following_ends_with_the_run() 
     });
     let head = task_ref(&env, "live", "head").expect("head synced");
     assert_eq!(
-        env.git(&["log", "-1", "--format=%s", &head]).ok().stdout.trim(),
+        env.git(&["log", "-1", "--format=%s", &head])
+            .ok()
+            .stdout
+            .trim(),
         "one"
     );
     // Then the uncommitted file.
@@ -164,7 +173,9 @@ fn a_killed_follower_leaves_the_task_consistent_and_a_task_has_one_follower_at_m
 
     // kill -9 while it syncs (the agent commits every few tenths of a second, so the follower
     // is in a sync most of the time), a few times over.
-    wait_for("work synced", 30, || task_ref(&env, "busy", "head").is_some());
+    wait_for("work synced", 30, || {
+        task_ref(&env, "busy", "head").is_some()
+    });
     for round in 0..3u64 {
         let pid = follower(&env, "busy").expect("a follower");
         std::thread::sleep(Duration::from_millis(300 + 400 * round));
@@ -173,13 +184,13 @@ fn a_killed_follower_leaves_the_task_consistent_and_a_task_has_one_follower_at_m
         wait_for("the follower to die", 10, || !alive(pid));
         assert_eq!(env.json(&["status", "busy", "--json"])["following"], false);
         let status = env.agent(&["status", "busy"]).ok().stdout;
-        assert!(
-            status.contains("git agent sync --follow busy"),
-            "{status}"
-        );
+        assert!(status.contains("git agent sync --follow busy"), "{status}");
         // The next manual sync works and brings a consistent snapshot.
         let sync = env.agent(&["sync", "busy"]);
-        assert_eq!(sync.code, 0, "a sync after a killed follower failed:\n{sync}");
+        assert_eq!(
+            sync.code, 0,
+            "a sync after a killed follower failed:\n{sync}"
+        );
         let head = task_ref(&env, "busy", "head").unwrap();
         check_snapshot(&env, &head, task_ref(&env, "busy", "wip").as_deref());
         // Followed again with one command.
@@ -226,7 +237,15 @@ fn a_hostile_fingerprint_does_not_hurt_the_host_and_a_follower_ends_with_its_rep
     let env = TestEnv::new();
     follow_on(&env);
     env.agent(&[
-        "spawn", "--name", "fp", "-m", "x", "--", "sh", "-c", STEADY_AGENT,
+        "spawn",
+        "--name",
+        "fp",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        STEADY_AGENT,
     ])
     .ok();
     let c = env.container_of("fp");
@@ -276,6 +295,9 @@ fn check_commits(env: &TestEnv, head: &str) {
     let n: u32 = subject.trim().trim_start_matches('c').parse().unwrap();
     let files = files_at(env, head);
     for i in (10..=n).step_by(10) {
-        assert!(files.lines().any(|f| f == format!("f{i}")), "c{n} lacks f{i}");
+        assert!(
+            files.lines().any(|f| f == format!("f{i}")),
+            "c{n} lacks f{i}"
+        );
     }
 }
