@@ -268,6 +268,7 @@ mod tests {
             typed(attach::ShellError::NoWorkspace { task: task() }),
             typed(commit::CommitError::NoMessage),
             below(doctor::DoctorError::Other),
+            typed(follow::FollowError::Off),
             typed(doctor::PanicError::Unreachable {
                 detail: "gone".into(),
             }),
