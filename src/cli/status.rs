@@ -104,6 +104,15 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
             "follow:    active (its work comes home by itself; log: {})",
             crate::ops::follow::log_path(&ctx.git, &r.name).display()
         )),
+        Some(false)
+            if !crate::ops::follow::Settings::from_config(&ctx.config)
+                .map(|s| s.enabled)
+                .unwrap_or(true) =>
+        {
+            lines.push(
+                "follow:    off (agent.follow=false: its work comes home when synced)".into(),
+            )
+        }
         Some(false) => lines.push(format!(
             "follow:    none (its work comes home when synced; follow it with `git agent sync --follow {}`)",
             r.name

@@ -301,3 +301,55 @@ fn check_commits(env: &TestEnv, head: &str) {
         );
     }
 }
+
+#[test]
+fn following_off_starts_no_follower_and_sync_follow_starts_one_that_rm_ends() {
+    require_docker!();
+    let env = TestEnv::new();
+    // The harness's default: agent.follow=false.
+    env.agent(&[
+        "spawn",
+        "--name",
+        "quiet",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "sleep 2; echo a > a.txt; exec sleep 600",
+    ])
+    .ok();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(follower(&env, "quiet"), None, "spawn started a follower");
+    assert_eq!(
+        task_ref(&env, "quiet", "wip"),
+        None,
+        "work came home unasked"
+    );
+    assert_eq!(env.json(&["status", "quiet", "--json"])["following"], false);
+    let status = env.agent(&["status", "quiet"]).ok().stdout;
+    assert!(
+        status.contains("follow:    off (agent.follow=false"),
+        "{status}"
+    );
+    let refused = env.agent(&["sync", "--follow", "quiet"]).fails();
+    assert!(
+        refused
+            .stderr
+            .contains("Hint: switch it on with `git config agent.follow true`"),
+        "{refused}"
+    );
+
+    env.git(&["config", "agent.follow", "true"]).ok();
+    env.git(&["config", "agent.followInterval", "500ms"]).ok();
+    let started = env.agent(&["sync", "--follow", "quiet"]).ok();
+    assert!(started.stdout.contains("following task quiet"), "{started}");
+    wait_for("a follower", 15, || follower(&env, "quiet").is_some());
+    wait_for("the uncommitted file", 30, || {
+        task_ref(&env, "quiet", "wip").is_some_and(|w| files_at(&env, &w).contains("a.txt"))
+    });
+    let pid = follower(&env, "quiet").unwrap();
+    env.agent(&["rm", "quiet"]).ok();
+    wait_for("the follower to end after rm", 15, || !alive(pid));
+    assert_eq!(follower(&env, "quiet"), None);
+}
