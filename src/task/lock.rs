@@ -237,6 +237,23 @@ mod tests {
     }
 
     #[test]
+    fn a_task_has_one_follower_at_most_and_asking_creates_nothing() {
+        let (_tmp, git) = repo();
+        assert!(!Follower::held(&git, "t").unwrap());
+        assert!(
+            !lock_path(&git, "t", "follow").exists(),
+            "held() created the file"
+        );
+        let first = Follower::try_take(&git, "t").unwrap().expect("free");
+        assert!(Follower::held(&git, "t").unwrap());
+        assert!(Follower::try_take(&git, "t").unwrap().is_none());
+        assert!(!Follower::held(&git, "other").unwrap());
+        drop(first);
+        assert!(!Follower::held(&git, "t").unwrap());
+        assert!(Follower::try_take(&git, "t").unwrap().is_some());
+    }
+
+    #[test]
     fn a_lease_is_held_only_while_its_holder_keeps_it() {
         let (_tmp, git) = repo();
         assert!(!Lease::held(&git, "t").unwrap());
