@@ -223,7 +223,8 @@ spawn_and_sync() {
   git -C "$repo" agent spawn --agent exec --name "$task" -m "benchmark" -- sh -c 'date +%s%N; exec sleep 600' >/dev/null 2>"$WORK/spawn.err" ||
     { cat "$WORK/spawn.err" >&2; die "spawn failed"; }
   t1="$(now)"
-  c="$(docker ps --filter "label=git-agent.task=$task" --format '{{.Names}}' | head -n1)"
+  # The task's own container (its disk warden carries the same task label).
+  c="$(docker ps --filter "label=git-agent.task=$task" --format '{{.Names}}' | grep -F ".task.$task" | head -n1)"
   [ -n "$c" ] || die "no running container for task $task"
   tc="$(command_time "$c")"
   if [ "$m" = 1 ]; then
