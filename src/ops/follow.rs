@@ -141,8 +141,7 @@ pub enum Started {
 /// Start a detached follower of `task` (a git-agent process of its own session, its output
 /// in [`log_path`]) and return at once. A follower that finds another one exits by itself.
 pub fn start(ctx: &Ctx, task: &str) -> Result<Started, FollowError> {
-    let config = ctx.git.agent_config()?;
-    if !Settings::from_config(&config)?.enabled {
+    if !Settings::from_config(&ctx.config)?.enabled {
         return Err(FollowError::Off);
     }
     let log = log_path(&ctx.git, task);
