@@ -276,6 +276,8 @@ spawn_and_sync() {
   until git -C "$repo" agent status --json "$task" | grep -q '"following": true'; do
     sleep 0.1; waited=$((waited + 1)); [ "$waited" -lt 100 ] || die "no follower for $task"
   done
+  # Past its first round (which starts at once), so the change waits for a round as it would.
+  sleep 1
   local tip
   f0="$(now)"
   tip="$(docker exec -w /workspace "$c" sh -c 'echo "change $(date +%s%N)" >> d000/f002.txt && git commit -qam "followed change" && git rev-parse HEAD')"
