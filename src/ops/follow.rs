@@ -72,6 +72,8 @@ const MIN_INTERVAL: Duration = Duration::from_millis(200);
 const FINGERPRINT_LIMIT: u64 = 256;
 /// A follower's log is started again when it grew beyond this.
 const LOG_LIMIT: u64 = 1 << 20;
+/// How many rounds in a row a follower may fail to read its task before it gives up.
+const UNREADABLE_ROUNDS: u32 = 10;
 /// How long a follower whose task's run ended waits for the task's lock for its last sync.
 const LAST_SYNC_WAIT: Duration = Duration::from_secs(120);
 
@@ -239,6 +241,7 @@ pub async fn run<R: Runtime>(
     // The fingerprint the last successful sync started from.
     let mut synced: Option<Fingerprint> = None;
     let mut pause = Duration::ZERO;
+    let mut unreadable = 0;
     loop {
         tokio::time::sleep(pause).await;
         if repository_gone(&ctx.git) {
@@ -261,8 +264,19 @@ pub async fn run<R: Runtime>(
             Ok(Some(l)) => l,
             Ok(None) => return Ok(Ended::Removed),
             Err(_) if repository_gone(&ctx.git) => return Ok(Ended::RepositoryGone),
-            Err(e) => return Err(e.into()),
+            // Refs being rewritten under it (a gc packing them): look again next round, a
+            // few times.
+            Err(e) if unreadable >= UNREADABLE_ROUNDS => return Err(e.into()),
+            Err(e) => {
+                unreadable += 1;
+                events.emit(Event::warning(
+                    Some(task),
+                    format!("cannot read the task: {e:#}"),
+                ));
+                continue;
+            }
         };
+        unreadable = 0;
         let Some(container) = loaded.record.sandbox.container.clone() else {
             return Ok(Ended::Removed);
         };
