@@ -14,6 +14,8 @@
 #   sync_noop              `git agent sync` right after spawn (nothing new)
 #   sync_commit            `git agent sync` after the task committed a one-file change
 #   sync_uncommitted       `git agent sync` after an uncommitted one-file change
+#   follow_check           one exec of the sandbox helper's `fingerprint` (a follower's round)
+#   follow_latency         an agent's commit to the task's refs, by the follower alone
 #
 # and prints medians, ratios spawn/floor, and a per-phase breakdown from `docker events`.
 # Figures only: it never decides pass/fail. Progress goes to stderr, results to stdout.
@@ -190,7 +192,8 @@ spawn_and_sync() {
   git -C "$repo" agent spawn --agent exec --name "$task" -m "benchmark" -- sh -c 'date +%s%N; exec sleep 600' >/dev/null 2>"$WORK/spawn.err" ||
     { cat "$WORK/spawn.err" >&2; die "spawn failed"; }
   t1="$(now)"
-  c="$(docker ps --filter "label=git-agent.task=$task" --format '{{.Names}}' | head -n1)"
+  # The task's own container (its disk warden carries the same task label).
+  c="$(docker ps --filter "label=git-agent.task=$task" --format '{{.Names}}' | grep -F ".task.$task" | head -n1)"
   [ -n "$c" ] || die "no running container for task $task"
   tc="$(command_time "$c")"
   if [ "$m" = 1 ]; then
@@ -229,6 +232,31 @@ spawn_and_sync() {
   sync_one sync_uncommitted
   grep -q 'synced uncommitted changes' "$WORK/sync.err" || die "the uncommitted change was not synced: $(cat "$WORK/sync.err")"
 
+  # The follower's cheap check: one exec of the helper's `fingerprint`.
+  local f0
+  f0="$(now)"
+  docker exec "$c" /usr/local/bin/git-agent-sandbox fingerprint >/dev/null || die "fingerprint failed"
+  [ "$m" = 1 ] && record "$size" follow_check "$(secs "$f0" "$(now)")"
+  # Live work: with a follower (agent.followInterval, default 3s), from the agent's commit
+  # to the commit in the task's refs without any command.
+  git -C "$repo" config agent.follow true
+  git -C "$repo" agent sync --follow "$task" >/dev/null
+  local waited=0
+  until git -C "$repo" agent status --json "$task" | grep -q '"following": true'; do
+    sleep 0.1; waited=$((waited + 1)); [ "$waited" -lt 100 ] || die "no follower for $task"
+  done
+  # Past its first round (which starts at once), so the change waits for a round as it would.
+  sleep 1
+  local tip
+  f0="$(now)"
+  tip="$(docker exec -w /workspace "$c" sh -c 'echo "change $(date +%s%N)" >> d000/f002.txt && git commit -qam "followed change" && git rev-parse HEAD')"
+  waited=0
+  until [ "$(git -C "$repo" rev-parse -q --verify "refs/agent/$task/head")" = "$tip" ]; do
+    sleep 0.05; waited=$((waited + 1)); [ "$waited" -lt 1200 ] || die "the follower did not bring $tip home"
+  done
+  [ "$m" = 1 ] && record "$size" follow_latency "$(secs "$f0" "$(now)")"
+  git -C "$repo" config agent.follow false
+
   git -C "$repo" agent purge --refs "$task" 2>/dev/null
 }
 
@@ -253,6 +281,9 @@ for size in $SIZES_MB; do
   git -C "$repo" config agent.baseImage "$BASE_IMAGE"
   # The built-in `exec` agent needs nothing installed: the image is base + git + helper.
   git -C "$repo" config agent.defaultAgent exec
+  # Manual syncs are measured alone: no follower brings the work home before them (follow_latency
+  # switches one on for its own measurement).
+  git -C "$repo" config agent.follow false
   image="$(git -C "$repo" agent image build | awk '{ print $1 }')"
   [ -n "$image" ] || die "git agent image build printed no tag"
   packed="$(packed_size "$repo")"
@@ -314,10 +345,11 @@ for size, d in data.items():
     print(f"  spawn_median={sp:.2f}s floor_stream={fs:.2f}s (x{sp / fs:.2f}) "
           f"floor_stream_checkout={fc:.2f}s (x{sp / fc:.2f}) "
           f"sync_commit={med(d, 'sync_commit'):.2f}s sync_uncommitted={med(d, 'sync_uncommitted'):.2f}s "
-          f"sync_noop={med(d, 'sync_noop'):.2f}s")
+          f"sync_noop={med(d, 'sync_noop'):.2f}s follow_check={med(d, 'follow_check'):.2f}s "
+          f"follow_latency={med(d, 'follow_latency'):.2f}s")
     print(f"  {'metric':<46} {'median':>8} {'min':>8} {'max':>8}  n")
     top = ["bundle_create", "spawn", "spawn_wall", "floor_stream", "floor_stream_checkout",
-           "sync_noop", "sync_commit", "sync_uncommitted"]
+           "sync_noop", "sync_commit", "sync_uncommitted", "follow_check", "follow_latency"]
     keys = [k for k in d if not k.startswith("meta.")]
     rank = lambda k: (top.index(k.split(".")[0]) if k.split(".")[0] in top else len(top),
                       "." in k, keys.index(k))
@@ -332,7 +364,8 @@ sizes = list(data)
 if len(sizes) >= 2:
     lo, hi = sizes[0], sizes[-1]
     parts = []
-    for k in ("sync_commit", "sync_uncommitted", "sync_noop", "spawn", "floor_stream_checkout"):
+    for k in ("sync_commit", "sync_uncommitted", "sync_noop", "follow_check", "follow_latency",
+              "spawn", "floor_stream_checkout"):
         parts.append(f"{k}=x{med(data[hi], k) / med(data[lo], k):.2f}")
     print()
     print(f"ratio {hi}MB/{lo}MB: " + " ".join(parts))

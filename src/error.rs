@@ -95,6 +95,7 @@ const OP_ERRORS: &[AsOperationError] = {
         op::<attach::ShellError>,
         op::<commit::CommitError>,
         op::<doctor::DoctorError>,
+        op::<follow::FollowError>,
         op::<doctor::PanicError>,
         op::<gc::GcError>,
         op::<image::ImageError>,
@@ -267,6 +268,7 @@ mod tests {
             typed(attach::ShellError::NoWorkspace { task: task() }),
             typed(commit::CommitError::NoMessage),
             below(doctor::DoctorError::Other),
+            typed(follow::FollowError::Off),
             typed(doctor::PanicError::Unreachable {
                 detail: "gone".into(),
             }),

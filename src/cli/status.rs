@@ -38,6 +38,9 @@ struct StatusJson<'a> {
     /// Whether the engine confirmed the status (false: it could not be reached).
     status_checked: bool,
     problems: &'a [Problem],
+    /// For a running task: whether a follower brings its work home by itself (null when
+    /// the task does not run).
+    following: Option<bool>,
 }
 
 pub async fn run(args: StatusArgs) -> Result<i32> {
@@ -64,6 +67,7 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
             network,
             status_checked: seen.checked,
             problems,
+            following: detail.following,
         };
         out(serde_json::to_string_pretty(&j)?)?;
         return Ok(0);
@@ -94,6 +98,26 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
     }
     for p in problems {
         lines.push(format!("problem:   {}; fix: {}", p.problem, p.fix));
+    }
+    match detail.following {
+        Some(true) => lines.push(format!(
+            "follow:    active (its work comes home by itself; log: {})",
+            crate::ops::follow::log_path(&ctx.git, &r.name).display()
+        )),
+        Some(false)
+            if !crate::ops::follow::Settings::from_config(&ctx.config)
+                .map(|s| s.enabled)
+                .unwrap_or(true) =>
+        {
+            lines.push(
+                "follow:    off (agent.follow=false: its work comes home when synced)".into(),
+            )
+        }
+        Some(false) => lines.push(format!(
+            "follow:    none (its work comes home when synced; follow it with `git agent sync --follow {}`)",
+            r.name
+        )),
+        None => {}
     }
     if let Some(why) = &r.reason {
         lines.push(format!("reason:    {why}"));

@@ -395,6 +395,9 @@ pub struct Detail {
     pub history: Vec<(i64, String)>,
     /// Why the engine could not be asked, one line per attempt that failed.
     pub unchecked: Vec<String>,
+    /// For a running task: whether a follower brings its work home by itself (see
+    /// [`super::follow`]); `None` for a task that does not run.
+    pub following: Option<bool>,
 }
 
 /// One task (any unique prefix of its name) in detail.
@@ -419,12 +422,15 @@ pub async fn status(ctx: &Ctx, task: &str) -> Result<Detail, InspectError> {
         .collect();
     let network = network_use(rt.as_ref().ok(), &ctx.store, &seen.loaded).await?;
     let history = ctx.store.history(&seen.loaded)?;
+    let following = (seen.loaded.record.status == Status::Running)
+        .then(|| super::follow::active(&ctx.git, &seen.loaded.record.name));
     Ok(Detail {
         seen,
         problems,
         network,
         history,
         unchecked,
+        following,
     })
 }
 

@@ -15,6 +15,7 @@ pub mod commit;
 pub mod doctor;
 pub mod error;
 pub mod events;
+pub mod follow;
 pub mod gc;
 pub mod image;
 pub mod inspect;

@@ -330,6 +330,7 @@ pub async fn run<R: Runtime>(
     drop(lock);
     if !interactive {
         go(rt, &id).await?;
+        super::follow::start_quietly(ctx, &name, events);
     }
     Ok(Restarted {
         loaded,

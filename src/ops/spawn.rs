@@ -498,6 +498,13 @@ pub async fn start<R: Runtime>(
         }
     }
     drop(leases);
+    // A headless task's work comes home by itself while it runs (an interactive one's when
+    // the user detaches or it ends).
+    if !p.interactive {
+        for l in &started {
+            super::follow::start_quietly(ctx, &l.record.name, events);
+        }
+    }
     Ok(SpawnResult {
         tasks: started,
         waits_for_attach: p.interactive,

@@ -7,6 +7,8 @@
 //! - A [`Lease`] is held by a `spawn` for as long as it is setting a task up. A task recorded
 //!   as `creating` whose lease nobody holds was left by a spawn that died: `doctor` reports
 //!   it from this fact, not from a guess about how long a spawn may take.
+//! - A [`Follower`] is held by the one process following a running task (`locks/<task>.follow`,
+//!   see `ops::follow`); `status` tells from it whether the task is followed.
 //!
 //! Task names are validated ([`super::TaskName`]), so they are safe as file names.
 
@@ -150,10 +152,41 @@ impl Lease {
     }
 }
 
+/// A follower's claim on the task it follows (see `ops::follow`): one follower per task at
+/// most; released on drop or when the follower dies.
+#[derive(Debug)]
+pub struct Follower {
+    _file: File,
+}
+
+impl Follower {
+    /// Take the claim if no live follower holds it.
+    pub fn try_take(git: &Git, task: &str) -> Result<Option<Follower>> {
+        let path = lock_path(git, task, "follow");
+        let mut file = open(&path)?;
+        if !try_flock(&file)? {
+            return Ok(None);
+        }
+        stamp(&mut file, "follow");
+        Ok(Some(Follower { _file: file }))
+    }
+
+    /// Is a live follower following the task right now? Creates nothing.
+    pub fn held(git: &Git, task: &str) -> Result<bool> {
+        let path = lock_path(git, task, "follow");
+        let file = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+        };
+        Ok(!try_flock(&file)?)
+    }
+}
+
 /// Remove a task's lock files (after its refs are gone). A lock still held keeps working for
 /// its holder; the next taker simply creates a new file.
 pub fn forget(git: &Git, task: &str) {
-    for ext in ["lock", "lease"] {
+    for ext in ["lock", "lease", "follow"] {
         let _ = std::fs::remove_file(lock_path(git, task, ext));
     }
 }
@@ -201,6 +234,23 @@ mod tests {
         release.await.unwrap();
         assert!(told.contains("commit"), "{told}");
         assert!(told.contains(&std::process::id().to_string()), "{told}");
+    }
+
+    #[test]
+    fn a_task_has_one_follower_at_most_and_asking_creates_nothing() {
+        let (_tmp, git) = repo();
+        assert!(!Follower::held(&git, "t").unwrap());
+        assert!(
+            !lock_path(&git, "t", "follow").exists(),
+            "held() created the file"
+        );
+        let first = Follower::try_take(&git, "t").unwrap().expect("free");
+        assert!(Follower::held(&git, "t").unwrap());
+        assert!(Follower::try_take(&git, "t").unwrap().is_none());
+        assert!(!Follower::held(&git, "other").unwrap());
+        drop(first);
+        assert!(!Follower::held(&git, "t").unwrap());
+        assert!(Follower::try_take(&git, "t").unwrap().is_some());
     }
 
     #[test]

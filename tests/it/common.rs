@@ -96,6 +96,8 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn new() -> TestEnv {
+        // Tasks are not followed (see tests/it/follow.rs): most tests assert what their own
+        // `sync` brought home, which a follower would have brought first.
         let home = tempfile::Builder::new()
             .prefix("git-agent-test-")
             .tempdir()
@@ -106,7 +108,7 @@ impl TestEnv {
         std::fs::write(
             home.path().join(".gitconfig"),
             format!(
-                "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n[agent]\n\tbaseImage = {}\n",
+                "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n[agent]\n\tbaseImage = {}\n\tfollow = false\n",
                 base_image()
             ),
         )

@@ -15,6 +15,7 @@ mod core_loop;
 mod egress;
 mod errors;
 mod fake_anthropic;
+mod follow;
 mod gateway_attack;
 mod guard;
 mod hostile;

@@ -1,0 +1,473 @@
+//! Following a running task: its work comes home by itself, so `list`, `review` and `status`
+//! show fresh changes without anyone running `sync`.
+//!
+//! A follower is a detached git-agent process (`git agent sync --follow <task>` starts one;
+//! `spawn` of a headless task and `restart` too), one per task at most (it holds
+//! [`Follower`] while alive; a second one exits at once), with its output in
+//! `<common-dir>/git-agent/follow/<task>.log`. Every `agent.followInterval` it asks the
+//! sandbox helper for a `fingerprint` of the work (one exec, stat calls only, a short line
+//! read with a size cap and parsed strictly) and syncs only when that changed, through the
+//! same code as `git agent sync` ([`crate::sandbox::sync`]), so it never runs git where the
+//! sandbox can write. It takes the task's lock only for the sync, and only when it is free
+//! (a user's command holding it wins; the follower tries again next round).
+//!
+//! It exits when the task's run has ended (after a last sync), when the task was removed or
+//! purged, when following is switched off (`agent.follow=false`, git config only), and when
+//! the repository is gone. This module must not print: what a follower does goes to its
+//! [`Events`] sink, which the command line renders into the log.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::{Ctx, Event, Events};
+use crate::error::hinted;
+use crate::git::{Config, Git};
+use crate::runtime::{ContainerState, Runtime};
+use crate::sandbox::HELPER;
+use crate::task::lock::{Follower, TaskLock};
+
+/// What went wrong in following a task.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// `agent.follow` is false.
+    #[error("following tasks is switched off (agent.follow=false)")]
+    Off,
+    /// A failure below the operation (the refs, the engine, starting the process).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl super::OpError for FollowError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            FollowError::Off => Some(
+                "switch it on with `git config agent.follow true`, or bring the work home with `git agent sync <task>`".into(),
+            ),
+            FollowError::Other(_) => None,
+        }
+    }
+
+    fn below(&self) -> Option<&anyhow::Error> {
+        match self {
+            FollowError::Other(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn passthrough(self) -> Result<anyhow::Error, Self> {
+        match self {
+            FollowError::Other(e) => Ok(e),
+            other => Err(other),
+        }
+    }
+}
+
+/// Default time between two looks at a followed task (`agent.followInterval`).
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(3);
+/// The shortest interval accepted: every round execs in the container.
+const MIN_INTERVAL: Duration = Duration::from_millis(200);
+/// The most a fingerprint may print: one short line.
+const FINGERPRINT_LIMIT: u64 = 256;
+/// A follower's log is started again when it grew beyond this.
+const LOG_LIMIT: u64 = 1 << 20;
+/// How many rounds in a row a follower may fail to read its task before it gives up.
+const UNREADABLE_ROUNDS: u32 = 10;
+/// How long a follower whose task's run ended waits for the task's lock for its last sync.
+const LAST_SYNC_WAIT: Duration = Duration::from_secs(120);
+
+/// Following settings, from git config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// `agent.follow` (default true).
+    pub enabled: bool,
+    /// `agent.followInterval` (default [`FOLLOW_INTERVAL`]).
+    pub interval: Duration,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Result<Settings> {
+        Ok(Settings {
+            enabled: config.bool("agent.follow", true)?,
+            interval: match config.get("agent.followInterval") {
+                None => FOLLOW_INTERVAL,
+                Some(v) => parse_interval(v).ok_or_else(|| {
+                    hinted(
+                        format!("bad value '{v}' for agent.followInterval"),
+                        "set a duration of at least 200ms such as 3s, 500ms or 1m: git config agent.followInterval 3s",
+                    )
+                })?,
+            },
+        })
+    }
+}
+
+/// `3`, `3s`, `500ms`, `1m`; at least [`MIN_INTERVAL`].
+fn parse_interval(v: &str) -> Option<Duration> {
+    let t = v.trim();
+    let (num, unit_ms) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (t, 1000)
+    };
+    let ms = num.parse::<u64>().ok()?.checked_mul(unit_ms)?;
+    Some(Duration::from_millis(ms)).filter(|d| *d >= MIN_INTERVAL)
+}
+
+/// Where a task's follower writes what it does.
+pub fn log_path(git: &Git, task: &str) -> PathBuf {
+    crate::task::lock::state_dir(git)
+        .join("follow")
+        .join(format!("{task}.log"))
+}
+
+/// Is a live follower following `task`?
+pub fn active(git: &Git, task: &str) -> bool {
+    Follower::held(git, task).unwrap_or(false)
+}
+
+/// What [`start`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Started {
+    /// A follower was started; it writes to this log.
+    Started(PathBuf),
+    /// One is following the task already.
+    AlreadyFollowed(PathBuf),
+}
+
+/// Start a detached follower of `task` (a git-agent process of its own session, its output
+/// in [`log_path`]) and return at once. A follower that finds another one exits by itself.
+pub fn start(ctx: &Ctx, task: &str) -> Result<Started, FollowError> {
+    if !Settings::from_config(&ctx.config)?.enabled {
+        return Err(FollowError::Off);
+    }
+    let log = log_path(&ctx.git, task);
+    if active(&ctx.git, task) {
+        return Ok(Started::AlreadyFollowed(log));
+    }
+    spawn_detached(&ctx.git, task, &log)?;
+    Ok(Started::Started(log))
+}
+
+/// Start a follower for tasks that were just started or restarted, when following is on;
+/// a follower that cannot be started is a warning, never a failure of the command.
+pub fn start_quietly(ctx: &Ctx, task: &str, events: &dyn Events) {
+    match start(ctx, task) {
+        Ok(_) | Err(FollowError::Off) => {}
+        Err(e) => events.emit(Event::warning(
+            Some(task),
+            format!(
+                "its work will not come home by itself ({e:#}); bring it home with `git agent sync {task}`"
+            ),
+        )),
+    }
+}
+
+fn spawn_detached(git: &Git, task: &str, log: &std::path::Path) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let dir = log.parent().expect("a log path has a directory");
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if std::fs::metadata(log).is_ok_and(|m| m.len() > LOG_LIMIT) {
+        let _ = std::fs::remove_file(log);
+    }
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let err = out.try_clone()?;
+    let exe = std::env::current_exe().context("cannot find git-agent itself")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["sync", "--follow-here", task])
+        .current_dir(&git.dir)
+        .env_remove(crate::crash::ENV)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // SAFETY: only async-signal-safe calls (setsid, fork, _exit) between fork and exec. The
+    // follower gets a session of its own (no terminal, no signals of the user's shell) and is
+    // a grandchild: the child exits at once, so no zombie waits for this command to end.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            match libc::fork() {
+                -1 => Err(std::io::Error::last_os_error()),
+                0 => Ok(()),
+                _ => libc::_exit(0),
+            }
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the follower")?;
+    child.wait().context("cannot start the follower")?;
+    Ok(())
+}
+
+/// How a follower ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Another follower follows the task; this one did nothing.
+    AlreadyFollowed,
+    /// The task's run ended (its work was synced a last time, when possible).
+    RunEnded,
+    /// The task (or its container) was removed or purged.
+    Removed,
+    /// `agent.follow` was switched off.
+    Off,
+    /// The repository is gone.
+    RepositoryGone,
+}
+
+/// Follow `task` in this process until its run ends (see the module doc).
+pub async fn run<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    task: &str,
+    events: &dyn Events,
+) -> Result<Ended, FollowError> {
+    let Some(_claim) = Follower::try_take(&ctx.git, task)? else {
+        return Ok(Ended::AlreadyFollowed);
+    };
+    events.emit(Event::step(
+        Some(task),
+        format!("{task}: following (pid {})", std::process::id()),
+    ));
+    // The fingerprint the last successful sync started from.
+    let mut synced: Option<Fingerprint> = None;
+    let mut pause = Duration::ZERO;
+    let mut unreadable = 0;
+    loop {
+        tokio::time::sleep(pause).await;
+        if repository_gone(&ctx.git) {
+            return Ok(Ended::RepositoryGone);
+        }
+        let settings = match ctx
+            .git
+            .agent_config()
+            .and_then(|c| Settings::from_config(&c))
+        {
+            Ok(s) => s,
+            Err(_) if repository_gone(&ctx.git) => return Ok(Ended::RepositoryGone),
+            Err(e) => return Err(e.into()),
+        };
+        if !settings.enabled {
+            return Ok(Ended::Off);
+        }
+        pause = settings.interval;
+        let loaded = match ctx.store.load(task) {
+            Ok(Some(l)) => l,
+            Ok(None) => return Ok(Ended::Removed),
+            Err(_) if repository_gone(&ctx.git) => return Ok(Ended::RepositoryGone),
+            // Refs being rewritten under it (a gc packing them): look again next round, a
+            // few times.
+            Err(e) if unreadable >= UNREADABLE_ROUNDS => return Err(e.into()),
+            Err(e) => {
+                unreadable += 1;
+                events.emit(Event::warning(
+                    Some(task),
+                    format!("cannot read the task: {e:#}"),
+                ));
+                continue;
+            }
+        };
+        unreadable = 0;
+        let Some(container) = loaded.record.sandbox.container.clone() else {
+            return Ok(Ended::Removed);
+        };
+        match rt.state(&container).await {
+            Ok(ContainerState::Running) => {}
+            Ok(_) => match last_sync(rt, ctx, task, &container, events).await? {
+                Some(end) => return Ok(end),
+                // Restarted meanwhile: follow its new run.
+                None => {
+                    synced = None;
+                    continue;
+                }
+            },
+            Err(e) => {
+                events.emit(Event::warning(
+                    Some(task),
+                    format!("cannot reach the container engine: {e:#}"),
+                ));
+                continue;
+            }
+        }
+        let now = fingerprint(rt, &container).await;
+        if now.is_some() && now == synced {
+            continue;
+        }
+        let Some(lock) = TaskLock::try_acquire(&ctx.git, task, "follow")? else {
+            continue;
+        };
+        match sync_locked(rt, ctx, task, &container, &lock, events).await {
+            Ok(true) => synced = now,
+            Ok(false) => {}
+            Err(e) => {
+                events.emit(Event::warning(Some(task), format!("sync failed: {e:#}")));
+                // Not again at once: a sync that fails tends to fail the same way.
+                pause = (settings.interval * 10).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+/// The task's container is no longer running: sync one last time and end, or (`None`) go on
+/// following a new run that a restart started meanwhile.
+async fn last_sync<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    task: &str,
+    container: &str,
+    events: &dyn Events,
+) -> Result<Option<Ended>, FollowError> {
+    let deadline = Instant::now() + LAST_SYNC_WAIT;
+    let lock = loop {
+        if let Some(lock) = TaskLock::try_acquire(&ctx.git, task, "follow")? {
+            break lock;
+        }
+        if Instant::now() > deadline || repository_gone(&ctx.git) {
+            return Ok(Some(Ended::RunEnded));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let now = match ctx.store.load(task)? {
+        None => return Ok(Some(Ended::Removed)),
+        Some(l) => l,
+    };
+    match now.record.sandbox.container.as_deref() {
+        None => return Ok(Some(Ended::Removed)),
+        Some(c) if c != container => return Ok(None),
+        Some(_) => {}
+    }
+    if rt.state(container).await? == ContainerState::Missing {
+        return Ok(Some(Ended::Removed));
+    }
+    if let Err(e) = sync_locked(rt, ctx, task, container, &lock, events).await {
+        events.emit(Event::warning(
+            Some(task),
+            format!("last sync failed: {e:#}"),
+        ));
+    }
+    Ok(Some(Ended::RunEnded))
+}
+
+/// Sync `task` under `lock` if it still runs in `container`; true when a sync ran.
+async fn sync_locked<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    task: &str,
+    container: &str,
+    lock: &TaskLock,
+    events: &dyn Events,
+) -> Result<bool> {
+    let Some(loaded) = ctx.store.load(task)? else {
+        return Ok(false);
+    };
+    if loaded.record.sandbox.container.as_deref() != Some(container) {
+        return Ok(false);
+    }
+    let outcome =
+        crate::sandbox::sync::sync(rt, &ctx.store, loaded, ctx.bundle_limit()?, lock).await?;
+    if !outcome.nothing_new() {
+        events.emit(Event::step(Some(task), super::sync::describe(&outcome)));
+    }
+    Ok(true)
+}
+
+/// The repository a follower follows in has been deleted.
+fn repository_gone(git: &Git) -> bool {
+    !git.common_dir.join("HEAD").exists() || !git.dir.exists()
+}
+
+/// The sandbox helper's fingerprint of the work, as it printed it (`git-agent-fingerprint 1
+/// <crc> <length>`). `None` when it could not be read or is not exactly that: the follower
+/// then syncs every round. The line is hostile data: capped at [`FINGERPRINT_LIMIT`] bytes
+/// and only ever compared, never shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint(u64, u64);
+
+async fn fingerprint<R: Runtime>(rt: &R, container: &str) -> Option<Fingerprint> {
+    let cmd = [HELPER.to_string(), "fingerprint".to_string()];
+    let mut out: Vec<u8> = Vec::new();
+    let done = rt
+        .exec(container, &cmd, None::<&[u8]>, &mut out, FINGERPRINT_LIMIT)
+        .await
+        .ok()?;
+    if done.exit_code != 0 {
+        return None;
+    }
+    parse_fingerprint(&out)
+}
+
+fn parse_fingerprint(out: &[u8]) -> Option<Fingerprint> {
+    let text = std::str::from_utf8(out).ok()?.strip_suffix('\n')?;
+    let mut words = text.split(' ');
+    let digits = |w: &str| {
+        (!w.is_empty() && w.len() <= 20 && w.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| w.parse::<u64>().ok())
+            .flatten()
+    };
+    let (Some("git-agent-fingerprint"), Some("1"), Some(crc), Some(len), None) = (
+        words.next(),
+        words.next(),
+        words.next(),
+        words.next(),
+        words.next(),
+    ) else {
+        return None;
+    };
+    Some(Fingerprint(digits(crc)?, digits(len)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_is_one_strict_line() {
+        assert_eq!(
+            parse_fingerprint(b"git-agent-fingerprint 1 2094069139 125\n"),
+            Some(Fingerprint(2094069139, 125))
+        );
+        for bad in [
+            &b"git-agent-fingerprint 1 2094069139 125"[..],
+            b"git-agent-fingerprint 1 2094069139 125\n\n",
+            b"git-agent-fingerprint 2 1 2\n",
+            b"git-agent-fingerprint 1 1 2 3\n",
+            b"git-agent-fingerprint 1 -1 2\n",
+            b"git-agent-fingerprint 1 1\x1b[2J 2\n",
+            b"git-agent-fingerprint 1  1 2\n",
+            b"git-agent-fingerprint 1 99999999999999999999999 2\n",
+            b"\xff\xfe\n",
+            b"",
+        ] {
+            assert_eq!(parse_fingerprint(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn follow_settings_read_git_config() {
+        let cfg = |pairs: &[(&str, &str)]| Settings::from_config(&Config::from_pairs(pairs));
+        assert_eq!(
+            cfg(&[]).unwrap(),
+            Settings {
+                enabled: true,
+                interval: FOLLOW_INTERVAL
+            }
+        );
+        assert!(!cfg(&[("agent.follow", "false")]).unwrap().enabled);
+        let interval = |v: &str| cfg(&[("agent.followInterval", v)]).map(|s| s.interval);
+        assert_eq!(interval("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(interval("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(interval("2m").unwrap(), Duration::from_secs(120));
+        for bad in ["0", "10ms", "fast", "-1s", ""] {
+            assert!(interval(bad).is_err(), "{bad}");
+        }
+    }
+}
