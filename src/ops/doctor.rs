@@ -303,10 +303,7 @@ async fn ended_runs<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: bool
             ))?;
             continue;
         }
-        let lock = match crate::task::lock::Lease::held(&ctx.git, &name)? {
-            true => None,
-            false => crate::task::lock::TaskLock::try_acquire(&ctx.git, &name, "doctor --fix")?,
-        };
+        let lock = fix_lock(ctx, &name)?;
         match lock {
             Some(_lock) => {
                 if let Some(l) = ctx.store.load(&name)? {
@@ -322,6 +319,15 @@ async fn ended_runs<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: bool
         }
     }
     Ok(())
+}
+
+/// The task's lock for a repair, unless a spawn is still setting the task up or another
+/// command holds it (then the task is left to it).
+fn fix_lock(ctx: &Ctx, name: &str) -> Result<Option<crate::task::lock::TaskLock>> {
+    if crate::task::lock::Lease::held(&ctx.git, name)? {
+        return Ok(None);
+    }
+    crate::task::lock::TaskLock::try_acquire(&ctx.git, name, "doctor --fix")
 }
 
 /// Finished tasks that still hold a network (an older git-agent kept them until `purge`, or
@@ -358,10 +364,7 @@ async fn held_networks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: b
             ))?;
             continue;
         }
-        let lock = match crate::task::lock::Lease::held(&ctx.git, &name)? {
-            true => None,
-            false => crate::task::lock::TaskLock::try_acquire(&ctx.git, &name, "doctor --fix")?,
-        };
+        let lock = fix_lock(ctx, &name)?;
         match lock {
             Some(_lock) => {
                 if let Some(l) = ctx.store.load(&name)? {
