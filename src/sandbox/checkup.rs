@@ -602,13 +602,7 @@ pub async fn repair<R: Runtime>(
                     super::sync::clear_leftovers(rt, git, repo, task, lock).await?;
                 }
                 // A directory no task could own (not a task name): no reader either.
-                (None, Some(dir)) => match std::fs::remove_dir_all(dir) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-                        std::fs::remove_file(dir)?
-                    }
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                    _ => {}
-                },
+                (None, Some(dir)) => super::sync::discard(git, dir)?,
                 (None, None) => {}
             }
             Ok(Outcome::Repaired)

@@ -38,7 +38,10 @@ pub const SUBNET_PREFIX: u8 = 28;
 pub const SMALLEST_RANGE: u8 = 24;
 /// The private IPv4 ranges (RFC 1918) a range must lie in.
 const PRIVATE: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
-/// How often a spawn picks again after other spawns took the subnets it picked.
+/// How often a spawn picks again after a refusal it cannot explain (no network on the engine
+/// holds the refused subnet yet: a concurrent creation the engine does not list yet). A refusal
+/// explained by a network now holding the subnet does not count: another spawn made progress,
+/// and every refused subnet is left out of the next pick, so the range bounds the loop.
 const ATTEMPTS: usize = 8;
 
 /// Where task networks get their subnets (`agent.subnets`).
@@ -146,8 +149,10 @@ fn start_slot(name: &str) -> u64 {
 /// Create the internal network `name` with a free subnet of `range`, and return the subnet.
 /// The engine refuses a subnet that overlaps one of its networks' (a conflict): another
 /// network took it since the listing (a concurrent spawn, whose network the engine may not
-/// list yet), so another subnet is picked, never the refused one again. A conflict while the
-/// name is taken is the name's, and final.
+/// list yet), so another subnet is picked, never the refused one again. With many spawns at
+/// once a spawn may lose many times in a row; each loss is another spawn's success, so it
+/// goes on until the range is full. A conflict while the name is taken is the name's, and
+/// final.
 pub async fn create<R: Runtime>(
     rt: &R,
     range: &SubnetRange,
@@ -156,8 +161,9 @@ pub async fn create<R: Runtime>(
 ) -> Result<Ipv4Net> {
     let mut start = start_slot(name);
     let mut refused: Vec<Ipv4Net> = Vec::new();
-    for attempt in 1..=ATTEMPTS {
-        let mut taken = used(rt).await?;
+    let mut unexplained = 0;
+    let mut taken = used(rt).await?;
+    loop {
         let holding = taken.iter().filter(|u| u.overlaps(&range.net())).count();
         taken.extend(refused.iter().copied());
         let Some(subnet) = range.pick(&taken, start) else {
@@ -172,25 +178,27 @@ pub async fn create<R: Runtime>(
                 ),
             ));
         };
-        match rt
+        let e = match rt
             .create_network(name, labels, true, Some(&subnet.to_string()))
             .await
         {
             Ok(_) => return Ok(subnet),
-            Err(e) => {
-                let lost_race = attempt < ATTEMPTS
-                    && engine_kind(&e) == Some(EngineErrorKind::Conflict)
-                    && !rt.network_exists(name).await?;
-                if !lost_race {
-                    return Err(e);
-                }
-                refused.push(subnet);
-                // Somewhere else in the range: the spawns that took this part are still there.
-                start = start_slot(name);
+            Err(e) => e,
+        };
+        if engine_kind(&e) != Some(EngineErrorKind::Conflict) || rt.network_exists(name).await? {
+            return Err(e);
+        }
+        taken = used(rt).await?;
+        if !taken.iter().any(|u| u.overlaps(&subnet)) {
+            unexplained += 1;
+            if unexplained == ATTEMPTS {
+                return Err(e);
             }
         }
+        refused.push(subnet);
+        // Somewhere else in the range: the spawns that took this part are still there.
+        start = start_slot(name);
     }
-    unreachable!("the last attempt returns")
 }
 
 /// Is a task in this state running (or being set up)?

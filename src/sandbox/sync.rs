@@ -336,13 +336,65 @@ pub async fn clear_leftovers<R: Runtime>(
     {
         rt.remove_container(&reader).await?;
     }
-    match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => std::fs::remove_file(&dir),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
-    .with_context(|| format!("cannot remove {}", dir.display()))?;
+    discard(git, &dir)?;
     Ok(true)
+}
+
+/// Where scratch directories go to be removed: see [`discard`].
+fn trash_root(git: &Git) -> PathBuf {
+    crate::task::lock::state_dir(git).join("tmp").join("trash")
+}
+
+/// Remove a sync's scratch directory `dir` (or a file in its place). A process the killed
+/// sync started (a git still writing the objects it was admitting) may outlive it and keep
+/// creating files there while they are removed, so the directory is first moved aside under a
+/// unique name, atomically: `dir` is gone at once, and whatever is still writing writes into
+/// the moved copy, which is removed as well as it can be now and swept by the next call.
+pub fn discard(git: &Git, dir: &Path) -> Result<()> {
+    let trash = trash_root(git);
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    if !meta.is_dir() {
+        return std::fs::remove_file(dir)
+            .with_context(|| format!("cannot remove {}", dir.display()));
+    }
+    std::fs::create_dir_all(&trash)
+        .with_context(|| format!("cannot create the directory {}", trash.display()))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let aside = trash.join(format!("{}-{nanos}", std::process::id()));
+    std::fs::rename(dir, &aside)
+        .with_context(|| format!("cannot move {} aside to remove it", dir.display()))?;
+    sweep_trash(&trash);
+    Ok(())
+}
+
+/// Remove everything in the trash directory that can be removed now. A directory a leftover
+/// process still writes in is tried a few times, then left for the next sweep.
+fn sweep_trash(trash: &Path) {
+    let Ok(entries) = std::fs::read_dir(trash) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        for _ in 0..10 {
+            match std::fs::remove_dir_all(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                    std::fs::remove_file(&path).ok();
+                    break;
+                }
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                _ => break,
+            }
+        }
+    }
 }
 
 /// What the helper's `emit` prints when its time limit stopped it.
@@ -583,6 +635,43 @@ mod tests {
             common_dir: tmp.path().to_path_buf(),
         };
         (tmp, git)
+    }
+
+    /// A process left by a killed sync keeps creating files in the scratch directory while
+    /// the next command removes it: the directory is gone all the same, and what the process
+    /// wrote afterwards goes with the next sweep.
+    #[test]
+    fn a_scratch_dir_still_written_in_is_discarded() {
+        let (_tmp, git) = repo();
+        let dir = scratch_dir(&git, "live");
+        std::fs::create_dir_all(dir.join("objects/pack")).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            std::thread::spawn(move || {
+                // Like a process whose working directory is inside: it goes on writing there.
+                let pack = std::fs::File::open(dir.join("objects/pack")).unwrap();
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::fs::write(dir.join(format!("objects/pack/tmp_{n}")), b"x");
+                    n += 1;
+                }
+                drop(pack);
+                n
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        discard(&git, &dir).unwrap();
+        assert!(!dir.exists());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(writer.join().unwrap() > 0);
+        discard(&git, &scratch_dir(&git, "other")).unwrap();
+        sweep_trash(&trash_root(&git));
+        assert_eq!(std::fs::read_dir(trash_root(&git)).unwrap().count(), 0);
+        // A file in the directory's place goes too.
+        std::fs::write(&dir, b"").unwrap();
+        discard(&git, &dir).unwrap();
+        assert!(!dir.exists());
     }
 
     #[test]
