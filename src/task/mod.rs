@@ -17,10 +17,11 @@ use serde::{Deserialize, Serialize};
 pub use name::TaskName;
 
 /// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Refs written, sandbox being set up.
+    #[default]
     Creating,
     /// The task's command is running.
     Running,
@@ -82,8 +83,9 @@ pub struct Promotion {
     pub branch_tip: String,
 }
 
-/// The state record of one task, stored as `task.toml` in its state commit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The state record of one task, stored as `task.toml` in its state commit. `Default` is for
+/// building records field by field (tests, new fields); every real record names its task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub name: String,
     pub agent: String,

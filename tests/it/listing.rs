@@ -9,7 +9,7 @@ use std::path::Path;
 
 use git_agent::git::Git;
 use git_agent::task::store::{TaskStore, render_record};
-use git_agent::task::{Changes, Sandbox, Status, TaskName, TaskRecord};
+use git_agent::task::{Changes, Status, TaskName, TaskRecord};
 
 use crate::common::{Run, TestEnv};
 
@@ -20,28 +20,11 @@ fn record(name: &str, base: &str, changes: Option<Changes>) -> TaskRecord {
         command: vec!["true".into()],
         base: base.into(),
         base_branch: Some("main".into()),
-        dirty: false,
         status: Status::Exited,
         exit_code: Some(0),
-        reason: None,
-        created: 0,
-        started: None,
-        finished: None,
-        synced: None,
-        sandbox: Sandbox::default(),
-        promoted: None,
-        template: None,
-        stack: None,
-        timeout: None,
-        interactive: false,
-        group: None,
-        restarts: 0,
-        stats: None,
-        network: None,
-        read_only: false,
-        git_readonly: false,
         changes,
         prompt: "listed".into(),
+        ..Default::default()
     }
 }
 

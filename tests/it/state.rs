@@ -4,7 +4,7 @@ use std::sync::{Arc, Barrier};
 
 use git_agent::git::Git;
 use git_agent::task::store::TaskStore;
-use git_agent::task::{Sandbox, Status, TaskName, TaskRecord};
+use git_agent::task::{Status, TaskName, TaskRecord};
 
 use crate::common::TestEnv;
 
@@ -15,28 +15,9 @@ fn record(name: &str, base: &str) -> TaskRecord {
         command: vec!["true".into()],
         base: base.into(),
         base_branch: Some("main".into()),
-        dirty: false,
         status: Status::Running,
-        exit_code: None,
-        reason: None,
-        created: 0,
-        started: None,
-        finished: None,
-        synced: None,
-        sandbox: Sandbox::default(),
-        promoted: None,
-        template: None,
-        stack: None,
-        timeout: None,
-        interactive: false,
-        group: None,
-        restarts: 0,
-        stats: None,
-        network: None,
-        read_only: false,
-        git_readonly: false,
-        changes: None,
         prompt: "racing".into(),
+        ..Default::default()
     }
 }
 
