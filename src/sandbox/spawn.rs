@@ -147,6 +147,8 @@ pub fn create_record(store: &TaskStore, req: &StartRequest, repo: &RepoId) -> Re
         git_readonly: req.git_readonly,
         changes: None,
         prompt: req.prompt.clone(),
+        // Fields later commands fill in (merge, ...).
+        ..Default::default()
     };
     store.create(&req.name, &record)
 }

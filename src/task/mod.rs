@@ -8,12 +8,14 @@
 //!   is a new commit, applied with a compare-and-swap ref update (see [`store`]).
 
 pub mod lock;
+pub mod merge;
 pub mod name;
 pub mod store;
 pub mod trash;
 
 use serde::{Deserialize, Serialize};
 
+pub use merge::Merge;
 pub use name::TaskName;
 
 /// Where a task is in its life.
@@ -142,6 +144,9 @@ pub struct TaskRecord {
     /// Kept outside `task.toml` (in `prompt.md`) so it stays readable with `git show`.
     #[serde(skip)]
     pub prompt: String,
+    /// Set by `git agent merge` once the task's work is in one of the user's branches.
+    #[serde(default)]
+    pub merged: Option<Merge>,
 }
 
 /// What a task changed against its base (what `git diff --shortstat <base> <tip>` says),
