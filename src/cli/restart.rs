@@ -47,7 +47,7 @@ pub async fn run(args: RestartArgs) -> Result<i32> {
     out(name)?;
     if restarted.waits_for_attach {
         let loaded = &restarted.loaded;
-        return super::attach::attach(&rt, &ctx, loaded, start_command(&rt, loaded)).await;
+        return super::attach::attach(&rt, &ctx, loaded, start_command(&rt, &ctx, loaded)).await;
     }
     eprintln!("git-agent: task {name} restarted; follow it with `git agent logs -f {name}`");
     Ok(0)

@@ -208,7 +208,7 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
     }
     if spawned.waits_for_attach {
         let loaded = &spawned.tasks[0];
-        let start = ops::attach::start_command(&rt, loaded);
+        let start = ops::attach::start_command(&rt, &ctx, loaded);
         return super::attach::attach(&rt, &ctx, loaded, start).await;
     }
     if !args.wait {

@@ -109,15 +109,24 @@ pub async fn attach<R: Runtime, G>(
     }
 }
 
-/// Start the command of a task that waits for its caller to attach (see [`attach`]).
-pub async fn start_command<R: Runtime>(rt: &R, loaded: &Loaded) -> Result<(), AttachError> {
+/// Start the command of a task that waits for its caller to attach (see [`attach`]), and
+/// its follower: an interactive task's work comes home while the user works with it, as a
+/// headless one's does. (A follower that cannot start is not worth a message over the
+/// user's session: `git agent status` says whether one runs.)
+pub async fn start_command<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    loaded: &Loaded,
+) -> Result<(), AttachError> {
     let container = loaded
         .record
         .sandbox
         .container
         .as_deref()
         .unwrap_or_default();
-    Ok(crate::sandbox::spawn::go(rt, container).await?)
+    crate::sandbox::spawn::go(rt, container).await?;
+    super::follow::start_quietly(ctx, &loaded.record.name, &super::NoEvents);
+    Ok(())
 }
 
 /// Why a shell cannot be opened.

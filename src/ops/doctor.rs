@@ -276,6 +276,7 @@ async fn task_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: boo
 /// record each (its exit, transcript and connection log) and retire its gateway, as the next
 /// command that changes the task would; a task some command holds is left to that command.
 async fn ended_runs<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: bool) -> Result<()> {
+    let following = super::follow::Settings::from_config(&ctx.config)?.enabled;
     for l in ctx.store.all()? {
         let name = l.record.name.clone();
         let Some(container) = l.record.sandbox.container.as_deref() else {
@@ -284,10 +285,6 @@ async fn ended_runs<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: bool
         if l.record.status != crate::task::Status::Running {
             continue;
         }
-        let ContainerState::Exited(code) = rt.state(container).await? else {
-            continue;
-        };
-        let detail = format!("task {name}'s command ended (exit {code}); not recorded yet");
         let entry = |status, detail: String, fix: Option<String>| Entry {
             status,
             check: "task".into(),
@@ -295,6 +292,15 @@ async fn ended_runs<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: bool
             fix,
             task: Some(name.clone()),
         };
+        let code = match rt.state(container).await? {
+            ContainerState::Exited(code) => code,
+            ContainerState::Running if following && !super::follow::active(&ctx.git, &name) => {
+                r.push(unfollowed(ctx, &name, fix, entry))?;
+                continue;
+            }
+            _ => continue,
+        };
+        let detail = format!("task {name}'s command ended (exit {code}); not recorded yet");
         if !fix {
             r.push(entry(
                 "warn",
@@ -319,6 +325,34 @@ async fn ended_runs<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: bool
         }
     }
     Ok(())
+}
+
+/// A running task that nobody follows (its follower was killed, or it ran before following
+/// existed): its work comes home only when someone syncs. With `fix`, start a follower.
+fn unfollowed(
+    ctx: &Ctx,
+    name: &str,
+    fix: bool,
+    entry: impl Fn(&'static str, String, Option<String>) -> Entry,
+) -> Entry {
+    let detail = format!("task {name} runs without a follower; its work comes home only on sync");
+    if !fix {
+        return entry(
+            "warn",
+            detail,
+            Some(format!(
+                "`git agent doctor --fix` (or `git agent sync --follow {name}`) starts one"
+            )),
+        );
+    }
+    match super::follow::start(ctx, name) {
+        Ok(_) => entry("fixed", format!("{detail}: started one"), None),
+        Err(e) => entry(
+            "warn",
+            format!("{detail}; starting one failed: {e:#}"),
+            Some(format!("bring its work home with `git agent sync {name}`")),
+        ),
+    }
 }
 
 /// The task's lock for a repair, unless a spawn is still setting the task up or another

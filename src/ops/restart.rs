@@ -262,7 +262,7 @@ pub async fn run<R: Runtime>(
         &name,
         Process {
             image_id: &image_id,
-            cmd: supervised(&command, loaded.record.timeout),
+            cmd: supervised(&command, loaded.record.timeout, None),
             env: &env,
             home_volume: home,
             tty: interactive,

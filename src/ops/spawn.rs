@@ -498,8 +498,8 @@ pub async fn start<R: Runtime>(
         }
     }
     drop(leases);
-    // A headless task's work comes home by itself while it runs (an interactive one's when
-    // the user detaches or it ends).
+    // A headless task's work comes home by itself while it runs (an interactive one's once
+    // its command starts: see [`super::attach::start_command`]).
     if !p.interactive {
         for l in &started {
             super::follow::start_quietly(ctx, &l.record.name, events);

@@ -12,7 +12,7 @@ use crate::error::{hinted, sanitize};
 use crate::git::Git;
 use crate::image::TASK_USER;
 use crate::interrupt::{abandon_on_interrupt, checkpoint};
-use crate::runtime::{ContainerState, Runtime, SandboxSpec, VolumeMount, WardenSpec};
+use crate::runtime::{ContainerState, ExecOutcome, Runtime, SandboxSpec, VolumeMount, WardenSpec};
 use crate::task::store::{Loaded, TaskStore};
 use crate::task::{Sandbox, Status, TaskName, TaskRecord, branch_name, now, ref_name};
 
@@ -154,11 +154,18 @@ pub fn create_record(store: &TaskStore, req: &StartRequest, repo: &RepoId) -> Re
 }
 
 /// The container's command: the sandbox helper supervising the task's own command.
-pub fn supervised(command: &[String], timeout: Option<u64>) -> Vec<String> {
+pub fn supervised(
+    command: &[String],
+    timeout: Option<u64>,
+    borrow: Option<(&str, &str)>,
+) -> Vec<String> {
     let mut cmd = vec![HELPER.to_string(), "supervise".into()];
     if let Some(t) = timeout {
         cmd.push("--timeout".into());
         cmd.push(t.to_string());
+    }
+    if let Some((oid, branch)) = borrow {
+        cmd.extend(["--borrow".into(), oid.to_string(), branch.to_string()]);
     }
     cmd.push("--".into());
     cmd.extend(command.iter().cloned());
@@ -291,12 +298,15 @@ pub async fn start<R: Runtime>(
     let names = repo.object_names(task);
     let labels = repo.labels(task);
     checkpoint()?;
+
     ensure_names_free(rt, repo, task).await?;
+
     let cache_volume = req.object_cache.then(|| super::cache::volume_name(repo));
     let tip = super::cache::Tip {
         refname: ref_name(task, "base"),
         oid: req.base.clone(),
     };
+    let branch = branch_name(task);
     let writer = super::cache::Writer {
         image: &req.gateway_image,
         limits: &req.limits,
@@ -316,7 +326,14 @@ pub async fn start<R: Runtime>(
         task,
         Process {
             image_id: &req.image_id,
-            cmd: supervised(&req.command, req.timeout),
+            // The checkout from the cache starts with the container (see `borrowed`).
+            cmd: supervised(
+                &req.command,
+                req.timeout,
+                cache_volume
+                    .is_some()
+                    .then_some((tip.oid.as_str(), branch.as_str())),
+            ),
             env: &req.env,
             home_volume: req.home_volume,
             tty: req.interactive,
@@ -338,6 +355,7 @@ pub async fn start<R: Runtime>(
             )
             .await?;
         }
+
         rt.create_volume(&names.volume, &labels).await?;
         if req.home_volume {
             rt.create_volume(&names.home_volume, &labels).await?;
@@ -353,38 +371,31 @@ pub async fn start<R: Runtime>(
         rt.start(&id).await?;
         crate::crash::point("spawn.after-start");
         checkpoint()?;
-        let warden = WardenRequest {
-            image: &req.gateway_image,
-            disk: req.limits.disk,
-            home_volume: req.home_volume,
-            state_volume: req.read_only,
+        let from = CacheSource {
+            git: store.git(),
+            repo,
+            tip: &tip,
+            writer: &writer,
         };
-        // Prompt and repository go in side by side, and the disk warden starts meanwhile.
-        // Abandoning the stream midway is safe: the sandbox just sees a truncated bundle.
+        // Prompt and repository go in side by side. A headless task's checkout from the
+        // cache is confirmed by the `go` that starts its command (one exec less on the way to
+        // it); an interactive one's here. Abandoning a stream midway is safe: the sandbox
+        // just sees a truncated bundle.
         let delivery = async {
             match bundle {
                 Some(bundle) => deliver_repository(rt, bundle, &id, task).await,
-                None => {
-                    let from = CacheSource {
-                        git: store.git(),
-                        repo,
-                        tip: &tip,
-                        writer: &writer,
-                    };
-                    borrow_repository(rt, &from, &id, task, warn).await
-                }
+                None if req.interactive => borrowed(rt, &from, &id, task, warn).await,
+                None => Ok(()),
             }
         };
-        let (prompt, repo_in, warden) = tokio::join!(
+        let (prompt, repo_in) = tokio::join!(
             deliver_prompt(rt, &id, &req.prompt),
             abandon_on_interrupt(delivery),
-            create_warden(rt, repo, task, &id, &warden),
         );
         prompt?;
         repo_in?;
-        let warden = warden?;
         crate::crash::point("spawn.after-deliver");
-        Ok::<_, anyhow::Error>((id, warden))
+        Ok::<_, anyhow::Error>(id)
     };
     let gw = gateway::start(
         rt,
@@ -395,16 +406,35 @@ pub async fn start<R: Runtime>(
         &req.gateway,
     );
     let (sandbox, gw) = tokio::join!(sandbox, gw);
-    let (id, warden) = sandbox?;
+    let id = sandbox?;
     gw?;
     crate::crash::point("spawn.after-gateway");
     checkpoint()?;
     // A headless command starts now that the repository, the prompt and its way out are in
     // place (an interactive one once the caller has attached, see [`go`]).
     if !req.interactive {
-        go(rt, &id).await?;
+        if cache_volume.is_some() {
+            let from = CacheSource {
+                git: store.git(),
+                repo,
+                tip: &tip,
+                writer: &writer,
+            };
+            go_borrowed(rt, &from, &id, task, warn).await?;
+        } else {
+            go(rt, &id).await?;
+        }
         crate::crash::point("spawn.after-go");
     }
+    // The disk warden is created and started once the command runs: it is not on the way to
+    // the command, and its requests would only compete with those that are.
+    let warden = WardenRequest {
+        image: &req.gateway_image,
+        disk: req.limits.disk,
+        home_volume: req.home_volume,
+        state_volume: req.read_only,
+    };
+    let warden = create_warden(rt, repo, task, &id, &warden).await?;
     // The warden starts once the command has: it is not on the way to the command.
     start_warden(rt, &id, warden.as_deref()).await?;
     store.update(task, "running", |r, _| {
@@ -561,24 +591,64 @@ pub struct CacheSource<'a> {
     pub writer: &'a super::cache::Writer<'a>,
 }
 
-/// Check the tip out of the object cache into the container's workspace (the helper's
-/// `borrow`). A cache that cannot provide it (damaged, emptied) is rebuilt, with a
-/// warning, and the checkout tried once more.
-pub async fn borrow_repository<R: Runtime>(
+/// Wait for the checkout the container's supervisor made from the object cache as it
+/// started (`supervise --borrow`) and confirm it (the helper's `borrowed`). A cache that
+/// could not provide the base (damaged, emptied) is rebuilt, with a warning, and the checkout
+/// made again with the helper's `borrow`.
+pub async fn borrowed<R: Runtime>(
     rt: &R,
     from: &CacheSource<'_>,
     id: &str,
     task: &str,
     warn: &dyn Fn(String),
 ) -> Result<()> {
-    let cmd = vec![
-        HELPER.to_string(),
-        "borrow".into(),
-        from.tip.oid.clone(),
-        branch_name(task),
-    ];
+    let out = helper_exec(rt, id, &["borrowed"]).await?;
+    checked_out(rt, from, id, task, warn, out).await
+}
+
+/// [`borrowed`], then let the command start, in one exec (the helper's `go --borrowed`).
+async fn go_borrowed<R: Runtime>(
+    rt: &R,
+    from: &CacheSource<'_>,
+    id: &str,
+    task: &str,
+    warn: &dyn Fn(String),
+) -> Result<()> {
+    let out = helper_exec(rt, id, &["go", "--borrowed"]).await?;
+    match out.exit_code {
+        0 => Ok(()),
+        super::cache::BORROW_FAILED | CHECKOUT_FAILED => {
+            checked_out(rt, from, id, task, warn, out).await?;
+            go(rt, id).await
+        }
+        _ => bail!(
+            "could not start the task's command ({})",
+            crate::error::exit_detail(out.exit_code, &out.stderr)
+        ),
+    }
+}
+
+/// What the helper's `borrowed` exits with when the checkout failed for another reason than
+/// the cache.
+const CHECKOUT_FAILED: i64 = 6;
+
+async fn helper_exec<R: Runtime>(rt: &R, id: &str, args: &[&str]) -> Result<ExecOutcome> {
+    let mut cmd = vec![HELPER.to_string()];
+    cmd.extend(args.iter().map(|a| a.to_string()));
     let mut sink = tokio::io::sink();
-    let mut out = rt.exec(id, &cmd, None::<&[u8]>, &mut sink, 1 << 20).await?;
+    rt.exec(id, &cmd, None::<&[u8]>, &mut sink, 1 << 20).await
+}
+
+/// Act on the result of a checkout from the cache: done; or the cache could not provide the
+/// base, so it is rebuilt and the checkout made again; or an error.
+async fn checked_out<R: Runtime>(
+    rt: &R,
+    from: &CacheSource<'_>,
+    id: &str,
+    task: &str,
+    warn: &dyn Fn(String),
+    mut out: ExecOutcome,
+) -> Result<()> {
     if out.exit_code == super::cache::BORROW_FAILED {
         warn(format!(
             "task {task} could not check its base out of the object cache ({}); rebuilding the cache",
@@ -592,7 +662,8 @@ pub async fn borrow_repository<R: Runtime>(
             from.writer,
         )
         .await?;
-        out = rt.exec(id, &cmd, None::<&[u8]>, &mut sink, 1 << 20).await?;
+        let borrow = ["borrow", from.tip.oid.as_str(), &branch_name(task)];
+        out = helper_exec(rt, id, &borrow).await?;
     }
     if out.exit_code != 0 {
         return Err(hinted(

@@ -320,6 +320,8 @@ fn interactive_attach_detach_reattach() {
         return;
     }
     let env = TestEnv::new();
+    env.git(&["config", "agent.follow", "true"]).ok();
+    env.git(&["config", "agent.followInterval", "1s"]).ok();
     env.agent(&["image", "build", "--agent", "exec"]).ok();
     let sock = env.home.path().join("tmux.sock");
     let tmux = |args: &[&str]| {
@@ -379,6 +381,27 @@ fn interactive_attach_detach_reattach() {
         "{}",
         tmux(&["capture-pane", "-p", "-t", "t"])
     );
+    // An interactive task is followed too: what the user commits in the session comes home
+    // while they are still attached, with no sync.
+    tmux(&[
+        "send-keys",
+        "-t",
+        "t",
+        "echo by-hand > hand.txt && git add hand.txt && git commit -qm by-hand && echo COMMITTED",
+        "Enter",
+    ]);
+    assert!(screen_has("COMMITTED"));
+    let came_home = (0..120).any(|_| {
+        std::thread::sleep(Duration::from_millis(250));
+        env.task_refs("tty").get("head").is_some_and(|head| {
+            env.git(&["log", "-1", "--format=%s", head])
+                .ok()
+                .stdout
+                .trim()
+                == "by-hand"
+        })
+    });
+    assert!(came_home, "the follower did not bring the commit home");
     tmux(&["send-keys", "-t", "t", "C-p", "C-q"]);
     assert!(
         screen_has("detached from tty"),
