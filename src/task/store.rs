@@ -253,8 +253,15 @@ impl TaskStore {
         Ok(refs)
     }
 
-    /// Find a task by exact name or unique prefix.
+    /// Find a task by exact name or unique prefix. An exact name is read on its own (its
+    /// refs only), so naming a task costs the same among a thousand as among one; only a
+    /// prefix scans every task's refs.
     pub fn resolve(&self, query: &str) -> Result<Loaded> {
+        if TaskName::parse(query).is_ok()
+            && let Some(loaded) = self.load(query)?
+        {
+            return Ok(loaded);
+        }
         let names = self.names()?;
         let name = name::select(&names, query)?;
         self.load(name)?
