@@ -161,7 +161,7 @@ pub async fn run<R: Runtime>(
     if matches!(loaded.record.status, Status::Running | Status::Creating) {
         return Err(UpdateError::Running { task: name });
     }
-    let loaded = super::sync::if_possible(rt, ctx, loaded, &lock, events).await?;
+    // Before the sync: a broken ref is refused with nothing changed.
     if let Some((leaf, value)) = super::check::broken_ref(ctx, &loaded)? {
         return Err(UpdateError::BadRef {
             task: name,
@@ -169,6 +169,7 @@ pub async fn run<R: Runtime>(
             value,
         });
     }
+    let loaded = super::sync::if_possible(rt, ctx, loaded, &lock, events).await?;
     if loaded.record.promoted.is_some() {
         return Err(UpdateError::Promoted {
             branch: branch_name(&name),

@@ -236,10 +236,10 @@ fn update_runs_nothing_the_agent_planted_and_bad_refs_are_errors() {
         &env,
         "evil",
         &format!(
-            "mkdir -p .git/hooks && for h in post-checkout post-rewrite reference-transaction post-merge; do printf '#!/bin/sh\\ntouch \"{m}\"\\n' > .git/hooks/$h; chmod +x .git/hooks/$h; done; \
+            "printf '* merge=evil filter=evil\\n' > .gitattributes; echo x > x.txt; git add -A; git commit -qm evil; \
+             mkdir -p .git/hooks && for h in post-checkout post-rewrite reference-transaction post-merge; do printf '#!/bin/sh\\ntouch \"{m}\" 2>/dev/null; exit 0\\n' > .git/hooks/$h; chmod +x .git/hooks/$h; done; \
              git config core.fsmonitor 'touch \"{m}\"'; git config merge.evil.driver 'touch \"{m}\"'; \
-             git config filter.evil.clean 'touch \"{m}\"'; \
-             printf '* merge=evil filter=evil\\n' > .gitattributes; echo x > x.txt; git add -A; git commit -qm evil"
+             git config filter.evil.clean 'touch \"{m}\"'"
         ),
     );
     commit_on_main(&env, "other.txt", "user\n");
@@ -267,6 +267,8 @@ fn update_runs_nothing_the_agent_planted_and_bad_refs_are_errors() {
             .contains("refs/agent/evil/head does not name a commit"),
         "{run}"
     );
+    let refs = env.task_refs("evil");
     let run = env.agent(&["update", "evil"]).fails();
     assert!(run.stderr.contains("does not name a commit"), "{run}");
+    assert_eq!(env.task_refs("evil"), refs);
 }
