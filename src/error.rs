@@ -110,6 +110,8 @@ const OP_ERRORS: &[AsOperationError] = {
         op::<stop::StopError>,
         op::<sync::SyncError>,
         op::<crate::git::promote::PromoteError>,
+        op::<check::CheckError>,
+        op::<update::UpdateError>,
     ]
 };
 
@@ -288,6 +290,12 @@ mod tests {
             }),
             below(sync::SyncError::Other),
             typed(crate::git::promote::PromoteError::Identity),
+            typed(check::CheckError::BadRef {
+                task: task(),
+                leaf: "head".into(),
+                value: "x".into(),
+            }),
+            typed(update::UpdateError::Running { task: task() }),
         ];
         assert_eq!(cases.len(), OP_ERRORS.len(), "one case per registered type");
         for (e, hint) in cases {

@@ -4,6 +4,7 @@
 mod agents;
 mod allow;
 mod attach;
+mod check;
 mod commit;
 mod commit_push;
 mod doctor;
@@ -26,6 +27,7 @@ mod stop;
 mod sync;
 pub mod term;
 mod trust;
+mod update;
 
 use std::io::Write;
 
@@ -85,6 +87,8 @@ pub enum Command {
     Trust(trust::TrustArgs),
     Doctor(doctor::DoctorArgs),
     Panic(doctor::PanicArgs),
+    Check(check::CheckArgs),
+    Update(update::UpdateArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -173,6 +177,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Trust(a) => trust::run(a),
         Command::Doctor(a) => doctor::run_doctor(a).await,
         Command::Panic(a) => doctor::run_panic(a).await,
+        Command::Check(a) => check::run(a).await,
+        Command::Update(a) => update::run(a).await,
     }
 }
 

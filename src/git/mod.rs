@@ -18,6 +18,7 @@ pub mod bundle;
 pub mod format;
 pub mod promote;
 pub mod read;
+pub mod replay;
 pub mod sensitive;
 
 use std::collections::BTreeMap;

@@ -11,6 +11,7 @@
 
 pub mod allow;
 pub mod attach;
+pub mod check;
 pub mod commit;
 pub mod doctor;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod setup;
 pub mod spawn;
 pub mod stop;
 pub mod sync;
+pub mod update;
 
 pub use error::OpError;
 pub use events::{Event, Events, NoEvents};

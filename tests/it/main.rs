@@ -12,6 +12,7 @@ mod claude;
 mod cli;
 mod conformance;
 mod core_loop;
+mod current;
 mod egress;
 mod errors;
 mod fake_anthropic;
