@@ -1,6 +1,7 @@
 //! The command line: argument definitions (one file per command), dispatch, and the only
 //! place that prints errors. Scriptable output goes to stdout, progress and logs to stderr.
 
+mod add;
 mod agents;
 mod allow;
 mod attach;
@@ -19,6 +20,7 @@ mod push;
 mod restart;
 mod review;
 mod rm;
+mod serve;
 mod shell;
 mod spawn;
 mod status;
@@ -26,6 +28,7 @@ mod stop;
 mod sync;
 pub mod term;
 mod trust;
+mod wait;
 
 use std::io::Write;
 
@@ -85,6 +88,11 @@ pub enum Command {
     Trust(trust::TrustArgs),
     Doctor(doctor::DoctorArgs),
     Panic(doctor::PanicArgs),
+    Add(Box<spawn::SpawnArgs>),
+    Serve(serve::ServeArgs),
+    Wait(wait::WaitArgs),
+    #[command(hide = true)]
+    RunQueued(serve::RunQueuedArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -173,6 +181,10 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Trust(a) => trust::run(a),
         Command::Doctor(a) => doctor::run_doctor(a).await,
         Command::Panic(a) => doctor::run_panic(a).await,
+        Command::Add(a) => add::run(*a).await,
+        Command::Serve(a) => serve::run(a).await,
+        Command::Wait(a) => wait::run(a).await,
+        Command::RunQueued(a) => serve::run_queued(a).await,
     }
 }
 
