@@ -110,6 +110,9 @@ const OP_ERRORS: &[AsOperationError] = {
         op::<stop::StopError>,
         op::<sync::SyncError>,
         op::<crate::git::promote::PromoteError>,
+        op::<queue::QueueError>,
+        op::<serve::ServeError>,
+        op::<wait::WaitError>,
     ]
 };
 
@@ -288,6 +291,9 @@ mod tests {
             }),
             below(sync::SyncError::Other),
             typed(crate::git::promote::PromoteError::Identity),
+            typed(queue::QueueError::NoParent { task: task() }),
+            typed(serve::ServeError::NoWorkers),
+            below(wait::WaitError::Other),
         ];
         assert_eq!(cases.len(), OP_ERRORS.len(), "one case per registered type");
         for (e, hint) in cases {

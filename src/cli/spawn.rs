@@ -170,7 +170,7 @@ pub fn edit_text(git: &Git, text: &str, file_prefix: &str) -> Result<String> {
 /// Check the arguments, read (and edit) the prompt and prepare the spawn: what `spawn` and
 /// `add` share. Takes the command and the prompt out of `args`.
 pub fn prepare(ctx: &Ctx, args: &mut SpawnArgs) -> Result<ops::spawn::Prepared> {
-    let agents = ops::spawn::agents(&ctx, &args.agent, &args.command, args.interactive)
+    let agents = ops::spawn::agents(ctx, &args.agent, &args.command, args.interactive)
         .map_err(OpError::into_report)?;
     if args.edit && agents.len() > 1 {
         return Err(hinted(

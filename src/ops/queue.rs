@@ -283,10 +283,7 @@ pub async fn work<R: Runtime>(
     let prepared = match prepared {
         Ok(p) => p,
         Err(e) => {
-            let reason = format!(
-                "{}",
-                crate::error::render(&super::OpError::into_report(e)).join("; ")
-            );
+            let reason = crate::error::render(&super::OpError::into_report(e)).join("; ");
             record_refusal(ctx, task, &reason)?;
             return Ok(Worked::Refused(reason));
         }

@@ -83,7 +83,7 @@ fn record(env: &TestEnv, dir: &Path, task: &str) -> serde_json::Value {
             c.current_dir(dir);
         })
         .ok();
-    serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap()["record"].clone()
+    serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap()
 }
 
 fn state_messages(env: &TestEnv, dir: &Path, task: &str) -> Vec<String> {
@@ -329,7 +329,7 @@ fn after_chains_and_wait_exit_codes() {
     assert_eq!(r["status"], "stopped");
     // A queued task is purged without an engine object.
     let q = add(&env, &env.repo, "later", "true", &[]);
-    env.agent(&["purge", "--force", &q]).ok();
+    env.agent(&["purge", "--force", "--refs", &q]).ok();
     assert!(env.task_refs(&q).is_empty());
 }
 
