@@ -100,10 +100,27 @@ fn state_messages(env: &TestEnv, dir: &Path, task: &str) -> Vec<String> {
 }
 
 fn purge_all(env: &TestEnv, dir: &Path, tasks: &[String]) {
-    for t in tasks {
-        env.agent_with(&["purge", "--force", t], |c| {
-            c.current_dir(dir);
-        });
+    let _ = tasks;
+    // The other repository's engine objects (TestEnv's own cleanup covers its repository).
+    let git = git_agent::git::Git::discover(dir).unwrap();
+    let filter = format!(
+        "label=git-agent.repo={}",
+        git_agent::sandbox::RepoId::of(&git).id
+    );
+    let _ = env;
+    for (list, rm) in [
+        (vec!["ps", "-aq"], vec!["rm", "-f"]),
+        (vec!["volume", "ls", "-q"], vec!["volume", "rm", "-f"]),
+        (vec!["network", "ls", "-q"], vec!["network", "rm"]),
+    ] {
+        let out = Command::new("docker")
+            .args(&list)
+            .args(["--filter", &filter])
+            .output()
+            .unwrap();
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("docker").args(&rm).arg(id).output();
+        }
     }
 }
 
