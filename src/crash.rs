@@ -46,6 +46,8 @@ pub const POINTS: &[&str] = &[
     "restart.after-deliver",
     "restart.after-create",
     // stop / rm
+    // queue
+    "queue.after-claim",
 ];
 
 /// The environment variable naming the points to crash at.

@@ -112,6 +112,9 @@ const OP_ERRORS: &[AsOperationError] = {
         op::<crate::git::promote::PromoteError>,
         op::<check::CheckError>,
         op::<update::UpdateError>,
+        op::<queue::QueueError>,
+        op::<serve::ServeError>,
+        op::<wait::WaitError>,
     ]
 };
 
@@ -296,6 +299,9 @@ mod tests {
                 value: "x".into(),
             }),
             typed(update::UpdateError::Running { task: task() }),
+            typed(queue::QueueError::NoParent { task: task() }),
+            typed(serve::ServeError::NoWorkers),
+            below(wait::WaitError::Other),
         ];
         assert_eq!(cases.len(), OP_ERRORS.len(), "one case per registered type");
         for (e, hint) in cases {

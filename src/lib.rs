@@ -17,6 +17,7 @@ pub mod guard;
 pub mod image;
 pub mod interrupt;
 pub mod ops;
+pub mod registry;
 pub mod runtime;
 pub mod sandbox;
 pub mod stack;

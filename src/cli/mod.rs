@@ -1,6 +1,7 @@
 //! The command line: argument definitions (one file per command), dispatch, and the only
 //! place that prints errors. Scriptable output goes to stdout, progress and logs to stderr.
 
+mod add;
 mod agents;
 mod allow;
 mod attach;
@@ -20,6 +21,7 @@ mod push;
 mod restart;
 mod review;
 mod rm;
+mod serve;
 mod shell;
 mod spawn;
 mod status;
@@ -28,6 +30,7 @@ mod sync;
 pub mod term;
 mod trust;
 mod update;
+mod wait;
 
 use std::io::Write;
 
@@ -89,6 +92,11 @@ pub enum Command {
     Panic(doctor::PanicArgs),
     Check(check::CheckArgs),
     Update(update::UpdateArgs),
+    Add(Box<spawn::SpawnArgs>),
+    Serve(serve::ServeArgs),
+    Wait(wait::WaitArgs),
+    #[command(hide = true)]
+    RunQueued(serve::RunQueuedArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -179,6 +187,10 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Panic(a) => doctor::run_panic(a).await,
         Command::Check(a) => check::run(a).await,
         Command::Update(a) => update::run(a).await,
+        Command::Add(a) => add::run(*a).await,
+        Command::Serve(a) => serve::run(a).await,
+        Command::Wait(a) => wait::run(a).await,
+        Command::RunQueued(a) => serve::run_queued(a).await,
     }
 }
 

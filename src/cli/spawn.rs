@@ -99,6 +99,11 @@ pub struct SpawnArgs {
     /// Let the agent run any git command, even when agent.gitReadOnly is set.
     #[arg(long, overrides_with = "git_readonly")]
     pub no_git_readonly: bool,
+    /// Start once this task has exited 0, on its work (its head). `spawn --after` of a task
+    /// that has not ended yet queues the new task, which `git agent serve` starts; a task
+    /// that failed, stopped or is gone refuses it.
+    #[arg(long, value_name = "TASK", conflicts_with_all = ["base", "dirty"])]
+    pub after: Option<String>,
     /// The command the `exec` agent runs.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -162,9 +167,10 @@ pub fn edit_text(git: &Git, text: &str, file_prefix: &str) -> Result<String> {
     })
 }
 
-pub async fn run(args: SpawnArgs) -> Result<i32> {
-    let ctx = Ctx::open()?;
-    let agents = ops::spawn::agents(&ctx, &args.agent, &args.command, args.interactive)
+/// Check the arguments, read (and edit) the prompt and prepare the spawn: what `spawn` and
+/// `add` share. Takes the command and the prompt out of `args`.
+pub fn prepare(ctx: &Ctx, args: &mut SpawnArgs) -> Result<ops::spawn::Prepared> {
+    let agents = ops::spawn::agents(ctx, &args.agent, &args.command, args.interactive)
         .map_err(OpError::into_report)?;
     if args.edit && agents.len() > 1 {
         return Err(hinted(
@@ -172,33 +178,70 @@ pub async fn run(args: SpawnArgs) -> Result<i32> {
             "spawn the agents one at a time to edit each prompt",
         ));
     }
-    let description = read_prompt(&args)?;
-    let git_readonly = (args.git_readonly || args.no_git_readonly).then_some(args.git_readonly);
+    let description = read_prompt(args)?;
     let request = ops::spawn::SpawnRequest {
         agents,
-        command: args.command,
+        command: args.command.clone(),
         description,
-        template: args.template,
-        name: args.name,
-        base: args.base,
+        template: args.template.clone(),
+        name: args.name.clone(),
+        base: args.base.clone(),
         dirty: args.dirty,
-        stack: args.stack,
+        stack: args.stack.clone(),
         timeout: args.timeout,
         interactive: args.interactive,
         network: NetworkChoice {
-            profile: args.network,
-            allow: args.allow,
-            allow_address: args.allow_address,
+            profile: args.network.clone(),
+            allow: args.allow.clone(),
+            allow_address: args.allow_address.clone(),
         },
         read_only: args.read_only,
-        git_readonly,
+        git_readonly: git_readonly(args),
     };
-    let mut prepared = ops::spawn::prepare(&ctx, request, &Stderr).map_err(OpError::into_report)?;
+    let mut prepared = ops::spawn::prepare(ctx, request, &Stderr).map_err(OpError::into_report)?;
     if args.edit {
         for prompt in prepared.prompts_mut() {
             *prompt = edit_text(&ctx.git, prompt, "AGENT_PROMPT")?;
         }
     }
+    Ok(prepared)
+}
+
+/// `--git-readonly` / `--no-git-readonly`, if either was given.
+pub fn git_readonly(args: &SpawnArgs) -> Option<bool> {
+    (args.git_readonly || args.no_git_readonly).then_some(args.git_readonly)
+}
+
+pub async fn run(mut args: SpawnArgs) -> Result<i32> {
+    let ctx = Ctx::open()?;
+    if let Some(parent) = args.after.clone() {
+        // A parent that ended well: spawn on its work now. One still going: queue the task
+        // for `git agent serve`. One that failed: refuse.
+        let parent = ctx.store.resolve(&parent)?.record.name;
+        let rt = engine().await?;
+        match ops::queue::parent_now(&rt, &ctx, &parent).await? {
+            ops::queue::AfterState::Ready => {
+                ops::sync::run(&rt, &ctx, &parent, &Stderr)
+                    .await
+                    .map_err(OpError::into_report)?;
+                let p = ops::reload(&ctx, &parent)?;
+                args.base = Some(p.ref_value("head").unwrap_or(&p.record.base).to_string());
+            }
+            ops::queue::AfterState::Waiting => {
+                eprintln!(
+                    "git-agent: {parent} has not ended yet; queueing the task: `git agent serve` starts it once {parent} exits 0"
+                );
+                return super::add::run(args).await;
+            }
+            ops::queue::AfterState::Failed(reason) => {
+                return Err(OpError::into_report(ops::queue::QueueError::ParentFailed {
+                    task: args.name.clone().unwrap_or_else(|| "the new task".into()),
+                    reason,
+                }));
+            }
+        }
+    }
+    let prepared = prepare(&ctx, &mut args)?;
     let rt = engine().await?;
     let spawned = ops::spawn::start(&rt, &ctx, prepared, &Stderr)
         .await

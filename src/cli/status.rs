@@ -41,6 +41,8 @@ struct StatusJson<'a> {
     /// For a running task: whether a follower brings its work home by itself (null when
     /// the task does not run).
     following: Option<bool>,
+    /// A queued task's place in the queue (1 = next).
+    queue_position: Option<usize>,
 }
 
 pub async fn run(args: StatusArgs) -> Result<i32> {
@@ -68,6 +70,7 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
             status_checked: seen.checked,
             problems,
             following: detail.following,
+            queue_position: detail.queue_position,
         };
         out(serde_json::to_string_pretty(&j)?)?;
         return Ok(0);
@@ -88,8 +91,14 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
             r.exit_code
                 .map(|c| format!(" (exit {c})"))
                 .unwrap_or_default()
-        ),
+        ) + &detail
+            .queue_position
+            .map(|p| format!(" #{p}"))
+            .unwrap_or_default(),
     ];
+    if let Some(after) = &r.after {
+        lines.push(format!("after:     {after}"));
+    }
     if !seen.checked {
         lines.push(
             "runtime:   unknown (the container engine could not be reached; this is what the refs last recorded)"

@@ -297,6 +297,8 @@ pub struct Row {
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
+    /// A queued task's place in the queue (1 = next).
+    pub queue_position: Option<usize>,
 }
 
 /// What `list` shows.
@@ -315,6 +317,9 @@ pub struct Listing {
 pub async fn list(ctx: &Ctx) -> Result<Listing, InspectError> {
     let tasks = all(ctx).await?;
     let changes = summaries(&ctx.git, &tasks.seen);
+    let records: Vec<&crate::task::TaskRecord> =
+        tasks.seen.iter().map(|s| &s.loaded.record).collect();
+    let positions = super::queue::positions(&records);
     let mut rows = Vec::new();
     for (seen, (files, ins, del)) in tasks.seen.iter().zip(changes) {
         let l = &seen.loaded;
@@ -323,7 +328,10 @@ pub async fn list(ctx: &Ctx) -> Result<Listing, InspectError> {
             name: r.name.clone(),
             agent: r.agent.clone(),
             status: r.status.as_str().to_string(),
-            status_text: seen.status_text(),
+            status_text: match positions.get(&r.name) {
+                Some(p) => format!("queued #{p}"),
+                None => seen.status_text(),
+            },
             status_checked: seen.checked,
             problems: seen.problems.iter().map(|p| p.to_string()).collect(),
             exit_code: r.exit_code,
@@ -338,6 +346,7 @@ pub async fn list(ctx: &Ctx) -> Result<Listing, InspectError> {
             input_tokens: r.stats.as_ref().and_then(|s| s.input_tokens),
             output_tokens: r.stats.as_ref().and_then(|s| s.output_tokens),
             cost_usd: r.stats.as_ref().and_then(|s| s.cost_usd),
+            queue_position: positions.get(&r.name).copied(),
         });
     }
     Ok(Listing {
@@ -398,6 +407,8 @@ pub struct Detail {
     /// For a running task: whether a follower brings its work home by itself (see
     /// [`super::follow`]); `None` for a task that does not run.
     pub following: Option<bool>,
+    /// A queued task's place in its repository's queue (1 = next).
+    pub queue_position: Option<usize>,
 }
 
 /// One task (any unique prefix of its name) in detail.
@@ -424,6 +435,15 @@ pub async fn status(ctx: &Ctx, task: &str) -> Result<Detail, InspectError> {
     let history = ctx.store.history(&seen.loaded)?;
     let following = (seen.loaded.record.status == Status::Running)
         .then(|| super::follow::active(&ctx.git, &seen.loaded.record.name));
+    let queue_position = if seen.loaded.record.status == Status::Queued {
+        let all = ctx.store.all()?;
+        let records: Vec<&crate::task::TaskRecord> = all.iter().map(|l| &l.record).collect();
+        super::queue::positions(&records)
+            .get(&seen.loaded.record.name)
+            .copied()
+    } else {
+        None
+    };
     Ok(Detail {
         seen,
         problems,
@@ -431,6 +451,7 @@ pub async fn status(ctx: &Ctx, task: &str) -> Result<Detail, InspectError> {
         history,
         unchecked,
         following,
+        queue_position,
     })
 }
 

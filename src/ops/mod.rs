@@ -22,14 +22,17 @@ pub mod image;
 pub mod inspect;
 pub mod logs;
 pub mod push;
+pub mod queue;
 pub mod remove;
 pub mod restart;
 pub mod review;
+pub mod serve;
 pub mod setup;
 pub mod spawn;
 pub mod stop;
 pub mod sync;
 pub mod update;
+pub mod wait;
 
 pub use error::OpError;
 pub use events::{Event, Events, NoEvents};

@@ -160,6 +160,9 @@ pub struct Prepared {
     interactive: bool,
     read_only: bool,
     git_readonly: bool,
+    /// Set when this starts a queued task that a worker has claimed (see [`super::queue`]):
+    /// the worker's lease and the task's group.
+    claimed: Option<(Lease, Option<String>)>,
 }
 
 impl Prepared {
@@ -257,6 +260,16 @@ pub fn agents(
 /// taken), the gateway plans, the prompts and the images. A refused or unrenderable
 /// repository file stops the spawn here, with nothing created.
 pub fn prepare(ctx: &Ctx, req: SpawnRequest, events: &dyn Events) -> Result<Prepared, SpawnError> {
+    prepare_for(ctx, req, true, events)
+}
+
+/// [`prepare`]; `new_names` refuses names of existing tasks (a claimed queued task exists).
+fn prepare_for(
+    ctx: &Ctx,
+    req: SpawnRequest,
+    new_names: bool,
+    events: &dyn Events,
+) -> Result<Prepared, SpawnError> {
     let search = Search::new(&ctx.git.dir);
     let template = match &req.template {
         Some(t) => Some(template::parse(&search.find(PROMPTS, t)?.ok_or_else(
@@ -293,7 +306,7 @@ pub fn prepare(ctx: &Ctx, req: SpawnRequest, events: &dyn Events) -> Result<Prep
         .iter()
         .map(|n| TaskName::parse(n))
         .collect::<Result<_>>()?;
-    for n in &names {
+    for n in names.iter().filter(|_| new_names) {
         if ctx.store.load(n.as_str())?.is_some() {
             return Err(SpawnError::TaskExists {
                 task: n.to_string(),
@@ -355,7 +368,85 @@ pub fn prepare(ctx: &Ctx, req: SpawnRequest, events: &dyn Events) -> Result<Prep
         interactive: req.interactive,
         read_only,
         git_readonly,
+        claimed: None,
     })
+}
+
+/// Prepare the start of a queued task that this process claimed, holding its `lease`: the
+/// record's agent, command, pinned base, rendered prompt and queued options, checked again
+/// as a spawn checks them (a repository file may have changed since it was added).
+pub fn prepare_claimed(
+    ctx: &Ctx,
+    loaded: &Loaded,
+    lease: Lease,
+    events: &dyn Events,
+) -> Result<Prepared, SpawnError> {
+    let r = &loaded.record;
+    let q = r.queue.clone().unwrap_or_default();
+    let request = SpawnRequest {
+        agents: agents(ctx, std::slice::from_ref(&r.agent), &r.command, false)?,
+        command: r.command.clone(),
+        description: q.description.clone(),
+        template: r.template.clone(),
+        name: Some(r.name.clone()),
+        base: Some(r.base.clone()),
+        dirty: false,
+        stack: q.stack.clone(),
+        timeout: r.timeout,
+        interactive: false,
+        network: NetworkChoice {
+            profile: q.profile.clone(),
+            allow: q.allow.clone(),
+            allow_address: q.allow_address.clone(),
+        },
+        read_only: q.read_only,
+        git_readonly: q.git_readonly,
+    };
+    let mut p = prepare_for(ctx, request, false, events)?;
+    p.prompts = vec![r.prompt.clone()];
+    p.base_branch = r.base_branch.clone();
+    p.dirty = r.dirty;
+    p.claimed = Some((lease, r.group.clone()));
+    Ok(p)
+}
+
+/// The records `git agent add` writes for a prepared spawn: one `queued` task per agent,
+/// with the base pinned and the prompt rendered (see [`super::queue::add`]).
+pub fn queued_records(
+    p: &Prepared,
+    spawn: &crate::task::queue::QueuedSpawn,
+    after: Option<&str>,
+) -> Vec<crate::task::TaskRecord> {
+    let group = (p.names.len() > 1).then(|| p.group.to_string());
+    p.agents
+        .iter()
+        .zip(&p.names)
+        .zip(&p.prompts)
+        .map(|((agent, name), prompt)| crate::task::TaskRecord {
+            name: name.to_string(),
+            agent: agent.name.clone(),
+            command: if agent.is_exec() {
+                p.command.clone()
+            } else {
+                Vec::new()
+            },
+            base: p.base.clone(),
+            base_branch: p.base_branch.clone(),
+            dirty: p.dirty,
+            status: Status::Queued,
+            created: crate::task::now(),
+            template: p.template.clone(),
+            stack: spawn.stack.clone(),
+            timeout: p.timeout,
+            group: group.clone(),
+            read_only: p.read_only,
+            git_readonly: p.git_readonly,
+            prompt: prompt.clone(),
+            queue: Some(spawn.clone()),
+            after: after.map(str::to_string),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// Each task's prompt: the description, or the template filled in for that task.
@@ -403,13 +494,17 @@ pub async fn start<R: Runtime>(
     prepared: Prepared,
     events: &dyn Events,
 ) -> Result<SpawnResult, SpawnError> {
-    let p = prepared;
+    let mut p = prepared;
+    let claimed = p.claimed.take();
     let limits = Limits::from_config(&ctx.config)?;
     let subnets = crate::sandbox::network::SubnetRange::from_config(&ctx.config)?;
     let gateway_image =
         super::image::ensure(rt, &image::gateway_plan(&ctx.config)?, events).await?;
     let outer_network = crate::sandbox::gateway::outer_network(&ctx.config);
-    let group = (p.names.len() > 1).then(|| p.group.to_string());
+    let group = match &claimed {
+        Some((_, group)) => group.clone(),
+        None => (p.names.len() > 1).then(|| p.group.to_string()),
+    };
     let object_cache = crate::sandbox::cache::enabled(&ctx.config)?;
     let mut requests = Vec::new();
     for ((((agent, name), prompt), (env, gateway)), plan) in p
@@ -460,10 +555,18 @@ pub async fn start<R: Runtime>(
 
     // Each task's lease is held from before its refs are written until it runs or is removed
     // again: a `creating` task whose lease is free was left by a spawn that died.
-    let leases = take_leases(ctx, &p.names)?;
+    let queued = claimed.is_some();
+    let leases = match claimed {
+        Some((lease, _)) => vec![lease],
+        None => take_leases(ctx, &p.names)?,
+    };
     let mut started = Vec::new();
     for req in &requests {
-        create_record(&ctx.store, req, &ctx.repo)?;
+        if queued {
+            super::queue::record_start(ctx, req)?;
+        } else {
+            create_record(&ctx.store, req, &ctx.repo)?;
+        }
         crate::crash::point("spawn.after-refs");
         match crate::sandbox::spawn::start(rt, &ctx.store, req, &ctx.repo, &|w| {
             events.emit(Event::warning(Some(req.name.as_str()), w))
@@ -473,6 +576,12 @@ pub async fn start<R: Runtime>(
             Ok(l) => {
                 crate::crash::point("spawn.after-running");
                 started.push(l)
+            }
+            Err(e) if queued => {
+                // A queued task stays, recorded as failed, with what went wrong.
+                super::queue::record_failed_start(rt, ctx, req.name.as_str(), &e).await;
+                drop(leases);
+                return Err(spawn_failed(e, Vec::new(), events));
             }
             Err(e) => {
                 // All or nothing: a group whose member failed is removed entirely.

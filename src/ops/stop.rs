@@ -57,6 +57,28 @@ pub async fn run<R: Runtime>(
     let name = ctx.store.resolve(task)?.record.name;
     let lock = lock_task(ctx, &name, "stop", events).await?;
     let loaded = reload(ctx, &name)?;
+    if loaded.record.status == Status::Queued {
+        // Nothing runs yet: cancelled in its record (a worker claiming it meanwhile wins
+        // the compare-and-swap, and the task is stopped as a running one next time).
+        let mut cancelled = false;
+        ctx.store
+            .update(&name, "stop: cancelled while queued", |r, _| {
+                cancelled = r.status == Status::Queued;
+                if cancelled {
+                    r.status = Status::Stopped;
+                    r.reason = Some("cancelled while queued".into());
+                    r.finished = Some(now());
+                }
+                Ok(vec![])
+            })?;
+        if cancelled {
+            events.emit(Event::step(
+                Some(&name),
+                format!("cancelled queued task {name}"),
+            ));
+            return Ok(name);
+        }
+    }
     let Some(container) = loaded.record.sandbox.container.clone() else {
         return Err(StopError::NoContainer { task: name });
     };

@@ -107,8 +107,13 @@ pub struct StartRequest {
 /// Write the task's refs (status `creating`). Separate from [`start`] so the caller can clean
 /// up after an interruption at any point.
 pub fn create_record(store: &TaskStore, req: &StartRequest, repo: &RepoId) -> Result<Loaded> {
+    store.create(&req.name, &record_for(req, repo))
+}
+
+/// The record of a task being created (status `creating`) for `req`.
+pub fn record_for(req: &StartRequest, repo: &RepoId) -> TaskRecord {
     let names = repo.object_names(req.name.as_str());
-    let record = TaskRecord {
+    TaskRecord {
         name: req.name.to_string(),
         agent: req.agent.clone(),
         command: req.command.clone(),
@@ -149,8 +154,7 @@ pub fn create_record(store: &TaskStore, req: &StartRequest, repo: &RepoId) -> Re
         prompt: req.prompt.clone(),
         // Fields later commands fill in (merge, ...).
         ..Default::default()
-    };
-    store.create(&req.name, &record)
+    }
 }
 
 /// The container's command: the sandbox helper supervising the task's own command.

@@ -10,15 +10,28 @@ use anyhow::Result;
 
 use crate::git::Git;
 use crate::task::lock::Lease;
+use crate::task::queue::{dead_claim, requeue};
 use crate::task::store::{Loaded, TaskStore};
 use crate::task::{Status, now};
 
 /// The reason recorded for a task whose spawn died.
 pub const REASON: &str = "spawn interrupted";
 
-/// Was this task left `creating` by a spawn that is no longer alive?
+/// Was this task left `creating` by a spawn that is no longer alive? (A queued task's
+/// worker that died before creating its sandbox left a dead claim instead: see
+/// [`claim_died`].)
 pub fn spawn_died(git: &Git, loaded: &Loaded) -> Result<bool> {
-    Ok(loaded.record.status == Status::Creating && !Lease::held(git, &loaded.record.name)?)
+    Ok(loaded.record.status == Status::Creating
+        && !Lease::held(git, &loaded.record.name)?
+        && !dead_claim(&loaded.record, false))
+}
+
+/// Was this queued task claimed by a worker that died before it created anything?
+pub fn claim_died(git: &Git, loaded: &Loaded) -> Result<bool> {
+    Ok(dead_claim(
+        &loaded.record,
+        Lease::held(git, &loaded.record.name)?,
+    ))
 }
 
 /// Did this task's spawn die (recorded or not yet)?
@@ -31,6 +44,19 @@ pub fn is_interrupted(loaded: &Loaded) -> bool {
 /// still free, so a spawn that finishes meanwhile is never overruled.
 pub fn settle(store: &TaskStore, loaded: Loaded) -> Result<Loaded> {
     let git = store.git();
+    if claim_died(git, &loaded)? {
+        // Back in the queue, under the lease so a live claimer is never overruled.
+        let name = loaded.record.name.clone();
+        let Ok(_lease) = Lease::take(git, &name) else {
+            return Ok(loaded);
+        };
+        return store.update(&name, "requeue: its claimer died", |r, _| {
+            if dead_claim(r, false) {
+                requeue(r);
+            }
+            Ok(vec![])
+        });
+    }
     if !spawn_died(git, &loaded)? {
         return Ok(loaded);
     }
@@ -45,6 +71,9 @@ pub fn settle(store: &TaskStore, loaded: Loaded) -> Result<Loaded> {
 
 /// The task as [`settle`] would record it, in memory only: what read-only commands show.
 pub fn as_seen(git: &Git, mut loaded: Loaded) -> Result<Loaded> {
+    if claim_died(git, &loaded)? {
+        requeue(&mut loaded.record);
+    }
     if spawn_died(git, &loaded)? {
         mark(&mut loaded.record);
     }

@@ -10,6 +10,7 @@
 pub mod lock;
 pub mod merge;
 pub mod name;
+pub mod queue;
 pub mod store;
 pub mod trash;
 
@@ -33,6 +34,8 @@ pub enum Status {
     Stopped,
     /// Setting up the sandbox failed.
     Failed,
+    /// Added with `git agent add`: waits for `git agent serve` to start it.
+    Queued,
 }
 
 impl Status {
@@ -43,6 +46,7 @@ impl Status {
             Status::Exited => "exited",
             Status::Stopped => "stopped",
             Status::Failed => "failed",
+            Status::Queued => "queued",
         }
     }
 }
@@ -147,6 +151,15 @@ pub struct TaskRecord {
     /// Set by `git agent merge` once the task's work is in one of the user's branches.
     #[serde(default)]
     pub merged: Option<Merge>,
+    /// The spawn options of a queued task (`git agent add`), applied when a server starts it.
+    #[serde(default)]
+    pub queue: Option<queue::QueuedSpawn>,
+    /// Who claimed the queued task to start it (see [`queue`]).
+    #[serde(default)]
+    pub claim: Option<queue::Claim>,
+    /// The task this one starts after (`--after`): once it exited 0, on its work.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 /// What a task changed against its base (what `git diff --shortstat <base> <tip>` says),

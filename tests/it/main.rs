@@ -27,6 +27,7 @@ mod offline;
 mod orchestration;
 mod promotion;
 mod purge;
+mod queue;
 mod races;
 mod reader_attack;
 mod recovery;
