@@ -94,6 +94,8 @@ const OP_ERRORS: &[AsOperationError] = {
         op::<attach::AttachError>,
         op::<attach::ShellError>,
         op::<commit::CommitError>,
+        op::<compare::CompareError>,
+        op::<merge::MergeError>,
         op::<doctor::DoctorError>,
         op::<follow::FollowError>,
         op::<doctor::PanicError>,
@@ -288,6 +290,8 @@ mod tests {
             }),
             below(sync::SyncError::Other),
             typed(crate::git::promote::PromoteError::Identity),
+            typed(compare::CompareError::TooFew { found: 1 }),
+            typed(merge::MergeError::Dirty),
         ];
         assert_eq!(cases.len(), OP_ERRORS.len(), "one case per registered type");
         for (e, hint) in cases {

@@ -13,6 +13,7 @@ mod image;
 mod list;
 mod logs;
 pub mod man;
+mod merge;
 mod progress;
 mod purge;
 mod push;
@@ -85,6 +86,7 @@ pub enum Command {
     Trust(trust::TrustArgs),
     Doctor(doctor::DoctorArgs),
     Panic(doctor::PanicArgs),
+    Merge(merge::MergeArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -173,6 +175,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Trust(a) => trust::run(a),
         Command::Doctor(a) => doctor::run_doctor(a).await,
         Command::Panic(a) => doctor::run_panic(a).await,
+        Command::Merge(a) => merge::run(a).await,
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod allow;
 pub mod attach;
 pub mod commit;
+pub mod compare;
 pub mod doctor;
 pub mod error;
 pub mod events;
@@ -20,6 +21,7 @@ pub mod gc;
 pub mod image;
 pub mod inspect;
 pub mod logs;
+pub mod merge;
 pub mod push;
 pub mod remove;
 pub mod restart;
