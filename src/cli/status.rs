@@ -192,6 +192,12 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
     if let Some(p) = &r.promoted {
         lines.push(format!("promoted:  agent/{} at {}", r.name, p.branch_tip));
     }
+    if let Some(m) = &r.merged {
+        lines.push(format!(
+            "merged:    into {} at {} ({})",
+            m.into, m.commit, m.how
+        ));
+    }
     lines.push("prompt:".into());
     for l in r.prompt.lines() {
         lines.push(format!("  {l}"));

@@ -297,6 +297,8 @@ pub struct Row {
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
+    /// Where `git agent merge` brought the task's work, if it did.
+    pub merged: Option<crate::task::Merge>,
 }
 
 /// What `list` shows.
@@ -338,6 +340,7 @@ pub async fn list(ctx: &Ctx) -> Result<Listing, InspectError> {
             input_tokens: r.stats.as_ref().and_then(|s| s.input_tokens),
             output_tokens: r.stats.as_ref().and_then(|s| s.output_tokens),
             cost_usd: r.stats.as_ref().and_then(|s| s.cost_usd),
+            merged: r.merged.clone(),
         });
     }
     Ok(Listing {

@@ -6,8 +6,10 @@
 //! - The branch stays linear. Each task commit (in the order [`super::plan`] lists them, then
 //!   the uncommitted snapshot) becomes one commit on top of the previous one, whose tree is
 //!   the previous tree with every path that commit changed (against its first parent) AND
-//!   that the pathspec matches set to that commit's version (added, changed or deleted). A
-//!   commit that changes nothing on the branch this way is dropped.
+//!   that the pathspec matches set to that commit's version (added, changed or deleted),
+//!   where the branch still holds the version that commit changed from: a change whose
+//!   starting point is not on the branch (it was promoted already, at a later version) is
+//!   skipped. A commit that changes nothing on the branch this way is dropped.
 //! - While a branch holds a partial promotion, the next `commit` replays the task's commits
 //!   again from the last full promotion (or the base), restricted to its own pathspec (all
 //!   paths without one), on top of the branch: what is there already makes no change, so
@@ -20,6 +22,8 @@
 //! only ever travel NUL-separated on stdin (`update-index -z --index-info`), never as
 //! arguments. The new trees are written by git into the repository's object store (trees of
 //! blobs it holds already; unreferenced ones are garbage for `git gc` if the promotion fails).
+
+use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 
@@ -67,6 +71,20 @@ pub fn jobs(
     };
     let start_tree = git.run(["rev-parse", "--verify", &format!("{start}^{{tree}}")])?;
     with_index(&["read-tree", &start_tree], None)?;
+    // What the branch holds at each path, as `(mode, id)`, kept current as changes apply.
+    let mut held: HashMap<String, (String, String)> = HashMap::new();
+    for entry in git
+        .run(["ls-tree", "-r", "-z", "--full-tree", &start_tree])?
+        .split('\0')
+    {
+        let Some((meta, path)) = entry.split_once('\t') else {
+            continue;
+        };
+        let mut f = meta.split(' ');
+        if let (Some(mode), Some(_), Some(id)) = (f.next(), f.next(), f.next()) {
+            held.insert(path.to_string(), (mode.to_string(), id.to_string()));
+        }
+    }
     let mut steps: Vec<Step> = plan
         .commits
         .iter()
@@ -106,12 +124,23 @@ pub fn jobs(
         ];
         diff.extend(pathspec.iter().cloned());
         let raw = git.run(&diff)?;
-        let changes = parse_raw(&raw);
+        let changes: Vec<_> = parse_raw(&raw)
+            .into_iter()
+            .filter(|c| {
+                let from = (c.status != 'A').then(|| (c.old_mode.clone(), c.old_oid.clone()));
+                held.get(&c.path) == from.as_ref()
+            })
+            .collect();
         if changes.is_empty() {
             continue;
         }
         let mut info = Vec::new();
         for c in &changes {
+            if c.status == 'D' {
+                held.remove(&c.path);
+            } else {
+                held.insert(c.path.clone(), (c.new_mode.clone(), c.new_oid.clone()));
+            }
             if c.status == 'D' {
                 info.extend_from_slice(format!("0 {}\t", "0".repeat(c.old_oid.len())).as_bytes());
             } else {
