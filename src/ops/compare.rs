@@ -177,6 +177,7 @@ pub async fn run(
             &a.tip,
         ])?));
     }
+    let quiet = no_textconv(ctx);
     let mut pairs = Vec::new();
     for i in 0..attempts.len() {
         for j in i + 1..attempts.len() {
@@ -192,14 +193,14 @@ pub async fn run(
                 &a.tip,
                 &b.tip,
             ])?;
-            pair.range_diff = ctx.git.run([
-                "-c",
-                "diff.external=",
-                "range-diff",
-                "--no-color",
-                &format!("{}..{}", a.base, a.tip),
-                &format!("{}..{}", b.base, b.tip),
-            ])?;
+            let mut args = quiet.clone();
+            args.extend([
+                "range-diff".to_string(),
+                "--no-color".into(),
+                format!("{}..{}", a.base, a.tip),
+                format!("{}..{}", b.base, b.tip),
+            ]);
+            pair.range_diff = ctx.git.run(&args)?;
             pairs.push(pair);
         }
     }
@@ -208,6 +209,25 @@ pub async fn run(
         attempts,
         pairs,
     })
+}
+
+/// `-c diff.<driver>.textconv=cat` for every textconv driver the user's config has:
+/// `range-diff` has no `--no-textconv` (it runs no external diff), and the attempts' content
+/// must not reach the user's converters.
+fn no_textconv(ctx: &Ctx) -> Vec<String> {
+    let keys = ctx
+        .git
+        .run([
+            "config",
+            "--name-only",
+            "--get-regexp",
+            r"^diff\..*\.textconv$",
+        ])
+        .unwrap_or_default();
+    keys.lines()
+        .filter(|k| !k.is_empty())
+        .flat_map(|k| ["-c".to_string(), format!("{k}=cat")])
+        .collect()
 }
 
 /// Sort the files two attempts changed (each against its base): only in one, in both to

@@ -344,6 +344,15 @@ if [ \"$GIT_AGENT_TASK\" = g-exec-1 ]; then echo 1 > only1.txt; else echo 2 > on
 git add -A && git commit -qm work",
     ])
     .ok();
+    // A textconv driver of the user's must not run on the attempts' content.
+    let ran = env.home.path().join("textconv.ran");
+    env.git(&[
+        "config",
+        "diff.conv.textconv",
+        &format!("sh -c 'touch \"{}\"; cat \"$0\"'", ran.display()),
+    ])
+    .ok();
+    std::fs::write(env.repo.join(".git/info/attributes"), "*.txt diff=conv\n").unwrap();
     let json = env.json(&["review", "g", "--compare", "--json"]);
     assert_eq!(json["group"], "g");
     assert_eq!(json["attempts"].as_array().unwrap().len(), 2);
@@ -365,6 +374,7 @@ git add -A && git commit -qm work",
     // The same by naming the tasks; one task alone is refused with a hint.
     let named = env.json(&["review", "g-exec-1", "g-exec-2", "--compare", "--json"]);
     assert_eq!(named["pairs"][0]["differing"], pair["differing"]);
+    assert!(!ran.exists(), "no textconv ran");
     let one = env.agent(&["review", "g-exec-1", "--compare"]).fails();
     assert!(
         one.stderr
