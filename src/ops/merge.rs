@@ -77,6 +77,8 @@ pub enum MergeError {
     Dirty,
     #[error("HEAD is detached; nothing was merged")]
     Detached,
+    #[error("the current branch is {branch} itself; nothing was merged")]
+    OntoItself { branch: String },
     #[error("a {what} is in progress; nothing was merged")]
     InProgress { what: &'static str },
     #[error("merging {branch} into {into} stopped with conflicts")]
@@ -114,6 +116,10 @@ impl OpError for MergeError {
                 "commit or stash your changes (`git stash`), then run merge again".into()
             }
             MergeError::Detached => {
+                "check out the branch to merge into (`git switch <branch>`), then run merge again"
+                    .into()
+            }
+            MergeError::OntoItself { .. } => {
                 "check out the branch to merge into (`git switch <branch>`), then run merge again"
                     .into()
             }
@@ -200,6 +206,9 @@ pub async fn run(ctx: &Ctx, req: &MergeRequest, events: &dyn Events) -> Result<M
     let branch = branch_name(&task);
     // The promotion touched no work tree; check again, as it took time.
     let into = ready(ctx)?;
+    if into == branch {
+        return Err(MergeError::OntoItself { branch });
+    }
     events.emit(Event::step(
         Some(&task),
         format!("{} {branch} into {into}", req.how.as_str()),

@@ -192,6 +192,60 @@ pub fn note_line(pathspec: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
+
+    fn git(dir: &std::path::Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir)
+            .env("GIT_AUTHOR_NAME", "Agent")
+            .env("GIT_AUTHOR_EMAIL", "agent@sandbox.invalid")
+            .env("GIT_COMMITTER_NAME", "Agent")
+            .env("GIT_COMMITTER_EMAIL", "agent@sandbox.invalid")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Magic pathspecs work (here an exclusion), a commit left with no change is dropped, and
+    /// replaying onto a branch that holds a later version skips the older change.
+    #[test]
+    fn magic_pathspecs_drop_empty_commits_and_replays_skip_what_is_there() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        git(d, &["init", "-q", "-b", "main"]);
+        git(d, &["commit", "-q", "--allow-empty", "-m", "base"]);
+        let base = git(d, &["rev-parse", "HEAD"]);
+        std::fs::write(d.join("keep"), "1\n").unwrap();
+        std::fs::write(d.join("skip"), "1\n").unwrap();
+        git(d, &["add", "."]);
+        git(d, &["commit", "-qm", "both"]);
+        std::fs::write(d.join("skip"), "2\n").unwrap();
+        git(d, &["commit", "-qam", "skip only"]);
+        std::fs::write(d.join("keep"), "2\n").unwrap();
+        git(d, &["commit", "-qam", "keep again"]);
+        let head = git(d, &["rev-parse", "HEAD"]);
+        let g = Git::discover(d).unwrap();
+        let plan = super::super::plan(&g, &base, &head, None, None).unwrap();
+        let note = |s: &str, _: Option<&Source>| format!("source {s}\n");
+        let spec = [":(exclude)skip".to_string()];
+        let w = jobs(&g, &base, &base, &plan, &spec, None, &note).unwrap();
+        assert_eq!(w.jobs.len(), 2, "'skip only' is dropped");
+        let last = &w.jobs[1].tree;
+        assert_eq!(git(d, &["ls-tree", "--name-only", last]), "keep");
+        assert_eq!(git(d, &["show", &format!("{last}:keep")]), "2");
+
+        // A branch that already holds keep=2: replaying everything skips the older keep=1.
+        let held = git(d, &["commit-tree", last, "-p", &base, "-m", "held"]);
+        let w = jobs(&g, &base, &held, &plan, &[], None, &note).unwrap();
+        let messages: Vec<&str> = w.jobs.iter().map(|j| j.message.trim()).collect();
+        assert_eq!(messages, ["both", "skip only"]);
+        let tip = &w.jobs[1].tree;
+        assert_eq!(tip, &git(d, &["rev-parse", &format!("{head}^{{tree}}")]));
+    }
 
     #[test]
     fn a_pathspec_with_a_newline_stays_on_its_note_line() {
