@@ -113,6 +113,8 @@ echo b2 > b/y",
         .ok()
         .stdout;
     assert!(note.contains("git-agent-pathspec: [\"a\"]"), "{note}");
+    let status = env.agent(&["status", "part"]).ok().stdout;
+    assert!(status.contains(" (partial: a)"), "{status}");
     // Nothing more in that pathspec.
     let again = env.agent(&["commit", "part", "--", "a"]).fails();
     assert!(
@@ -159,6 +161,8 @@ echo b2 > b/y",
         .ok()
         .stdout;
     assert!(!note.contains("git-agent-pathspec"), "{note}");
+    let status = env.agent(&["status", "part"]).ok().stdout;
+    assert!(!status.contains("partial"), "{status}");
     let done = env.agent(&["commit", "part", "-m", "again"]).fails();
     assert!(done.stderr.contains("nothing new to commit"), "{done}");
 
