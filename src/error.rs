@@ -94,6 +94,8 @@ const OP_ERRORS: &[AsOperationError] = {
         op::<attach::AttachError>,
         op::<attach::ShellError>,
         op::<commit::CommitError>,
+        op::<compare::CompareError>,
+        op::<merge::MergeError>,
         op::<doctor::DoctorError>,
         op::<follow::FollowError>,
         op::<doctor::PanicError>,
@@ -302,6 +304,8 @@ mod tests {
             typed(queue::QueueError::NoParent { task: task() }),
             typed(serve::ServeError::NoWorkers),
             below(wait::WaitError::Other),
+            typed(compare::CompareError::TooFew { found: 1 }),
+            typed(merge::MergeError::Dirty),
         ];
         assert_eq!(cases.len(), OP_ERRORS.len(), "one case per registered type");
         for (e, hint) in cases {

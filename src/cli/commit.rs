@@ -26,6 +26,11 @@ use crate::runtime::Runtime;
 /// old state or the new one, and running it again completes it. A branch agent/<task> left
 /// by an interrupted commit (its notes name this task) is taken over; one you made is not. Progress shows on stderr for long histories. Your work tree, index and HEAD are
 /// not touched.
+///
+/// With `-- <path>...` only the changes to those paths are promoted (git pathspecs, relative
+/// to the top of the work tree, magic allowed): each commit keeps only its changes there, on
+/// a linear branch, and commits left with no change are dropped; the notes record the
+/// pathspec. A later commit (with no pathspec, or another) promotes the rest on top.
 #[derive(Debug, Args)]
 pub struct CommitArgs {
     /// The task (any unique prefix of its name).
@@ -33,6 +38,9 @@ pub struct CommitArgs {
     /// Message for the commit of the agent's uncommitted changes.
     #[arg(short = 'm', long = "message")]
     pub message: Option<String>,
+    /// Promote only the changes to these paths (after `--`).
+    #[arg(last = true, value_name = "PATH")]
+    pub paths: Vec<String>,
 }
 
 /// Ask the task's agent for a draft of the message, in a fresh container (see
@@ -117,9 +125,10 @@ pub(super) async fn commit(
     task: &str,
     message: Option<String>,
     up_to_date_ok: bool,
+    paths: &[String],
 ) -> Result<Committed> {
     let prepared =
-        crate::ops::commit::prepare(ctx, task, up_to_date_ok, message.is_some(), &Stderr)
+        crate::ops::commit::prepare(ctx, task, up_to_date_ok, message.is_some(), paths, &Stderr)
             .await
             .map_err(OpError::into_report)?;
     let mut message = message;
@@ -154,7 +163,7 @@ pub(super) async fn commit(
 
 pub async fn run(args: CommitArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let done = commit(&ctx, &args.task, args.message, false).await?;
+    let done = commit(&ctx, &args.task, args.message, false, &args.paths).await?;
     out(done.branch)?;
     Ok(0)
 }

@@ -16,11 +16,14 @@ pub struct CommitPushArgs {
     pub message: Option<String>,
     #[command(flatten)]
     pub push: PushOpts,
+    /// Commit only the changes to these paths (after `--`; see `git agent commit`).
+    #[arg(last = true, value_name = "PATH")]
+    pub paths: Vec<String>,
 }
 
 pub async fn run(args: CommitPushArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let done = super::commit::commit(&ctx, &args.task, args.message, true).await?;
+    let done = super::commit::commit(&ctx, &args.task, args.message, true, &args.paths).await?;
     super::push::push(&ctx, &done.task, &args.push)?;
     out(done.branch)?;
     Ok(0)

@@ -46,7 +46,10 @@ pub async fn run(args: ListArgs) -> Result<i32> {
     table.set_header(["NAME", "AGENT", "STATUS", "AGE", "BASE", "CHANGES", "RUN"]);
     let t = now();
     for r in rows {
-        let status = r.status_text;
+        let status = match &r.merged {
+            Some(_) => format!("{} (merged)", r.status_text),
+            None => r.status_text,
+        };
         let base = match &r.base_branch {
             Some(b) => format!("{} {b}", &r.base[..8]),
             None => r.base[..8].to_string(),

@@ -15,6 +15,7 @@ mod image;
 mod list;
 mod logs;
 pub mod man;
+mod merge;
 mod progress;
 mod purge;
 mod push;
@@ -97,6 +98,7 @@ pub enum Command {
     Wait(wait::WaitArgs),
     #[command(hide = true)]
     RunQueued(serve::RunQueuedArgs),
+    Merge(merge::MergeArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -191,6 +193,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Serve(a) => serve::run(a).await,
         Command::Wait(a) => wait::run(a).await,
         Command::RunQueued(a) => serve::run_queued(a).await,
+        Command::Merge(a) => merge::run(a).await,
     }
 }
 

@@ -44,10 +44,25 @@ mod visible;
 ///
 /// When the container engine cannot be reached, review shows the last synced work and says
 /// the runtime status is unknown (a live status is shown as `running?`).
+///
+/// With `-- <path>...` only the changes to those paths are shown (git pathspecs, relative to
+/// the top of the work tree). With --compare, several attempts at one task (a group from
+/// `spawn --agent a,b`, or several tasks named) are compared with each other: for each pair,
+/// the files only one changed, the files both changed differently or identically, the diffstat
+/// between their final trees, and `git range-diff` of their commits.
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
-    /// The task (any unique prefix of its name).
+    /// The task (any unique prefix of its name), or a group of attempts.
     pub task: String,
+    /// More tasks to compare with the first (with --compare).
+    #[arg(requires = "compare")]
+    pub more: Vec<String>,
+    /// Compare the attempts of a group (or the tasks named) with each other.
+    #[arg(long, conflicts_with_all = ["stat", "name_only", "commits"])]
+    pub compare: bool,
+    /// Only the changes to these paths (after `--`).
+    #[arg(last = true, value_name = "PATH", conflicts_with = "compare")]
+    pub paths: Vec<String>,
     /// Only the diffstat.
     #[arg(long)]
     pub stat: bool,
@@ -194,11 +209,85 @@ fn show_group(review: &GroupReview) -> Result<i32> {
     Ok(0)
 }
 
+/// Several attempts compared pair by pair (text or JSON).
+async fn compare(ctx: &Ctx, args: &ReviewArgs) -> Result<i32> {
+    let req = crate::ops::compare::CompareRequest {
+        names: std::iter::once(args.task.clone())
+            .chain(args.more.iter().cloned())
+            .collect(),
+        sync: !args.no_sync,
+    };
+    let done = crate::ops::compare::run(ctx, &req, &super::Stderr)
+        .await
+        .map_err(OpError::into_report)?;
+    if args.json {
+        super::out(visible::json_safe(&serde_json::to_string_pretty(&done)?))?;
+        return Ok(0);
+    }
+    let mut text = match &done.group {
+        Some(g) => format!(
+            "group {}: {} attempts\n",
+            visible::escape(g),
+            done.attempts.len()
+        ),
+        None => format!("{} attempts\n", done.attempts.len()),
+    };
+    for a in &done.attempts {
+        text += &format!(
+            "  {} ({} agent, {}) at {}\n",
+            a.task,
+            visible::escape(&a.agent),
+            a.status,
+            short(&a.tip)
+        );
+    }
+    let list = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| visible::escape(n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for p in &done.pairs {
+        text += &format!("\n== {} vs {}\n", p.a, p.b);
+        for (label, names) in [
+            (format!("only in {}", p.a), &p.only_a),
+            (format!("only in {}", p.b), &p.only_b),
+            ("changed differently".to_string(), &p.differing),
+            ("changed identically".to_string(), &p.identical),
+        ] {
+            if !names.is_empty() {
+                text += &format!("  {label}: {}\n", list(names));
+            }
+        }
+        if p.interdiff_stat.is_empty() {
+            text += "  the final trees are identical\n";
+        } else {
+            text += &format!("  {} -> {} (final trees):\n", p.a, p.b);
+            for line in visible::escape(&p.interdiff_stat).lines() {
+                text += &format!("    {line}\n");
+            }
+        }
+        if !p.range_diff.is_empty() {
+            text += "  commits (git range-diff):\n";
+            for line in visible::escape(&p.range_diff).lines() {
+                text += &format!("    {line}\n");
+            }
+        }
+    }
+    super::out(text.trim_end())?;
+    Ok(0)
+}
+
 pub async fn run(args: ReviewArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
+    if args.compare {
+        return compare(&ctx, &args).await;
+    }
     let req = ReviewRequest {
         task: args.task.clone(),
         sync: !args.no_sync,
+        paths: args.paths.clone(),
     };
     let review = match crate::ops::review::run(&ctx, &req, &super::Stderr)
         .await

@@ -199,7 +199,24 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
     ));
     lines.push(format!("created:   {} ago", age(r.created, t)));
     if let Some(p) = &r.promoted {
-        lines.push(format!("promoted:  agent/{} at {}", r.name, p.branch_tip));
+        let partial = if p.is_partial() {
+            format!(
+                " (partial: {})",
+                crate::error::sanitize(&p.pathspec.join(" "))
+            )
+        } else {
+            String::new()
+        };
+        lines.push(format!(
+            "promoted:  agent/{} at {}{partial}",
+            r.name, p.branch_tip
+        ));
+    }
+    if let Some(m) = &r.merged {
+        lines.push(format!(
+            "merged:    into {} at {} ({})",
+            m.into, m.commit, m.how
+        ));
     }
     lines.push("prompt:".into());
     for l in r.prompt.lines() {

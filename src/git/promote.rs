@@ -13,6 +13,7 @@
 
 mod notes;
 mod pack;
+pub mod partial;
 mod recreate;
 
 use std::collections::HashMap;
@@ -58,6 +59,8 @@ pub enum PromoteError {
         commit: String,
         parent: String,
     },
+    #[error("task '{task}' has no changes to commit in {}", pathspec.join(" "))]
+    NothingInPathspec { task: String, pathspec: Vec<String> },
     #[error("the commit message is empty; nothing was committed")]
     EmptyMessage,
     #[error(
@@ -116,6 +119,9 @@ impl OpError for PromoteError {
             PromoteError::ForeignParent { task, .. } => format!(
                 "look at the task's history with `git log --graph refs/agent/{task}/head`"
             ),
+            PromoteError::NothingInPathspec { task, .. } => format!(
+                "see which paths it changed with `git agent review {task} --stat`"
+            ),
             PromoteError::EmptyMessage => {
                 "pass a message with `git agent commit -m <message>`".into()
             }
@@ -157,6 +163,16 @@ pub struct PromoteRequest<'a> {
     pub previous: Option<&'a Promotion>,
     /// Message for the commit of uncommitted work; asked for when `None` and needed.
     pub message: Option<String>,
+    /// Promote only the changes to these paths (git pathspecs; empty: all of them). See
+    /// [`partial`].
+    pub pathspec: &'a [String],
+}
+
+impl PromoteRequest<'_> {
+    /// Is this promotion, or the one before it, partial (see [`partial`])?
+    fn replays(&self) -> bool {
+        !self.pathspec.is_empty() || self.previous.is_some_and(Promotion::is_partial)
+    }
 }
 
 /// What promotion produced.
@@ -200,8 +216,20 @@ pub fn task_tip<'a>(head: &'a str, wip: Option<&'a str>) -> &'a str {
 /// Does promoting need a message from the user (uncommitted work not promoted yet)?
 pub fn needs_message(git: &Git, req: &PromoteRequest<'_>) -> Result<bool> {
     match req.wip {
-        Some(w) if req.previous.map(|p| p.task_tip.as_str()) != Some(w) => {
-            Ok(!snapshot_is_empty(git, w)?)
+        Some(w) if req.replays() || req.previous.map(|p| p.task_tip.as_str()) != Some(w) => {
+            if req.pathspec.is_empty() {
+                return Ok(!snapshot_is_empty(git, w)?);
+            }
+            let mut args = vec![
+                "diff-tree".to_string(),
+                "--quiet".into(),
+                "-r".into(),
+                format!("{w}^"),
+                w.to_string(),
+                "--".into(),
+            ];
+            args.extend(req.pathspec.iter().cloned());
+            Ok(!git.test(&args)?)
         }
         _ => Ok(false),
     }
@@ -353,7 +381,11 @@ fn adoptable(git: &Git, req: &PromoteRequest<'_>, commit: &str, tip: &str) -> Op
             .find_map(|l| l.strip_prefix(key))
             .map(|v| v.trim().to_string())
     };
-    if field("git-agent-task:")? != req.task || field("git-agent-base:")? != req.base {
+    if field("git-agent-task:")? != req.task
+        || field("git-agent-base:")? != req.base
+        || field("git-agent-pathspec:").is_some()
+    {
+        // A partial promotion's branch is not taken over: its record says what is missing.
         return None;
     }
     let source = field("git-agent-source:")?;
@@ -370,6 +402,7 @@ fn adoptable(git: &Git, req: &PromoteRequest<'_>, commit: &str, tip: &str) -> Op
     related.then(|| Promotion {
         task_tip: source,
         branch_tip: commit.to_string(),
+        ..Promotion::default()
     })
 }
 
@@ -419,7 +452,7 @@ pub fn promote(
         }
     }
     let expected = previous.as_ref().map(|p| p.branch_tip.clone());
-    if previous.as_ref().map(|p| p.task_tip.as_str()) == Some(tip) {
+    if previous.as_ref().map(|p| p.task_tip.as_str()) == Some(tip) && !req.replays() {
         if adopted {
             // The work is on the branch already; only the record is behind.
             let promotion = previous.clone().expect("adopted");
@@ -442,46 +475,14 @@ pub fn promote(
         .run(["config", "--bool", "commit.gpgSign"])
         .map(|v| v == "true")
         .unwrap_or(false);
-    let mut plan = plan(git, req.base, req.head, req.wip, previous.as_ref())?;
-    // A new commit may have any earlier promoted commit as a parent (an agent merging an old
-    // side of its history), not only the last tip: the notes map each of them.
-    if let Some(p) = previous.as_ref() {
-        for (source, promoted) in promoted_by_notes(git, req.task, req.base, &p.branch_tip)? {
-            plan.done.entry(source).or_insert(promoted);
-        }
-    }
-    // A parent that is neither written here nor promoted before must be the user's own
-    // history (the base or its ancestors): a raw agent commit never goes under the branch.
-    let planned: std::collections::HashSet<&str> =
-        plan.commits.iter().map(|c| c.id.as_str()).collect();
-    for s in &plan.commits {
-        for p in &s.parents {
-            let known = planned.contains(p.as_str()) || plan.done.contains_key(p);
-            if !known && !git.test(["merge-base", "--is-ancestor", p, req.base])? {
-                return Err(PromoteError::ForeignParent {
-                    task,
-                    commit: s.id.clone(),
-                    parent: p.clone(),
-                });
-            }
-        }
-    }
-
-    // Every commit to write, parents resolved to existing commits or earlier jobs.
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    let mut jobs = Vec::with_capacity(plan.commits.len() + 1);
-    let parent_of = |p: &str, index: &HashMap<&str, usize>| -> recreate::Parent {
-        match (index.get(p), plan.done.get(p)) {
-            (Some(i), _) => recreate::Parent::Job(*i),
-            (None, Some(mapped)) => recreate::Parent::Existing(mapped.clone()),
-            (None, None) => recreate::Parent::Existing(p.to_string()),
-        }
-    };
     let note = |source: &str, agent_ident: Option<&Source>| {
         let mut n = format!(
             "git-agent-task: {}\ngit-agent-agent: {}\ngit-agent-source: {source}\ngit-agent-base: {}\n",
             req.task, req.agent, req.base
         );
+        if !req.pathspec.is_empty() {
+            n += &partial::note_line(req.pathspec);
+        }
         if let Some(s) = agent_ident {
             n += &format!(
                 "git-agent-source-author: {}\ngit-agent-source-committer: {}\n",
@@ -490,46 +491,125 @@ pub fn promote(
         }
         n
     };
-    for s in &plan.commits {
-        let parents = s.parents.iter().map(|p| parent_of(p, &index)).collect();
-        index.insert(s.id.as_str(), jobs.len());
-        jobs.push(recreate::Job {
-            tree: s.tree.clone(),
-            parents,
-            message: s.message.clone(),
-            note: note(&s.id, Some(s)),
+    let (jobs, sources, pathspec, replay_from) = if req.replays() {
+        // Replay from the last full promotion, restricted to the pathspec (see `partial`).
+        let replay_from = match previous.as_ref() {
+            Some(p) if p.is_partial() => p.replay_from.clone(),
+            Some(p) => Some(p.task_tip.clone()),
+            None => None,
+        };
+        let from = replay_from.clone().map(|t| Promotion {
+            task_tip: t,
+            ..Promotion::default()
         });
-    }
-    if let Some(wip) = plan
-        .wip
-        .as_ref()
-        .filter(|w| !matches!(snapshot_is_empty(git, w), Ok(true)))
-    {
-        let parent = git.run(["rev-parse", &format!("{wip}^")])?;
-        let tree = git.run(["rev-parse", &format!("{wip}^{{tree}}")])?;
-        let message = req
-            .message
-            .clone()
-            .filter(|m| !m.trim().is_empty())
-            .ok_or(PromoteError::EmptyMessage)?;
-        let parents = vec![parent_of(&parent, &index)];
-        jobs.push(recreate::Job {
-            tree,
-            parents,
-            message: format!("{}\n", message.trim_end()),
-            note: note(wip, None),
-        });
-    }
-    if jobs.is_empty() && expected.is_none() {
-        return Err(PromoteError::NoWork { task });
-    }
-    let sources: Vec<String> = plan
-        .commits
-        .iter()
-        .map(|s| s.id.clone())
-        .chain(plan.wip.clone())
-        .collect();
+        let plan = plan(git, req.base, req.head, req.wip, from.as_ref())?;
+        let start = expected.clone().unwrap_or_else(|| req.base.to_string());
+        let written = partial::jobs(
+            git,
+            req.base,
+            &start,
+            &plan,
+            req.pathspec,
+            req.message.as_deref(),
+            &note,
+        )?;
+        if written.jobs.is_empty() {
+            return Err(if req.pathspec.is_empty() {
+                PromoteError::NothingNew { task }
+            } else {
+                PromoteError::NothingInPathspec {
+                    task,
+                    pathspec: req.pathspec.to_vec(),
+                }
+            });
+        }
+        // Partial after partial: the branch holds both pathspecs' changes now.
+        let mut pathspec = Vec::new();
+        if !req.pathspec.is_empty() {
+            if let Some(p) = previous.as_ref() {
+                pathspec.extend(p.pathspec.iter().cloned());
+            }
+            pathspec.extend(req.pathspec.iter().cloned());
+        }
+        let replay_from = (!pathspec.is_empty()).then_some(replay_from).flatten();
+        (written.jobs, written.sources, pathspec, replay_from)
+    } else {
+        let mut plan = plan(git, req.base, req.head, req.wip, previous.as_ref())?;
+        // A new commit may have any earlier promoted commit as a parent (an agent merging an old
+        // side of its history), not only the last tip: the notes map each of them.
+        if let Some(p) = previous.as_ref() {
+            for (source, promoted) in promoted_by_notes(git, req.task, req.base, &p.branch_tip)? {
+                plan.done.entry(source).or_insert(promoted);
+            }
+        }
+        // A parent that is neither written here nor promoted before must be the user's own
+        // history (the base or its ancestors): a raw agent commit never goes under the branch.
+        let planned: std::collections::HashSet<&str> =
+            plan.commits.iter().map(|c| c.id.as_str()).collect();
+        for s in &plan.commits {
+            for p in &s.parents {
+                let known = planned.contains(p.as_str()) || plan.done.contains_key(p);
+                if !known && !git.test(["merge-base", "--is-ancestor", p, req.base])? {
+                    return Err(PromoteError::ForeignParent {
+                        task,
+                        commit: s.id.clone(),
+                        parent: p.clone(),
+                    });
+                }
+            }
+        }
 
+        // Every commit to write, parents resolved to existing commits or earlier jobs.
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut jobs = Vec::with_capacity(plan.commits.len() + 1);
+        let parent_of = |p: &str, index: &HashMap<&str, usize>| -> recreate::Parent {
+            match (index.get(p), plan.done.get(p)) {
+                (Some(i), _) => recreate::Parent::Job(*i),
+                (None, Some(mapped)) => recreate::Parent::Existing(mapped.clone()),
+                (None, None) => recreate::Parent::Existing(p.to_string()),
+            }
+        };
+        for s in &plan.commits {
+            let parents = s.parents.iter().map(|p| parent_of(p, &index)).collect();
+            index.insert(s.id.as_str(), jobs.len());
+            jobs.push(recreate::Job {
+                tree: s.tree.clone(),
+                parents,
+                message: s.message.clone(),
+                note: note(&s.id, Some(s)),
+            });
+        }
+        if let Some(wip) = plan
+            .wip
+            .as_ref()
+            .filter(|w| !matches!(snapshot_is_empty(git, w), Ok(true)))
+        {
+            let parent = git.run(["rev-parse", &format!("{wip}^")])?;
+            let tree = git.run(["rev-parse", &format!("{wip}^{{tree}}")])?;
+            let message = req
+                .message
+                .clone()
+                .filter(|m| !m.trim().is_empty())
+                .ok_or(PromoteError::EmptyMessage)?;
+            let parents = vec![parent_of(&parent, &index)];
+            jobs.push(recreate::Job {
+                tree,
+                parents,
+                message: format!("{}\n", message.trim_end()),
+                note: note(wip, None),
+            });
+        }
+        if jobs.is_empty() && expected.is_none() {
+            return Err(PromoteError::NoWork { task });
+        }
+        let sources: Vec<String> = plan
+            .commits
+            .iter()
+            .map(|s| s.id.clone())
+            .chain(plan.wip.clone())
+            .collect();
+        (jobs, sources, Vec::new(), None)
+    };
     let notes_old = git.ref_value(NOTES_REF)?;
     let mut pending = recreate::write(git, req.task, &jobs, sign, notes_old.as_deref(), events)?;
     crate::crash::point("commit.quarantine-written");
@@ -542,6 +622,8 @@ pub fn promote(
     let promotion = Promotion {
         task_tip: tip.to_string(),
         branch_tip: last.clone(),
+        pathspec,
+        replay_from,
     };
     let moved = pending.migrate(&branch, &last);
     crate::crash::point("commit.objects-moved");
@@ -754,6 +836,7 @@ mod tests {
             wip: None,
             previous: None,
             message: None,
+            pathspec: &[],
         };
         let refuse = |r| promote(&g, r, &mut |_| Ok(vec![]), &crate::ops::NoEvents).unwrap_err();
         let e = refuse(req("base"));
@@ -828,6 +911,7 @@ mod tests {
                 wip: None,
                 previous: None,
                 message: None,
+                pathspec: &[],
             },
             &mut |_| Ok(vec![]),
             &crate::ops::NoEvents,

@@ -26,6 +26,8 @@ pub struct Prepared {
     pub already_committed: bool,
     /// The uncommitted changes need a message (none was given yet).
     pub needs_message: bool,
+    /// Promote only the changes to these paths (empty: all; see `git::promote::partial`).
+    pub pathspec: Vec<String>,
     _lock: TaskLock,
 }
 
@@ -108,12 +110,14 @@ impl OpError for CommitError {
 /// and sync it when it still has a container. With `up_to_date_ok`, work already on the
 /// branch is reported as [`Prepared::already_committed`] instead of failing later (so
 /// `commit-push` can finish a push that failed earlier). `message_given`: the caller has a
-/// message already, so none is needed.
+/// message already, so none is needed. `pathspec`: promote only the changes to those paths
+/// (empty: all of them, including what an earlier partial commit left out).
 pub async fn prepare(
     ctx: &Ctx,
     task: &str,
     up_to_date_ok: bool,
     message_given: bool,
+    pathspec: &[String],
     events: &dyn Events,
 ) -> Result<Prepared, CommitError> {
     let name = ctx.store.resolve(task)?.record.name;
@@ -128,21 +132,30 @@ pub async fn prepare(
     let head = loaded.ref_value("head").unwrap_or(&r.base);
     let wip = loaded.ref_value("wip");
     let tip = task_tip(head, wip);
-    let already_committed = up_to_date_ok && r.promoted.as_ref().is_some_and(|p| p.task_tip == tip);
+    let already_committed = up_to_date_ok
+        && pathspec.is_empty()
+        && r.promoted
+            .as_ref()
+            .is_some_and(|p| p.task_tip == tip && !p.is_partial());
     let needs_message = !already_committed
         && !message_given
         && tip != r.base
-        && needs_message(&ctx.git, &request(&loaded, None))?;
+        && needs_message(&ctx.git, &request(&loaded, None, pathspec))?;
     Ok(Prepared {
         loaded,
         already_committed,
         needs_message,
+        pathspec: pathspec.to_vec(),
         _lock: lock,
     })
 }
 
 /// The promotion request for a loaded task.
-fn request(loaded: &Loaded, message: Option<String>) -> PromoteRequest<'_> {
+fn request<'a>(
+    loaded: &'a Loaded,
+    message: Option<String>,
+    pathspec: &'a [String],
+) -> PromoteRequest<'a> {
     let r = &loaded.record;
     let head = loaded.ref_value("head").unwrap_or(&r.base);
     PromoteRequest {
@@ -153,6 +166,7 @@ fn request(loaded: &Loaded, message: Option<String>) -> PromoteRequest<'_> {
         wip: loaded.ref_value("wip"),
         previous: r.promoted.as_ref(),
         message,
+        pathspec,
     }
 }
 
@@ -193,7 +207,7 @@ pub fn finish(
     };
     let done = promote(
         &ctx.git,
-        request(&prepared.loaded, message),
+        request(&prepared.loaded, message, &prepared.pathspec),
         &mut record,
         events,
     )?;

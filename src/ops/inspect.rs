@@ -299,6 +299,8 @@ pub struct Row {
     pub cost_usd: Option<f64>,
     /// A queued task's place in the queue (1 = next).
     pub queue_position: Option<usize>,
+    /// Where `git agent merge` brought the task's work, if it did.
+    pub merged: Option<crate::task::Merge>,
 }
 
 /// What `list` shows.
@@ -347,6 +349,7 @@ pub async fn list(ctx: &Ctx) -> Result<Listing, InspectError> {
             output_tokens: r.stats.as_ref().and_then(|s| s.output_tokens),
             cost_usd: r.stats.as_ref().and_then(|s| s.cost_usd),
             queue_position: positions.get(&r.name).copied(),
+            merged: r.merged.clone(),
         });
     }
     Ok(Listing {

@@ -434,7 +434,7 @@ mod tests {
         let d = tmp.path();
         let ctx = repo_with_task(d);
         let events = crate::ops::events::Collected::default();
-        let prepared = crate::ops::commit::prepare(&ctx, "t", false, false, &events)
+        let prepared = crate::ops::commit::prepare(&ctx, "t", false, false, &[], &events)
             .await
             .unwrap();
         assert!(!prepared.needs_message && !prepared.already_committed);

@@ -28,6 +28,8 @@ pub struct ReviewRequest {
     pub task: String,
     /// Sync first (when the engine is reachable).
     pub sync: bool,
+    /// Only the changes to these paths (git pathspecs; empty: all).
+    pub paths: Vec<String>,
 }
 
 /// A review: of one task, or of a group of attempts side by side.
@@ -48,6 +50,8 @@ pub struct TaskReview {
     /// such as the task's network use).
     pub engine: Option<Engine>,
     pub facts: Facts,
+    /// The pathspec the review is limited to (empty: none).
+    pub paths: Vec<String>,
 }
 
 /// The facts of a task's work (see [`gather`]).
@@ -152,7 +156,7 @@ pub async fn run(
 
 /// Bring a task up to date under its lock (sync when `sync`), else show its effective status
 /// without recording anything (`review --no-sync` changes nothing).
-async fn fresh<R: Runtime>(
+pub(super) async fn fresh<R: Runtime>(
     rt: &R,
     ctx: &Ctx,
     loaded: Loaded,
@@ -203,13 +207,14 @@ async fn task(
             }
         }
     }
-    let facts = gather(ctx, &loaded)?;
+    let facts = gather_paths(ctx, &loaded, &req.paths)?;
     Ok(TaskReview {
         loaded,
         status_checked,
         output_tail,
         engine,
         facts,
+        paths: req.paths.clone(),
     })
 }
 
@@ -259,6 +264,12 @@ pub fn short(id: &str) -> String {
 /// parent), with the uncommitted snapshot and the net diff: what was added in one commit and
 /// removed in the next is still flagged.
 pub fn gather(ctx: &Ctx, loaded: &Loaded) -> Result<Facts, ReviewError> {
+    gather_paths(ctx, loaded, &[])
+}
+
+/// [`gather`] limited to the changes to `paths` (git pathspecs; empty: all). The commits
+/// listed are still every one `commit` re-creates.
+pub fn gather_paths(ctx: &Ctx, loaded: &Loaded, paths: &[String]) -> Result<Facts, ReviewError> {
     let r = &loaded.record;
     let head = loaded.ref_value("head").unwrap_or(&r.base);
     let wip = loaded.ref_value("wip");
@@ -282,7 +293,10 @@ pub fn gather(ctx: &Ctx, loaded: &Loaded) -> Result<Facts, ReviewError> {
                 "-m",
                 "--no-renames",
                 "--no-abbrev",
-            ],
+                "--",
+            ]
+            .into_iter()
+            .chain(paths.iter().map(String::as_str)),
             ids.as_bytes(),
         )?;
         for (id, changes) in parse_diff_tree(&raw) {
@@ -294,15 +308,20 @@ pub fn gather(ctx: &Ctx, loaded: &Loaded) -> Result<Facts, ReviewError> {
             per.push((label, changes));
         }
     }
-    let raw = ctx.git.run([
-        "diff",
-        "--raw",
-        "-z",
-        "--no-renames",
-        "--no-abbrev",
-        &r.base,
-        tip,
-    ])?;
+    let raw = ctx.git.run(
+        [
+            "diff",
+            "--raw",
+            "-z",
+            "--no-renames",
+            "--no-abbrev",
+            &r.base,
+            tip,
+            "--",
+        ]
+        .into_iter()
+        .chain(paths.iter().map(String::as_str)),
+    )?;
     let mut net = parse_raw(&raw);
     let blobs = ctx.git.blob_facts(
         per.iter()
@@ -374,17 +393,22 @@ fn plan_ids(plan: &Plan) -> String {
 /// so those are counted from their patch).
 pub fn numstat(ctx: &Ctx, review: &TaskReview) -> Result<Vec<FileChange>, ReviewError> {
     let (from, to) = (&review.loaded.record.base, review.loaded.tip());
-    let text = ctx.git.run([
-        "diff",
-        "--numstat",
-        "-z",
-        "--no-renames",
-        "--no-ext-diff",
-        "--no-textconv",
-        "--text",
-        from,
-        to,
-    ])?;
+    let text = ctx.git.run(
+        [
+            "diff",
+            "--numstat",
+            "-z",
+            "--no-renames",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--text",
+            from,
+            to,
+            "--",
+        ]
+        .into_iter()
+        .chain(review.paths.iter().map(String::as_str)),
+    )?;
     let mut files = parse_numstat(&text);
     let binary = &review.facts.binary;
     let hidden: Vec<usize> = (0..files.len())
@@ -520,6 +544,9 @@ pub fn diff(ctx: &Ctx, review: &TaskReview, kind: DiffKind) -> Result<Vec<u8>, R
             // Message lines indented, so none can pass for a diff header.
             "--format=commit %H%nAuthor: %an <%ae>%n%n%w(0,4,4)%B",
         ]);
+        if !review.paths.is_empty() {
+            log.arg("--").args(&review.paths);
+        }
         let ids = plan_ids(&review.facts.plan);
         return Ok(crate::git::output_of(&mut log, Some(ids.as_bytes()))?.stdout);
     }
@@ -538,8 +565,8 @@ pub fn diff(ctx: &Ctx, review: &TaskReview, kind: DiffKind) -> Result<Vec<u8>, R
         diff.arg("--patch");
     }
     diff.args([r.base.as_str(), review.loaded.tip()]);
-    if !review.facts.binary.is_empty() {
-        diff.arg("--");
+    if !review.facts.binary.is_empty() || !review.paths.is_empty() {
+        diff.arg("--").args(&review.paths);
         for b in &review.facts.binary {
             diff.arg(format!(":(top,literal,exclude){}", b.path));
         }

@@ -81,12 +81,27 @@ pub struct Sandbox {
 }
 
 /// What `commit` last produced, so a later `commit` continues from there.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Promotion {
     /// The task tip (head or wip) that was promoted.
     pub task_tip: String,
     /// The host branch's commit that corresponds to it.
     pub branch_tip: String,
+    /// Not empty when the branch holds only part of the work: the pathspecs promoted so far
+    /// (`commit -- <path>...`). A later commit promotes the rest (see `git::promote::partial`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pathspec: Vec<String>,
+    /// With `pathspec`: the task tip of the last full promotion (none: the base), where the
+    /// next commit's replay of the task's commits starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_from: Option<String>,
+}
+
+impl Promotion {
+    /// Does the branch hold only part of the task's work up to `task_tip`?
+    pub fn is_partial(&self) -> bool {
+        !self.pathspec.is_empty()
+    }
 }
 
 /// The state record of one task, stored as `task.toml` in its state commit. `Default` is for

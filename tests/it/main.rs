@@ -20,6 +20,7 @@ mod follow;
 mod gateway_attack;
 mod guard;
 mod hostile;
+mod integrate;
 mod lifecycle;
 mod listing;
 mod networks;
