@@ -110,6 +110,8 @@ const OP_ERRORS: &[AsOperationError] = {
         op::<stop::StopError>,
         op::<sync::SyncError>,
         op::<crate::git::promote::PromoteError>,
+        op::<retry::RetryError>,
+        op::<followup::ContinueError>,
     ]
 };
 
@@ -288,6 +290,8 @@ mod tests {
             }),
             below(sync::SyncError::Other),
             typed(crate::git::promote::PromoteError::Identity),
+            typed(retry::RetryError::PurgedRefs { task: task() }),
+            typed(followup::ContinueError::Running { task: task() }),
         ];
         assert_eq!(cases.len(), OP_ERRORS.len(), "one case per registered type");
         for (e, hint) in cases {

@@ -6,6 +6,8 @@ mod allow;
 mod attach;
 mod commit;
 mod commit_push;
+#[path = "continue.rs"]
+mod continue_;
 mod doctor;
 mod engine_view;
 mod gc;
@@ -17,6 +19,7 @@ mod progress;
 mod purge;
 mod push;
 mod restart;
+mod retry;
 mod review;
 mod rm;
 mod shell;
@@ -85,6 +88,8 @@ pub enum Command {
     Trust(trust::TrustArgs),
     Doctor(doctor::DoctorArgs),
     Panic(doctor::PanicArgs),
+    Retry(retry::RetryArgs),
+    Continue(continue_::ContinueArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -173,6 +178,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Trust(a) => trust::run(a),
         Command::Doctor(a) => doctor::run_doctor(a).await,
         Command::Panic(a) => doctor::run_panic(a).await,
+        Command::Retry(a) => retry::run(a).await,
+        Command::Continue(a) => continue_::run(a).await,
     }
 }
 

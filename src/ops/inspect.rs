@@ -297,6 +297,10 @@ pub struct Row {
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
+    /// The task this one retries (`git agent retry`), if any.
+    pub retry_of: Option<String>,
+    /// How many follow-ups `git agent continue` sent it.
+    pub followups: u32,
 }
 
 /// What `list` shows.
@@ -338,6 +342,8 @@ pub async fn list(ctx: &Ctx) -> Result<Listing, InspectError> {
             input_tokens: r.stats.as_ref().and_then(|s| s.input_tokens),
             output_tokens: r.stats.as_ref().and_then(|s| s.output_tokens),
             cost_usd: r.stats.as_ref().and_then(|s| s.cost_usd),
+            retry_of: r.retry_of.clone(),
+            followups: r.followups,
         });
     }
     Ok(Listing {

@@ -149,17 +149,21 @@ pub struct Prepared {
     names: Vec<TaskName>,
     group: TaskName,
     prompts: Vec<String>,
-    template: Option<String>,
+    /// The template recorded with the tasks (a retry records its old task's, its prompt
+    /// already rendered).
+    pub(super) template: Option<String>,
     plans: Vec<ImagePlan>,
     gateways: Vec<(Vec<String>, GatewayPlan)>,
     command: Vec<String>,
     base: String,
-    base_branch: Option<String>,
-    dirty: bool,
+    pub(super) base_branch: Option<String>,
+    pub(super) dirty: bool,
     timeout: Option<u64>,
     interactive: bool,
     read_only: bool,
     git_readonly: bool,
+    /// The task these retry (`git agent retry`), recorded with them at creation.
+    pub(super) retry_of: Option<String>,
 }
 
 impl Prepared {
@@ -355,6 +359,7 @@ pub fn prepare(ctx: &Ctx, req: SpawnRequest, events: &dyn Events) -> Result<Prep
         interactive: req.interactive,
         read_only,
         git_readonly,
+        retry_of: None,
     })
 }
 
@@ -455,6 +460,7 @@ pub async fn start<R: Runtime>(
             read_only: p.read_only,
             git_readonly: p.git_readonly,
             object_cache,
+            retry_of: p.retry_of.clone(),
         });
     }
 
