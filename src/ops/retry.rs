@@ -106,18 +106,17 @@ impl super::OpError for RetryError {
 super::error::pass_on!(super::spawn::SpawnError => RetryError);
 
 /// The old task, or why it cannot be retried.
+/// A name no task has but the trash does means that purged task, not a task it prefixes
+/// (`first` purged, `first-retry` live).
 fn old_task(ctx: &Ctx, query: &str) -> Result<Loaded, RetryError> {
-    match ctx.store.resolve(query) {
-        Ok(l) => Ok(l),
-        Err(e) => {
-            if crate::task::trash::list(&ctx.git)?.contains_key(query) {
-                return Err(RetryError::PurgedRefs {
-                    task: query.to_string(),
-                });
-            }
-            Err(e.into())
-        }
+    if ctx.store.load(query).ok().flatten().is_none()
+        && crate::task::trash::list(&ctx.git)?.contains_key(query)
+    {
+        return Err(RetryError::PurgedRefs {
+            task: query.to_string(),
+        });
     }
+    Ok(ctx.store.resolve(query)?)
 }
 
 /// The spawn that retries `old`: its settings, as a spawn's flags would give them.

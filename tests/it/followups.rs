@@ -172,6 +172,7 @@ fn continue_runs_the_exec_agent_again_with_the_follow_up_as_data() {
     ])
     .ok();
     ended(&env, "cont");
+    env.agent(&["sync", "cont"]).ok();
     let first_head = env.task_refs("cont")["head"].clone();
 
     // Hostile text: if any shell saw it as code, files would appear (in the workspace or on
