@@ -4,8 +4,9 @@
 //! Owns the order of a restart: what is checked before anything changes (the agent can
 //! resume, the workspace holds the task's repository), the sync before the old container
 //! goes, the safe point, and the new gateway, container, warden and prompt. The crash points
-//! (`restart.after-*`) mark where a killed restart can stop. It must not print or touch the
-//! terminal: attaching to an interactive restart is the caller's next step.
+//! (`restart.after-*`) mark where a killed restart can stop. `continue` runs the same steps
+//! with a follow-up prompt ([`resume`], called from [`super::followup`]). It must not print
+//! or touch the terminal: attaching to an interactive restart is the caller's next step.
 
 use anyhow::Result;
 
