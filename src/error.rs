@@ -117,6 +117,8 @@ const OP_ERRORS: &[AsOperationError] = {
         op::<queue::QueueError>,
         op::<serve::ServeError>,
         op::<wait::WaitError>,
+        op::<retry::RetryError>,
+        op::<followup::ContinueError>,
     ]
 };
 
@@ -306,6 +308,8 @@ mod tests {
             below(wait::WaitError::Other),
             typed(compare::CompareError::TooFew { found: 1 }),
             typed(merge::MergeError::Dirty),
+            typed(retry::RetryError::PurgedRefs { task: task() }),
+            typed(followup::ContinueError::Running { task: task() }),
         ];
         assert_eq!(cases.len(), OP_ERRORS.len(), "one case per registered type");
         for (e, hint) in cases {

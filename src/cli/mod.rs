@@ -8,6 +8,8 @@ mod attach;
 mod check;
 mod commit;
 mod commit_push;
+#[path = "continue.rs"]
+mod continue_;
 mod doctor;
 mod engine_view;
 mod gc;
@@ -20,6 +22,7 @@ mod progress;
 mod purge;
 mod push;
 mod restart;
+mod retry;
 mod review;
 mod rm;
 mod serve;
@@ -99,6 +102,8 @@ pub enum Command {
     #[command(hide = true)]
     RunQueued(serve::RunQueuedArgs),
     Merge(merge::MergeArgs),
+    Retry(retry::RetryArgs),
+    Continue(continue_::ContinueArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -194,6 +199,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Wait(a) => wait::run(a).await,
         Command::RunQueued(a) => serve::run_queued(a).await,
         Command::Merge(a) => merge::run(a).await,
+        Command::Retry(a) => retry::run(a).await,
+        Command::Continue(a) => continue_::run(a).await,
     }
 }
 

@@ -151,6 +151,18 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
     if let Some(t) = &r.template {
         lines.push(format!("template:  {t}"));
     }
+    if let Some(o) = &r.retry_of {
+        lines.push(format!("retry of:  {o}"));
+    }
+    if !r.retried_as.is_empty() {
+        lines.push(format!("retried:   as {}", r.retried_as.join(", ")));
+    }
+    if r.followups > 0 {
+        lines.push(format!(
+            "followups: {} (sent with `git agent continue`)",
+            r.followups
+        ));
+    }
     if let Some(g) = &r.group {
         lines.push(format!("group:     {g}"));
     }

@@ -301,6 +301,10 @@ pub struct Row {
     pub queue_position: Option<usize>,
     /// Where `git agent merge` brought the task's work, if it did.
     pub merged: Option<crate::task::Merge>,
+    /// The task this one retries (`git agent retry`), if any.
+    pub retry_of: Option<String>,
+    /// How many follow-ups `git agent continue` sent it.
+    pub followups: u32,
 }
 
 /// What `list` shows.
@@ -350,6 +354,8 @@ pub async fn list(ctx: &Ctx) -> Result<Listing, InspectError> {
             cost_usd: r.stats.as_ref().and_then(|s| s.cost_usd),
             queue_position: positions.get(&r.name).copied(),
             merged: r.merged.clone(),
+            retry_of: r.retry_of.clone(),
+            followups: r.followups,
         });
     }
     Ok(Listing {

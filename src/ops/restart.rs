@@ -4,8 +4,9 @@
 //! Owns the order of a restart: what is checked before anything changes (the agent can
 //! resume, the workspace holds the task's repository), the sync before the old container
 //! goes, the safe point, and the new gateway, container, warden and prompt. The crash points
-//! (`restart.after-*`) mark where a killed restart can stop. It must not print or touch the
-//! terminal: attaching to an interactive restart is the caller's next step.
+//! (`restart.after-*`) mark where a killed restart can stop. `continue` runs the same steps
+//! with a follow-up prompt ([`resume`], called from [`super::followup`]). It must not print
+//! or touch the terminal: attaching to an interactive restart is the caller's next step.
 
 use anyhow::Result;
 
@@ -111,6 +112,9 @@ impl super::OpError for RestartError {
     }
 }
 
+/// What a restarted agent is told when it resumes its conversation.
+const RESTART_PROMPT: &str = "Continue the task where you left off.\n";
+
 /// Restart a task (see the module doc), waiting for a command that holds it.
 pub async fn run<R: Runtime>(
     rt: &R,
@@ -121,9 +125,32 @@ pub async fn run<R: Runtime>(
     let name = ctx.store.resolve(&args.task)?.record.name;
     let lock = super::lock_task(ctx, &name, "restart", events).await?;
     let loaded = super::reload(ctx, &name)?;
+    resume(rt, ctx, args, None, lock, loaded, events).await
+}
+
+/// A follow-up prompt for a resumed run (`git agent continue`, see [`super::followup`]).
+pub(super) struct FollowUp<'a> {
+    /// What the agent is asked next; it reaches the sandbox as data (the helper's stdin).
+    pub prompt: &'a str,
+}
+
+/// The restart itself, for a task whose lock the caller holds (`loaded` read under it).
+/// With a follow-up, the run is headless whatever the task was, the follow-up is its
+/// prompt, and it is recorded (counted in `followups`, kept as `followup-<n>.md`) in the
+/// same state change that records the new run; without one, it is a restart.
+pub(super) async fn resume<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    args: &RestartRequest,
+    followup: Option<&FollowUp<'_>>,
+    lock: crate::task::lock::TaskLock,
+    loaded: Loaded,
+    events: &dyn Events,
+) -> Result<Restarted, RestartError> {
+    let name = loaded.record.name.clone();
     let search = Search::new(&ctx.git.dir);
     let agent = agent::load(&search, &loaded.record.agent)?;
-    let interactive = args.interactive || loaded.record.interactive;
+    let interactive = followup.is_none() && (args.interactive || loaded.record.interactive);
     let command = if agent.is_exec() {
         loaded.record.command.clone()
     } else if interactive {
@@ -308,15 +335,32 @@ pub async fn run<R: Runtime>(
     )
     .await?;
     crate::sandbox::spawn::start_warden(rt, &id, warden.as_deref()).await?;
-    deliver_prompt(rt, &id, "Continue the task where you left off.\n").await?;
-    let loaded = ctx.store.update(&name, "restart", |r, _| {
+    let prompt = followup.map_or(RESTART_PROMPT, |f| f.prompt);
+    deliver_prompt(rt, &id, prompt).await?;
+    // The n-th follow-up is kept beside the original prompt, under the task's lock.
+    let number = loaded.record.followups + 1;
+    let file = format!("followup-{number}.md");
+    let files: Vec<(&str, &[u8])> = match followup {
+        Some(f) => vec![(file.as_str(), f.prompt.as_bytes())],
+        None => vec![],
+    };
+    let message = if followup.is_some() {
+        format!("continue (follow-up {number})")
+    } else {
+        "restart".to_string()
+    };
+    let loaded = ctx.store.update_files(&name, &message, &files, |r, _| {
         r.status = Status::Running;
         r.exit_code = None;
         r.reason = None;
         r.finished = None;
         r.started = Some(now());
         r.interactive = interactive;
-        r.restarts += 1;
+        if followup.is_some() {
+            r.followups = number;
+        } else {
+            r.restarts += 1;
+        }
         r.sandbox.container = Some(id.clone());
         r.sandbox.image = plan.tag.clone();
         r.sandbox.image_id = image_id.clone();

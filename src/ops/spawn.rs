@@ -149,13 +149,15 @@ pub struct Prepared {
     names: Vec<TaskName>,
     group: TaskName,
     prompts: Vec<String>,
-    template: Option<String>,
+    /// The template recorded with the tasks (a retry records its old task's, its prompt
+    /// already rendered).
+    pub(super) template: Option<String>,
     plans: Vec<ImagePlan>,
     gateways: Vec<(Vec<String>, GatewayPlan)>,
     command: Vec<String>,
     base: String,
-    base_branch: Option<String>,
-    dirty: bool,
+    pub(super) base_branch: Option<String>,
+    pub(super) dirty: bool,
     timeout: Option<u64>,
     interactive: bool,
     read_only: bool,
@@ -163,6 +165,8 @@ pub struct Prepared {
     /// Set when this starts a queued task that a worker has claimed (see [`super::queue`]):
     /// the worker's lease and the task's group.
     claimed: Option<(Lease, Option<String>)>,
+    /// The task these retry (`git agent retry`), recorded with them at creation.
+    pub(super) retry_of: Option<String>,
 }
 
 impl Prepared {
@@ -369,6 +373,7 @@ fn prepare_for(
         read_only,
         git_readonly,
         claimed: None,
+        retry_of: None,
     })
 }
 
@@ -550,6 +555,7 @@ pub async fn start<R: Runtime>(
             read_only: p.read_only,
             git_readonly: p.git_readonly,
             object_cache,
+            retry_of: p.retry_of.clone(),
         });
     }
 

@@ -102,6 +102,8 @@ pub struct StartRequest {
     /// Borrow history from the repository's object cache (`agent.objectCache`) instead of
     /// streaming it into the task.
     pub object_cache: bool,
+    /// The task this one retries, if any (`git agent retry`).
+    pub retry_of: Option<String>,
 }
 
 /// Write the task's refs (status `creating`). Separate from [`start`] so the caller can clean
@@ -152,6 +154,7 @@ pub fn record_for(req: &StartRequest, repo: &RepoId) -> TaskRecord {
         git_readonly: req.git_readonly,
         changes: None,
         prompt: req.prompt.clone(),
+        retry_of: req.retry_of.clone(),
         // Fields later commands fill in (merge, ...).
         ..Default::default()
     }

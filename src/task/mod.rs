@@ -175,6 +175,20 @@ pub struct TaskRecord {
     /// The task this one starts after (`--after`): once it exited 0, on its work.
     #[serde(default)]
     pub after: Option<String>,
+    /// The task this one retries (`git agent retry`), if it is a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
+    /// The tasks started as retries of this one, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried_as: Vec<String>,
+    /// How many follow-up prompts `git agent continue` sent; the n-th is kept as
+    /// `followup-<n>.md` in the state tree (`prompt.md` stays the original prompt).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub followups: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What a task changed against its base (what `git diff --shortstat <base> <tip>` says),

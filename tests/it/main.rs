@@ -17,6 +17,7 @@ mod egress;
 mod errors;
 mod fake_anthropic;
 mod follow;
+mod followups;
 mod gateway_attack;
 mod guard;
 mod hostile;
