@@ -110,6 +110,8 @@ const OP_ERRORS: &[AsOperationError] = {
         op::<stop::StopError>,
         op::<sync::SyncError>,
         op::<crate::git::promote::PromoteError>,
+        op::<gate::GateError>,
+        op::<hooks::HooksError>,
     ]
 };
 
@@ -288,6 +290,13 @@ mod tests {
             }),
             below(sync::SyncError::Other),
             typed(crate::git::promote::PromoteError::Identity),
+            typed(gate::GateError::Unpromoted {
+                commits: vec![gate::RawCommit {
+                    commit: "a".repeat(40),
+                    task: task(),
+                }],
+            }),
+            typed(hooks::HooksError::Unknown { name: task() }),
         ];
         assert_eq!(cases.len(), OP_ERRORS.len(), "one case per registered type");
         for (e, hint) in cases {

@@ -9,6 +9,7 @@ mod commit_push;
 mod doctor;
 mod engine_view;
 mod gc;
+mod hooks;
 mod image;
 mod list;
 mod logs;
@@ -85,6 +86,9 @@ pub enum Command {
     Trust(trust::TrustArgs),
     Doctor(doctor::DoctorArgs),
     Panic(doctor::PanicArgs),
+    Hooks(hooks::HooksArgs),
+    #[command(hide = true)]
+    HookRun(hooks::HookRunArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -173,6 +177,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Trust(a) => trust::run(a),
         Command::Doctor(a) => doctor::run_doctor(a).await,
         Command::Panic(a) => doctor::run_panic(a).await,
+        Command::Hooks(a) => hooks::run(a),
+        Command::HookRun(a) => hooks::run_hook(a).await,
     }
 }
 

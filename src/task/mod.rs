@@ -147,6 +147,10 @@ pub struct TaskRecord {
     /// Set by `git agent merge` once the task's work is in one of the user's branches.
     #[serde(default)]
     pub merged: Option<Merge>,
+    /// The event hooks (`agent.onFinish`, `agent.onFail`) fired for this task's runs, by the
+    /// command that recorded the run's end (see [`crate::event_hooks`]): each fires once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events_fired: Vec<String>,
 }
 
 /// What a task changed against its base (what `git diff --shortstat <base> <tip>` says),

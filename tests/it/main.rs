@@ -18,6 +18,7 @@ mod fake_anthropic;
 mod follow;
 mod gateway_attack;
 mod guard;
+mod hooks;
 mod hostile;
 mod lifecycle;
 mod listing;
