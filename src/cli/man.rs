@@ -19,7 +19,8 @@ pub fn pages() -> Result<Vec<(String, Vec<u8>)>> {
         .manual("Git Manual")
         .render(&mut buf)?;
     pages.push(("git-agent.1".to_string(), buf));
-    for sub in cmd.get_subcommands() {
+    // Hidden commands (`hook-run`, called by git hooks) get no page.
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("git-agent-{}", sub.get_name());
         let sub = sub
             .clone()
