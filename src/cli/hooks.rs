@@ -151,7 +151,8 @@ pub async fn run_hook(args: HookRunArgs) -> Result<i32> {
             std::io::stdin().read_to_string(&mut stdin)?;
             let pushed = crate::ops::gate::parse(&stdin);
             let remote = args.args.first().map(String::as_str).unwrap_or_default();
-            crate::ops::gate::check(&git, remote, &pushed).map_err(OpError::into_report)?;
+            let ctx = super::Ctx::open()?;
+            crate::ops::gate::check(&ctx, remote, &pushed).map_err(OpError::into_report)?;
             Ok(0)
         }
         "post-commit" => {

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::git::Git;
+use super::{Ctx, Events};
 
 const ZERO: &str = "0000000000000000000000000000000000000000";
 
@@ -55,6 +55,10 @@ pub struct RawCommit {
 pub enum GateError {
     #[error("refusing to push {} commit(s) made in a git-agent sandbox and not promoted: {}", commits.len(), shown(commits))]
     Unpromoted { commits: Vec<RawCommit> },
+    #[error(
+        "refusing to push the promoted work of task {task}: review flagged {flags} change(s) that were not acknowledged"
+    )]
+    Unacknowledged { task: String, flags: usize },
     /// A failure below the gate (git), as it came.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
@@ -82,6 +86,9 @@ impl super::OpError for GateError {
                     "review and promote the work with `git agent review {task}` and `git agent commit {task}` (it re-creates the commits as yours), take the raw commits out of the branch, then push again; `git push --no-verify` skips this check"
                 ))
             }
+            GateError::Unacknowledged { task, .. } => Some(format!(
+                "look at the flags with `git agent review {task}`, then acknowledge them with `git agent review {task} --ack` and push again"
+            )),
             GateError::Other(_) => None,
         }
     }
@@ -101,8 +108,10 @@ impl super::OpError for GateError {
     }
 }
 
-/// Refuse the push of `pushed` to `remote` when it carries raw agent commits.
-pub fn check(git: &Git, remote: &str, pushed: &[Pushed]) -> Result<(), GateError> {
+/// Refuse the push of `pushed` to `remote` when it carries raw agent commits, or promoted
+/// work whose review flags were not acknowledged.
+pub fn check(ctx: &Ctx, remote: &str, pushed: &[Pushed]) -> Result<(), GateError> {
+    let git = &ctx.git;
     let refs = git.refs_under(&["refs/agent/"])?;
     let mut tips: Vec<(String, String)> = Vec::new(); // (ref name, task)
     let mut bases: BTreeMap<String, String> = BTreeMap::new(); // task -> base
@@ -187,11 +196,46 @@ pub fn check(git: &Git, remote: &str, pushed: &[Pushed]) -> Result<(), GateError
             });
         }
     }
-    if raw.is_empty() {
-        Ok(())
-    } else {
-        Err(GateError::Unpromoted { commits: raw })
+    if !raw.is_empty() {
+        return Err(GateError::Unpromoted { commits: raw });
     }
+    // Promoted work in the push: its review flags must have been acknowledged.
+    for loaded in ctx.store.all()? {
+        let Some(p) = &loaded.record.promoted else {
+            continue;
+        };
+        if !sent.contains(&p.branch_tip) {
+            continue;
+        }
+        let acked = loaded.record.reviewed.as_deref();
+        if acked == Some(p.task_tip.as_str()) || acked == Some(loaded.tip()) {
+            continue;
+        }
+        let facts = super::review::gather(ctx, &loaded).map_err(super::OpError::into_report)?;
+        if !facts.flags.is_empty() {
+            return Err(GateError::Unacknowledged {
+                task: loaded.record.name.clone(),
+                flags: facts.flags.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Record that the user acknowledged the review flags of `task`'s work at `tip`.
+pub async fn acknowledge(
+    ctx: &Ctx,
+    task: &str,
+    tip: &str,
+    events: &dyn Events,
+) -> Result<(), GateError> {
+    let _lock = super::lock_task(ctx, task, "review --ack", events).await?;
+    super::reload(ctx, task)?;
+    ctx.store.update_with(task, "review --ack", None, |r, _| {
+        r.reviewed = Some(tip.to_string());
+        Ok(vec![])
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -151,6 +151,11 @@ pub struct TaskRecord {
     /// command that recorded the run's end (see [`crate::event_hooks`]): each fires once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events_fired: Vec<String>,
+    /// The tip of the task's work whose review flags the user acknowledged
+    /// (`git agent review <task> --ack`); the pre-push gate lets promoted work with flags
+    /// through only once they were.
+    #[serde(default)]
+    pub reviewed: Option<String>,
 }
 
 /// What a task changed against its base (what `git diff --shortstat <base> <tip>` says),

@@ -364,3 +364,31 @@ fn post_commit_trigger_queues_a_task() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn the_pre_push_gate_wants_review_flags_acknowledged() {
+    let env = TestEnv::local();
+    bare_remote(&env);
+    env.finished_task("flagged", ".envrc");
+    env.agent(&["hooks", "install", "pre-push"]).ok();
+    env.git(&["config", "agent.hooks.prePush", "true"]).ok();
+    env.agent(&["commit", "flagged", "-m", "an envrc"]).ok();
+    let refused = env.git(&["push", "origin", "agent/flagged"]).fails();
+    assert!(
+        refused.stderr.contains(
+            "refusing to push the promoted work of task flagged: review flagged 1 change(s) that were not acknowledged"
+        ),
+        "{refused}"
+    );
+    assert!(
+        refused.stderr.contains("git agent review flagged --ack"),
+        "{refused}"
+    );
+    let ack = env.agent(&["review", "flagged", "--ack", "--stat"]).ok();
+    assert!(
+        ack.stderr
+            .contains("acknowledged the review flags of flagged"),
+        "{ack}"
+    );
+    env.git(&["push", "-q", "origin", "agent/flagged"]).ok();
+}
