@@ -71,7 +71,12 @@ pub fn claim(record: &mut TaskRecord) -> Option<TaskEvent> {
 }
 
 /// Run the user's command for `event` of `record` and notify, when configured; never fails.
+/// A command git-agent started for itself (`GIT_AGENT_NESTED`, e.g. the commit-message
+/// helper's scratch task) claims its events without firing them.
 pub fn fire(git: &Git, config: &Config, record: &TaskRecord, event: TaskEvent) {
+    if std::env::var_os("GIT_AGENT_NESTED").is_some() {
+        return;
+    }
     let log = crate::task::lock::state_dir(git)
         .join("hooks")
         .join("events.log");

@@ -20,7 +20,8 @@ use crate::ops::hooks::{self, HookState};
 /// hook before it). `uninstall` restores the files byte for byte and removes files git-agent
 /// created. A hook does something only when switched on in git config: the pre-push gate with
 /// `agent.hooks.prePush=true`, the post-commit trigger with `agent.hooks.postCommit=<template
-/// or git agent add options>`. The blocks' bodies are built in and can be replaced
+/// or git agent add options>`, the commit-message helper with
+/// `agent.hooks.prepareCommitMsg=true` (or `spawn` options). The blocks' bodies are built in and can be replaced
 /// in `~/.config/git-agent/hooks/git/<hook>`, never from the repository.
 #[derive(Debug, Args)]
 pub struct HooksArgs {
@@ -32,12 +33,12 @@ pub struct HooksArgs {
 pub enum HooksAction {
     /// Add git-agent's block to hook files (every hook when none is named).
     Install {
-        /// pre-push, post-commit.
+        /// pre-push, post-commit, prepare-commit-msg.
         hooks: Vec<String>,
     },
     /// Take git-agent's block out of hook files, restoring them as they were.
     Uninstall {
-        /// pre-push, post-commit.
+        /// pre-push, post-commit, prepare-commit-msg.
         hooks: Vec<String>,
     },
     /// Show each hook: where its file is, whether git-agent's block is in it, whether it is on.
@@ -159,6 +160,13 @@ pub async fn run_hook(args: HookRunArgs) -> Result<i32> {
             // Never fails the commit: a problem is a warning.
             if let Err(e) = hooks::post_commit(&git, &config, nested) {
                 eprintln!("git-agent: warning: no task was queued on this commit: {e:#}");
+            }
+            Ok(0)
+        }
+        "prepare-commit-msg" => {
+            // Never fails the commit: the message stays as it was.
+            if let Err(e) = crate::ops::draft_msg::run(&git, &config, nested, &args.args) {
+                eprintln!("git-agent: warning: no commit message was drafted: {e:#}");
             }
             Ok(0)
         }

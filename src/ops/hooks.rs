@@ -40,6 +40,11 @@ pub const HOOKS: &[HookKind] = &[
         key: "agent.hooks.postCommit",
         builtin: include_str!("../../hooks/git/post-commit"),
     },
+    HookKind {
+        name: "prepare-commit-msg",
+        key: "agent.hooks.prepareCommitMsg",
+        builtin: include_str!("../../hooks/git/prepare-commit-msg"),
+    },
 ];
 
 /// What went wrong managing hook files.
@@ -329,6 +334,9 @@ pub fn list(git: &Git, config: &Config) -> Result<Vec<HookState>, HooksError> {
 pub fn enabled(config: &Config, kind: HookKind) -> Result<bool, HooksError> {
     if kind.name == "post-commit" {
         return Ok(post_commit_args(config)?.is_some());
+    }
+    if kind.name == "prepare-commit-msg" {
+        return Ok(super::draft_msg::options(config).is_some());
     }
     Ok(config.bool(kind.key, false)?)
 }

@@ -13,6 +13,7 @@ pub mod allow;
 pub mod attach;
 pub mod commit;
 pub mod doctor;
+pub mod draft_msg;
 pub mod error;
 pub mod events;
 pub mod follow;

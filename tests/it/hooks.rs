@@ -392,3 +392,48 @@ fn the_pre_push_gate_wants_review_flags_acknowledged() {
     );
     env.git(&["push", "-q", "origin", "agent/flagged"]).ok();
 }
+
+#[test]
+fn the_message_helper_drafts_a_message_for_an_empty_one_only() {
+    let env = TestEnv::local();
+    env.agent(&["hooks", "install", "prepare-commit-msg"]).ok();
+    env.git(&[
+        "config",
+        "agent.hooks.prepareCommitMsg",
+        "-- printf Drafted-summary\\n\\nfrom-the-sandbox",
+    ])
+    .ok();
+    env.write("d.txt", "d\n");
+    env.git(&["add", "d.txt"]).ok();
+    // An empty message (as an editor would leave it) gets the draft.
+    env.git(&["-c", "core.editor=true", "commit", "-q"]).ok();
+    let msg = env.git(&["log", "-1", "--format=%B"]).ok().stdout;
+    assert!(msg.starts_with("Drafted-summary"), "{msg}");
+    // `-m` keeps the user's message; the scratch task is gone.
+    env.write("e.txt", "e\n");
+    env.git(&["add", "e.txt"]).ok();
+    env.git(&["commit", "-qm", "mine"]).ok();
+    assert_eq!(
+        env.git(&["log", "-1", "--format=%B"]).ok().stdout.trim(),
+        "mine"
+    );
+    assert_eq!(env.json(&["list", "--json"]).as_array().unwrap().len(), 0);
+    // A drafting failure leaves the message to the user.
+    env.git(&["config", "agent.hooks.prepareCommitMsg", "-- false"])
+        .ok();
+    env.write("f.txt", "f\n");
+    env.git(&["add", "f.txt"]).ok();
+    let run = env
+        .git(&[
+            "-c",
+            "core.editor=true",
+            "commit",
+            "-q",
+            "--allow-empty-message",
+        ])
+        .ok();
+    assert!(
+        run.stderr.contains("no commit message was drafted"),
+        "{run}"
+    );
+}
