@@ -119,6 +119,8 @@ const OP_ERRORS: &[AsOperationError] = {
         op::<wait::WaitError>,
         op::<retry::RetryError>,
         op::<followup::ContinueError>,
+        op::<gate::GateError>,
+        op::<hooks::HooksError>,
     ]
 };
 
@@ -310,6 +312,13 @@ mod tests {
             typed(merge::MergeError::Dirty),
             typed(retry::RetryError::PurgedRefs { task: task() }),
             typed(followup::ContinueError::Running { task: task() }),
+            typed(gate::GateError::Unpromoted {
+                commits: vec![gate::RawCommit {
+                    commit: "a".repeat(40),
+                    task: task(),
+                }],
+            }),
+            typed(hooks::HooksError::Unknown { name: task() }),
         ];
         assert_eq!(cases.len(), OP_ERRORS.len(), "one case per registered type");
         for (e, hint) in cases {

@@ -19,7 +19,7 @@ pub fn pages() -> Result<Vec<(String, Vec<u8>)>> {
         .manual("Git Manual")
         .render(&mut buf)?;
     pages.push(("git-agent.1".to_string(), buf));
-    // Hidden commands (a server's worker) are internal: no page.
+    // Hidden commands (a server's worker, `hook-run` called by git hooks) are internal: no page.
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("git-agent-{}", sub.get_name());
         let sub = sub

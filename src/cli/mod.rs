@@ -13,6 +13,7 @@ mod continue_;
 mod doctor;
 mod engine_view;
 mod gc;
+mod hooks;
 mod image;
 mod list;
 mod logs;
@@ -104,6 +105,9 @@ pub enum Command {
     Merge(merge::MergeArgs),
     Retry(retry::RetryArgs),
     Continue(continue_::ContinueArgs),
+    Hooks(hooks::HooksArgs),
+    #[command(hide = true)]
+    HookRun(hooks::HookRunArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -201,6 +205,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Merge(a) => merge::run(a).await,
         Command::Retry(a) => retry::run(a).await,
         Command::Continue(a) => continue_::run(a).await,
+        Command::Hooks(a) => hooks::run(a),
+        Command::HookRun(a) => hooks::run_hook(a).await,
     }
 }
 

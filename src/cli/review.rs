@@ -79,6 +79,10 @@ pub struct ReviewArgs {
     /// uncommitted changes) with its own patch: content added and removed again is seen too.
     #[arg(long, conflicts_with_all = ["stat", "name_only", "json"])]
     pub commits: bool,
+    /// Record that you acknowledged what review flags in this work (the pre-push gate
+    /// refuses promoted work with unacknowledged flags).
+    #[arg(long)]
+    pub ack: bool,
 }
 
 /// One commit that `commit` will re-create, as review shows it.
@@ -296,6 +300,17 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         Reviewed::Group(g) => return show_group(&g),
         Reviewed::Task(t) => t,
     };
+    if args.ack {
+        let tip = review.loaded.tip().to_string();
+        crate::ops::gate::acknowledge(&ctx, &review.loaded.record.name, &tip, &super::Stderr)
+            .await
+            .map_err(OpError::into_report)?;
+        eprintln!(
+            "git-agent: acknowledged the review flags of {} at {}",
+            review.loaded.record.name,
+            crate::ops::review::short(&tip)
+        );
+    }
     let loaded = &review.loaded;
     let network = crate::ops::inspect::network_use(review.engine.as_ref(), &ctx.store, loaded)
         .await

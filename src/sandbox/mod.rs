@@ -359,10 +359,19 @@ pub async fn refresh<R: Runtime>(rt: &R, store: &TaskStore, loaded: Loaded) -> R
     let names = RepoId::of(store.git()).object_names(&loaded.record.name);
     rt.remove_container(&names.warden).await.ok();
     let kept = (!ending.transcript.is_empty()).then_some(ending.transcript.as_slice());
+    // The change that records the end also claims its event hook, so one command fires it.
+    let mut event = None;
     let loaded = store.update_with(&loaded.record.name, ending.status.as_str(), kept, |r, _| {
+        let live = matches!(r.status, Status::Running | Status::Creating);
         ending.apply(r);
+        event = live.then(|| crate::event_hooks::claim(r)).flatten();
         Ok(vec![])
     })?;
+    if let Some(event) = event
+        && let Ok(config) = store.git().agent_config()
+    {
+        crate::event_hooks::fire(store.git(), &config, &loaded.record, event);
+    }
     gateway::retire(rt, store, loaded, &names).await
 }
 

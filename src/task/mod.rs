@@ -185,6 +185,15 @@ pub struct TaskRecord {
     /// `followup-<n>.md` in the state tree (`prompt.md` stays the original prompt).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub followups: u32,
+    /// The event hooks (`agent.onFinish`, `agent.onFail`) fired for this task's runs, by the
+    /// command that recorded the run's end (see [`crate::event_hooks`]): each fires once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events_fired: Vec<String>,
+    /// The tip of the task's work whose review flags the user acknowledged
+    /// (`git agent review <task> --ack`); the pre-push gate lets promoted work with flags
+    /// through only once they were.
+    #[serde(default)]
+    pub reviewed: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

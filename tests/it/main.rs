@@ -20,6 +20,7 @@ mod follow;
 mod followups;
 mod gateway_attack;
 mod guard;
+mod hooks;
 mod hostile;
 mod integrate;
 mod lifecycle;
