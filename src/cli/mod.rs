@@ -19,6 +19,7 @@ mod push;
 mod restart;
 mod review;
 mod rm;
+mod share;
 mod shell;
 mod spawn;
 mod status;
@@ -85,6 +86,7 @@ pub enum Command {
     Trust(trust::TrustArgs),
     Doctor(doctor::DoctorArgs),
     Panic(doctor::PanicArgs),
+    Share(share::ShareArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -173,6 +175,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Trust(a) => trust::run(a),
         Command::Doctor(a) => doctor::run_doctor(a).await,
         Command::Panic(a) => doctor::run_panic(a).await,
+        Command::Share(a) => share::run(a),
     }
 }
 

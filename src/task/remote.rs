@@ -91,6 +91,25 @@ pub fn sanitize(record: &mut TaskRecord, name: &str) {
     record.changes = None;
 }
 
+/// The git commands that share tasks through `remote` (see `git agent share`): pushing this
+/// clone's tasks and provenance notes (without `+`, so a push never replaces a task another
+/// clone pushed under the same name), and the fetch refspecs that bring the remote's tasks
+/// and notes into their own namespaces (forced, as remote-tracking branches are). `None`
+/// when `remote` is no name fetched tasks can have.
+pub fn share_commands(remote: &str) -> Option<Vec<String>> {
+    qualified(remote, "t").ok()?;
+    Some(vec![
+        format!(
+            "git push {remote} 'refs/agent/*:refs/agent/*' 'refs/notes/agent:refs/notes/agent'"
+        ),
+        format!("git config --add remote.{remote}.fetch '+refs/agent/*:{NAMESPACE}{remote}/*'"),
+        format!(
+            "git config --add remote.{remote}.fetch '+refs/notes/agent:{NOTES_NAMESPACE}{remote}'"
+        ),
+        format!("git fetch {remote}"),
+    ])
+}
+
 /// The refusal of a command that needs a sandbox, for fetched task `name`.
 pub fn no_sandbox(name: &str, command: &str) -> StoreError {
     let (remote, _) = split(name).unwrap_or(("a remote", name));
@@ -116,6 +135,21 @@ mod tests {
         assert_eq!(prefix("fix-1"), "refs/agent/fix-1/");
         assert_eq!(qualified("origin", "fix-1").unwrap(), "origin/fix-1");
         assert_eq!(qualified("Up_stream.2", "t").unwrap(), "Up_stream.2/t");
+    }
+
+    #[test]
+    fn share_commands_name_the_namespaces() {
+        let c = share_commands("origin").unwrap();
+        assert_eq!(
+            c[0],
+            "git push origin 'refs/agent/*:refs/agent/*' 'refs/notes/agent:refs/notes/agent'"
+        );
+        assert_eq!(
+            c[1],
+            "git config --add remote.origin.fetch '+refs/agent/*:refs/agent-remotes/origin/*'"
+        );
+        assert!(share_commands("a;rm -rf /").is_none());
+        assert!(share_commands("..").is_none());
     }
 
     #[test]
