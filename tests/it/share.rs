@@ -285,7 +285,11 @@ fn odd_fetched_records_are_refused_and_list_stays_a_ref_scan() {
     // Names no task can have (git allows them in refs).
     put_fetched(
         &env,
-        &["origin/Upper".to_string(), ".hidden/t".to_string()],
+        &[
+            "origin/Upper".to_string(),
+            "-opt/t".to_string(),
+            "origin/a;b".to_string(),
+        ],
         &good,
         &base,
     );
@@ -304,7 +308,8 @@ fn odd_fetched_records_are_refused_and_list_stays_a_ref_scan() {
         "'origin/newer'",
         "'origin/huge'",
         "'origin/Upper'",
-        "'.hidden/t'",
+        "'-opt/t'",
+        "'origin/a;b'",
     ] {
         assert!(
             run.stderr
