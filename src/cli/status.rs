@@ -41,6 +41,8 @@ struct StatusJson<'a> {
     /// For a running task: whether a follower brings its work home by itself (null when
     /// the task does not run).
     following: Option<bool>,
+    /// The remote a fetched task came from (none for this repository's own tasks).
+    fetched_from: Option<&'a str>,
 }
 
 pub async fn run(args: StatusArgs) -> Result<i32> {
@@ -57,6 +59,7 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
     let history = &detail.history;
     let loaded = &seen.loaded;
     let r = &loaded.record;
+    let fetched_from = crate::task::remote::split(&r.name).map(|(remote, _)| remote);
     if args.json {
         let j = StatusJson {
             record: r,
@@ -68,6 +71,7 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
             status_checked: seen.checked,
             problems,
             following: detail.following,
+            fetched_from,
         };
         out(serde_json::to_string_pretty(&j)?)?;
         return Ok(0);
@@ -80,7 +84,10 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
         format!(
             "status:    {}{}{}",
             r.status.as_str(),
-            if !seen.checked && matches!(r.status, Status::Running | Status::Creating) {
+            if !seen.checked
+                && fetched_from.is_none()
+                && matches!(r.status, Status::Running | Status::Creating)
+            {
                 "?"
             } else {
                 ""
@@ -90,7 +97,11 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
                 .unwrap_or_default()
         ),
     ];
-    if !seen.checked {
+    if let Some(remote) = fetched_from {
+        lines.push(format!(
+            "runtime:   none here (fetched from {remote}; the status is what that clone recorded)"
+        ));
+    } else if !seen.checked {
         lines.push(
             "runtime:   unknown (the container engine could not be reached; this is what the refs last recorded)"
                 .into(),
