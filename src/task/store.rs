@@ -155,6 +155,12 @@ pub fn render_record(record: &TaskRecord) -> Result<String> {
     Ok(format!("schema = {RECORD_SCHEMA}\n{body}"))
 }
 
+/// A fetched task's refs by leaf, or why its name is refused.
+type FetchedRefs = std::result::Result<BTreeMap<String, String>, String>;
+
+/// A fetched task that was not read: its name (as its refs give it, escaped) and why.
+pub type Refused = (String, String);
+
 /// A task record together with the state commit it was read from.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -297,11 +303,8 @@ impl TaskStore {
     /// Every fetched task's refs (`refs/agent-remotes/<remote>/<task>/<leaf>`), by name
     /// (`<remote>/<task>`): one prefix scan. A name whose parts are no valid names maps to
     /// why it is refused.
-    fn fetched_refs_checked(
-        &self,
-    ) -> Result<BTreeMap<String, std::result::Result<BTreeMap<String, String>, String>>> {
-        let mut refs: BTreeMap<String, std::result::Result<BTreeMap<String, String>, String>> =
-            BTreeMap::new();
+    fn fetched_refs_checked(&self) -> Result<BTreeMap<String, FetchedRefs>> {
+        let mut refs: BTreeMap<String, FetchedRefs> = BTreeMap::new();
         for (full, oid) in self.reader.refs_under(remote::NAMESPACE)? {
             let Some(rest) = full.strip_prefix(remote::NAMESPACE) else {
                 continue;
@@ -343,7 +346,7 @@ impl TaskStore {
     /// Every fetched task with its record (sanitized, see [`remote::sanitize`]), and the
     /// ones refused, each as `(name, why)`: a bad name, an unreadable, oversized or newer
     /// record. One prefix scan and in-process reads; no process per task.
-    pub fn fetched(&self) -> Result<(Vec<Loaded>, Vec<(String, String)>)> {
+    pub fn fetched(&self) -> Result<(Vec<Loaded>, Vec<Refused>)> {
         let mut tasks = Vec::new();
         let mut refused = Vec::new();
         for (name, refs) in self.fetched_refs_checked()? {
