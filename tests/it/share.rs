@@ -212,6 +212,17 @@ fn a_task_shared_through_a_bare_remote_is_reviewed_and_promoted_in_another_clone
         )
     );
 
+    // The next fetch puts back the record as A wrote it (B's promotion record is gone); the
+    // branch's own notes still tell B what it promoted, so a commit again changes nothing.
+    let promoted = b.git(&["rev-parse", "agent/origin/fix-1"]).ok().stdout;
+    b.git(&["fetch", "-q", "origin"]).ok();
+    let again = b.agent(&["commit", "origin/fix-1"]).ok();
+    assert!(again.stderr.contains("0 commits"), "{again}");
+    assert_eq!(
+        b.git(&["rev-parse", "agent/origin/fix-1"]).ok().stdout,
+        promoted
+    );
+
     // Commands that need a sandbox refuse it, saying what works instead.
     for args in [
         &["attach", "origin/fix-1"][..],
