@@ -297,7 +297,7 @@ pub async fn purge<R: Runtime>(
 /// whatever engine object its record once named is not its here, so only its refs go (the
 /// next `git fetch` brings them back while the remote has them). Without `refs` there is
 /// nothing to remove.
-async fn purge_fetched(
+pub async fn purge_fetched(
     ctx: &Ctx,
     name: &str,
     refs: bool,

@@ -360,4 +360,15 @@ fn odd_fetched_records_are_refused_and_list_stays_a_ref_scan() {
         .filter(|l| l.contains("trace: built-in:"))
         .count();
     assert!(processes < 20, "{processes} git processes:\n{traced}");
+
+    // Purging a fetched task needs no engine: it has nothing there, only its refs go.
+    env.agent_with(&["purge", "--refs", "origin/good"], |c| {
+        c.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    })
+    .ok();
+    let left = env
+        .git(&["for-each-ref", "refs/agent-remotes/origin/good/"])
+        .ok()
+        .stdout;
+    assert!(left.is_empty(), "{left}");
 }
