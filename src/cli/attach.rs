@@ -47,7 +47,7 @@ pub async fn attach<R: Runtime>(
 
 pub async fn run(args: AttachArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let loaded = ctx.store.resolve(&args.task)?;
+    let loaded = ctx.store.resolve_local(&args.task, "attach")?;
     let rt = engine().await?;
     attach(&rt, &ctx, &loaded, async { Ok(()) }).await
 }

@@ -1,4 +1,5 @@
-//! `git agent list`: the repository's tasks (a scan of refs/agent/).
+//! `git agent list`: the repository's tasks (a scan of refs/agent/), then the ones fetched
+//! from remotes (refs/agent-remotes/).
 
 use anyhow::Result;
 use clap::Args;
@@ -31,6 +32,9 @@ pub async fn run(args: ListArgs) -> Result<i32> {
         .map_err(crate::ops::OpError::into_report)?;
     if let Some(why) = &listing.unchecked {
         engine_view::warn_unreachable(why);
+    }
+    for (task, why) in &listing.refused {
+        eprintln!("git-agent: warning: fetched task '{task}' is not listed: {why}");
     }
     let rows = listing.rows;
     if args.json {

@@ -143,6 +143,10 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Rendered<W> {
 
 pub async fn run(args: LogsArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
+    if args.follow {
+        // A fetched task has no run here to follow.
+        ctx.store.resolve_local(&args.task, "logs -f")?;
+    }
     let logs = logs::open(&ctx, &args.task)
         .await
         .map_err(crate::ops::OpError::into_report)?;

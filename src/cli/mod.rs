@@ -27,6 +27,7 @@ mod retry;
 mod review;
 mod rm;
 mod serve;
+mod share;
 mod shell;
 mod spawn;
 mod status;
@@ -108,6 +109,7 @@ pub enum Command {
     Hooks(hooks::HooksArgs),
     #[command(hide = true)]
     HookRun(hooks::HookRunArgs),
+    Share(share::ShareArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -207,6 +209,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Continue(a) => continue_::run(a).await,
         Command::Hooks(a) => hooks::run(a),
         Command::HookRun(a) => hooks::run_hook(a).await,
+        Command::Share(a) => share::run(a),
     }
 }
 

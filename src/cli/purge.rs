@@ -133,6 +133,18 @@ pub async fn run(args: PurgeArgs) -> Result<i32> {
         );
         return Ok(0);
     }
+    // A fetched task has nothing on the engine: its refs go without asking it.
+    if let Some(task) = args
+        .task
+        .as_deref()
+        .filter(|t| !args.all && !args.dry_run && crate::task::remote::is_fetched(t))
+    {
+        let name = ctx.store.resolve(task)?.record.name;
+        remove::purge_fetched(&ctx, &name, args.refs, &Stderr)
+            .await
+            .map_err(crate::ops::OpError::into_report)?;
+        return Ok(0);
+    }
     let rt = engine().await?;
     if args.all {
         let tasks = ctx.store.all()?;

@@ -33,7 +33,7 @@ pub struct RestartArgs {
 
 pub async fn run(args: RestartArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    ctx.store.resolve(&args.task)?;
+    ctx.store.resolve_local(&args.task, "restart")?;
     let rt = engine().await?;
     let request = RestartRequest {
         task: args.task,

@@ -15,7 +15,7 @@ pub struct RmArgs {
 
 pub async fn run(args: RmArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    ctx.store.resolve(&args.task)?;
+    ctx.store.resolve_local(&args.task, "rm")?;
     let rt = engine().await?;
     remove::rm(&rt, &ctx, &args.task, &Stderr)
         .await

@@ -21,7 +21,7 @@ pub struct ShellArgs {
 
 pub async fn run(args: ShellArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let loaded = ctx.store.resolve(&args.task)?;
+    let loaded = ctx.store.resolve_local(&args.task, "shell")?;
     // Said before the engine is reached: a task without a container has nothing to open.
     crate::ops::attach::shell_container(&loaded).map_err(crate::ops::OpError::into_report)?;
     let rt = engine().await?;

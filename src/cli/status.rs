@@ -43,6 +43,8 @@ struct StatusJson<'a> {
     following: Option<bool>,
     /// A queued task's place in the queue (1 = next).
     queue_position: Option<usize>,
+    /// The remote a fetched task came from (none for this repository's own tasks).
+    fetched_from: Option<&'a str>,
 }
 
 pub async fn run(args: StatusArgs) -> Result<i32> {
@@ -59,6 +61,7 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
     let history = &detail.history;
     let loaded = &seen.loaded;
     let r = &loaded.record;
+    let fetched_from = crate::task::remote::split(&r.name).map(|(remote, _)| remote);
     if args.json {
         let j = StatusJson {
             record: r,
@@ -71,6 +74,7 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
             problems,
             following: detail.following,
             queue_position: detail.queue_position,
+            fetched_from,
         };
         out(serde_json::to_string_pretty(&j)?)?;
         return Ok(0);
@@ -83,7 +87,10 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
         format!(
             "status:    {}{}{}",
             r.status.as_str(),
-            if !seen.checked && matches!(r.status, Status::Running | Status::Creating) {
+            if !seen.checked
+                && fetched_from.is_none()
+                && matches!(r.status, Status::Running | Status::Creating)
+            {
                 "?"
             } else {
                 ""
@@ -99,7 +106,11 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
     if let Some(after) = &r.after {
         lines.push(format!("after:     {after}"));
     }
-    if !seen.checked {
+    if let Some(remote) = fetched_from {
+        lines.push(format!(
+            "runtime:   none here (fetched from {remote}; the status is what that clone recorded)"
+        ));
+    } else if !seen.checked {
         lines.push(
             "runtime:   unknown (the container engine could not be reached; this is what the refs last recorded)"
                 .into(),

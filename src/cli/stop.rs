@@ -17,7 +17,7 @@ pub struct StopArgs {
 
 pub async fn run(args: StopArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    ctx.store.resolve(&args.task)?;
+    ctx.store.resolve_local(&args.task, "stop")?;
     let rt = engine().await?;
     crate::ops::stop::run(&rt, &ctx, &args.task, args.timeout, &Stderr)
         .await

@@ -43,7 +43,7 @@ pub struct SyncArgs {
 
 pub async fn run(args: SyncArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let task = ctx.store.resolve(&args.task)?.record.name;
+    let task = ctx.store.resolve_local(&args.task, "sync")?.record.name;
     if args.follow {
         let started =
             crate::ops::follow::start(&ctx, &task).map_err(crate::ops::OpError::into_report)?;

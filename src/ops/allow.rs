@@ -100,7 +100,7 @@ pub async fn run(
     domains: &[String],
     events: &dyn Events,
 ) -> Result<Allowed, AllowError> {
-    let name = ctx.store.resolve(task)?.record.name;
+    let name = ctx.store.resolve_local(task, "allow")?.record.name;
     let add = parse_domains(domains)?;
     let _lock = lock_task(ctx, &name, "allow", events).await?;
     if Lease::held(&ctx.git, &name)? {

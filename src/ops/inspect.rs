@@ -16,8 +16,8 @@ use crate::egress::log::{Connection, Summary, summarize};
 use crate::runtime::{ContainerState, LABEL_REPO, Runtime};
 use crate::sandbox::gateway;
 use crate::sandbox::health::{self, Health};
-use crate::task::Status;
 use crate::task::store::{Loaded, TaskStore};
+use crate::task::{Status, remote};
 
 /// What went wrong in reading tasks. An engine that cannot be reached or does not answer
 /// is not an error here (the tasks are shown as their refs say, with why); what fails comes
@@ -59,9 +59,24 @@ pub struct Seen {
 impl Seen {
     /// The status as shown to a person: `running?` when a live status could not be checked,
     /// the exit code and any problems in parentheses (`running (gateway down)`).
+    /// A fetched task says so instead (`exited (0; fetched from origin)`): its status is
+    /// what the other clone recorded, and no engine here has anything to add.
     pub fn status_text(&self) -> String {
         let r = &self.loaded.record;
+        if let Some((remote, _)) = remote::split(&r.name) {
+            let from = format!("fetched from {remote}");
+            return describe(r.status, r.exit_code, true, &[from.as_str()]);
+        }
         describe(r.status, r.exit_code, self.checked, &self.problems)
+    }
+
+    /// A fetched task as its refs say (see [`remote`]): the engine is never asked about it.
+    fn fetched(loaded: Loaded) -> Seen {
+        Seen {
+            loaded,
+            checked: false,
+            problems: Vec::new(),
+        }
     }
 }
 
@@ -305,6 +320,9 @@ pub struct Row {
     pub retry_of: Option<String>,
     /// How many follow-ups `git agent continue` sent it.
     pub followups: u32,
+    /// The remote a fetched task came from (its name is `<remote>/<task>`); none for a
+    /// task of this repository.
+    pub fetched_from: Option<String>,
 }
 
 /// What `list` shows.
@@ -312,6 +330,8 @@ pub struct Listing {
     pub rows: Vec<Row>,
     /// Why the engine could not be asked, if it could not.
     pub unchecked: Option<String>,
+    /// Fetched tasks that were not listed, each with why (a bad name or record).
+    pub refused: Vec<(String, String)>,
 }
 
 /// The repository's tasks as `list` shows them.
@@ -320,8 +340,14 @@ pub struct Listing {
 /// (see [`crate::task::Changes`]). Tasks without one for their current tip (records from
 /// before summaries were recorded) are summarized here, all of them in one git process, and
 /// nothing is recorded.
+///
+/// Fetched tasks (see [`remote`]) follow the repository's own, as their refs say: the engine
+/// is not asked about them, and one that cannot be read is left out and named in
+/// [`Listing::refused`].
 pub async fn list(ctx: &Ctx) -> Result<Listing, InspectError> {
-    let tasks = all(ctx).await?;
+    let mut tasks = all(ctx).await?;
+    let (fetched, refused) = ctx.store.fetched()?;
+    tasks.seen.extend(fetched.into_iter().map(Seen::fetched));
     let changes = summaries(&ctx.git, &tasks.seen);
     let records: Vec<&crate::task::TaskRecord> =
         tasks.seen.iter().map(|s| &s.loaded.record).collect();
@@ -356,11 +382,13 @@ pub async fn list(ctx: &Ctx) -> Result<Listing, InspectError> {
             merged: r.merged.clone(),
             retry_of: r.retry_of.clone(),
             followups: r.followups,
+            fetched_from: remote::split(&r.name).map(|(remote, _)| remote.to_string()),
         });
     }
     Ok(Listing {
         rows,
         unchecked: tasks.unchecked,
+        refused,
     })
 }
 
@@ -423,6 +451,18 @@ pub struct Detail {
 /// One task (any unique prefix of its name) in detail.
 pub async fn status(ctx: &Ctx, task: &str) -> Result<Detail, InspectError> {
     let loaded = ctx.store.resolve(task)?;
+    if remote::is_fetched(&loaded.record.name) {
+        let history = ctx.store.history(&loaded)?;
+        return Ok(Detail {
+            seen: Seen::fetched(loaded),
+            problems: Vec::new(),
+            network: None,
+            history,
+            unchecked: Vec::new(),
+            following: None,
+            queue_position: None,
+        });
+    }
     let rt = super::engine_for_reading().await;
     let mut unchecked: Vec<String> = rt
         .as_ref()

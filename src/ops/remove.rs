@@ -68,7 +68,7 @@ pub async fn rm<R: Runtime>(
     task: &str,
     events: &dyn Events,
 ) -> Result<String, RemoveError> {
-    let name = ctx.store.resolve(task)?.record.name;
+    let name = ctx.store.resolve_local(task, "rm")?.record.name;
     let lock = lock_task(ctx, &name, "rm", events).await?;
     crate::sandbox::sync::clear_leftovers(rt, &ctx.git, &ctx.repo, &name, &lock).await?;
     crate::sandbox::refresh(rt, &ctx.store, reload(ctx, &name)?).await?;
@@ -206,6 +206,11 @@ pub async fn purge<R: Runtime>(
     events: &dyn Events,
 ) -> Result<(), RemoveError> {
     let found = ctx.store.resolve(query).map(|l| l.record.name);
+    if let Ok(name) = &found
+        && crate::task::remote::is_fetched(name)
+    {
+        return purge_fetched(ctx, name, refs, events).await;
+    }
     let (name, lock) = match found {
         Ok(name) => {
             let lock = lock_task(ctx, &name, "purge", events).await?;
@@ -284,6 +289,33 @@ pub async fn purge<R: Runtime>(
     events.emit(Event::step(
         Some(&name),
         format!("purged {name}{}", if refs { " and its refs" } else { "" }),
+    ));
+    Ok(())
+}
+
+/// Purge a fetched task (see [`crate::task::remote`]): it has nothing on this engine, and
+/// whatever engine object its record once named is not its here, so only its refs go (the
+/// next `git fetch` brings them back while the remote has them). Without `refs` there is
+/// nothing to remove.
+pub async fn purge_fetched(
+    ctx: &Ctx,
+    name: &str,
+    refs: bool,
+    events: &dyn Events,
+) -> Result<(), RemoveError> {
+    if !refs {
+        events.emit(Event::step(
+            Some(name),
+            format!("{name} was fetched and has nothing on this engine; `git agent purge --refs {name}` removes its refs"),
+        ));
+        return Ok(());
+    }
+    let _lock = lock_task(ctx, name, "purge", events).await?;
+    ctx.store.delete(name)?;
+    crate::task::lock::forget(&ctx.git, name);
+    events.emit(Event::step(
+        Some(name),
+        format!("purged {name} and its refs"),
     ));
     Ok(())
 }

@@ -122,7 +122,7 @@ pub async fn run<R: Runtime>(
     args: &RestartRequest,
     events: &dyn Events,
 ) -> Result<Restarted, RestartError> {
-    let name = ctx.store.resolve(&args.task)?.record.name;
+    let name = ctx.store.resolve_local(&args.task, "restart")?.record.name;
     let lock = super::lock_task(ctx, &name, "restart", events).await?;
     let loaded = super::reload(ctx, &name)?;
     resume(rt, ctx, args, None, lock, loaded, events).await

@@ -54,7 +54,7 @@ pub async fn run<R: Runtime>(
     timeout: i32,
     events: &dyn Events,
 ) -> Result<String, StopError> {
-    let name = ctx.store.resolve(task)?.record.name;
+    let name = ctx.store.resolve_local(task, "stop")?.record.name;
     let lock = lock_task(ctx, &name, "stop", events).await?;
     let loaded = reload(ctx, &name)?;
     if loaded.record.status == Status::Queued {

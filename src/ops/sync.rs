@@ -44,7 +44,7 @@ pub async fn run<R: Runtime>(
     task: &str,
     events: &dyn Events,
 ) -> Result<SyncOutcome, SyncError> {
-    let before = ctx.store.resolve(task)?;
+    let before = ctx.store.resolve_local(task, "sync")?;
     let lock = lock_task(ctx, &before.record.name, "sync", events).await?;
     let loaded = reload_after_wait(&ctx.store, &before)?;
     let outcome = sync(rt, &ctx.store, loaded, ctx.bundle_limit()?, &lock).await?;

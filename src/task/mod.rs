@@ -11,6 +11,7 @@ pub mod lock;
 pub mod merge;
 pub mod name;
 pub mod queue;
+pub mod remote;
 pub mod store;
 pub mod trash;
 
@@ -234,9 +235,10 @@ where
     }))
 }
 
-/// Ref names of a task's namespace.
+/// Ref names of a task's namespace (a fetched task's, `<remote>/<task>`, are under
+/// [`remote::NAMESPACE`]).
 pub fn ref_name(task: &str, leaf: &str) -> String {
-    format!("refs/agent/{task}/{leaf}")
+    format!("{}{leaf}", remote::prefix(task))
 }
 
 /// The host branch a task's work is promoted to.
@@ -296,6 +298,10 @@ mod tests {
     #[test]
     fn ref_names_live_under_one_namespace() {
         assert_eq!(ref_name("fix-1", "state"), "refs/agent/fix-1/state");
+        assert_eq!(
+            ref_name("origin/fix-1", "state"),
+            "refs/agent-remotes/origin/fix-1/state"
+        );
         assert_eq!(branch_name("fix-1"), "agent/fix-1");
     }
 }

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, anyhow};
 
 use super::name::{self, TaskName};
+use super::remote;
 use super::{TaskRecord, ref_name};
 use crate::error::hinted;
 use crate::git::read::{ReadError, Reader};
@@ -79,13 +80,26 @@ pub enum StoreError {
         limit: u64,
         hint: String,
     },
+    /// A command that needs the task's sandbox was asked for a task fetched from a remote,
+    /// which has none here (see [`super::remote`]).
+    #[error(
+        "task '{task}' was fetched from {remote}; it has no sandbox here, so `{command}` cannot act on it"
+    )]
+    Fetched {
+        task: String,
+        remote: String,
+        command: String,
+        hint: String,
+    },
 }
 
 impl StoreError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<&str> {
         match self {
-            StoreError::NewerSchema { hint, .. } | StoreError::TooLarge { hint, .. } => Some(hint),
+            StoreError::NewerSchema { hint, .. }
+            | StoreError::TooLarge { hint, .. }
+            | StoreError::Fetched { hint, .. } => Some(hint),
             StoreError::MissingFile { .. } => None,
         }
     }
@@ -126,7 +140,8 @@ fn too_large(err: anyhow::Error, task: &str) -> anyhow::Error {
             size,
             limit,
             hint: format!(
-                "look at it with `git show refs/agent/{task}/state --stat`; remove the task's refs with `git for-each-ref --format='delete %(refname)' refs/agent/{task}/ | git update-ref --stdin`"
+                "look at it with `git show {prefix}state --stat`; remove the task's refs with `git for-each-ref --format='delete %(refname)' {prefix} | git update-ref --stdin`",
+                prefix = remote::prefix(task)
             ),
         }
         .into(),
@@ -139,6 +154,12 @@ pub fn render_record(record: &TaskRecord) -> Result<String> {
     let body = toml::to_string(record).context("cannot serialise task record")?;
     Ok(format!("schema = {RECORD_SCHEMA}\n{body}"))
 }
+
+/// A fetched task's refs by leaf, or why its name is refused.
+type FetchedRefs = std::result::Result<BTreeMap<String, String>, String>;
+
+/// A fetched task that was not read: its name (as its refs give it, escaped) and why.
+pub type Refused = (String, String);
 
 /// A task record together with the state commit it was read from.
 #[derive(Debug, Clone)]
@@ -253,19 +274,103 @@ impl TaskStore {
         Ok(refs)
     }
 
-    /// Find a task by exact name or unique prefix. An exact name is read on its own (its
-    /// refs only), so naming a task costs the same among a thousand as among one; only a
-    /// prefix scans every task's refs.
+    /// Find a task by exact name or unique prefix; a name with a `/` is a fetched task's
+    /// (`origin/fix-1`, see [`remote`]). An exact local name is read on its own (its refs
+    /// only), so naming a task costs the same among a thousand as among one; only a prefix
+    /// scans every task's refs.
     pub fn resolve(&self, query: &str) -> Result<Loaded> {
         if TaskName::parse(query).is_ok()
             && let Some(loaded) = self.load(query)?
         {
             return Ok(loaded);
         }
-        let names = self.names()?;
+        let names = if remote::is_fetched(query) {
+            self.fetched_refs()?
+                .into_iter()
+                .filter_map(|(name, refs)| refs.contains_key("state").then_some(name))
+                .collect()
+        } else {
+            self.names()?
+        };
         let name = name::select(&names, query)?;
         self.load(name)?
             .ok_or_else(|| anyhow!("task '{name}' disappeared while reading it"))
+    }
+
+    /// [`resolve`](Self::resolve) for `command`, which needs the task's sandbox: a fetched
+    /// task is refused ([`StoreError::Fetched`]).
+    pub fn resolve_local(&self, query: &str, command: &str) -> Result<Loaded> {
+        let loaded = self.resolve(query)?;
+        if remote::is_fetched(&loaded.record.name) {
+            return Err(remote::no_sandbox(&loaded.record.name, command).into());
+        }
+        Ok(loaded)
+    }
+
+    /// Every fetched task's refs (`refs/agent-remotes/<remote>/<task>/<leaf>`), by name
+    /// (`<remote>/<task>`): one prefix scan. A name whose parts are no valid names maps to
+    /// why it is refused.
+    fn fetched_refs_checked(&self) -> Result<BTreeMap<String, FetchedRefs>> {
+        let mut refs: BTreeMap<String, FetchedRefs> = BTreeMap::new();
+        for (full, oid) in self.reader.refs_under(remote::NAMESPACE)? {
+            let Some(rest) = full.strip_prefix(remote::NAMESPACE) else {
+                continue;
+            };
+            let mut parts = rest.splitn(3, '/');
+            let (Some(rem), Some(task), Some(leaf)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            match remote::qualified(rem, task) {
+                Ok(name) => {
+                    if let Ok(leaves) = refs.entry(name).or_insert_with(|| Ok(BTreeMap::new())) {
+                        leaves.insert(leaf.to_string(), oid);
+                    }
+                }
+                Err(why) if leaf == "state" => {
+                    let shown = crate::error::sanitize(&format!("{rem}/{task}"));
+                    refs.insert(shown, Err(why));
+                }
+                Err(_) => {}
+            }
+        }
+        refs.retain(|_, leaves| match leaves {
+            Ok(leaves) => leaves.contains_key("state"),
+            Err(_) => true,
+        });
+        Ok(refs)
+    }
+
+    /// The fetched tasks with valid names and their refs.
+    fn fetched_refs(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        Ok(self
+            .fetched_refs_checked()?
+            .into_iter()
+            .filter_map(|(name, refs)| Some((name, refs.ok()?)))
+            .collect())
+    }
+
+    /// Every fetched task with its record (sanitized, see [`remote::sanitize`]), and the
+    /// ones refused, each as `(name, why)`: a bad name, an unreadable, oversized or newer
+    /// record. One prefix scan and in-process reads; no process per task.
+    pub fn fetched(&self) -> Result<(Vec<Loaded>, Vec<Refused>)> {
+        let mut tasks = Vec::new();
+        let mut refused = Vec::new();
+        for (name, refs) in self.fetched_refs_checked()? {
+            let refs = match refs {
+                Ok(refs) => refs,
+                Err(why) => {
+                    refused.push((name, why));
+                    continue;
+                }
+            };
+            match self.loaded(&name, refs) {
+                Ok(Some(l)) => tasks.push(l),
+                Ok(None) => {}
+                Err(e) => refused.push((name, crate::error::sanitize(&format!("{e:#}")))),
+            }
+        }
+        Ok((tasks, refused))
     }
 
     /// Read a task's current state, if it exists.
@@ -278,7 +383,10 @@ impl TaskStore {
         let Some(state) = refs.get("state").cloned() else {
             return Ok(None);
         };
-        let record = self.read_record(name, &state)?;
+        let mut record = self.read_record(name, &state)?;
+        if remote::is_fetched(name) {
+            remote::sanitize(&mut record, name);
+        }
         Ok(Some(Loaded {
             record,
             state,
@@ -313,7 +421,7 @@ impl TaskStore {
     }
 
     fn task_refs(&self, name: &str) -> Result<BTreeMap<String, String>> {
-        let prefix = format!("{NAMESPACE}{name}/");
+        let prefix = remote::prefix(name);
         Ok(self
             .reader
             .refs_under(&prefix)?
@@ -363,7 +471,12 @@ impl TaskStore {
     fn read_records(&self, states: &[(&str, &str)]) -> Result<Vec<TaskRecord>> {
         let mut records = Vec::with_capacity(states.len());
         for (task, state) in states {
-            let files = [(RECORD_FILE, RECORD_LIMIT), (PROMPT_FILE, PROMPT_LIMIT)];
+            let prompt_limit = if remote::is_fetched(task) {
+                remote::PROMPT_LIMIT
+            } else {
+                PROMPT_LIMIT
+            };
+            let files = [(RECORD_FILE, RECORD_LIMIT), (PROMPT_FILE, prompt_limit)];
             let mut found = self
                 .files_of(&[state], &files)
                 .map_err(|e| too_large(e, task))?

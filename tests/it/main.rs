@@ -38,6 +38,7 @@ mod repo_formats;
 mod review_attack;
 mod runtime_changes;
 mod servers;
+mod share;
 mod snapshots;
 mod state;
 mod sync_races;
