@@ -77,7 +77,7 @@ fn read_prompt(args: &ContinueArgs) -> Result<String> {
 
 pub async fn run(args: ContinueArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    ctx.store.resolve(&args.task)?;
+    ctx.store.resolve_local(&args.task, "continue")?;
     let prompt = read_prompt(&args)?;
     let rt = engine().await?;
     let request = ContinueRequest {

@@ -100,7 +100,7 @@ pub async fn run<R: Runtime>(
     if args.prompt.trim().is_empty() {
         return Err(ContinueError::EmptyPrompt);
     }
-    let name = ctx.store.resolve(&args.task)?.record.name;
+    let name = ctx.store.resolve_local(&args.task, "continue")?.record.name;
     let lock = super::lock_task(ctx, &name, "continue", events).await?;
     let loaded = super::reload(ctx, &name)?;
     if loaded.record.status == Status::Creating && Lease::held(&ctx.git, &name)? {

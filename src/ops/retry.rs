@@ -163,9 +163,11 @@ pub fn spawn_request(
     })
 }
 
-/// `<old>-retry`, else `<old>-retry-2`, `-3`, ...: the first that no task has.
+/// `<old>-retry`, else `<old>-retry-2`, `-3`, ...: the first that no task has. A fetched
+/// task's retry is a task of this repository: `origin/fix` gives `fix-retry`.
 fn default_name(ctx: &Ctx, old: &crate::task::TaskRecord) -> Result<String> {
-    let stem: String = old.name.chars().take(36).collect();
+    let task = crate::task::remote::split(&old.name).map_or(old.name.as_str(), |(_, t)| t);
+    let stem: String = task.chars().take(36).collect();
     let stem = stem.trim_end_matches(['-', '_', '.']);
     for n in 1..1000 {
         let name = if n == 1 {
@@ -222,6 +224,11 @@ pub async fn start<R: Runtime>(
     let mut started = super::spawn::start(rt, ctx, prepared, events).await?;
     let new = started.tasks.remove(0);
     let name = new.record.name.clone();
+    // A fetched task's refs are the remote's (the next fetch replaces them): the link lives
+    // in the new task's `retry_of` only.
+    if crate::task::remote::is_fetched(&old) {
+        return Ok(new);
+    }
     let link = async {
         let _lock = super::lock_task(ctx, &old, "retry", events).await?;
         ctx.store

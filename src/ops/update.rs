@@ -152,7 +152,7 @@ pub async fn run<R: Runtime>(
     req: &UpdateRequest,
     events: &dyn Events,
 ) -> Result<Updated, UpdateError> {
-    let name = ctx.store.resolve(&req.task)?.record.name;
+    let name = ctx.store.resolve_local(&req.task, "update")?.record.name;
     let lock = lock_task(ctx, &name, "update", events).await?;
     let mut loaded = super::reload(ctx, &name)?;
     if loaded.record.sandbox.container.is_some() {

@@ -183,6 +183,7 @@ mod tests {
         r.promoted = Some(super::super::Promotion {
             task_tip: "a".into(),
             branch_tip: "b".into(),
+            ..Default::default()
         });
         sanitize(&mut r, "origin/t");
         assert_eq!(r.name, "origin/t");

@@ -232,6 +232,8 @@ fn a_task_shared_through_a_bare_remote_is_reviewed_and_promoted_in_another_clone
         &["restart", "origin/fix-1"],
         &["sync", "origin/fix-1"],
         &["rm", "origin/fix-1"],
+        &["continue", "origin/fix-1", "-m", "more"],
+        &["update", "origin/fix-1"],
     ] {
         let run = b.agent(args).fails();
         assert!(
@@ -259,6 +261,25 @@ fn a_task_shared_through_a_bare_remote_is_reviewed_and_promoted_in_another_clone
     );
     assert_eq!(b.task_refs("fix-1"), own, "B's own task changed");
     b.agent(&["status", "fix-1"]).ok();
+
+    // B retries the fetched task: a task of B's own (named from the task part), on the
+    // fetched base, linked to what it retries; the fetched refs are not written.
+    let fetched_refs = b
+        .git(&["for-each-ref", "refs/agent-remotes/origin/fix-1/"])
+        .ok()
+        .stdout;
+    let retry = b.agent(&["retry", "origin/fix-1"]).ok();
+    assert!(retry.stdout.contains("fix-1-retry"), "{retry}");
+    let st = b.json(&["status", "fix-1-retry", "--json"]);
+    assert_eq!(st["retry_of"], "origin/fix-1", "{st}");
+    assert!(st["fetched_from"].is_null(), "{st}");
+    assert_eq!(
+        b.git(&["for-each-ref", "refs/agent-remotes/origin/fix-1/"])
+            .ok()
+            .stdout,
+        fetched_refs
+    );
+    b.agent(&["purge", "--refs", "fix-1-retry"]).ok();
 
     // purge of a fetched task removes its refs only.
     b.agent(&["purge", "--refs", "origin/fix-1"]).ok();
