@@ -389,13 +389,27 @@ pub fn post_commit(git: &Git, config: &Config, nested: bool) -> Result<PostCommi
     let Some(mut args) = post_commit_args(config)? else {
         return Ok(PostCommit::Off);
     };
-    if !args
-        .iter()
-        .any(|a| a == "--base" || a.starts_with("--base="))
-    {
-        let head = git.resolve_commit("HEAD")?;
-        args.extend(["--base".to_string(), head]);
+    // Options go before a `--` (after it, words are the exec agent's command).
+    let options = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let given = |names: &[&str]| {
+        args[..options].iter().any(|a| {
+            names
+                .iter()
+                .any(|n| a == n || (n.starts_with("--") && a.starts_with(&format!("{n}="))))
+        })
+    };
+    let mut extra = Vec::new();
+    if !given(&["--base"]) {
+        extra.extend(["--base".to_string(), git.resolve_commit("HEAD")?]);
     }
+    // A template needs a description: the commit it is about, unless the setting gives one.
+    if !given(&["-m", "-F", "--message", "--file"]) {
+        let subject = git
+            .run(["log", "-1", "--format=%h %s", "HEAD"])
+            .unwrap_or_default();
+        extra.extend(["-m".to_string(), format!("the commit {}", subject.trim())]);
+    }
+    args.splice(options..options, extra);
     let exe = std::env::current_exe().context("cannot find git-agent itself")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("add")

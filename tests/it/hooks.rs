@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::common::TestEnv;
+use crate::require_docker;
 
 fn hooks_dir(env: &TestEnv) -> PathBuf {
     env.repo.join(".git/hooks")
@@ -246,7 +247,8 @@ fn bare_remote(env: &TestEnv) -> PathBuf {
 
 #[test]
 fn the_pre_push_gate_refuses_raw_agent_commits_and_allows_promoted_work() {
-    let env = TestEnv::local();
+    require_docker!();
+    let env = TestEnv::new();
     let bare = bare_remote(&env);
     env.finished_task("t1", "one.txt");
     env.agent(&["hooks", "install", "pre-push"]).ok();
@@ -290,7 +292,8 @@ fn the_pre_push_gate_refuses_raw_agent_commits_and_allows_promoted_work() {
 
 #[test]
 fn event_hooks_fire_once_with_hostile_values_kept_out_of_the_command() {
-    let env = TestEnv::local();
+    require_docker!();
+    let env = TestEnv::new();
     let log = env.home.path().join("events.log");
     let pwned = env.home.path().join("pwned");
     let record = format!(
@@ -328,10 +331,17 @@ fn event_hooks_fire_once_with_hostile_values_kept_out_of_the_command() {
 
 #[test]
 fn post_commit_trigger_queues_a_task() {
-    let env = TestEnv::local();
+    require_docker!();
+    let env = TestEnv::new();
     env.agent(&["hooks", "install", "post-commit"]).ok();
-    env.git(&["config", "agent.hooks.postCommit", "review"])
-        .ok();
+    // The review template, run by an exec agent (no credentials in tests); the hook adds the
+    // base and a description before the `--`.
+    env.git(&[
+        "config",
+        "agent.hooks.postCommit",
+        "-t review --agent exec -- true",
+    ])
+    .ok();
     env.write("c.txt", "c\n");
     env.git(&["add", "c.txt"]).ok();
     let started = Instant::now();
@@ -358,7 +368,9 @@ fn post_commit_trigger_queues_a_task() {
         }
         assert!(
             Instant::now() < deadline,
-            "no task was queued on {head}: {tasks}"
+            "no task was queued on {head}: {tasks}\nhook log:\n{}",
+            std::fs::read_to_string(env.repo.join(".git/git-agent/hooks/post-commit.log"))
+                .unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -366,7 +378,8 @@ fn post_commit_trigger_queues_a_task() {
 
 #[test]
 fn the_pre_push_gate_wants_review_flags_acknowledged() {
-    let env = TestEnv::local();
+    require_docker!();
+    let env = TestEnv::new();
     bare_remote(&env);
     env.finished_task("flagged", ".envrc");
     env.agent(&["hooks", "install", "pre-push"]).ok();
@@ -394,7 +407,8 @@ fn the_pre_push_gate_wants_review_flags_acknowledged() {
 
 #[test]
 fn the_message_helper_drafts_a_message_for_an_empty_one_only() {
-    let env = TestEnv::local();
+    require_docker!();
+    let env = TestEnv::new();
     env.agent(&["hooks", "install", "prepare-commit-msg"]).ok();
     env.git(&[
         "config",
