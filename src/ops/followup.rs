@@ -64,7 +64,7 @@ impl super::OpError for ContinueError {
                 "say what to do next with -m \"...\", -F <file>, or on standard input".into()
             }
             ContinueError::Running { task } => format!(
-                "follow it to its end with `git agent logs -f {task}`, or stop it with `git agent stop {task}`; then continue it"
+                "wait for its end with `git agent wait {task}`, or stop it with `git agent stop {task}`; then continue it"
             ),
             ContinueError::StillSpawning { task } => format!(
                 "wait for the spawn to finish, then check it with `git agent status {task}`"
@@ -151,7 +151,7 @@ mod tests {
             crate::error::render(&e),
             [
                 "Error: task 'fix' is still running; a follow-up goes to a task whose run has ended",
-                "Hint: follow it to its end with `git agent logs -f fix`, or stop it with `git agent stop fix`; then continue it",
+                "Hint: wait for its end with `git agent wait fix`, or stop it with `git agent stop fix`; then continue it",
             ]
         );
         let e: anyhow::Error = ContinueError::EmptyPrompt.into();
