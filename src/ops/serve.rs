@@ -146,6 +146,29 @@ pub async fn run<R: Runtime>(
             .into_iter()
             .take(opts.workers.saturating_sub(workers.len()))
         {
+            // The worker's own output goes to a log beside the task's (not the server's
+            // stderr, which would stay open as long as the task runs).
+            let log = worker_log(&c.repo, &c.task);
+            let log_file = log
+                .parent()
+                .map(std::fs::create_dir_all)
+                .transpose()
+                .and_then(|_| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                });
+            let log_file = match log_file {
+                Ok(f) => f,
+                Err(e) => {
+                    events.emit(Event::warning(
+                        Some(&c.task),
+                        format!("cannot write the worker's log {}: {e}", log.display()),
+                    ));
+                    continue;
+                }
+            };
             let child = tokio::process::Command::new(&opts.program)
                 .arg("run-queued")
                 .arg(&c.task)
@@ -156,13 +179,19 @@ pub async fn run<R: Runtime>(
                 .current_dir(&c.repo)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
+                .stderr(log_file)
                 .process_group(0)
                 .spawn();
             match child {
                 Ok(child) => {
                     events.emit(Event::step(
                         Some(&c.task),
-                        format!("starting {} in {}", c.task, c.repo.display()),
+                        format!(
+                            "starting {} in {} (log: {})",
+                            c.task,
+                            c.repo.display(),
+                            log.display()
+                        ),
                     ));
                     report
                         .started
@@ -193,6 +222,16 @@ pub async fn run<R: Runtime>(
     }
     report.running = workers.iter().map(|w| w.task.clone()).collect();
     Ok(report)
+}
+
+/// Where the worker running `task` of the repository at `repo` writes what it does:
+/// `<git dir>/git-agent/serve/<task>.log` (the repository was checked to be one by [`scan`]).
+fn worker_log(repo: &Path, task: &str) -> PathBuf {
+    crate::git::Git::discover(repo)
+        .map(|g| crate::task::lock::state_dir(&g))
+        .unwrap_or_else(|_| repo.join(".git").join("git-agent"))
+        .join("serve")
+        .join(format!("{task}.log"))
 }
 
 /// Is `path` a directory this user owns (not a link)?

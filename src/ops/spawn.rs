@@ -57,6 +57,9 @@ pub enum SpawnError {
     /// The spawn failed and removing what it created failed too for `kept`.
     #[error("spawn failed ({detail}), and removing task(s) {} failed too", kept.join(" "))]
     CleanupFailed { detail: String, kept: Vec<String> },
+    /// A queued task a worker claimed could not start; it is kept, recorded as failed.
+    #[error("queued task '{task}' could not start (it is kept, recorded as failed): {detail}")]
+    QueuedFailed { task: String, detail: String },
     /// The spawn failed for a reason that names no fix; everything it made was removed.
     #[error("spawn failed; nothing of it was kept: {detail}")]
     Failed { detail: String },
@@ -89,6 +92,9 @@ impl super::OpError for SpawnError {
                 "wait for that spawn to finish (`git agent list` shows it), or choose another --name".into()
             }
             SpawnError::CleanupFailed { .. } => DOCTOR_FIX.into(),
+            SpawnError::QueuedFailed { task, .. } => format!(
+                "see why with `git agent status {task}`; run it again with `git agent retry {task}` once `git agent doctor` finds nothing wrong"
+            ),
             SpawnError::Failed { .. } => {
                 "`git agent doctor` checks the engine and lists leftovers holding its networks, volumes and containers; fix what it reports, then spawn again".into()
             }
@@ -587,7 +593,13 @@ pub async fn start<R: Runtime>(
                 // A queued task stays, recorded as failed, with what went wrong.
                 super::queue::record_failed_start(rt, ctx, req.name.as_str(), &e).await;
                 drop(leases);
-                return Err(spawn_failed(e, Vec::new(), events));
+                if e.downcast_ref::<Interrupted>().is_some() {
+                    return Err(SpawnError::Other(e));
+                }
+                return Err(SpawnError::QueuedFailed {
+                    task: req.name.to_string(),
+                    detail: format!("{e:#}"),
+                });
             }
             Err(e) => {
                 // All or nothing: a group whose member failed is removed entirely.

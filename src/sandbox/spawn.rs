@@ -282,7 +282,7 @@ pub async fn go<R: Runtime>(rt: &R, id: &str) -> Result<()> {
             1 << 16,
         )
         .await?;
-    if out.exit_code != 0 {
+    if out.exit_code != 0 && !ended_under_go(rt, id, &out).await {
         bail!(
             "could not start the task's command ({})",
             crate::error::exit_detail(out.exit_code, &out.stderr)
@@ -622,6 +622,9 @@ async fn go_borrowed<R: Runtime>(
     warn: &dyn Fn(String),
 ) -> Result<()> {
     let out = helper_exec(rt, id, &["go", "--borrowed"]).await?;
+    if ended_under_go(rt, id, &out).await {
+        return Ok(());
+    }
     match out.exit_code {
         0 => Ok(()),
         super::cache::BORROW_FAILED | CHECKOUT_FAILED => {
@@ -633,6 +636,18 @@ async fn go_borrowed<R: Runtime>(
             crate::error::exit_detail(out.exit_code, &out.stderr)
         ),
     }
+}
+
+/// Did the container stop under the exec that let its command start? A command that ends
+/// at once (`true`) stops the container while that exec is still on its way out, and the
+/// engine kills it (137). The run is over either way: what it ended with is recorded from the
+/// container (see [`super::refresh`]), as for any run, so the spawn itself succeeded.
+async fn ended_under_go<R: Runtime>(rt: &R, id: &str, out: &ExecOutcome) -> bool {
+    out.exit_code == 137
+        && matches!(
+            rt.state(id).await,
+            Ok(ContainerState::Exited(_))
+        )
 }
 
 /// What the helper's `borrowed` exits with when the checkout failed for another reason than

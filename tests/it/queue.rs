@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestEnv, docker_ready};
+use crate::common::TestEnv;
+use crate::require_docker;
 
 /// `git agent add` of an exec task running `script`, in `dir` (the env's repository by
 /// default). Returns the task's name.
@@ -126,9 +127,7 @@ fn purge_all(env: &TestEnv, dir: &Path, tasks: &[String]) {
 
 #[test]
 fn two_workers_drain_six_tasks_from_two_repositories_two_at_a_time() {
-    if !docker_ready() {
-        return;
-    }
+    require_docker!();
     let env = TestEnv::new();
     let other = second_repo(&env);
     let mut here = Vec::new();
@@ -218,9 +217,7 @@ fn two_workers_drain_six_tasks_from_two_repositories_two_at_a_time() {
 
 #[test]
 fn two_servers_run_each_task_once_and_a_dead_claim_is_run_again() {
-    if !docker_ready() {
-        return;
-    }
+    require_docker!();
     let env = TestEnv::new();
     let tasks: Vec<String> = (0..3)
         .map(|i| add(&env, &env.repo, &format!("t{i}"), "sleep 1", &[]))
@@ -265,9 +262,7 @@ fn two_servers_run_each_task_once_and_a_dead_claim_is_run_again() {
 
 #[test]
 fn a_killed_server_leaves_its_running_task_to_run_once() {
-    if !docker_ready() {
-        return;
-    }
+    require_docker!();
     let env = TestEnv::new();
     let t = add(&env, &env.repo, "long", "sleep 3", &[]);
     let mut server = serve(&env, &["--workers", "1"]);
@@ -295,9 +290,7 @@ fn a_killed_server_leaves_its_running_task_to_run_once() {
 
 #[test]
 fn after_chains_and_wait_exit_codes() {
-    if !docker_ready() {
-        return;
-    }
+    require_docker!();
     let env = TestEnv::new();
     let parent = add(
         &env,
@@ -414,4 +407,51 @@ fn registry_entries_only_say_where_to_look() {
     assert!(stderr.contains("does not name this repository"), "{stderr}");
     assert!(stderr.contains("skipping task weird"), "{stderr}");
     assert!(stderr.contains("0 task(s) still queued"), "{stderr}");
+}
+
+/// SIGTERM: the server stops claiming, says what it left, and exits 0; the task it started
+/// runs on as an ordinary task, the others stay queued. `spawn --after` a task that has not
+/// ended queues the new task for a server.
+#[test]
+fn a_stopped_server_says_what_it_left_and_spawn_after_a_running_task_queues() {
+    require_docker!();
+    let env = TestEnv::new();
+    let long = add(&env, &env.repo, "long", "sleep 60", &[]);
+    let next = add(&env, &env.repo, "next", "true", &[]);
+    let server = serve(&env, &["--workers", "1"]);
+    let start = Instant::now();
+    while record(&env, &env.repo, &long)["status"] != "running" {
+        assert!(start.elapsed() < Duration::from_secs(40), "never ran");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: a signal to the server this test started.
+    assert_eq!(unsafe { libc::kill(server.id() as i32, libc::SIGTERM) }, 0);
+    let stopping = Instant::now();
+    let (code, stderr) = finish(server, Duration::from_secs(30));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "the server waited for its task"
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("left running"), "{stderr}");
+    assert!(stderr.contains("long"), "{stderr}");
+    assert!(stderr.contains("1 task(s) still queued"), "{stderr}");
+    assert_eq!(
+        record(&env, &env.repo, &long)["status"],
+        "running",
+        "{stderr}"
+    );
+    assert_eq!(record(&env, &env.repo, &next)["status"], "queued");
+
+    // The parent has not ended: the new task is queued for a server, not refused or run.
+    let run = env
+        .agent(&[
+            "spawn", "--after", &long, "--name", "then", "--network", "none", "-m", "x", "--",
+            "true",
+        ])
+        .ok();
+    assert!(run.stderr.contains("queueing the task"), "{run}");
+    let then = record(&env, &env.repo, "then");
+    assert_eq!(then["status"], "queued", "{then}");
+    env.agent(&["stop", &long]).ok();
 }
