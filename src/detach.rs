@@ -1,7 +1,8 @@
 //! Starting a process that outlives the command that starts it: a session of its own (no
 //! terminal, no signals of the user's shell), a grandchild (no zombie waits for the caller),
 //! stdin closed, stdout and stderr appended to a log file. Used for work a git hook or an
-//! event must not wait for (`agent.hooks.postCommit`, `agent.onFinish`, ...).
+//! event must not wait for (`agent.hooks.postCommit`, `agent.onFinish`, ...), and a task's
+//! follower (see [`crate::ops::follow`]).
 //!
 //! It must not decide what runs: callers build the command (argv only, never a shell
 //! string made from data) and choose the log.

@@ -217,7 +217,11 @@ pub async fn run(mut args: SpawnArgs) -> Result<i32> {
     if let Some(parent) = args.after.clone() {
         // A parent that ended well: spawn on its work now. One still going: queue the task
         // for `git agent serve`. One that failed: refuse.
-        let parent = ctx.store.resolve_local(&parent, "spawn --after")?.record.name;
+        let parent = ctx
+            .store
+            .resolve_local(&parent, "spawn --after")?
+            .record
+            .name;
         let rt = engine().await?;
         match ops::queue::parent_now(&rt, &ctx, &parent).await? {
             ops::queue::AfterState::Ready => {

@@ -780,7 +780,8 @@ mod tests {
     use super::*;
     use std::process::Command;
 
-    fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    /// git in a test repository, as the agent (also for the submodules' tests).
+    pub(super) fn git(dir: &std::path::Path, args: &[&str]) -> String {
         let out = Command::new("git")
             .current_dir(dir)
             .env("GIT_CONFIG_NOSYSTEM", "1")

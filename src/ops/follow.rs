@@ -70,8 +70,6 @@ pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(3);
 const MIN_INTERVAL: Duration = Duration::from_millis(200);
 /// The most a fingerprint may print: one short line.
 const FINGERPRINT_LIMIT: u64 = 256;
-/// A follower's log is started again when it grew beyond this.
-const LOG_LIMIT: u64 = 1 << 20;
 /// How many rounds in a row a follower may fail to read its task before it gives up.
 const UNREADABLE_ROUNDS: u32 = 10;
 /// How long a follower whose task's run ended waits for the task's lock for its last sync.
@@ -169,44 +167,12 @@ pub fn start_quietly(ctx: &Ctx, task: &str, events: &dyn Events) {
 }
 
 fn spawn_detached(git: &Git, task: &str, log: &std::path::Path) -> Result<()> {
-    use std::os::unix::process::CommandExt;
-    let dir = log.parent().expect("a log path has a directory");
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    if std::fs::metadata(log).is_ok_and(|m| m.len() > LOG_LIMIT) {
-        let _ = std::fs::remove_file(log);
-    }
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("cannot open {}", log.display()))?;
-    let err = out.try_clone()?;
     let exe = std::env::current_exe().context("cannot find git-agent itself")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["sync", "--follow-here", task])
         .current_dir(&git.dir)
-        .env_remove(crate::crash::ENV)
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    // SAFETY: only async-signal-safe calls (setsid, fork, _exit) between fork and exec. The
-    // follower gets a session of its own (no terminal, no signals of the user's shell) and is
-    // a grandchild: the child exits at once, so no zombie waits for this command to end.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            match libc::fork() {
-                -1 => Err(std::io::Error::last_os_error()),
-                0 => Ok(()),
-                _ => libc::_exit(0),
-            }
-        });
-    }
-    let mut child = cmd.spawn().context("cannot start the follower")?;
-    child.wait().context("cannot start the follower")?;
-    Ok(())
+        .env_remove(crate::crash::ENV);
+    crate::detach::spawn(cmd, log).context("cannot start the follower")
 }
 
 /// How a follower ended.

@@ -643,11 +643,7 @@ async fn go_borrowed<R: Runtime>(
 /// engine kills it (137). The run is over either way: what it ended with is recorded from the
 /// container (see [`super::refresh`]), as for any run, so the spawn itself succeeded.
 async fn ended_under_go<R: Runtime>(rt: &R, id: &str, out: &ExecOutcome) -> bool {
-    out.exit_code == 137
-        && matches!(
-            rt.state(id).await,
-            Ok(ContainerState::Exited(_))
-        )
+    out.exit_code == 137 && matches!(rt.state(id).await, Ok(ContainerState::Exited(_)))
 }
 
 /// What the helper's `borrowed` exits with when the checkout failed for another reason than

@@ -446,7 +446,16 @@ fn a_stopped_server_says_what_it_left_and_spawn_after_a_running_task_queues() {
     // The parent has not ended: the new task is queued for a server, not refused or run.
     let run = env
         .agent(&[
-            "spawn", "--after", &long, "--name", "then", "--network", "none", "-m", "x", "--",
+            "spawn",
+            "--after",
+            &long,
+            "--name",
+            "then",
+            "--network",
+            "none",
+            "-m",
+            "x",
+            "--",
             "true",
         ])
         .ok();

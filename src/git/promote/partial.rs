@@ -191,24 +191,8 @@ pub fn note_line(pathspec: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::git;
     use super::*;
-    use std::process::Command;
-
-    fn git(dir: &std::path::Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .current_dir(dir)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", dir)
-            .env("GIT_AUTHOR_NAME", "Agent")
-            .env("GIT_AUTHOR_EMAIL", "agent@sandbox.invalid")
-            .env("GIT_COMMITTER_NAME", "Agent")
-            .env("GIT_COMMITTER_EMAIL", "agent@sandbox.invalid")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
 
     /// Magic pathspecs work (here an exclusion), a commit left with no change is dropped, and
     /// replaying onto a branch that holds a later version skips the older change.
