@@ -642,8 +642,22 @@ async fn go_borrowed<R: Runtime>(
 /// at once (`true`) stops the container while that exec is still on its way out, and the
 /// engine kills it (137). The run is over either way: what it ended with is recorded from the
 /// container (see [`super::refresh`]), as for any run, so the spawn itself succeeded.
+/// The engine may still report the container running for a moment after its main process
+/// ended, so its state is asked a few times (about 3 s at most).
 async fn ended_under_go<R: Runtime>(rt: &R, id: &str, out: &ExecOutcome) -> bool {
-    out.exit_code == 137 && matches!(rt.state(id).await, Ok(ContainerState::Exited(_)))
+    if out.exit_code != 137 {
+        return false;
+    }
+    for _ in 0..30 {
+        match rt.state(id).await {
+            Ok(ContainerState::Exited(_)) => return true,
+            Ok(ContainerState::Running) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// What the helper's `borrowed` exits with when the checkout failed for another reason than
