@@ -257,6 +257,17 @@ async fn scan<R: Runtime>(
         }
     };
     for (path, entry) in crate::registry::entries() {
+        // A repository that is gone (deleted, moved) is forgotten; anything else that does
+        // not check out stays listed and skipped, with a warning.
+        if std::fs::symlink_metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        {
+            crate::registry::forget(&entry);
+            events.emit(Event::step(
+                None,
+                format!("forgot {}: it is gone", path.display()),
+            ));
+            continue;
+        }
         if !owned_directory(&path) {
             warn(
                 path.display().to_string(),

@@ -406,6 +406,10 @@ fn registry_entries_only_say_where_to_look() {
     assert!(stderr.contains("not a git repository"), "{stderr}");
     assert!(stderr.contains("does not name this repository"), "{stderr}");
     assert!(stderr.contains("skipping task weird"), "{stderr}");
+    // The entry of a path that is gone is forgotten; the others stay (and are skipped again).
+    assert!(!registry.join(format!("{:032x}", 3)).exists(), "{stderr}");
+    assert!(registry.join(format!("{:032x}", 1)).exists());
+    assert!(registry.join(format!("{:032x}", 2)).exists());
     assert!(stderr.contains("0 task(s) still queued"), "{stderr}");
 }
 
