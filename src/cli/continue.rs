@@ -2,15 +2,13 @@
 //! prompt (argument, file, standard input) and renders; the work is
 //! [`crate::ops::followup`].
 
-use std::io::Read;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
-use super::{Ctx, Stderr, engine, out, term};
-use crate::error::hinted;
+use super::{Ctx, Stderr, engine, out};
 use crate::ops::OpError;
 use crate::ops::followup::ContinueRequest;
 
@@ -52,27 +50,12 @@ struct ContinueJson<'a> {
 }
 
 fn read_prompt(args: &ContinueArgs) -> Result<String> {
-    if let Some(m) = &args.message {
-        return Ok(m.clone());
-    }
-    if let Some(f) = &args.file
-        && f.as_os_str() != "-"
-    {
-        return std::fs::read_to_string(f).map_err(|e| {
-            hinted(
-                format!("cannot read the follow-up file {}: {e}", f.display()),
-                "check the path given to -F",
-            )
-        });
-    }
-    if args.file.is_some() || !term::stdin_is_tty() {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read the follow-up from standard input")?;
-        return Ok(s);
-    }
-    Ok(String::new())
+    super::spawn::read_text(
+        args.message.as_deref(),
+        args.file.as_deref(),
+        true,
+        "follow-up",
+    )
 }
 
 pub async fn run(args: ContinueArgs) -> Result<i32> {

@@ -125,27 +125,40 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 }
 
 fn read_prompt(args: &SpawnArgs) -> Result<String> {
-    if let Some(m) = &args.message {
-        return Ok(m.clone());
+    read_text(
+        args.message.as_deref(),
+        args.file.as_deref(),
+        !args.interactive,
+        "prompt",
+    )
+}
+
+/// The text of `-m TEXT`, else of `-F FILE` (`-` is standard input), else standard input when
+/// it is not a terminal and `stdin_ok`, else nothing. `what` names it in errors ("prompt").
+pub fn read_text(
+    message: Option<&str>,
+    file: Option<&std::path::Path>,
+    stdin_ok: bool,
+    what: &str,
+) -> Result<String> {
+    if let Some(m) = message {
+        return Ok(m.to_string());
     }
-    if let Some(f) = &args.file {
-        if f.as_os_str() == "-" {
-            let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s)?;
-            return Ok(s);
-        }
+    if let Some(f) = file
+        && f.as_os_str() != "-"
+    {
         return std::fs::read_to_string(f).map_err(|e| {
             hinted(
-                format!("cannot read the prompt file {}: {e}", f.display()),
+                format!("cannot read the {what} file {}: {e}", f.display()),
                 "check the path given to -F",
             )
         });
     }
-    if !term::stdin_is_tty() && !args.interactive {
+    if file.is_some() || (stdin_ok && !term::stdin_is_tty()) {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
-            .context("cannot read the prompt from standard input")?;
+            .with_context(|| format!("cannot read the {what} from standard input"))?;
         return Ok(s);
     }
     Ok(String::new())
