@@ -95,6 +95,8 @@ struct Candidate {
     created: i64,
     repo: PathBuf,
     task: String,
+    /// Where its worker writes what it does (`<git dir>/git-agent/serve/<task>.log`).
+    log: PathBuf,
 }
 
 /// Serve until `stop` resolves (or, with `once`, until the queue is drained).
@@ -148,7 +150,7 @@ pub async fn run<R: Runtime>(
         {
             // The worker's own output goes to a log beside the task's (not the server's
             // stderr, which would stay open as long as the task runs).
-            let log = worker_log(&c.repo, &c.task);
+            let log = c.log.clone();
             let log_file = log
                 .parent()
                 .map(std::fs::create_dir_all)
@@ -222,16 +224,6 @@ pub async fn run<R: Runtime>(
     }
     report.running = workers.iter().map(|w| w.task.clone()).collect();
     Ok(report)
-}
-
-/// Where the worker running `task` of the repository at `repo` writes what it does:
-/// `<git dir>/git-agent/serve/<task>.log` (the repository was checked to be one by [`scan`]).
-fn worker_log(repo: &Path, task: &str) -> PathBuf {
-    crate::git::Git::discover(repo)
-        .map(|g| crate::task::lock::state_dir(&g))
-        .unwrap_or_else(|_| repo.join(".git").join("git-agent"))
-        .join("serve")
-        .join(format!("{task}.log"))
 }
 
 /// Is `path` a directory this user owns (not a link)?
@@ -348,6 +340,9 @@ async fn scan<R: Runtime>(
                 created: r.created,
                 repo: path.clone(),
                 task: r.name.clone(),
+                log: crate::task::lock::state_dir(&git)
+                    .join("serve")
+                    .join(format!("{}.log", r.name)),
             });
         }
     }
