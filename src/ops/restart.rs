@@ -289,7 +289,7 @@ pub(super) async fn resume<R: Runtime>(
         &name,
         Process {
             image_id: &image_id,
-            cmd: supervised(&command, loaded.record.timeout, None),
+            cmd: supervised(&command, loaded.record.timeout, None, None),
             env: &env,
             home_volume: home,
             tty: interactive,

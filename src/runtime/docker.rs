@@ -519,11 +519,15 @@ impl Runtime for DockerRuntime {
             .create_named(&spec.name, body)
             .await
             .with_context(|| format!("cannot create the gateway container {}", spec.name))?;
+        Ok(resp.id)
+    }
+
+    async fn attach_gateway(&self, id: &str, spec: &GatewaySpec) -> Result<()> {
         self.docker
             .connect_network(
                 &spec.inner,
                 NetworkConnectRequest {
-                    container: resp.id.clone(),
+                    container: id.to_string(),
                     endpoint_config: Some(EndpointSettings {
                         aliases: Some(vec![spec.alias.clone()]),
                         ..Default::default()
@@ -532,8 +536,7 @@ impl Runtime for DockerRuntime {
             )
             .await
             .map_err(engine)
-            .with_context(|| format!("cannot attach the gateway to network {}", spec.inner))?;
-        Ok(resp.id)
+            .with_context(|| format!("cannot attach the gateway to network {}", spec.inner))
     }
 
     async fn create_warden(&self, spec: &WardenSpec) -> Result<String> {

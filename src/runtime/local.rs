@@ -559,6 +559,8 @@ impl LocalRuntime {
             ("GIT_AGENT_TMP", tmp),
             ("GIT_AGENT_WS", place(WORKSPACE)),
             ("GIT_AGENT_STATE", place(STATE)),
+            // Its "containers" cannot reach a gateway by name: the helper waits for `go`.
+            ("GIT_AGENT_LOCAL_RUNTIME", "1".to_string()),
         ] {
             env.retain(|(key, _)| key != k);
             env.push((k.to_string(), v));
@@ -970,10 +972,19 @@ impl Runtime for LocalRuntime {
             Role::Gateway,
             &spec.image,
             &spec.labels,
-            vec![spec.outer.clone(), spec.inner.clone()],
+            vec![spec.outer.clone()],
         )?;
         self.create_record(&rec, |_| Ok(()))?;
         Ok(rec.id)
+    }
+
+    async fn attach_gateway(&self, id: &str, spec: &GatewaySpec) -> Result<()> {
+        self.check_network(&spec.inner)?;
+        let (dir, mut rec) = self.get(id)?;
+        if !rec.networks.contains(&spec.inner) {
+            rec.networks.push(spec.inner.clone());
+        }
+        write_json(&dir.join("record.json"), &rec)
     }
 
     async fn create_warden(&self, spec: &WardenSpec) -> Result<String> {

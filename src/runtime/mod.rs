@@ -379,8 +379,11 @@ pub trait Runtime {
     async fn network_subnets(&self) -> Result<Vec<String>>;
     /// Does a network of this name exist?
     async fn network_exists(&self, name: &str) -> Result<bool>;
-    /// Create (not start) a task's egress gateway.
+    /// Create (not start) a task's egress gateway, on its outer network only: it may be
+    /// made while the task's network is still being created.
     async fn create_gateway(&self, spec: &GatewaySpec) -> Result<String>;
+    /// Attach a created gateway to the task's network (`spec.inner`) under its alias.
+    async fn attach_gateway(&self, id: &str, spec: &GatewaySpec) -> Result<()>;
     /// Create a task's disk warden (started with [`Runtime::start`] once the task runs).
     async fn create_warden(&self, spec: &WardenSpec) -> Result<String>;
     /// Write files into directory `dir` of a container (created or running).

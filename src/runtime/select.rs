@@ -164,6 +164,10 @@ impl Runtime for Engine {
         each!(self, rt => rt.create_gateway(spec).await)
     }
 
+    async fn attach_gateway(&self, id: &str, spec: &GatewaySpec) -> Result<()> {
+        each!(self, rt => rt.attach_gateway(id, spec).await)
+    }
+
     async fn create_warden(&self, spec: &WardenSpec) -> Result<String> {
         each!(self, rt => rt.create_warden(spec).await)
     }

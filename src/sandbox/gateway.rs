@@ -179,6 +179,16 @@ pub fn outer_network(config: &crate::git::Config) -> String {
         .to_string()
 }
 
+/// Where a task reaches its gateway, as `host:port,...` (the proxy, and the vault when the
+/// task has one): what the sandbox helper waits for before it starts a command by itself.
+pub fn endpoints(vault: bool) -> String {
+    let mut eps = format!("{ALIAS}:{PROXY_PORT}");
+    if vault {
+        eps.push_str(&format!(",{ALIAS}:{VAULT_PORT}"));
+    }
+    eps
+}
+
 /// Create, configure and start a task's gateway. The task's internal network must exist.
 pub async fn start<R: Runtime>(
     rt: &R,
@@ -188,6 +198,26 @@ pub async fn start<R: Runtime>(
     outer: &str,
     plan: &GatewayPlan,
 ) -> Result<String> {
+    let created = create(rt, repo, task, image, outer, plan).await?;
+    bring_up(rt, &created).await
+}
+
+/// A gateway created and configured, on its outer network only.
+pub struct Created {
+    id: String,
+    spec: GatewaySpec,
+}
+
+/// Create a task's gateway on its outer network and upload its configuration: everything
+/// that does not need the task's network, so it can go on while that network is created.
+pub async fn create<R: Runtime>(
+    rt: &R,
+    repo: &RepoId,
+    task: &str,
+    image: &str,
+    outer: &str,
+    plan: &GatewayPlan,
+) -> Result<Created> {
     let names = repo.object_names(task);
     let spec = GatewaySpec {
         name: names.gateway.clone(),
@@ -200,36 +230,49 @@ pub async fn start<R: Runtime>(
         host_alias: Some("host.docker.internal".into()),
         hardening: hardening(),
     };
-    let started = async {
+    let made = async {
         let id = rt.create_gateway(&spec).await?;
         rt.upload(&id, CONF_DIR, &plan.files()?).await?;
-        rt.start(&id).await?;
         Ok::<_, anyhow::Error>(id)
     };
-    let id = match started.await {
-        Ok(id) => id,
-        // Something named is missing (the engine may say so on creating or on starting):
-        // the user's outer network is the one they can fix (the image and the task's
-        // network are git-agent's own).
-        Err(e)
-            if outer != "bridge"
-                && engine_kind(&e) == Some(EngineErrorKind::NotFound)
-                && !rt.network_exists(outer).await.unwrap_or(true) =>
-        {
-            return Err(hinted(
-                format!("{e:#}"),
-                format!("create the network ({outer}) or unset agent.egressNetwork"),
-            ));
-        }
-        Err(e) => return Err(e),
+    let id = named_outer(rt, outer, made.await).await?;
+    Ok(Created { id, spec })
+}
+
+/// Attach a created gateway to its task's network, start it and wait until it serves.
+pub async fn bring_up<R: Runtime>(rt: &R, created: &Created) -> Result<String> {
+    let Created { id, spec } = created;
+    let started = async {
+        rt.attach_gateway(id, spec).await?;
+        rt.start(id).await
     };
-    helper(rt, &id, &["ready"]).await.map_err(|e| {
+    named_outer(rt, &spec.outer, started.await).await?;
+    helper(rt, id, &["ready"]).await.map_err(|e| {
         hinted(
             format!("the task's gateway did not come up: {e:#}"),
             "run `git agent doctor`; a vault that cannot resolve its API host keeps retrying",
         )
     })?;
-    Ok(id)
+    Ok(id.clone())
+}
+
+/// A failure to create or start a gateway, said in terms of the one name the user chose:
+/// when the engine misses something named, the user's outer network is the one they can fix
+/// (the image and the task's network are git-agent's own).
+async fn named_outer<R: Runtime, T>(rt: &R, outer: &str, result: Result<T>) -> Result<T> {
+    match result {
+        Err(e)
+            if outer != "bridge"
+                && engine_kind(&e) == Some(EngineErrorKind::NotFound)
+                && !rt.network_exists(outer).await.unwrap_or(true) =>
+        {
+            Err(hinted(
+                format!("{e:#}"),
+                format!("create the network ({outer}) or unset agent.egressNetwork"),
+            ))
+        }
+        other => other,
+    }
 }
 
 /// Run the gateway's helper with one command.

@@ -3,7 +3,7 @@
 //! object cache on the engine (see [`super::cache`]), or, with the cache off, streamed in as
 //! a bundle of the base's whole history.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use tokio::io::AsyncWriteExt;
 
 use super::gateway::{self, GatewayPlan};
@@ -165,6 +165,7 @@ pub fn supervised(
     command: &[String],
     timeout: Option<u64>,
     borrow: Option<(&str, &str)>,
+    autostart: Option<&str>,
 ) -> Vec<String> {
     let mut cmd = vec![HELPER.to_string(), "supervise".into()];
     if let Some(t) = timeout {
@@ -173,6 +174,9 @@ pub fn supervised(
     }
     if let Some((oid, branch)) = borrow {
         cmd.extend(["--borrow".into(), oid.to_string(), branch.to_string()]);
+    }
+    if let Some(endpoints) = autostart {
+        cmd.extend(["--autostart".into(), endpoints.to_string()]);
     }
     cmd.push("--".into());
     cmd.extend(command.iter().cloned());
@@ -249,7 +253,21 @@ pub fn sandbox_spec(
     }
 }
 
-/// Hand the prompt to the sandbox (stored for the supervised command's stdin).
+/// Put the prompt where the supervised command reads it, into a container that has not
+/// started yet (an upload, not an exec).
+async fn upload_prompt<R: Runtime>(rt: &R, id: &str, prompt: &str) -> Result<()> {
+    let file = crate::runtime::Upload {
+        name: "prompt".into(),
+        data: prompt.as_bytes().to_vec(),
+        mode: 0o600,
+        owner: u64::from(crate::image::TASK_UID),
+    };
+    rt.upload(id, super::STATE_DIR, &[file])
+        .await
+        .context("could not deliver the prompt into the sandbox")
+}
+
+/// Hand the prompt to a running sandbox (stored for the supervised command's stdin).
 pub async fn deliver_prompt<R: Runtime>(rt: &R, id: &str, prompt: &str) -> Result<()> {
     let mut sink = tokio::io::sink();
     let out = rt
@@ -322,7 +340,25 @@ pub async fn start<R: Runtime>(
         Some(_) => None,
         None => Some(start_bundle(store.git(), task)?),
     };
-    let subnet = super::network::create(rt, &req.subnets, &names.network, &labels).await?;
+    // A headless command checked out from the cache starts by itself once its gateway answers
+    // (see `supervise --autostart` in the sandbox helper): no exec round trip on its way.
+    let autostart = (cache_volume.is_some() && !req.interactive)
+        .then(|| gateway::endpoints(req.gateway.vault.is_some()));
+    // The gateway is created and configured while the task's network is: only attaching
+    // and starting it need that network.
+    let (subnet, gw) = tokio::join!(
+        super::network::create(rt, &req.subnets, &names.network, &labels),
+        gateway::create(
+            rt,
+            repo,
+            task,
+            &req.gateway_image,
+            &req.outer_network,
+            &req.gateway,
+        ),
+    );
+    let subnet = subnet?;
+    let gw = gw?;
     crate::crash::point("spawn.after-network");
     checkpoint()?;
     // The gateway comes up side by side with the task's volumes and container (the task's
@@ -340,6 +376,7 @@ pub async fn start<R: Runtime>(
                 cache_volume
                     .is_some()
                     .then_some((tip.oid.as_str(), branch.as_str())),
+                autostart.as_deref(),
             ),
             env: &req.env,
             home_volume: req.home_volume,
@@ -375,6 +412,8 @@ pub async fn start<R: Runtime>(
         let id = rt.create_container(&spec).await?;
         crate::crash::point("spawn.after-container");
         checkpoint()?;
+        // The prompt goes in before the container starts: no exec to wait for.
+        upload_prompt(rt, &id, &req.prompt).await?;
         rt.start(&id).await?;
         crate::crash::point("spawn.after-start");
         checkpoint()?;
@@ -384,10 +423,9 @@ pub async fn start<R: Runtime>(
             tip: &tip,
             writer: &writer,
         };
-        // Prompt and repository go in side by side. A headless task's checkout from the
-        // cache is confirmed by the `go` that starts its command (one exec less on the way to
-        // it); an interactive one's here. Abandoning a stream midway is safe: the sandbox
-        // just sees a truncated bundle.
+        // A headless task's checkout from the cache is confirmed by the `go` that follows
+        // (its command may already run by then, see `autostart`); an interactive one's here.
+        // Abandoning a stream midway is safe: the sandbox just sees a truncated bundle.
         let delivery = async {
             match bundle {
                 Some(bundle) => deliver_repository(rt, bundle, &id, task).await,
@@ -395,24 +433,11 @@ pub async fn start<R: Runtime>(
                 None => Ok(()),
             }
         };
-        let (prompt, repo_in) = tokio::join!(
-            deliver_prompt(rt, &id, &req.prompt),
-            abandon_on_interrupt(delivery),
-        );
-        prompt?;
-        repo_in?;
+        abandon_on_interrupt(delivery).await?;
         crate::crash::point("spawn.after-deliver");
         Ok::<_, anyhow::Error>(id)
     };
-    let gw = gateway::start(
-        rt,
-        repo,
-        task,
-        &req.gateway_image,
-        &req.outer_network,
-        &req.gateway,
-    );
-    let (sandbox, gw) = tokio::join!(sandbox, gw);
+    let (sandbox, gw) = tokio::join!(sandbox, gateway::bring_up(rt, &gw));
     let id = sandbox?;
     gw?;
     crate::crash::point("spawn.after-gateway");
@@ -621,7 +646,17 @@ async fn go_borrowed<R: Runtime>(
     task: &str,
     warn: &dyn Fn(String),
 ) -> Result<()> {
-    let out = helper_exec(rt, id, &["go", "--borrowed"]).await?;
+    let out = match helper_exec(rt, id, &["go", "--borrowed"]).await {
+        Ok(out) => out,
+        // Under autostart a command that ends at once may have stopped the container before
+        // this exec came: the run is over, recorded from the container like any run's.
+        Err(e) => {
+            return match rt.state(id).await {
+                Ok(ContainerState::Exited(_)) => Ok(()),
+                _ => Err(e),
+            };
+        }
+    };
     if ended_under_go(rt, id, &out).await {
         return Ok(());
     }
@@ -639,13 +674,18 @@ async fn go_borrowed<R: Runtime>(
 }
 
 /// Did the container stop under the exec that let its command start? A command that ends
-/// at once (`true`) stops the container while that exec is still on its way out, and the
-/// engine kills it (137). The run is over either way: what it ended with is recorded from the
-/// container (see [`super::refresh`]), as for any run, so the spawn itself succeeded.
+/// at once (`true`) stops the container while that exec is still on its way out (the engine
+/// kills it: 137), or, when the command started by itself (autostart), while the exec was
+/// being started (126). The run is over either way: what it ended with is recorded from the
+/// container (see [`super::refresh`]), as for any run, so the spawn itself succeeded. A
+/// checkout the host must repair (5, 6) keeps the container waiting, never stopped.
 /// The engine may still report the container running for a moment after its main process
 /// ended, so its state is asked a few times (about 3 s at most).
 async fn ended_under_go<R: Runtime>(rt: &R, id: &str, out: &ExecOutcome) -> bool {
-    if out.exit_code != 137 {
+    if matches!(
+        out.exit_code,
+        0 | super::cache::BORROW_FAILED | CHECKOUT_FAILED
+    ) {
         return false;
     }
     for _ in 0..30 {

@@ -302,3 +302,58 @@ fn gc_keeps_only_what_tasks_borrow() {
     let json = env.agent(&["gc", "--json"]).ok();
     assert_eq!(json.stdout.trim(), r#"{"cache":"none"}"#);
 }
+
+/// The output a task's container printed so far.
+fn container_output(env: &TestEnv, task: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["logs", &env.container_of(task)])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// A headless task checked out from the cache starts its command by itself as soon as its
+/// gateway answers, with no word from the host on the way: a spawn killed right before it
+/// would say `go` still has its command running. With the cache off the command waits for
+/// the host, so the same kill leaves it waiting (and `doctor --fix` cleans both up).
+#[test]
+fn a_cached_task_starts_by_itself_once_its_gateway_answers() {
+    require_docker!();
+    let env = TestEnv::new();
+    let script = "echo started-by-itself; exec sleep 300";
+    env.agent_crash_at(
+        "spawn.after-gateway",
+        &[
+            "spawn", "--name", "auto", "-m", "x", "--", "sh", "-c", script,
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !container_output(&env, "auto").contains("started-by-itself") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started by itself: {}",
+            container_output(&env, "auto")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    env.git(&["config", "agent.objectCache", "false"]).ok();
+    env.agent_crash_at(
+        "spawn.after-gateway",
+        &[
+            "spawn", "--name", "held", "-m", "x", "--", "sh", "-c", script,
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        !container_output(&env, "held").contains("started-by-itself"),
+        "a task without the cache started before the host said go"
+    );
+
+    env.agent(&["doctor", "--fix"]);
+    for t in ["auto", "held"] {
+        env.agent(&["purge", "--refs", t]).ok();
+    }
+    let (containers, _, _) = env.runtime_objects();
+    assert!(containers.is_empty(), "left running: {containers:?}");
+}
