@@ -56,6 +56,11 @@ const HOOKS: &[(&str, &str, u32)] = &[
         0o644,
     ),
     (
+        "claude-wait.js",
+        include_str!("../hooks/claude-wait.js"),
+        0o644,
+    ),
+    (
         "codex-readonly-git.rules",
         include_str!("../hooks/codex-readonly-git.rules"),
         0o644,

@@ -19,6 +19,15 @@ use crate::ops::update::{UpdateRequest, Updated};
 /// follow-up continues from there. If a commit does not apply, the conflicting paths are
 /// listed and nothing changes (exit 1): update never resolves a conflict. A task already
 /// promoted is refused (rebase its branch with your own git).
+///
+/// With `--agent`, a conflict goes to the task's agent instead: the commits that apply are
+/// re-created on the new base, the rest of the work is laid into its workspace as
+/// uncommitted changes with git's conflict markers, and the agent runs headless again (as
+/// `continue` runs it) with a prompt naming the new base, the commits and the conflicting
+/// files. Update waits for that run. When it exits 0 and no conflict marker is left in those
+/// files, the task stays on the new base (review the resolution like any other work; exit
+/// 0). Otherwise the task is put back as it was, in its refs and in its workspace, and the
+/// conflict is reported with the reason (exit 1). Your branches are never touched.
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     /// The task (any unique prefix of its name).
@@ -26,6 +35,9 @@ pub struct UpdateArgs {
     /// The new base (a branch, tag or commit); default: the tip of the task's base branch.
     #[arg(long, value_name = "REV")]
     pub onto: Option<String>,
+    /// On a conflict, have the task's agent resolve it in its sandbox (see above).
+    #[arg(long)]
+    pub agent: bool,
 }
 
 pub async fn run(args: UpdateArgs) -> Result<i32> {
@@ -34,6 +46,7 @@ pub async fn run(args: UpdateArgs) -> Result<i32> {
     let req = UpdateRequest {
         task: args.task,
         onto: args.onto,
+        agent: args.agent,
     };
     let updated = crate::ops::update::run(&rt, &ctx, &req, &Stderr)
         .await
@@ -73,12 +86,28 @@ pub async fn run(args: UpdateArgs) -> Result<i32> {
             ))?;
             Ok(0)
         }
+        Updated::Resolved {
+            task,
+            onto,
+            new_base,
+            paths,
+        } => {
+            out(format!(
+                "updated task {task}: on {} ({}); its agent resolved the conflicts in {} file{}; review them with `git agent review {task}`",
+                sanitize(&onto),
+                short(&new_base),
+                paths.len(),
+                if paths.len() == 1 { "" } else { "s" },
+            ))?;
+            Ok(0)
+        }
         Updated::Conflicts {
             task,
             onto,
             commit,
             uncommitted,
             paths,
+            agent_failed,
             ..
         } => {
             let which = if uncommitted {
@@ -95,8 +124,14 @@ pub async fn run(args: UpdateArgs) -> Result<i32> {
             for p in &paths {
                 lines.push(format!("  {}", sanitize(p)));
             }
+            if let Some(why) = agent_failed {
+                lines.push(format!(
+                    "Caused by: the agent did not resolve it: {}; the task was put back as it was",
+                    sanitize(&why)
+                ));
+            }
             lines.push(format!(
-                "Hint: see how the work stands with `git agent check {task}`; have the agent resolve it by giving it the new base (`git agent retry`), or promote the work as it is with `git agent commit {task}` and merge it with your own git"
+                "Hint: see how the work stands with `git agent check {task}`; have the agent resolve it with `git agent update {task} --agent`, or promote the work as it is with `git agent commit {task}` and merge it with your own git"
             ));
             eprintln!("{}", lines.join("\n"));
             Ok(1)

@@ -166,6 +166,69 @@ pub fn merge_trees(
     }
 }
 
+/// Merge `theirs` into `ours` like [`merge_trees`], keeping a conflicted result: the tree with
+/// git's conflict markers in the files that conflict, and those paths (none when clean).
+/// This is what `update --agent` lays into a sandbox for its agent to resolve.
+pub fn merge_with_markers(
+    git: &Git,
+    scratch: &Scratch,
+    base: &str,
+    ours: &str,
+    theirs: &str,
+) -> Result<(String, Vec<String>)> {
+    let mut cmd = scratch.command(git);
+    cmd.args([
+        "merge-tree",
+        "--write-tree",
+        "--name-only",
+        "--no-messages",
+        "-z",
+        &format!("--merge-base={base}"),
+        ours,
+        theirs,
+    ])
+    .stdin(Stdio::null());
+    let out = cmd.output().context("could not run git merge-tree")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.split('\0');
+    let tree = fields.next().unwrap_or_default().trim().to_string();
+    if !matches!(out.status.code(), Some(0 | 1)) || !super::is_hex_id(&tree) {
+        bail!(
+            "git merge-tree {ours} {theirs} failed: {}",
+            crate::error::sanitize(String::from_utf8_lossy(&out.stderr).trim_end())
+        );
+    }
+    let mut paths: Vec<String> = Vec::new();
+    for p in fields.take_while(|f| !f.is_empty()) {
+        if !paths.iter().any(|q| q == p) {
+            paths.push(p.to_string());
+        }
+    }
+    Ok((tree, paths))
+}
+
+/// Commit `tree` on `parent` as git-agent (for a snapshot git-agent makes itself).
+pub fn commit_snapshot(
+    git: &Git,
+    scratch: &Scratch,
+    tree: &str,
+    parent: &str,
+    message: &str,
+) -> Result<String> {
+    let mut cmd = scratch.command(git);
+    cmd.args(["commit-tree", "--no-gpg-sign", tree, "-p", parent])
+        .env("GIT_AUTHOR_NAME", "git-agent")
+        .env("GIT_AUTHOR_EMAIL", "git-agent@localhost")
+        .env("GIT_COMMITTER_NAME", "git-agent")
+        .env("GIT_COMMITTER_EMAIL", "git-agent@localhost");
+    let out = output_of(&mut cmd, Some(message.as_bytes()))?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !super::is_hex_id(&id) {
+        bail!("git commit-tree gave no commit id for the snapshot");
+    }
+    Ok(id)
+}
+
 /// Where re-creating a chain of commits on a new base ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replayed {

@@ -11,6 +11,14 @@
 //! sandbox can write. It takes the task's lock only for the sync, and only when it is free
 //! (a user's command holding it wins; the follower tries again next round).
 //!
+//! While the task runs it also reports when the agent waits for input: when the user has
+//! set `agent.onWait` (or `agent.notify`), every round it asks the sandbox helper for the
+//! waiting marker (`git-agent-sandbox waiting`: one short line an agent opens with
+//! `git-agent-sandbox wait-notify`, Claude Code through its Notification hook), and fires
+//! the user's hook once per waiting episode ([`crate::event_hooks::claim_wait`]). The marker
+//! is hostile data: read with a size cap, parsed strictly, its message cut to one short line
+//! of printable characters before it reaches the hook's environment.
+//!
 //! It exits when the task's run has ended (after a last sync), when the task was removed or
 //! purged, when following is switched off (`agent.follow=false`, git config only), and when
 //! the repository is gone. This module must not print: what a follower does goes to its
@@ -70,6 +78,10 @@ pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(3);
 const MIN_INTERVAL: Duration = Duration::from_millis(200);
 /// The most a fingerprint may print: one short line.
 const FINGERPRINT_LIMIT: u64 = 256;
+/// The most the waiting marker may print: one short line.
+const WAITING_LIMIT: u64 = 512;
+/// The most characters of the agent's message handed to the user's hook.
+const WAIT_MESSAGE_CHARS: usize = 200;
 /// How many rounds in a row a follower may fail to read its task before it gives up.
 const UNREADABLE_ROUNDS: u32 = 10;
 /// How long a follower whose task's run ended waits for the task's lock for its last sync.
@@ -264,6 +276,7 @@ pub async fn run<R: Runtime>(
                 continue;
             }
         }
+        report_wait(rt, ctx, task, &container, events).await;
         let now = fingerprint(rt, &container).await;
         if now.is_some() && now == synced {
             continue;
@@ -346,6 +359,106 @@ async fn sync_locked<R: Runtime>(
     Ok(true)
 }
 
+/// Fire the user's `agent.onWait` when the agent opened a waiting episode not fired yet
+/// (see the module doc); never fails the follower.
+async fn report_wait<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    task: &str,
+    container: &str,
+    events: &dyn Events,
+) {
+    use crate::event_hooks::{TaskEvent, claim_wait, fire, wanted};
+    let Ok(config) = ctx.git.agent_config() else {
+        return;
+    };
+    if !wanted(&config, TaskEvent::Wait) {
+        return;
+    }
+    let Some(waiting) = waiting(rt, container).await else {
+        return;
+    };
+    let new = |loaded: &crate::task::store::Loaded| {
+        loaded.record.sandbox.container.as_deref() == Some(container)
+            && claim_wait(&mut loaded.record.clone(), waiting.episode)
+    };
+    match ctx.store.load(task) {
+        Ok(Some(loaded)) if new(&loaded) => {}
+        _ => return,
+    }
+    let mut claimed = false;
+    let updated = ctx.store.update(task, "wait for input", |r, loaded| {
+        claimed = loaded.record.sandbox.container.as_deref() == Some(container)
+            && claim_wait(r, waiting.episode);
+        Ok(vec![])
+    });
+    match updated {
+        Ok(loaded) if claimed => {
+            events.emit(Event::step(
+                Some(task),
+                format!("{task}: waits for input: {}", waiting.message),
+            ));
+            let mut shown = loaded.record;
+            shown.reason = Some(waiting.message);
+            fire(&ctx.git, &config, &shown, TaskEvent::Wait);
+        }
+        Ok(_) => {}
+        Err(e) => events.emit(Event::warning(
+            Some(task),
+            format!("cannot record that it waits for input: {e:#}"),
+        )),
+    }
+}
+
+/// An open waiting episode, as the sandbox's marker says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Waiting {
+    episode: u64,
+    message: String,
+}
+
+async fn waiting<R: Runtime>(rt: &R, container: &str) -> Option<Waiting> {
+    let cmd = [HELPER.to_string(), "waiting".to_string()];
+    let mut out: Vec<u8> = Vec::new();
+    let done = rt
+        .exec(container, &cmd, None::<&[u8]>, &mut out, WAITING_LIMIT)
+        .await
+        .ok()?;
+    if done.exit_code != 0 {
+        return None;
+    }
+    parse_waiting(&out)
+}
+
+/// `git-agent-wait 1 <episode> <message>` and a newline, nothing else; the message loses its
+/// control characters and is cut to [`WAIT_MESSAGE_CHARS`].
+fn parse_waiting(out: &[u8]) -> Option<Waiting> {
+    let text = std::str::from_utf8(out).ok()?.strip_suffix('\n')?;
+    if text.contains('\n') {
+        return None;
+    }
+    let rest = text.strip_prefix("git-agent-wait 1 ")?;
+    let (episode, message) = rest.split_once(' ').unwrap_or((rest, ""));
+    if episode.is_empty() || episode.len() > 19 || !episode.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let episode = episode.parse::<u64>().ok().filter(|e| *e > 0)?;
+    let message: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(WAIT_MESSAGE_CHARS)
+        .collect();
+    let message = message.trim();
+    Some(Waiting {
+        episode,
+        message: if message.is_empty() {
+            "the agent waits for input".to_string()
+        } else {
+            message.to_string()
+        },
+    })
+}
+
 /// The repository a follower follows in has been deleted.
 fn repository_gone(git: &Git) -> bool {
     !git.common_dir.join("HEAD").exists() || !git.dir.exists()
@@ -414,6 +527,51 @@ mod tests {
             b"",
         ] {
             assert_eq!(parse_fingerprint(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_waiting_marker_is_one_strict_line_with_a_tame_message() {
+        let w = |e: u64, m: &str| {
+            Some(Waiting {
+                episode: e,
+                message: m.to_string(),
+            })
+        };
+        assert_eq!(
+            parse_waiting(b"git-agent-wait 1 3 Claude needs your permission\n"),
+            w(3, "Claude needs your permission")
+        );
+        assert_eq!(
+            parse_waiting(b"git-agent-wait 1 1\n"),
+            w(1, "the agent waits for input")
+        );
+        // Control characters (a terminal escape, a carriage return) become spaces.
+        assert_eq!(
+            parse_waiting(b"git-agent-wait 1 2 a\x1b[2Jb\rc\n"),
+            w(2, "a [2Jb c")
+        );
+        let long = format!("git-agent-wait 1 4 {}\n", "\u{e9}".repeat(300));
+        assert_eq!(
+            parse_waiting(long.as_bytes())
+                .unwrap()
+                .message
+                .chars()
+                .count(),
+            WAIT_MESSAGE_CHARS
+        );
+        for bad in [
+            &b""[..],
+            b"git-agent-wait 1 3 x",
+            b"git-agent-wait 1 3 x\nmore\n",
+            b"git-agent-wait 2 3 x\n",
+            b"git-agent-wait 1 0 x\n",
+            b"git-agent-wait 1 -3 x\n",
+            b"git-agent-wait 1 99999999999999999999 x\n",
+            b"git-agent-wait 1  x\n",
+            b"git-agent-wait 1 3\xff\n",
+        ] {
+            assert_eq!(parse_waiting(bad), None, "{bad:?}");
         }
     }
 

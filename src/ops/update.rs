@@ -11,7 +11,18 @@
 //! record are put back as they were.
 //!
 //! A conflict is reported with its paths and nothing changes: update never resolves one.
-//! Handing the conflict to the agent (`--agent`) needs `continue` and is not built here.
+//!
+//! With `--agent` a conflict goes to the task's agent instead ([`hand_to_agent`]): the
+//! commits that apply are re-created, the rest of the work is merged onto them in the object
+//! database with git's conflict markers left in the files, and that is made the task's
+//! uncommitted changes on the new base (refs and record in one transaction) and sent into
+//! its workspace. Then the agent runs headless again, as `continue` runs it, with a prompt
+//! that names the new base, the commits being moved and the conflicting files. Update waits
+//! for that run: when it exited 0 and none of those files holds a conflict marker any more
+//! (read from the synced work in the object database, never in the sandbox), the task stays
+//! on the new base; otherwise the task's refs and record are put back as they were, its
+//! workspace is given its old work again, and the conflict is reported. The host still never
+//! runs git where the agent can write, and never resolves a conflict itself.
 
 use crate::git::replay::{self, Replayed, Scratch};
 use crate::runtime::Runtime;
@@ -28,6 +39,8 @@ pub struct UpdateRequest {
     pub task: String,
     /// The new base (a revision); default: the tip of the task's base branch.
     pub onto: Option<String>,
+    /// Hand a conflict to the agent in its sandbox instead of only reporting it.
+    pub agent: bool,
 }
 
 /// What an update did.
@@ -54,6 +67,17 @@ pub enum Updated {
         /// The task's commit that does not apply (its uncommitted snapshot when `uncommitted`).
         commit: String,
         uncommitted: bool,
+        paths: Vec<String>,
+        /// With `--agent`: why the agent's attempt was not kept (its run failed, or markers
+        /// remain); the task was put back as it was.
+        agent_failed: Option<String>,
+    },
+    /// The conflict went to the agent, which resolved it: the task is on the new base, its
+    /// resolution in its work (to review like any other).
+    Resolved {
+        task: String,
+        onto: String,
+        new_base: String,
         paths: Vec<String>,
     },
 }
@@ -95,11 +119,15 @@ pub enum UpdateError {
         #[source]
         source: anyhow::Error,
     },
+    #[error("task '{task}' has no sandbox left for its agent to resolve the conflict in")]
+    NoSandbox { task: String },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
 super::error::pass_on!(super::sync::SyncError => UpdateError);
+super::error::pass_on!(super::restart::RestartError => UpdateError);
+super::error::pass_on!(super::wait::WaitError => UpdateError);
 
 impl OpError for UpdateError {
     fn hint(&self) -> Option<String> {
@@ -125,6 +153,9 @@ impl OpError for UpdateError {
             UpdateError::BadRef { task, .. } => super::check::bad_ref_hint(task),
             UpdateError::Delivery { task, .. } => format!(
                 "see `git agent status {task}` and `git agent doctor`, then run `git agent update {task}` again"
+            ),
+            UpdateError::NoSandbox { task } => format!(
+                "give the work a new sandbox on the new base with `git agent retry {task} --base <rev>`"
             ),
             UpdateError::Other(_) => return None,
         })
@@ -208,8 +239,20 @@ pub async fn run<R: Runtime>(
     let scratch = Scratch::new(&ctx.git)?;
     let made = match replay::replay(&ctx.git, &scratch, &chain, &new_base)? {
         Replayed::Done(made) => made,
+        Replayed::Conflict { commit, paths } if req.agent => {
+            drop(scratch);
+            let conflict = Conflict {
+                onto: onto_rev,
+                new_base,
+                commit,
+                paths,
+                chain,
+            };
+            return hand_to_agent(rt, ctx, lock, loaded, conflict, events).await;
+        }
         Replayed::Conflict { commit, paths } => {
             return Ok(Updated::Conflicts {
+                agent_failed: None,
                 uncommitted: wip.as_deref() == Some(commit.as_str()),
                 task: name,
                 onto: onto_rev,
@@ -266,21 +309,7 @@ pub async fn run<R: Runtime>(
     })?;
     let delivered = if moved.record.sandbox.container.is_some() {
         if let Err(e) = deliver(rt, ctx, &moved).await {
-            let old = before.record.clone();
-            move_refs(
-                ctx,
-                &name,
-                "update undone: the sandbox could not take it",
-                |rec| {
-                    rec.base = old.base.clone();
-                    rec.changes = old.changes.clone();
-                    vec![
-                        ("base".into(), before.ref_value("base").map(str::to_string)),
-                        ("head".into(), head.clone()),
-                        ("wip".into(), wip.clone()),
-                    ]
-                },
-            )?;
+            put_back(ctx, &before, "update undone: the sandbox could not take it")?;
             return Err(UpdateError::Delivery {
                 task: name,
                 source: e,
@@ -300,6 +329,318 @@ pub async fn run<R: Runtime>(
         uncommitted: wip.is_some(),
         delivered,
     })
+}
+
+/// Put the task's base, head and wip refs and its record's base and changes back as they
+/// were in `before`.
+fn put_back(ctx: &Ctx, before: &Loaded, msg: &str) -> anyhow::Result<Loaded> {
+    let old = before.record.clone();
+    let value = |leaf: &str| before.ref_value(leaf).map(str::to_string);
+    move_refs(ctx, &old.name, msg, |rec| {
+        rec.base = old.base.clone();
+        rec.changes = old.changes.clone();
+        vec![
+            ("base".into(), value("base")),
+            ("head".into(), value("head")),
+            ("wip".into(), value("wip")),
+        ]
+    })
+}
+
+/// A conflict found by the replay, as `--agent` hands it on.
+struct Conflict {
+    onto: String,
+    new_base: String,
+    /// The task's commit that does not apply.
+    commit: String,
+    paths: Vec<String>,
+    /// The task's commits (and snapshot), oldest first.
+    chain: Vec<String>,
+}
+
+/// Hand a conflict to the agent (see the module doc).
+async fn hand_to_agent<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    lock: crate::task::lock::TaskLock,
+    before: Loaded,
+    c: Conflict,
+    events: &dyn Events,
+) -> Result<Updated, UpdateError> {
+    let name = before.record.name.clone();
+    if before.record.sandbox.container.is_none() {
+        return Err(UpdateError::NoSandbox { task: name });
+    }
+    let wip = before.ref_value("wip").map(str::to_string);
+    let uncommitted = wip.as_deref() == Some(c.commit.as_str());
+    let conflicts = |agent_failed: Option<String>| Updated::Conflicts {
+        task: name.clone(),
+        onto: c.onto.clone(),
+        new_base: c.new_base.clone(),
+        commit: c.commit.clone(),
+        uncommitted,
+        paths: c.paths.clone(),
+        agent_failed,
+    };
+    // The commits before the one that conflicts apply; the rest of the work (from that
+    // commit to the tip, its snapshot included) is merged onto them with markers.
+    let k = c.chain.iter().position(|x| *x == c.commit).unwrap_or(0);
+    let scratch = Scratch::new(&ctx.git)?;
+    let prefix = match replay::replay(&ctx.git, &scratch, &c.chain[..k], &c.new_base)? {
+        Replayed::Done(made) => made,
+        Replayed::Conflict { .. } => return Ok(conflicts(None)),
+    };
+    let ours = prefix.last().cloned().unwrap_or(c.new_base.clone());
+    let merge_base = if k == 0 {
+        before.record.base.clone()
+    } else {
+        c.chain[k - 1].clone()
+    };
+    let theirs = c.chain.last().cloned().unwrap_or(c.commit.clone());
+    let (tree, paths) =
+        replay::merge_with_markers(&ctx.git, &scratch, &merge_base, &ours, &theirs)?;
+    let snapshot = replay::commit_snapshot(
+        &ctx.git,
+        &scratch,
+        &tree,
+        &ours,
+        "git-agent: uncommitted changes (conflicts to resolve)",
+    )?;
+    scratch.keep()?;
+    let subjects = c.chain[k..]
+        .iter()
+        .filter(|x| Some(x.as_str()) != wip.as_deref())
+        .map(|x| {
+            let subject = ctx
+                .git
+                .run(["log", "-1", "--format=%s", x])
+                .unwrap_or_default();
+            format!("{} {}", super::review::short(x), subject.trim())
+        })
+        .collect::<Vec<_>>();
+    let prompt = conflict_prompt(&c.onto, &c.new_base, &subjects, uncommitted, &paths);
+    let head = before.ref_value("head").map(|_| ours.clone());
+    let moved = move_refs(
+        ctx,
+        &name,
+        &format!("update: conflicts handed to the agent, onto {}", c.onto),
+        |rec| {
+            rec.base = c.new_base.clone();
+            rec.changes = None;
+            vec![
+                ("base".into(), Some(c.new_base.clone())),
+                ("head".into(), head.clone()),
+                ("wip".into(), Some(snapshot.clone())),
+            ]
+        },
+    )?;
+    if let Err(e) = deliver(rt, ctx, &moved).await {
+        put_back(ctx, &before, "update undone: the sandbox could not take it")?;
+        return Err(UpdateError::Delivery {
+            task: name,
+            source: e,
+        });
+    }
+    events.emit(Event::step(
+        Some(&name),
+        format!(
+            "{} conflicting file{} handed to the agent; waiting for it",
+            paths.len(),
+            if paths.len() == 1 { "" } else { "s" }
+        ),
+    ));
+    let restart = super::restart::RestartRequest {
+        task: name.clone(),
+        interactive: false,
+        reseed: false,
+    };
+    let followup = super::restart::FollowUp { prompt: &prompt };
+    let started =
+        super::restart::resume(rt, ctx, &restart, Some(&followup), lock, moved, events).await;
+    if let Err(e) = started {
+        let lock = lock_task(ctx, &name, "update", events).await?;
+        undo_handover(rt, ctx, &before, &lock).await?;
+        return Err(e.into());
+    }
+    let waited = super::wait::run(Some(rt), ctx, std::slice::from_ref(&name)).await?;
+    let lock = lock_task(ctx, &name, "update", events).await?;
+    let ended = waited.ended.first().cloned();
+    let failed = if waited.interrupted {
+        Some("update was interrupted while the agent worked".to_string())
+    } else {
+        match &ended {
+            Some(e) if e.ok() => None,
+            Some(e) => Some(match e.exit_code {
+                Some(code) => format!("the agent's run exited with {code}"),
+                None => format!("the agent's run ended {}", e.status),
+            }),
+            None => Some("the agent's run was not seen to end".to_string()),
+        }
+    };
+    let failed = match failed {
+        Some(f) => Some(f),
+        None => {
+            let loaded = super::reload(ctx, &name)?;
+            let loaded = super::sync::if_possible(rt, ctx, loaded, &lock, events).await?;
+            let tip = loaded
+                .ref_value("wip")
+                .or(loaded.ref_value("head"))
+                .unwrap_or(&c.new_base)
+                .to_string();
+            let marked = with_markers(&ctx.git, &tip, &paths)?;
+            if !is_ancestor(&ctx.git, &c.new_base, &tip)? {
+                Some("the agent's work no longer contains the new base".to_string())
+            } else if marked.is_empty() {
+                None
+            } else {
+                Some(format!(
+                    "conflict markers remain in {}",
+                    marked
+                        .iter()
+                        .map(String::as_str)
+                        .map(crate::error::sanitize)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
+        }
+    };
+    match failed {
+        None => Ok(Updated::Resolved {
+            task: name,
+            onto: c.onto,
+            new_base: c.new_base,
+            paths,
+        }),
+        Some(why) => {
+            undo_handover(rt, ctx, &before, &lock).await?;
+            Ok(conflicts(Some(why)))
+        }
+    }
+}
+
+/// The agent did not resolve the conflict: the task's refs and record as they were before
+/// the update, and that work sent into its workspace again.
+async fn undo_handover<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    before: &Loaded,
+    lock: &crate::task::lock::TaskLock,
+) -> Result<(), UpdateError> {
+    let name = &before.record.name;
+    let now = super::reload(ctx, name)?;
+    // The agent's attempt comes home first (it stays in the state's history), unless the
+    // task still runs (an interrupted update): then only the refs go back.
+    let now = super::sync::if_possible(rt, ctx, now, lock, &super::NoEvents).await?;
+    let restored = put_back(
+        ctx,
+        before,
+        "update undone: the agent did not resolve the conflict",
+    )?;
+    let running = matches!(now.record.status, Status::Running | Status::Creating);
+    if !running && restored.record.sandbox.container.is_some() {
+        deliver(rt, ctx, &restored)
+            .await
+            .map_err(|e| UpdateError::Delivery {
+                task: name.clone(),
+                source: e,
+            })?;
+    }
+    Ok(())
+}
+
+/// Which of `paths` hold a conflict marker line in `tip`'s tree (read in the object
+/// database; the paths are the task's, taken literally).
+fn with_markers(git: &crate::git::Git, tip: &str, paths: &[String]) -> anyhow::Result<Vec<String>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut cmd = git.command();
+    cmd.args([
+        "--literal-pathspecs",
+        "grep",
+        "-l",
+        "-z",
+        "-I",
+        "-E",
+        "^(<<<<<<<|>>>>>>>)( |$)",
+        tip,
+        "--",
+    ])
+    .args(paths)
+    .stdin(std::process::Stdio::null());
+    let out = cmd.output()?;
+    match out.status.code() {
+        Some(1) => Ok(Vec::new()),
+        Some(0) => Ok(String::from_utf8_lossy(&out.stdout)
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.strip_prefix(&format!("{tip}:")).unwrap_or(p).to_string())
+            .collect()),
+        _ => anyhow::bail!(
+            "git grep for conflict markers failed: {}",
+            crate::error::sanitize(String::from_utf8_lossy(&out.stderr).trim_end())
+        ),
+    }
+}
+
+/// Does `tip` contain `commit`?
+fn is_ancestor(git: &crate::git::Git, commit: &str, tip: &str) -> anyhow::Result<bool> {
+    let out = git
+        .command()
+        .args(["merge-base", "--is-ancestor", commit, tip])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => anyhow::bail!(
+            "git merge-base --is-ancestor failed: {}",
+            crate::error::sanitize(String::from_utf8_lossy(&out.stderr).trim_end())
+        ),
+    }
+}
+
+/// What the agent is told when a conflict is handed to it.
+fn conflict_prompt(
+    onto: &str,
+    new_base: &str,
+    commits: &[String],
+    uncommitted: bool,
+    paths: &[String],
+) -> String {
+    let clean = |s: &str| crate::error::sanitize(s);
+    let mut p = format!(
+        "Your work on this task was moved onto a newer base: {} ({}). It does not apply cleanly.\n\n",
+        clean(onto),
+        super::review::short(new_base)
+    );
+    p.push_str(
+        "The commits that applied are re-created on the new base. The rest of your work is \
+         in the working tree as uncommitted changes, with git's conflict markers \
+         (<<<<<<<, =======, >>>>>>>) in these files:\n\n",
+    );
+    for path in paths {
+        p.push_str(&format!("- {}\n", clean(path)));
+    }
+    if !commits.is_empty() {
+        p.push_str("\nThe commits whose changes are in the working tree now:\n\n");
+        for c in commits {
+            p.push_str(&format!("- {}\n", clean(c)));
+        }
+    }
+    if uncommitted {
+        p.push_str("\nYour uncommitted changes are among them.\n");
+    }
+    p.push_str(
+        "\nResolve every conflict: edit those files so they keep what the new base changed \
+         and what your work meant to do, remove all conflict markers, check that the result \
+         still works, and commit it on the current branch (do not rebase or reset it away \
+         from the new base). If you cannot resolve a conflict, say why and exit with a \
+         failure, leaving the markers: the update is then undone and the conflict reported \
+         to the user.\n",
+    );
+    p
 }
 
 /// The new base: `--onto`'s commit, else the base branch's tip.

@@ -272,3 +272,102 @@ fn update_runs_nothing_the_agent_planted_and_bad_refs_are_errors() {
     assert!(run.stderr.contains("does not name a commit"), "{run}");
     assert_eq!(env.task_refs("evil"), refs);
 }
+
+/// An exec agent that first commits a change to README.md (which the user changes too) and
+/// another file; run again with a follow-up (update --agent's prompt on stdin), it does
+/// `then` when README.md holds conflict markers and the prompt names that file.
+fn conflicted_agent(then: &str) -> String {
+    format!(
+        r#"prompt="$(cat)"
+if grep -q '^<<<<<<<' README.md; then
+  case "$prompt" in *"- README.md"*) ;; *) echo "no file list in: $prompt" >&2; exit 9 ;; esac
+  {then}
+  exit
+fi
+echo agent > README.md && git add -A && git commit -qm agent
+echo b > b.txt && git add b.txt && git commit -qm b"#
+    )
+}
+
+#[test]
+fn update_agent_hands_a_conflict_to_the_agent_which_resolves_it() {
+    require_docker!();
+    let env = TestEnv::new();
+    spawn_done(
+        &env,
+        "fixes",
+        &conflicted_agent(
+            "printf 'user\\nagent\\n' > README.md && git add -A && git commit -qm resolved",
+        ),
+    );
+    let main = commit_on_main(&env, "README.md", "user\n");
+    let snap = env.snapshot();
+    let run = env.agent(&["update", "fixes", "--agent"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout
+            .contains("its agent resolved the conflicts in 1 file"),
+        "{run}"
+    );
+    // The user's branches, index and work tree are as they were.
+    assert_eq!(env.snapshot(), snap);
+    let refs = env.task_refs("fixes");
+    assert_eq!(refs.get("base"), Some(&main));
+    let tip = refs
+        .get("wip")
+        .or(refs.get("head"))
+        .expect("the task has work")
+        .clone();
+    assert_eq!(
+        env.git(&["show", &format!("{tip}:README.md")]).ok().stdout,
+        "user\nagent\n"
+    );
+    assert_eq!(
+        env.git(&["show", &format!("{tip}:b.txt")]).ok().stdout,
+        "b\n"
+    );
+    // The agent got one follow-up, and the work now merges cleanly.
+    let status = env.json(&["status", "fixes", "--json"]);
+    assert_eq!(status["followups"], 1, "{status}");
+    let c: Value = env.json(&["check", "fixes", "--json"]);
+    assert_eq!(c["merge"]["clean"], true, "{c}");
+    env.agent(&["merge", "fixes"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(env.repo.join("README.md")).unwrap(),
+        "user\nagent\n"
+    );
+}
+
+#[test]
+fn update_agent_puts_the_task_back_when_the_agent_gives_up() {
+    require_docker!();
+    let env = TestEnv::new();
+    spawn_done(
+        &env,
+        "stuck",
+        &conflicted_agent("echo 'cannot' >&2; exit 3"),
+    );
+    commit_on_main(&env, "README.md", "user\n");
+    let (refs, snap) = (env.task_refs("stuck"), env.snapshot());
+    let run = env.agent(&["update", "stuck", "--agent"]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("conflicts in 1 file"), "{run}");
+    assert!(
+        run.stderr
+            .contains("the agent did not resolve it: the agent's run exited with 3"),
+        "{run}"
+    );
+    assert_eq!(env.snapshot(), snap);
+    let now = env.task_refs("stuck");
+    for leaf in ["base", "head", "wip"] {
+        assert_eq!(now.get(leaf), refs.get(leaf), "{leaf}");
+    }
+    // Its workspace has its old work again: a plain update still reports the conflict, and
+    // a sync brings back exactly the work it had.
+    env.agent(&["sync", "stuck"]).ok();
+    let synced = env.task_refs("stuck");
+    assert_eq!(synced.get("head"), refs.get("head"));
+    assert_eq!(synced.get("base"), refs.get("base"));
+    let run = env.agent(&["update", "stuck"]);
+    assert_eq!(run.code, 1, "{run}");
+}

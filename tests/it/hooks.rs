@@ -1,5 +1,5 @@
 //! git hooks (`git agent hooks install|uninstall|list`, the pre-push gate, the post-commit
-//! trigger) and event hooks (`agent.onFinish`, `agent.onFail`), with real git; tasks run on
+//! trigger) and event hooks (`agent.onFinish`, `agent.onFail`, `agent.onWait`), with real git; tasks run on
 //! the local runtime.
 
 use std::os::unix::fs::PermissionsExt;
@@ -327,6 +327,68 @@ fn event_hooks_fire_once_with_hostile_values_kept_out_of_the_command() {
     got.sort();
     assert_eq!(got, vec!["fail|bad.1|exited|7", "finish|ok|exited|0"]);
     assert!(!pwned.exists());
+}
+
+/// An agent that waits for input twice: the first episode announced twice (one episode), then
+/// closed, then a second one; its messages carry shell code and a terminal escape.
+const WAITING_AGENT: &str = r#"git-agent-sandbox wait-notify 'which database? $(touch PWNED)'
+sleep 4
+git-agent-sandbox wait-notify 'asked again'
+sleep 3
+git-agent-sandbox wait-notify --done
+sleep 2
+git-agent-sandbox wait-notify "$(printf 'second\033[2J')"
+sleep 4"#;
+
+#[test]
+fn on_wait_fires_once_per_waiting_episode_with_the_task_in_its_environment() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.git(&["config", "agent.follow", "true"]).ok();
+    env.git(&["config", "agent.followInterval", "1s"]).ok();
+    let log = env.home.path().join("events.log");
+    let pwned = env.home.path().join("pwned");
+    let record = format!(
+        "printf '%s|%s|%s|%s\\n' \"$GIT_AGENT_EVENT\" \"$GIT_AGENT_TASK\" \"$GIT_AGENT_STATUS\" \"$GIT_AGENT_REASON\" >> '{}'",
+        log.display()
+    );
+    env.git(&["config", "agent.onWait", &record]).ok();
+    env.git(&["config", "agent.onFinish", &record]).ok();
+    let script = WAITING_AGENT.replace("PWNED", &pwned.display().to_string());
+    env.agent(&[
+        "spawn", "--name", "asks", "-m", "x", "--", "sh", "-c", &script,
+    ])
+    .ok();
+    let run = env.agent(&["wait", "asks"]);
+    assert_eq!(run.code, 0, "{run}");
+    // The follower records the end (and fires onFinish) after its last round.
+    let got = lines_of(&log, 3);
+    std::thread::sleep(Duration::from_millis(1500));
+    let got_later = lines_of(&log, got.len() + 1);
+    let follow_log = std::fs::read_to_string(env.repo.join(".git/git-agent/follow/asks.log"))
+        .unwrap_or_default();
+    assert_eq!(
+        got_later,
+        vec![
+            format!(
+                "wait|asks|running|which database? $(touch {})",
+                pwned.display()
+            ),
+            "wait|asks|running|second [2J".to_string(),
+            "finish|asks|exited|".to_string(),
+        ],
+        "follower's log:\n{follow_log}"
+    );
+    assert!(!pwned.exists());
+    // Each episode is one recorded change of the task's state.
+    let waits = env
+        .git(&["log", "--format=%s", "refs/agent/asks/state"])
+        .ok()
+        .stdout
+        .lines()
+        .filter(|m| *m == "wait for input")
+        .count();
+    assert_eq!(waits, 2);
 }
 
 #[test]

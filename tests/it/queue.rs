@@ -468,3 +468,65 @@ fn a_stopped_server_says_what_it_left_and_spawn_after_a_running_task_queues() {
     assert_eq!(then["status"], "queued", "{then}");
     env.agent(&["stop", &long]).ok();
 }
+
+#[test]
+fn doctor_fix_releases_a_dead_claim_and_leaves_a_live_one() {
+    require_docker!();
+    let env = TestEnv::new();
+    let git = git_agent::git::Git::discover(&env.repo).unwrap();
+    // Whether the record as stored holds a claim (`status --json` shows a dead claim as
+    // queued without recording it).
+    let claimed = |task: &str| -> bool {
+        let text = env
+            .git(&["show", &format!("refs/agent/{task}/state:task.toml")])
+            .ok()
+            .stdout;
+        let record: toml::Table = text.parse().expect("the record is TOML");
+        record.contains_key("claim")
+    };
+    // Two workers killed right after their claims: both claims are left to nobody...
+    let dead = add(&env, &env.repo, "dead", "echo ran > ran.txt", &[]);
+    env.agent_crash_at("queue.after-claim", &["run-queued", &dead]);
+    let live = add(&env, &env.repo, "live", "true", &[]);
+    env.agent_crash_at("queue.after-claim", &["run-queued", &live]);
+    assert!(claimed(&dead) && claimed(&live));
+    // ...but this process holds the second one's lease, as a worker still starting it does.
+    let lease = git_agent::task::lock::Lease::take(&git, &live).unwrap();
+
+    let fix = env.agent(&["doctor", "--fix"]);
+    assert!(!claimed(&dead), "the dead claim stayed:\n{fix}");
+    assert!(
+        state_messages(&env, &env.repo, &dead)
+            .first()
+            .is_some_and(|m| m == "requeue: its claimer died"),
+        "{:?}",
+        state_messages(&env, &env.repo, &dead)
+    );
+    assert!(
+        claimed(&live),
+        "doctor --fix took a live worker's claim:\n{fix}"
+    );
+    assert_eq!(
+        state_messages(&env, &env.repo, &live)
+            .iter()
+            .filter(|m| m.starts_with("requeue"))
+            .count(),
+        0
+    );
+
+    // The next server runs the released task (and not the one a live worker holds).
+    let (code, stderr) = finish(serve(&env, &["--once"]), Duration::from_secs(60));
+    assert_eq!(code, 0, "{stderr}");
+    let r = record(&env, &env.repo, &dead);
+    assert_eq!(r["status"], "exited", "{r}\n{stderr}");
+    assert_eq!(r["exit_code"], 0, "{r}");
+    let starts = |t: &str| {
+        state_messages(&env, &env.repo, t)
+            .iter()
+            .filter(|m| *m == "start queued task")
+            .count()
+    };
+    assert_eq!(starts(&dead), 1);
+    assert_eq!(starts(&live), 0, "a task whose claimer lives was run again");
+    drop(lease);
+}
