@@ -164,7 +164,7 @@ pub fn build_step(text: &str) {
     if std::io::stderr().is_terminal() {
         let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         spinner.set_style(
-            ProgressStyle::with_template("git-agent: {spinner} {elapsed:>4} {wide_msg}")
+            ProgressStyle::with_template("git-agent: {spinner} {wide_msg} {elapsed}")
                 .expect("a valid step template"),
         );
         spinner.set_message(text.to_string());
@@ -176,13 +176,49 @@ pub fn build_step(text: &str) {
     }
 }
 
+/// The line a finished step leaves on a terminal `columns` wide: its mark, its text (cut
+/// to fit) and how long it took.
+pub fn done_line(ok: bool, step: &str, took: Duration, columns: usize) -> String {
+    let mark = if ok { "✓" } else { "✗" };
+    let took = took_text(took);
+    let room = columns.saturating_sub("git-agent: ✓  ()".chars().count() + took.len());
+    let mut text: String = step.chars().take(room).collect();
+    if text.chars().count() < step.chars().count() {
+        text.pop();
+        text.push('…');
+    }
+    format!("git-agent: {mark} {text} ({took})")
+}
+
+/// A duration as a step's time: `0.4s`, `12s`, `2m05s`.
+pub fn took_text(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 10 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if secs < 60 {
+        format!("{secs}s")
+    } else {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    }
+}
+
+/// The width of the terminal on stderr.
+fn stderr_columns() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize struct; the return value is checked.
+    let cols = unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) == 0).then_some(ws.ws_col)
+    };
+    cols.filter(|c| *c > 0).map_or(80, usize::from)
+}
+
+/// A step's spinner gives way to the line the step leaves.
 fn finish_step(spinner: &ProgressBar, ok: bool) {
-    let mark = if ok { "done" } else { "FAILED" };
-    spinner.set_style(
-        ProgressStyle::with_template(&format!("git-agent: {mark} {{elapsed:>4}} {{wide_msg}}"))
-            .expect("a valid step template"),
+    spinner.finish_and_clear();
+    eprintln!(
+        "{}",
+        done_line(ok, &spinner.message(), spinner.elapsed(), stderr_columns())
     );
-    spinner.finish();
 }
 
 /// A line of a build's output: shown only when verbose.
@@ -297,7 +333,8 @@ pub fn transfer(what: &str, done: u64, total: u64, millis: u64, finished: bool) 
             }
         }
         Some(TransferShown::Lines(lines)) => {
-            if lines.due(finished, Instant::now()) {
+            let due = lines.due(finished, Instant::now());
+            if due {
                 eprintln!("git-agent: {text}");
             }
         }
@@ -363,6 +400,22 @@ mod tests {
             "verbose showed every line already"
         );
         assert_eq!(step_line("[2/9] RUN x"), "git-agent: [2/9] RUN x");
+    }
+
+    #[test]
+    fn a_finished_step_is_one_line_that_fits() {
+        assert_eq!(
+            done_line(true, "[1/9] FROM base", Duration::from_millis(420), 80),
+            "git-agent: ✓ [1/9] FROM base (0.4s)"
+        );
+        let long = format!("[5/9] RUN {}", "x".repeat(200));
+        let l = done_line(false, &long, Duration::from_secs(125), 80);
+        assert_eq!(l.chars().count(), 80, "{l}");
+        assert!(
+            l.starts_with("git-agent: ✗ [5/9] RUN xx") && l.ends_with("x… (2m05s)"),
+            "{l}"
+        );
+        assert_eq!(took_text(Duration::from_secs(42)), "42s");
     }
 
     /// Off a terminal: nothing in the first second, then a line at most every five

@@ -220,7 +220,17 @@ pub fn builder_step(line: &str) -> Option<String> {
     if !digits(n) || !digits(of) {
         return None;
     }
-    Some(format!("[{n}/{of}] {}", what.trim()))
+    let what: Vec<&str> = what.split_whitespace().collect();
+    Some(format!("[{n}/{of}] {}", what.join(" ")))
+}
+
+/// A classic builder's bookkeeping (` ---> 3f2a`, `Removing intermediate container`):
+/// kept in the log, left out of a failed build's last lines.
+pub fn builder_noise(line: &str) -> bool {
+    line.starts_with(" ---> ")
+        || line.starts_with("Removing intermediate container ")
+        || line.starts_with("Successfully built ")
+        || line.starts_with("Successfully tagged ")
 }
 
 /// A line as shown: control characters escaped, cut to a width.
@@ -293,6 +303,9 @@ impl<'a> BuildLog<'a> {
             let line = &line[..end];
             let step = builder_step(line);
             self.line(line, step);
+            if builder_noise(line) {
+                self.recent.pop_back();
+            }
         }
         if self.partial.len() > MAX_PARTIAL {
             self.flush();
@@ -348,8 +361,17 @@ impl<'a> BuildLog<'a> {
     fn write(&mut self, line: &str) {
         if let Some(f) = &mut self.file {
             use std::io::Write;
-            if writeln!(f, "{line}").is_err() {
+            if let Err(e) = writeln!(f, "{line}") {
                 self.file = None;
+                if let Some(p) = self.path.take() {
+                    self.events.emit(Event::warning(
+                        None,
+                        format!(
+                            "cannot write the build log {}: {e}; it is incomplete",
+                            p.display()
+                        ),
+                    ));
+                }
             }
         }
         self.recent.push_back(shown(line));
