@@ -135,3 +135,59 @@ fn spawn_wait_shows_claudes_transcript_readably_and_raw_on_request() {
     assert!(raw.stderr.contains("{\"type\":"), "{raw}");
     assert!(raw.stderr.contains("Raw-answer-two."), "{raw}");
 }
+
+/// A repository large enough that sending its history takes a while: `files` files of
+/// `size` incompressible bytes, over a few commits.
+fn grow(env: &TestEnv, files: usize, size: usize) {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut noise = |n: usize| {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 24) as u8
+            })
+            .collect::<Vec<u8>>()
+    };
+    for batch in 0..4 {
+        for i in (batch..files).step_by(4) {
+            let dir = env.repo.join(format!("data/d{}", i % 50));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("f{i}.bin")), noise(size)).unwrap();
+        }
+        env.git(&["add", "-A"]).ok();
+        env.git(&["commit", "-qm", &format!("batch {batch}")]).ok();
+    }
+}
+
+/// Spawning a large repository on a terminal shows the history going over with its size and
+/// rate on stderr; stdout holds the task's name and nothing else.
+#[test]
+fn spawning_a_large_repository_shows_progress_on_stderr_only() {
+    require_docker!();
+    let env = TestEnv::new();
+    grow(&env, 3000, 24 * 1024);
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let run = env
+        .pty_command(&format!(
+            "spawn --name big --agent exec -m x -- true > '{}'",
+            out.path().display()
+        ))
+        .output()
+        .unwrap();
+    let terminal = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{terminal}");
+    assert_eq!(
+        std::fs::read_to_string(out.path()).unwrap(),
+        "big\n",
+        "stdout holds the name only; the terminal got:\n{terminal}"
+    );
+    let said = terminal
+        .lines()
+        .find(|l| l.contains("history to the object cache") && l.contains("done."))
+        .unwrap_or_else(|| panic!("no transfer line:\n{terminal}"));
+    assert!(said.contains("MiB") && said.contains("/s in "), "{said}");
+    // On a terminal the transfer is redrawn in place, not printed line after line.
+    assert!(terminal.contains("\x1b[2K"), "{terminal}");
+}
