@@ -26,4 +26,5 @@ pub mod sandbox;
 pub mod stack;
 pub mod task;
 pub mod template;
+pub mod transfer;
 pub mod trust;

@@ -34,6 +34,13 @@ pub enum ImageCommand {
     /// agent.buildAllow), within agent.buildTimeout (30m). The final layer is applied after
     /// it, and tasks always start the helper as uid 1000.
     ///
+    /// Progress shows one line per build step (on a terminal a spinner with the step's
+    /// elapsed time; elsewhere a plain line as each step begins); --verbose shows all the
+    /// output as it comes. Every line of output is kept, as it came, in
+    /// $XDG_CACHE_HOME/git-agent/builds/<tag>.log (else ~/.cache/git-agent/builds/), one
+    /// file per image tag, replaced by its next build. When a step fails, its last 20 lines
+    /// (control characters escaped) and the log's path are shown.
+    ///
     /// Ctrl-C cancels the build (the engine stops it; nothing is tagged) and exits 130.
     Build {
         /// The agent whose image to build (default: agent.defaultAgent, else claude).
@@ -48,6 +55,9 @@ pub enum ImageCommand {
         /// Build even if an image with the same content tag exists.
         #[arg(long)]
         force: bool,
+        /// Show everything the build prints, as it comes, instead of one line per step.
+        #[arg(long)]
+        verbose: bool,
     },
 }
 
@@ -58,7 +68,9 @@ pub async fn run(args: ImageArgs) -> Result<i32> {
         stack,
         dry_run,
         force,
+        verbose,
     } = args.command;
+    super::progress::set_verbose(verbose);
     let plan = ops::image::plan(&ctx, agent.as_deref(), stack.as_deref())
         .map_err(ops::OpError::into_report)?;
     if dry_run {

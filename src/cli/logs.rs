@@ -35,7 +35,7 @@ pub struct LogsArgs {
 
 /// How output is shown.
 #[derive(Clone, Copy)]
-enum Mode {
+pub(super) enum Mode {
     /// As emitted.
     Raw,
     /// As emitted, control characters escaped.
@@ -44,8 +44,24 @@ enum Mode {
     Transcript,
 }
 
+impl Mode {
+    /// As asked (`raw`), else readable for a structured transcript, else escaped on a
+    /// terminal and as emitted elsewhere.
+    pub(super) fn choose(raw: bool, structured: bool, terminal: bool) -> Mode {
+        if raw {
+            Mode::Raw
+        } else if structured {
+            Mode::Transcript
+        } else if terminal {
+            Mode::Escaped
+        } else {
+            Mode::Raw
+        }
+    }
+}
+
 /// A line-buffering writer that renders each complete line according to the mode.
-struct Rendered<W> {
+pub(super) struct Rendered<W> {
     inner: W,
     mode: Mode,
     pending: Vec<u8>,
@@ -53,7 +69,7 @@ struct Rendered<W> {
 }
 
 impl<W: AsyncWrite + Unpin> Rendered<W> {
-    fn new(inner: W, mode: Mode) -> Self {
+    pub(super) fn new(inner: W, mode: Mode) -> Self {
         Rendered {
             inner,
             mode,
@@ -91,7 +107,7 @@ impl<W: AsyncWrite + Unpin> Rendered<W> {
         Poll::Ready(Ok(()))
     }
 
-    async fn finish(&mut self) -> std::io::Result<()> {
+    pub(super) async fn finish(&mut self) -> std::io::Result<()> {
         if !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending);
             self.render(&rest);
@@ -150,15 +166,7 @@ pub async fn run(args: LogsArgs) -> Result<i32> {
     let logs = logs::open(&ctx, &args.task)
         .await
         .map_err(crate::ops::OpError::into_report)?;
-    let mode = if args.raw {
-        Mode::Raw
-    } else if logs.structured {
-        Mode::Transcript
-    } else if term::stdout_is_tty() {
-        Mode::Escaped
-    } else {
-        Mode::Raw
-    };
+    let mode = Mode::choose(args.raw, logs.structured, term::stdout_is_tty());
     let mut w = Rendered::new(tokio::io::stdout(), mode);
     match logs.output {
         Output::Live { rt, container } => {

@@ -132,6 +132,17 @@ impl crate::ops::Events for Stderr {
             Event::Progress {
                 what, done, total, ..
             } => progress::progress(&what, done, total),
+            Event::Transfer {
+                what,
+                done,
+                total,
+                millis,
+                finished,
+                ..
+            } => progress::transfer(&what, done, total, millis, finished),
+            Event::BuildStep { step } => progress::build_step(&step),
+            Event::BuildOutput { line } => progress::build_output(&line),
+            Event::BuildEnd { ok, tail, log } => progress::build_end(ok, &tail, log.as_deref()),
         }
     }
 }

@@ -83,6 +83,10 @@ pub struct ReviewArgs {
     /// refuses promoted work with unacknowledged flags).
     #[arg(long)]
     pub ack: bool,
+    /// Show the task's last output as the agent emitted it (Claude Code's stream-json stays
+    /// JSON) instead of as `git agent logs` renders it.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// One commit that `commit` will re-create, as review shows it.
@@ -292,6 +296,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         task: args.task.clone(),
         sync: !args.no_sync,
         paths: args.paths.clone(),
+        raw_output: args.raw,
     };
     let review = match crate::ops::review::run(&ctx, &req, &super::Stderr)
         .await

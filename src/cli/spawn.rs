@@ -4,7 +4,7 @@
 //! edit it; the spawn itself is [`crate::ops::spawn`]. Attaching an interactive task's
 //! terminal and following `--wait` are asked of the operations layer, rendered here.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -88,9 +88,19 @@ pub struct SpawnArgs {
     /// writable; default: agent.readOnlyRoot).
     #[arg(long)]
     pub read_only: bool,
-    /// Stream the task's output and exit with its exit status.
+    /// Stream the task's output and exit with its exit status. The output is shown as
+    /// `git agent logs` shows it: an agent's structured transcript (Claude Code's
+    /// stream-json) as readable messages and tool calls, control characters escaped on a
+    /// terminal.
     #[arg(long, conflicts_with = "interactive")]
     pub wait: bool,
+    /// With --wait: the output exactly as the agent emits it (stream-json stays JSON).
+    #[arg(long, requires = "wait")]
+    pub raw: bool,
+    /// Show everything an image build prints, as it comes, instead of one line per build
+    /// step (the full build log is kept either way; see `git agent image build`).
+    #[arg(long)]
+    pub verbose: bool,
     /// Allow the agent only read-only git (status, log, diff, ...): a git wrapper first on
     /// its PATH, a Claude Code hook and Codex rules refuse commit, checkout, reset, push and
     /// the like (default: agent.gitReadOnly). A seatbelt for the agent, not a boundary.
@@ -226,6 +236,7 @@ pub fn git_readonly(args: &SpawnArgs) -> Option<bool> {
 }
 
 pub async fn run(mut args: SpawnArgs) -> Result<i32> {
+    super::progress::set_verbose(args.verbose);
     let ctx = Ctx::open()?;
     if let Some(parent) = args.after.clone() {
         // A parent that ended well: spawn on its work now. One still going: queue the task
@@ -280,9 +291,17 @@ pub async fn run(mut args: SpawnArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let waited = ops::spawn::wait(&rt, &ctx, spawned.tasks, &mut tokio::io::stderr(), &Stderr)
-        .await
-        .map_err(OpError::into_report)?;
+    // Rendered as `logs` renders it; on stderr, as it always was (stdout holds the names).
+    let structured = spawned.tasks.len() == 1
+        && ops::logs::structured(
+            &crate::data::Search::new(&ctx.git.dir),
+            &spawned.tasks[0].record.agent,
+        );
+    let mode = super::logs::Mode::choose(args.raw, structured, std::io::stderr().is_terminal());
+    let mut shown = super::logs::Rendered::new(tokio::io::stderr(), mode);
+    let waited = ops::spawn::wait(&rt, &ctx, spawned.tasks, &mut shown, &Stderr).await;
+    shown.finish().await?;
+    let waited = waited.map_err(OpError::into_report)?;
     Ok(waited.exit_code())
 }
 

@@ -98,6 +98,18 @@ fn objects(tag: &str, repo_path: &str) -> (RepoId, String) {
     (repo, format!("{hex}-{}", std::process::id()))
 }
 
+/// What the project steps report while they run, kept apart so that a step's output can
+/// never pass for git-agent's own word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report<'a> {
+    /// Something git-agent says about the build (a line).
+    Note(&'a str),
+    /// A step begins: its file, line and instruction, escaped.
+    Step(&'a str),
+    /// Output of the running step, as it came (chunks, not always whole lines).
+    Output(&'a str),
+}
+
 /// Run the project steps on `stage` and commit the result; returns the committed image's id.
 pub async fn apply<R: Runtime>(
     rt: &R,
@@ -105,7 +117,7 @@ pub async fn apply<R: Runtime>(
     stage: &str,
     tag: &str,
     gateway_image: &str,
-    progress: &mut (dyn FnMut(&str) + Send),
+    progress: &mut (dyn FnMut(Report<'_>) + Send),
 ) -> Result<String> {
     let (repo, task) = objects(tag, &p.repo_path);
     let names = repo.object_names(&task);
@@ -119,10 +131,10 @@ pub async fn apply<R: Runtime>(
     if let Err(e) = cleanup {
         // Said where the build's progress goes (nothing below the operations layer prints);
         // `git agent doctor --fix` removes what is left once this builder has exited.
-        progress(&format!(
+        progress(Report::Note(&format!(
             "warning: could not remove the project build's objects ({}, {}, {}): {e:#}; `git agent doctor --fix` removes them",
             names.container, names.gateway, names.network
-        ));
+        )));
     }
     result
 }
@@ -136,7 +148,7 @@ async fn run<R: Runtime>(
     gateway_image: &str,
     repo: &RepoId,
     task: &str,
-    progress: &mut (dyn FnMut(&str) + Send),
+    progress: &mut (dyn FnMut(Report<'_>) + Send),
 ) -> Result<String> {
     let names = repo.object_names(task);
     crate::interrupt::checkpoint()?;
@@ -168,23 +180,23 @@ async fn run<R: Runtime>(
     gw?;
     let stage_config = rt.image_config(stage).await?;
     let steps = snippet::parse(&p.text, &p.origin, &stage_config.env, &p.reserved)?;
-    progress(&format!(
-        "git-agent: running {} project step(s) from {} in a sandboxed build container (network profile {})\n",
+    progress(Report::Note(&format!(
+        "running {} project step(s) from {} in a sandboxed build container (network profile {})",
         steps.len(),
         p.origin,
         p.policy.profile
-    ));
+    )));
     let deadline = Instant::now() + Duration::from_secs(p.timeout);
     let mut env: Vec<String> = Vec::new();
     let mut workdir = "/".to_string();
     for step in &steps {
         crate::interrupt::checkpoint()?;
-        progress(&format!(
-            "git-agent: {}:{}: {}\n",
+        progress(Report::Step(&format!(
+            "{}:{}: {}",
             p.origin,
             step.line,
             sanitize(&step.describe())
-        ));
+        )));
         let cmd: Vec<String> = match &step.instr {
             Instr::Env(kv) => {
                 for (k, v) in kv {
@@ -206,11 +218,8 @@ async fn run<R: Runtime>(
         } else {
             workdir.as_str()
         };
-        let mut recent = Recent::default();
         let mut out = |bytes: &[u8]| {
-            let text = String::from_utf8_lossy(bytes);
-            progress(&text);
-            recent.push(&text);
+            progress(Report::Output(&String::from_utf8_lossy(bytes)));
         };
         let exec = rt.exec_step(&id, &cmd, &step_env, dir, &mut out);
         let code = tokio::select! {
@@ -239,7 +248,6 @@ async fn run<R: Runtime>(
             if let Some(meaning) = crate::error::exit_meaning(code) {
                 msg.push_str(&format!(" ({meaning})"));
             }
-            recent.append_to(&mut msg);
             return Err(hinted(
                 msg,
                 format!(
@@ -275,53 +283,6 @@ fn set(env: &mut Vec<String>, k: &str, v: &str) {
     env.push(format!("{k}={v}"));
 }
 
-/// The last lines of a step's output, for the error message.
-#[derive(Default)]
-struct Recent {
-    lines: Vec<String>,
-    partial: String,
-}
-
-impl Recent {
-    const KEEP: usize = 40;
-
-    fn push(&mut self, text: &str) {
-        self.partial.push_str(text);
-        while let Some(p) = self.partial.find('\n') {
-            let line: String = self.partial.drain(..=p).collect();
-            let line = line.trim_end();
-            if !line.trim().is_empty() {
-                self.lines.push(line.chars().take(300).collect());
-            }
-        }
-        if self.lines.len() > Self::KEEP {
-            self.lines.drain(..self.lines.len() - Self::KEEP);
-        }
-        if self.partial.len() > 4096 {
-            self.partial.clear();
-        }
-    }
-
-    fn append_to(&self, msg: &mut String) {
-        let mut lines = self.lines.clone();
-        if !self.partial.trim().is_empty() {
-            lines.push(self.partial.trim_end().to_string());
-        }
-        if lines.is_empty() {
-            return;
-        }
-        msg.push_str("\n\nlast output of the step:\n");
-        for l in lines {
-            msg.push_str("  ");
-            msg.push_str(&sanitize(&l));
-            msg.push('\n');
-        }
-        while msg.ends_with('\n') {
-            msg.pop();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,18 +302,5 @@ mod tests {
         let names = repo.object_names(&task);
         assert!(names.network.contains("build") && names.network.contains(&task));
         assert_eq!(repo.labels(&task)["git-agent.repo"], "build");
-    }
-
-    #[test]
-    fn recent_output_keeps_the_end() {
-        let mut r = Recent::default();
-        for i in 0..100 {
-            r.push(&format!("line {i}\n"));
-        }
-        r.push("partial \x1b[31m");
-        let mut msg = String::from("x");
-        r.append_to(&mut msg);
-        assert!(msg.contains("line 99") && !msg.contains("line 59\n"));
-        assert!(msg.contains("partial \\x1b[31m"), "{msg}");
     }
 }

@@ -36,6 +36,31 @@ pub enum Event {
         done: u64,
         total: u64,
     },
+    /// Moved data under way: `done` bytes of `total` (0 when not known ahead) of `what`
+    /// (e.g. "sending the repository"), `millis` after it began. Emitted at most every
+    /// 100 ms once the transfer has run for about a second, and with `finished` at its end if
+    /// any was emitted (a quick transfer emits none).
+    Transfer {
+        task: Option<String>,
+        what: String,
+        done: u64,
+        total: u64,
+        millis: u64,
+        finished: bool,
+    },
+    /// A step of an image build began (e.g. `[3/12] RUN apt-get update`); the build's step
+    /// before it, if any, ended.
+    BuildStep { step: String },
+    /// A line of an image build's output, control characters escaped. Every line goes to
+    /// the build's log file too; a renderer shows these only when asked to be verbose.
+    BuildOutput { line: String },
+    /// An image build ended. When it failed, `tail` holds the last lines of its output
+    /// (escaped); `log` is the file holding all of it, if one could be written.
+    BuildEnd {
+        ok: bool,
+        tail: Vec<String>,
+        log: Option<String>,
+    },
 }
 
 impl Event {

@@ -352,7 +352,8 @@ async fn sync_locked<R: Runtime>(
         return Ok(false);
     }
     let outcome =
-        crate::sandbox::sync::sync(rt, &ctx.store, loaded, ctx.bundle_limit()?, lock).await?;
+        crate::sandbox::sync::sync(rt, &ctx.store, loaded, ctx.bundle_limit()?, lock, events)
+            .await?;
     if !outcome.nothing_new() {
         events.emit(Event::step(Some(task), super::sync::describe(&outcome)));
     }

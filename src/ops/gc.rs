@@ -94,6 +94,7 @@ pub async fn run<R: Runtime>(rt: &R, ctx: &Ctx, events: &dyn Events) -> Result<G
     let writer = Writer {
         image: &image,
         limits: &limits,
+        events,
     };
     events.emit(Event::step(
         None,

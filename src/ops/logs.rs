@@ -73,13 +73,19 @@ pub struct Logs {
     pub output: Output,
 }
 
+/// Whether tasks of `agent` emit a structured transcript (Claude's stream-json), which is
+/// shown rendered unless asked for raw.
+pub fn structured(search: &crate::data::Search, agent: &str) -> bool {
+    crate::agent::load(search, agent)
+        .map(|a| a.def.output == crate::agent::OutputFormat::ClaudeStreamJson)
+        .unwrap_or(false)
+}
+
 /// Find task `task`'s output (any unique prefix of its name).
 pub async fn open(ctx: &Ctx, task: &str) -> Result<Logs, LogsError> {
     let loaded = ctx.store.resolve(task)?;
     let search = crate::data::Search::new(&ctx.git.dir);
-    let structured = crate::agent::load(&search, &loaded.record.agent)
-        .map(|a| a.def.output == crate::agent::OutputFormat::ClaudeStreamJson)
-        .unwrap_or(false);
+    let structured = structured(&search, &loaded.record.agent);
     let name = loaded.record.name.clone();
     let mut unreachable = None;
     if let Some(container) = loaded.record.sandbox.container.clone() {

@@ -30,6 +30,8 @@ pub struct ReviewRequest {
     pub sync: bool,
     /// Only the changes to these paths (git pathspecs; empty: all).
     pub paths: Vec<String>,
+    /// The output tail as the agent emitted it, not rendered (see [`output_tail`]).
+    pub raw_output: bool,
 }
 
 /// A review: of one task, or of a group of attempts side by side.
@@ -176,6 +178,30 @@ pub(super) async fn fresh<R: Runtime>(
         .map_err(OpError::into_report)
 }
 
+/// How many lines of a task's output review shows.
+const TAIL_LINES: usize = 10;
+/// How many lines of a structured transcript are read to render [`TAIL_LINES`] from.
+const TRANSCRIPT_READ: usize = 200;
+
+/// The last lines of a task's output as review shows them: a structured transcript
+/// rendered as `git agent logs` renders it, anything else as it came; escaped either way.
+pub fn output_tail(output: &[u8], rendered: bool) -> String {
+    let text = String::from_utf8_lossy(output);
+    if !rendered {
+        return crate::error::sanitize(&text);
+    }
+    let lines: Vec<String> = text
+        .lines()
+        .filter_map(crate::agent::claude::render_line)
+        .flat_map(|r| r.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let mut tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+    if !tail.is_empty() {
+        tail.push('\n');
+    }
+    tail
+}
+
 async fn task(
     ctx: &Ctx,
     req: &ReviewRequest,
@@ -191,8 +217,21 @@ async fn task(
                 loaded = fresh(&rt, ctx, loaded, req.sync, events).await?;
                 let mut buf = Vec::new();
                 let container = loaded.record.sandbox.container.clone().unwrap_or_default();
-                if rt.logs(&container, false, Some(10), &mut buf).await.is_ok() {
-                    output_tail = Some(crate::error::sanitize(&String::from_utf8_lossy(&buf)));
+                let search = crate::data::Search::new(&ctx.git.dir);
+                let rendered =
+                    !req.raw_output && super::logs::structured(&search, &loaded.record.agent);
+                // A rendered transcript shows far fewer lines than it has: read more of it.
+                let read = if rendered {
+                    TRANSCRIPT_READ
+                } else {
+                    TAIL_LINES
+                };
+                if rt
+                    .logs(&container, false, Some(read), &mut buf)
+                    .await
+                    .is_ok()
+                {
+                    output_tail = Some(self::output_tail(&buf, rendered));
                 }
                 engine = Some(rt);
             }
@@ -577,6 +616,36 @@ pub fn diff(ctx: &Ctx, review: &TaskReview, kind: DiffKind) -> Result<Vec<u8>, R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stream-json tail is shown as readable lines (never JSON), escaped; --raw keeps
+    /// the JSON (escaped too); plain output stays as it came.
+    #[test]
+    fn a_transcript_tail_is_rendered_unless_raw() {
+        let mut out = String::new();
+        for i in 0..30 {
+            out.push_str(&format!(
+                "{{\"type\":\"assistant\",\"message\":{{\"content\":[{{\"type\":\"text\",\"text\":\"step {i} \\u001b[2J\"}}]}}}}\n"
+            ));
+        }
+        let tail = output_tail(out.as_bytes(), true);
+        assert_eq!(tail.lines().count(), TAIL_LINES, "{tail}");
+        assert!(
+            tail.lines().all(|l| l.starts_with("assistant: step ")),
+            "{tail}"
+        );
+        assert!(
+            tail.contains("step 29") && !tail.contains("step 19 "),
+            "{tail}"
+        );
+        assert!(!tail.contains('\x1b') && !tail.contains("{\""), "{tail}");
+        let raw = output_tail(out.as_bytes(), false);
+        assert!(
+            raw.contains("{\"type\":\"assistant\"") && !raw.contains('\x1b'),
+            "{raw}"
+        );
+        assert_eq!(output_tail(b"plain\n", true), "plain\n");
+        assert_eq!(output_tail(b"", true), "");
+    }
 
     #[test]
     fn numstat_entries_keep_odd_paths_and_unknown_counts() {

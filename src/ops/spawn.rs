@@ -580,9 +580,14 @@ pub async fn start<R: Runtime>(
             create_record(&ctx.store, req, &ctx.repo)?;
         }
         crate::crash::point("spawn.after-refs");
-        match crate::sandbox::spawn::start(rt, &ctx.store, req, &ctx.repo, &|w| {
-            events.emit(Event::warning(Some(req.name.as_str()), w))
-        })
+        match crate::sandbox::spawn::start(
+            rt,
+            &ctx.store,
+            req,
+            &ctx.repo,
+            &|w| events.emit(Event::warning(Some(req.name.as_str()), w)),
+            events,
+        )
         .await
         {
             Ok(l) => {

@@ -47,7 +47,7 @@ pub async fn run<R: Runtime>(
     let before = ctx.store.resolve_local(task, "sync")?;
     let lock = lock_task(ctx, &before.record.name, "sync", events).await?;
     let loaded = reload_after_wait(&ctx.store, &before)?;
-    let outcome = sync(rt, &ctx.store, loaded, ctx.bundle_limit()?, &lock).await?;
+    let outcome = sync(rt, &ctx.store, loaded, ctx.bundle_limit()?, &lock, events).await?;
     events.emit(Event::step(
         Some(&outcome.loaded.record.name),
         describe(&outcome),
@@ -67,7 +67,7 @@ pub async fn if_possible<R: Runtime>(
     if loaded.record.sandbox.container.is_none() {
         return Ok(loaded);
     }
-    let outcome = sync(rt, &ctx.store, loaded, ctx.bundle_limit()?, lock).await?;
+    let outcome = sync(rt, &ctx.store, loaded, ctx.bundle_limit()?, lock, events).await?;
     events.emit(Event::step(
         Some(&outcome.loaded.record.name),
         describe(&outcome),

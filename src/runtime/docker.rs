@@ -262,26 +262,19 @@ impl Runtime for DockerRuntime {
             None,
             Some(bollard::body_full(bytes::Bytes::from(context))),
         );
-        let mut recent: Vec<String> = Vec::new();
         while let Some(item) = stream.next().await {
             let info = match item {
                 Ok(i) => i,
                 Err(BollardError::DockerStreamError { error }) => {
-                    return Err(build_failed(&error, &recent));
+                    return Err(build_failed(&error));
                 }
                 Err(e) => return Err(engine(e).context("image build failed")),
             };
             if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
                 progress(text);
-                for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    recent.push(line.to_string());
-                }
-                if recent.len() > 40 {
-                    recent.drain(..recent.len() - 40);
-                }
             }
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(build_failed(&err, &recent));
+                return Err(build_failed(&err));
             }
         }
         self.image_id(tag)
@@ -1498,23 +1491,17 @@ fn name_taken(what: &str, name: &str, e: BollardError) -> anyhow::Error {
     })
 }
 
-fn build_failed(error: &str, recent: &[String]) -> anyhow::Error {
-    let error = error.trim();
-    let mut msg = if error.is_empty() {
+/// The builder stopped on an error. Its output went to the caller's progress as it came
+/// (the caller keeps the log and shows its end), so the message is the engine's alone.
+fn build_failed(error: &str) -> anyhow::Error {
+    let error = crate::error::sanitize(error.trim());
+    let msg = if error.is_empty() {
         "image build failed: the engine's builder stopped without saying why".to_string()
     } else {
         format!("image build failed: {error}")
     };
-    if !recent.is_empty() {
-        msg.push_str("\n\nlast build output:\n");
-        for line in recent {
-            msg.push_str("  ");
-            msg.push_str(&crate::error::sanitize(line));
-            msg.push('\n');
-        }
-    }
     hinted(
-        msg.trim_end(),
+        msg,
         "fix the failing step (see `git agent image build --dry-run` for the Dockerfile), then run `git agent image build`",
     )
 }

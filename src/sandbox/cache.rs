@@ -40,6 +40,7 @@ use crate::runtime::{
     SandboxSpec, Tmpfs, UserId, VolumeMount,
 };
 use crate::task::lock::{TaskLock, state_dir};
+use crate::transfer::{Meter, Metered};
 
 /// Where tasks (and their readers) see the cache, read-only.
 pub const MOUNT: &str = "/opt/git-agent-cache";
@@ -184,6 +185,8 @@ pub struct Writer<'a> {
     /// The gateway's image (git-agent's own files only; it has git).
     pub image: &'a str,
     pub limits: &'a Limits,
+    /// Where the history sent to the writer is metered (see [`crate::transfer`]).
+    pub events: &'a dyn crate::ops::Events,
 }
 
 /// Make sure the repository's cache volume exists, is git-agent's, and holds the history of
@@ -284,6 +287,7 @@ pub async fn ensure_for_task<R: Runtime>(
     let writer = Writer {
         image: &image,
         limits,
+        events: &crate::ops::NoEvents,
     };
     ensure(rt, git, repo, std::slice::from_ref(&tip), &writer, warn).await?;
     Ok(())
@@ -441,7 +445,7 @@ async fn rebuild_in_place<R: Runtime>(
     let id = start_writer(rt, repo, writer).await?;
     let res = async {
         let mut child = git.start_bundle(&refs)?;
-        let out = run_script(rt, &id, &["fresh", format], child.stdout.take()).await?;
+        let out = run_script(rt, &id, &["fresh", format], child.stdout.take(), writer).await?;
         bundle_ok(child).await?;
         if out.exit_code != 0 {
             bail!(
@@ -485,7 +489,7 @@ async fn add<R: Runtime>(
     let id = start_writer(rt, repo, writer).await?;
     let res = async {
         let mut child = git.start_bundle(&revs)?;
-        let out = run_script(rt, &id, &["add"], child.stdout.take()).await?;
+        let out = run_script(rt, &id, &["add"], child.stdout.take(), writer).await?;
         bundle_ok(child).await?;
         Ok::<_, anyhow::Error>(out)
     }
@@ -579,6 +583,7 @@ async fn run_script<R: Runtime>(
     id: &str,
     args: &[&str],
     stdin: Option<tokio::process::ChildStdout>,
+    writer: &Writer<'_>,
 ) -> Result<crate::runtime::ExecOutcome> {
     let mut cmd = vec![
         "/bin/sh".to_string(),
@@ -590,7 +595,18 @@ async fn run_script<R: Runtime>(
     cmd.extend(args.iter().map(|s| s.to_string()));
     let mut sink = tokio::io::sink();
     match stdin {
-        Some(s) => rt.exec(id, &cmd, Some(s), &mut sink, 1 << 20).await,
+        Some(s) => {
+            let meter = Meter::new(
+                writer.events,
+                None,
+                "sending history to the object cache",
+                0,
+            );
+            let mut s = Metered::new(s, meter);
+            let out = rt.exec(id, &cmd, Some(&mut s), &mut sink, 1 << 20).await;
+            s.finish();
+            out
+        }
         None => rt.exec(id, &cmd, None::<&[u8]>, &mut sink, 1 << 20).await,
     }
 }
@@ -614,7 +630,7 @@ pub async fn collect<R: Runtime>(
     let id = start_writer(rt, repo, writer).await?;
     let mut args = vec!["gc"];
     args.extend(keep.iter().map(String::as_str));
-    let res = run_script(rt, &id, &args, None).await;
+    let res = run_script(rt, &id, &args, None, writer).await;
     rt.remove_container(&id).await.ok();
     let out = res?;
     if out.exit_code == DAMAGED {

@@ -318,6 +318,7 @@ pub async fn start<R: Runtime>(
     req: &StartRequest,
     repo: &RepoId,
     warn: &dyn Fn(String),
+    events: &dyn crate::ops::Events,
 ) -> Result<Loaded> {
     let task = req.name.as_str();
     let names = repo.object_names(task);
@@ -335,6 +336,7 @@ pub async fn start<R: Runtime>(
     let writer = super::cache::Writer {
         image: &req.gateway_image,
         limits: &req.limits,
+        events,
     };
     let bundle = match cache_volume {
         Some(_) => None,
@@ -428,7 +430,7 @@ pub async fn start<R: Runtime>(
         // Abandoning a stream midway is safe: the sandbox just sees a truncated bundle.
         let delivery = async {
             match bundle {
-                Some(bundle) => deliver_repository(rt, bundle, &id, task).await,
+                Some(bundle) => deliver_repository(rt, bundle, &id, task, events).await,
                 None if req.interactive => borrowed(rt, &from, &id, task, warn).await,
                 None => Ok(()),
             }
@@ -582,9 +584,17 @@ async fn deliver_repository<R: Runtime>(
     mut child: tokio::process::Child,
     id: &str,
     task: &str,
+    events: &dyn crate::ops::Events,
 ) -> Result<()> {
     let base_ref = ref_name(task, "base");
     let stdout = child.stdout.take().expect("stdout was piped");
+    let meter = crate::transfer::Meter::new(
+        events,
+        Some(task),
+        "sending the repository to the sandbox",
+        0,
+    );
+    let mut stdout = crate::transfer::Metered::new(stdout, meter);
     let mut sink = tokio::io::sink();
     let cmd = vec![
         HELPER.to_string(),
@@ -592,7 +602,11 @@ async fn deliver_repository<R: Runtime>(
         base_ref.clone(),
         branch_name(task),
     ];
-    let out = rt.exec(id, &cmd, Some(stdout), &mut sink, 1 << 20).await?;
+    let out = rt
+        .exec(id, &cmd, Some(&mut stdout), &mut sink, 1 << 20)
+        .await;
+    stdout.finish();
+    let out = out?;
     let bundle = child.wait_with_output().await?;
     if !bundle.status.success() {
         bail!(

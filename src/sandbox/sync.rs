@@ -90,6 +90,7 @@ pub async fn sync<R: Runtime>(
     loaded: Loaded,
     limit: u64,
     lock: &TaskLock,
+    events: &dyn crate::ops::Events,
 ) -> Result<SyncOutcome> {
     let git = store.git();
     let task = loaded.record.name.clone();
@@ -106,11 +107,11 @@ pub async fn sync<R: Runtime>(
     })?;
     let scratch = Scratch::create(git, &task)?;
     let was_running = rt.state(&container).await? == ContainerState::Running;
-    let mut result = sync_from(rt, store, &loaded, &container, &scratch, limit).await;
+    let mut result = sync_from(rt, store, &loaded, &container, &scratch, limit, events).await;
     // The task's command ended while its own container was being read (the exec is killed
     // with it, or refused once it stopped): read the workspace again, from a reader.
     if result.is_err() && was_running && ended_meanwhile(rt, &container).await {
-        result = sync_from(rt, store, &loaded, &container, &scratch, limit).await;
+        result = sync_from(rt, store, &loaded, &container, &scratch, limit, events).await;
     }
     match result {
         Ok(outcome) => Ok(outcome),
@@ -143,6 +144,7 @@ async fn sync_from<R: Runtime>(
     container: &str,
     scratch: &Scratch,
     limit: u64,
+    events: &dyn crate::ops::Events,
 ) -> Result<SyncOutcome> {
     let task = loaded.record.name.as_str();
     let reader = match rt.state(container).await? {
@@ -165,7 +167,16 @@ async fn sync_from<R: Runtime>(
     };
     crash::point("sync.after-reader");
     let secs = sync_timeout(&store.git().agent_config()?)?;
-    let work = fetch_work(rt, store, loaded, &reader, limit, secs, scratch.path());
+    let work = fetch_work(
+        rt,
+        store,
+        loaded,
+        &reader,
+        limit,
+        secs,
+        scratch.path(),
+        events,
+    );
     // The host's limit is a little longer than the helper's own (which kills its git and
     // removes its temp files): the helper's clearer message wins when both fire.
     let host_limit = std::time::Duration::from_secs(secs + 10);
@@ -461,6 +472,7 @@ pub async fn start_reader_as<R: Runtime>(
     Ok(id)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn fetch_work<R: Runtime>(
     rt: &R,
     store: &TaskStore,
@@ -469,6 +481,7 @@ async fn fetch_work<R: Runtime>(
     limit: u64,
     secs: u64,
     scratch: &Path,
+    events: &dyn crate::ops::Events,
 ) -> Result<SyncOutcome> {
     let git = store.git();
     let task = loaded.record.name.as_str();
@@ -490,7 +503,8 @@ async fn fetch_work<R: Runtime>(
     // few times, before the failure is the user's. Nothing is admitted from a failed attempt.
     let mut attempt = 1;
     let (tmp, splitter, out) = loop {
-        let (tmp, splitter, out) = emit_once(rt, container, &cmd, limit, scratch).await?;
+        let (tmp, splitter, out) =
+            emit_once(rt, container, &cmd, limit, scratch, task, events).await?;
         let retry = out.exit_code != 0 && !matches!(out.exit_code, 124 | 137);
         if !retry || attempt == EMIT_ATTEMPTS {
             break (tmp, splitter, out);
@@ -594,6 +608,8 @@ async fn emit_once<R: Runtime>(
     cmd: &[String],
     limit: u64,
     scratch: &Path,
+    task: &str,
+    events: &dyn crate::ops::Events,
 ) -> Result<(
     tempfile::NamedTempFile,
     HeaderSplitter<tokio::fs::File>,
@@ -608,9 +624,14 @@ async fn emit_once<R: Runtime>(
     // on a blocking thread after an interrupt would otherwise bring the file back.
     let file = tokio::fs::File::from_std(tmp.reopen()?);
     let mut splitter = HeaderSplitter::new(file);
+    let meter =
+        crate::transfer::Meter::new(events, Some(task), "receiving the work from the sandbox", 0);
+    let mut metered = crate::transfer::Metered::new(&mut splitter, meter);
     let out = rt
-        .exec(container, cmd, None::<&[u8]>, &mut splitter, limit)
-        .await
+        .exec(container, cmd, None::<&[u8]>, &mut metered, limit)
+        .await;
+    metered.finish();
+    let out = out
         .map_err(|e| match e.downcast_ref::<OutputTooLarge>() {
             Some(big) => hinted(
                 format!(

@@ -496,7 +496,7 @@ fn a_project_step_is_bounded_in_time_and_cleaned_up_on_ctrl_c() {
     env.git(&["config", "--unset", "agent.buildTimeout"]).ok();
     let before = env.snapshot();
     let mut child = env
-        .agent_command(&["image", "build", "--agent", "exec"])
+        .agent_command(&["image", "build", "--agent", "exec", "--verbose"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
