@@ -74,8 +74,7 @@ fn durations_have_one_syntax_on_every_flag() {
         let run = env.agent(args);
         assert_eq!(run.code, 2, "{args:?}: {run}");
         assert!(
-            run.stderr
-                .contains("is not a duration like 90, 30s, 5m, 1h30m"),
+            run.stderr.contains("a duration like 90, 30s, 5m, 1h30m"),
             "{run}"
         );
     }
