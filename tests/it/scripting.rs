@@ -83,51 +83,75 @@ fn durations_have_one_syntax_on_every_flag() {
 #[test]
 fn stop_and_rm_take_several_tasks_and_report_each() {
     require_docker!();
-    let env = TestEnv::new();
-    for name in ["one", "two", "three"] {
+    stop_and_rm_take_several_tasks_and_report_each_on(TestEnv::new());
+}
+
+#[cfg(feature = "local-runtime")]
+#[test]
+fn stop_and_rm_take_several_tasks_and_report_each_locally() {
+    stop_and_rm_take_several_tasks_and_report_each_on(TestEnv::local());
+}
+
+fn stop_and_rm_take_several_tasks_and_report_each_on(env: TestEnv) {
+    for name in ["one", "two", "three", "four"] {
         env.agent(&["spawn", "--name", name, "-m", "x", "--", "sleep", "300"])
             .ok();
     }
-    // An unknown name among them stops nothing.
-    let typo = env.agent(&["stop", "one", "nosuch"]).fails();
+    let status = |t: &str| env.json(&["status", "--json", t]);
+    // An unknown name among them changes nothing.
+    let typo = env.agent(&["rm", "one", "nosuch"]).fails();
     assert!(typo.stderr.contains("nosuch"), "{typo}");
-    assert_eq!(env.json(&["status", "--json", "one"])["status"], "running");
+    assert!(!status("one")["sandbox"]["container"].is_null());
 
-    env.agent(&["stop", "--timeout", "0s", "one", "two", "one"])
-        .ok();
-    for t in ["one", "two"] {
-        assert_eq!(
-            env.json(&["status", "--json", t])["status"],
-            "stopped",
-            "{t}"
-        );
-    }
+    // Several at once, each once.
+    let rm = env.agent(&["rm", "one", "three", "one"]).ok();
     assert_eq!(
-        env.json(&["status", "--json", "three"])["status"],
-        "running"
-    );
-
-    // rm of a running task fails; the others are still removed, and the summary names it.
-    let rm = env.agent(&["rm", "one", "three", "two"]);
-    assert_eq!(rm.code, 1, "{rm}");
-    assert!(
-        rm.stderr.contains("1 of 3 tasks failed to rm: three"),
+        rm.stderr.matches("removed the container of one").count(),
+        1,
         "{rm}"
     );
-    assert!(rm.stderr.contains("Hint:"), "{rm}");
-    for t in ["one", "two"] {
-        let st = env.json(&["status", "--json", t]);
-        assert!(st["sandbox"]["container"].is_null(), "{t}: {st}");
+    for t in ["one", "three"] {
+        assert!(status(t)["sandbox"]["container"].is_null(), "{t}");
     }
-    let st = env.json(&["status", "--json", "three"]);
-    assert!(!st["sandbox"]["container"].is_null(), "{st}");
-    env.agent(&["stop", "--timeout", "0", "three"]).ok();
+
+    // One that fails does not stop the others; the summary names the failed ones.
+    let stop = env.agent(&["stop", "--timeout", "0s", "one", "two", "three", "four"]);
+    assert_eq!(stop.code, 1, "{stop}");
+    assert!(
+        stop.stderr.contains("task 'one' has no container to stop"),
+        "{stop}"
+    );
+    assert!(
+        stop.stderr
+            .contains("Error: 2 of 4 tasks failed to stop: one, three"),
+        "{stop}"
+    );
+    assert!(stop.stderr.contains("Hint:"), "{stop}");
+    for t in ["two", "four"] {
+        assert_eq!(status(t)["status"], "stopped", "{t}");
+    }
+    // One task: its own error, as before.
+    let one = env.agent(&["stop", "one"]).fails();
+    assert!(
+        one.stderr
+            .starts_with("Error: task 'one' has no container to stop"),
+        "{one}"
+    );
 }
 
 #[test]
 fn shell_runs_one_command_with_its_arguments_as_given() {
     require_docker!();
-    let env = TestEnv::new();
+    shell_runs_one_command_with_its_arguments_as_given_on(TestEnv::new());
+}
+
+#[cfg(feature = "local-runtime")]
+#[test]
+fn shell_runs_one_command_with_its_arguments_as_given_locally() {
+    shell_runs_one_command_with_its_arguments_as_given_on(TestEnv::local());
+}
+
+fn shell_runs_one_command_with_its_arguments_as_given_on(env: TestEnv) {
     env.agent(&["spawn", "--name", "box", "-m", "x", "--", "sleep", "300"])
         .ok();
     let host_marker = env.home.path().join("host-pwned");
@@ -171,6 +195,10 @@ fn shell_runs_one_command_with_its_arguments_as_given() {
         "box",
         "--",
         "git",
+        "-c",
+        "user.name=u",
+        "-c",
+        "user.email=u@e",
         "commit",
         "-q",
         "--allow-empty",
@@ -300,6 +328,16 @@ fn check_shape(
 #[test]
 fn every_json_output_follows_the_documented_schema() {
     require_docker!();
+    every_json_output_follows_the_documented_schema_on(TestEnv::new());
+}
+
+#[cfg(feature = "local-runtime")]
+#[test]
+fn every_json_output_follows_the_documented_schema_locally() {
+    every_json_output_follows_the_documented_schema_on(TestEnv::local());
+}
+
+fn every_json_output_follows_the_documented_schema_on(env: TestEnv) {
     let shapes = documented_shapes();
     // Every command with --json has its document.
     let mut with_json = Vec::new();
@@ -331,7 +369,6 @@ fn every_json_output_follows_the_documented_schema() {
         assert!(with_json.iter().any(|c| c == must), "{must} has --json");
     }
 
-    let env = TestEnv::new();
     env.agent(&[
         "spawn",
         "--name",
@@ -403,9 +440,15 @@ fn every_json_output_follows_the_documented_schema() {
         .map(|t| t["task"].as_str().unwrap())
         .collect();
     assert_eq!(names.len(), 4, "{list}");
+    let created: Vec<i64> = list["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["created"].as_i64().unwrap())
+        .collect();
     assert!(
-        names[3].starts_with("race-exec-"),
-        "newest first: {names:?}"
+        created.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {names:?} {created:?}"
     );
     assert_eq!(env.json(&["status", "--json", "solo"])["task"], "solo");
 }
@@ -413,7 +456,16 @@ fn every_json_output_follows_the_documented_schema() {
 #[test]
 fn list_filters_quiet_names_and_totals() {
     require_docker!();
-    let env = TestEnv::new();
+    list_filters_quiet_names_and_totals_on(TestEnv::new());
+}
+
+#[cfg(feature = "local-runtime")]
+#[test]
+fn list_filters_quiet_names_and_totals_locally() {
+    list_filters_quiet_names_and_totals_on(TestEnv::local());
+}
+
+fn list_filters_quiet_names_and_totals_on(env: TestEnv) {
     env.finished_task("first", "a.txt");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     env.agent(&["spawn", "--name", "second", "-m", "x", "--", "sleep", "300"])
