@@ -374,7 +374,7 @@ fn odd_fetched_records_are_refused_and_list_stays_a_ref_scan() {
         })
         .ok();
     let rows: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(rows.as_array().unwrap().len(), 1001);
+    assert_eq!(rows["tasks"].as_array().unwrap().len(), 1001);
     let traced = std::fs::read_to_string(&trace).unwrap();
     let processes = traced
         .lines()
