@@ -370,28 +370,7 @@ fn build_policy(search: &Search, config: &Config) -> Result<NetworkPolicy> {
 
 /// `agent.buildTimeout`: how long the project steps may take together (default 30m).
 fn build_timeout(config: &Config) -> Result<u64> {
-    match config.get("agent.buildTimeout") {
-        None => Ok(project::DEFAULT_TIMEOUT),
-        Some(v) => {
-            let t = v.trim();
-            let (num, mult) = match t.chars().last() {
-                Some('s') => (&t[..t.len() - 1], 1),
-                Some('m') => (&t[..t.len() - 1], 60),
-                Some('h') => (&t[..t.len() - 1], 3600),
-                _ => (t, 1),
-            };
-            num.parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(|n| n * mult)
-                .ok_or_else(|| {
-                    hinted(
-                        format!("bad value '{v}' for agent.buildTimeout"),
-                        "set a duration such as 90s, 30m or 2h: git config agent.buildTimeout 45m",
-                    )
-                })
-        }
-    }
+    crate::duration::config_secs(config, "agent.buildTimeout", project::DEFAULT_TIMEOUT)
 }
 
 /// `agent.extraCaCerts`: extra CA certificates the images trust (TLS-inspecting proxies).

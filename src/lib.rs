@@ -11,6 +11,7 @@ pub mod cli;
 pub mod crash;
 pub mod data;
 pub mod detach;
+pub mod duration;
 pub mod egress;
 pub mod error;
 pub mod event_hooks;

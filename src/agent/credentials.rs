@@ -43,7 +43,36 @@ pub fn save(agent: &str, var: &str, value: &str) -> Result<PathBuf> {
         .entry(agent.to_string())
         .or_default()
         .insert(var.to_string(), value.to_string());
-    let text = toml::to_string(&store)?;
+    write_store(&path, &store)?;
+    Ok(path)
+}
+
+/// Delete `agent`'s stored credentials (only `var` when given) from the store. Returns the
+/// variables deleted (none when nothing was stored); the agent need not exist any more.
+pub fn delete(agent: &str, var: Option<&str>) -> Result<Vec<String>> {
+    let Some(path) = store_path() else {
+        return Ok(vec![]);
+    };
+    let mut store = read_store()?;
+    let Some(vars) = store.get_mut(agent) else {
+        return Ok(vec![]);
+    };
+    let deleted: Vec<String> = match var {
+        Some(v) => vars.remove_entry(v).map(|(k, _)| k).into_iter().collect(),
+        None => std::mem::take(vars).into_keys().collect(),
+    };
+    if vars.is_empty() {
+        store.remove(agent);
+    }
+    if !deleted.is_empty() {
+        write_store(&path, &store)?;
+    }
+    Ok(deleted)
+}
+
+/// Replace the store with `store`, atomically, readable only by the user.
+fn write_store(path: &std::path::Path, store: &Store) -> Result<()> {
+    let text = toml::to_string(store)?;
     std::fs::create_dir_all(path.parent().expect("store path has a parent"))?;
     let tmp = path.with_extension("toml.tmp");
     {
@@ -56,8 +85,8 @@ pub fn save(agent: &str, var: &str, value: &str) -> Result<PathBuf> {
             .open(&tmp)?;
         f.write_all(text.as_bytes())?;
     }
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }
 
 /// Which of an agent's credential variables are set, and where (for `auth --status`).

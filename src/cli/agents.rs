@@ -36,9 +36,10 @@ pub enum TemplateCommand {
     },
 }
 
-/// Store a credential for an agent on the host (read from standard input), or show which
-/// of its credentials are set. The store is ~/.config/git-agent/credentials.toml, readable
-/// only by you; a variable set in the environment takes precedence.
+/// Store a credential for an agent on the host (read from standard input), show which of
+/// its credentials are set, or delete the stored ones. The store is
+/// ~/.config/git-agent/credentials.toml, readable only by you; a variable set in the
+/// environment takes precedence.
 ///
 /// Ctrl-C while it waits for the value stores nothing and exits 130.
 #[derive(Debug, Args)]
@@ -49,8 +50,12 @@ pub struct AuthArgs {
     #[arg(long, value_name = "NAME")]
     pub var: Option<String>,
     /// Show which credentials are set and where, without changing anything.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "delete")]
     pub status: bool,
+    /// Delete the agent's stored credentials (only --var's when given). A variable set in
+    /// the environment is not touched.
+    #[arg(long)]
+    pub delete: bool,
 }
 
 fn search() -> Result<Search> {
@@ -127,6 +132,9 @@ pub fn run_template(args: TemplateArgs) -> Result<i32> {
 }
 
 pub fn run_auth(args: AuthArgs) -> Result<i32> {
+    if args.delete {
+        return delete_auth(&args);
+    }
     let search = search()?;
     let agent = agent::load(&search, &args.agent)?;
     if agent.def.credentials.is_empty() {
@@ -182,6 +190,34 @@ pub fn run_auth(args: AuthArgs) -> Result<i32> {
         agent.name,
         path.display()
     );
+    Ok(0)
+}
+
+/// `auth --delete`: works for an agent whose definition is gone too, so a stale key can go.
+fn delete_auth(args: &AuthArgs) -> Result<i32> {
+    let agent = crate::error::sanitize(&args.agent);
+    let deleted = credentials::delete(&args.agent, args.var.as_deref())?;
+    if deleted.is_empty() {
+        return Err(hinted(
+            match &args.var {
+                Some(v) => format!(
+                    "no {} is stored for agent '{agent}'; nothing deleted",
+                    crate::error::sanitize(v)
+                ),
+                None => format!("no credential is stored for agent '{agent}'; nothing deleted"),
+            },
+            format!("`git agent auth --status {agent}` shows where its credentials come from"),
+        ));
+    }
+    for var in &deleted {
+        let var = crate::error::sanitize(var);
+        eprintln!("git-agent: deleted {var} of {agent} from the store");
+        if std::env::var_os(&var).is_some_and(|v| !v.is_empty()) {
+            eprintln!(
+                "git-agent: warning: {var} is still set in the environment, and tasks use it"
+            );
+        }
+    }
     Ok(0)
 }
 

@@ -32,7 +32,7 @@ pub async fn run(args: CheckArgs) -> Result<i32> {
         .await
         .map_err(crate::ops::OpError::into_report)?;
     if args.json {
-        out(serde_json::to_string_pretty(&checked)?)?;
+        super::json::print(&checked)?;
     } else {
         out(render(&checked).join("\n"))?;
     }

@@ -72,12 +72,12 @@ pub async fn run(args: ContinueArgs) -> Result<i32> {
         .map_err(OpError::into_report)?;
     let r = &continued.loaded.record;
     if args.json {
-        out(serde_json::to_string_pretty(&ContinueJson {
+        super::json::print(&ContinueJson {
             task: &r.name,
             status: r.status.as_str(),
             followups: r.followups,
             resumed: continued.resumed,
-        })?)?;
+        })?;
     } else {
         out(&r.name)?;
     }

@@ -58,8 +58,7 @@ pub async fn run_doctor(args: DoctorArgs) -> Result<i32> {
     .await
     .map_err(crate::ops::OpError::into_report)?;
     if json {
-        let doc = serde_json::json!({ "ok": !failed, "checks": entries });
-        out(serde_json::to_string_pretty(&doc)?)?;
+        super::json::print(&serde_json::json!({ "ok": !failed, "checks": entries }))?;
     }
     Ok(if failed { 1 } else { 0 })
 }

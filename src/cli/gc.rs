@@ -23,7 +23,7 @@ pub async fn run(args: GcArgs) -> Result<i32> {
         .await
         .map_err(crate::ops::OpError::into_report)?;
     if args.json {
-        println!("{}", serde_json::to_string(&result)?);
+        super::json::print(&result)?;
         return Ok(0);
     }
     println!("{}", describe(&result));

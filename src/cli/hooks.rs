@@ -89,7 +89,7 @@ pub fn run(args: HooksArgs) -> Result<i32> {
         HooksAction::List { json } => {
             let states = hooks::list(&git, &config).map_err(OpError::into_report)?;
             if json {
-                out(serde_json::to_string_pretty(&states)?)?;
+                super::json::print(&serde_json::json!({ "hooks": states }))?;
             } else {
                 for s in &states {
                     out(describe(s))?;

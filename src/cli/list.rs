@@ -6,6 +6,7 @@ use clap::Args;
 use comfy_table::{Table, presets};
 
 use super::{Ctx, engine_view, out};
+use crate::ops::select::{self, Filter, Totals};
 use crate::task::{age, now};
 
 /// List the tasks of this repository.
@@ -18,14 +19,92 @@ use crate::task::{age, now};
 /// or network is gone says so (`running (gateway down)`). When the engine cannot be reached
 /// the tasks are listed from the refs, a status only the engine could confirm is marked
 /// unverified (`running?`), and stderr says the runtime status is unknown.
+///
+/// Tasks are listed newest first (`--reverse`: oldest first); fetched tasks follow the
+/// repository's own. The filters combine: `--status running --agent claude --since 1d`
+/// lists the running claude tasks started in the last day. `-q` prints only the names, one
+/// per line, for `xargs` (`git agent list -q --status exited | xargs git agent rm`).
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Machine-readable output.
-    #[arg(long)]
+    /// Machine-readable output (the schema is in docs/json.md).
+    #[arg(long, conflicts_with = "quiet")]
     pub json: bool,
+    /// Only the task names, one per line.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Only tasks with this status (creating, running, exited, stopped, failed, queued);
+    /// repeat or separate with commas for several.
+    #[arg(long, value_name = "STATUS", value_delimiter = ',', value_parser = parse_status)]
+    pub status: Vec<String>,
+    /// Only tasks of this agent; repeat or separate with commas for several.
+    #[arg(long, value_name = "AGENT", value_delimiter = ',')]
+    pub agent: Vec<String>,
+    /// Only tasks created since then: a duration back from now (90, 30m, 1h30m, 2d), a UTC
+    /// date (2025-01-31) or time (2025-01-31T14:00), or @<unix seconds>.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Oldest first.
+    #[arg(long)]
+    pub reverse: bool,
+    /// End with a line summing the turns, tokens and cost the listed tasks recorded.
+    #[arg(long)]
+    pub totals: bool,
+}
+
+fn parse_status(text: &str) -> Result<String, String> {
+    select::STATUSES
+        .iter()
+        .map(|s| s.as_str())
+        .find(|s| *s == text)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            let all: Vec<&str> = select::STATUSES.iter().map(|s| s.as_str()).collect();
+            format!("'{text}' is not a status; use one of {}", all.join(", "))
+        })
+}
+
+#[derive(serde::Serialize)]
+struct ListJson<'a> {
+    tasks: &'a [crate::ops::inspect::Row],
+    totals: &'a Totals,
+}
+
+/// The `--totals` line.
+fn totals_line(t: &Totals) -> String {
+    let mut line = format!(
+        "total: {} task{}",
+        t.tasks,
+        if t.tasks == 1 { "" } else { "s" }
+    );
+    if t.turns > 0 {
+        line += &format!(", {} turns", t.turns);
+    }
+    if t.input_tokens > 0 || t.output_tokens > 0 {
+        line += &format!(", {} tokens in, {} out", t.input_tokens, t.output_tokens);
+    }
+    if t.costed_tasks > 0 {
+        line += &format!(", ${:.2} ({} with a cost)", t.cost_usd, t.costed_tasks);
+    }
+    line
 }
 
 pub async fn run(args: ListArgs) -> Result<i32> {
+    // A bad --since is a usage error, said before anything is read.
+    let since = match &args.since {
+        Some(text) => Some(select::parse_since(text, now()).map_err(|e| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '--since <WHEN>': {e}\n"),
+            )
+            .exit()
+        })?),
+        None => None,
+    };
+    let filter = Filter {
+        statuses: args.status.clone(),
+        agents: args.agent.clone(),
+        since,
+    };
     let ctx = Ctx::open()?;
     let listing = crate::ops::inspect::list(&ctx)
         .await
@@ -36,13 +115,27 @@ pub async fn run(args: ListArgs) -> Result<i32> {
     for (task, why) in &listing.refused {
         eprintln!("git-agent: warning: fetched task '{task}' is not listed: {why}");
     }
-    let rows = listing.rows;
+    let rows = select::select(listing.rows, &filter, args.reverse);
+    let totals = select::totals(&rows);
     if args.json {
-        out(serde_json::to_string_pretty(&rows)?)?;
+        super::json::print(&ListJson {
+            tasks: &rows,
+            totals: &totals,
+        })?;
+        return Ok(0);
+    }
+    if args.quiet {
+        for r in &rows {
+            out(&r.name)?;
+        }
         return Ok(0);
     }
     if rows.is_empty() {
-        eprintln!("git-agent: no tasks; start one with `git agent spawn`");
+        if args.status.is_empty() && args.agent.is_empty() && args.since.is_none() {
+            eprintln!("git-agent: no tasks; start one with `git agent spawn`");
+        } else {
+            eprintln!("git-agent: no task matches; `git agent list` shows them all");
+        }
         return Ok(0);
     }
     let mut table = Table::new();
@@ -92,6 +185,9 @@ pub async fn run(args: ListArgs) -> Result<i32> {
     let text = table.to_string();
     for line in text.lines() {
         out(line.trim_end())?;
+    }
+    if args.totals {
+        out(totals_line(&totals))?;
     }
     Ok(0)
 }

@@ -15,6 +15,7 @@ mod engine_view;
 mod gc;
 mod hooks;
 mod image;
+mod json;
 mod list;
 mod logs;
 pub mod man;
@@ -245,6 +246,79 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
         e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// The full names of this repository's tasks `names` (prefixes), each once, in the order
+/// given; any unknown or ambiguous name is an error before anything is done.
+pub fn resolve_all(ctx: &Ctx, names: &[String], command: &str) -> Result<Vec<String>> {
+    let mut tasks: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        let name = ctx.store.resolve_local(n, command)?.record.name;
+        if !tasks.contains(&name) {
+            tasks.push(name);
+        }
+    }
+    Ok(tasks)
+}
+
+/// A command run on several tasks (`stop a b c`): each task's failure is printed as it
+/// happens and the others go on; [`Each::finish`] sums up and gives the exit code (1 when any
+/// failed). With one task its error is the command's error, as before.
+pub struct Each {
+    verb: &'static str,
+    total: usize,
+    failed: Vec<String>,
+}
+
+impl Each {
+    pub fn new(verb: &'static str, total: usize) -> Each {
+        Each {
+            verb,
+            total,
+            failed: Vec::new(),
+        }
+    }
+
+    /// Record how `task` went. Ctrl-C, and the error of a single task, end the command.
+    pub fn record(&mut self, task: &str, result: Result<()>) -> Result<()> {
+        let Err(e) = result else { return Ok(()) };
+        if self.total == 1 || crate::error::is_interrupted(&e) {
+            return Err(e);
+        }
+        eprintln!(
+            "git-agent: {} {}: failed",
+            self.verb,
+            crate::error::sanitize(task)
+        );
+        report(&e);
+        self.failed.push(task.to_string());
+        Ok(())
+    }
+
+    /// The summary line (on stderr) and the exit code.
+    pub fn finish(self) -> Result<i32> {
+        if self.failed.is_empty() {
+            return Ok(0);
+        }
+        let names: Vec<String> = self
+            .failed
+            .iter()
+            .map(|t| crate::error::sanitize(t))
+            .collect();
+        Err(crate::error::hinted(
+            format!(
+                "{} of {} tasks failed to {}: {}",
+                self.failed.len(),
+                self.total,
+                self.verb,
+                names.join(", ")
+            ),
+            format!(
+                "the errors above say why; `git agent status {}` shows a task",
+                names[0]
+            ),
+        ))
+    }
 }
 
 /// Print a line to stdout, treating a closed pipe (`| head`) as the end of output.

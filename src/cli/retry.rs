@@ -67,11 +67,11 @@ pub async fn run(args: RetryArgs) -> Result<i32> {
         .map_err(OpError::into_report)?;
     let name = &new.record.name;
     if args.json {
-        out(serde_json::to_string_pretty(&RetryJson {
+        super::json::print(&RetryJson {
             task: name,
             status: new.record.status.as_str(),
             retry_of: &old,
-        })?)?;
+        })?;
     } else {
         out(name)?;
     }

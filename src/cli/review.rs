@@ -217,6 +217,62 @@ fn show_group(review: &GroupReview) -> Result<i32> {
     Ok(0)
 }
 
+/// One attempt of a group in `review <group> --json`.
+#[derive(Serialize)]
+struct AttemptJson<'a> {
+    task: &'a str,
+    agent: &'a str,
+    status: &'a str,
+    exit_code: Option<i64>,
+    base: &'a str,
+    head: Option<&'a str>,
+    wip: Option<&'a str>,
+    turns: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cost_usd: Option<f64>,
+    /// `git diff --stat` of the attempt against its base (raw git output).
+    stat: &'a str,
+}
+
+#[derive(Serialize)]
+struct GroupJson<'a> {
+    group: &'a str,
+    tasks: Vec<AttemptJson<'a>>,
+}
+
+/// `review <group> --json`: each attempt's facts (escaped like every review output).
+fn group_json(review: &GroupReview) -> Result<i32> {
+    let tasks = review
+        .members
+        .iter()
+        .map(|(l, stat)| {
+            let r = &l.record;
+            let stats = r.stats.as_ref();
+            AttemptJson {
+                task: &r.name,
+                agent: &r.agent,
+                status: r.status.as_str(),
+                exit_code: r.exit_code,
+                base: &r.base,
+                head: l.ref_value("head"),
+                wip: l.ref_value("wip"),
+                turns: stats.and_then(|s| s.turns),
+                input_tokens: stats.and_then(|s| s.input_tokens),
+                output_tokens: stats.and_then(|s| s.output_tokens),
+                cost_usd: stats.and_then(|s| s.cost_usd),
+                stat,
+            }
+        })
+        .collect();
+    let doc = super::json::document(&GroupJson {
+        group: &review.group,
+        tasks,
+    })?;
+    super::out(visible::json_safe(&doc))?;
+    Ok(0)
+}
+
 /// Several attempts compared pair by pair (text or JSON).
 async fn compare(ctx: &Ctx, args: &ReviewArgs) -> Result<i32> {
     let req = crate::ops::compare::CompareRequest {
@@ -229,7 +285,7 @@ async fn compare(ctx: &Ctx, args: &ReviewArgs) -> Result<i32> {
         .await
         .map_err(OpError::into_report)?;
     if args.json {
-        super::out(visible::json_safe(&serde_json::to_string_pretty(&done)?))?;
+        super::out(visible::json_safe(&super::json::document(&done)?))?;
         return Ok(0);
     }
     let mut text = match &done.group {
@@ -302,6 +358,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
         .await
         .map_err(OpError::into_report)?
     {
+        Reviewed::Group(g) if args.json => return group_json(&g),
         Reviewed::Group(g) => return show_group(&g),
         Reviewed::Task(t) => t,
     };
@@ -342,7 +399,7 @@ pub async fn run(args: ReviewArgs) -> Result<i32> {
             sensitive: &facts.flags,
             network,
         };
-        super::out(visible::json_safe(&serde_json::to_string_pretty(&json)?))?;
+        super::out(visible::json_safe(&super::json::document(&json)?))?;
         return Ok(0);
     }
     if args.name_only {

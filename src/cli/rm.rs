@@ -3,22 +3,32 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, Stderr, engine};
+use super::{Ctx, Each, Stderr, engine, resolve_all};
 use crate::ops::remove;
 
-/// Remove a task's container (its workspace volume, network and refs stay).
+/// Remove tasks' containers (their workspace volumes, networks and refs stay).
+///
+/// Several tasks are removed one after the other; one that fails is reported and the others
+/// are still removed, and the command then exits 1 naming the ones that failed.
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    /// The task (any unique prefix of its name).
-    pub task: String,
+    /// The tasks (any unique prefix of a name).
+    #[arg(required = true, value_name = "TASK")]
+    pub tasks: Vec<String>,
 }
 
 pub async fn run(args: RmArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    ctx.store.resolve_local(&args.task, "rm")?;
+    // Every name is checked before anything is removed: a typo changes nothing.
+    let tasks = resolve_all(&ctx, &args.tasks, "rm")?;
     let rt = engine().await?;
-    remove::rm(&rt, &ctx, &args.task, &Stderr)
-        .await
-        .map_err(crate::ops::OpError::into_report)?;
-    Ok(0)
+    let mut each = Each::new("rm", tasks.len());
+    for task in &tasks {
+        let done = remove::rm(&rt, &ctx, task, &Stderr)
+            .await
+            .map(drop)
+            .map_err(crate::ops::OpError::into_report);
+        each.record(task, done)?;
+    }
+    each.finish()
 }

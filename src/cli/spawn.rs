@@ -65,8 +65,8 @@ pub struct SpawnArgs {
     /// Language stack of the image (default: agent.stack, else detected from the repository).
     #[arg(long)]
     pub stack: Option<String>,
-    /// Stop the run after this long (e.g. 90s, 30m, 2h) and record why.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Stop the run after this long (e.g. 90, 30s, 5m, 1h30m) and record why.
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_secs)]
     pub timeout: Option<u64>,
     /// Attach your terminal to the agent's session (detach with Ctrl-P Ctrl-Q).
     #[arg(short = 'i', long)]
@@ -117,21 +117,6 @@ pub struct SpawnArgs {
     /// The command the `exec` agent runs.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
-}
-
-/// Parse `90`, `90s`, `30m`, `2h` into seconds.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let (num, mult) = match t.chars().last() {
-        Some('s') => (&t[..t.len() - 1], 1),
-        Some('m') => (&t[..t.len() - 1], 60),
-        Some('h') => (&t[..t.len() - 1], 3600),
-        _ => (t, 1),
-    };
-    match num.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n * mult),
-        _ => Err(format!("'{text}' is not a duration like 90s, 30m or 2h")),
-    }
 }
 
 fn read_prompt(args: &SpawnArgs) -> Result<String> {
@@ -303,20 +288,4 @@ pub async fn run(mut args: SpawnArgs) -> Result<i32> {
     shown.finish().await?;
     let waited = waited.map_err(OpError::into_report)?;
     Ok(waited.exit_code())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Ok(90));
-        assert_eq!(parse_duration("90s"), Ok(90));
-        assert_eq!(parse_duration("30m"), Ok(1800));
-        assert_eq!(parse_duration("2h"), Ok(7200));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("-5m").is_err());
-    }
 }

@@ -76,7 +76,7 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
             queue_position: detail.queue_position,
             fetched_from,
         };
-        out(serde_json::to_string_pretty(&j)?)?;
+        super::json::print(&super::json::name_as_task(serde_json::to_value(&j)?))?;
         return Ok(0);
     }
     let t = now();

@@ -3,24 +3,36 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, Stderr, engine};
+use super::{Ctx, Each, Stderr, engine, resolve_all};
 
-/// Stop a task's container (its workspace and refs stay).
+/// Stop tasks' containers (their workspaces and refs stay).
+///
+/// Several tasks are stopped one after the other; one that fails is reported and the others
+/// are still stopped, and the command then exits 1 naming the ones that failed.
 #[derive(Debug, Args)]
 pub struct StopArgs {
-    /// The task (any unique prefix of its name).
-    pub task: String,
-    /// Seconds to wait for the task to exit before killing it.
-    #[arg(long, default_value_t = 10)]
-    pub timeout: i32,
+    /// The tasks (any unique prefix of a name).
+    #[arg(required = true, value_name = "TASK")]
+    pub tasks: Vec<String>,
+    /// How long to wait for a task to exit before killing it (e.g. 10, 30s, 2m; 0 kills at
+    /// once).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::duration::parse_secs_or_zero)]
+    pub timeout: u64,
 }
 
 pub async fn run(args: StopArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    ctx.store.resolve_local(&args.task, "stop")?;
+    // Every name is checked before anything is stopped: a typo changes nothing.
+    let tasks = resolve_all(&ctx, &args.tasks, "stop")?;
     let rt = engine().await?;
-    crate::ops::stop::run(&rt, &ctx, &args.task, args.timeout, &Stderr)
-        .await
-        .map_err(crate::ops::OpError::into_report)?;
-    Ok(0)
+    let timeout = i32::try_from(args.timeout).unwrap_or(i32::MAX);
+    let mut each = Each::new("stop", tasks.len());
+    for task in &tasks {
+        let done = crate::ops::stop::run(&rt, &ctx, task, timeout, &Stderr)
+            .await
+            .map(drop)
+            .map_err(crate::ops::OpError::into_report);
+        each.record(task, done)?;
+    }
+    each.finish()
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, engine_for_reading, out};
+use super::{Ctx, engine_for_reading};
 use crate::ops::{self, OpError};
 
 /// Wait until every named task has ended (queued tasks too).
@@ -27,7 +27,7 @@ pub async fn run(args: WaitArgs) -> Result<i32> {
         .await
         .map_err(OpError::into_report)?;
     if args.json {
-        out(serde_json::to_string_pretty(&waited.ended)?)?;
+        super::json::print(&serde_json::json!({ "tasks": waited.ended }))?;
     }
     for e in waited.ended.iter().filter(|e| !e.ok()) {
         let how = match (e.status.as_str(), e.exit_code) {

@@ -177,22 +177,17 @@ pub fn shell_container(loaded: &Loaded) -> Result<&str, ShellError> {
         })
 }
 
-/// Run the sandbox helper's shell in `loaded`'s workspace, attached to the terminal, and
-/// return its exit status. A running task's container is used; a finished task's workspace
-/// is opened in a fresh container without network, removed again afterwards. Ctrl-C from
-/// outside (the terminal is raw, so Ctrl-C itself goes to the shell) ends the session.
-/// `open` gives the terminal session as for [`attach`].
-pub async fn shell<R: Runtime, G>(
+/// The container a shell runs in, and whether it was started for it (and is to be removed
+/// after). A finished task's own container is not started again (whatever the agent left in
+/// it would run): its workspace is opened in a fresh container, without network.
+async fn shell_target<R: Runtime>(
     rt: &R,
     ctx: &Ctx,
     loaded: &Loaded,
-    open: impl FnOnce() -> Result<(G, Terminal)>,
-) -> Result<i64, ShellError> {
+) -> Result<(String, bool), ShellError> {
     let name = &loaded.record.name;
     let container = shell_container(loaded)?.to_string();
-    // A finished task's own container is not started again (whatever the agent left in it
-    // would run): its workspace is opened in a fresh container, without network.
-    let (container, started) = match rt.state(&container).await? {
+    Ok(match rt.state(&container).await? {
         ContainerState::Running => (container, false),
         ContainerState::Missing => {
             return Err(ShellError::NoWorkspace { task: name.clone() });
@@ -207,7 +202,55 @@ pub async fn shell<R: Runtime, G>(
             .await?,
             true,
         ),
-    };
+    })
+}
+
+/// Run `command` (a program and its arguments, passed as they are: no shell reads them, on
+/// the host or in the sandbox) in `loaded`'s workspace the way [`shell`] opens a shell: as
+/// the task user, reading no rc file, with git's code-running settings off. `stdin` is
+/// copied in (none: the command reads EOF), its stdout copied to `stdout`; returns its exit
+/// status and the first 64 KiB of its stderr (untrusted bytes). Ctrl-C abandons it.
+pub async fn run_command<R, I, W>(
+    rt: &R,
+    ctx: &Ctx,
+    loaded: &Loaded,
+    command: &[String],
+    stdin: Option<I>,
+    stdout: &mut W,
+) -> Result<crate::runtime::ExecOutcome, ShellError>
+where
+    R: Runtime,
+    I: tokio::io::AsyncRead + Unpin + Send,
+    W: tokio::io::AsyncWrite + Unpin + Send,
+{
+    let (container, started) = shell_target(rt, ctx, loaded).await?;
+    let mut cmd = vec![
+        crate::sandbox::HELPER.to_string(),
+        "shell".into(),
+        "--".into(),
+    ];
+    cmd.extend(command.iter().cloned());
+    let ran =
+        crate::interrupt::abandon_on_interrupt(rt.exec(&container, &cmd, stdin, stdout, u64::MAX))
+            .await;
+    if started {
+        rt.remove_container(&container).await.ok();
+    }
+    Ok(ran?)
+}
+
+/// Run the sandbox helper's shell in `loaded`'s workspace, attached to the terminal, and
+/// return its exit status. A running task's container is used; a finished task's workspace
+/// is opened in a fresh container without network, removed again afterwards. Ctrl-C from
+/// outside (the terminal is raw, so Ctrl-C itself goes to the shell) ends the session.
+/// `open` gives the terminal session as for [`attach`].
+pub async fn shell<R: Runtime, G>(
+    rt: &R,
+    ctx: &Ctx,
+    loaded: &Loaded,
+    open: impl FnOnce() -> Result<(G, Terminal)>,
+) -> Result<i64, ShellError> {
+    let (container, started) = shell_target(rt, ctx, loaded).await?;
     let cmd = [crate::sandbox::HELPER.to_string(), "shell".into()];
     let code = match open() {
         Ok((guard, terminal)) => {

@@ -113,20 +113,11 @@ impl Settings {
     }
 }
 
-/// `3`, `3s`, `500ms`, `1m`; at least [`MIN_INTERVAL`].
+/// A duration in the one syntax ([`crate::duration`]); at least [`MIN_INTERVAL`].
 fn parse_interval(v: &str) -> Option<Duration> {
-    let t = v.trim();
-    let (num, unit_ms) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        (t, 1000)
-    };
-    let ms = num.parse::<u64>().ok()?.checked_mul(unit_ms)?;
-    Some(Duration::from_millis(ms)).filter(|d| *d >= MIN_INTERVAL)
+    crate::duration::parse(v)
+        .ok()
+        .filter(|d| *d >= MIN_INTERVAL)
 }
 
 /// Where a task's follower writes what it does.

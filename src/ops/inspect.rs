@@ -289,6 +289,7 @@ pub fn fix_for(problem: &str, task: &str) -> String {
 /// One row of `list`.
 #[derive(Serialize)]
 pub struct Row {
+    #[serde(rename = "task")]
     pub name: String,
     pub agent: String,
     pub status: String,

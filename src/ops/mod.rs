@@ -33,6 +33,7 @@ pub mod remove;
 pub mod restart;
 pub mod retry;
 pub mod review;
+pub mod select;
 pub mod serve;
 pub mod setup;
 pub mod spawn;

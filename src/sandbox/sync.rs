@@ -54,28 +54,7 @@ pub const SYNC_TIMEOUT: u64 = 300;
 
 /// `agent.syncTimeout` in seconds (`90`, `90s`, `10m`, `1h`).
 pub fn sync_timeout(config: &crate::git::Config) -> Result<u64> {
-    match config.get("agent.syncTimeout") {
-        None => Ok(SYNC_TIMEOUT),
-        Some(v) => {
-            let t = v.trim();
-            let (num, mult) = match t.char_indices().last() {
-                Some((i, 's')) => (&t[..i], 1),
-                Some((i, 'm')) => (&t[..i], 60),
-                Some((i, 'h')) => (&t[..i], 3600),
-                _ => (t, 1),
-            };
-            num.parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .and_then(|n| n.checked_mul(mult))
-                .ok_or_else(|| {
-                    hinted(
-                        format!("bad value '{v}' for agent.syncTimeout"),
-                        "set a duration such as 90s, 10m or 1h: git config agent.syncTimeout 10m",
-                    )
-                })
-        }
-    }
+    crate::duration::config_secs(config, "agent.syncTimeout", SYNC_TIMEOUT)
 }
 
 /// Sync a task. `limit` caps the bytes accepted from the sandbox.

@@ -300,7 +300,8 @@ fn gc_keeps_only_what_tasks_borrow() {
     env.agent(&["purge", "--refs", "small"]).ok();
     assert!(!volume_exists(&cache));
     let json = env.agent(&["gc", "--json"]).ok();
-    assert_eq!(json.stdout.trim(), r#"{"cache":"none"}"#);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json, serde_json::json!({"schema": 1, "cache": "none"}));
 }
 
 /// The output a task's container printed so far.

@@ -175,7 +175,8 @@ fn commands_work_from_a_subdirectory_and_a_linked_worktree() {
         c.current_dir(&sub);
     });
     assert_eq!(r.code, 0, "list from a subdirectory:\n{r}");
-    assert_eq!(r.stdout.trim(), "[]", "{r}");
+    let listed: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(listed["tasks"], serde_json::json!([]), "{r}");
     let wt = env.home.path().join("linked wt");
     env.git(&["worktree", "add", "-q", "--detach", wt.to_str().unwrap()])
         .ok();

@@ -52,11 +52,11 @@ fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
 }
 
 fn row(env: &TestEnv, task: &str) -> serde_json::Value {
-    let list = env.json(&["list", "--json"]);
+    let list = env.json(&["list", "--json"])["tasks"].clone();
     list.as_array()
         .unwrap()
         .iter()
-        .find(|r| r["name"] == task)
+        .find(|r| r["task"] == task)
         .cloned()
         .unwrap_or_else(|| panic!("{task} not listed: {list}"))
 }

@@ -85,12 +85,12 @@ fn retry_starts_from_the_record_links_both_ways_and_takes_base_and_prompt() {
     assert!(text.contains("retry of:  first\n"), "{text}");
     let text = env.agent(&["status", "first"]).ok().stdout;
     assert!(text.contains("retried:   as first-retry\n"), "{text}");
-    let rows = env.json(&["list", "--json"]);
+    let rows = env.json(&["list", "--json"])["tasks"].clone();
     let row = rows
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["name"] == "first-retry")
+        .find(|r| r["task"] == "first-retry")
         .unwrap();
     assert_eq!(row["retry_of"], "first");
 

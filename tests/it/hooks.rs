@@ -100,7 +100,7 @@ fn hooks_go_beside_the_users_hooks_and_come_out_byte_for_byte() {
     );
     env.git(&["config", "agent.hooks.prePush", "true"]).ok();
     let json = env.json(&["hooks", "list", "--json"]);
-    let pre = json
+    let pre = json["hooks"]
         .as_array()
         .unwrap()
         .iter()
@@ -223,7 +223,14 @@ fn a_repository_file_cannot_define_or_switch_on_a_hook() {
     env.git(&["commit", "-qm", "b"]).ok();
     std::thread::sleep(Duration::from_millis(300));
     assert!(!pwned.exists());
-    assert_eq!(env.json(&["list", "--json"]).as_array().unwrap().len(), 0);
+    assert_eq!(
+        env.json(&["list", "--json"])["tasks"]
+            .clone()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
 
     // The user's own config may replace a body.
     let mine = env.home.path().join(".config/git-agent/hooks/git");
@@ -420,7 +427,7 @@ fn post_commit_trigger_queues_a_task() {
         .to_string();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let tasks = env.json(&["list", "--json"]);
+        let tasks = env.json(&["list", "--json"])["tasks"].clone();
         let queued =
             tasks.as_array().unwrap().iter().any(|t| {
                 t["base"].as_str() == Some(head.as_str()) || t.to_string().contains(&head)
@@ -492,7 +499,14 @@ fn the_message_helper_drafts_a_message_for_an_empty_one_only() {
         env.git(&["log", "-1", "--format=%B"]).ok().stdout.trim(),
         "mine"
     );
-    assert_eq!(env.json(&["list", "--json"]).as_array().unwrap().len(), 0);
+    assert_eq!(
+        env.json(&["list", "--json"])["tasks"]
+            .clone()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
     // A drafting failure leaves the message to the user.
     env.git(&["config", "agent.hooks.prepareCommitMsg", "-- false"])
         .ok();

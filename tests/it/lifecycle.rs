@@ -68,7 +68,7 @@ fn list_status_logs_stop_rm_purge() {
     assert!(line("long").contains("running"), "{list}");
     assert!(line("short").contains("exited (3)"), "{list}");
     assert!(list.lines().next().unwrap().contains("NAME"));
-    let json = env.json(&["list", "--json"]);
+    let json = env.json(&["list", "--json"])["tasks"].clone();
     assert_eq!(json.as_array().unwrap().len(), 2);
 
     // A prefix selects; an ambiguous or unknown one is a clear error.

@@ -159,8 +159,8 @@ fn git_calls(env: &TestEnv, args: &[&str]) -> (Run, usize) {
 }
 
 fn rows(run: &Run) -> Vec<serde_json::Value> {
-    serde_json::from_str::<serde_json::Value>(&run.stdout)
-        .unwrap_or_else(|e| panic!("{e}:\n{run}"))
+    serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap_or_else(|e| panic!("{e}:\n{run}"))
+        ["tasks"]
         .as_array()
         .unwrap()
         .clone()
@@ -169,7 +169,7 @@ fn rows(run: &Run) -> Vec<serde_json::Value> {
 /// Every row's summary equals `git diff --shortstat` of its base and tip.
 fn assert_summaries(env: &TestEnv, rows: &[serde_json::Value]) {
     for row in rows {
-        let name = row["name"].as_str().unwrap();
+        let name = row["task"].as_str().unwrap();
         let refs = env.task_refs(name);
         let base = row["base"].as_str().unwrap();
         let tip = refs.get("wip").or(refs.get("head")).map_or(base, |s| s);
@@ -285,7 +285,7 @@ fn a_sync_records_the_change_summary() {
         serde_json::json!({"tip": tip, "files": files, "insertions": ins, "deletions": del}),
         "{status}"
     );
-    let listed = env.json(&["list", "--json"]);
+    let listed = env.json(&["list", "--json"])["tasks"].clone();
     assert_summaries(&env, listed.as_array().unwrap());
     let (_, calls) = git_calls(&env, &["list", "--json"]);
     let (_, calls_again) = git_calls(&env, &["list", "--json"]);
@@ -371,7 +371,7 @@ fn hostile_records_are_refused_or_shown_safely() {
         env.git(&["update-ref", &format!("refs/agent/{name}/head"), &tip])
             .ok();
     }
-    let listed = env.json(&["list", "--json"]);
+    let listed = env.json(&["list", "--json"])["tasks"].clone();
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 4, "{listed:?}");
     assert_summaries(&env, listed);
@@ -389,12 +389,12 @@ fn hostile_records_are_refused_or_shown_safely() {
         .as_bytes(),
     );
     env.git(&["update-ref", "refs/agent/huge/head", &tip]).ok();
-    let listed = env.json(&["list", "--json"]);
+    let listed = env.json(&["list", "--json"])["tasks"].clone();
     let row = listed
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["name"] == "huge")
+        .find(|r| r["task"] == "huge")
         .unwrap()
         .clone();
     assert_eq!(row["files_changed"].as_u64(), Some(big as u64), "{row}");
@@ -443,5 +443,12 @@ fn hostile_records_are_refused_or_shown_safely() {
         ])
         .status()
         .unwrap();
-    assert_eq!(env.json(&["list", "--json"]).as_array().unwrap().len(), 5);
+    assert_eq!(
+        env.json(&["list", "--json"])["tasks"]
+            .clone()
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
 }

@@ -38,6 +38,7 @@ mod recovery;
 mod repo_formats;
 mod review_attack;
 mod runtime_changes;
+mod scripting;
 mod servers;
 mod share;
 mod snapshots;

@@ -145,7 +145,7 @@ fn a_finished_task_gives_back_its_network_and_restart_makes_a_new_one() {
     assert_eq!(recorded_network(&env, "rel"), None);
     assert_eq!(recorded_subnet(&env, "rel"), None);
     // A finished task without a network is normal.
-    let list = env.json(&["list", "--json"]);
+    let list = env.json(&["list", "--json"])["tasks"].clone();
     assert_eq!(list[0]["problems"], serde_json::json!([]), "{list}");
     let status = env.agent(&["status", "rel"]).ok().stdout;
     assert!(status.contains("status:    exited (exit 0)"), "{status}");
@@ -240,14 +240,14 @@ fn fifty_tasks_start_at_once_and_finished_ones_hold_no_networks() {
     let failed: Vec<_> = spawned.iter().filter(|(_, r)| r.code != 0).collect();
     assert!(failed.is_empty(), "failed spawns: {failed:#?}");
 
-    let list = env.json(&["list", "--json"]);
+    let list = env.json(&["list", "--json"])["tasks"].clone();
     let mut subnets = std::collections::BTreeSet::new();
     for n in &names {
         let row = list
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["name"] == n.as_str())
+            .find(|r| r["task"] == n.as_str())
             .unwrap_or_else(|| panic!("{n} not listed: {list}"));
         assert_eq!(row["status"], "running", "{row}");
         assert_eq!(row["problems"], serde_json::json!([]), "{row}");

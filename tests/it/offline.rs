@@ -99,7 +99,7 @@ fn read_only_commands_work_without_the_engine() {
     }
     let json = offline(&env, REFUSED, &["list", "--json"]).ok();
     let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    for row in rows.as_array().unwrap() {
+    for row in rows["tasks"].as_array().unwrap() {
         assert_eq!(row["status_checked"], false, "{json}");
     }
 
@@ -191,7 +191,7 @@ fn read_only_commands_work_without_the_engine() {
         "{list}"
     );
     assert!(!list.stderr.contains("runtime status unknown"), "{list}");
-    let json = env.json(&["list", "--json"]);
+    let json = env.json(&["list", "--json"])["tasks"].clone();
     assert_eq!(json[0]["status_checked"], true);
     for t in ["done", "quick"] {
         env.agent(&["purge", "--refs", t]).ok();
@@ -249,12 +249,12 @@ fn list_and_status_report_a_dead_gateway_and_a_missing_network() {
     );
     assert!(line_of(&list, "fine").contains("running "), "{list}");
     assert!(!line_of(&list, "fine").contains('('), "{list}");
-    let json = env.json(&["list", "--json"]);
+    let json = env.json(&["list", "--json"])["tasks"].clone();
     let problems = |name: &str| {
         json.as_array()
             .unwrap()
             .iter()
-            .find(|r| r["name"] == name)
+            .find(|r| r["task"] == name)
             .unwrap()["problems"]
             .clone()
     };

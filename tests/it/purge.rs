@@ -78,7 +78,7 @@ fn bulk_purge_asks_lists_unpromoted_work_and_can_be_undone() {
     env.agent(&["purge", "--undo", "kept"]).ok();
     assert_eq!(env.task_refs("kept")["head"], kept_head);
     let st = env.json(&["status", "kept", "--json"]);
-    assert_eq!(st["name"], "kept");
+    assert_eq!(st["task"], "kept");
     env.agent(&["commit", "kept"]).ok();
     assert_eq!(env.git(&["show", "agent/kept:a.txt"]).stdout.trim(), "kept");
     // Undo twice, or onto a task that exists, is refused with a hint.
@@ -159,7 +159,7 @@ pub fn purge_crash_matrix(env: &TestEnv) {
         assert_eq!(env.user_snapshot(), user, "{point}");
         // The task is still there, and says what it is.
         let st = env.json(&["status", &name, "--json"]);
-        assert_eq!(st["name"], name.as_str(), "{point}");
+        assert_eq!(st["task"], name.as_str(), "{point}");
         env.agent(&["purge", "--refs", &name]).ok();
         assert!(env.task_refs(&name).is_empty(), "{point}");
         assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]), "{point}");

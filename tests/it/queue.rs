@@ -137,14 +137,14 @@ fn two_workers_drain_six_tasks_from_two_repositories_two_at_a_time() {
         there.push(add(&env, &other, &format!("b{i}"), "sleep 2", &[]));
     }
     // Queued, with their places.
-    let list = env.json(&["list", "--json"]);
+    let list = env.json(&["list", "--json"])["tasks"].clone();
     let positions: Vec<_> = list
         .as_array()
         .unwrap()
         .iter()
         .map(|r| {
             (
-                r["name"].as_str().unwrap().to_string(),
+                r["task"].as_str().unwrap().to_string(),
                 r["queue_position"].clone(),
             )
         })
@@ -225,12 +225,12 @@ fn two_servers_run_each_task_once_and_a_dead_claim_is_run_again() {
     // A worker killed right after its claim leaves a claim nobody holds.
     let dead = add(&env, &env.repo, "dead", "true", &[]);
     env.agent_crash_at("queue.after-claim", &["run-queued", &dead]);
-    let r = env.json(&["list", "--json"]);
+    let r = env.json(&["list", "--json"])["tasks"].clone();
     let row = r
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["name"] == "dead")
+        .find(|r| r["task"] == "dead")
         .unwrap()
         .clone();
     assert_eq!(

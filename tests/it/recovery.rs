@@ -123,13 +123,13 @@ pub fn spawn_crash_matrix(env: &TestEnv) {
     }
     // list and status tell the truth: interrupted, not `creating` forever (list first:
     // nothing else has looked at the records yet).
-    let list = env.json(&["list", "--json"]);
+    let list = env.json(&["list", "--json"])["tasks"].clone();
     for (i, point) in SPAWN_POINTS.iter().enumerate() {
         let row = list
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["name"] == task(i).as_str())
+            .find(|r| r["task"] == task(i).as_str())
             .unwrap_or_else(|| panic!("{point}: not listed: {list}"));
         let want = if finished(point) { "running" } else { "failed" };
         assert_eq!(row["status"], want, "{point}");

@@ -156,9 +156,9 @@ fn a_task_shared_through_a_bare_remote_is_reviewed_and_promoted_in_another_clone
     );
 
     // list: both, the fetched one marked, without runtime state.
-    let rows = b.json(&["list", "--json"]);
+    let rows = b.json(&["list", "--json"])["tasks"].clone();
     let rows = rows.as_array().unwrap();
-    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r["task"].as_str().unwrap()).collect();
     assert_eq!(names, ["fix-1", "origin/fix-1"]);
     let fetched = &rows[1];
     assert_eq!(fetched["fetched_from"], "origin");
@@ -331,11 +331,11 @@ fn odd_fetched_records_are_refused_and_list_stays_a_ref_scan() {
 
     let run = env.agent(&["list", "--json"]).ok();
     let rows: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let names: Vec<&str> = rows
+    let names: Vec<&str> = rows["tasks"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["name"].as_str().unwrap())
+        .map(|r| r["task"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["origin/good"], "{run}");
     for refused in [
@@ -374,7 +374,7 @@ fn odd_fetched_records_are_refused_and_list_stays_a_ref_scan() {
         })
         .ok();
     let rows: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(rows.as_array().unwrap().len(), 1001);
+    assert_eq!(rows["tasks"].as_array().unwrap().len(), 1001);
     let traced = std::fs::read_to_string(&trace).unwrap();
     let processes = traced
         .lines()

@@ -160,8 +160,8 @@ const OLD_RECORD: &str = "name = \"NAME\"\nagent = \"exec\"\ncommand = [\"true\"
 fn a_record_without_a_schema_reads_as_schema_1() {
     let env = TestEnv::new();
     craft_task(&env, "old", &OLD_RECORD.replace("NAME", "old"));
-    let list = env.json(&["list", "--json"]);
-    assert_eq!(list[0]["name"], "old", "{list}");
+    let list = env.json(&["list", "--json"])["tasks"].clone();
+    assert_eq!(list[0]["task"], "old", "{list}");
     assert_eq!(list[0]["status"], "exited", "{list}");
     let git = Git::discover(&env.repo).unwrap();
     let store = TaskStore::open(&git).unwrap();
