@@ -8,6 +8,7 @@ mod attach;
 mod check;
 mod commit;
 mod commit_push;
+mod completion;
 #[path = "continue.rs"]
 mod continue_;
 mod doctor;
@@ -110,6 +111,7 @@ pub enum Command {
     #[command(hide = true)]
     HookRun(hooks::HookRunArgs),
     Share(share::ShareArgs),
+    Completion(completion::CompletionArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -150,6 +152,7 @@ pub fn main() -> i32 {
     {
         return crate::template::child_main();
     }
+    completion::answer_if_asked();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -210,6 +213,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Hooks(a) => hooks::run(a),
         Command::HookRun(a) => hooks::run_hook(a).await,
         Command::Share(a) => share::run(a),
+        Command::Completion(a) => completion::run(a),
     }
 }
 
