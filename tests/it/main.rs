@@ -10,6 +10,7 @@ mod build_attack;
 mod cache;
 mod claude;
 mod cli;
+mod completion;
 mod conformance;
 mod core_loop;
 mod current;
