@@ -63,7 +63,7 @@ use crate::task::lock::TaskLock;
 #[derive(Debug, Parser)]
 #[command(name = "git-agent", bin_name = "git agent", version)]
 #[command(
-    after_help = "Settings live in git config under agent.* (agent.baseImage, agent.maxBundleSize, ...).\nSee git-agent(1) for the full manual."
+    after_help = "Settings live in git config under agent.* (agent.baseImage, agent.maxBundleSize, ...).\nSee git-agent(1) for the full manual, and git-agent-<command>(1) for each command's."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -153,6 +153,12 @@ pub fn main() -> i32 {
         return crate::template::child_main();
     }
     completion::answer_if_asked();
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(code) = man::help::open_page(&args) {
+        return code;
+    }
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -26,6 +26,7 @@ mod hostile;
 mod integrate;
 mod lifecycle;
 mod listing;
+mod manual;
 mod networks;
 mod offline;
 mod orchestration;
