@@ -1,7 +1,8 @@
 //! Shell completion: `git agent completion bash` sourced in a real bash, with git's own bash
 //! completion, completing commands, flags and the names of real tasks for both `git-agent
 //! <TAB>` and `git agent <TAB>`; and refs with shell metacharacters never reaching the
-//! command line.
+//! command line. (The module needs the `local-runtime` feature: its tasks run on the local
+//! runtime.)
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -77,7 +78,6 @@ fn have_git_completion() -> bool {
     false
 }
 
-#[cfg(feature = "local-runtime")]
 #[test]
 fn bash_completes_commands_flags_and_real_task_names() {
     let env = TestEnv::local();
@@ -145,7 +145,6 @@ fn bash_completes_commands_flags_and_real_task_names() {
 /// fetch), and git allows `$`, `(`, `)`, `;`, `` ` ``, `'`, `"`, `|`, `&` and `<` in ref names.
 /// A completion is put on the user's command line; such a name would run at Enter (or, in a
 /// careless script, at TAB). Only valid task names are ever offered, and nothing runs.
-#[cfg(feature = "local-runtime")]
 #[test]
 fn a_hostile_ref_name_never_reaches_the_command_line() {
     let env = TestEnv::local();

@@ -10,6 +10,7 @@ mod build_attack;
 mod cache;
 mod claude;
 mod cli;
+#[cfg(feature = "local-runtime")]
 mod completion;
 mod conformance;
 mod core_loop;
