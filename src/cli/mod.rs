@@ -8,6 +8,7 @@ mod attach;
 mod check;
 mod commit;
 mod commit_push;
+mod completion;
 #[path = "continue.rs"]
 mod continue_;
 mod doctor;
@@ -63,7 +64,7 @@ use crate::task::lock::TaskLock;
 #[derive(Debug, Parser)]
 #[command(name = "git-agent", bin_name = "git agent", version)]
 #[command(
-    after_help = "Settings live in git config under agent.* (agent.baseImage, agent.maxBundleSize, ...).\nSee git-agent(1) for the full manual."
+    after_help = "Settings live in git config under agent.* (agent.baseImage, agent.maxBundleSize, ...).\nSee git-agent(1) for the full manual, and git-agent-<command>(1) for each command's."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -111,6 +112,7 @@ pub enum Command {
     #[command(hide = true)]
     HookRun(hooks::HookRunArgs),
     Share(share::ShareArgs),
+    Completion(completion::CompletionArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -161,6 +163,13 @@ pub fn main() -> i32 {
         .is_some_and(|a| a == crate::template::CHILD_ARG)
     {
         return crate::template::child_main();
+    }
+    completion::answer_if_asked();
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(code) = man::help::open_page(&args) {
+        return code;
     }
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -222,6 +231,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Hooks(a) => hooks::run(a),
         Command::HookRun(a) => hooks::run_hook(a).await,
         Command::Share(a) => share::run(a),
+        Command::Completion(a) => completion::run(a),
     }
 }
 

@@ -10,6 +10,8 @@ mod build_attack;
 mod cache;
 mod claude;
 mod cli;
+#[cfg(feature = "local-runtime")]
+mod completion;
 mod conformance;
 mod core_loop;
 mod current;
@@ -25,6 +27,7 @@ mod hostile;
 mod integrate;
 mod lifecycle;
 mod listing;
+mod manual;
 mod networks;
 mod offline;
 mod orchestration;
