@@ -10,6 +10,7 @@ mod commit;
 mod commit_push;
 #[path = "continue.rs"]
 mod continue_;
+mod dashboard;
 mod doctor;
 mod engine_view;
 mod gc;
@@ -110,6 +111,7 @@ pub enum Command {
     #[command(hide = true)]
     HookRun(hooks::HookRunArgs),
     Share(share::ShareArgs),
+    Dashboard(dashboard::DashboardArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -210,6 +212,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Hooks(a) => hooks::run(a),
         Command::HookRun(a) => hooks::run_hook(a).await,
         Command::Share(a) => share::run(a),
+        Command::Dashboard(a) => dashboard::run(a).await,
     }
 }
 
