@@ -13,6 +13,7 @@ mod cli;
 mod conformance;
 mod core_loop;
 mod current;
+mod dashboard;
 mod egress;
 mod errors;
 mod fake_anthropic;
