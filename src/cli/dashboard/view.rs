@@ -113,7 +113,10 @@ pub fn header(snap: &Snapshot, setup: &Setup) -> String {
 pub fn footer(state: &State) -> String {
     match &state.mode {
         Mode::Allow { task, domain } => {
-            format!("allow for {}: {domain}_  (Enter to allow, Esc to cancel)", task.name)
+            format!(
+                "allow for {}: {domain}_  (Enter to allow, Esc to cancel)",
+                task.name
+            )
         }
         Mode::Confirm { task, verb } => format!(
             "{}? (y/N)",
@@ -125,7 +128,10 @@ pub fn footer(state: &State) -> String {
         Mode::Help => "press any key to close the help".into(),
         Mode::Normal => match &state.notice {
             Some(n) => n.clone(),
-            None => "Enter output  a attach  s shell  l logs  r review  w allow  x stop  t retry  P purge  ? help  q quit".into(),
+            None => {
+                "Enter:out a:attach s:shell l:logs r:review w:allow x:stop t:retry P:purge ?:help"
+                    .into()
+            }
         },
     }
 }
@@ -377,6 +383,8 @@ mod tests {
         assert!(text.contains("evil.test:80"), "{text}");
         assert!(!text.contains("-- output"), "{text}");
         assert!(text.is_ascii(), "{text}");
+        // The key line fits whole.
+        assert!(text.contains("?:help"), "{text}");
         state.on_key(super::super::state::Key::Enter, &snap.tasks);
         let text = screen(&snap, &state, &setup);
         assert!(text.contains("-- output of fix-login"), "{text}");
