@@ -182,10 +182,13 @@ fn view(repo: &Path, row: inspect::Row, connections: Vec<Connection>) -> TaskVie
             repo: repo.to_path_buf(),
             name: row.name,
         },
-        repo_label: repo
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| repo.display().to_string()),
+        // A directory name may hold anything; it is drawn on the terminal.
+        repo_label: crate::error::sanitize(
+            &repo
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| repo.display().to_string()),
+        ),
         agent: row.agent,
         status: row.status_text,
         created: row.created,

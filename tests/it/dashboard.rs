@@ -125,11 +125,12 @@ fn tmux_ready() -> bool {
     ok
 }
 
-/// A running exec task that asks its gateway for a domain nobody allowed, says what it got,
-/// and stays up.
+/// A running exec task that prints terminal controls, asks its gateway for a domain nobody
+/// allowed, says what it got, and stays up.
 const PROBE: &str = r#"use IO::Socket::INET;
 $| = 1;
 print "probe started\n";
+print "hostile \e[2J\e]0;owned\a\e[31mred\n";
 my $s = IO::Socket::INET->new(PeerAddr => "git-agent-gateway:3128", Timeout => 5);
 if ($s) { print $s "GET http://forbidden.test/ HTTP/1.0\r\nHost: forbidden.test\r\n\r\n";
   my ($l) = split(/\r?\n/, join("", <$s>)); print "probe answer: $l\n"; }
@@ -182,12 +183,32 @@ fn the_dashboard_shows_live_tasks_their_output_and_refused_connections() {
     });
     assert!(s.contains("probe started"), "{s}");
     assert!(s.contains("403"), "{s}");
+    // What the task printed to drive the terminal is shown, escaped, not obeyed.
+    assert!(
+        s.contains("hostile \\x1b[2J\\x1b]0;owned\\x07\\x1b[31mred"),
+        "{s}"
+    );
+    // x asks first; y stops the task, through `git agent stop` in the background.
+    pane.keys(&["x"]);
+    pane.wait_for(Duration::from_secs(10), "the question", |s| {
+        s.contains("stop prober? (y/N)")
+    });
+    pane.keys(&["y"]);
+    let s = pane.wait_for(Duration::from_secs(60), "the stopped task", |s| {
+        s.lines()
+            .any(|l| l.contains("prober") && l.contains("stopped"))
+    });
+    assert!(s.contains("git agent stop prober: done"), "{s}");
+    assert_eq!(
+        env.json(&["status", "prober", "--json"])["status"],
+        "stopped",
+        "{s}"
+    );
     // q quits and gives the terminal back.
     pane.keys(&["q"]);
     pane.wait_for(Duration::from_secs(10), "its exit", |s| {
         s.contains("dashboard exited 0")
     });
-    env.agent(&["stop", "prober"]).ok();
 }
 
 #[test]
