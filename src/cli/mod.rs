@@ -11,6 +11,7 @@ mod commit_push;
 mod completion;
 #[path = "continue.rs"]
 mod continue_;
+mod dashboard;
 mod doctor;
 mod engine_view;
 mod gc;
@@ -113,6 +114,7 @@ pub enum Command {
     HookRun(hooks::HookRunArgs),
     Share(share::ShareArgs),
     Completion(completion::CompletionArgs),
+    Dashboard(dashboard::DashboardArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -232,6 +234,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::HookRun(a) => hooks::run_hook(a).await,
         Command::Share(a) => share::run(a),
         Command::Completion(a) => completion::run(a),
+        Command::Dashboard(a) => dashboard::run(a).await,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod attach;
 pub mod check;
 pub mod commit;
 pub mod compare;
+pub mod dashboard;
 pub mod doctor;
 pub mod draft_msg;
 pub mod error;

@@ -15,6 +15,7 @@ mod completion;
 mod conformance;
 mod core_loop;
 mod current;
+mod dashboard;
 mod egress;
 mod errors;
 mod fake_anthropic;
