@@ -6,7 +6,9 @@
 //! the user trusted that exact file (see [`crate::data`] and [`crate::trust`]).
 
 pub mod claude;
+pub mod codex;
 pub mod credentials;
+pub mod prices;
 
 use std::collections::BTreeMap;
 
@@ -31,6 +33,9 @@ pub enum PromptVia {
 pub enum OutputFormat {
     #[serde(rename = "claude-stream-json")]
     ClaudeStreamJson,
+    /// `codex exec --json` events.
+    #[serde(rename = "codex-json")]
+    CodexJson,
     #[serde(rename = "text")]
     Text,
 }
@@ -92,6 +97,29 @@ pub struct Agent {
 impl Agent {
     pub fn is_exec(&self) -> bool {
         self.name == "exec"
+    }
+}
+
+impl OutputFormat {
+    /// Whether the output is a transcript of JSON events that [`render_line`] renders.
+    pub fn is_structured(self) -> bool {
+        self != OutputFormat::Text
+    }
+}
+
+/// What a run reported about itself, from its transcript in any structured format (Claude's
+/// stream-json or Codex's JSON events; the formats share no event type). `None` for a
+/// transcript that reports nothing (plain text).
+pub fn run_stats(transcript: &str) -> Option<claude::RunStats> {
+    claude::stats(transcript).or_else(|| codex::stats(transcript))
+}
+
+/// Render one transcript line readably, in whichever structured format it is; `None` for
+/// events not worth showing. A line that is no JSON is shown escaped.
+pub fn render_line(line: &str) -> Option<String> {
+    match serde_json::from_str::<serde_json::Value>(line.trim_end()) {
+        Ok(v) if codex::is_event(&v) => codex::render_event(&v),
+        _ => claude::render_line(line),
     }
 }
 

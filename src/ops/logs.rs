@@ -68,7 +68,7 @@ pub enum Output {
 /// A task's output and how it should be read.
 pub struct Logs {
     pub task: String,
-    /// The agent emits a structured transcript (Claude's stream-json).
+    /// The agent emits a structured transcript (Claude's stream-json, Codex's JSON events).
     pub structured: bool,
     pub output: Output,
 }
@@ -78,7 +78,7 @@ pub async fn open(ctx: &Ctx, task: &str) -> Result<Logs, LogsError> {
     let loaded = ctx.store.resolve(task)?;
     let search = crate::data::Search::new(&ctx.git.dir);
     let structured = crate::agent::load(&search, &loaded.record.agent)
-        .map(|a| a.def.output == crate::agent::OutputFormat::ClaudeStreamJson)
+        .map(|a| a.def.output.is_structured())
         .unwrap_or(false);
     let name = loaded.record.name.clone();
     let mut unreachable = None;
