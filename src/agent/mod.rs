@@ -255,6 +255,41 @@ mod tests {
         }
     }
 
+    /// Codex's provider (given on its command lines) points at its task's vault and streams
+    /// the Responses API over HTTP, in every command that talks to the model.
+    #[test]
+    fn codex_commands_use_the_vault_over_http() {
+        use crate::sandbox::gateway::{ALIAS, VAULT_PORT};
+        let (_, text) = AGENTS.builtin.iter().find(|(n, _)| *n == "codex").unwrap();
+        let a = parse(&Found {
+            name: "codex".into(),
+            origin: Origin::BuiltIn,
+            text: text.to_string(),
+        })
+        .unwrap();
+        let url = crate::egress::vault::local_url(ALIAS, VAULT_PORT);
+        for cmd in [
+            &a.def.headless,
+            &a.def.interactive,
+            &a.def.resume,
+            &a.def.resume_headless,
+        ] {
+            let at = cmd.iter().position(|w| w == "model_provider=\"git-agent\"");
+            assert!(at.is_some_and(|i| cmd[i - 1] == "-c"), "{cmd:?}");
+            let provider = cmd
+                .iter()
+                .find(|w| w.starts_with("model_providers.git-agent="))
+                .unwrap_or_else(|| panic!("{cmd:?}"));
+            let table: toml::Table =
+                toml::from_str(&provider.replacen("model_providers.git-agent=", "p=", 1)).unwrap();
+            assert_eq!(table["p"]["base_url"].as_str(), Some(url.as_str()));
+            assert_eq!(table["p"]["wire_api"].as_str(), Some("responses"));
+            assert_eq!(table["p"]["env_key"].as_str(), Some("OPENAI_API_KEY"));
+        }
+        assert!(a.def.headless.contains(&"--json".to_string()));
+        assert_eq!(a.def.output, OutputFormat::CodexJson);
+    }
+
     #[test]
     fn errors_name_the_file_and_field() {
         let e = parse(&found("x", "description = 1\n")).unwrap_err();
