@@ -11,6 +11,10 @@ use crate::error::sanitize;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunStats {
     pub turns: Option<u64>,
+    /// The model the run used, when its transcript says (for pricing, see
+    /// [`super::prices`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
@@ -47,11 +51,18 @@ fn u64_at(v: &Value, path: &[&str]) -> Option<u64> {
 /// run never reported one.
 pub fn stats(transcript: &str) -> Option<RunStats> {
     let mut found = None;
+    let mut model = None;
     for line in transcript.lines() {
         let Ok(v) = serde_json::from_str::<Value>(line.trim()) else {
             continue;
         };
-        if v.get("type").and_then(Value::as_str) != Some("result") {
+        let kind = v.get("type").and_then(Value::as_str);
+        if kind == Some("system")
+            && let Some(m) = v.get("model").and_then(Value::as_str)
+        {
+            model = Some(m.to_string());
+        }
+        if kind != Some("result") {
             continue;
         }
         let input = [
@@ -64,6 +75,7 @@ pub fn stats(transcript: &str) -> Option<RunStats> {
         .reduce(|a, b| a + b);
         found = Some(RunStats {
             turns: u64_at(&v, &["num_turns"]),
+            model: model.clone(),
             input_tokens: input,
             output_tokens: u64_at(&v, &["usage", "output_tokens"]),
             cost_usd: v.get("total_cost_usd").and_then(Value::as_f64),
@@ -205,6 +217,7 @@ not json at all
     fn stats_come_from_the_result_event() {
         let s = stats(T).unwrap();
         assert_eq!(s.turns, Some(3));
+        assert_eq!(s.model.as_deref(), Some("claude-test"));
         assert_eq!(s.input_tokens, Some(120));
         assert_eq!(s.output_tokens, Some(30));
         assert_eq!(s.cost_usd, Some(0.0123));

@@ -6,7 +6,9 @@
 //! the user trusted that exact file (see [`crate::data`] and [`crate::trust`]).
 
 pub mod claude;
+pub mod codex;
 pub mod credentials;
+pub mod prices;
 
 use std::collections::BTreeMap;
 
@@ -31,6 +33,9 @@ pub enum PromptVia {
 pub enum OutputFormat {
     #[serde(rename = "claude-stream-json")]
     ClaudeStreamJson,
+    /// `codex exec --json` events.
+    #[serde(rename = "codex-json")]
+    CodexJson,
     #[serde(rename = "text")]
     Text,
 }
@@ -92,6 +97,29 @@ pub struct Agent {
 impl Agent {
     pub fn is_exec(&self) -> bool {
         self.name == "exec"
+    }
+}
+
+impl OutputFormat {
+    /// Whether the output is a transcript of JSON events that [`render_line`] renders.
+    pub fn is_structured(self) -> bool {
+        self != OutputFormat::Text
+    }
+}
+
+/// What a run reported about itself, from its transcript in any structured format (Claude's
+/// stream-json or Codex's JSON events; the formats share no event type). `None` for a
+/// transcript that reports nothing (plain text).
+pub fn run_stats(transcript: &str) -> Option<claude::RunStats> {
+    claude::stats(transcript).or_else(|| codex::stats(transcript))
+}
+
+/// Render one transcript line readably, in whichever structured format it is; `None` for
+/// events not worth showing. A line that is no JSON is shown escaped.
+pub fn render_line(line: &str) -> Option<String> {
+    match serde_json::from_str::<serde_json::Value>(line.trim_end()) {
+        Ok(v) if codex::is_event(&v) => codex::render_event(&v),
+        _ => claude::render_line(line),
     }
 }
 
@@ -225,6 +253,41 @@ mod tests {
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
             assert_eq!(a.name, *name);
         }
+    }
+
+    /// Codex's provider (given on its command lines) points at its task's vault and streams
+    /// the Responses API over HTTP, in every command that talks to the model.
+    #[test]
+    fn codex_commands_use_the_vault_over_http() {
+        use crate::sandbox::gateway::{ALIAS, VAULT_PORT};
+        let (_, text) = AGENTS.builtin.iter().find(|(n, _)| *n == "codex").unwrap();
+        let a = parse(&Found {
+            name: "codex".into(),
+            origin: Origin::BuiltIn,
+            text: text.to_string(),
+        })
+        .unwrap();
+        let url = crate::egress::vault::local_url(ALIAS, VAULT_PORT);
+        for cmd in [
+            &a.def.headless,
+            &a.def.interactive,
+            &a.def.resume,
+            &a.def.resume_headless,
+        ] {
+            let at = cmd.iter().position(|w| w == "model_provider=\"git-agent\"");
+            assert!(at.is_some_and(|i| cmd[i - 1] == "-c"), "{cmd:?}");
+            let provider = cmd
+                .iter()
+                .find(|w| w.starts_with("model_providers.git-agent="))
+                .unwrap_or_else(|| panic!("{cmd:?}"));
+            let table: toml::Table =
+                toml::from_str(&provider.replacen("model_providers.git-agent=", "p=", 1)).unwrap();
+            assert_eq!(table["p"]["base_url"].as_str(), Some(url.as_str()));
+            assert_eq!(table["p"]["wire_api"].as_str(), Some("responses"));
+            assert_eq!(table["p"]["env_key"].as_str(), Some("OPENAI_API_KEY"));
+        }
+        assert!(a.def.headless.contains(&"--json".to_string()));
+        assert_eq!(a.def.output, OutputFormat::CodexJson);
     }
 
     #[test]

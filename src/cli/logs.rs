@@ -9,7 +9,6 @@ use clap::Args;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{Ctx, engine_view, term};
-use crate::agent::claude;
 use crate::error::sanitize;
 use crate::ops::logs::{self, Output};
 
@@ -40,7 +39,7 @@ pub(super) enum Mode {
     Raw,
     /// As emitted, control characters escaped.
     Escaped,
-    /// Claude stream-json rendered as messages and tool calls.
+    /// A structured transcript rendered as messages and tool calls.
     Transcript,
 }
 
@@ -84,7 +83,7 @@ impl<W: AsyncWrite + Unpin> Rendered<W> {
             Mode::Raw => self.out.extend_from_slice(line),
             Mode::Escaped => self.out.extend_from_slice(sanitize(&text).as_bytes()),
             Mode::Transcript => {
-                if let Some(r) = claude::render_line(&text) {
+                if let Some(r) = crate::agent::render_line(&text) {
                     self.out.extend_from_slice(r.as_bytes());
                     self.out.push(b'\n');
                 }

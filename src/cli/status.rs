@@ -17,6 +17,11 @@ use crate::task::{Status, TaskRecord, age, now};
 /// marked unverified (`running?`). `status` changes nothing: a task whose container has
 /// exited, or whose spawn died, is shown as such and recorded so by the next command that
 /// changes it (or `git agent doctor --fix`).
+///
+/// A run's tokens and cost are shown as its agent reported them (Claude Code, Codex); a
+/// run with tokens and a model but no cost is priced from the price table (built in, and
+/// ~/.config/git-agent/prices.toml), and an unknown model shows tokens only. A task in a
+/// group shows the tokens and cost summed over its group.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The task (any unique prefix of its name).
@@ -45,6 +50,8 @@ struct StatusJson<'a> {
     queue_position: Option<usize>,
     /// The remote a fetched task came from (none for this repository's own tasks).
     fetched_from: Option<&'a str>,
+    /// Tokens and cost summed over the task's group (null outside a group).
+    group_usage: &'a Option<crate::task::usage::Usage>,
 }
 
 pub async fn run(args: StatusArgs) -> Result<i32> {
@@ -75,6 +82,7 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
             following: detail.following,
             queue_position: detail.queue_position,
             fetched_from,
+            group_usage: &detail.group_usage,
         };
         super::json::print(&super::json::name_as_task(serde_json::to_value(&j)?))?;
         return Ok(0);
@@ -175,7 +183,10 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
         ));
     }
     if let Some(g) = &r.group {
-        lines.push(format!("group:     {g}"));
+        match &detail.group_usage {
+            Some(u) => lines.push(format!("group:     {g} ({})", u.summary())),
+            None => lines.push(format!("group:     {g}")),
+        }
     }
     if let Some(t) = r.timeout {
         lines.push(format!("timeout:   {t}s"));

@@ -275,7 +275,7 @@ pub fn readable(raw: &[u8], structured: bool) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     for line in text.lines() {
         let shown = if structured {
-            match crate::agent::claude::render_line(line) {
+            match crate::agent::render_line(line) {
                 Some(r) => r,
                 None => continue,
             }

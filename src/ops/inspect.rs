@@ -447,6 +447,8 @@ pub struct Detail {
     pub following: Option<bool>,
     /// A queued task's place in its repository's queue (1 = next).
     pub queue_position: Option<usize>,
+    /// Tokens and cost summed over the task's group (`None` outside a group).
+    pub group_usage: Option<crate::task::usage::Usage>,
 }
 
 /// One task (any unique prefix of its name) in detail.
@@ -462,6 +464,7 @@ pub async fn status(ctx: &Ctx, task: &str) -> Result<Detail, InspectError> {
             unchecked: Vec::new(),
             following: None,
             queue_position: None,
+            group_usage: None,
         });
     }
     let rt = super::engine_for_reading().await;
@@ -494,6 +497,20 @@ pub async fn status(ctx: &Ctx, task: &str) -> Result<Detail, InspectError> {
     } else {
         None
     };
+    let group_usage = match &seen.loaded.record.group {
+        Some(group) => {
+            let all = ctx.store.all()?;
+            let members = all
+                .iter()
+                .map(|l| &l.record)
+                .filter(|r| r.group.as_ref() == Some(group) && r.name != seen.loaded.record.name);
+            // This task as seen now (its ending may not be recorded yet), the others as
+            // recorded.
+            let t = crate::task::usage::totals(members.chain([&seen.loaded.record]));
+            t.groups.get(group).cloned()
+        }
+        None => None,
+    };
     Ok(Detail {
         seen,
         problems,
@@ -502,6 +519,7 @@ pub async fn status(ctx: &Ctx, task: &str) -> Result<Detail, InspectError> {
         unchecked,
         following,
         queue_position,
+        group_usage,
     })
 }
 

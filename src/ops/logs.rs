@@ -68,7 +68,7 @@ pub enum Output {
 /// A task's output and how it should be read.
 pub struct Logs {
     pub task: String,
-    /// The agent emits a structured transcript (Claude's stream-json).
+    /// The agent emits a structured transcript (Claude's stream-json, Codex's JSON events).
     pub structured: bool,
     pub output: Output,
 }
@@ -77,7 +77,7 @@ pub struct Logs {
 /// shown rendered unless asked for raw.
 pub fn structured(search: &crate::data::Search, agent: &str) -> bool {
     crate::agent::load(search, agent)
-        .map(|a| a.def.output == crate::agent::OutputFormat::ClaudeStreamJson)
+        .map(|a| a.def.output.is_structured())
         .unwrap_or(false)
 }
 

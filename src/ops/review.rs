@@ -192,7 +192,7 @@ pub fn output_tail(output: &[u8], rendered: bool) -> String {
     }
     let lines: Vec<String> = text
         .lines()
-        .filter_map(crate::agent::claude::render_line)
+        .filter_map(crate::agent::render_line)
         .flat_map(|r| r.lines().map(str::to_string).collect::<Vec<_>>())
         .collect();
     let mut tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");

@@ -444,7 +444,8 @@ pub async fn ending<R: Runtime>(
         }
         None => Some("the container disappeared".to_string()),
     };
-    let stats = crate::agent::claude::stats(&String::from_utf8_lossy(&transcript));
+    let stats = crate::agent::run_stats(&String::from_utf8_lossy(&transcript))
+        .map(|s| crate::agent::prices::Prices::load().priced(s));
     Ok(Some(Ending {
         status,
         code,

@@ -809,11 +809,12 @@ pub async fn ask<R: Runtime>(
             sanitize(String::from_utf8_lossy(&res.stderr).trim_end())
         );
     }
-    let answer = match agent.def.output {
-        crate::agent::OutputFormat::ClaudeStreamJson => crate::agent::claude::stats(&text)
+    let answer = if agent.def.output.is_structured() {
+        crate::agent::run_stats(&text)
             .and_then(|s| s.final_message)
-            .unwrap_or_default(),
-        crate::agent::OutputFormat::Text => text,
+            .unwrap_or_default()
+    } else {
+        text
     };
     Ok(sanitize(answer.trim()))
 }

@@ -14,6 +14,7 @@ pub mod queue;
 pub mod remote;
 pub mod store;
 pub mod trash;
+pub mod usage;
 
 use serde::{Deserialize, Serialize};
 

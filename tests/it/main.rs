@@ -10,6 +10,7 @@ mod build_attack;
 mod cache;
 mod claude;
 mod cli;
+mod codex;
 #[cfg(feature = "local-runtime")]
 mod completion;
 mod conformance;
@@ -19,6 +20,7 @@ mod dashboard;
 mod egress;
 mod errors;
 mod fake_anthropic;
+mod fake_openai;
 mod follow;
 mod followups;
 mod gateway_attack;
