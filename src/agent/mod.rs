@@ -1,12 +1,14 @@
 //! Agents are data: each is a TOML definition (how to install it into the image, how to run
 //! it headless, interactively and to resume, which credentials and API base URL variable it
-//! uses, and how to read its output). Built in: `claude`, `codex`, `opencode`, `exec`; users
+//! uses, and how to read its output). Built in: `claude`, `codex`, `opencode`, `gemini`, `exec`; users
 //! add or override them in their own config. A definition says where a credential goes and
 //! which host values are read, so a repository's `.git-agent/agents/*.toml` is refused unless
 //! the user trusted that exact file (see [`crate::data`] and [`crate::trust`]).
 
 pub mod claude;
 pub mod credentials;
+pub mod gemini;
+pub mod opencode;
 
 use std::collections::BTreeMap;
 
@@ -31,8 +33,39 @@ pub enum PromptVia {
 pub enum OutputFormat {
     #[serde(rename = "claude-stream-json")]
     ClaudeStreamJson,
+    #[serde(rename = "opencode-json")]
+    OpencodeJson,
+    #[serde(rename = "gemini-stream-json")]
+    GeminiStreamJson,
     #[serde(rename = "text")]
     Text,
+}
+
+impl OutputFormat {
+    /// A transcript of JSON events that [`OutputFormat::render_line`] makes readable.
+    pub fn is_structured(self) -> bool {
+        self != OutputFormat::Text
+    }
+
+    /// What a run reported about itself (tokens, cost, final message), if it did.
+    pub fn stats(self, transcript: &str) -> Option<claude::RunStats> {
+        match self {
+            OutputFormat::ClaudeStreamJson => claude::stats(transcript),
+            OutputFormat::OpencodeJson => opencode::stats(transcript),
+            OutputFormat::GeminiStreamJson => gemini::stats(transcript),
+            OutputFormat::Text => None,
+        }
+    }
+
+    /// One line of output, readable; `None` for events not worth showing.
+    pub fn render_line(self, line: &str) -> Option<String> {
+        match self {
+            OutputFormat::ClaudeStreamJson => claude::render_line(line),
+            OutputFormat::OpencodeJson => opencode::render_line(line),
+            OutputFormat::GeminiStreamJson => gemini::render_line(line),
+            OutputFormat::Text => Some(crate::error::sanitize(line)),
+        }
+    }
 }
 
 /// An agent definition as written in its TOML file.

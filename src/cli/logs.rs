@@ -9,7 +9,7 @@ use clap::Args;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{Ctx, engine_view, term};
-use crate::agent::claude;
+use crate::agent::OutputFormat;
 use crate::error::sanitize;
 use crate::ops::logs::{self, Output};
 
@@ -40,8 +40,9 @@ enum Mode {
     Raw,
     /// As emitted, control characters escaped.
     Escaped,
-    /// Claude stream-json rendered as messages and tool calls.
-    Transcript,
+    /// A structured transcript (Claude's, OpenCode's or Gemini's JSON events) rendered as
+    /// messages and tool calls.
+    Transcript(OutputFormat),
 }
 
 /// A line-buffering writer that renders each complete line according to the mode.
@@ -67,8 +68,8 @@ impl<W: AsyncWrite + Unpin> Rendered<W> {
         match self.mode {
             Mode::Raw => self.out.extend_from_slice(line),
             Mode::Escaped => self.out.extend_from_slice(sanitize(&text).as_bytes()),
-            Mode::Transcript => {
-                if let Some(r) = claude::render_line(&text) {
+            Mode::Transcript(format) => {
+                if let Some(r) = format.render_line(&text) {
                     self.out.extend_from_slice(r.as_bytes());
                     self.out.push(b'\n');
                 }
@@ -119,7 +120,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Rendered<W> {
         while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=pos).collect();
             match self.mode {
-                Mode::Transcript => self.render(&line[..line.len() - 1]),
+                Mode::Transcript(_) => self.render(&line[..line.len() - 1]),
                 _ => self.render(&line),
             }
         }
@@ -152,8 +153,8 @@ pub async fn run(args: LogsArgs) -> Result<i32> {
         .map_err(crate::ops::OpError::into_report)?;
     let mode = if args.raw {
         Mode::Raw
-    } else if logs.structured {
-        Mode::Transcript
+    } else if let Some(format) = logs.structured {
+        Mode::Transcript(format)
     } else if term::stdout_is_tty() {
         Mode::Escaped
     } else {

@@ -68,8 +68,9 @@ pub enum Output {
 /// A task's output and how it should be read.
 pub struct Logs {
     pub task: String,
-    /// The agent emits a structured transcript (Claude's stream-json).
-    pub structured: bool,
+    /// How the agent's structured transcript is read, when it emits one (Claude's, OpenCode's
+    /// or Gemini's JSON events).
+    pub structured: Option<crate::agent::OutputFormat>,
     pub output: Output,
 }
 
@@ -78,8 +79,9 @@ pub async fn open(ctx: &Ctx, task: &str) -> Result<Logs, LogsError> {
     let loaded = ctx.store.resolve(task)?;
     let search = crate::data::Search::new(&ctx.git.dir);
     let structured = crate::agent::load(&search, &loaded.record.agent)
-        .map(|a| a.def.output == crate::agent::OutputFormat::ClaudeStreamJson)
-        .unwrap_or(false);
+        .ok()
+        .map(|a| a.def.output)
+        .filter(|f| f.is_structured());
     let name = loaded.record.name.clone();
     let mut unreachable = None;
     if let Some(container) = loaded.record.sandbox.container.clone() {

@@ -444,7 +444,14 @@ pub async fn ending<R: Runtime>(
         }
         None => Some("the container disappeared".to_string()),
     };
-    let stats = crate::agent::claude::stats(&String::from_utf8_lossy(&transcript));
+    // Read as its agent's output format says (a definition that no longer loads: as Claude's).
+    let format = crate::agent::load(
+        &crate::data::Search::new(&store.git().dir),
+        &loaded.record.agent,
+    )
+    .map(|a| a.def.output)
+    .unwrap_or(crate::agent::OutputFormat::ClaudeStreamJson);
+    let stats = format.stats(&String::from_utf8_lossy(&transcript));
     Ok(Some(Ending {
         status,
         code,

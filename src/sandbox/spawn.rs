@@ -756,10 +756,11 @@ pub async fn ask<R: Runtime>(
         );
     }
     let answer = match agent.def.output {
-        crate::agent::OutputFormat::ClaudeStreamJson => crate::agent::claude::stats(&text)
+        crate::agent::OutputFormat::Text => text,
+        format => format
+            .stats(&text)
             .and_then(|s| s.final_message)
             .unwrap_or_default(),
-        crate::agent::OutputFormat::Text => text,
     };
     Ok(sanitize(answer.trim()))
 }
