@@ -113,6 +113,28 @@ fn gemini_cli_works_through_the_vault_and_the_work_is_promoted() {
 
     container_never_held(&env, "gm", "GEMINI_API_KEY", KEY);
 
+    // `continue` resumes the CLI's latest session (kept in the task's home volume): the
+    // model sees the first run's prompt with the follow-up, again through a vault.
+    fake.push_steps(vec![Step::text("Second part done.")]);
+    env.agent_with(
+        &["continue", "gm", "-m", "now mention the albatross"],
+        |c| {
+            c.env("GEMINI_API_KEY", KEY);
+        },
+    )
+    .ok();
+    let st = crate::followups::ended(&env, "gm");
+    assert_eq!(st["exit_code"], 0, "{st}");
+    let main = fake.main_requests();
+    assert_eq!(main.len(), 5, "{}", fake.describe());
+    let resumed = main[4].body.to_string();
+    assert!(
+        resumed.contains("add a greeting file") && resumed.contains("albatross"),
+        "{resumed}"
+    );
+    assert!(fake.requests().iter().all(|r| r.api_key() == Some(KEY)));
+    assert_eq!(st["stats"]["final_message"], "Second part done.", "{st}");
+
     env.agent(&["commit", "gm", "-m", "Add a greeting"]).ok();
     assert_eq!(
         env.git(&["show", "agent/gm:hello.txt"]).ok().stdout,
