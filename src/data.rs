@@ -37,6 +37,7 @@ pub const AGENTS: Kind = Kind {
             "opencode",
             include_str!("../templates/agents/opencode.toml"),
         ),
+        ("gemini", include_str!("../templates/agents/gemini.toml")),
         ("exec", include_str!("../templates/agents/exec.toml")),
     ],
 };

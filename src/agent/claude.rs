@@ -86,7 +86,7 @@ pub fn stats(transcript: &str) -> Option<RunStats> {
     found
 }
 
-fn short(text: &str, max: usize) -> String {
+pub(crate) fn short(text: &str, max: usize) -> String {
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let clean = sanitize(&one_line);
     if clean.chars().count() > max {
@@ -96,7 +96,7 @@ fn short(text: &str, max: usize) -> String {
     }
 }
 
-fn tool_input(input: &Value) -> String {
+pub(crate) fn tool_input(input: &Value) -> String {
     match input {
         Value::Object(map) => map
             .iter()

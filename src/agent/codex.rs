@@ -50,11 +50,17 @@ pub fn stats(transcript: &str) -> Option<RunStats> {
     seen.then_some(s)
 }
 
-/// Whether a parsed transcript line is a Codex event (their types are dotted, or `error`).
-pub fn is_event(v: &Value) -> bool {
-    v.get("type")
-        .and_then(Value::as_str)
-        .is_some_and(|t| t.contains('.') || t == "error")
+/// Render one line of a Codex transcript readably; `None` for events not worth showing. A
+/// line that is no JSON is shown escaped.
+pub fn render_line(line: &str) -> Option<String> {
+    let line = line.trim_end();
+    if line.is_empty() {
+        return None;
+    }
+    match serde_json::from_str::<Value>(line) {
+        Ok(v) => render_event(&v),
+        Err(_) => Some(sanitize(line)),
+    }
 }
 
 fn short(text: &str, max: usize) -> String {

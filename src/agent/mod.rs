@@ -1,6 +1,6 @@
 //! Agents are data: each is a TOML definition (how to install it into the image, how to run
 //! it headless, interactively and to resume, which credentials and API base URL variable it
-//! uses, and how to read its output). Built in: `claude`, `codex`, `opencode`, `exec`; users
+//! uses, and how to read its output). Built in: `claude`, `codex`, `opencode`, `gemini`, `exec`; users
 //! add or override them in their own config. A definition says where a credential goes and
 //! which host values are read, so a repository's `.git-agent/agents/*.toml` is refused unless
 //! the user trusted that exact file (see [`crate::data`] and [`crate::trust`]).
@@ -9,6 +9,8 @@ pub mod claude;
 pub mod codex;
 pub mod credentials;
 pub mod prices;
+pub mod gemini;
+pub mod opencode;
 
 use std::collections::BTreeMap;
 
@@ -36,8 +38,41 @@ pub enum OutputFormat {
     /// `codex exec --json` events.
     #[serde(rename = "codex-json")]
     CodexJson,
+    #[serde(rename = "opencode-json")]
+    OpencodeJson,
+    #[serde(rename = "gemini-stream-json")]
+    GeminiStreamJson,
     #[serde(rename = "text")]
     Text,
+}
+
+impl OutputFormat {
+    /// A transcript of JSON events that [`OutputFormat::render_line`] makes readable.
+    pub fn is_structured(self) -> bool {
+        self != OutputFormat::Text
+    }
+
+    /// What a run reported about itself (tokens, cost, final message), if it did.
+    pub fn stats(self, transcript: &str) -> Option<claude::RunStats> {
+        match self {
+            OutputFormat::ClaudeStreamJson => claude::stats(transcript),
+            OutputFormat::CodexJson => codex::stats(transcript),
+            OutputFormat::OpencodeJson => opencode::stats(transcript),
+            OutputFormat::GeminiStreamJson => gemini::stats(transcript),
+            OutputFormat::Text => None,
+        }
+    }
+
+    /// One line of output, readable; `None` for events not worth showing.
+    pub fn render_line(self, line: &str) -> Option<String> {
+        match self {
+            OutputFormat::ClaudeStreamJson => claude::render_line(line),
+            OutputFormat::CodexJson => codex::render_line(line),
+            OutputFormat::OpencodeJson => opencode::render_line(line),
+            OutputFormat::GeminiStreamJson => gemini::render_line(line),
+            OutputFormat::Text => Some(crate::error::sanitize(line)),
+        }
+    }
 }
 
 /// An agent definition as written in its TOML file.
@@ -100,27 +135,11 @@ impl Agent {
     }
 }
 
-impl OutputFormat {
-    /// Whether the output is a transcript of JSON events that [`render_line`] renders.
-    pub fn is_structured(self) -> bool {
-        self != OutputFormat::Text
-    }
-}
-
-/// What a run reported about itself, from its transcript in any structured format (Claude's
-/// stream-json or Codex's JSON events; the formats share no event type). `None` for a
-/// transcript that reports nothing (plain text).
+/// What a run reported about itself when its agent's definition (and so its output format)
+/// is no longer known: Claude's stream-json or Codex's JSON events, whichever it is (the
+/// formats share no event type). `None` for a transcript that reports nothing.
 pub fn run_stats(transcript: &str) -> Option<claude::RunStats> {
     claude::stats(transcript).or_else(|| codex::stats(transcript))
-}
-
-/// Render one transcript line readably, in whichever structured format it is; `None` for
-/// events not worth showing. A line that is no JSON is shown escaped.
-pub fn render_line(line: &str) -> Option<String> {
-    match serde_json::from_str::<serde_json::Value>(line.trim_end()) {
-        Ok(v) if codex::is_event(&v) => codex::render_event(&v),
-        _ => claude::render_line(line),
-    }
 }
 
 /// Parse and check one definition; errors name the file and the field.

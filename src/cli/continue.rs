@@ -15,9 +15,9 @@ use crate::ops::followup::ContinueRequest;
 /// Send a follow-up prompt to a task, headless: its run must have ended. The work it has is
 /// synced first; then the agent runs again in a new container on the same workspace and
 /// home volume, with the same network policy and hardening, resuming its conversation
-/// (Claude Code and Codex: their `resume_headless` command; an agent without one starts a
-/// new conversation in the workspace; the exec agent runs its command again with the
-/// follow-up on standard input). Its work comes home on the same task branch.
+/// (Claude Code, Codex, OpenCode and Gemini CLI: their `resume_headless` command; an agent
+/// without one starts a new conversation in the workspace; the exec agent runs its command
+/// again with the follow-up on standard input). Its work comes home on the same task branch.
 ///
 /// The follow-up is kept with the task (`followup-<n>.md` in its state; `prompt.md` stays
 /// the original) and counted (`status` shows `follow-ups:`). Prints the task's name.

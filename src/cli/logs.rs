@@ -9,6 +9,7 @@ use clap::Args;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{Ctx, engine_view, term};
+use crate::agent::OutputFormat;
 use crate::error::sanitize;
 use crate::ops::logs::{self, Output};
 
@@ -39,18 +40,19 @@ pub(super) enum Mode {
     Raw,
     /// As emitted, control characters escaped.
     Escaped,
-    /// A structured transcript rendered as messages and tool calls.
-    Transcript,
+    /// A structured transcript (Claude's, OpenCode's or Gemini's JSON events) rendered as
+    /// messages and tool calls.
+    Transcript(OutputFormat),
 }
 
 impl Mode {
     /// As asked (`raw`), else readable for a structured transcript, else escaped on a
     /// terminal and as emitted elsewhere.
-    pub(super) fn choose(raw: bool, structured: bool, terminal: bool) -> Mode {
+    pub(super) fn choose(raw: bool, structured: Option<OutputFormat>, terminal: bool) -> Mode {
         if raw {
             Mode::Raw
-        } else if structured {
-            Mode::Transcript
+        } else if let Some(format) = structured {
+            Mode::Transcript(format)
         } else if terminal {
             Mode::Escaped
         } else {
@@ -82,8 +84,8 @@ impl<W: AsyncWrite + Unpin> Rendered<W> {
         match self.mode {
             Mode::Raw => self.out.extend_from_slice(line),
             Mode::Escaped => self.out.extend_from_slice(sanitize(&text).as_bytes()),
-            Mode::Transcript => {
-                if let Some(r) = crate::agent::render_line(&text) {
+            Mode::Transcript(format) => {
+                if let Some(r) = format.render_line(&text) {
                     self.out.extend_from_slice(r.as_bytes());
                     self.out.push(b'\n');
                 }
@@ -134,7 +136,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Rendered<W> {
         while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=pos).collect();
             match self.mode {
-                Mode::Transcript => self.render(&line[..line.len() - 1]),
+                Mode::Transcript(_) => self.render(&line[..line.len() - 1]),
                 _ => self.render(&line),
             }
         }

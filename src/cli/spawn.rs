@@ -277,11 +277,10 @@ pub async fn run(mut args: SpawnArgs) -> Result<i32> {
         return Ok(0);
     }
     // Rendered as `logs` renders it; on stderr, as it always was (stdout holds the names).
-    let structured = spawned.tasks.len() == 1
-        && ops::logs::structured(
-            &crate::data::Search::new(&ctx.git.dir),
-            &spawned.tasks[0].record.agent,
-        );
+    let structured = match &spawned.tasks[..] {
+        [one] => ops::logs::structured(&crate::data::Search::new(&ctx.git.dir), &one.record.agent),
+        _ => None,
+    };
     let mode = super::logs::Mode::choose(args.raw, structured, std::io::stderr().is_terminal());
     let mut shown = super::logs::Rendered::new(tokio::io::stderr(), mode);
     let waited = ops::spawn::wait(&rt, &ctx, spawned.tasks, &mut shown, &Stderr).await;

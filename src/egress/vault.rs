@@ -144,20 +144,27 @@ pub fn check_method(m: &str) -> Result<(), String> {
     }
 }
 
-/// Check one path prefix: absolute, canonical, plain characters.
+/// Check one path prefix: absolute, canonical, plain characters. A segment may start with
+/// `*` followed by a suffix (`*:generateContent`): it stands for one segment that is a name
+/// (letters, digits, `-._`) followed by exactly that suffix, e.g. the model in
+/// `/v1beta/models/gemini-2.5-pro:generateContent`.
 pub fn check_path(p: &str) -> Result<(), String> {
     let plain = p
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
+        .all(|b| b.is_ascii_alphanumeric() || b"/-._~:".contains(&b) || b == b'*');
+    let wildcards_ok = p.split('/').all(|s| match s.strip_prefix('*') {
+        Some(suffix) => !suffix.is_empty() && !suffix.contains('*'),
+        None => !s.contains('*'),
+    });
     let canonical = p.starts_with('/')
         && (p == "/" || !p.ends_with('/'))
         && !p.contains("//")
         && !p.split('/').any(|s| s == "." || s == "..");
-    if plain && canonical {
+    if plain && wildcards_ok && canonical {
         Ok(())
     } else {
         Err(format!(
-            "'{p}' is not a path prefix like /v1/messages (letters, digits, /-._~, no dot segments or trailing slash)"
+            "'{p}' is not a path prefix like /v1/messages or /v1beta/models/*:generateContent (letters, digits, /-._~:, `*` only to start a segment and followed by a suffix, no dot segments or trailing slash)"
         ))
     }
 }
@@ -275,6 +282,8 @@ mod tests {
     fn path_prefixes_must_be_canonical() {
         for ok in [
             "/",
+            "/v1beta/models/*:generateContent",
+            "/v1/*.json",
             "/v1/messages",
             "/v1/models",
             "/responses",
@@ -284,6 +293,7 @@ mod tests {
         }
         for bad in [
             "", "v1", "/v1/", "//v1", "/v1/../x", "/./v1", "/v1%2fx", "/v1\\x", "/v1?x", "/v 1",
+            "/v1/*", "/v1/a*b", "/v1/**:x", "/v1/*:x*", "/*",
         ] {
             assert!(check_path(bad).is_err(), "{bad:?} accepted");
         }

@@ -270,12 +270,12 @@ async fn output(ctx: &Ctx, key: &TaskKey) -> OutputView {
 /// Output as a person reads it: a structured transcript as messages and tool calls (as
 /// `logs` renders it), anything else with control characters escaped; tabs become spaces.
 /// The last [`OUTPUT_LINES`] lines.
-pub fn readable(raw: &[u8], structured: bool) -> Vec<String> {
+pub fn readable(raw: &[u8], structured: Option<crate::agent::OutputFormat>) -> Vec<String> {
     let text = String::from_utf8_lossy(raw);
     let mut lines: Vec<String> = Vec::new();
     for line in text.lines() {
-        let shown = if structured {
-            match crate::agent::render_line(line) {
+        let shown = if let Some(format) = structured {
+            match format.render_line(line) {
                 Some(r) => r,
                 None => continue,
             }
@@ -296,11 +296,11 @@ mod tests {
 
     #[test]
     fn output_is_escaped_and_capped() {
-        let lines = readable(b"ok\n\x1b[2Jclear\x07\ta\rb\r\n", false);
+        let lines = readable(b"ok\n\x1b[2Jclear\x07\ta\rb\r\n", None);
         // A carriage return inside a line could overwrite what the pane shows: escaped.
         assert_eq!(lines, ["ok", "\\x1b[2Jclear\\x07    a\\x0db"]);
         let many: String = (0..OUTPUT_LINES + 10).map(|i| format!("{i}\n")).collect();
-        let lines = readable(many.as_bytes(), false);
+        let lines = readable(many.as_bytes(), None);
         assert_eq!(lines.len(), OUTPUT_LINES);
         assert_eq!(lines.last().map(String::as_str), Some("209"));
     }
@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn a_transcript_reads_as_messages() {
         let t = r#"{"type":"assistant","message":{"content":[{"type":"text","text":"hello\u001b[31m there"}]}}"#;
-        let lines = readable(t.as_bytes(), true);
+        let lines = readable(t.as_bytes(), Some(crate::agent::OutputFormat::ClaudeStreamJson));
         assert!(lines.iter().any(|l| l.contains("hello")), "{lines:?}");
         assert!(!lines.iter().any(|l| l.contains('\u{1b}')), "{lines:?}");
         assert!(!lines.iter().any(|l| l.contains("\"type\"")), "{lines:?}");

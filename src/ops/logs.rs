@@ -68,17 +68,22 @@ pub enum Output {
 /// A task's output and how it should be read.
 pub struct Logs {
     pub task: String,
-    /// The agent emits a structured transcript (Claude's stream-json, Codex's JSON events).
-    pub structured: bool,
+    /// How the agent's structured transcript is read, when it emits one (Claude's, OpenCode's
+    /// or Gemini's JSON events).
+    pub structured: Option<crate::agent::OutputFormat>,
     pub output: Output,
 }
 
-/// Whether tasks of `agent` emit a structured transcript (Claude's stream-json), which is
-/// shown rendered unless asked for raw.
-pub fn structured(search: &crate::data::Search, agent: &str) -> bool {
+/// The format of the structured transcript tasks of `agent` emit, if they emit one (it is
+/// shown rendered unless asked for raw).
+pub fn structured(
+    search: &crate::data::Search,
+    agent: &str,
+) -> Option<crate::agent::OutputFormat> {
     crate::agent::load(search, agent)
-        .map(|a| a.def.output.is_structured())
-        .unwrap_or(false)
+        .ok()
+        .map(|a| a.def.output)
+        .filter(|f| f.is_structured())
 }
 
 /// Find task `task`'s output (any unique prefix of its name).

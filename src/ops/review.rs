@@ -185,14 +185,14 @@ const TRANSCRIPT_READ: usize = 200;
 
 /// The last lines of a task's output as review shows them: a structured transcript
 /// rendered as `git agent logs` renders it, anything else as it came; escaped either way.
-pub fn output_tail(output: &[u8], rendered: bool) -> String {
+pub fn output_tail(output: &[u8], rendered: Option<crate::agent::OutputFormat>) -> String {
     let text = String::from_utf8_lossy(output);
-    if !rendered {
+    let Some(format) = rendered else {
         return crate::error::sanitize(&text);
-    }
+    };
     let lines: Vec<String> = text
         .lines()
-        .filter_map(crate::agent::render_line)
+        .filter_map(|l| format.render_line(l))
         .flat_map(|r| r.lines().map(str::to_string).collect::<Vec<_>>())
         .collect();
     let mut tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
@@ -218,10 +218,10 @@ async fn task(
                 let mut buf = Vec::new();
                 let container = loaded.record.sandbox.container.clone().unwrap_or_default();
                 let search = crate::data::Search::new(&ctx.git.dir);
-                let rendered =
-                    !req.raw_output && super::logs::structured(&search, &loaded.record.agent);
+                let rendered = super::logs::structured(&search, &loaded.record.agent)
+                    .filter(|_| !req.raw_output);
                 // A rendered transcript shows far fewer lines than it has: read more of it.
-                let read = if rendered {
+                let read = if rendered.is_some() {
                     TRANSCRIPT_READ
                 } else {
                     TAIL_LINES
@@ -627,7 +627,7 @@ mod tests {
                 "{{\"type\":\"assistant\",\"message\":{{\"content\":[{{\"type\":\"text\",\"text\":\"step {i} \\u001b[2J\"}}]}}}}\n"
             ));
         }
-        let tail = output_tail(out.as_bytes(), true);
+        let tail = output_tail(out.as_bytes(), Some(crate::agent::OutputFormat::ClaudeStreamJson));
         assert_eq!(tail.lines().count(), TAIL_LINES, "{tail}");
         assert!(
             tail.lines().all(|l| l.starts_with("assistant: step ")),
@@ -638,13 +638,13 @@ mod tests {
             "{tail}"
         );
         assert!(!tail.contains('\x1b') && !tail.contains("{\""), "{tail}");
-        let raw = output_tail(out.as_bytes(), false);
+        let raw = output_tail(out.as_bytes(), None);
         assert!(
             raw.contains("{\"type\":\"assistant\"") && !raw.contains('\x1b'),
             "{raw}"
         );
-        assert_eq!(output_tail(b"plain\n", true), "plain\n");
-        assert_eq!(output_tail(b"", true), "");
+        assert_eq!(output_tail(b"plain\n", Some(crate::agent::OutputFormat::ClaudeStreamJson)), "plain\n");
+        assert_eq!(output_tail(b"", Some(crate::agent::OutputFormat::ClaudeStreamJson)), "");
     }
 
     #[test]

@@ -444,8 +444,17 @@ pub async fn ending<R: Runtime>(
         }
         None => Some("the container disappeared".to_string()),
     };
-    let stats = crate::agent::run_stats(&String::from_utf8_lossy(&transcript))
-        .map(|s| crate::agent::prices::Prices::load().priced(s));
+    // Read as its agent's output format says (a definition that no longer loads: whichever
+    // known format the transcript is in).
+    let text = String::from_utf8_lossy(&transcript);
+    let stats = match crate::agent::load(
+        &crate::data::Search::new(&store.git().dir),
+        &loaded.record.agent,
+    ) {
+        Ok(a) => a.def.output.stats(&text),
+        Err(_) => crate::agent::run_stats(&text),
+    }
+    .map(|s| crate::agent::prices::Prices::load().priced(s));
     Ok(Some(Ending {
         status,
         code,

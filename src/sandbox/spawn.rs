@@ -809,12 +809,12 @@ pub async fn ask<R: Runtime>(
             sanitize(String::from_utf8_lossy(&res.stderr).trim_end())
         );
     }
-    let answer = if agent.def.output.is_structured() {
-        crate::agent::run_stats(&text)
+    let answer = match agent.def.output {
+        crate::agent::OutputFormat::Text => text,
+        format => format
+            .stats(&text)
             .and_then(|s| s.final_message)
-            .unwrap_or_default()
-    } else {
-        text
+            .unwrap_or_default(),
     };
     Ok(sanitize(answer.trim()))
 }

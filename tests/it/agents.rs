@@ -8,7 +8,7 @@ use crate::require_docker;
 fn agents_list_their_origin_and_bad_definitions_name_file_and_field() {
     let env = TestEnv::new();
     let out = env.agent(&["agents"]).ok().stdout;
-    for name in ["claude", "codex", "opencode", "exec"] {
+    for name in ["claude", "codex", "opencode", "gemini", "exec"] {
         let line = out
             .lines()
             .find(|l| l.starts_with(name))

@@ -423,15 +423,15 @@ impl Drop for FakeAnthropic {
 // ---------------------------------------------------------------------------------------------
 // HTTP handling
 
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -439,7 +439,7 @@ impl Request {
     }
 }
 
-enum ReadError {
+pub(crate) enum ReadError {
     /// Clean EOF or I/O error before a request started: just close.
     Closed,
     /// Malformed request: answer 400 and close.
@@ -490,7 +490,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
     let _ = writer.shutdown(Shutdown::Both);
 }
 
-fn wants_close(req: &Request) -> bool {
+pub(crate) fn wants_close(req: &Request) -> bool {
     req.header("connection")
         .map(|v| v.to_ascii_lowercase().contains("close"))
         .unwrap_or(false)
@@ -506,7 +506,7 @@ fn read_line(reader: &mut BufReader<TcpStream>, buf: &mut Vec<u8>) -> std::io::R
     Ok(n)
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Request, ReadError> {
+pub(crate) fn read_request(reader: &mut BufReader<TcpStream>) -> Result<Request, ReadError> {
     let mut line = Vec::new();
     // Skip stray empty lines between requests (RFC 9112 §2.2).
     loop {
@@ -819,7 +819,12 @@ fn conn_header(close: bool) -> &'static str {
     }
 }
 
-fn write_json(w: &mut TcpStream, status: u16, body: &Value, close: bool) -> std::io::Result<()> {
+pub(crate) fn write_json(
+    w: &mut TcpStream,
+    status: u16,
+    body: &Value,
+    close: bool,
+) -> std::io::Result<()> {
     let body = body.to_string();
     let head = format!(
         "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nrequest-id: req_fake\r\n{}\r\n",
@@ -832,7 +837,7 @@ fn write_json(w: &mut TcpStream, status: u16, body: &Value, close: bool) -> std:
     w.flush()
 }
 
-fn write_chunk(w: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_chunk(w: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
     w.write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
     w.write_all(data)?;
     w.write_all(b"\r\n")?;

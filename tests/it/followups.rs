@@ -12,7 +12,7 @@ use crate::require_docker;
 
 /// Wait until the task's run has ended; returns its `status --json`.
 #[track_caller]
-fn ended(env: &TestEnv, task: &str) -> serde_json::Value {
+pub(crate) fn ended(env: &TestEnv, task: &str) -> serde_json::Value {
     let mut st = serde_json::Value::Null;
     for _ in 0..300 {
         st = env.json(&["status", task, "--json"]);
