@@ -19,6 +19,7 @@ mod list;
 mod logs;
 pub mod man;
 mod merge;
+mod preview;
 mod progress;
 mod purge;
 mod push;
@@ -110,6 +111,7 @@ pub enum Command {
     #[command(hide = true)]
     HookRun(hooks::HookRunArgs),
     Share(share::ShareArgs),
+    Preview(preview::PreviewArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -210,6 +212,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Hooks(a) => hooks::run(a),
         Command::HookRun(a) => hooks::run_hook(a).await,
         Command::Share(a) => share::run(a),
+        Command::Preview(a) => preview::run(a).await,
     }
 }
 

@@ -28,6 +28,7 @@ mod listing;
 mod networks;
 mod offline;
 mod orchestration;
+mod preview;
 mod promotion;
 mod purge;
 mod queue;
