@@ -517,6 +517,8 @@ pub async fn start<R: Runtime>(
         None => (p.names.len() > 1).then(|| p.group.to_string()),
     };
     let object_cache = crate::sandbox::cache::enabled(&ctx.config)?;
+    let services =
+        crate::sandbox::services::load(&ctx.git.dir, crate::data::user_config_dir().as_deref())?;
     let mut requests = Vec::new();
     for ((((agent, name), prompt), (env, gateway)), plan) in p
         .agents
@@ -562,6 +564,7 @@ pub async fn start<R: Runtime>(
             git_readonly: p.git_readonly,
             object_cache,
             retry_of: p.retry_of.clone(),
+            services: services.clone(),
         });
     }
 

@@ -353,6 +353,8 @@ pub async fn retire<R: Runtime>(
     loaded: Loaded,
     names: &ObjectNames,
 ) -> Result<Loaded> {
+    // The task's services live exactly as long as its run.
+    super::services::remove(rt, &RepoId::of(store.git()), &loaded.record.name).await?;
     let Some(gw) = loaded.record.sandbox.gateway.clone() else {
         return super::network::release(rt, store, loaded, names).await;
     };

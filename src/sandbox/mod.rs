@@ -12,6 +12,7 @@ pub mod health;
 pub mod network;
 pub mod preview;
 pub mod reseed;
+pub mod services;
 pub mod spawn;
 pub mod stuck;
 pub mod sync;
@@ -484,6 +485,8 @@ pub async fn remove_objects<R: Runtime>(
     network: bool,
 ) -> Result<()> {
     let names = repo.object_names(task);
+    // Its services first (found by their labels): they hold the task's network.
+    services::remove(rt, repo, task).await?;
     let mut wanted: Vec<(ObjectKind, String)> = names
         .all()
         .iter()

@@ -182,3 +182,163 @@ fn a_preview_needs_a_command_and_a_workspace() {
     let run = env.agent(&["preview", "done", "--port", "5173"]).fails();
     assert!(run.stderr.contains("agent.previewCommand"), "{run}");
 }
+
+/// A service image built here from the base image (no registry is reachable, so no real
+/// database image can be pulled): a perl TCP server on port 7000 that answers each line with
+/// `pong <line>` and the value of its SERVICE_GREETING variable. Removed on drop.
+struct ServiceImage(String);
+
+impl ServiceImage {
+    fn build() -> ServiceImage {
+        let tag = format!("git-agent-test-svc:{}", std::process::id());
+        let dockerfile = format!(
+            "FROM {}\nCMD [\"perl\", \"-MIO::Socket::INET\", \"-e\", \"$s = IO::Socket::INET->new(LocalPort => 7000, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) {{ $l = <$c>; chomp $l; print $c qq(pong $l $ENV{{SERVICE_GREETING}}\\\\n); close $c }}\"]\n",
+            crate::common::base_image()
+        );
+        let mut child = Command::new("docker")
+            .args(["build", "-q", "-t", &tag, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dockerfile.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ServiceImage(tag)
+    }
+}
+
+impl Drop for ServiceImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// The exec task's query: connect to the service by its name (retrying while it starts),
+/// send a line, commit the answer.
+const QUERY: &str = r#"for i in $(seq 1 50); do perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(PeerAddr => "db:7000", Timeout => 2) or exit 1; print $s "hello\n"; print scalar <$s>' > answer.txt && break; sleep 0.2; done; git add answer.txt && git commit -qm answer"#;
+
+#[test]
+fn an_exec_task_queries_a_service_the_repository_declares_and_it_goes_with_the_task() {
+    require_docker!();
+    let image = ServiceImage::build();
+    let env = TestEnv::new();
+    env.write(
+        ".git-agent/services.toml",
+        &format!(
+            "[services.db]\nimage = \"{}\"\nenv = {{ SERVICE_GREETING = \"from-the-repo\" }}\n",
+            image.0
+        ),
+    );
+    env.git(&["add", "."]).ok();
+    env.git(&["commit", "-qm", "services"]).ok();
+    env.agent(&[
+        "spawn", "--name", "q", "--wait", "-m", "x", "--", "sh", "-c", QUERY,
+    ])
+    .ok();
+    env.agent(&["sync", "q"]).ok();
+    let answer = env.git(&["show", "refs/agent/q/head:answer.txt"]).ok();
+    assert_eq!(answer.stdout, "pong hello from-the-repo\n");
+    // The run has ended: its service went with it.
+    let svc = format!("git-agent-{}.svc-db.q", env.repo_id());
+    let (containers, _, _) = env.runtime_objects();
+    assert!(!containers.contains(&svc), "{containers:?}");
+}
+
+#[test]
+fn a_service_is_confined_on_the_tasks_network_and_removed_with_the_task() {
+    require_docker!();
+    let image = ServiceImage::build();
+    let env = TestEnv::new();
+    // The user's own file declares it.
+    let dir = env.home.path().join(".config/git-agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("services.toml"),
+        format!("[services.db]\nimage = \"{}\"\n", image.0),
+    )
+    .unwrap();
+    env.agent(&["spawn", "--name", "s", "-m", "x", "--", "sleep", "300"])
+        .ok();
+    let names = env.names_of("s");
+    let svc = format!("git-agent-{}.svc-db.s", env.repo_id());
+    let conf = docker(&[
+        "inspect",
+        "-f",
+        "{{.Config.User}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.HostConfig.Privileged}} [{{range $p, $b := .HostConfig.PortBindings}}{{$p}}{{end}}] [{{range .Mounts}}{{.Name}}{{end}}] {{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{join $v.Aliases \",\"}} {{end}}",
+        &svc,
+    ]);
+    assert!(
+        conf.starts_with(&format!(
+            "1000:1000 [ALL] [no-new-privileges] false [] [] {}=",
+            names.network
+        )),
+        "{conf}"
+    );
+    assert!(conf.contains("db"), "{conf}");
+    env.docker_exec(
+        "s",
+        "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(PeerAddr => \"db:7000\", Timeout => 5) or die \"no service: $!\"; print $s \"x\\n\"; print scalar <$s>'",
+    )
+    .ok();
+    env.agent(&["purge", "--yes", "s"]).ok();
+    let (containers, _, networks) = env.runtime_objects();
+    assert!(!containers.contains(&svc), "{containers:?}");
+    assert!(!networks.contains(&names.network), "{networks:?}");
+}
+
+#[test]
+fn a_repository_cannot_give_a_service_more_than_an_image_and_environment() {
+    require_docker!();
+    let env = TestEnv::new();
+    for (extra, key) in [
+        ("privileged = true", "privileged"),
+        ("ports = [\"127.0.0.1:7000:7000\"]", "ports"),
+        ("volumes = [\"/:/host\"]", "volumes"),
+        ("cap_add = [\"NET_ADMIN\"]", "cap_add"),
+        ("network_mode = \"host\"", "network_mode"),
+    ] {
+        env.write(
+            ".git-agent/services.toml",
+            &format!("[services.db]\nimage = \"redis\"\n{extra}\n"),
+        );
+        env.git(&["add", "."]).ok();
+        env.git(&["commit", "-qm", "services"]).ok();
+        let before = env.snapshot();
+        let run = env
+            .agent(&["spawn", "--name", "t", "-m", "x", "--", "true"])
+            .fails();
+        assert!(run.stderr.contains(key), "{run}");
+        assert!(run.stderr.contains(".git-agent/services.toml"), "{run}");
+        assert_eq!(
+            env.snapshot(),
+            before,
+            "a refused spawn changed the repository"
+        );
+        let (containers, _, _) = env.runtime_objects();
+        assert!(containers.is_empty(), "{containers:?}");
+    }
+    // An image name is no way to mount anything either.
+    for image in ["/etc", "type=bind,source=/,target=/h", "redis -v /:/h"] {
+        env.write(
+            ".git-agent/services.toml",
+            &format!("[services.db]\nimage = \"{image}\"\n"),
+        );
+        env.git(&["add", "."]).ok();
+        env.git(&["commit", "-qm", "services"]).ok();
+        let run = env
+            .agent(&["spawn", "--name", "t", "-m", "x", "--", "true"])
+            .fails();
+        assert!(run.stderr.contains("not a plain image reference"), "{run}");
+    }
+}
