@@ -211,7 +211,9 @@ pub fn load(root: &Path, user_dir: Option<&Path>) -> Result<Vec<Service>> {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("cannot read {}", path.display())));
+                return Err(
+                    anyhow::Error::new(e).context(format!("cannot read {}", path.display()))
+                );
             }
         }
     }
