@@ -505,6 +505,9 @@ pub async fn start<R: Runtime>(
     prepared: Prepared,
     events: &dyn Events,
 ) -> Result<SpawnResult, SpawnError> {
+    // A services file that asks for too much is refused before the engine is asked anything.
+    let services =
+        crate::sandbox::services::load(&ctx.git.dir, crate::data::user_config_dir().as_deref())?;
     let mut p = prepared;
     let claimed = p.claimed.take();
     let limits = Limits::from_config(&ctx.config)?;
@@ -517,8 +520,6 @@ pub async fn start<R: Runtime>(
         None => (p.names.len() > 1).then(|| p.group.to_string()),
     };
     let object_cache = crate::sandbox::cache::enabled(&ctx.config)?;
-    let services =
-        crate::sandbox::services::load(&ctx.git.dir, crate::data::user_config_dir().as_deref())?;
     let mut requests = Vec::new();
     for ((((agent, name), prompt), (env, gateway)), plan) in p
         .agents
