@@ -22,6 +22,7 @@ mod list;
 mod logs;
 pub mod man;
 mod merge;
+mod preview;
 mod progress;
 mod purge;
 mod push;
@@ -115,6 +116,7 @@ pub enum Command {
     Share(share::ShareArgs),
     Completion(completion::CompletionArgs),
     Dashboard(dashboard::DashboardArgs),
+    Preview(preview::PreviewArgs),
 }
 
 pub use crate::ops::{Ctx, engine, engine_for_reading, reload};
@@ -235,6 +237,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Share(a) => share::run(a),
         Command::Completion(a) => completion::run(a),
         Command::Dashboard(a) => dashboard::run(a).await,
+        Command::Preview(a) => preview::run(a).await,
     }
 }
 

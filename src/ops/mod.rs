@@ -28,6 +28,7 @@ pub mod image;
 pub mod inspect;
 pub mod logs;
 pub mod merge;
+pub mod preview;
 pub mod push;
 pub mod queue;
 pub mod remove;

@@ -78,6 +78,8 @@ pub async fn rm<R: Runtime>(
     if crate::sandbox::owned_by(rt, &ctx.repo, &name, ObjectKind::Container, &names.warden).await? {
         rt.remove_container(&names.warden).await?;
     }
+    // A preview goes with the task's container (it would keep the network in use).
+    crate::sandbox::preview::remove(rt, &ctx.repo, &name).await?;
     ctx.store.update(&name, "rm", |r, _| {
         if matches!(r.status, Status::Running | Status::Creating) {
             r.status = Status::Stopped;

@@ -283,6 +283,12 @@ pub(super) async fn resume<R: Runtime>(
         super::setup::fresh_gateway(ctx, rt, &agent, policy, &name, events).await?;
     crate::guard::add_env(&mut env, loaded.record.git_readonly);
     let limits = Limits::from_config(&ctx.config)?;
+    // The new run gets its services afresh (those of an earlier run went with it).
+    let services =
+        crate::sandbox::services::load(&ctx.git.dir, crate::data::user_config_dir().as_deref())?;
+    crate::sandbox::services::remove(rt, &ctx.repo, &name).await?;
+    crate::sandbox::services::start(rt, &ctx.repo, &name, &services, &limits, &names.network)
+        .await?;
     let home = loaded.record.sandbox.home_volume.is_some();
     let spec = sandbox_spec(
         &ctx.repo,

@@ -505,6 +505,9 @@ pub async fn start<R: Runtime>(
     prepared: Prepared,
     events: &dyn Events,
 ) -> Result<SpawnResult, SpawnError> {
+    // A services file that asks for too much is refused before the engine is asked anything.
+    let services =
+        crate::sandbox::services::load(&ctx.git.dir, crate::data::user_config_dir().as_deref())?;
     let mut p = prepared;
     let claimed = p.claimed.take();
     let limits = Limits::from_config(&ctx.config)?;
@@ -562,6 +565,7 @@ pub async fn start<R: Runtime>(
             git_readonly: p.git_readonly,
             object_cache,
             retry_of: p.retry_of.clone(),
+            services: services.clone(),
         });
     }
 

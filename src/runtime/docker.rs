@@ -11,7 +11,7 @@ use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HostConfig, Ipam, IpamConfig,
-    Mount, MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
+    Mount, MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
@@ -24,9 +24,10 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
-    CommitSpec, ContainerState, EngineError, EngineErrorKind, ExecOutcome, GatewaySpec, Hardening,
-    ImageConfig, Inventory, LABEL_TASK, Listed, LogRotation, ObjectKind, OutputTooLarge, Owned,
-    Runtime, SandboxSpec, StepSpec, Terminal, Upload, VolumeMount, WardenSpec,
+    CommitSpec, CompanionSpec, ContainerState, DoorSpec, EngineError, EngineErrorKind, ExecOutcome,
+    GatewaySpec, Hardening, ImageConfig, Inventory, LABEL_TASK, Listed, LogRotation, ObjectKind,
+    OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Terminal, Upload, VolumeMount,
+    WardenSpec,
 };
 use crate::error::hinted;
 
@@ -553,6 +554,84 @@ impl Runtime for DockerRuntime {
             .create_named(&spec.name, body)
             .await
             .with_context(|| format!("cannot create the disk warden {}", spec.name))?;
+        Ok(resp.id)
+    }
+
+    async fn create_companion(&self, spec: &CompanionSpec) -> Result<String> {
+        let host = HostConfig {
+            mounts: Some(mounts(&spec.mounts)),
+            network_mode: Some(spec.network.clone()),
+            ..host_config(&spec.hardening)
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            // With a command of ours the image's entrypoint is not used either.
+            entrypoint: spec.cmd.as_ref().map(|_| vec![]),
+            cmd: spec.cmd.clone(),
+            env: Some(spec.env.clone()),
+            labels: Some(spec.labels.clone()),
+            user: Some(spec.hardening.user.to_string()),
+            working_dir: spec.working_dir.clone(),
+            host_config: Some(host),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    spec.network.clone(),
+                    EndpointSettings {
+                        aliases: Some(vec![spec.alias.clone()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let resp = self
+            .create_named(&spec.name, body)
+            .await
+            .with_context(|| format!("cannot create container {}", spec.name))?;
+        Ok(resp.id)
+    }
+
+    async fn create_door(&self, spec: &DoorSpec) -> Result<String> {
+        let port = format!("{}/tcp", spec.port);
+        let host = HostConfig {
+            network_mode: Some(spec.front.clone()),
+            port_bindings: Some(HashMap::from([(
+                port.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some(spec.host_ip.clone()),
+                    host_port: Some(spec.host_port.to_string()),
+                }]),
+            )])),
+            ..host_config(&spec.hardening)
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            entrypoint: Some(vec![]),
+            cmd: Some(spec.cmd.clone()),
+            labels: Some(spec.labels.clone()),
+            user: Some(spec.hardening.user.to_string()),
+            working_dir: Some("/".into()),
+            exposed_ports: Some(vec![port]),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let resp = self
+            .create_named(&spec.name, body)
+            .await
+            .with_context(|| format!("cannot create the preview's door {}", spec.name))?;
+        self.docker
+            .connect_network(
+                &spec.inner,
+                NetworkConnectRequest {
+                    container: resp.id.clone(),
+                    endpoint_config: Some(EndpointSettings::default()),
+                },
+            )
+            .await
+            .map_err(engine)
+            .with_context(|| {
+                format!("cannot attach the preview's door to network {}", spec.inner)
+            })?;
         Ok(resp.id)
     }
 

@@ -46,9 +46,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{
-    CommitSpec, ContainerState, EngineError, EngineErrorKind, ExecOutcome, GatewaySpec,
-    ImageConfig, Inventory, Isolation, LABEL_TASK, Listed, ObjectKind, OutputTooLarge, Owned,
-    Runtime, SandboxSpec, StepSpec, Terminal, Upload, UserId, WardenSpec,
+    CommitSpec, CompanionSpec, ContainerState, DoorSpec, EngineError, EngineErrorKind, ExecOutcome,
+    GatewaySpec, ImageConfig, Inventory, Isolation, LABEL_TASK, Listed, ObjectKind, OutputTooLarge,
+    Owned, Runtime, SandboxSpec, StepSpec, Terminal, Upload, UserId, WardenSpec,
 };
 use crate::error::Hint;
 
@@ -999,6 +999,20 @@ impl Runtime for LocalRuntime {
         rec.volumes = spec.mounts.iter().map(|m| m.volume.clone()).collect();
         self.create_record(&rec, |_| Ok(()))?;
         Ok(rec.id)
+    }
+
+    async fn create_companion(&self, spec: &CompanionSpec) -> Result<String> {
+        bail!(
+            "the local runtime runs no containers beside a task ({} needs a container engine)",
+            spec.name
+        )
+    }
+
+    async fn create_door(&self, spec: &DoorSpec) -> Result<String> {
+        bail!(
+            "the local runtime publishes no ports ({} needs a container engine)",
+            spec.name
+        )
     }
 
     async fn upload(&self, id: &str, dir: &str, files: &[Upload]) -> Result<()> {

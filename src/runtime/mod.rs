@@ -178,6 +178,47 @@ pub struct WardenSpec {
     pub hardening: Hardening,
 }
 
+/// A container that lives beside a task on the task's internal network, reachable there by
+/// a network alias: a preview (the task's workspace mounted read-only, a dev server) or a
+/// service the task's tests need (a database). It has no other network and no published
+/// ports; a preview is reached from the host only through its [`DoorSpec`].
+#[derive(Debug, Clone)]
+pub struct CompanionSpec {
+    pub name: String,
+    pub image: String,
+    /// The whole command; `None`: the image's own entrypoint and command.
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub mounts: Vec<VolumeMount>,
+    /// Where the command starts; `None`: the image's.
+    pub working_dir: Option<String>,
+    /// The internal network it joins, and its name there.
+    pub network: String,
+    pub alias: String,
+    pub hardening: Hardening,
+}
+
+/// The one way into a preview from the host: a relay container (from git-agent's own image)
+/// on a `front` network of its own, whose `port` is published on `host_ip:host_port` of the
+/// engine's host, and on the preview's `inner` network, where it relays each connection to
+/// the preview. Engines do not publish ports of containers on internal networks, so the
+/// preview itself never gets one.
+#[derive(Debug, Clone)]
+pub struct DoorSpec {
+    pub name: String,
+    pub image: String,
+    /// The whole command (the relay).
+    pub cmd: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub front: String,
+    pub inner: String,
+    pub host_ip: String,
+    pub host_port: u16,
+    pub port: u16,
+    pub hardening: Hardening,
+}
+
 /// A short-lived container that applies an untrusted build step to an image (see
 /// [`crate::image::project`]): no mounts, on an internal network. Its command only waits
 /// (in `/`); the steps run as execs, as root.
@@ -386,6 +427,10 @@ pub trait Runtime {
     async fn attach_gateway(&self, id: &str, spec: &GatewaySpec) -> Result<()>;
     /// Create a task's disk warden (started with [`Runtime::start`] once the task runs).
     async fn create_warden(&self, spec: &WardenSpec) -> Result<String>;
+    /// Create (not start) a container beside a task (see [`CompanionSpec`]).
+    async fn create_companion(&self, spec: &CompanionSpec) -> Result<String>;
+    /// Create (not start) a preview's door (see [`DoorSpec`]).
+    async fn create_door(&self, spec: &DoorSpec) -> Result<String>;
     /// Write files into directory `dir` of a container (created or running).
     async fn upload(&self, id: &str, dir: &str, files: &[Upload]) -> Result<()>;
     /// Up to `limit` bytes of a container's output, each line prefixed by the engine's

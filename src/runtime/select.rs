@@ -19,8 +19,8 @@ use super::docker::DockerRuntime;
 #[cfg(feature = "local-runtime")]
 use super::local::LocalRuntime;
 use super::{
-    CommitSpec, ContainerState, ExecOutcome, GatewaySpec, ImageConfig, Inventory, Listed,
-    ObjectKind, Owned, Runtime, SandboxSpec, StepSpec, Upload, WardenSpec,
+    CommitSpec, CompanionSpec, ContainerState, DoorSpec, ExecOutcome, GatewaySpec, ImageConfig,
+    Inventory, Listed, ObjectKind, Owned, Runtime, SandboxSpec, StepSpec, Upload, WardenSpec,
 };
 
 /// The environment variable that asks a `local-runtime` build for the local runtime.
@@ -170,6 +170,14 @@ impl Runtime for Engine {
 
     async fn create_warden(&self, spec: &WardenSpec) -> Result<String> {
         each!(self, rt => rt.create_warden(spec).await)
+    }
+
+    async fn create_companion(&self, spec: &CompanionSpec) -> Result<String> {
+        each!(self, rt => rt.create_companion(spec).await)
+    }
+
+    async fn create_door(&self, spec: &DoorSpec) -> Result<String> {
+        each!(self, rt => rt.create_door(spec).await)
     }
 
     async fn upload(&self, id: &str, dir: &str, files: &[Upload]) -> Result<()> {

@@ -61,17 +61,23 @@ pub struct GatewayPlan {
     pub warning: Option<String>,
 }
 
+/// The environment that sends a container's HTTP(S) through the gateway (no credentials):
+/// the task's, and its preview's and services'.
+pub fn proxy_env() -> Vec<String> {
+    let proxy = format!("http://{ALIAS}:{PROXY_PORT}");
+    vec![
+        format!("HTTP_PROXY={proxy}"),
+        format!("HTTPS_PROXY={proxy}"),
+        format!("http_proxy={proxy}"),
+        format!("https_proxy={proxy}"),
+        format!("NO_PROXY={ALIAS},localhost,127.0.0.1"),
+        format!("no_proxy={ALIAS},localhost,127.0.0.1"),
+    ]
+}
+
 impl GatewayPlan {
     pub fn new(mut policy: NetworkPolicy, access: &AgentAccess) -> Result<GatewayPlan> {
-        let proxy = format!("http://{ALIAS}:{PROXY_PORT}");
-        let mut env = vec![
-            format!("HTTP_PROXY={proxy}"),
-            format!("HTTPS_PROXY={proxy}"),
-            format!("http_proxy={proxy}"),
-            format!("https_proxy={proxy}"),
-            format!("NO_PROXY={ALIAS},localhost,127.0.0.1"),
-            format!("no_proxy={ALIAS},localhost,127.0.0.1"),
-        ];
+        let mut env = proxy_env();
         let mut vault = None;
         let mut warning = None;
         if policy.api && !access.credentials.is_empty() {
@@ -390,6 +396,8 @@ pub async fn retire<R: Runtime>(
     loaded: Loaded,
     names: &ObjectNames,
 ) -> Result<Loaded> {
+    // The task's services live exactly as long as its run.
+    super::services::remove(rt, &RepoId::of(store.git()), &loaded.record.name).await?;
     let Some(gw) = loaded.record.sandbox.gateway.clone() else {
         return super::network::release(rt, store, loaded, names).await;
     };

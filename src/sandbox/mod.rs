@@ -10,7 +10,9 @@ pub mod checkup;
 pub mod gateway;
 pub mod health;
 pub mod network;
+pub mod preview;
 pub mod reseed;
+pub mod services;
 pub mod spawn;
 pub mod stuck;
 pub mod sync;
@@ -159,6 +161,10 @@ impl RepoId {
             draft: name("draft"),
             draft_volume: name("draftws"),
             warden: name("warden"),
+            preview: name("preview"),
+            door: name("door"),
+            preview_front: name("pvfront"),
+            preview_net: name("pvnet"),
         }
     }
 
@@ -189,13 +195,22 @@ pub struct ObjectNames {
     pub draft_volume: String,
     /// The task's disk warden (see [`crate::runtime::WardenSpec`]).
     pub warden: String,
+    /// The task's preview (see [`preview`]), its door, the door's own network with the
+    /// published port, and the internal network a preview of a task whose run has ended
+    /// gets (one with no route out at all).
+    pub preview: String,
+    pub door: String,
+    pub preview_front: String,
+    pub preview_net: String,
 }
 
 impl ObjectNames {
     /// Every name, with the kind of object it names.
-    pub fn all(&self) -> [(ObjectKind, &str); 11] {
+    pub fn all(&self) -> [(ObjectKind, &str); 15] {
         [
             (ObjectKind::Container, &self.container),
+            (ObjectKind::Container, &self.door),
+            (ObjectKind::Container, &self.preview),
             (ObjectKind::Container, &self.warden),
             (ObjectKind::Container, &self.gateway),
             (ObjectKind::Container, &self.reader),
@@ -206,6 +221,8 @@ impl ObjectNames {
             (ObjectKind::Volume, &self.state_volume),
             (ObjectKind::Volume, &self.draft_volume),
             (ObjectKind::Network, &self.network),
+            (ObjectKind::Network, &self.preview_front),
+            (ObjectKind::Network, &self.preview_net),
         ]
     }
 }
@@ -478,6 +495,8 @@ pub async fn remove_objects<R: Runtime>(
     network: bool,
 ) -> Result<()> {
     let names = repo.object_names(task);
+    // Its services first (found by their labels): they hold the task's network.
+    services::remove(rt, repo, task).await?;
     let mut wanted: Vec<(ObjectKind, String)> = names
         .all()
         .iter()
@@ -548,7 +567,8 @@ mod tests {
     fn object_names_are_injective() {
         let words = [
             "a", "gw", "net", "ws", "home", "state", "read", "draft", "draftws", "task", "x.gw",
-            "a-gw", "a.gw", "a_gw", "gw-a", "gw.a", "task.a", "a-net", "a-ws", "a-read", "0",
+            "preview", "door", "pvfront", "pvnet", "a-gw", "a.gw", "a_gw", "gw-a", "gw.a",
+            "task.a", "a-net", "a-ws", "a-read", "0",
         ];
         let mut tasks: Vec<String> = Vec::new();
         for w in words {

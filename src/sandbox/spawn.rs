@@ -104,6 +104,9 @@ pub struct StartRequest {
     pub object_cache: bool,
     /// The task this one retries, if any (`git agent retry`).
     pub retry_of: Option<String>,
+    /// Service containers started on the task's network before its command (see
+    /// [`super::services`]).
+    pub services: Vec<super::services::Service>,
 }
 
 /// Write the task's refs (status `creating`). Separate from [`start`] so the caller can clean
@@ -443,6 +446,9 @@ pub async fn start<R: Runtime>(
     let id = sandbox?;
     gw?;
     crate::crash::point("spawn.after-gateway");
+    checkpoint()?;
+    // The services the task's tests need are there before its command starts.
+    super::services::start(rt, repo, task, &req.services, &req.limits, &names.network).await?;
     checkpoint()?;
     // A headless command starts now that the repository, the prompt and its way out are in
     // place (an interactive one once the caller has attached, see [`go`]).

@@ -37,6 +37,7 @@ mod networks;
 mod offline;
 mod opencode;
 mod orchestration;
+mod preview;
 mod progress;
 mod promotion;
 mod purge;
