@@ -18,5 +18,7 @@ export GIT_AGENT_REQUIRE_DOCKER=1
 export GIT_AGENT_TEST_BASE_IMAGE="${GIT_AGENT_TEST_BASE_IMAGE:-git-agent-base:bookworm}"
 # Most tests wait on the engine, not the CPU: four at a time (override with RUST_TEST_THREADS).
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
+# Every locked package, other platforms' too: a test reads the whole dependency graph offline.
+cargo fetch --locked >/dev/null
 # The engine-less local runtime is built into the test binary only (see README, "Tests").
 cargo test --locked --features local-runtime "$@"

@@ -124,16 +124,16 @@ mod tests {
 
     #[test]
     fn settings() {
-        let cfg = |v: &str| crate::git::Config::from_pairs(&[("agent.x", v)]);
-        assert_eq!(config_secs(&cfg("1h30m"), "agent.x", 5).unwrap(), 5400);
+        let cfg = |v: &str| crate::git::Config::from_pairs(&[("demo.timeout", v)]);
+        assert_eq!(config_secs(&cfg("1h30m"), "demo.timeout", 5).unwrap(), 5400);
         assert_eq!(
-            config_secs(&crate::git::Config::from_pairs(&[]), "agent.x", 5).unwrap(),
+            config_secs(&crate::git::Config::from_pairs(&[]), "demo.timeout", 5).unwrap(),
             5
         );
         let e = format!(
             "{:#}",
-            config_secs(&cfg("later"), "agent.x", 5).unwrap_err()
+            config_secs(&cfg("later"), "demo.timeout", 5).unwrap_err()
         );
-        assert!(e.contains("agent.x"), "{e}");
+        assert!(e.contains("demo.timeout"), "{e}");
     }
 }

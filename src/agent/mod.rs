@@ -8,9 +8,9 @@
 pub mod claude;
 pub mod codex;
 pub mod credentials;
-pub mod prices;
 pub mod gemini;
 pub mod opencode;
+pub mod prices;
 
 use std::collections::BTreeMap;
 

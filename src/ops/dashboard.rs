@@ -308,7 +308,10 @@ mod tests {
     #[test]
     fn a_transcript_reads_as_messages() {
         let t = r#"{"type":"assistant","message":{"content":[{"type":"text","text":"hello\u001b[31m there"}]}}"#;
-        let lines = readable(t.as_bytes(), Some(crate::agent::OutputFormat::ClaudeStreamJson));
+        let lines = readable(
+            t.as_bytes(),
+            Some(crate::agent::OutputFormat::ClaudeStreamJson),
+        );
         assert!(lines.iter().any(|l| l.contains("hello")), "{lines:?}");
         assert!(!lines.iter().any(|l| l.contains('\u{1b}')), "{lines:?}");
         assert!(!lines.iter().any(|l| l.contains("\"type\"")), "{lines:?}");

@@ -76,10 +76,7 @@ pub struct Logs {
 
 /// The format of the structured transcript tasks of `agent` emit, if they emit one (it is
 /// shown rendered unless asked for raw).
-pub fn structured(
-    search: &crate::data::Search,
-    agent: &str,
-) -> Option<crate::agent::OutputFormat> {
+pub fn structured(search: &crate::data::Search, agent: &str) -> Option<crate::agent::OutputFormat> {
     crate::agent::load(search, agent)
         .ok()
         .map(|a| a.def.output)

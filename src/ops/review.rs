@@ -627,7 +627,10 @@ mod tests {
                 "{{\"type\":\"assistant\",\"message\":{{\"content\":[{{\"type\":\"text\",\"text\":\"step {i} \\u001b[2J\"}}]}}}}\n"
             ));
         }
-        let tail = output_tail(out.as_bytes(), Some(crate::agent::OutputFormat::ClaudeStreamJson));
+        let tail = output_tail(
+            out.as_bytes(),
+            Some(crate::agent::OutputFormat::ClaudeStreamJson),
+        );
         assert_eq!(tail.lines().count(), TAIL_LINES, "{tail}");
         assert!(
             tail.lines().all(|l| l.starts_with("assistant: step ")),
@@ -643,8 +646,17 @@ mod tests {
             raw.contains("{\"type\":\"assistant\"") && !raw.contains('\x1b'),
             "{raw}"
         );
-        assert_eq!(output_tail(b"plain\n", Some(crate::agent::OutputFormat::ClaudeStreamJson)), "plain\n");
-        assert_eq!(output_tail(b"", Some(crate::agent::OutputFormat::ClaudeStreamJson)), "");
+        assert_eq!(
+            output_tail(
+                b"plain\n",
+                Some(crate::agent::OutputFormat::ClaudeStreamJson)
+            ),
+            "plain\n"
+        );
+        assert_eq!(
+            output_tail(b"", Some(crate::agent::OutputFormat::ClaudeStreamJson)),
+            ""
+        );
     }
 
     #[test]

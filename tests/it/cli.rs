@@ -234,7 +234,12 @@ fn declared_rust_version_covers_every_locked_dependency() {
         String::from_utf8_lossy(&out.stderr)
     );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let version = |v: &str| -> Vec<u32> { v.split('.').map(|p| p.parse().unwrap()).collect() };
+    // `1.88` is `1.88.0`: compared as three numbers.
+    let version = |v: &str| -> Vec<u32> {
+        let mut n: Vec<u32> = v.split('.').map(|p| p.parse().unwrap()).collect();
+        n.resize(3, 0);
+        n
+    };
     let ours = version(env!("CARGO_PKG_RUST_VERSION"));
     let newer: Vec<String> = meta["packages"]
         .as_array()

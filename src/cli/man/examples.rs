@@ -467,6 +467,39 @@ pub const PAGES: &[Page] = &[
         ],
         see_also: &[],
     },
+    Page {
+        command: "dashboard",
+        examples: &[
+            (
+                "git agent dashboard",
+                "Watch this repository's tasks; Enter shows the selected one's output, ? the keys.",
+            ),
+            (
+                "git agent dashboard --all",
+                "Every repository that queued work with add, in one view.",
+            ),
+        ],
+        see_also: &[
+            "git-agent-list(1)",
+            "git-agent-logs(1)",
+            "git-agent-status(1)",
+        ],
+    },
+    Page {
+        command: "preview",
+        examples: &[
+            (
+                "git agent preview fix-login --port 5173 --cmd \"npm run dev -- --host 0.0.0.0\"",
+                "Serve the task's work on http://127.0.0.1:5173 while the agent works.",
+            ),
+            (
+                "git agent preview logs -f fix-login",
+                "Follow the dev server's output.",
+            ),
+            ("git agent preview stop fix-login", "Stop it."),
+        ],
+        see_also: &["git-agent-review(1)", "git-agent-allow(1)"],
+    },
 ];
 
 /// The entry of `command`, if it has one.

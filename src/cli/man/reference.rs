@@ -212,6 +212,18 @@ pub const CONFIG: &[ConfigKey] = &[
         "Run when a task's run fails; as agent.onFinish.",
     ),
     (
+        "agent.onWait",
+        "shell command",
+        "unset",
+        "Run once each time a running task's agent starts waiting for input (a question, a permission), seen by the task's follower; as agent.onFinish.",
+    ),
+    (
+        "agent.previewCommand",
+        "shell command",
+        "unset",
+        "The dev server git agent preview runs in /workspace when --cmd is not given (PORT is set to --port).",
+    ),
+    (
         "agent.notify",
         "boolean",
         "false",
