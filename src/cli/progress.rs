@@ -323,13 +323,12 @@ pub fn transfer(what: &str, done: u64, total: u64, millis: u64, finished: bool) 
     }
     match current.as_mut() {
         Some(TransferShown::Spinner(spinner)) => {
-            spinner.set_message(text);
             if finished {
-                spinner.set_style(
-                    ProgressStyle::with_template("git-agent: {wide_msg}")
-                        .expect("a valid transfer template"),
-                );
-                spinner.finish();
+                // The last word stays whole, wrapped if it must be, not cut at the width.
+                spinner.finish_and_clear();
+                eprintln!("git-agent: {text}");
+            } else {
+                spinner.set_message(text);
             }
         }
         Some(TransferShown::Lines(lines)) => {

@@ -275,8 +275,11 @@ fn codex_and_opencode_images_run_their_clis_as_the_task_user() {
 fn project_layer_change_rebuilds_only_from_there() {
     require_docker!();
     let env = TestEnv::new();
-    env.agent(&["image", "build", "--agent", "exec"]).ok();
-    let again = env.agent(&["image", "build", "--agent", "exec"]).ok();
+    env.agent(&["image", "build", "--agent", "exec", "--verbose"])
+        .ok();
+    let again = env
+        .agent(&["image", "build", "--agent", "exec", "--verbose"])
+        .ok();
     assert!(
         !again.stderr.contains("Step 1/"),
         "an unchanged image is not rebuilt:\n{again}"
@@ -286,7 +289,9 @@ fn project_layer_change_rebuilds_only_from_there() {
         ".git-agent/dockerfiles/project.dockerfile",
         &format!("RUN echo {marker}\n"),
     );
-    let b = env.agent(&["image", "build", "--agent", "exec"]).ok();
+    let b = env
+        .agent(&["image", "build", "--agent", "exec", "--verbose"])
+        .ok();
     let (stage, rest) = b
         .stderr
         .split_once("project step(s)")
@@ -315,7 +320,9 @@ fn project_layer_change_rebuilds_only_from_there() {
         "{}",
         b.stderr
     );
-    let again = env.agent(&["image", "build", "--agent", "exec"]).ok();
+    let again = env
+        .agent(&["image", "build", "--agent", "exec", "--verbose"])
+        .ok();
     assert!(
         !again.stderr.contains("project step(s)") && !again.stderr.contains("Step 1/"),
         "an unchanged image with a project layer is not rebuilt:\n{again}"

@@ -277,7 +277,14 @@ fn ctrl_c_during_an_image_build_exits_130_and_tags_nothing() {
     let before = env.user_snapshot();
     let mut child = env
         .agent_command(&[
-            "image", "build", "--agent", "exec", "--stack", "slowerr", "--force",
+            "image",
+            "build",
+            "--agent",
+            "exec",
+            "--stack",
+            "slowerr",
+            "--force",
+            "--verbose",
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -285,8 +285,12 @@ fn has_type(
                         shapes.contains_key(alt),
                         "docs/json.md: unknown type '{alt}' at {at}"
                     );
+                    // Not an object: another alternative (`or null`) may fit.
+                    if !value.is_object() {
+                        return false;
+                    }
                     check_shape(value, alt, shapes, at, errors);
-                    value.is_object()
+                    true
                 }
             }
         }
