@@ -61,6 +61,11 @@ const HOOKS: &[(&str, &str, u32)] = &[
         0o644,
     ),
     (
+        "claude-first-run.js",
+        include_str!("../hooks/claude-first-run.js"),
+        0o644,
+    ),
+    (
         "codex-readonly-git.rules",
         include_str!("../hooks/codex-readonly-git.rules"),
         0o644,
@@ -804,6 +809,7 @@ mod tests {
                 "hooks/git-readonly",
                 "hooks/git-readonly-claude.js",
                 "hooks/claude-wait.js",
+                "hooks/claude-first-run.js",
                 "hooks/codex-readonly-git.rules",
                 "readonly-bin/",
                 "profile.d/",
@@ -837,6 +843,7 @@ mod tests {
                 "hooks/git-readonly",
                 "hooks/git-readonly-claude.js",
                 "hooks/claude-wait.js",
+                "hooks/claude-first-run.js",
                 "hooks/codex-readonly-git.rules",
                 "readonly-bin/",
                 "profile.d/",

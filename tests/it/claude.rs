@@ -348,3 +348,145 @@ fn commit_message_is_drafted_by_the_agent() {
         "Add notes.txt\n\nKeep the meeting notes next to the code."
     );
 }
+
+/// `spawn -i` with Claude Code's real terminal UI in tmux: the prompt reaches the agent with no
+/// first-run dialog in the way, it works against the fake API through the vault, Ctrl-P
+/// Ctrl-Q detaches and leaves it running, `attach` finds the same session (a follow-up typed
+/// there is answered in the same conversation), and the work comes home by itself.
+#[test]
+fn interactive_claude_code_in_a_terminal_detaches_reattaches_and_its_work_comes_home() {
+    require_docker!();
+    if which::which("tmux").is_err() {
+        assert!(
+            std::env::var_os("GIT_AGENT_REQUIRE_DOCKER").is_none(),
+            "tmux is needed for the interactive Claude Code test"
+        );
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    let fake = FakeAnthropic::start_requiring_key(
+        vec![
+            Step::tool(
+                "Write",
+                json!({"file_path": "/workspace/hello.txt", "content": "hello\n"}),
+            ),
+            Step::text("Wrote hello.txt as asked."),
+            Step::tool(
+                "Edit",
+                json!({"file_path": "/workspace/hello.txt", "old_string": "hello", "new_string": "hello again"}),
+            ),
+            Step::text("Changed the greeting too."),
+        ],
+        KEY,
+    );
+    use_fake(&env, &fake);
+    env.git(&["config", "agent.follow", "true"]).ok();
+    env.git(&["config", "agent.followInterval", "1s"]).ok();
+    env.agent(&["image", "build", "--agent", "claude"]).ok();
+
+    let sock = env.home.path().join("tmux.sock");
+    let tmux = |args: &[&str]| {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let session = std::cell::Cell::new("cc");
+    let screen = || tmux(&["capture-pane", "-p", "-t", session.get()]);
+    let wait_for = |needle: &str, secs: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if screen().contains(needle) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!(
+            "the screen never showed {needle:?}:\n{}\n{}",
+            screen(),
+            fake.describe()
+        );
+    };
+    let cmd = |args: &str| {
+        format!(
+            "cd '{}' && HOME='{}' GIT_CONFIG_NOSYSTEM=1 ANTHROPIC_API_KEY='{KEY}' {} {args}; echo EXITED-$?; sleep 120",
+            env.repo.display(),
+            env.home.path().display(),
+            crate::common::BIN
+        )
+    };
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "cc",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &cmd("spawn -i --agent claude --name tui -m 'add a greeting file'"),
+    ]);
+    // The prompt went straight to the agent, which wrote the file and said so.
+    wait_for("Wrote hello.txt as asked.", 180);
+    assert_eq!(fake.steps_served(), 2, "{}", fake.describe());
+    let first = &fake.main_requests()[0];
+    assert_eq!(first.api_key(), Some(KEY), "the vault put the real key in");
+    assert!(
+        first.body.to_string().contains("add a greeting file"),
+        "{}",
+        fake.describe()
+    );
+    // The follower brings the work home while the session is still open.
+    let came_home = |want: &str| {
+        (0..160).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            let refs = env.task_refs("tui");
+            refs.get("wip")
+                .or(refs.get("head"))
+                .is_some_and(|tip| env.git(&["show", &format!("{tip}:hello.txt")]).stdout == want)
+        })
+    };
+    assert!(came_home("hello\n"), "the work did not come home");
+
+    tmux(&["send-keys", "-t", "cc", "C-p", "C-q"]);
+    wait_for("EXITED-0", 30);
+    let st = env.json(&["status", "tui", "--json"]);
+    assert_eq!(
+        st["status"], "running",
+        "detaching leaves the agent running"
+    );
+
+    session.set("again");
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "again",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &cmd("attach tui"),
+    ]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    tmux(&["send-keys", "-t", "again", "-l", "now change the greeting"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    tmux(&["send-keys", "-t", "again", "Enter"]);
+    wait_for("Changed the greeting too.", 120);
+    assert_eq!(fake.steps_served(), 4, "{}", fake.describe());
+    // The same conversation: the follow-up request carries the first exchange.
+    let last = fake.main_requests().last().unwrap().body.to_string();
+    assert!(
+        last.contains("add a greeting file") && last.contains("now change the greeting"),
+        "{last}"
+    );
+    assert!(
+        came_home("hello again\n"),
+        "the second change did not come home"
+    );
+    let _ = tmux(&["kill-server"]);
+}
