@@ -33,6 +33,10 @@
 #                       checkout); SKIP_APPROACHES="tsk-style ..." leaves some out
 #   BENCH_CACHE=<dir>   keep generated repositories here and reuse them
 #   SEED=1              generator seed
+#   SETTLE=1            seconds of quiet before each measured operation, so that what the
+#                       previous one left running (a cold spawn's cache fill, a container's
+#                       removal) does not land on the next one's clock; the same for every
+#                       metric
 set -euo pipefail
 
 SIZES_MB="${SIZES_MB:-10 200}"
@@ -48,6 +52,7 @@ SKIP_APPROACHES="${SKIP_APPROACHES:-}"
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 now() { date +%s%N; }
+settle() { sleep "${SETTLE:-1}"; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
 
 command -v python3 >/dev/null || die "python3 is needed (repository generator and statistics)"
@@ -120,6 +125,7 @@ command_time() {
 # spawn_task REPO TASK: spawn, print the seconds to the command running.
 spawn_task() {
   local repo="$1" task="$2" t0 c tc
+  settle
   t0="$(now)"
   git -C "$repo" agent spawn --agent exec --name "$task" -m bench -- sh -c 'date +%s%N; exec sleep 600' \
     >/dev/null 2>"$WORK/spawn.err" || { cat "$WORK/spawn.err" >&2; die "spawn failed"; }
@@ -133,6 +139,7 @@ spawn_task() {
 timed_run() {
   local metric="$1" size="$2" m="$3" t0 tc
   shift 4
+  settle
   t0="$(now)"
   tc="$(docker run --rm --network none "$@" | tail -n1 | tr -dc '0-9')"
   [ "$m" = 1 ] && record "$size" "$metric" "$(secs "$t0" "$tc")"
@@ -141,6 +148,7 @@ timed_run() {
 
 approach() {
   local name="$1" size="$2" m="$3" repo="$4" image="$5" cachevol="$6" t0 t1
+  settle
   t0="$(now)"
   bash "$APPROACHES/$name.sh" "$repo" "$image" "$cachevol" >/dev/null 2>"$WORK/approach.err" ||
     { cat "$WORK/approach.err" >&2; die "approach $name failed"; }

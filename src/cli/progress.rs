@@ -38,18 +38,21 @@ const EVERY: Duration = Duration::from_secs(5);
 impl Lines {
     /// The line to print for `done` of `total` seen at `now`, if one is due.
     pub fn line(&mut self, what: &str, done: u64, total: u64, now: Instant) -> Option<String> {
+        let started = *self.started.get_or_insert(now);
+        // Units per second since the work began.
+        let millis = u64::try_from((now - started).as_millis()).unwrap_or(u64::MAX);
+        let rate = (done.saturating_mul(1000)).checked_div(millis).unwrap_or(0);
         if done >= total {
             let shown = self.last.is_some();
             *self = Lines::default();
-            return shown.then(|| format!("{what}: 100% ({total}/{total}), done."));
+            return shown.then(|| format!("{what}: 100% ({total}/{total}), {rate}/s, done."));
         }
-        let started = *self.started.get_or_insert(now);
         if now - started < FIRST_AFTER || self.last.is_some_and(|l| now - l < EVERY) {
             return None;
         }
         self.last = Some(now);
         let pct = (done * 100).checked_div(total).unwrap_or(100);
-        Some(format!("{what}: {pct}% ({done}/{total})"))
+        Some(format!("{what}: {pct}% ({done}/{total}), {rate}/s"))
     }
 }
 
@@ -418,7 +421,7 @@ mod tests {
     }
 
     /// Off a terminal: nothing in the first second, then a line at most every five
-    /// seconds, and the end said only when something was said before.
+    /// seconds with the rate so far, and the end said only when something was said before.
     #[test]
     fn plain_lines_are_sparse_and_quick_work_says_nothing() {
         let what = "re-creating commits";
@@ -433,16 +436,16 @@ mod tests {
         assert_eq!(slow.line(what, 1, 1000, at(100)), None);
         assert_eq!(
             slow.line(what, 400, 1000, at(1200)).as_deref(),
-            Some("re-creating commits: 40% (400/1000)")
+            Some("re-creating commits: 40% (400/1000), 363/s")
         );
         assert_eq!(slow.line(what, 500, 1000, at(3000)), None);
         assert_eq!(
             slow.line(what, 900, 1000, at(6300)).as_deref(),
-            Some("re-creating commits: 90% (900/1000)")
+            Some("re-creating commits: 90% (900/1000), 145/s")
         );
         assert_eq!(
             slow.line(what, 1000, 1000, at(6400)).as_deref(),
-            Some("re-creating commits: 100% (1000/1000), done.")
+            Some("re-creating commits: 100% (1000/1000), 158/s, done.")
         );
         assert_eq!(
             slow.line(what, 1, 1000, at(6500)),
