@@ -35,15 +35,17 @@ impl Filter {
 }
 
 /// Keep the rows `filter` keeps, newest first (oldest first with `oldest_first`). The
-/// repository's own tasks come before fetched ones, each part in that order; equal times
-/// keep the name order of the ref scan.
+/// repository's own tasks come before fetched ones, each part in that order; queued tasks
+/// created in the same second are in queue order (their queue position is finer than the
+/// clock), other equal times keep the name order of the ref scan.
 pub fn select(rows: Vec<Row>, filter: &Filter, oldest_first: bool) -> Vec<Row> {
     let mut rows: Vec<Row> = rows.into_iter().filter(|r| filter.keeps(r)).collect();
     rows.sort_by(|a, b| {
+        let age = |r: &Row| (r.created, r.queue_position.unwrap_or(0));
         let time = if oldest_first {
-            a.created.cmp(&b.created)
+            age(a).cmp(&age(b))
         } else {
-            b.created.cmp(&a.created)
+            age(b).cmp(&age(a))
         };
         a.fetched_from
             .is_some()
@@ -207,6 +209,24 @@ mod tests {
         assert_eq!(
             names(&select(rows(), &Filter::default(), true)),
             ["a", "c", "b"]
+        );
+        // Queued in one second: queue order, not name order.
+        let queued = || {
+            let mut q = vec![
+                row("q-b", "exec", "queued", 40, None),
+                row("q-a", "exec", "queued", 40, None),
+            ];
+            q[0].queue_position = Some(1);
+            q[1].queue_position = Some(2);
+            q
+        };
+        assert_eq!(
+            names(&select(queued(), &Filter::default(), false)),
+            ["q-a", "q-b"]
+        );
+        assert_eq!(
+            names(&select(queued(), &Filter::default(), true)),
+            ["q-b", "q-a"]
         );
         let f = Filter {
             statuses: vec!["running".into()],

@@ -149,12 +149,13 @@ fn two_workers_drain_six_tasks_from_two_repositories_two_at_a_time() {
             )
         })
         .collect();
+    // Newest first, as list sorts, even within one second of the clock.
     assert_eq!(
         positions,
         [
-            ("a0".to_string(), serde_json::json!(1)),
-            ("a1".to_string(), serde_json::json!(2)),
             ("a2".to_string(), serde_json::json!(3)),
+            ("a1".to_string(), serde_json::json!(2)),
+            ("a0".to_string(), serde_json::json!(1)),
         ]
     );
     let text = env.agent(&["list"]).ok();
