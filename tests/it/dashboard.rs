@@ -18,10 +18,18 @@ impl Pane {
     /// `docker_host` as the engine's address (the test's own when `None`). When the
     /// dashboard ends, the pane says `dashboard exited <code>`.
     fn start(env: &TestEnv, docker_host: Option<&str>) -> Pane {
+        Pane::start_with(env, docker_host, "")
+    }
+
+    /// [`Pane::start`] with more words for `dashboard` (`--all`).
+    fn start_with(env: &TestEnv, docker_host: Option<&str>, args: &str) -> Pane {
+        // A server of its own each time: one just killed may still be going away.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let socket = format!(
-            "git-agent-dash-{}-{}",
+            "git-agent-dash-{}-{}-{}",
             std::process::id(),
-            env.home.path().file_name().unwrap().to_string_lossy()
+            env.home.path().file_name().unwrap().to_string_lossy(),
+            STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let host = docker_host
             .map(str::to_string)
@@ -42,7 +50,7 @@ impl Pane {
         std::fs::write(
             &script,
             format!(
-                "cd {repo} || exit 1\nexec env -i {vars} sh -c '{exe} dashboard; echo \"dashboard exited $?\"; sleep 600'\n",
+                "cd {repo} || exit 1\nexec env -i {vars} sh -c '{exe} dashboard {args}; echo \"dashboard exited $?\"; sleep 600'\n",
                 repo = quote(&env.repo.display().to_string()),
                 vars = vars.join(" "),
                 exe = BIN,
@@ -239,4 +247,50 @@ fn the_dashboard_draws_and_says_so_when_the_engine_is_unreachable() {
     pane.wait_for(Duration::from_secs(10), "its exit", |s| {
         s.contains("dashboard exited 0")
     });
+}
+
+/// `--all`: the tasks of every repository that registered itself with `add`, each name with
+/// its repository's, queued ones with their place in the queue; without `--all` only the
+/// repository the dashboard runs in.
+#[test]
+fn the_dashboard_with_all_shows_every_registered_repository() {
+    require_docker!();
+    if !tmux_ready() {
+        return;
+    }
+    let env = TestEnv::new();
+    let other = crate::queue::second_repo(&env);
+    crate::queue::add(&env, &env.repo, "here-one", "true", &[]);
+    crate::queue::add(&env, &other, "there-one", "true", &[]);
+    crate::queue::add(&env, &other, "there-two", "true", &[]);
+    let here = env.repo.file_name().unwrap().to_string_lossy().into_owned();
+
+    let all = Pane::start_with(&env, None, "--all");
+    let s = all.wait_for(Duration::from_secs(30), "both repositories", |s| {
+        s.contains("here-one") && s.contains("there-one") && s.contains("there-two")
+    });
+    let row = |name: &str| {
+        s.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name}:\n{s}"))
+            .to_string()
+    };
+    assert!(row("here-one").contains(&format!("{here}:here-one")), "{s}");
+    assert!(row("there-one").contains("second repo:there-one"), "{s}");
+    assert!(row("there-two").contains("queued"), "{s}");
+    assert!(
+        row("there-one").contains('1') && row("there-two").contains('2'),
+        "queue places:\n{s}"
+    );
+    all.keys(&["q"]);
+    all.wait_for(Duration::from_secs(10), "its exit", |s| {
+        s.contains("dashboard exited 0")
+    });
+    drop(all);
+
+    let one = Pane::start(&env, None);
+    let s = one.wait_for(Duration::from_secs(30), "this repository's task", |s| {
+        s.contains("here-one")
+    });
+    assert!(!s.contains("there-one"), "{s}");
 }

@@ -10,7 +10,7 @@ use crate::require_docker;
 
 /// `git agent add` of an exec task running `script`, in `dir` (the env's repository by
 /// default). Returns the task's name.
-fn add(env: &TestEnv, dir: &Path, name: &str, script: &str, extra: &[&str]) -> String {
+pub(crate) fn add(env: &TestEnv, dir: &Path, name: &str, script: &str, extra: &[&str]) -> String {
     let mut args = vec!["add", "--name", name, "--network", "none", "-m", "x"];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["--", "sh", "-c", script]);
@@ -24,7 +24,7 @@ fn add(env: &TestEnv, dir: &Path, name: &str, script: &str, extra: &[&str]) -> S
 }
 
 /// A second repository in the same HOME (so the same registry).
-fn second_repo(env: &TestEnv) -> PathBuf {
+pub(crate) fn second_repo(env: &TestEnv) -> PathBuf {
     let dir = env.home.path().join("second repo");
     std::fs::create_dir_all(&dir).unwrap();
     let git = |args: &[&str]| {
