@@ -212,6 +212,16 @@ fn the_dashboard_shows_live_tasks_their_output_and_refused_connections() {
         "stopped",
         "{s}"
     );
+    // l steps aside for `git agent logs` on the selected task, then comes back.
+    pane.keys(&["l"]);
+    pane.wait_for(Duration::from_secs(30), "the logs", |s| {
+        s.contains("probe started") && s.contains("press Enter to return to the dashboard")
+    });
+    pane.keys(&["Enter"]);
+    let s = pane.wait_for(Duration::from_secs(30), "the dashboard again", |s| {
+        s.contains("engine ok") && s.contains("git agent logs prober: done")
+    });
+    assert!(!s.contains("press Enter to return"), "{s}");
     // q quits and gives the terminal back.
     pane.keys(&["q"]);
     pane.wait_for(Duration::from_secs(10), "its exit", |s| {
