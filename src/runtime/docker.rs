@@ -16,18 +16,19 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CommitContainerOptionsBuilder,
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder, ResizeContainerTTYOptionsBuilder,
-    ResizeExecOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    RemoveVolumeOptionsBuilder, ResizeContainerTTYOptionsBuilder, ResizeExecOptionsBuilder,
+    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
     CommitSpec, CompanionSpec, ContainerState, DoorSpec, EngineError, EngineErrorKind, ExecOutcome,
-    GatewaySpec, Hardening, ImageConfig, ImageInfo, ImageUse, Inventory, LABEL_TASK, Listed, LogRotation, ObjectKind,
-    OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Terminal, Upload, VolumeMount,
-    WardenSpec,
+    GatewaySpec, Hardening, ImageConfig, ImageInfo, ImageUse, Inventory, LABEL_TASK, Listed,
+    LogRotation, ObjectKind, OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Terminal,
+    Upload, VolumeMount, WardenSpec,
 };
 use crate::error::hinted;
 

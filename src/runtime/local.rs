@@ -47,8 +47,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{
     CommitSpec, CompanionSpec, ContainerState, DoorSpec, EngineError, EngineErrorKind, ExecOutcome,
-    GatewaySpec, ImageConfig, ImageInfo, ImageUse, Inventory, Isolation, LABEL_TASK, Listed, ObjectKind, OutputTooLarge,
-    Owned, Runtime, SandboxSpec, StepSpec, Terminal, Upload, UserId, WardenSpec,
+    GatewaySpec, ImageConfig, ImageInfo, ImageUse, Inventory, Isolation, LABEL_TASK, Listed,
+    ObjectKind, OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Terminal, Upload, UserId,
+    WardenSpec,
 };
 use crate::error::Hint;
 
@@ -1567,7 +1568,10 @@ impl Runtime for LocalRuntime {
                 i.tags.push(tag);
                 continue;
             }
-            let dir = self.root.join("images").join(id.trim_start_matches("sha256:"));
+            let dir = self
+                .root
+                .join("images")
+                .join(id.trim_start_matches("sha256:"));
             let labels: HashMap<String, String> =
                 read_json(&dir.join("labels.json"))?.unwrap_or_default();
             if !labels.contains_key(key) {
@@ -1626,7 +1630,10 @@ impl Runtime for LocalRuntime {
         std::fs::remove_file(&tag_file).map_err(io("remove an image tag", &tag_file))?;
         std::fs::remove_file(tag_file.with_extension("name")).ok();
         if last {
-            let dir = self.root.join("images").join(id.trim_start_matches("sha256:"));
+            let dir = self
+                .root
+                .join("images")
+                .join(id.trim_start_matches("sha256:"));
             std::fs::remove_dir_all(&dir).map_err(io("remove an image", &dir))?;
         }
         Ok(last)
