@@ -72,11 +72,12 @@ fn entry<'a>(doc: &'a serde_json::Value, key: &str, tag: &str) -> Option<&'a ser
 #[test]
 fn list_and_prune_only_touch_unused_git_agent_images() {
     require_docker!();
+    // Declared first, dropped last: after the environment removed its containers.
+    let mut made = Made(Vec::new());
     let env = TestEnv::new();
     env.git(&["config", "agent.defaultAgent", "exec"]).ok();
     env.git(&["config", "agent.stack", "imgtest"]).ok();
     let run_id = unique();
-    let mut made = Made(Vec::new());
 
     // T1: a task ran in it and its container was removed (the task still names it).
     let t1 = build_own(&env, &format!("{run_id}-1"));
