@@ -239,7 +239,7 @@ pub async fn prune<R: Runtime>(
     let mut all = entries(images, &uses, &task_images(ctx)?, &current);
     if !req.only.is_empty() {
         if let Some(missing) = req.only.iter().find(|n| !all.iter().any(|e| named(e, n))) {
-            return Err(ImagesError::NotOurs(crate::error::sanitize(missing).into()));
+            return Err(ImagesError::NotOurs(crate::error::sanitize(missing)));
         }
         all.retain(|e| req.only.iter().any(|n| named(e, n)));
     }
