@@ -29,8 +29,10 @@ pub struct ListArgs {
 /// this repository's current image (nor its gateway or build stage). With --all, every
 /// git-agent image no container uses, whoever needs it next (it is built again when
 /// needed). An image a container (running or stopped) is made from always stays, and an
-/// image git-agent did not make (by its tag and label) is never touched. Prints each image
-/// removed and the space freed; --dry-run shows what would go.
+/// image git-agent did not make (by its tag and label) is never touched. Images belong to
+/// the engine, not to one repository: one only another repository's tasks name goes too
+/// unless a container uses it (it is built again when needed); name images to prune only
+/// those. Prints each image removed and the space freed; --dry-run shows what would go.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Only these images (tags or ids); each must be one git-agent made.
