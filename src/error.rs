@@ -101,6 +101,7 @@ const OP_ERRORS: &[AsOperationError] = {
         op::<doctor::PanicError>,
         op::<gc::GcError>,
         op::<image::ImageError>,
+        op::<images::ImagesError>,
         op::<inspect::InspectError>,
         op::<logs::LogsError>,
         op::<preview::PreviewError>,

@@ -16,7 +16,60 @@ use crate::template;
 /// A repository's own agent definitions (.git-agent/agents/) are listed as untrusted until
 /// you trust their exact content with `git agent trust <file>`; spawn refuses them until then.
 #[derive(Debug, Args)]
-pub struct AgentsArgs {}
+pub struct AgentsArgs {
+    /// Print one JSON object (see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One agent definition as `agents --json` shows it.
+#[derive(serde::Serialize)]
+struct AgentRow {
+    name: String,
+    origin: String,
+    description: Option<String>,
+    loads: bool,
+    error: Option<String>,
+}
+
+fn json_rows(search: &Search) -> Vec<AgentRow> {
+    agent::list(search)
+        .into_iter()
+        .map(|(name, parsed)| match parsed {
+            Ok((found, a)) => AgentRow {
+                name: a.name,
+                origin: found.origin.to_string(),
+                description: Some(a.def.description),
+                loads: true,
+                error: None,
+            },
+            Err(e) => {
+                let file = search.repo_file(crate::data::AGENTS, &name).ok().flatten();
+                let untrusted = file.as_ref().is_some_and(|f| !f.usable());
+                let origin = match &file {
+                    Some(f) => format!("repository ({})", f.path.display()),
+                    None => search
+                        .find(crate::data::AGENTS, &name)
+                        .ok()
+                        .flatten()
+                        .map(|f| f.origin.to_string())
+                        .unwrap_or_else(|| "unknown".to_string()),
+                };
+                AgentRow {
+                    name,
+                    origin,
+                    description: None,
+                    loads: false,
+                    error: Some(if untrusted {
+                        "untrusted: spawn refuses it until `git agent trust`".to_string()
+                    } else {
+                        crate::error::sanitize(&format!("{e:#}"))
+                    }),
+                }
+            }
+        })
+        .collect()
+}
 
 /// List or show prompt templates.
 #[derive(Debug, Args)]
@@ -68,8 +121,12 @@ fn search() -> Result<Search> {
     })
 }
 
-pub fn run_agents(_: AgentsArgs) -> Result<i32> {
+pub fn run_agents(args: AgentsArgs) -> Result<i32> {
     let search = search()?;
+    if args.json {
+        super::json::print(&serde_json::json!({ "agents": json_rows(&search) }))?;
+        return Ok(0);
+    }
     for (name, parsed) in agent::list(&search) {
         match parsed {
             Ok((found, a)) => {

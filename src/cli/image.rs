@@ -1,5 +1,5 @@
-//! `git agent image`: show or build the sandbox image (the building is
-//! [`crate::ops::image`]).
+//! `git agent image`: build the sandbox image (the building is [`crate::ops::image`]), list
+//! or prune git-agent's images (see [`super::images`]).
 
 use std::io::Write;
 
@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use super::{Ctx, Stderr, engine, out};
 use crate::ops;
 
-/// Show or build the sandbox image.
+/// Build the sandbox image, list or prune git-agent's images.
 #[derive(Debug, Args)]
 pub struct ImageArgs {
     #[command(subcommand)]
@@ -59,17 +59,23 @@ pub enum ImageCommand {
         #[arg(long)]
         verbose: bool,
     },
+    List(super::images::ListArgs),
+    Prune(super::images::PruneArgs),
 }
 
 pub async fn run(args: ImageArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let ImageCommand::Build {
-        agent,
-        stack,
-        dry_run,
-        force,
-        verbose,
-    } = args.command;
+    let (agent, stack, dry_run, force, verbose) = match args.command {
+        ImageCommand::Build {
+            agent,
+            stack,
+            dry_run,
+            force,
+            verbose,
+        } => (agent, stack, dry_run, force, verbose),
+        ImageCommand::List(a) => return super::images::list(&ctx, a).await,
+        ImageCommand::Prune(a) => return super::images::prune(&ctx, a).await,
+    };
     super::progress::set_verbose(verbose);
     let plan = ops::image::plan(&ctx, agent.as_deref(), stack.as_deref())
         .map_err(ops::OpError::into_report)?;

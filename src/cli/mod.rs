@@ -17,6 +17,7 @@ mod engine_view;
 mod gc;
 mod hooks;
 mod image;
+mod images;
 mod json;
 mod list;
 mod logs;

@@ -4,11 +4,14 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, Stderr, engine, out};
+use super::{Ctx, Each, Stderr, engine, out};
 use crate::error::hinted;
 use crate::ops::remove::{self, Planned};
 
-/// Remove a task's container, workspace volume and network; with --refs, the task too.
+/// Remove tasks' containers, workspace volumes and networks; with --refs, the tasks too.
+///
+/// Several tasks are purged one after the other; one that fails is reported and the others
+/// are still purged, and the command then exits 1 naming the ones that failed.
 ///
 /// A task whose container is still there is synced first, so work the agent did since the
 /// last sync is kept in its refs. With --refs the task's refs are kept in a trash
@@ -18,15 +21,15 @@ use crate::ops::remove::{self, Planned};
 /// shows what would go and changes nothing.
 #[derive(Debug, Args)]
 pub struct PurgeArgs {
-    /// The task (exact name, or any unique prefix of an existing task's name).
-    #[arg(required_unless_present_any = ["all", "list_trash", "empty_trash"])]
-    pub task: Option<String>,
+    /// The tasks (exact names, or any unique prefix of an existing task's name).
+    #[arg(value_name = "TASK", required_unless_present_any = ["all", "list_trash", "empty_trash"])]
+    pub tasks: Vec<String>,
     /// Also delete the task's refs (refs/agent/<task>/), keeping a copy for --undo. Promoted
     /// branches are kept.
     #[arg(long)]
     pub refs: bool,
     /// Every task of this repository.
-    #[arg(long, conflicts_with = "task")]
+    #[arg(long, conflicts_with = "tasks")]
     pub all: bool,
     /// Show what would be removed, and which tasks hold unpromoted work; change nothing.
     #[arg(short = 'n', long)]
@@ -37,13 +40,13 @@ pub struct PurgeArgs {
     /// Purge even when the task's last work cannot be synced first (that work is lost).
     #[arg(long)]
     pub force: bool,
-    /// Bring back a task purged with --refs.
-    #[arg(long, requires = "task", conflicts_with_all = ["refs", "all", "dry_run", "force"])]
+    /// Bring back tasks purged with --refs.
+    #[arg(long, requires = "tasks", conflicts_with_all = ["refs", "all", "dry_run", "force"])]
     pub undo: bool,
     /// List the tasks kept in the trash.
-    #[arg(long, conflicts_with_all = ["task", "refs", "all", "undo", "force"])]
+    #[arg(long, conflicts_with_all = ["tasks", "refs", "all", "undo", "force"])]
     pub list_trash: bool,
-    /// Delete the trash copies (of the task given, or of every purged task).
+    /// Delete the trash copies (of the tasks given, or of every purged task).
     #[arg(long, conflicts_with_all = ["refs", "all", "undo", "force", "list_trash"])]
     pub empty_trash: bool,
 }
@@ -94,9 +97,10 @@ pub async fn run(args: PurgeArgs) -> Result<i32> {
     }
     if args.empty_trash {
         let trash = remove::trash(&ctx).map_err(crate::ops::OpError::into_report)?;
-        let names: Vec<&String> = match &args.task {
-            Some(t) => trash.keys().filter(|n| *n == t).collect(),
-            None => trash.keys().collect(),
+        let names: Vec<&String> = if args.tasks.is_empty() {
+            trash.keys().collect()
+        } else {
+            trash.keys().filter(|n| args.tasks.contains(n)).collect()
         };
         if names.is_empty() {
             eprintln!("git-agent: the trash is empty");
@@ -108,42 +112,69 @@ pub async fn run(args: PurgeArgs) -> Result<i32> {
             }
             return Ok(0);
         }
-        if args.task.is_none()
-            && !confirm(
+        if args.tasks.is_empty() {
+            if !confirm(
                 &format!("delete the trash copies of {} purged task(s)", names.len()),
                 args.yes,
                 "git agent purge --list-trash",
-            )?
-        {
-            eprintln!("git-agent: nothing was deleted");
-            return Ok(1);
+            )? {
+                eprintln!("git-agent: nothing was deleted");
+                return Ok(1);
+            }
+            for n in remove::empty_trash(&ctx, None).map_err(crate::ops::OpError::into_report)? {
+                out(n)?;
+            }
+            return Ok(0);
         }
-        for n in remove::empty_trash(&ctx, args.task.as_deref())
-            .map_err(crate::ops::OpError::into_report)?
-        {
-            out(n)?;
+        for t in &args.tasks {
+            for n in remove::empty_trash(&ctx, Some(t)).map_err(crate::ops::OpError::into_report)? {
+                out(n)?;
+            }
         }
         return Ok(0);
     }
     if args.undo {
-        let task = args.task.expect("clap requires a task with --undo");
-        remove::undo(&ctx, &task).map_err(crate::ops::OpError::into_report)?;
-        eprintln!(
-            "git-agent: {task} is back (without its container and workspace); `git agent review {task}` shows its work"
-        );
-        return Ok(0);
+        let mut each = Each::new("undo the purge of", args.tasks.len());
+        for task in &args.tasks {
+            let done = remove::undo(&ctx, task).map_err(crate::ops::OpError::into_report);
+            if done.is_ok() {
+                eprintln!(
+                    "git-agent: {task} is back (without its container and workspace); `git agent review {task}` shows its work"
+                );
+            }
+            each.record(task, done)?;
+        }
+        return each.finish();
+    }
+    // Every name is checked before anything is purged: a typo changes nothing. An exact
+    // name without a task is left to the purge, which cleans up what an interrupted spawn
+    // left under it.
+    let mut names: Vec<String> = Vec::with_capacity(args.tasks.len());
+    for t in &args.tasks {
+        let name = match ctx.store.resolve(t) {
+            Ok(l) => l.record.name,
+            Err(_) if !args.dry_run && crate::task::TaskName::parse(t).is_ok() => t.clone(),
+            Err(e) => return Err(e),
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
     }
     // A fetched task has nothing on the engine: its refs go without asking it.
-    if let Some(task) = args
-        .task
-        .as_deref()
-        .filter(|t| !args.all && !args.dry_run && crate::task::remote::is_fetched(t))
+    if !args.all
+        && !args.dry_run
+        && !names.is_empty()
+        && names.iter().all(|n| crate::task::remote::is_fetched(n))
     {
-        let name = ctx.store.resolve(task)?.record.name;
-        remove::purge_fetched(&ctx, &name, args.refs, &Stderr)
-            .await
-            .map_err(crate::ops::OpError::into_report)?;
-        return Ok(0);
+        let mut each = Each::new("purge", names.len());
+        for name in &names {
+            let done = remove::purge_fetched(&ctx, name, args.refs, &Stderr)
+                .await
+                .map(drop)
+                .map_err(crate::ops::OpError::into_report);
+            each.record(name, done)?;
+        }
+        return each.finish();
     }
     let rt = engine().await?;
     if args.all {
@@ -195,17 +226,32 @@ pub async fn run(args: PurgeArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let task = args.task.expect("clap requires a task without --all");
     if args.dry_run {
-        let l = ctx.store.resolve(&task)?;
-        let planned = remove::plan(&ctx, std::slice::from_ref(&l));
+        let mut loaded = Vec::with_capacity(names.len());
+        for n in &names {
+            loaded.push(ctx.store.resolve(n)?);
+        }
+        let planned = remove::plan(&ctx, &loaded);
         for line in describe(&planned, args.refs) {
             out(line.trim_start())?;
         }
         return Ok(0);
     }
-    remove::purge(&rt, &ctx, &task, args.refs, args.force, &Stderr)
-        .await
-        .map_err(crate::ops::OpError::into_report)?;
-    Ok(0)
+    let mut each = Each::new("purge", names.len());
+    for name in &names {
+        crate::interrupt::checkpoint()?;
+        let done = if crate::task::remote::is_fetched(name) {
+            remove::purge_fetched(&ctx, name, args.refs, &Stderr)
+                .await
+                .map(drop)
+                .map_err(crate::ops::OpError::into_report)
+        } else {
+            remove::purge(&rt, &ctx, name, args.refs, args.force, &Stderr)
+                .await
+                .map(drop)
+                .map_err(crate::ops::OpError::into_report)
+        };
+        each.record(name, done)?;
+    }
+    each.finish()
 }

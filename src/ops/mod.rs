@@ -25,6 +25,7 @@ pub mod gate;
 pub mod gc;
 pub mod hooks;
 pub mod image;
+pub mod images;
 pub mod inspect;
 pub mod logs;
 pub mod merge;

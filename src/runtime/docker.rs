@@ -16,18 +16,19 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CommitContainerOptionsBuilder,
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, ResizeContainerTTYOptionsBuilder,
-    ResizeExecOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    RemoveVolumeOptionsBuilder, ResizeContainerTTYOptionsBuilder, ResizeExecOptionsBuilder,
+    StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
     CommitSpec, CompanionSpec, ContainerState, DoorSpec, EngineError, EngineErrorKind, ExecOutcome,
-    GatewaySpec, Hardening, ImageConfig, Inventory, LABEL_TASK, Listed, LogRotation, ObjectKind,
-    OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Terminal, Upload, VolumeMount,
-    WardenSpec,
+    GatewaySpec, Hardening, ImageConfig, ImageInfo, ImageUse, Inventory, LABEL_TASK, Listed,
+    LogRotation, ObjectKind, OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Terminal,
+    Upload, VolumeMount, WardenSpec,
 };
 use crate::error::hinted;
 
@@ -1165,6 +1166,70 @@ impl Runtime for DockerRuntime {
             }
         }
         Ok(out)
+    }
+
+    async fn images_labelled(&self, key: &str) -> Result<Vec<ImageInfo>> {
+        let filters = HashMap::from([("label".to_string(), vec![key.to_string()])]);
+        let opts = ListImagesOptionsBuilder::new().filters(&filters).build();
+        let list = self
+            .docker
+            .list_images(Some(opts))
+            .await
+            .map_err(engine)
+            .context("cannot list images")?;
+        Ok(list
+            .into_iter()
+            .map(|i| ImageInfo {
+                id: i.id,
+                tags: i
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t != "<none>:<none>")
+                    .collect(),
+                size: u64::try_from(i.size).unwrap_or(0),
+                created: i.created,
+                labels: i.labels,
+            })
+            .collect())
+    }
+
+    async fn image_uses(&self) -> Result<Vec<ImageUse>> {
+        let opts = ListContainersOptionsBuilder::new().all(true).build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(engine)
+            .context("cannot list containers")?;
+        Ok(list
+            .into_iter()
+            .map(|c| ImageUse {
+                image_id: c.image_id.unwrap_or_default(),
+                container: c.id.unwrap_or_default(),
+                running: matches!(
+                    c.state,
+                    Some(
+                        bollard::models::ContainerSummaryStateEnum::RUNNING
+                            | bollard::models::ContainerSummaryStateEnum::RESTARTING
+                            | bollard::models::ContainerSummaryStateEnum::PAUSED
+                    )
+                ),
+            })
+            .collect())
+    }
+
+    async fn remove_image_tag(&self, tag: &str) -> Result<bool> {
+        let opts = RemoveImageOptionsBuilder::new()
+            .force(false)
+            .noprune(false)
+            .build();
+        let gone = self
+            .docker
+            .remove_image(tag, Some(opts), None)
+            .await
+            .map_err(engine)
+            .with_context(|| format!("cannot remove image {tag}"))?;
+        Ok(gone.iter().any(|g| g.deleted.is_some()))
     }
 }
 

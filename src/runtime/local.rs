@@ -47,8 +47,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{
     CommitSpec, CompanionSpec, ContainerState, DoorSpec, EngineError, EngineErrorKind, ExecOutcome,
-    GatewaySpec, ImageConfig, Inventory, Isolation, LABEL_TASK, Listed, ObjectKind, OutputTooLarge,
-    Owned, Runtime, SandboxSpec, StepSpec, Terminal, Upload, UserId, WardenSpec,
+    GatewaySpec, ImageConfig, ImageInfo, ImageUse, Inventory, Isolation, LABEL_TASK, Listed,
+    ObjectKind, OutputTooLarge, Owned, Runtime, SandboxSpec, StepSpec, Terminal, Upload, UserId,
+    WardenSpec,
 };
 use crate::error::Hint;
 
@@ -434,6 +435,32 @@ impl LocalRuntime {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("read an image tag", &tag)(e)),
         }
+    }
+
+    /// Every tag with a recorded name, with the id it points at.
+    fn tags(&self) -> Result<Vec<(String, String)>> {
+        let dir = self.root.join("tags");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("list image tags", &dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io("list image tags", &dir))?.path();
+            if path.extension().is_none_or(|e| e != "name") {
+                continue;
+            }
+            let (Ok(tag), Ok(id)) = (
+                std::fs::read_to_string(&path),
+                std::fs::read_to_string(path.with_extension("")),
+            ) else {
+                continue;
+            };
+            out.push((tag, id.trim().to_string()));
+        }
+        out.sort();
+        Ok(out)
     }
 
     fn image_context(&self, image: &str) -> Result<PathBuf> {
@@ -860,10 +887,10 @@ impl Runtime for LocalRuntime {
             }
         }
         let id = format!("sha256:{hex}");
-        write_file(
-            &self.root.join("tags").join(hex_digest(tag.as_bytes())),
-            id.as_bytes(),
-        )?;
+        let tag_file = self.root.join("tags").join(hex_digest(tag.as_bytes()));
+        // The tag's name beside it, so images can be listed by tag.
+        write_file(&tag_file.with_extension("name"), tag.as_bytes())?;
+        write_file(&tag_file, id.as_bytes())?;
         progress(&format!(
             "local runtime: recorded {tag} as {id} (nothing is built)\n"
         ));
@@ -1533,6 +1560,84 @@ impl Runtime for LocalRuntime {
             })
             .collect())
     }
+
+    async fn images_labelled(&self, key: &str) -> Result<Vec<ImageInfo>> {
+        let mut images: Vec<ImageInfo> = Vec::new();
+        for (tag, id) in self.tags()? {
+            if let Some(i) = images.iter_mut().find(|i| i.id == id) {
+                i.tags.push(tag);
+                continue;
+            }
+            let dir = self
+                .root
+                .join("images")
+                .join(id.trim_start_matches("sha256:"));
+            let labels: HashMap<String, String> =
+                read_json(&dir.join("labels.json"))?.unwrap_or_default();
+            if !labels.contains_key(key) {
+                continue;
+            }
+            let created = std::fs::metadata(&dir)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+            images.push(ImageInfo {
+                size: dir_size(&dir),
+                id,
+                tags: vec![tag],
+                created,
+                labels,
+            });
+        }
+        Ok(images)
+    }
+
+    async fn image_uses(&self) -> Result<Vec<ImageUse>> {
+        let mut uses = Vec::new();
+        for (dir, rec) in self.containers()? {
+            let Some(image_id) = self.resolve_image(&rec.image)? else {
+                continue;
+            };
+            uses.push(ImageUse {
+                image_id,
+                running: self.state_of(&dir, &rec)? == ContainerState::Running,
+                container: rec.id,
+            });
+        }
+        Ok(uses)
+    }
+
+    async fn remove_image_tag(&self, tag: &str) -> Result<bool> {
+        let id = self
+            .resolve_image(tag)?
+            .ok_or_else(|| not_found("image", tag))?;
+        let tags = self.tags()?;
+        let last = tags.iter().filter(|(_, i)| *i == id).count() <= 1;
+        if last {
+            // As an engine does: an image a container was made from stays, whatever its state.
+            for (_, rec) in self.containers()? {
+                if self.resolve_image(&rec.image)?.as_deref() == Some(id.as_str()) {
+                    return Err(anyhow::Error::new(EngineError::new(
+                        EngineErrorKind::Conflict,
+                        Some(409),
+                        format!("image {tag} is used by container {}", rec.name),
+                    )));
+                }
+            }
+        }
+        let tag_file = self.root.join("tags").join(hex_digest(tag.as_bytes()));
+        std::fs::remove_file(&tag_file).map_err(io("remove an image tag", &tag_file))?;
+        std::fs::remove_file(tag_file.with_extension("name")).ok();
+        if last {
+            let dir = self
+                .root
+                .join("images")
+                .join(id.trim_start_matches("sha256:"));
+            std::fs::remove_dir_all(&dir).map_err(io("remove an image", &dir))?;
+        }
+        Ok(last)
+    }
 }
 
 /// The user this process runs as.
@@ -1767,6 +1872,21 @@ fn new_id(name: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     hex_digest(format!("{name}\0{nanos}\0{}", std::process::id()).as_bytes())
+}
+
+/// The bytes of the files under `dir` (what an image takes here).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 fn hex_digest(data: &[u8]) -> String {

@@ -332,6 +332,29 @@ impl Inventory {
     }
 }
 
+/// An image on the engine, as [`Runtime::images_labelled`] lists it.
+#[derive(Debug, Clone, Default)]
+pub struct ImageInfo {
+    /// The engine's id (`sha256:...`).
+    pub id: String,
+    /// Its tags (`name:tag`).
+    pub tags: Vec<String>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was made (seconds since the Unix epoch).
+    pub created: i64,
+    pub labels: HashMap<String, String>,
+}
+
+/// A container (in any state) and the image it was made from.
+#[derive(Debug, Clone)]
+pub struct ImageUse {
+    /// The image's id (`sha256:...`).
+    pub image_id: String,
+    pub container: String,
+    pub running: bool,
+}
+
 /// An object found by [`Runtime::list_objects`]: its kind, id, name and labels. Networks
 /// may share a name (Docker does not refuse a second one), so objects are removed by id.
 #[derive(Debug, Clone)]
@@ -511,6 +534,15 @@ pub trait Runtime {
         prefix: &str,
         label: Option<(&str, &str)>,
     ) -> Result<Vec<Listed>>;
+    /// Every image carrying label `key` (whatever its value). A label proves nothing by
+    /// itself: the caller checks tags and values.
+    async fn images_labelled(&self, key: &str) -> Result<Vec<ImageInfo>>;
+    /// Every container, running or not, with the image it was made from.
+    async fn image_uses(&self) -> Result<Vec<ImageUse>>;
+    /// Remove the tag `tag`, and the image when that was its last tag. Never forced: the
+    /// engine refuses (a [`EngineErrorKind::Conflict`]) while any container uses the image.
+    /// Returns whether the image itself was deleted.
+    async fn remove_image_tag(&self, tag: &str) -> Result<bool>;
 }
 
 /// What kind of engine failure an [`EngineError`] is: decided from the client's error variant

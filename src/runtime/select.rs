@@ -291,6 +291,18 @@ impl Runtime for Engine {
     ) -> Result<Vec<Listed>> {
         each!(self, rt => rt.list_objects(kind, prefix, label).await)
     }
+
+    async fn images_labelled(&self, key: &str) -> Result<Vec<super::ImageInfo>> {
+        each!(self, rt => rt.images_labelled(key).await)
+    }
+
+    async fn image_uses(&self) -> Result<Vec<super::ImageUse>> {
+        each!(self, rt => rt.image_uses().await)
+    }
+
+    async fn remove_image_tag(&self, tag: &str) -> Result<bool> {
+        each!(self, rt => rt.remove_image_tag(tag).await)
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,50 @@ fn agents_list_their_origin_and_bad_definitions_name_file_and_field() {
 }
 
 #[test]
+fn agents_json_lists_each_definition_with_origin_and_whether_it_loads() {
+    let env = TestEnv::new();
+    let user = env.home.path().join(".config/git-agent/agents");
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::write(
+        user.join("mine.toml"),
+        "description = \"mine\"\nheadless = [\"my-agent\"]\nprompt = \"stdin\"\noutput = \"text\"\n",
+    )
+    .unwrap();
+    std::fs::write(user.join("broken.toml"), "colour = 1\n").unwrap();
+    let doc = env.json(&["agents", "--json"]);
+    assert_eq!(doc["schema"], 1);
+    let agents = doc["agents"].as_array().unwrap();
+    let find = |n: &str| {
+        agents
+            .iter()
+            .find(|a| a["name"] == n)
+            .unwrap_or_else(|| panic!("{n}: {doc}"))
+    };
+    let exec = find("exec");
+    assert_eq!(exec["origin"], "built-in");
+    assert_eq!(exec["loads"], true);
+    assert!(exec["error"].is_null());
+    assert!(exec["description"].is_string());
+    let mine = find("mine");
+    assert_eq!(mine["description"], "mine");
+    assert!(
+        mine["origin"].as_str().unwrap().starts_with("user ("),
+        "{mine}"
+    );
+    let broken = find("broken");
+    assert_eq!(broken["loads"], false);
+    assert!(broken["description"].is_null());
+    assert!(
+        broken["origin"].as_str().unwrap().starts_with("user ("),
+        "{broken}"
+    );
+    assert!(
+        broken["error"].as_str().unwrap().contains("colour"),
+        "{broken}"
+    );
+}
+
+#[test]
 fn agents_without_credentials_are_refused_before_anything_is_created() {
     let env = TestEnv::new();
     let before = env.snapshot();

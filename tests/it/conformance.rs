@@ -169,7 +169,61 @@ pub async fn contract<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
     uploads_and_output(rt, fx)
         .await
         .context("uploads and output")?;
+    images(rt, fx).await.context("images")?;
     Ok(())
+}
+
+/// An image is listed by its label with its tag; a container made from it (not even
+/// started) is listed as using it and keeps it (removal is refused as a conflict, never
+/// forced); once the container is gone, removing its only tag deletes it.
+pub async fn images<R: Runtime>(rt: &R, fx: &Fixture) -> Result<()> {
+    let tag = format!("{}-img:1", fx.prefix);
+    let dockerfile = format!("FROM {}\n", fx.image);
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())?;
+    let id = rt
+        .build_image(tar.into_inner()?, &tag, &fx.labels(), &mut |_| {})
+        .await?;
+    let result = async {
+        let listed = rt.images_labelled(LABEL).await?;
+        let mine = listed
+            .iter()
+            .find(|i| i.id == id)
+            .context("the image is listed by its label")?;
+        ensure!(mine.tags == [tag.clone()], "{:?}", mine.tags);
+        ensure!(mine.labels.get(LABEL) == Some(&fx.prefix));
+        ensure!(mine.created > 0);
+        let mut spec = fx.spec("imguser", SLEEP, None, None);
+        spec.image = tag.clone();
+        let c = rt.create_container(&spec).await?;
+        let uses = rt.image_uses().await?;
+        ensure!(
+            uses.iter().any(|u| u.image_id == id && !u.running),
+            "a created container uses it"
+        );
+        let e = rt
+            .remove_image_tag(&tag)
+            .await
+            .err()
+            .context("an image a container uses is kept")?;
+        ensure!(engine_kind(&e) == Some(EngineErrorKind::Conflict), "{e:#}");
+        ensure!(rt.image_id(&tag).await?.is_some());
+        rt.remove_container(&c).await?;
+        ensure!(rt.remove_image_tag(&tag).await?, "its last tag: deleted");
+        ensure!(rt.image_id(&tag).await?.is_none());
+        ensure!(!rt.images_labelled(LABEL).await?.iter().any(|i| i.id == id));
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = rt.remove_container(&fx.name("imguser")).await;
+        let _ = rt.remove_image_tag(&tag).await;
+    }
+    result
 }
 
 /// Created, running, stopped, waited for, removed: each state as the engine reports it, and

@@ -29,6 +29,7 @@ mod gemini;
 mod guard;
 mod hooks;
 mod hostile;
+mod images;
 mod integrate;
 mod lifecycle;
 mod listing;

@@ -191,3 +191,53 @@ fn rm_of_a_running_task_leaves_no_container_behind() {
     env.agent(&["purge", "--refs", "busy"]).ok();
     assert_eq!(env.runtime_objects(), (vec![], vec![], vec![]));
 }
+
+#[cfg(feature = "local-runtime")]
+#[test]
+fn purge_takes_several_tasks_and_reports_each() {
+    let env = TestEnv::local();
+    env.finished_task("one", "one.txt");
+    env.finished_task("two", "two.txt");
+    env.finished_task("three", "three.txt");
+    // An unknown name changes nothing.
+    let typo = env
+        .agent(&["purge", "--refs", "one", "no/such/task!"])
+        .fails();
+    assert!(typo.stderr.contains("Error:"), "{typo}");
+    assert!(env.task_refs("one").contains_key("state"), "{typo}");
+    // Dry run: one line per task.
+    let dry = env
+        .agent(&["purge", "--refs", "--dry-run", "one", "two"])
+        .ok();
+    assert!(
+        dry.stdout.lines().any(|l| l.starts_with("one"))
+            && dry.stdout.lines().any(|l| l.starts_with("two")),
+        "{dry}"
+    );
+    assert!(env.task_refs("one").contains_key("state"));
+    // Several at once, prefixes work, a name given twice is purged once.
+    env.agent(&["purge", "--refs", "one", "tw", "two"]).ok();
+    assert!(env.task_refs("one").is_empty() && env.task_refs("two").is_empty());
+    assert!(env.task_refs("three").contains_key("state"));
+    let trash = env.agent(&["purge", "--list-trash"]).ok().stdout;
+    assert!(trash.contains("one") && trash.contains("two"), "{trash}");
+    // --undo and --empty-trash take several too.
+    env.agent(&["purge", "--undo", "one", "two"]).ok();
+    assert!(env.task_refs("one").contains_key("state"));
+    assert!(env.task_refs("two").contains_key("state"));
+    env.agent(&["purge", "--refs", "one", "two"]).ok();
+    let emptied = env.agent(&["purge", "--empty-trash", "one", "two"]).ok();
+    assert!(
+        emptied.stdout.contains("one") && emptied.stdout.contains("two"),
+        "{emptied}"
+    );
+    // A failure of one is reported and the others still go; exit 1 names it.
+    let failed = env.agent(&["purge", "--undo", "one", "three"]).fails();
+    assert_eq!(failed.code, 1, "{failed}");
+    assert!(failed.stderr.contains("failed"), "{failed}");
+    env.agent(&["purge", "three"]).ok();
+    assert!(
+        env.task_refs("three").contains_key("state"),
+        "refs kept without --refs"
+    );
+}

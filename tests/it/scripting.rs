@@ -408,6 +408,10 @@ fn every_json_output_follows_the_documented_schema_on(env: TestEnv) {
         ("hooks list", vec!["hooks", "list", "--json"]),
         ("gc", vec!["gc", "--json"]),
         ("retry", vec!["retry", "--json", "solo"]),
+        ("image list", vec!["image", "list", "--json"]),
+        // Dry: other runs share this engine and its images.
+        ("image prune", vec!["image", "prune", "--dry-run", "--json"]),
+        ("agents", vec!["agents", "--json"]),
     ];
     let mut errors = Vec::new();
     let mut seen = std::collections::BTreeSet::new();

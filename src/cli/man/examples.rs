@@ -242,6 +242,10 @@ pub const PAGES: &[Page] = &[
                 "Show what purging every task would remove.",
             ),
             (
+                "git agent purge fix-login fix-logout",
+                "Purge several tasks; each is reported, and the command exits 1 if any failed.",
+            ),
+            (
                 "git agent purge --refs fix-login && git agent purge --undo fix-login",
                 "Delete the task's refs too (kept in the trash), then bring it back.",
             ),
@@ -258,18 +262,34 @@ pub const PAGES: &[Page] = &[
     },
     Page {
         command: "image",
-        examples: &[(
-            "git agent image build",
-            "Build (or confirm up to date) the image this repository's tasks run in.",
-        )],
+        examples: &[
+            (
+                "git agent image build",
+                "Build (or confirm up to date) the image this repository's tasks run in.",
+            ),
+            (
+                "git agent image list",
+                "git-agent's images on the engine: size, age, and which tasks or containers use them.",
+            ),
+            (
+                "git agent image prune --dry-run",
+                "Show which images no task here names and no container uses; drop --dry-run to remove them.",
+            ),
+        ],
         see_also: &["git-agent-spawn(1)", "git-agent-trust(1)"],
     },
     Page {
         command: "agents",
-        examples: &[(
-            "git agent agents",
-            "Every agent definition and where it comes from.",
-        )],
+        examples: &[
+            (
+                "git agent agents",
+                "Every agent definition and where it comes from.",
+            ),
+            (
+                "git agent agents --json",
+                "The same for scripts: name, origin, description, and whether it loads.",
+            ),
+        ],
         see_also: &["git-agent-auth(1)", "git-agent-trust(1)"],
     },
     Page {
