@@ -12,10 +12,17 @@ use crate::task::store::Loaded;
 
 /// Connect your terminal to a running task's agent session. Detach with Ctrl-P Ctrl-Q; the
 /// task keeps running and `attach` reconnects.
+///
+/// A headless task has no session to join: its output is followed instead, rendered as
+/// `git agent logs -f` renders it, until the run ends (Ctrl-C stops following; the task runs
+/// on).
 #[derive(Debug, Args)]
 pub struct AttachArgs {
     /// The task (any unique prefix of its name).
     pub task: String,
+    /// For a headless task: its output exactly as the agent emitted it.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// Attach the terminal to `loaded`'s session (`ready` runs once attached) and say how the
@@ -48,6 +55,19 @@ pub async fn attach<R: Runtime>(
 pub async fn run(args: AttachArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     let loaded = ctx.store.resolve_local(&args.task, "attach")?;
+    if !loaded.record.interactive {
+        eprintln!(
+            "git-agent: task {} runs headless: following its output (Ctrl-C stops following; the task runs on)",
+            loaded.record.name
+        );
+        return super::logs::run(super::logs::LogsArgs {
+            task: loaded.record.name.clone(),
+            follow: true,
+            tail: None,
+            raw: args.raw,
+        })
+        .await;
+    }
     let rt = engine().await?;
     attach(&rt, &ctx, &loaded, async { Ok(()) }).await
 }

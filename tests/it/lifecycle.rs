@@ -447,11 +447,25 @@ fn interactive_attach_detach_reattach() {
     let st = env.json(&["status", "tty", "--json"]);
     assert_eq!(st["status"], "exited");
     assert_eq!(st["exit_code"], 7);
-    // A headless task has no session to attach to.
-    env.agent(&["spawn", "--name", "bg", "-m", "x", "--", "sleep", "60"])
-        .ok();
-    let e = env.agent(&["attach", "bg"]).fails();
-    assert!(e.stderr.contains("runs headless"), "{e}");
+    // A headless task has no session to join: attach follows its output to its end.
+    env.agent(&[
+        "spawn",
+        "--name",
+        "bg",
+        "-m",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "echo first-line; sleep 3; echo last-line",
+    ])
+    .ok();
+    let followed = env.agent(&["attach", "bg"]).ok();
+    assert!(followed.stderr.contains("runs headless"), "{followed}");
+    assert!(
+        followed.stdout.contains("first-line\n") && followed.stdout.contains("last-line\n"),
+        "{followed}"
+    );
 }
 
 /// `doctor` finds what is wrong and says how to fix it; `panic` cuts networks and stops

@@ -127,6 +127,17 @@ fn spawn_wait_shows_claudes_transcript_readably_and_raw_on_request() {
     assert!(shown.stderr.contains("Readable-answer-one."), "{shown}");
     assert!(shown.stderr.contains("■ done"), "{shown}");
     assert!(!shown.stderr.contains("{\"type\""), "{shown}");
+    // attach of a headless run follows its output, readable the same way.
+    let attached = env.agent(&["attach", "readable"]);
+    assert_eq!(attached.code, 0, "{attached}");
+    assert!(
+        attached.stdout.contains("Readable-answer-one."),
+        "{attached}"
+    );
+    assert!(!attached.stdout.contains("{\"type\""), "{attached}");
+    assert!(attached.stderr.contains("runs headless"), "{attached}");
+    let raw_attach = env.agent(&["attach", "--raw", "readable"]);
+    assert!(raw_attach.stdout.contains("{\"type\":"), "{raw_attach}");
 
     let fake = FakeAnthropic::start_requiring_key(vec![Step::text("Raw-answer-two.")], key);
     use_fake(&env, &fake);
