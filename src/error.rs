@@ -322,6 +322,9 @@ mod tests {
                 }],
             }),
             typed(hooks::HooksError::Unknown { name: task() }),
+            typed(images::ImagesError::NotOurs(
+                "git-agent:0123456789ab".into(),
+            )),
         ];
         assert_eq!(cases.len(), OP_ERRORS.len(), "one case per registered type");
         for (e, hint) in cases {
