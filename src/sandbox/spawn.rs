@@ -347,7 +347,9 @@ pub async fn start<R: Runtime>(
     };
     // A headless command checked out from the cache starts by itself once its gateway answers
     // (see `supervise --autostart` in the sandbox helper): no exec round trip on its way.
-    let autostart = (cache_volume.is_some() && !req.interactive)
+    // (Not when the task declares services: those start after the gateway, and the host's
+    // `go` waits for them.)
+    let autostart = (cache_volume.is_some() && !req.interactive && req.services.is_empty())
         .then(|| gateway::endpoints(req.gateway.vault.is_some()));
     // The gateway is created and configured while the task's network is: only attaching
     // and starting it need that network.
@@ -451,32 +453,47 @@ pub async fn start<R: Runtime>(
     super::services::start(rt, repo, task, &req.services, &req.limits, &names.network).await?;
     checkpoint()?;
     // A headless command starts now that the repository, the prompt and its way out are in
-    // place (an interactive one once the caller has attached, see [`go`]).
-    if !req.interactive {
-        if cache_volume.is_some() {
-            let from = CacheSource {
-                git: store.git(),
-                repo,
-                tip: &tip,
-                writer: &writer,
-            };
-            go_borrowed(rt, &from, &id, task, warn).await?;
-        } else {
-            go(rt, &id).await?;
-        }
-        crate::crash::point("spawn.after-go");
-    }
-    // The disk warden is created and started once the command runs: it is not on the way to
-    // the command, and its requests would only compete with those that are.
+    // place (an interactive one once the caller has attached, see [`go`]). The disk warden
+    // is created and started once the command runs: it is not on the way to the command, and
+    // its requests would only compete with those that are. Under autostart the command may
+    // already run while `go` is on its way, and the agent can stop that exec (it runs as the
+    // task's user): so there the warden comes up beside `go`, never behind it, and `go` is
+    // bounded in time (see [`go_borrowed`]).
     let warden = WardenRequest {
         image: &req.gateway_image,
         disk: req.limits.disk,
         home_volume: req.home_volume,
         state_volume: req.read_only,
     };
-    let warden = create_warden(rt, repo, task, &id, &warden).await?;
-    // The warden starts once the command has: it is not on the way to the command.
-    start_warden(rt, &id, warden.as_deref()).await?;
+    let warden_up = async {
+        let w = create_warden(rt, repo, task, &id, &warden).await?;
+        start_warden(rt, &id, w.as_deref()).await
+    };
+    if req.interactive {
+        warden_up.await?;
+    } else if cache_volume.is_some() {
+        let from = CacheSource {
+            git: store.git(),
+            repo,
+            tip: &tip,
+            writer: &writer,
+        };
+        let started = go_borrowed(rt, &from, &id, task, warn, autostart.is_some());
+        if autostart.is_some() {
+            let (started, up) = tokio::join!(started, warden_up);
+            started?;
+            up?;
+            crate::crash::point("spawn.after-go");
+        } else {
+            started.await?;
+            crate::crash::point("spawn.after-go");
+            warden_up.await?;
+        }
+    } else {
+        go(rt, &id).await?;
+        crate::crash::point("spawn.after-go");
+        warden_up.await?;
+    }
     store.update(task, "running", |r, _| {
         r.status = Status::Running;
         r.started = Some(now());
@@ -658,6 +675,11 @@ pub async fn borrowed<R: Runtime>(
     checked_out(rt, from, id, task, warn, out).await
 }
 
+/// How long `go` may take under autostart before the run counts as started: the exec only
+/// waits for the checkout, and one that does not answer was stopped by the command that
+/// checkout let start (a checkout that fails starts nothing that could stop it).
+const GO_UNDER_AUTOSTART: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// [`borrowed`], then let the command start, in one exec (the helper's `go --borrowed`).
 async fn go_borrowed<R: Runtime>(
     rt: &R,
@@ -665,8 +687,25 @@ async fn go_borrowed<R: Runtime>(
     id: &str,
     task: &str,
     warn: &dyn Fn(String),
+    autostart: bool,
 ) -> Result<()> {
-    let out = match helper_exec(rt, id, &["go", "--borrowed"]).await {
+    let exec = helper_exec(rt, id, &["go", "--borrowed"]);
+    let went = if autostart {
+        match tokio::time::timeout(GO_UNDER_AUTOSTART, exec).await {
+            Ok(went) => went,
+            // Still there: the command runs (it stopped the exec); its end is recorded from
+            // the container like any run's.
+            Err(_) => {
+                return match rt.state(id).await? {
+                    ContainerState::Running | ContainerState::Exited(_) => Ok(()),
+                    other => bail!("the task's container is {other:?} after its start"),
+                };
+            }
+        }
+    } else {
+        exec.await
+    };
+    let out = match went {
         Ok(out) => out,
         // Under autostart a command that ends at once may have stopped the container before
         // this exec came: the run is over, recorded from the container like any run's.
