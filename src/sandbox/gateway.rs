@@ -247,12 +247,22 @@ pub async fn create<R: Runtime>(
 
 /// Attach a created gateway to its task's network, start it and wait until it serves.
 pub async fn bring_up<R: Runtime>(rt: &R, created: &Created) -> Result<String> {
+    attach(rt, created).await?;
+    start_ready(rt, created).await
+}
+
+/// Attach a created gateway to its task's network. (The engine is not asked to connect a
+/// container to a network while it starts another on it: the task's container starts after
+/// this.)
+pub async fn attach<R: Runtime>(rt: &R, created: &Created) -> Result<()> {
     let Created { id, spec } = created;
-    let started = async {
-        rt.attach_gateway(id, spec).await?;
-        rt.start(id).await
-    };
-    named_outer(rt, &spec.outer, started.await).await?;
+    named_outer(rt, &spec.outer, rt.attach_gateway(id, spec).await).await
+}
+
+/// Start an attached gateway and wait until it serves.
+pub async fn start_ready<R: Runtime>(rt: &R, created: &Created) -> Result<String> {
+    let Created { id, spec } = created;
+    named_outer(rt, &spec.outer, rt.start(id).await).await?;
     helper(rt, id, &["ready"]).await.map_err(|e| {
         hinted(
             format!("the task's gateway did not come up: {e:#}"),

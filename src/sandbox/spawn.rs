@@ -393,6 +393,8 @@ pub async fn start<R: Runtime>(
         },
         &req.limits,
     );
+    // The task's container starts once its gateway has joined the task's network.
+    let (attached_tx, attached_rx) = tokio::sync::oneshot::channel::<()>();
     let sandbox = async {
         if cache_volume.is_some() {
             // Before any container names the volume: the engine would make an empty one.
@@ -421,6 +423,8 @@ pub async fn start<R: Runtime>(
         checkpoint()?;
         // The prompt goes in before the container starts: no exec to wait for.
         upload_prompt(rt, &id, &req.prompt).await?;
+        // Not while the gateway joins the same network (its outcome is the gateway's to say).
+        let _ = attached_rx.await;
         rt.start(&id).await?;
         crate::crash::point("spawn.after-start");
         checkpoint()?;
@@ -444,7 +448,13 @@ pub async fn start<R: Runtime>(
         crate::crash::point("spawn.after-deliver");
         Ok::<_, anyhow::Error>(id)
     };
-    let (sandbox, gw) = tokio::join!(sandbox, gateway::bring_up(rt, &gw));
+    let gw_up = async {
+        let attached = gateway::attach(rt, &gw).await;
+        let _ = attached_tx.send(());
+        attached?;
+        gateway::start_ready(rt, &gw).await
+    };
+    let (sandbox, gw) = tokio::join!(sandbox, gw_up);
     let id = sandbox?;
     gw?;
     crate::crash::point("spawn.after-gateway");
