@@ -102,6 +102,7 @@ pub async fn run(args: PreviewArgs) -> Result<i32> {
                 task,
                 port: args.port.expect("clap requires the port"),
                 host_port: args.host_port,
+                published: preview::published_on(&rt)?,
                 image: args.image,
                 cmd: args.cmd,
             };

@@ -186,9 +186,21 @@ pub async fn run(
             return Ok(r.failed);
         }
     };
+    // Which engine answered: with DOCKER_HOST, a context or a remote engine, the user must
+    // see that it is the one they meant.
+    let at = match &rt {
+        crate::runtime::select::Engine::Docker(d) => format!(" at {}", d.address()),
+        #[cfg(feature = "local-runtime")]
+        _ => String::new(),
+    };
     match rt.ping().await {
-        Ok(v) => r.ok("engine", v)?,
-        Err(e) => r.fail("engine", e.to_string(), "start the container engine")?,
+        Ok(v) => r.ok("engine", format!("{v}{at}"))?,
+        Err(e) => {
+            let hint = crate::error::find_hint(&e)
+                .unwrap_or("start the container engine".into())
+                .to_string();
+            r.fail("engine", e.to_string(), &hint)?
+        }
     }
     let base = ctx
         .config

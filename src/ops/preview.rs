@@ -6,6 +6,8 @@ use anyhow::Result;
 use tokio::io::AsyncWrite;
 
 use super::{Ctx, Event, Events, lock_task, reload};
+use crate::runtime::address::Published;
+use crate::runtime::select::Engine;
 use crate::runtime::{ContainerState, ObjectKind, Runtime};
 use crate::sandbox::preview::{self, PreviewPlan};
 use crate::sandbox::spawn::Limits;
@@ -69,12 +71,26 @@ impl super::OpError for PreviewError {
 pub struct PreviewRequest {
     pub task: String,
     pub port: u16,
-    /// The port on the engine host's loopback; `None`: the same as `port`.
+    /// The port on the engine's host; `None`: the same as `port`.
     pub host_port: Option<u16>,
+    /// Where the engine publishes it (see [`published_on`]).
+    pub published: Published,
     /// The image to run the dev server in; `None`: the task's.
     pub image: Option<String>,
     /// The dev server's command; `None`: `agent.previewCommand`.
     pub cmd: Option<String>,
+}
+
+/// Where `rt` publishes a preview's port: a local engine on its loopback, a remote one on
+/// the address the user reaches it by (see [`EngineAddress::published`]).
+///
+/// [`EngineAddress::published`]: crate::runtime::address::EngineAddress::published
+pub fn published_on(rt: &Engine) -> Result<Published> {
+    match rt {
+        Engine::Docker(d) => d.address().published(),
+        #[cfg(feature = "local-runtime")]
+        _ => Ok(Published::loopback()),
+    }
 }
 
 /// A started preview.
@@ -149,6 +165,7 @@ pub async fn start<R: Runtime>(
         cmd,
         port: req.port,
         host_port: req.host_port.unwrap_or(req.port),
+        published: req.published.clone(),
         limits: Limits::from_config(&ctx.config)?,
         door_image,
         task_network: task_network.clone(),

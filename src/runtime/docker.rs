@@ -1,5 +1,5 @@
-//! [`Runtime`] on the Docker Engine API through bollard: `DOCKER_HOST` or the default socket,
-//! with the API version negotiated against the engine.
+//! [`Runtime`] on the Docker Engine API through bollard, at an [`EngineAddress`] (a local
+//! socket, TCP with mutual TLS, or SSH), with the API version negotiated against the engine.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use super::address::{EngineAddress, Scheme};
 use super::{
     CommitSpec, CompanionSpec, ContainerState, DoorSpec, EngineError, EngineErrorKind, ExecOutcome,
     GatewaySpec, Hardening, ImageConfig, ImageInfo, ImageUse, Inventory, LABEL_TASK, Listed,
@@ -37,6 +38,7 @@ const STDERR_KEEP: usize = 64 * 1024;
 /// A Docker (or Podman) engine.
 pub struct DockerRuntime {
     docker: Docker,
+    address: EngineAddress,
 }
 
 fn is_not_found(e: &BollardError) -> bool {
@@ -58,8 +60,6 @@ fn is_conflict(e: &BollardError) -> bool {
         }
     )
 }
-
-use super::engine_hint;
 
 /// Type a client error: by its variant, then by the HTTP status the engine answered with.
 /// Only [`engine_says`] looks at the engine's words, for the failures that have no status of
@@ -154,24 +154,42 @@ pub fn engine(e: BollardError) -> anyhow::Error {
     anyhow::Error::new(classify(e))
 }
 
-/// The error of [`DockerRuntime::connect`]: typed, with the hint how to start or point at
-/// an engine.
-fn unreachable(e: BollardError) -> anyhow::Error {
+/// The error of [`DockerRuntime::connect_at`]: typed, naming the address tried, with the
+/// hint for that kind of address (start the engine, check the certificates, check SSH).
+fn unreachable(address: &EngineAddress, e: BollardError) -> anyhow::Error {
     let mut err = classify(e);
     if err.kind != EngineErrorKind::PermissionDenied {
         err.kind = EngineErrorKind::Unreachable;
-        err.hint = Some(engine_hint());
+        err.hint = Some(address.unreachable_hint());
     }
-    err.message = format!("{}: {}", engine_place(), err.message);
+    err.message = format!("{address}: {}", err.message);
     anyhow::Error::new(err)
 }
 
-/// Where the engine is looked for: DOCKER_HOST, else the local socket.
-fn engine_place() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+/// A client for an `ssh://` engine, on [`super::ssh`]'s transport.
+fn connect_ssh(
+    url: &str,
+    version: &bollard::ClientVersion,
+) -> std::result::Result<Docker, BollardError> {
+    use hyper_util::client::legacy::Client;
+    let target = super::ssh::SshTarget::parse(url).ok_or_else(|| {
+        BollardError::UnsupportedURISchemeError {
+            uri: url.to_string(),
+        }
+    })?;
+    let client: Client<super::ssh::SshDial, _> =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build(super::ssh::SshDial { target });
+    let transport = move |req: bollard::BollardRequest| {
+        let client = client.clone();
+        async move { client.request(req).await.map_err(BollardError::from) }
+    };
+    // The host part is a placeholder: every connection goes through `ssh`.
+    Docker::connect_with_custom_transport(
+        transport,
+        Some("http://ssh-engine"),
+        STREAM_TIMEOUT_SECS,
+        version,
+    )
 }
 
 /// How long the engine has to answer the first request of a command that needs it: long
@@ -183,31 +201,64 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// hold them for long.
 pub const READ_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// bollard's per-request timeout: long-running streams (logs -f, wait, an agent's exec) must
+/// not hit its default of 2 minutes.
+const STREAM_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+
 impl DockerRuntime {
-    /// Connect and negotiate the API version; a clear error, within [`CONNECT_TIMEOUT`],
-    /// when no engine answers.
+    /// Connect to the engine the environment names ([`EngineAddress::from_env`]) and
+    /// negotiate the API version; a clear error, within [`CONNECT_TIMEOUT`], when no engine
+    /// answers.
     pub async fn connect() -> Result<DockerRuntime> {
         Self::connect_within(CONNECT_TIMEOUT).await
     }
 
     /// [`connect`](Self::connect), giving up after `limit`.
     pub async fn connect_within(limit: Duration) -> Result<DockerRuntime> {
-        // Long-running streams (logs -f, wait) must not hit bollard's default 2 minute timeout.
-        let docker = Docker::connect_with_defaults()
-            .map_err(unreachable)?
-            .with_timeout(Duration::from_secs(7 * 24 * 3600));
+        Self::connect_at(&EngineAddress::from_env()?, limit).await
+    }
+
+    /// Connect to the engine at `address` (a local socket, TCP with mutual TLS, plain TCP,
+    /// or SSH through the system `ssh` client) and negotiate the API version within `limit`.
+    pub async fn connect_at(address: &EngineAddress, limit: Duration) -> Result<DockerRuntime> {
+        let version = bollard::API_DEFAULT_VERSION;
+        let url = address.url.as_str();
+        let client = match (address.scheme(), &address.tls) {
+            (Scheme::Unix, _) => Docker::connect_with_unix(url, STREAM_TIMEOUT_SECS, version),
+            (Scheme::Tcp, Some(tls)) => Docker::connect_with_ssl(
+                url,
+                &tls.key,
+                &tls.cert,
+                &tls.ca,
+                STREAM_TIMEOUT_SECS,
+                version,
+            ),
+            (Scheme::Tcp, None) => Docker::connect_with_http(url, STREAM_TIMEOUT_SECS, version),
+            (Scheme::Ssh, _) => connect_ssh(url, version),
+        };
+        let docker = client.map_err(|e| unreachable(address, e))?;
         let docker = match tokio::time::timeout(limit, docker.negotiate_version()).await {
             Ok(Ok(docker)) => docker,
-            Ok(Err(e)) => return Err(unreachable(e)),
+            Ok(Err(e)) => return Err(unreachable(address, e)),
             Err(_) => {
-                return Err(anyhow::Error::new(EngineError::new(
+                let mut err = EngineError::new(
                     EngineErrorKind::Unreachable,
                     None,
-                    format!("{}: no answer within {}s", engine_place(), limit.as_secs()),
-                )));
+                    format!("{address}: no answer within {}s", limit.as_secs()),
+                );
+                err.hint = Some(address.unreachable_hint());
+                return Err(anyhow::Error::new(err));
             }
         };
-        Ok(DockerRuntime { docker })
+        Ok(DockerRuntime {
+            docker,
+            address: address.clone(),
+        })
+    }
+
+    /// Where this engine is.
+    pub fn address(&self) -> &EngineAddress {
+        &self.address
     }
 }
 
@@ -229,7 +280,10 @@ impl Runtime for DockerRuntime {
     }
 
     async fn ping(&self) -> Result<String> {
-        self.docker.ping().await.map_err(unreachable)?;
+        self.docker
+            .ping()
+            .await
+            .map_err(|e| unreachable(&self.address, e))?;
         let v = self.docker.version().await.map_err(engine)?;
         Ok(format!(
             "{} (API {})",

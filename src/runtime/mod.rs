@@ -12,10 +12,12 @@
 //! ([`Runtime::isolation`]) and must pass the checks in `tests/it/conformance.rs`: the
 //! `contract` always, the `isolation` half when it claims [`Isolation::Confines`].
 
+pub mod address;
 pub mod docker;
 #[cfg(feature = "local-runtime")]
 pub mod local;
 pub mod select;
+pub mod ssh;
 pub mod subnet;
 
 use std::collections::{HashMap, HashSet};
@@ -633,13 +635,12 @@ impl EngineError {
     }
 }
 
-/// How to start the engine or point at one, depending on whether DOCKER_HOST is set.
+/// How to start the engine, or reach the one the environment names (see
+/// [`address::EngineAddress::unreachable_hint`]).
 pub fn engine_hint() -> String {
-    match std::env::var("DOCKER_HOST") {
-        Ok(h) if !h.is_empty() => format!(
-            "check that the engine at DOCKER_HOST={h} is running, or unset DOCKER_HOST to use the local socket; `git agent doctor` checks the connection"
-        ),
-        _ => "start the Docker engine (`sudo systemctl start docker`, or `sudo dockerd &` where there is no systemd), or point DOCKER_HOST at one; `git agent doctor` checks the connection".into(),
+    match address::EngineAddress::from_env() {
+        Ok(a) => a.unreachable_hint(),
+        Err(e) => format!("{e}; `git agent doctor` checks the connection"),
     }
 }
 

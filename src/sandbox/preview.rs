@@ -8,17 +8,21 @@
 //! of its own with no way out at all. Engines publish no ports of containers on internal
 //! networks, so the way in is a door: a container from git-agent's own gateway image that
 //! runs only the relay below, on a network of its own whose one published port is bound to
-//! 127.0.0.1 of the engine's host, and on the preview's network, where it passes each
-//! connection to the preview. Nothing is mounted from the host, so a remote engine works the
-//! same (the port is then on that host's loopback: reach it with `ssh -L`).
+//! one address of the engine's host, and on the preview's network, where it passes each
+//! connection to the preview. For a local engine that address is 127.0.0.1. Nothing is
+//! mounted from the host, so a remote engine (`tcp://`, `ssh://`) works the same; its port is
+//! then bound to the address the user reaches that engine by (the engine URL's host, see
+//! [`Published`]), and the URL names that host: a port on the remote loopback could not be
+//! opened from the user's browser without a tunnel.
 //!
 //! Owns: the names, specs and hardening of both containers and their networks, and removing
 //! them. Must not: give the preview a writable mount, a network with a route out, or a port
-//! bound anywhere but loopback; remove an object without the task's labels.
+//! bound to more than the one address; remove an object without the task's labels.
 
 use anyhow::Result;
 
 use super::{RepoId, owned_by};
+use crate::runtime::address::Published;
 use crate::runtime::{
     CompanionSpec, ContainerState, DoorSpec, Hardening, ObjectKind, ResourceLimits, Runtime,
     UserId, VolumeMount,
@@ -27,7 +31,7 @@ use crate::runtime::{
 /// The preview's name on its network (the door connects to it there).
 pub const ALIAS: &str = "git-agent-preview";
 
-/// The address the door's port is published on: the engine host's loopback only.
+/// The address the door's port is published on for a local engine: its loopback only.
 pub const HOST_IP: &str = "127.0.0.1";
 
 /// Label on both preview containers and their networks (besides the task's labels), so an
@@ -113,8 +117,11 @@ pub struct PreviewPlan {
     pub cmd: String,
     /// The port it listens on inside the preview (and the door on its network).
     pub port: u16,
-    /// The port on the engine host's loopback.
+    /// The port on the engine's host.
     pub host_port: u16,
+    /// Where on the engine's host that port is bound (its loopback for a local engine, the
+    /// address the user reaches a remote one by), and the URL's host.
+    pub published: Published,
     /// The task's internal network, when its run is live (the way out is its gateway);
     /// `None`: the preview gets an internal network of its own.
     pub task_network: Option<String>,
@@ -160,7 +167,7 @@ pub fn door_spec(repo: &RepoId, task: &str, plan: &PreviewPlan, inner: &str) -> 
         labels: labels(repo, task),
         front: names.preview_front.clone(),
         inner: inner.to_string(),
-        host_ip: HOST_IP.into(),
+        host_ip: plan.published.bind_ip.clone(),
         host_port: plan.host_port,
         port: plan.port,
         hardening: door_hardening(),
@@ -210,7 +217,7 @@ pub async fn start<R: Runtime>(
         remove(rt, repo, task).await.ok();
         return Err(e);
     }
-    Ok(format!("http://{HOST_IP}:{}/", plan.host_port))
+    Ok(plan.published.url(plan.host_port))
 }
 
 /// The state of a task's preview container.
@@ -257,6 +264,7 @@ mod tests {
             cmd: "npm run dev".into(),
             port: 5173,
             host_port: 15173,
+            published: Published::loopback(),
             task_network: Some("net".into()),
             limits: crate::sandbox::spawn::Limits {
                 pids: 100,
@@ -304,5 +312,12 @@ mod tests {
         assert!(spec.hardening.read_only_root);
         assert_eq!(spec.inner, "net");
         assert_ne!(spec.front, spec.inner);
+        // A remote engine's: on the one address the user reaches it by.
+        let mut remote = plan();
+        remote.published = Published {
+            bind_ip: "10.77.0.2".into(),
+            url_host: "10.77.0.2".into(),
+        };
+        assert_eq!(door_spec(&repo(), "t", &remote, "net").host_ip, "10.77.0.2");
     }
 }
