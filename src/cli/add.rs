@@ -39,6 +39,7 @@ pub async fn run(mut args: SpawnArgs) -> Result<i32> {
         git_readonly: super::spawn::git_readonly(&args),
         stack: args.stack.clone(),
         description: String::new(),
+        engine: args.engine.clone(),
     };
     let names = ops::queue::add(&ctx, &prepared, &spawn, args.after.as_deref(), &Stderr)
         .map_err(OpError::into_report)?;

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, engine};
+use super::Ctx;
 use crate::ops::OpError;
 use crate::ops::attach::{AttachError, Attached};
 use crate::runtime::Runtime;
@@ -68,6 +68,6 @@ pub async fn run(args: AttachArgs) -> Result<i32> {
         })
         .await;
     }
-    let rt = engine().await?;
+    let rt = crate::ops::engine_of(&ctx, &loaded.record).await?;
     attach(&rt, &ctx, &loaded, async { Ok(()) }).await
 }

@@ -7,7 +7,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, Stderr, engine, out, term};
+use super::{Ctx, Stderr, out, term};
 use crate::error::hinted;
 use crate::ops::OpError;
 use crate::ops::commit::{Committed, DraftPlan, Prepared};
@@ -46,7 +46,9 @@ pub struct CommitArgs {
 /// Ask the task's agent for a draft of the message, in a fresh container (see
 /// [`crate::ops::commit::draft_plan`]). `None` when there is no agent to ask or no answer.
 async fn draft_message(ctx: &Ctx, prepared: &Prepared) -> Option<String> {
-    let rt = engine().await.ok()?;
+    let rt = crate::ops::engine_of_task(ctx, prepared.task())
+        .await
+        .ok()?;
     let plan = crate::ops::commit::draft_plan(&rt, ctx, prepared).await?;
     eprintln!(
         "git-agent: asking {} to draft a commit message...",

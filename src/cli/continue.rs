@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
-use super::{Ctx, Stderr, engine, out};
+use super::{Ctx, Stderr, out};
 use crate::ops::OpError;
 use crate::ops::followup::ContinueRequest;
 
@@ -60,9 +60,9 @@ fn read_prompt(args: &ContinueArgs) -> Result<String> {
 
 pub async fn run(args: ContinueArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    ctx.store.resolve_local(&args.task, "continue")?;
+    let loaded = ctx.store.resolve_local(&args.task, "continue")?;
     let prompt = read_prompt(&args)?;
-    let rt = engine().await?;
+    let rt = crate::ops::engine_of(&ctx, &loaded.record).await?;
     let request = ContinueRequest {
         task: args.task,
         prompt,

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{Ctx, Stderr, engine, out, term};
+use super::{Ctx, Stderr, out, term};
 use crate::ops::OpError;
 use crate::ops::preview::{self, PreviewRequest};
 
@@ -72,8 +72,8 @@ pub async fn run(args: PreviewArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     match args.command {
         Some(PreviewCommand::Stop { task }) => {
-            ctx.store.resolve_local(&task, "preview stop")?;
-            let rt = engine().await?;
+            let loaded = ctx.store.resolve_local(&task, "preview stop")?;
+            let rt = crate::ops::engine_of(&ctx, &loaded.record).await?;
             let name = preview::stop(&rt, &ctx, &task)
                 .await
                 .map_err(OpError::into_report)?;
@@ -81,8 +81,8 @@ pub async fn run(args: PreviewArgs) -> Result<i32> {
             Ok(0)
         }
         Some(PreviewCommand::Logs { task, follow }) => {
-            ctx.store.resolve_local(&task, "preview logs")?;
-            let rt = engine().await?;
+            let loaded = ctx.store.resolve_local(&task, "preview logs")?;
+            let rt = crate::ops::engine_of(&ctx, &loaded.record).await?;
             let mut w = Escaped {
                 inner: tokio::io::stdout(),
                 escape: term::stdout_is_tty(),
@@ -96,8 +96,8 @@ pub async fn run(args: PreviewArgs) -> Result<i32> {
         }
         None => {
             let task = args.task.expect("clap requires the task");
-            ctx.store.resolve_local(&task, "preview")?;
-            let rt = engine().await?;
+            let loaded = ctx.store.resolve_local(&task, "preview")?;
+            let rt = crate::ops::engine_of(&ctx, &loaded.record).await?;
             let req = PreviewRequest {
                 task,
                 port: args.port.expect("clap requires the port"),

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, Each, Stderr, engine, out};
+use super::{Ctx, Each, Stderr, out};
 use crate::error::hinted;
 use crate::ops::remove::{self, Planned};
 
@@ -176,7 +176,6 @@ pub async fn run(args: PurgeArgs) -> Result<i32> {
         }
         return each.finish();
     }
-    let rt = engine().await?;
     if args.all {
         let tasks = ctx.store.all()?;
         if tasks.is_empty() {
@@ -220,6 +219,7 @@ pub async fn run(args: PurgeArgs) -> Result<i32> {
         }
         for p in &planned {
             crate::interrupt::checkpoint()?;
+            let rt = crate::ops::engine_of_task(&ctx, &p.name).await?;
             remove::purge(&rt, &ctx, &p.name, args.refs, args.force, &Stderr)
                 .await
                 .map_err(crate::ops::OpError::into_report)?;
@@ -246,10 +246,13 @@ pub async fn run(args: PurgeArgs) -> Result<i32> {
                 .map(drop)
                 .map_err(crate::ops::OpError::into_report)
         } else {
-            remove::purge(&rt, &ctx, name, args.refs, args.force, &Stderr)
-                .await
-                .map(drop)
-                .map_err(crate::ops::OpError::into_report)
+            match crate::ops::engine_of_task(&ctx, name).await {
+                Ok(rt) => remove::purge(&rt, &ctx, name, args.refs, args.force, &Stderr)
+                    .await
+                    .map(drop)
+                    .map_err(crate::ops::OpError::into_report),
+                Err(e) => Err(e),
+            }
         };
         each.record(name, done)?;
     }

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, Stderr, engine, out};
+use super::{Ctx, Stderr, out};
 use crate::ops::attach::start_command;
 use crate::ops::restart::RestartRequest;
 
@@ -33,8 +33,8 @@ pub struct RestartArgs {
 
 pub async fn run(args: RestartArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    ctx.store.resolve_local(&args.task, "restart")?;
-    let rt = engine().await?;
+    let loaded = ctx.store.resolve_local(&args.task, "restart")?;
+    let rt = crate::ops::engine_of(&ctx, &loaded.record).await?;
     let request = RestartRequest {
         task: args.task,
         interactive: args.interactive,

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
-use super::{Ctx, Stderr, engine, out};
+use super::{Ctx, Stderr, out};
 use crate::ops::OpError;
 use crate::ops::retry::RetryRequest;
 
@@ -60,7 +60,10 @@ pub async fn run(args: RetryArgs) -> Result<i32> {
         let prompt = retry.prompt_mut();
         *prompt = super::spawn::edit_text(&ctx.git, prompt, "AGENT_PROMPT")?;
     }
-    let rt = engine().await?;
+    // A retry is a new task: placed as a spawn is.
+    let placed = crate::ops::placement::place(&ctx, None, 1).await?;
+    retry.set_engine(placed.name);
+    let rt = placed.engine;
     let old = retry.old().to_string();
     let new = crate::ops::retry::start(&rt, &ctx, retry, &Stderr)
         .await

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, Each, Stderr, engine, resolve_all};
+use super::{Ctx, Each, Stderr, resolve_all};
 use crate::ops::remove;
 
 /// Remove tasks' containers (their workspace volumes, networks and refs stay).
@@ -21,9 +21,15 @@ pub async fn run(args: RmArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     // Every name is checked before anything is removed: a typo changes nothing.
     let tasks = resolve_all(&ctx, &args.tasks, "rm")?;
-    let rt = engine().await?;
     let mut each = Each::new("rm", tasks.len());
     for task in &tasks {
+        let rt = match crate::ops::engine_of_task(&ctx, task).await {
+            Ok(rt) => rt,
+            Err(e) => {
+                each.record(task, Err(e))?;
+                continue;
+            }
+        };
         let done = remove::rm(&rt, &ctx, task, &Stderr)
             .await
             .map(drop)

@@ -100,12 +100,11 @@ pub struct RunQueuedArgs {
 
 pub async fn run_queued(args: RunQueuedArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let rt = engine().await?;
     let server = ops::queue::Server {
         pid: args.server_pid,
         started: args.server_started,
     };
-    let worked = ops::queue::work(&rt, &ctx, &args.task, &server, &Stderr)
+    let worked = ops::queue::work(&ctx, &args.task, &server, &Stderr)
         .await
         .map_err(OpError::into_report)?;
     Ok(match worked {

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, engine};
+use super::Ctx;
 
 /// Open an interactive shell inside a task's sandbox, in its workspace, as the task user.
 ///
@@ -33,7 +33,7 @@ pub async fn run(args: ShellArgs) -> Result<i32> {
     let loaded = ctx.store.resolve_local(&args.task, "shell")?;
     // Said before the engine is reached: a task without a container has nothing to open.
     crate::ops::attach::shell_container(&loaded).map_err(crate::ops::OpError::into_report)?;
-    let rt = engine().await?;
+    let rt = crate::ops::engine_of(&ctx, &loaded.record).await?;
     if !args.command.is_empty() {
         return run_one(&rt, &ctx, &loaded, &args.command).await;
     }

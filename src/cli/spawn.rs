@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{Ctx, Stderr, engine, out, term};
+use super::{Ctx, Stderr, out, term};
 use crate::error::hinted;
 use crate::git::Git;
 use crate::ops::{self, OpError, setup::NetworkChoice};
@@ -88,6 +88,10 @@ pub struct SpawnArgs {
     /// writable; default: agent.readOnlyRoot).
     #[arg(long)]
     pub read_only: bool,
+    /// The engine to run on, by its name in `agent.engine.<name>.url` (default:
+    /// `agent.engine`, else the configured engine with the most room).
+    #[arg(long, value_name = "NAME")]
+    pub engine: Option<String>,
     /// Stream the task's output and exit with its exit status. The output is shown as
     /// `git agent logs` shows it: an agent's structured transcript (Claude Code's
     /// stream-json) as readable messages and tool calls, control characters escaped on a
@@ -226,12 +230,9 @@ pub async fn run(mut args: SpawnArgs) -> Result<i32> {
     if let Some(parent) = args.after.clone() {
         // A parent that ended well: spawn on its work now. One still going: queue the task
         // for `git agent serve`. One that failed: refuse.
-        let parent = ctx
-            .store
-            .resolve_local(&parent, "spawn --after")?
-            .record
-            .name;
-        let rt = engine().await?;
+        let parent = ctx.store.resolve_local(&parent, "spawn --after")?.record;
+        let rt = ops::engine_of(&ctx, &parent).await?;
+        let parent = parent.name;
         match ops::queue::parent_now(&rt, &ctx, &parent).await? {
             ops::queue::AfterState::Ready => {
                 ops::sync::run(&rt, &ctx, &parent, &Stderr)
@@ -254,8 +255,11 @@ pub async fn run(mut args: SpawnArgs) -> Result<i32> {
             }
         }
     }
-    let prepared = prepare(&ctx, &mut args)?;
-    let rt = engine().await?;
+    let mut prepared = prepare(&ctx, &mut args)?;
+    let placed =
+        ops::placement::place(&ctx, args.engine.as_deref(), prepared.names().len()).await?;
+    prepared.engine = placed.name;
+    let rt = placed.engine;
     let spawned = ops::spawn::start(&rt, &ctx, prepared, &Stderr)
         .await
         .map_err(OpError::into_report)?;

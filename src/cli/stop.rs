@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, Each, Stderr, engine, resolve_all};
+use super::{Ctx, Each, Stderr, resolve_all};
 
 /// Stop tasks' containers (their workspaces and refs stay).
 ///
@@ -24,10 +24,17 @@ pub async fn run(args: StopArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
     // Every name is checked before anything is stopped: a typo changes nothing.
     let tasks = resolve_all(&ctx, &args.tasks, "stop")?;
-    let rt = engine().await?;
     let timeout = i32::try_from(args.timeout).unwrap_or(i32::MAX);
     let mut each = Each::new("stop", tasks.len());
     for task in &tasks {
+        // Each on its own engine: one that does not answer fails only its own tasks.
+        let rt = match crate::ops::engine_of_task(&ctx, task).await {
+            Ok(rt) => rt,
+            Err(e) => {
+                each.record(task, Err(e))?;
+                continue;
+            }
+        };
         let done = crate::ops::stop::run(&rt, &ctx, task, timeout, &Stderr)
             .await
             .map(drop)

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, engine, out};
+use super::{Ctx, out};
 use crate::ops::follow::{Ended, Started};
 
 /// Fetch a task's new commits and a snapshot of its uncommitted changes into refs/agent/<task>/.
@@ -59,7 +59,7 @@ pub async fn run(args: SyncArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let rt = engine().await?;
+    let rt = crate::ops::engine_of_task(&ctx, &task).await?;
     if args.follow_here {
         let ended = crate::ops::follow::run(&rt, &ctx, &task, &super::Stderr)
             .await

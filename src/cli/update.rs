@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, Stderr, engine, out};
+use super::{Ctx, Stderr, out};
 use crate::error::sanitize;
 use crate::ops::update::{UpdateRequest, Updated};
 
@@ -42,7 +42,8 @@ pub struct UpdateArgs {
 
 pub async fn run(args: UpdateArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let rt = engine().await?;
+    let loaded = ctx.store.resolve_local(&args.task, "update")?;
+    let rt = crate::ops::engine_of(&ctx, &loaded.record).await?;
     let req = UpdateRequest {
         task: args.task,
         onto: args.onto,

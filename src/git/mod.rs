@@ -523,6 +523,11 @@ impl Config {
             .map(String::as_str)
     }
 
+    /// Every key that has a value (lowercase).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
     /// Every value of a multi-valued key (`git config --add`).
     pub fn get_all(&self, key: &str) -> Vec<String> {
         self.values

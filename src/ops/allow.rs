@@ -115,7 +115,7 @@ pub async fn run(
     let policy = with_domains(loaded.record.network.clone().unwrap_or_default(), &add);
     let applied = match &loaded.record.sandbox.gateway {
         Some(gw) => {
-            let rt = super::engine().await?;
+            let rt = super::engine_of(ctx, &loaded.record).await?;
             apply_live(&rt, &loaded, gw, &policy).await?
         }
         None => false,

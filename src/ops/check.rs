@@ -160,7 +160,7 @@ pub async fn run(ctx: &Ctx, task: &str) -> Result<Checked, CheckError> {
     let mut loaded = ctx.store.resolve(task)?;
     let mut status_checked = loaded.record.sandbox.container.is_none();
     if loaded.record.sandbox.container.is_some()
-        && let Ok(rt) = super::engine_for_reading().await
+        && let Ok(rt) = super::engine_of_for_reading(ctx, &loaded.record).await
     {
         loaded = super::inspect::effective(&rt, &ctx.store, loaded)
             .await

@@ -125,7 +125,7 @@ pub async fn prepare(
     crate::git::promote::sweep(&ctx.git, Some(&name));
     let mut loaded = super::reload(ctx, &name)?;
     if loaded.record.sandbox.container.is_some() {
-        let rt = super::engine().await?;
+        let rt = super::engine_of(ctx, &loaded.record).await?;
         loaded = super::sync::if_possible(&rt, ctx, loaded, &lock, events).await?;
     }
     let r = &loaded.record;

@@ -137,19 +137,19 @@ pub async fn run(
             found: members.len(),
         });
     }
-    let rt = if members.iter().any(|l| l.record.sandbox.container.is_some()) {
-        match super::engine_for_reading().await {
-            Ok(rt) => Some(rt),
-            Err(e) => {
-                events.emit(Event::step(None, format!("{e}; runtime status unknown")));
-                None
-            }
-        }
-    } else {
-        None
-    };
     let mut fresh = Vec::new();
     for l in members {
+        // Each attempt on its own engine; one that does not answer is shown as last synced.
+        let rt = match l.record.sandbox.container {
+            Some(_) => match super::engine_of_for_reading(ctx, &l.record).await {
+                Ok(rt) => Some(rt),
+                Err(e) => {
+                    events.emit(Event::step(None, format!("{e}; runtime status unknown")));
+                    None
+                }
+            },
+            None => None,
+        };
         fresh.push(match &rt {
             Some(rt) => super::review::fresh(rt, ctx, l, req.sync, events).await?,
             None => l,

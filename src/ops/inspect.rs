@@ -160,10 +160,43 @@ pub async fn all(ctx: &Ctx) -> Result<Tasks, InspectError> {
             unchecked: None,
         });
     }
-    match super::engine_for_reading().await {
-        Ok(rt) => all_on(ctx, &rt, tasks).await,
-        Err(e) => Ok(unchecked(tasks, &e)),
+    // Each engine is asked about its own tasks, all at once; one that does not answer
+    // leaves only its own tasks unchecked.
+    let order: std::collections::HashMap<String, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.record.name.clone(), i))
+        .collect();
+    let mut by_engine: Vec<(Option<String>, Vec<Loaded>)> = Vec::new();
+    for l in tasks {
+        match by_engine.iter_mut().find(|(e, _)| *e == l.record.engine) {
+            Some((_, group)) => group.push(l),
+            None => by_engine.push((l.record.engine.clone(), vec![l])),
+        }
     }
+    let checked = futures_util::future::join_all(by_engine.into_iter().map(|(_, group)| async {
+        match super::engine_of_for_reading(ctx, &group[0].record).await {
+            Ok(rt) => all_on(ctx, &rt, group).await,
+            Err(e) => Ok(unchecked(group, &e)),
+        }
+    }))
+    .await;
+    let mut all = Tasks {
+        seen: Vec::new(),
+        unchecked: None,
+    };
+    for part in checked {
+        let part = part?;
+        all.seen.extend(part.seen);
+        all.unchecked = match (all.unchecked.take(), part.unchecked) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
+    }
+    // In the store's order, whichever engine answered first.
+    all.seen
+        .sort_by_key(|s| order.get(&s.loaded.record.name).copied());
+    Ok(all)
 }
 
 fn unchecked(tasks: Vec<Loaded>, why: &anyhow::Error) -> Tasks {
@@ -176,7 +209,7 @@ fn unchecked(tasks: Vec<Loaded>, why: &anyhow::Error) -> Tasks {
                 problems: Vec::new(),
             })
             .collect(),
-        unchecked: Some(why.to_string()),
+        unchecked: Some(format!("{why:#}")),
     }
 }
 
@@ -467,7 +500,7 @@ pub async fn status(ctx: &Ctx, task: &str) -> Result<Detail, InspectError> {
             group_usage: None,
         });
     }
-    let rt = super::engine_for_reading().await;
+    let rt = super::engine_of_for_reading(ctx, &loaded.record).await;
     let mut unchecked: Vec<String> = rt
         .as_ref()
         .err()

@@ -91,7 +91,7 @@ pub async fn open(ctx: &Ctx, task: &str) -> Result<Logs, LogsError> {
     let name = loaded.record.name.clone();
     let mut unreachable = None;
     if let Some(container) = loaded.record.sandbox.container.clone() {
-        match super::engine_for_reading().await {
+        match super::engine_of_for_reading(ctx, &loaded.record).await {
             Ok(rt) => {
                 if rt.state(&container).await? != ContainerState::Missing {
                     return Ok(Logs {

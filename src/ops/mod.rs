@@ -29,6 +29,7 @@ pub mod images;
 pub mod inspect;
 pub mod logs;
 pub mod merge;
+pub mod placement;
 pub mod preview;
 pub mod push;
 pub mod queue;
@@ -52,6 +53,7 @@ use anyhow::Result;
 
 use crate::error::hinted;
 use crate::git::{Config, Git};
+use crate::runtime::engines::EngineDef;
 use crate::runtime::select::Engine;
 use crate::sandbox::RepoId;
 use crate::task::lock::TaskLock;
@@ -127,6 +129,29 @@ pub fn reload(ctx: &Ctx, task: &str) -> Result<Loaded> {
 /// Connect to the container engine (the one [`crate::runtime::select`] chooses).
 pub async fn engine() -> Result<Engine> {
     Engine::connect().await
+}
+
+/// The engines the user configured (see [`crate::runtime::engines`]).
+pub fn engine_defs(ctx: &Ctx) -> Result<Vec<EngineDef>> {
+    crate::runtime::engines::configured(&ctx.config)
+}
+
+/// The engine `record`'s task runs on (its record names it).
+pub async fn engine_of(ctx: &Ctx, record: &crate::task::TaskRecord) -> Result<Engine> {
+    let def = crate::runtime::engines::of_task(&engine_defs(ctx)?, record.engine.as_deref())?;
+    Engine::connect_to(&def, crate::runtime::docker::CONNECT_TIMEOUT).await
+}
+
+/// [`engine_of`] for the task named `task` (its record read now).
+pub async fn engine_of_task(ctx: &Ctx, task: &str) -> Result<Engine> {
+    let loaded = ctx.store.resolve(task)?;
+    engine_of(ctx, &loaded.record).await
+}
+
+/// [`engine_of`] for an operation that can do without it: gives up sooner.
+pub async fn engine_of_for_reading(ctx: &Ctx, record: &crate::task::TaskRecord) -> Result<Engine> {
+    let def = crate::runtime::engines::of_task(&engine_defs(ctx)?, record.engine.as_deref())?;
+    Engine::connect_to(&def, crate::runtime::docker::READ_CONNECT_TIMEOUT).await
 }
 
 /// Connect to the container engine for an operation that can do without it: gives up sooner.

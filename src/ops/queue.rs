@@ -199,8 +199,7 @@ pub struct Server {
 
 /// A worker's job: claim queued task `task` (lease, then compare-and-swap), start it through
 /// the spawn path, wait for its run to end and record how it ended.
-pub async fn work<R: Runtime>(
-    rt: &R,
+pub async fn work(
     ctx: &Ctx,
     task: &str,
     server: &Server,
@@ -217,6 +216,12 @@ pub async fn work<R: Runtime>(
     }
     let mut base = None;
     if let Some(parent) = loaded.record.after.clone() {
+        // The parent is asked on its own engine.
+        let rt = match ctx.store.load(&parent)? {
+            Some(p) => super::engine_of(ctx, &p.record).await?,
+            None => super::engine().await?,
+        };
+        let rt = &rt;
         match parent_now(rt, ctx, &parent).await? {
             AfterState::Waiting => return Ok(Worked::NotReady),
             AfterState::Failed(reason) => {
@@ -248,6 +253,14 @@ pub async fn work<R: Runtime>(
             }
         }
     }
+    // An engine with room, or the task waits in the queue for one.
+    let pinned = loaded.record.queue.as_ref().and_then(|q| q.engine.clone());
+    let placed = match super::placement::place(ctx, pinned.as_deref(), 1).await {
+        Ok(placed) => placed,
+        Err(e) if super::placement::is_no_room(&e) => return Ok(Worked::NotReady),
+        Err(e) => return Err(e.into()),
+    };
+    let rt = &placed.engine;
     let claim = Claim {
         host: crate::task::queue::host_name(),
         server_pid: server.pid,
@@ -280,7 +293,7 @@ pub async fn work<R: Runtime>(
         format!("starting queued task {task}"),
     ));
     let prepared = super::spawn::prepare_claimed(ctx, &claimed, lease, events);
-    let prepared = match prepared {
+    let mut prepared = match prepared {
         Ok(p) => p,
         Err(e) => {
             let reason = crate::error::render(&super::OpError::into_report(e)).join("; ");
@@ -288,6 +301,7 @@ pub async fn work<R: Runtime>(
             return Ok(Worked::Refused(reason));
         }
     };
+    prepared.engine = placed.name;
     let started = super::spawn::start(rt, ctx, prepared, events).await?;
     let waited = super::spawn::wait(rt, ctx, started.tasks, &mut tokio::io::sink(), events).await?;
     Ok(Worked::Ran(

@@ -52,6 +52,11 @@ impl Retry {
         &self.prepared.names()[0]
     }
 
+    /// The engine the new task goes to (see [`super::placement`]).
+    pub fn set_engine(&mut self, engine: Option<String>) {
+        self.prepared.engine = engine;
+    }
+
     /// The new task's prompt, for the caller to change before [`start`].
     pub fn prompt_mut(&mut self) -> &mut String {
         &mut self.prepared.prompts_mut()[0]

@@ -212,7 +212,7 @@ async fn task(
     let mut engine = None;
     let mut status_checked = true;
     if loaded.record.sandbox.container.is_some() {
-        match super::engine_for_reading().await {
+        match super::engine_of_for_reading(ctx, &loaded.record).await {
             Ok(rt) => {
                 loaded = fresh(&rt, ctx, loaded, req.sync, events).await?;
                 let mut buf = Vec::new();
@@ -264,17 +264,12 @@ async fn group(
     sync: bool,
     events: &dyn Events,
 ) -> anyhow::Result<GroupReview> {
-    let rt = match super::engine_for_reading().await {
-        Ok(rt) => Some(rt),
-        Err(e) => {
-            events.emit(Event::step(None, format!("{e}; runtime status unknown")));
-            None
-        }
-    };
     let mut rows = Vec::new();
     for mut l in members {
-        if let Some(rt) = &rt {
-            l = fresh(rt, ctx, l, sync, events).await?;
+        // Each member on its own engine; one that does not answer is shown as last synced.
+        match super::engine_of_for_reading(ctx, &l.record).await {
+            Ok(rt) => l = fresh(&rt, ctx, l, sync, events).await?,
+            Err(e) => events.emit(Event::step(None, format!("{e}; runtime status unknown"))),
         }
         let stat = ctx.git.run([
             "diff",

@@ -173,6 +173,9 @@ pub struct Prepared {
     claimed: Option<(Lease, Option<String>)>,
     /// The task these retry (`git agent retry`), recorded with them at creation.
     pub(super) retry_of: Option<String>,
+    /// The engine the tasks go to, by name (see [`super::placement`]); `None`: the
+    /// environment's.
+    pub engine: Option<String>,
 }
 
 impl Prepared {
@@ -380,6 +383,7 @@ fn prepare_for(
         git_readonly,
         claimed: None,
         retry_of: None,
+        engine: None,
     })
 }
 
@@ -540,6 +544,7 @@ pub async fn start<R: Runtime>(
         let mut env = env;
         crate::guard::add_env(&mut env, p.git_readonly);
         requests.push(StartRequest {
+            engine: p.engine.clone(),
             name: name.clone(),
             agent: agent.name.clone(),
             command,

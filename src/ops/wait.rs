@@ -101,9 +101,17 @@ pub async fn run<R: Runtime>(
                 );
                 continue;
             };
-            let loaded = match rt {
-                Some(rt) => super::inspect::effective(rt, &ctx.store, loaded).await?,
-                None => crate::sandbox::stuck::as_seen(&ctx.git, loaded)?,
+            // A task on a named engine is asked there (the given engine is the environment's).
+            let own = match loaded.record.engine {
+                Some(_) => super::engine_of_for_reading(ctx, &loaded.record).await.ok(),
+                None => None,
+            };
+            let loaded = match (own.as_ref(), loaded.record.engine.is_some(), rt) {
+                (Some(rt), _, _) => super::inspect::effective(rt, &ctx.store, loaded).await?,
+                (None, false, Some(rt)) => {
+                    super::inspect::effective(rt, &ctx.store, loaded).await?
+                }
+                _ => crate::sandbox::stuck::as_seen(&ctx.git, loaded)?,
             };
             let r = &loaded.record;
             if matches!(r.status, Status::Exited | Status::Stopped | Status::Failed) {

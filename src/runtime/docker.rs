@@ -194,7 +194,7 @@ fn connect_ssh(
 
 /// How long the engine has to answer the first request of a command that needs it: long
 /// enough for an engine busy with many tasks, short enough that a dead one is reported.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The same for commands that can do without the engine (list, status, review, logs): they
 /// fall back to the refs, so an engine that accepts connections but never replies must not

@@ -14,6 +14,7 @@
 
 pub mod address;
 pub mod docker;
+pub mod engines;
 #[cfg(feature = "local-runtime")]
 pub mod local;
 pub mod select;

@@ -16,6 +16,7 @@ use anyhow::Result;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::docker::DockerRuntime;
+use super::engines::EngineDef;
 #[cfg(feature = "local-runtime")]
 use super::local::LocalRuntime;
 use super::{
@@ -70,6 +71,26 @@ impl Engine {
     pub async fn connect() -> Result<Engine> {
         match chosen() {
             Choice::Docker => Ok(Engine::Docker(DockerRuntime::connect().await?)),
+            #[cfg(feature = "local-runtime")]
+            Choice::Local => Ok(Engine::Local(LocalRuntime::from_env()?)),
+        }
+    }
+
+    /// Connect to the engine `def` defines (see [`super::engines`]), giving up after `limit`.
+    /// A failure names the engine when the user named it.
+    pub async fn connect_to(def: &EngineDef, limit: Duration) -> Result<Engine> {
+        match chosen() {
+            Choice::Docker => {
+                let rt = match &def.address {
+                    Some(address) => DockerRuntime::connect_at(address, limit).await,
+                    None => DockerRuntime::connect_within(limit).await,
+                };
+                match rt {
+                    Ok(rt) => Ok(Engine::Docker(rt)),
+                    Err(e) if def.name == super::engines::DEFAULT => Err(e),
+                    Err(e) => Err(e.context(format!("engine '{}'", def.name))),
+                }
+            }
             #[cfg(feature = "local-runtime")]
             Choice::Local => Ok(Engine::Local(LocalRuntime::from_env()?)),
         }

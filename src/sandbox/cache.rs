@@ -153,23 +153,70 @@ impl HostState {
         s
     }
 
-    fn read(git: &Git) -> Option<HostState> {
-        HostState::parse(&std::fs::read_to_string(state_path(git)).ok()?)
+    /// What the host remembers of every cache it filled: one per engine, told apart by
+    /// their generations (a cache on another engine has another). A block that does not
+    /// parse is dropped.
+    fn read_all(git: &Git) -> Vec<HostState> {
+        let Ok(text) = std::fs::read_to_string(state_path(git)) else {
+            return Vec::new();
+        };
+        let mut blocks: Vec<String> = Vec::new();
+        for line in text.lines() {
+            if line.starts_with("generation ") || blocks.is_empty() {
+                blocks.push(String::new());
+            }
+            let b = blocks.last_mut().expect("pushed");
+            b.push_str(line);
+            b.push('\n');
+        }
+        blocks.iter().filter_map(|b| HostState::parse(b)).collect()
     }
 
+    /// What the host remembers of the cache of `generation`.
+    fn read(git: &Git, generation: &str) -> Option<HostState> {
+        HostState::read_all(git)
+            .into_iter()
+            .find(|s| s.generation == generation)
+    }
+
+    /// Remember this cache, beside the other engines' (the newest [`KEPT_STATES`]).
     fn write(&self, git: &Git) -> Result<()> {
-        let path = state_path(git);
-        let tmp = path.with_extension("tmp");
-        std::fs::create_dir_all(state_dir(git))?;
-        std::fs::write(&tmp, self.render())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+        let mut all = HostState::read_all(git);
+        all.retain(|s| s.generation != self.generation);
+        all.push(self.clone());
+        let skip = all.len().saturating_sub(KEPT_STATES);
+        write_states(git, &all[skip..])
     }
 }
 
-/// Forget what was sent (the cache is gone).
-fn forget(git: &Git) {
-    std::fs::remove_file(state_path(git)).ok();
+/// How many engines' caches the host remembers.
+const KEPT_STATES: usize = 16;
+
+fn write_states(git: &Git, states: &[HostState]) -> Result<()> {
+    let path = state_path(git);
+    let tmp = path.with_extension("tmp");
+    std::fs::create_dir_all(state_dir(git))?;
+    let text: String = states.iter().map(HostState::render).collect();
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Forget what was sent to the cache of `generation` (it is gone or refilled).
+fn forget(git: &Git, generation: &str) {
+    let mut all = HostState::read_all(git);
+    let before = all.len();
+    all.retain(|s| s.generation != generation);
+    if all.len() != before {
+        write_states(git, &all).ok();
+    }
+}
+
+/// The generation a cache volume's labels name, if any.
+fn generation_of(labels: &Option<std::collections::HashMap<String, String>>) -> Option<&str> {
+    labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_GENERATION))
+        .map(String::as_str)
 }
 
 /// A history to put into the cache: a ref on the host naming it (a bundle needs ref names)
@@ -201,12 +248,12 @@ pub async fn ensure<R: Runtime>(
 ) -> Result<String> {
     let _lock = TaskLock::acquire(git, LOCK, "updating the object cache", |_| {}).await?;
     let volume = volume_name(repo);
-    let known = HostState::read(git);
     let found = rt.labels_of(ObjectKind::Volume, &volume).await?;
     let generation = found
         .as_ref()
         .filter(|l| l.get(LABEL_CACHE) == Some(&repo.id))
         .and_then(|l| l.get(LABEL_GENERATION).cloned());
+    let known = generation.as_deref().and_then(|g| HostState::read(git, g));
     match (found, generation) {
         (Some(_), Some(g)) if known.as_ref().is_some_and(|k| k.generation == g) => {
             let known = known.expect("checked");
@@ -252,7 +299,7 @@ pub async fn ensure<R: Runtime>(
             Ok(volume)
         }
         (None, _) => {
-            if known.is_some() {
+            if !HostState::read_all(git).is_empty() {
                 warn(format!("the object cache {volume} is gone; rebuilding it"));
             }
             create(rt, git, repo, tips, writer).await?;
@@ -421,7 +468,6 @@ async fn create<R: Runtime>(
 ) -> Result<()> {
     let generation = random_word();
     let volume = volume_name(repo);
-    forget(git);
     rt.create_volume(&volume, &labels(repo, Some(&generation)))
         .await?;
     rebuild_in_place(rt, git, repo, tips, writer, generation).await
@@ -437,7 +483,7 @@ async fn rebuild_in_place<R: Runtime>(
     writer: &Writer<'_>,
     generation: String,
 ) -> Result<()> {
-    forget(git);
+    forget(git, &generation);
     let all = all_tips(git, tips)?;
     let refs: Vec<String> = all.iter().map(|t| t.refname.clone()).collect();
     let format = git.run(["rev-parse", "--show-object-format"])?;
@@ -622,10 +668,10 @@ pub async fn collect<R: Runtime>(
 ) -> Result<CollectOutcome> {
     let _lock = TaskLock::acquire(git, LOCK, "collecting the object cache", |_| {}).await?;
     let volume = volume_name(repo);
-    if rt.labels_of(ObjectKind::Volume, &volume).await?.is_none() {
-        forget(git);
+    let found = rt.labels_of(ObjectKind::Volume, &volume).await?;
+    let Some(generation) = generation_of(&found).map(str::to_string) else {
         return Ok(CollectOutcome::Missing);
-    }
+    };
     let keep = present_commits(git, keep)?;
     let id = start_writer(rt, repo, writer).await?;
     let mut args = vec!["gc"];
@@ -634,7 +680,7 @@ pub async fn collect<R: Runtime>(
     rt.remove_container(&id).await.ok();
     let out = res?;
     if out.exit_code == DAMAGED {
-        forget(git);
+        forget(git, &generation);
         return Ok(CollectOutcome::Damaged(crate::error::sanitize(
             String::from_utf8_lossy(&out.stderr).trim(),
         )));
@@ -645,7 +691,7 @@ pub async fn collect<R: Runtime>(
             exit_detail(out.exit_code, &out.stderr)
         );
     }
-    if let Some(mut state) = HostState::read(git) {
+    if let Some(mut state) = HostState::read(git, &generation) {
         state.tips = independent(git, &keep)?;
         state.write(git)?;
     }
@@ -695,7 +741,9 @@ async fn remove_locked<R: Runtime>(rt: &R, git: &Git, repo: &RepoId) -> Result<b
     let volume = volume_name(repo);
     rt.remove_container(&writer_name(repo)).await?;
     let found = rt.labels_of(ObjectKind::Volume, &volume).await?;
-    forget(git);
+    if let Some(g) = generation_of(&found) {
+        forget(git, g);
+    }
     match found {
         Some(l) if is_cache_object(&l) && l.get(LABEL_REPO) == Some(&repo.id) => {
             rt.remove_volume(&volume).await?;

@@ -107,6 +107,8 @@ pub struct StartRequest {
     /// Service containers started on the task's network before its command (see
     /// [`super::services`]).
     pub services: Vec<super::services::Service>,
+    /// The engine the task runs on, by name (`None`: the environment's).
+    pub engine: Option<String>,
 }
 
 /// Write the task's refs (status `creating`). Separate from [`start`] so the caller can clean
@@ -158,6 +160,7 @@ pub fn record_for(req: &StartRequest, repo: &RepoId) -> TaskRecord {
         changes: None,
         prompt: req.prompt.clone(),
         retry_of: req.retry_of.clone(),
+        engine: req.engine.clone(),
         // Fields later commands fill in (merge, ...).
         ..Default::default()
     }

@@ -196,6 +196,10 @@ pub struct TaskRecord {
     /// through only once they were.
     #[serde(default)]
     pub reviewed: Option<String>,
+    /// The engine the task runs on, by its name in `agent.engine.<name>.url` (none: the
+    /// environment's engine; see [`crate::runtime::engines`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

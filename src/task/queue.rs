@@ -36,6 +36,9 @@ pub struct QueuedSpawn {
     /// The description the prompt was rendered from (kept for the template vars).
     #[serde(default)]
     pub description: String,
+    /// `--engine`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 /// Who claimed a queued task to start it: the server (host, pid, when it started) and the

@@ -18,6 +18,7 @@ mod core_loop;
 mod current;
 mod dashboard;
 mod egress;
+mod engines;
 mod errors;
 mod fake_anthropic;
 mod fake_gemini;

@@ -118,24 +118,29 @@ fn config_keys_in_source() -> BTreeSet<String> {
             {
                 continue;
             }
+            // A placeholder is an agent's name, or an engine's (`{name}`).
             let mut normal = String::new();
-            let mut in_braces = false;
+            let mut in_braces: Option<String> = None;
             for c in key.chars() {
-                match c {
-                    '{' => {
-                        in_braces = true;
-                        normal.push_str("<agent>");
+                match (c, in_braces.as_mut()) {
+                    ('{', _) => in_braces = Some(String::new()),
+                    ('}', Some(word)) => {
+                        let engine = word == "name";
+                        normal.push_str(if engine { "<name>" } else { "<agent>" });
+                        in_braces = None;
                     }
-                    '}' => in_braces = false,
-                    _ if in_braces => {}
-                    c => normal.push(c),
+                    (c, Some(word)) => word.push(c),
+                    (c, None) => normal.push(c),
                 }
             }
             // A key of one agent (`agent.claude.version`) is the per-agent key.
             let parts: Vec<&str> = normal.split('.').collect();
-            if parts.len() == 3 && parts[1] != "hooks" {
-                normal = format!("agent.<agent>.{}", parts[2]);
-            }
+            let normal = match parts.as_slice() {
+                [_, kind, key] if *kind != "hooks" => format!("agent.<agent>.{key}"),
+                // So is a key of one engine (`agent.engine.big.url`).
+                [_, "engine", _, key] => format!("agent.engine.<name>.{key}"),
+                _ => normal.clone(),
+            };
             keys.insert(normal.to_ascii_lowercase());
         }
     }

@@ -122,6 +122,36 @@ pub const CONFIG: &[ConfigKey] = &[
         "The outer engine network the tasks' gateways join.",
     ),
     (
+        "agent.engine",
+        "engine name",
+        "unset",
+        "The engine new tasks go to (one of the agent.engine.<name> engines); unset: the configured engine with the most room. spawn --engine overrides it.",
+    ),
+    (
+        "agent.engine.<name>.url",
+        "URL",
+        "unset",
+        "Names an engine tasks may run on: unix://, tcp:// (mutual TLS unless agent.engine.<name>.tlsVerify is false) or ssh://user@host. With none named, tasks run on the engine the environment names (DOCKER_HOST, Docker contexts, the local socket). Each task records its engine; every command finds it there.",
+    ),
+    (
+        "agent.engine.<name>.certPath",
+        "directory",
+        "the docker CLI's (~/.docker)",
+        "Where a tcp:// engine's ca.pem, cert.pem and key.pem are.",
+    ),
+    (
+        "agent.engine.<name>.tlsVerify",
+        "boolean",
+        "true for tcp://",
+        "Reach a tcp:// engine over verified mutual TLS; false: plain TCP (only on a network you trust).",
+    ),
+    (
+        "agent.engine.<name>.limit",
+        "integer",
+        "0 (no limit)",
+        "Most tasks running at once on the engine (any repository's). A spawn goes to the engine with the most room and is refused when every engine is full; git agent serve leaves queued tasks queued until one has room. agent.engine.default.limit limits the environment's engine.",
+    ),
+    (
         "agent.subnets",
         "IPv4 network (at least a /24)",
         "10.242.0.0/16",
