@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, Stderr, engine};
+use super::{Ctx, Stderr};
 use crate::ops::gc::GcResult;
 
 /// Prune the repository's object cache on the engine: removed when no task's workspace
@@ -18,7 +18,7 @@ pub struct GcArgs {
 
 pub async fn run(args: GcArgs) -> Result<i32> {
     let ctx = Ctx::open()?;
-    let rt = engine().await?;
+    let rt = crate::ops::engine_default(&ctx).await?;
     let result = crate::ops::gc::run(&rt, &ctx, &Stderr)
         .await
         .map_err(crate::ops::OpError::into_report)?;

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::{Ctx, Stderr, engine, out};
+use super::{Ctx, Stderr, out};
 use crate::ops;
 
 /// Build the sandbox image, list or prune git-agent's images.
@@ -84,7 +84,7 @@ pub async fn run(args: ImageArgs) -> Result<i32> {
         std::io::stdout().flush()?;
         return Ok(0);
     }
-    let rt = engine().await?;
+    let rt = crate::ops::engine_default(&ctx).await?;
     let id = if force {
         ops::image::build(&rt, &plan, &Stderr)
             .await

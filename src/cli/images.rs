@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::{Ctx, engine, out};
+use super::{Ctx, out};
 use crate::ops::OpError;
 use crate::ops::images::{self, Entry, PruneRequest};
 use crate::task::{age, now};
@@ -89,7 +89,7 @@ fn short(id: &str) -> &str {
 }
 
 pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<i32> {
-    let rt = engine().await?;
+    let rt = crate::ops::engine_default(ctx).await?;
     let entries = images::list(&rt, ctx).await.map_err(OpError::into_report)?;
     if args.json {
         super::json::print(&serde_json::json!({ "images": entries }))?;
@@ -114,7 +114,7 @@ pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<i32> {
 }
 
 pub async fn prune(ctx: &Ctx, args: PruneArgs) -> Result<i32> {
-    let rt = engine().await?;
+    let rt = crate::ops::engine_default(ctx).await?;
     let req = PruneRequest {
         all: args.all,
         dry_run: args.dry_run,

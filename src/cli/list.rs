@@ -140,9 +140,19 @@ pub async fn run(args: ListArgs) -> Result<i32> {
     }
     let mut table = Table::new();
     table.load_style(presets::NOTHING);
-    table.set_header(["NAME", "AGENT", "STATUS", "AGE", "BASE", "CHANGES", "RUN"]);
+    // With tasks on named engines, where each runs.
+    let engines = rows.iter().any(|r| r.engine.is_some());
+    let mut header = vec!["NAME", "AGENT", "STATUS", "AGE", "BASE", "CHANGES", "RUN"];
+    if engines {
+        header.push("ENGINE");
+    }
+    table.set_header(header);
     let t = now();
     for r in rows {
+        let engine = r
+            .engine
+            .clone()
+            .unwrap_or_else(|| crate::runtime::engines::DEFAULT.into());
         let status = match &r.merged {
             Some(_) => format!("{} (merged)", r.status_text),
             None => r.status_text,
@@ -172,7 +182,7 @@ pub async fn run(args: ListArgs) -> Result<i32> {
         }
         .summary();
         let run = if run.is_empty() { "-".to_string() } else { run };
-        table.add_row([
+        let mut row = vec![
             r.name,
             r.agent,
             status,
@@ -180,7 +190,11 @@ pub async fn run(args: ListArgs) -> Result<i32> {
             base,
             changes,
             run,
-        ]);
+        ];
+        if engines {
+            row.push(engine);
+        }
+        table.add_row(row);
     }
     let text = table.to_string();
     for line in text.lines() {

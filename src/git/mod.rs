@@ -260,16 +260,7 @@ impl Git {
             .stdin(Stdio::null())
             .output()
             .context("could not run git config")?;
-        let mut values = BTreeMap::new();
-        for entry in out.stdout.split(|b| *b == 0).filter(|e| !e.is_empty()) {
-            let entry = String::from_utf8_lossy(entry);
-            let (key, value) = entry.split_once('\n').unwrap_or((&entry, ""));
-            values
-                .entry(key.to_lowercase())
-                .or_insert_with(Vec::new)
-                .push(value.to_string());
-        }
-        Ok(Config { values })
+        Ok(Config::parse_z(&out.stdout))
     }
 
     /// Apply a set of ref updates atomically: all happen or none do. Each update names the
@@ -503,7 +494,32 @@ pub struct Config {
     values: BTreeMap<String, Vec<String>>,
 }
 
+/// Every `agent.*` setting where the command runs (in a repository or not): the user's and
+/// system settings, and the repository's when it runs in one.
+pub fn agent_config_here() -> Result<Config> {
+    let out = command()
+        .args(["config", "-z", "--get-regexp", r"^agent\."])
+        .stdin(Stdio::null())
+        .output()
+        .context("could not run git config")?;
+    Ok(Config::parse_z(&out.stdout))
+}
+
 impl Config {
+    /// What `git config -z --get-regexp` printed.
+    fn parse_z(out: &[u8]) -> Config {
+        let mut values = BTreeMap::new();
+        for entry in out.split(|b| *b == 0).filter(|e| !e.is_empty()) {
+            let entry = String::from_utf8_lossy(entry);
+            let (key, value) = entry.split_once('\n').unwrap_or((&entry, ""));
+            values
+                .entry(key.to_lowercase())
+                .or_insert_with(Vec::new)
+                .push(value.to_string());
+        }
+        Config { values }
+    }
+
     /// Build a config from `(key, value)` pairs (keys are case-insensitive).
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Config {
         let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();

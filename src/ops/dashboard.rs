@@ -212,6 +212,21 @@ async fn connections(ctx: &Ctx, engine: Option<&Engine>, task: &str) -> Vec<Conn
     if loaded.record.network.is_none() {
         return Vec::new();
     }
+    // A task on a named engine has its gateway there.
+    let own = match loaded.record.engine {
+        Some(_) => within(
+            READ_TIMEOUT,
+            super::engine_of_for_reading(ctx, &loaded.record),
+        )
+        .await
+        .and_then(Result::ok),
+        None => None,
+    };
+    let engine = match (&own, loaded.record.engine.is_some()) {
+        (Some(own), _) => Some(own),
+        (None, true) => None,
+        (None, false) => engine,
+    };
     let read = crate::sandbox::gateway::connections(engine, &ctx.store, &loaded);
     let mut conns = within(READ_TIMEOUT, read)
         .await

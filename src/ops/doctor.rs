@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::image::DEFAULT_BASE_IMAGE;
+use crate::runtime::select::Engine;
 use crate::runtime::{ContainerState, LABEL_REPO, Runtime};
 use crate::sandbox::checkup::{self, Outcome};
 use crate::sandbox::stuck;
@@ -176,13 +177,25 @@ pub async fn run(
             )?,
         }
     }
-    let rt = match super::engine().await {
+    // Named engines: each is reached (an unreachable one fails the check); the checks that
+    // follow run on the first.
+    let defs = super::engine_defs(ctx)?;
+    if defs.iter().any(|d| d.address.is_some()) {
+        for def in &defs {
+            let what = format!("engine {}", def.name);
+            match Engine::connect_to(def, crate::runtime::docker::READ_CONNECT_TIMEOUT).await {
+                Ok(rt) => match rt.ping().await {
+                    Ok(v) => r.ok(&what, format!("{v} at {}", def.place()))?,
+                    Err(e) => r.fail(&what, format!("{e:#}"), &engine_fix(&e))?,
+                },
+                Err(e) => r.fail(&what, format!("{e:#}"), &engine_fix(&e))?,
+            }
+        }
+    }
+    let rt = match Engine::connect_to(&defs[0], crate::runtime::docker::CONNECT_TIMEOUT).await {
         Ok(rt) => rt,
         Err(e) => {
-            let hint = crate::error::find_hint(&e)
-                .unwrap_or("start the container engine".into())
-                .to_string();
-            r.fail("engine", e.to_string(), &hint)?;
+            r.fail("engine", e.to_string(), &engine_fix(&e))?;
             return Ok(r.failed);
         }
     };
@@ -491,11 +504,37 @@ async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>) -> Re
 
 /// Cut the network of and stop every git-agent task container on the engine (only those of
 /// repository `repo` when given). Returns the containers stopped.
+/// The fix an engine failure names, or how to start one.
+fn engine_fix(e: &anyhow::Error) -> String {
+    crate::error::find_hint(e)
+        .unwrap_or("start the container engine".into())
+        .to_string()
+}
+
+/// Every configured engine is asked (see [`crate::runtime::engines`]); one that does not answer
+/// does not keep the others' tasks running, and is reported once they are stopped.
 pub async fn panic(repo: Option<&str>) -> Result<Vec<String>, PanicError> {
-    let rt = super::engine().await.map_err(|e| PanicError::Unreachable {
-        detail: e.to_string(),
-    })?;
-    Ok(rt.panic_stop_all(repo.map(|id| (LABEL_REPO, id))).await?)
+    let config = crate::git::agent_config_here()?;
+    let defs = crate::runtime::engines::configured(&config)?;
+    let mut stopped = Vec::new();
+    let mut unreachable = Vec::new();
+    for def in &defs {
+        match Engine::connect_to(def, crate::runtime::docker::CONNECT_TIMEOUT).await {
+            Ok(rt) => stopped.extend(rt.panic_stop_all(repo.map(|id| (LABEL_REPO, id))).await?),
+            Err(e) => unreachable.push(format!("{e:#}")),
+        }
+    }
+    if !unreachable.is_empty() {
+        let also = if stopped.is_empty() {
+            String::new()
+        } else {
+            format!(" (stopped on the other engines: {})", stopped.join(" "))
+        };
+        return Err(PanicError::Unreachable {
+            detail: format!("{}{also}", unreachable.join("; ")),
+        });
+    }
+    Ok(stopped)
 }
 
 #[cfg(test)]

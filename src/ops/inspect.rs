@@ -348,6 +348,8 @@ pub struct Row {
     pub cost_usd: Option<f64>,
     /// A queued task's place in the queue (1 = next).
     pub queue_position: Option<usize>,
+    /// The engine it runs on, by name (none: the environment's).
+    pub engine: Option<String>,
     /// Where `git agent merge` brought the task's work, if it did.
     pub merged: Option<crate::task::Merge>,
     /// The task this one retries (`git agent retry`), if any.
@@ -413,6 +415,7 @@ pub async fn list(ctx: &Ctx) -> Result<Listing, InspectError> {
             output_tokens: r.stats.as_ref().and_then(|s| s.output_tokens),
             cost_usd: r.stats.as_ref().and_then(|s| s.cost_usd),
             queue_position: positions.get(&r.name).copied(),
+            engine: r.engine.clone(),
             merged: r.merged.clone(),
             retry_of: r.retry_of.clone(),
             followups: r.followups,

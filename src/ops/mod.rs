@@ -136,6 +136,19 @@ pub fn engine_defs(ctx: &Ctx) -> Result<Vec<EngineDef>> {
     crate::runtime::engines::configured(&ctx.config)
 }
 
+/// The engine of commands about the repository rather than one task (`gc`, `images`,
+/// `image build`): the one `agent.engine` names, else the first configured (the
+/// environment's when none is).
+pub async fn engine_default(ctx: &Ctx) -> Result<Engine> {
+    let defs = engine_defs(ctx)?;
+    let name = ctx.config.get("agent.engine").map(str::trim);
+    let def = match name {
+        Some(n) => crate::runtime::engines::of_task(&defs, Some(n))?,
+        None => defs[0].clone(),
+    };
+    Engine::connect_to(&def, crate::runtime::docker::CONNECT_TIMEOUT).await
+}
+
 /// The engine `record`'s task runs on (its record names it).
 pub async fn engine_of(ctx: &Ctx, record: &crate::task::TaskRecord) -> Result<Engine> {
     let def = crate::runtime::engines::of_task(&engine_defs(ctx)?, record.engine.as_deref())?;

@@ -1,6 +1,9 @@
 //! Which engine a new task runs on (see [`crate::runtime::engines`] for the rule): the one
-//! `--engine` or `agent.engine` pins, else the reachable engine with the most room. Each
-//! engine's load is what it runs now, whoever started it: one listing of its containers.
+//! `--engine` or `agent.engine` pins, else the reachable engine with the most room. An
+//! engine's load is the user's tasks running there: those of every repository git-agent
+//! knows (the registry `list --all` and `serve` use) whose record names the engine and whose
+//! container the engine runs (or that are being started). A limit is the user's share of an
+//! engine, whoever else uses it.
 
 use std::time::Duration;
 
@@ -9,9 +12,10 @@ use futures_util::future::join_all;
 
 use super::Ctx;
 use crate::error::hinted;
-use crate::runtime::Runtime;
 use crate::runtime::engines::{self, DEFAULT, EngineDef, Load, Refusal};
 use crate::runtime::select::Engine;
+use crate::runtime::{ContainerState, Runtime};
+use crate::task::Status;
 
 /// How long placement waits for an engine before it counts as unreachable.
 const PROBE: Duration = Duration::from_secs(5);
@@ -43,7 +47,10 @@ pub async fn place(ctx: &Ctx, pinned: Option<&str>, need: usize) -> Result<Place
             engine,
         });
     }
-    let probes = join_all(candidates.iter().map(probe)).await;
+    // This repository's tasks count against the limits of spawns in the user's others.
+    crate::registry::register(&ctx.git.dir, &ctx.git.common_dir).ok();
+    let mine = my_live_tasks(ctx);
+    let probes = join_all(candidates.iter().map(|d| probe(d, &mine))).await;
     let mut loads = Vec::new();
     let mut engines = Vec::new();
     let mut failures = Vec::new();
@@ -136,35 +143,84 @@ fn pinned_def(defs: &[EngineDef], name: &str) -> Result<EngineDef> {
     ))
 }
 
-/// Connect to an engine and count the tasks running there (any repository's).
-async fn probe(def: &EngineDef) -> Result<(u32, Engine)> {
+/// One of the user's tasks that runs or is being started.
+struct Live {
+    engine: String,
+    container: String,
+    starting: bool,
+}
+
+/// The user's tasks that run or are being started, in this repository and every one the
+/// registry names. A registry entry only says where to look: a directory that is not the
+/// user's, or not the repository the entry was made for, is skipped (as `serve` does), and
+/// only refs are read there, in process.
+fn my_live_tasks(ctx: &Ctx) -> Vec<Live> {
+    let mut seen = std::collections::HashSet::new();
+    let mut live = Vec::new();
+    let mut add = |store: &crate::task::store::TaskStore, common_dir: &std::path::Path| {
+        if !seen.insert(common_dir.to_path_buf()) {
+            return;
+        }
+        for l in store.all().unwrap_or_default() {
+            let r = &l.record;
+            let starting = r.status == Status::Creating;
+            if !(starting || r.status == Status::Running) {
+                continue;
+            }
+            live.push(Live {
+                engine: r.engine.clone().unwrap_or_else(|| DEFAULT.into()),
+                container: r.sandbox.container.clone().unwrap_or_default(),
+                starting,
+            });
+        }
+    };
+    add(&ctx.store, &ctx.git.common_dir);
+    for (path, entry) in crate::registry::entries() {
+        if !super::serve::owned_directory(&path) {
+            continue;
+        }
+        let Ok(git) = crate::git::Git::discover(&path) else {
+            continue;
+        };
+        let entry_name = entry
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if crate::registry::entry_name(&git.common_dir) != entry_name || git.dir != path {
+            continue;
+        }
+        if let Ok(store) = crate::task::store::TaskStore::open(&git) {
+            add(&store, &git.common_dir);
+        }
+    }
+    live
+}
+
+/// Connect to an engine and count the user's tasks running there.
+async fn probe(def: &EngineDef, mine: &[Live]) -> Result<(u32, Engine)> {
     let engine = Engine::connect_to(def, PROBE).await?;
     let inv = tokio::time::timeout(PROBE, engine.inventory(&[]))
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {}s", PROBE.as_secs()))??;
-    Ok((running_tasks(&inv), engine))
+    Ok((running_on(&def.name, mine, &inv), engine))
 }
 
-/// Task containers that run (gateways, wardens and helpers are not tasks).
-fn running_tasks(inv: &crate::runtime::Inventory) -> u32 {
-    let n = inv
-        .containers
+/// How many of `mine` run on the engine `name` (by their records) and really do there (by
+/// its listing): a record that still says running for a container that ended does not take
+/// room. A task being started counts whatever its container's state.
+fn running_on(name: &str, mine: &[Live], inv: &crate::runtime::Inventory) -> u32 {
+    let n = mine
         .iter()
-        .filter(|(name, state)| {
-            is_task_container(name) && matches!(state, crate::runtime::ContainerState::Running)
+        .filter(|t| t.engine == name)
+        .filter(|t| {
+            t.starting
+                || matches!(
+                    inv.container(&t.container),
+                    ContainerState::Running | ContainerState::Created
+                )
         })
         .count();
     u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// A task's container is named `git-agent-<repository>.task.<task>` (see
-/// [`crate::sandbox::RepoId::object_names`]).
-fn is_task_container(name: &str) -> bool {
-    let name = name.trim_start_matches('/');
-    name.starts_with("git-agent-")
-        && name
-            .split_once('.')
-            .is_some_and(|(_, rest)| rest.starts_with("task."))
 }
 
 #[cfg(test)]
@@ -172,11 +228,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_task_containers_count() {
-        assert!(is_task_container("git-agent-b317e81b.task.fix"));
-        assert!(is_task_container("/git-agent-b317e81b.task.fix"));
-        assert!(!is_task_container("git-agent-b317e81b.gw.fix"));
-        assert!(!is_task_container("git-agent-b317e81b.warden.task"));
-        assert!(!is_task_container("other.task.x"));
+    fn only_tasks_that_run_on_the_engine_count() {
+        let live = |engine: &str, container: &str, starting: bool| Live {
+            engine: engine.into(),
+            container: container.into(),
+            starting,
+        };
+        let mine = [
+            live("a", "c1", false),
+            live("a", "c2", false),
+            live("a", "c3", true),
+            live("b", "c4", false),
+        ];
+        let mut inv = crate::runtime::Inventory::default();
+        inv.containers.insert("c1".into(), ContainerState::Running);
+        inv.containers
+            .insert("c2".into(), ContainerState::Exited(0));
+        inv.containers.insert("c4".into(), ContainerState::Running);
+        // c1 runs, c2 ended (its record is stale), c3 is being started; c4 is b's.
+        assert_eq!(running_on("a", &mine, &inv), 2);
+        assert_eq!(running_on("b", &mine, &inv), 1);
+        assert_eq!(running_on("c", &mine, &inv), 0);
     }
 }

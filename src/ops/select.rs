@@ -185,6 +185,7 @@ mod tests {
             output_tokens: None,
             cost_usd: cost,
             queue_position: None,
+            engine: None,
             merged: None,
             retry_of: None,
             followups: 0,

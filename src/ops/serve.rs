@@ -227,7 +227,7 @@ pub async fn run<R: Runtime>(
 }
 
 /// Is `path` a directory this user owns (not a link)?
-fn owned_directory(path: &Path) -> bool {
+pub(super) fn owned_directory(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(path)
         .is_ok_and(|m| m.is_dir() && m.uid() == unsafe { libc::getuid() })
@@ -330,7 +330,18 @@ async fn scan<R: Runtime>(
                 continue;
             }
             if let Some(parent) = &r.after {
-                match super::queue::parent_now(rt, &ctx, parent).await {
+                // A parent on a named engine is asked there.
+                let own = match ctx.store.load(parent) {
+                    Ok(Some(p)) if p.record.engine.is_some() => {
+                        super::engine_of_for_reading(&ctx, &p.record).await.ok()
+                    }
+                    _ => None,
+                };
+                let now = match &own {
+                    Some(own) => super::queue::parent_now(own, &ctx, parent).await,
+                    None => super::queue::parent_now(rt, &ctx, parent).await,
+                };
+                match now {
                     Ok(AfterState::Waiting) | Err(_) => continue,
                     // A failed parent is the worker's to record (it refuses the task).
                     Ok(_) => {}

@@ -97,6 +97,16 @@ fn six_tasks_spread_over_two_engines_with_a_limit_of_three_each() {
         env.git(&["config", k, v]).ok();
     }
     let names: Vec<String> = (1..=6).map(|i| format!("t{i}")).collect();
+    // Whatever happens, nothing stays on either engine.
+    struct Purge<'a>(&'a TestEnv);
+    impl Drop for Purge<'_> {
+        fn drop(&mut self) {
+            for i in 1..=7 {
+                self.0.agent(&["purge", "--refs", "-y", &format!("t{i}")]);
+            }
+        }
+    }
+    let _purge = Purge(&env);
     for n in &names {
         env.agent(&["spawn", "--name", n, "-m", "x", "--", "sleep", "300"])
             .ok();
@@ -137,6 +147,23 @@ fn six_tasks_spread_over_two_engines_with_a_limit_of_three_each() {
             "{n} is not listed as running:\n{}",
             list.stdout
         );
+    }
+
+    // Where each runs, in the table and in JSON.
+    for n in &names {
+        let engine = if there.contains(n) { "there" } else { "here" };
+        let line = list
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(n))
+            .unwrap();
+        assert!(line.trim_end().ends_with(engine), "{line}");
+    }
+    let json = env.json(&["list", "--json"]);
+    for t in json["tasks"].as_array().unwrap() {
+        let n = t["task"].as_str().unwrap().to_string();
+        let engine = if there.contains(&n) { "there" } else { "here" };
+        assert_eq!(t["engine"], engine, "{t}");
     }
 
     // Each command finds a task's engine from its record: a shell command on a task of the
