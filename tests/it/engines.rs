@@ -201,6 +201,17 @@ fn six_tasks_spread_over_two_engines_with_a_limit_of_three_each() {
         "the unreachable engine is not named: {}",
         dead.stderr
     );
+    for n in there.iter().filter(|n| *n != remote) {
+        let line = dead
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(n.as_str()))
+            .unwrap_or_default();
+        assert!(
+            line.contains("running?"),
+            "{n} is not shown unchecked: {line}"
+        );
+    }
     for n in &here {
         let line = dead
             .stdout
