@@ -494,11 +494,16 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create_gateway(&self, spec: &GatewaySpec) -> Result<String> {
+        // Podman 4.3 does not know `host-gateway` (it writes the word into /etc/hosts as if
+        // it were an address); it names the host `host.containers.internal` in every
+        // container instead, which is what a vault forwarding to the host uses there.
+        let podman = self.is_podman().await;
         let host = HostConfig {
             network_mode: Some(spec.outer.clone()),
             extra_hosts: spec
                 .host_alias
                 .as_ref()
+                .filter(|_| !podman)
                 .map(|alias| vec![format!("{alias}:host-gateway")]),
             ..host_config(&spec.hardening)
         };
@@ -1066,14 +1071,23 @@ impl Runtime for DockerRuntime {
             }
             return Ok(());
         }
-        match self.docker.remove_network(name).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            // 403 "has active endpoints": a container is still attached.
-            Err(e) if classify_ref(&e) == EngineErrorKind::Conflict => {
-                Err(in_use("network", name, e))
+        let mut retried = false;
+        loop {
+            match self.docker.remove_network(name).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_not_found(&e) => return Ok(()),
+                // 403 "has active endpoints": a container is still attached.
+                Err(e) if classify_ref(&e) == EngineErrorKind::Conflict => {
+                    if !retried && self.podman_release_ended(name).await {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(in_use("network", name, e));
+                }
+                Err(e) => {
+                    return Err(engine(e).context(format!("cannot remove network {name}")));
+                }
             }
-            Err(e) => Err(engine(e).context(format!("cannot remove network {name}"))),
         }
     }
 
@@ -1517,6 +1531,36 @@ impl DockerRuntime {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Podman keeps a container that has ended on its networks (Docker lets go of its
+    /// endpoints when it stops), so a finished task's network could not be removed while its
+    /// container is kept. Disconnect the containers on `network` that are not running, as
+    /// Docker would have; true when there were some.
+    async fn podman_release_ended(&self, network: &str) -> bool {
+        if !self.is_podman().await {
+            return false;
+        }
+        let filters = HashMap::from([("network", vec![network])]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let Ok(list) = self.docker.list_containers(Some(opts)).await else {
+            return false;
+        };
+        let mut released = false;
+        for id in list.into_iter().filter_map(|c| c.id) {
+            if matches!(self.state(&id).await, Ok(ContainerState::Running) | Err(_)) {
+                continue;
+            }
+            let req = bollard::models::NetworkDisconnectRequest {
+                container: id,
+                force: Some(true),
+            };
+            released |= self.docker.disconnect_network(network, req).await.is_ok();
+        }
+        released
     }
 
     /// Create a container under a fixed name. A 409 means another request holds the name

@@ -38,6 +38,7 @@ mod networks;
 mod offline;
 mod opencode;
 mod orchestration;
+mod podman;
 mod preview;
 mod progress;
 mod promotion;
