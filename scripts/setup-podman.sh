@@ -113,7 +113,7 @@ if ! as_user podman image exists "$BASE_IMAGE"; then
     exit 1
   fi
   log "copying $BASE_IMAGE from Docker"
-  docker save "$BASE_IMAGE" | as_user podman load >/dev/null
+  docker save "$BASE_IMAGE" | as_user podman load -q >/dev/null
 fi
 log "base image: $BASE_IMAGE"
 echo "DOCKER_HOST=unix://$SOCKET"

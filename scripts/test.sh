@@ -36,8 +36,8 @@ if [ $# -eq 0 ] && [ "${GIT_AGENT_TEST_PODMAN:-1}" != 0 ]; then
       core_loop::spawn_sync_review_commit_signed_push egress::profiles_and_allow_change \
       egress::the_vault_holds egress::streams_pass podman::
   }
-  # Podman 4.3's aardvark-dns now and then answers a container's name but not its network
-  # alias (seen here on every other start of a container connected by alias); a gateway then
-  # cannot find its own address. One more pass, said loudly; a second failure fails the run.
+  # Podman 4.3 leaves aardvark-dns's entry of a removed gateway behind (seen after every
+  # task), and aardvark-dns 1.4 then often serves no name on a new network: a gateway cannot
+  # find its own address. One more pass, said loudly; a second failure fails the run.
   podman_pass || { echo "test: the Podman pass failed; running it once more (aardvark-dns, see README)" >&2; podman_pass; }
 fi
