@@ -99,7 +99,7 @@ pub fn classify(e: BollardError) -> EngineError {
 }
 
 /// The kinds the engine reports only in words (with a generic 4xx/5xx status): a full
-/// address pool and a full disk. The texts are the engine's own (Docker 20.10 to 27, Podman).
+/// address pool, a full disk, and (Podman) an object in use. The texts are the engine's own (Docker 20.10 to 27, Podman).
 pub fn engine_says(message: &str) -> Option<EngineErrorKind> {
     let m = message.to_ascii_lowercase();
     let pool = [
@@ -114,6 +114,11 @@ pub fn engine_says(message: &str) -> Option<EngineErrorKind> {
     }
     if m.contains("no space left on device") {
         return Some(EngineErrorKind::NoSpace);
+    }
+    // Podman answers 500 for a network or volume a container (a stopped one too) still
+    // uses, where Docker answers 403/409.
+    if m.contains("network is being used") || m.contains("volume is being used") {
+        return Some(EngineErrorKind::Conflict);
     }
     None
 }
@@ -361,7 +366,7 @@ impl Runtime for DockerRuntime {
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             // Nothing in the image decides how this container starts.
-            entrypoint: Some(vec![]),
+            entrypoint: no_entrypoint(),
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             user: Some(spec.hardening.user.to_string()),
             working_dir: Some("/".into()),
@@ -543,11 +548,16 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create_gateway(&self, spec: &GatewaySpec) -> Result<String> {
+        // Podman 4.3 does not know `host-gateway` (it writes the word into /etc/hosts as if
+        // it were an address); it names the host `host.containers.internal` in every
+        // container instead, which is what a vault forwarding to the host uses there.
+        let podman = self.is_podman().await;
         let host = HostConfig {
             network_mode: Some(spec.outer.clone()),
             extra_hosts: spec
                 .host_alias
                 .as_ref()
+                .filter(|_| !podman)
                 .map(|alias| vec![format!("{alias}:host-gateway")]),
             ..host_config(&spec.hardening)
         };
@@ -556,7 +566,10 @@ impl Runtime for DockerRuntime {
             user: Some(spec.hardening.user.to_string()),
             labels: Some(spec.labels.clone()),
             host_config: Some(host),
-            networking_config: Some(NetworkingConfig {
+            // Podman: `bridge` is a network mode (its default network, named `podman`), not a
+            // network it knows by that name; an endpoint named `bridge` fails the create with
+            // "network not found". The mode alone says the same to Docker.
+            networking_config: (spec.outer != "bridge").then(|| NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
                     spec.outer.clone(),
                     EndpointSettings::default(),
@@ -597,7 +610,7 @@ impl Runtime for DockerRuntime {
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            entrypoint: Some(vec![]),
+            entrypoint: no_entrypoint(),
             cmd: Some(spec.cmd.clone()),
             labels: Some(spec.labels.clone()),
             user: Some(spec.hardening.user.to_string()),
@@ -621,7 +634,7 @@ impl Runtime for DockerRuntime {
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             // With a command of ours the image's entrypoint is not used either.
-            entrypoint: spec.cmd.as_ref().map(|_| vec![]),
+            entrypoint: spec.cmd.as_ref().and_then(|_| no_entrypoint()),
             cmd: spec.cmd.clone(),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
@@ -661,7 +674,7 @@ impl Runtime for DockerRuntime {
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            entrypoint: Some(vec![]),
+            entrypoint: no_entrypoint(),
             cmd: Some(spec.cmd.clone()),
             labels: Some(spec.labels.clone()),
             user: Some(spec.hardening.user.to_string()),
@@ -756,7 +769,7 @@ impl Runtime for DockerRuntime {
             image: Some(spec.image.clone()),
             // Nothing in the image decides how a task starts: no entrypoint, our command,
             // our numeric user, our working directory.
-            entrypoint: Some(vec![]),
+            entrypoint: no_entrypoint(),
             cmd: Some(spec.cmd.clone()),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
@@ -781,6 +794,7 @@ impl Runtime for DockerRuntime {
         // is reported; refusals (4xx) are reported at once.
         let mut delays = [300u64, 1000].into_iter();
         loop {
+            self.podman_refuses_dead_pid_owner(id).await?;
             let err = match self.docker.start_container(id, None).await {
                 Ok(()) => return Ok(()),
                 Err(e) => engine(e),
@@ -798,13 +812,25 @@ impl Runtime for DockerRuntime {
     }
 
     async fn state(&self, id: &str) -> Result<ContainerState> {
-        match self.docker.inspect_container(id, None).await {
-            Ok(c) => {
-                let s = c.state.unwrap_or_default();
-                Ok(parse_state(s.status, s.exit_code))
+        // Podman reports a container whose process ended but whose cleanup has not yet run
+        // as `stopped`, a state the Docker API (and bollard) does not know: the inspect
+        // fails to decode. It turns `exited` within moments; ask again until it has.
+        let mut tries = 0;
+        loop {
+            match self.docker.inspect_container(id, None).await {
+                Ok(c) => {
+                    let s = c.state.unwrap_or_default();
+                    return Ok(parse_state(s.status, s.exit_code));
+                }
+                Err(e) if is_not_found(&e) => return Ok(ContainerState::Missing),
+                Err(e) if e.to_string().contains("unknown variant `stopped`") && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    return Err(engine(e).context(format!("cannot inspect container {id}")));
+                }
             }
-            Err(e) if is_not_found(&e) => Ok(ContainerState::Missing),
-            Err(e) => Err(engine(e).context(format!("cannot inspect container {id}"))),
         }
     }
 
@@ -1043,6 +1069,29 @@ impl Runtime for DockerRuntime {
         let opts = RemoveContainerOptionsBuilder::new().force(true).build();
         match self.docker.remove_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
+            // Podman refuses to remove a container another one joins (a task's disk warden
+            // shares its processes), where Docker removes it; it names those containers.
+            // They are removed first (they cannot outlive it anyway), then this one.
+            Err(BollardError::DockerResponseServerError { message, .. })
+                if message.contains("has dependent containers which must be removed") =>
+            {
+                for dep in podman_dependents(&message) {
+                    let opts = RemoveContainerOptionsBuilder::new().force(true).build();
+                    match self.docker.remove_container(&dep, Some(opts)).await {
+                        Ok(()) => {}
+                        Err(e) if is_not_found(&e) => {}
+                        Err(e) => {
+                            return Err(engine(e).context(format!("cannot remove container {dep}")));
+                        }
+                    }
+                }
+                let opts = RemoveContainerOptionsBuilder::new().force(true).build();
+                match self.docker.remove_container(id, Some(opts)).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if is_not_found(&e) => Ok(()),
+                    Err(e) => Err(engine(e).context(format!("cannot remove container {id}"))),
+                }
+            }
             Err(e) if is_not_found(&e) => Ok(()),
             // Another request is removing it already: what we asked for is happening;
             // return once it is done.
@@ -1076,14 +1125,23 @@ impl Runtime for DockerRuntime {
             }
             return Ok(());
         }
-        match self.docker.remove_network(name).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            // 403 "has active endpoints": a container is still attached.
-            Err(e) if classify_ref(&e) == EngineErrorKind::Conflict => {
-                Err(in_use("network", name, e))
+        let mut retried = false;
+        loop {
+            match self.docker.remove_network(name).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_not_found(&e) => return Ok(()),
+                // 403 "has active endpoints": a container is still attached.
+                Err(e) if classify_ref(&e) == EngineErrorKind::Conflict => {
+                    if !retried && self.podman_release_ended(name).await {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(in_use("network", name, e));
+                }
+                Err(e) => {
+                    return Err(engine(e).context(format!("cannot remove network {name}")));
+                }
             }
-            Err(e) => Err(engine(e).context(format!("cannot remove network {name}"))),
         }
     }
 
@@ -1479,6 +1537,86 @@ where
 }
 
 impl DockerRuntime {
+    /// Whether the engine is Podman (through its Docker-compatible API), asked once per
+    /// process (a process talks to one engine). Only for the few places where Podman's
+    /// answers differ in a way that matters; each says why.
+    async fn is_podman(&self) -> bool {
+        static PODMAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if let Some(p) = PODMAN.get() {
+            return *p;
+        }
+        let Ok(v) = self.docker.version().await else {
+            return false;
+        };
+        let podman = v
+            .components
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.name.starts_with("Podman"));
+        *PODMAN.get_or_init(|| podman)
+    }
+
+    /// Podman starts the container whose processes `id` joins (`pid_mode: container:<x>`)
+    /// when that one is not running, where Docker refuses the start. A disk warden started
+    /// just after its task ended would bring the task back (its helper, seeing the task ran,
+    /// then sleeps forever and `spawn --wait` never returns): refuse as Docker does.
+    async fn podman_refuses_dead_pid_owner(&self, id: &str) -> Result<()> {
+        if !self.is_podman().await {
+            return Ok(());
+        }
+        let c = match self.docker.inspect_container(id, None).await {
+            Ok(c) => c,
+            // The start reports it.
+            Err(_) => return Ok(()),
+        };
+        let owner = c
+            .host_config
+            .and_then(|h| h.pid_mode)
+            .and_then(|m| m.strip_prefix("container:").map(str::to_string));
+        match owner {
+            Some(owner) if self.state(&owner).await? != ContainerState::Running => {
+                Err(anyhow::Error::new(EngineError::new(
+                    EngineErrorKind::Conflict,
+                    Some(409),
+                    format!(
+                        "cannot start container {id}: container {owner}, whose processes it joins, is not running"
+                    ),
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Podman keeps a container that has ended on its networks (Docker lets go of its
+    /// endpoints when it stops), so a finished task's network could not be removed while its
+    /// container is kept. Disconnect the containers on `network` that are not running, as
+    /// Docker would have; true when there were some.
+    async fn podman_release_ended(&self, network: &str) -> bool {
+        if !self.is_podman().await {
+            return false;
+        }
+        let filters = HashMap::from([("network", vec![network])]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let Ok(list) = self.docker.list_containers(Some(opts)).await else {
+            return false;
+        };
+        let mut released = false;
+        for id in list.into_iter().filter_map(|c| c.id) {
+            if matches!(self.state(&id).await, Ok(ContainerState::Running) | Err(_)) {
+                continue;
+            }
+            let req = bollard::models::NetworkDisconnectRequest {
+                container: id,
+                force: Some(true),
+            };
+            released |= self.docker.disconnect_network(network, req).await.is_ok();
+        }
+        released
+    }
+
     /// Create a container under a fixed name. A 409 means another request holds the name
     /// (a container of that name exists, or is still being removed): said as such, typed
     /// [`EngineErrorKind::Conflict`], never the engine's raw answer.
@@ -1556,6 +1694,27 @@ impl DockerRuntime {
         }
         self.stop(id, 0).await
     }
+}
+
+/// The containers Podman names in "container X has dependent containers which must be
+/// removed before it: <id>[,<id>...]: container already exists": full ids only.
+fn podman_dependents(message: &str) -> Vec<String> {
+    let Some((_, rest)) = message.split_once("must be removed before it: ") else {
+        return vec![];
+    };
+    let list = rest.split(": ").next().unwrap_or_default();
+    list.split(',')
+        .map(str::trim)
+        .filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The entrypoint that resets the image's: `[""]`, as `docker run --entrypoint ""` sends it.
+/// Podman (4.3) reads an empty list as "not given" and runs the image's entrypoint with our
+/// command as its arguments; Docker reads both forms as "none".
+fn no_entrypoint() -> Option<Vec<String>> {
+    Some(vec![String::new()])
 }
 
 /// The engine's settings for a [`Hardening`], faithfully: every capability dropped but the
@@ -1771,6 +1930,29 @@ mod tests {
         ));
         assert_eq!(e.kind, EngineErrorKind::NoSpace);
         assert_eq!(engine_says("No such network: ga-1"), None);
+    }
+
+    #[test]
+    fn podmans_dependent_containers_are_read_from_its_words() {
+        let a = "a".repeat(64);
+        let b = "0123456789abcdef".repeat(4);
+        let m = format!(
+            "container {a} has dependent containers which must be removed before it: {b},{a}: container already exists"
+        );
+        assert_eq!(podman_dependents(&m), vec![b.clone(), a.clone()]);
+        assert!(podman_dependents("no such container").is_empty());
+        assert!(podman_dependents("removed before it: ../x,short: y").is_empty());
+    }
+
+    #[test]
+    fn podmans_objects_in_use_are_conflicts() {
+        // Podman 4.3's own words (HTTP 500) for `DELETE /networks/<n>` and `/volumes/<v>`.
+        for body in [
+            "\"git-agent-1.net.t\" has associated containers with it. Use -f to forcibly delete containers and pods: network is being used",
+            "volume git-agent-1.ws.t is being used by the following container(s): 0123abcd: volume is being used",
+        ] {
+            assert_eq!(classify(server(500, body)).kind, EngineErrorKind::Conflict);
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub(crate) fn use_fake(env: &TestEnv, fake: &FakeAnthropic) {
     env.git(&[
         "config",
         "agent.claude.baseUrl",
-        &fake.base_url("host.docker.internal"),
+        &fake.base_url(crate::common::host_alias()),
     ])
     .ok();
 }

@@ -54,7 +54,7 @@ fn codex_works_through_the_vault_resumes_and_the_work_is_promoted() {
     env.git(&[
         "config",
         "agent.codex.baseUrl",
-        &fake.base_url("host.docker.internal"),
+        &fake.base_url(crate::common::host_alias()),
     ])
     .ok();
     let with_key = |c: &mut Command| {

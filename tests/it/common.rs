@@ -12,9 +12,38 @@ pub fn base_image() -> String {
     std::env::var("GIT_AGENT_TEST_BASE_IMAGE").unwrap_or_else(|_| "git-agent-base:bookworm".into())
 }
 
+/// Whether the tests run on rootless Podman (`GIT_AGENT_TEST_ENGINE=podman`, with
+/// `DOCKER_HOST` at its socket: see scripts/setup-podman.sh and scripts/test.sh).
+pub fn podman() -> bool {
+    std::env::var("GIT_AGENT_TEST_ENGINE").as_deref() == Ok("podman")
+}
+
+/// The name a container gives the engine's host: Podman 4.3 has no `host-gateway`, and
+/// names the host `host.containers.internal` in every container.
+pub fn host_alias() -> &'static str {
+    if podman() {
+        "host.containers.internal"
+    } else {
+        "host.docker.internal"
+    }
+}
+
 /// True when a Docker engine answers and the base image is there. Without one, tests that
 /// need it are skipped, except under `GIT_AGENT_REQUIRE_DOCKER=1`, where that is a failure.
+/// Under `GIT_AGENT_TEST_ENGINE=podman` the engine must be Podman, or the test fails.
 pub fn docker_ready() -> bool {
+    if podman() {
+        let out = Command::new("docker")
+            .args(["version", "--format", "{{json .Server.Components}}"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        assert!(
+            out.contains("Podman Engine"),
+            "GIT_AGENT_TEST_ENGINE=podman but DOCKER_HOST={:?} is no Podman engine (run scripts/setup-podman.sh): {out}",
+            std::env::var("DOCKER_HOST").unwrap_or_default()
+        );
+    }
     let ok = Command::new("docker")
         .args(["image", "inspect", &base_image()])
         .stdout(Stdio::null())

@@ -313,7 +313,7 @@ fn the_vault_holds_the_real_key_and_the_standin_dies_with_the_task() {
     env.user_agent(
         "apicaller",
         API_AGENT,
-        &fake.base_url("host.docker.internal"),
+        &fake.base_url(crate::common::host_alias()),
     );
     let run = env.agent_with(
         &[

@@ -46,7 +46,7 @@ fn results(logs: &str) -> Vec<(String, String)> {
 }
 
 fn use_agent(env: &TestEnv, fake: &FakeAnthropic) {
-    env.user_agent("keyed", AGENT, &fake.base_url("host.docker.internal"));
+    env.user_agent("keyed", AGENT, &fake.base_url(crate::common::host_alias()));
 }
 
 fn spawn_keyed(env: &TestEnv, key: &str, name: &str, script: &str, extra: &[&str]) -> Run {

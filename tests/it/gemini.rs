@@ -37,7 +37,7 @@ fn gemini_cli_works_through_the_vault_and_the_work_is_promoted() {
         ],
         KEY,
     );
-    use_fake(&env, "gemini", &fake.base_url("host.docker.internal"));
+    use_fake(&env, "gemini", &fake.base_url(crate::common::host_alias()));
     let spawn = env.agent_with(
         &[
             "spawn",

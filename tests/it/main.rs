@@ -39,6 +39,7 @@ mod networks;
 mod offline;
 mod opencode;
 mod orchestration;
+mod podman;
 mod preview;
 mod progress;
 mod promotion;

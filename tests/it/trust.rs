@@ -310,7 +310,7 @@ fn a_trusted_repository_agent_is_used_until_it_changes() {
     env.git(&[
         "config",
         "agent.apicaller.baseUrl",
-        &fake.base_url("host.docker.internal"),
+        &fake.base_url(crate::common::host_alias()),
     ])
     .ok();
     env.write(".git-agent/agents/apicaller.toml", API_AGENT);
