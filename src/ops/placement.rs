@@ -42,6 +42,7 @@ pub async fn place(ctx: &Ctx, pinned: Option<&str>, need: usize) -> Result<Place
         && def.limit.is_none()
     {
         let engine = Engine::connect_to(def, crate::runtime::docker::CONNECT_TIMEOUT).await?;
+        check_boundary(ctx, &def.name, &engine).await?;
         return Ok(Placed {
             name: recorded(&def.name),
             engine,
@@ -75,6 +76,7 @@ pub async fn place(ctx: &Ctx, pinned: Option<&str>, need: usize) -> Result<Place
         Ok(name) => {
             let at = candidates.iter().position(|d| d.name == name).expect("placed on a candidate");
             let engine = engines.swap_remove(at).expect("placed on a reachable engine");
+            check_boundary(ctx, &name, &engine).await?;
             Ok(Placed {
                 name: recorded(&name),
                 engine,
@@ -119,6 +121,26 @@ impl std::error::Error for NoRoom {}
 /// Did placement fail only for want of room (a queued task then waits)?
 pub fn is_no_room(err: &anyhow::Error) -> bool {
     err.downcast_ref::<NoRoom>().is_some()
+}
+
+/// Refuse an engine whose task networks leak, unless the user accepted it: on Podman 4
+/// (through its Docker-compatible API) an internal network's DNS server (aardvark-dns)
+/// forwards every name to the host's resolvers, so a task could send data out in lookups.
+async fn check_boundary(ctx: &Ctx, name: &str, engine: &Engine) -> Result<()> {
+    let podman = match engine {
+        Engine::Docker(d) => d.is_podman().await,
+        #[cfg(feature = "local-runtime")]
+        _ => false,
+    };
+    if podman && !ctx.config.bool("agent.allowPodmanDns", false)? {
+        return Err(hinted(
+            format!(
+                "the engine '{name}' is Podman, whose task networks resolve any name through the host's DNS: a task could send data out in DNS lookups, around its gateway"
+            ),
+            "run tasks on Docker, or accept that gap for your tasks: git config --global agent.allowPodmanDns true",
+        ));
+    }
+    Ok(())
 }
 
 /// Tasks on the environment's engine record no engine (as before engines had names).

@@ -39,6 +39,8 @@ const STDERR_KEEP: usize = 64 * 1024;
 pub struct DockerRuntime {
     docker: Docker,
     address: EngineAddress,
+    /// Whether the engine is Podman, asked once (see [`DockerRuntime::is_podman`]).
+    podman: tokio::sync::OnceCell<bool>,
 }
 
 fn is_not_found(e: &BollardError) -> bool {
@@ -258,6 +260,7 @@ impl DockerRuntime {
         Ok(DockerRuntime {
             docker,
             address: address.clone(),
+            podman: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -1538,22 +1541,20 @@ where
 
 impl DockerRuntime {
     /// Whether the engine is Podman (through its Docker-compatible API), asked once per
-    /// process (a process talks to one engine). Only for the few places where Podman's
-    /// answers differ in a way that matters; each says why.
-    async fn is_podman(&self) -> bool {
-        static PODMAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        if let Some(p) = PODMAN.get() {
-            return *p;
-        }
-        let Ok(v) = self.docker.version().await else {
-            return false;
-        };
-        let podman = v
-            .components
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.name.starts_with("Podman"));
-        *PODMAN.get_or_init(|| podman)
+    /// connection (a process may talk to several engines). Only for the few places where
+    /// Podman's answers differ in a way that matters; each says why.
+    pub async fn is_podman(&self) -> bool {
+        *self
+            .podman
+            .get_or_init(|| async {
+                self.docker.version().await.is_ok_and(|v| {
+                    v.components
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.name.starts_with("Podman"))
+                })
+            })
+            .await
     }
 
     /// Podman starts the container whose processes `id` joins (`pid_mode: container:<x>`)

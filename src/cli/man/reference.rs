@@ -122,6 +122,12 @@ pub const CONFIG: &[ConfigKey] = &[
         "The outer engine network the tasks' gateways join.",
     ),
     (
+        "agent.allowPodmanDns",
+        "boolean",
+        "false",
+        "Run tasks on Podman even though its task networks resolve any name through the host's DNS (aardvark-dns forwards them), which lets a task send data out in lookups around its gateway. Without it, spawn refuses a Podman engine.",
+    ),
+    (
         "agent.engine",
         "engine name",
         "unset",
