@@ -49,6 +49,11 @@ down() {
   log "down"
 }
 
+# One run at a time (tests of several processes may ask for the engine together).
+mkdir -p "$RUN"
+exec 9>"$RUN/lock"
+flock 9
+
 if [ "${1:-up}" = down ]; then
   down
   exit 0

@@ -178,7 +178,8 @@ fn connect_ssh(
         }
     })?;
     let client: Client<super::ssh::SshDial, _> =
-        Client::builder(hyper_util::rt::TokioExecutor::new()).build(super::ssh::SshDial { target });
+        Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(super::ssh::SshDial::new(target));
     let transport = move |req: bollard::BollardRequest| {
         let client = client.clone();
         async move { client.request(req).await.map_err(BollardError::from) }
