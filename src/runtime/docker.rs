@@ -193,6 +193,31 @@ fn connect_ssh(
     )
 }
 
+/// A client for a `tcp://` engine with mutual TLS, on [`super::tls`]'s configuration.
+fn connect_tls(
+    url: &str,
+    config: rustls::ClientConfig,
+    version: &bollard::ClientVersion,
+) -> std::result::Result<Docker, BollardError> {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnector::from((http, config));
+    let client: Client<_, _> = Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+    let transport = move |req: bollard::BollardRequest| {
+        let client = client.clone();
+        async move { client.request(req).await.map_err(BollardError::from) }
+    };
+    let authority = url.trim_start_matches("tcp://").trim_end_matches('/');
+    Docker::connect_with_custom_transport(
+        transport,
+        Some(format!("https://{authority}")),
+        STREAM_TIMEOUT_SECS,
+        version,
+    )
+}
+
 /// How long the engine has to answer the first request of a command that needs it: long
 /// enough for an engine busy with many tasks, short enough that a dead one is reported.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -226,14 +251,7 @@ impl DockerRuntime {
         let url = address.url.as_str();
         let client = match (address.scheme(), &address.tls) {
             (Scheme::Unix, _) => Docker::connect_with_unix(url, STREAM_TIMEOUT_SECS, version),
-            (Scheme::Tcp, Some(tls)) => Docker::connect_with_ssl(
-                url,
-                &tls.key,
-                &tls.cert,
-                &tls.ca,
-                STREAM_TIMEOUT_SECS,
-                version,
-            ),
+            (Scheme::Tcp, Some(tls)) => connect_tls(url, super::tls::client_config(tls)?, version),
             (Scheme::Tcp, None) => Docker::connect_with_http(url, STREAM_TIMEOUT_SECS, version),
             (Scheme::Ssh, _) => connect_ssh(url, version),
         };
