@@ -14,7 +14,12 @@
 //! What the host sent is remembered on the host (`<git-dir>/git-agent/cache-state`: the
 //! volume's generation label and the tips), never read back from the engine: a spawn whose
 //! base is already in the cache starts no writer at all. Updates of one repository's cache
-//! are serialised by a host-side lock beside the task locks.
+//! are serialised by a host-side lock beside the task locks. That memory is one per
+//! repository, not per engine: the cache lives on the engine (a remote one works the same,
+//! history goes over exec streams), and after a switch to another engine (`DOCKER_HOST`, a
+//! context) the first spawn there finds a cache it has no memory of, or none (warned as gone),
+//! and fills it from scratch. That is safe, since a generation is random per volume and one
+//! engine's memory never passes for another's, but it costs a full send per switch.
 //!
 //! Damage is found three ways and repaired by a rebuild (a fresh repository swapped in
 //! under the same volume, so running tasks keep their mount), each with a warning: the
