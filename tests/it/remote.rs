@@ -323,12 +323,46 @@ fn the_core_loop_over_ssh_leaves_no_ssh_behind() {
     let remote = Remote::new(&env);
     core_loop(&env, &|a| ssh(&env, a), "tunnel");
     only_on_the_second_engine(&env, &remote, "tunnel");
+
     // Every connection was an ssh child of the command; none outlives it.
+    no_ssh_left();
+    // The check sees them while a command runs (a follower of a running task's output),
+    // and they go once the stream they carry ends, even when the command was killed.
+    assert_eq!(
+        ssh(
+            &env,
+            &["spawn", "--name", "slow", "-m", "x", "--", "sleep", "60"]
+        )
+        .code,
+        0
+    );
+    let mut follow = env.agent_command(&["logs", "-f", "slow"]);
+    with_ssh(&env, &mut follow);
+    let mut follow = follow
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        !ssh_children().is_empty()
+    });
+    follow.kill().ok();
+    follow.wait().ok();
+    assert!(seen, "no ssh child seen while a command ran");
+    assert_eq!(tls(&env, &["stop", "slow"]).code, 0);
+    no_ssh_left();
+    assert_eq!(ssh(&env, &["purge", "tunnel", "--force"]).code, 0);
+}
+
+/// Wait (a little) until no `ssh` process to the second engine is left.
+#[track_caller]
+fn no_ssh_left() {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let left = ssh_children();
         if left.is_empty() {
-            break;
+            return;
         }
         assert!(
             Instant::now() < deadline,
@@ -336,15 +370,19 @@ fn the_core_loop_over_ssh_leaves_no_ssh_behind() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(ssh(&env, &["purge", "tunnel", "--force"]).code, 0);
 }
 
-/// `ssh ... docker system dial-stdio` processes to the second engine that are still running.
+/// `ssh` processes to the second engine that are still running (a connection's
+/// `ssh ... docker system dial-stdio`, or a background master as bollard's own transport
+/// leaves behind).
 fn ssh_children() -> Vec<String> {
     let out = Command::new("ps").args(["-eo", "args"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.contains("dial-stdio") && l.contains(ENGINE_IP) && l.starts_with("ssh"))
+        .filter(|l| {
+            let program = l.split_whitespace().next().unwrap_or("");
+            (program == "ssh" || program.ends_with("/ssh")) && l.contains(ENGINE_IP)
+        })
         .map(str::to_string)
         .collect()
 }
