@@ -204,7 +204,11 @@ fn connect_tls(
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     let https = hyper_rustls::HttpsConnector::from((http, config));
-    let client: Client<_, _> = Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+    // As bollard's own transports: no idle connections kept for reuse. (The SSH transport
+    // keeps them: a new login per request would be slow, and sshd limits logins at once.)
+    let client: Client<_, _> = Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(https);
     let transport = move |req: bollard::BollardRequest| {
         let client = client.clone();
         async move { client.request(req).await.map_err(BollardError::from) }
