@@ -49,6 +49,11 @@ down() {
   log "down"
 }
 
+# One run at a time (tests of several processes may ask for the engine together).
+mkdir -p "$RUN"
+exec 9>"$RUN/lock"
+flock 9
+
 if [ "${1:-up}" = down ]; then
   down
   exit 0
@@ -131,9 +136,12 @@ add_rule() {
   shift 2
   iptables -t "$table" -C "$chain" "$@" 2>/dev/null || iptables -t "$table" -I "$chain" 1 "$@"
 }
-add_rule nat POSTROUTING -s "$HOST_IP/24" ! -o "$HOST_IF" -j MASQUERADE
-add_rule filter FORWARD -i "$HOST_IF" -j ACCEPT
-add_rule filter FORWARD -o "$HOST_IF" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+# Out through the host's default route only: not into the host engine's own networks.
+out_if="$(ip -o route show default | awk '{ print $5; exit }')"
+[ -n "$out_if" ] || { log "the host has no default route"; exit 1; }
+add_rule nat POSTROUTING -s "$HOST_IP/24" -o "$out_if" -j MASQUERADE
+add_rule filter FORWARD -i "$HOST_IF" -o "$out_if" -j ACCEPT
+add_rule filter FORWARD -i "$out_if" -o "$HOST_IF" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 
 engine_up() {
   docker --tlsverify --tlscacert "$certs/client/ca.pem" --tlscert "$certs/client/cert.pem" \

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-engine.sh
+# A second engine, TLS and SSH only, in a network namespace of its own (tests/it/remote.rs).
+bash scripts/second-engine.sh
 # Tools the tests drive: tmux and script(1) for terminals, ssh-keygen for signing keys.
 missing=""
 command -v tmux >/dev/null 2>&1 || missing="$missing tmux"

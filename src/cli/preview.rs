@@ -12,7 +12,7 @@ use crate::ops::OpError;
 use crate::ops::preview::{self, PreviewRequest};
 
 /// See a task's work in a browser: run a dev server from its workspace and publish its port
-/// on 127.0.0.1.
+/// on 127.0.0.1 (a remote engine: on its host's address).
 ///
 /// The preview runs the command (`--cmd`, else `agent.previewCommand`) with `/bin/sh -c` in
 /// /workspace of a container made from the task's image (or `--image`), with the task's
@@ -25,8 +25,9 @@ use crate::ops::preview::{self, PreviewRequest};
 ///
 /// Its port is published on 127.0.0.1 of the engine's host only, through a small relay
 /// container of git-agent's own (engines publish no ports of containers on internal
-/// networks); with a remote engine, forward it (`ssh -L 5173:127.0.0.1:5173 <host>`). The
-/// URL is printed on stdout. Starting a preview replaces the task's earlier one; `rm` and
+/// networks). With a remote engine (tcp:// or ssh://) it is published on the one address of
+/// that host you reach the engine by (the engine URL's host), and the URL names that host;
+/// anyone who can reach that address can open it. The URL is printed on stdout. Starting a preview replaces the task's earlier one; `rm` and
 /// `purge` remove it with the task.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -39,7 +40,7 @@ pub struct PreviewArgs {
     /// The port the dev server listens on in the preview.
     #[arg(long, required = true)]
     pub port: Option<u16>,
-    /// The port on 127.0.0.1 of the engine's host (default: the same as --port).
+    /// The port on the engine's host (default: the same as --port).
     #[arg(long, value_name = "PORT")]
     pub host_port: Option<u16>,
     /// The image to run the dev server in (default: the task's image).

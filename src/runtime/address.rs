@@ -218,6 +218,23 @@ impl EngineAddress {
 
     /// What to do when the engine at this address cannot be reached.
     pub fn unreachable_hint(&self) -> String {
+        let from_env = env("DOCKER_HOST").is_some_and(|h| h.trim() == self.url);
+        self.hint(from_env)
+    }
+
+    /// The hint, naming `DOCKER_HOST` when that is where the address came from (so the
+    /// user sees what to change or unset).
+    fn hint(&self, from_env: bool) -> String {
+        let at = if from_env {
+            format!("DOCKER_HOST={}", self.url)
+        } else {
+            self.url.clone()
+        };
+        let other = if from_env {
+            ", or unset DOCKER_HOST to use the local socket"
+        } else {
+            ""
+        };
         match self.scheme() {
             Scheme::Unix if self.url == DEFAULT_SOCKET => {
                 "start the Docker engine (`sudo systemctl start docker`, or `sudo dockerd &` \
@@ -226,31 +243,29 @@ impl EngineAddress {
                     .into()
             }
             Scheme::Unix => format!(
-                "check that an engine listens on {}, or unset DOCKER_HOST to use the local \
-                 socket; `git agent doctor` checks the connection",
-                self.url
+                "check that an engine listens on {at}{other}; `git agent doctor` checks the \
+                 connection"
             ),
             Scheme::Tcp => match &self.tls {
                 Some(tls) => format!(
-                    "check that the engine at {} is running and listening with TLS, and that its \
-                     certificate is signed by {} and accepts your client certificate {}; `docker \
-                     version` (with the same DOCKER_* settings) and `git agent doctor` check the \
-                     connection",
-                    self.url,
+                    "check that the engine at {at} is running and listening with TLS, and that \
+                     its certificate is signed by {} and accepts your client certificate {}{other}; \
+                     `docker version` (with the same DOCKER_* settings) and `git agent doctor` \
+                     check the connection",
                     tls.ca.display(),
                     tls.cert.display()
                 ),
                 None => format!(
-                    "check that the engine at {} is running and listening on that port (an engine \
-                     with TLS needs DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH); `git agent doctor` \
-                     checks the connection",
-                    self.url
+                    "check that the engine at {at} is running and listening on that port (an \
+                     engine with TLS needs DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH){other}; \
+                     `git agent doctor` checks the connection"
                 ),
             },
             Scheme::Ssh => format!(
                 "check the SSH login and the engine behind it with `{}`: it must print the \
                  server's version without asking for a password (use a key or ssh-agent; the \
-                 host key must already be known); `git agent doctor` checks the connection",
+                 host key must already be known){other}; `git agent doctor` checks the \
+                 connection",
                 self.ssh_check()
             ),
         }
@@ -782,6 +797,11 @@ mod tests {
                 .unreachable_hint()
                 .contains("start the Docker engine")
         );
+        // Where the address came from is named, so the user knows what to change.
+        let plain = EngineAddress::new("tcp://127.0.0.1:1", None, false).unwrap();
+        assert!(plain.hint(true).contains("DOCKER_HOST=tcp://127.0.0.1:1"));
+        assert!(plain.hint(true).contains("unset DOCKER_HOST"));
+        assert!(!plain.hint(false).contains("DOCKER_HOST="));
         for a in [ssh, tcp, EngineAddress::default()] {
             assert!(a.unreachable_hint().contains("git agent doctor"));
         }

@@ -185,7 +185,8 @@ fn connect_ssh(
         }
     })?;
     let client: Client<super::ssh::SshDial, _> =
-        Client::builder(hyper_util::rt::TokioExecutor::new()).build(super::ssh::SshDial { target });
+        Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(super::ssh::SshDial::new(target));
     let transport = move |req: bollard::BollardRequest| {
         let client = client.clone();
         async move { client.request(req).await.map_err(BollardError::from) }
@@ -194,6 +195,35 @@ fn connect_ssh(
     Docker::connect_with_custom_transport(
         transport,
         Some("http://ssh-engine"),
+        STREAM_TIMEOUT_SECS,
+        version,
+    )
+}
+
+/// A client for a `tcp://` engine with mutual TLS, on [`super::tls`]'s configuration.
+fn connect_tls(
+    url: &str,
+    config: rustls::ClientConfig,
+    version: &bollard::ClientVersion,
+) -> std::result::Result<Docker, BollardError> {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnector::from((http, config));
+    // As bollard's own transports: no idle connections kept for reuse. (The SSH transport
+    // keeps them: a new login per request would be slow, and sshd limits logins at once.)
+    let client: Client<_, _> = Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(https);
+    let transport = move |req: bollard::BollardRequest| {
+        let client = client.clone();
+        async move { client.request(req).await.map_err(BollardError::from) }
+    };
+    let authority = url.trim_start_matches("tcp://").trim_end_matches('/');
+    Docker::connect_with_custom_transport(
+        transport,
+        Some(format!("https://{authority}")),
         STREAM_TIMEOUT_SECS,
         version,
     )
@@ -232,14 +262,7 @@ impl DockerRuntime {
         let url = address.url.as_str();
         let client = match (address.scheme(), &address.tls) {
             (Scheme::Unix, _) => Docker::connect_with_unix(url, STREAM_TIMEOUT_SECS, version),
-            (Scheme::Tcp, Some(tls)) => Docker::connect_with_ssl(
-                url,
-                &tls.key,
-                &tls.cert,
-                &tls.ca,
-                STREAM_TIMEOUT_SECS,
-                version,
-            ),
+            (Scheme::Tcp, Some(tls)) => connect_tls(url, super::tls::client_config(tls)?, version),
             (Scheme::Tcp, None) => Docker::connect_with_http(url, STREAM_TIMEOUT_SECS, version),
             (Scheme::Ssh, _) => connect_ssh(url, version),
         };

@@ -20,6 +20,7 @@ pub mod local;
 pub mod select;
 pub mod ssh;
 pub mod subnet;
+pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 

@@ -15,12 +15,14 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Most bytes of `ssh`'s stderr kept for an error message.
 const STDERR_KEEP: usize = 4096;
@@ -84,10 +86,25 @@ impl SshTarget {
     }
 }
 
+/// How many `ssh` children may be logging in at once. An operation opens several connections
+/// together (a spawn streams, waits and inspects at the same time), and sshd drops logins
+/// beyond its `MaxStartups` (10 by default) that are not yet authenticated.
+const LOGINS_AT_ONCE: usize = 4;
+
 /// A connector for hyper's client: each call starts one `ssh` child.
 #[derive(Clone)]
 pub struct SshDial {
-    pub target: SshTarget,
+    target: SshTarget,
+    logins: Arc<Semaphore>,
+}
+
+impl SshDial {
+    pub fn new(target: SshTarget) -> SshDial {
+        SshDial {
+            target,
+            logins: Arc::new(Semaphore::new(LOGINS_AT_ONCE)),
+        }
+    }
 }
 
 impl tower_service::Service<hyper::Uri> for SshDial {
@@ -101,7 +118,13 @@ impl tower_service::Service<hyper::Uri> for SshDial {
 
     fn call(&mut self, _: hyper::Uri) -> Self::Future {
         let args = self.target.args();
+        let logins = self.logins.clone();
         Box::pin(async move {
+            // Held until the engine's first bytes come back: the login is over by then.
+            let login = logins
+                .acquire_owned()
+                .await
+                .map_err(|_| io::Error::other("the ssh connector was closed"))?;
             let mut child = Command::new("ssh")
                 .args(&args)
                 .stdin(Stdio::piped())
@@ -115,11 +138,12 @@ impl tower_service::Service<hyper::Uri> for SshDial {
             let stderr = child.stderr.take().expect("piped");
             Ok(TokioIo::new(SshPipe {
                 _child: child,
-                stdin,
+                stdin: Some(stdin),
                 stdout,
                 stderr: Some(stderr),
                 said: Vec::new(),
                 answered: false,
+                login: Some(login),
             }))
         })
     }
@@ -128,12 +152,16 @@ impl tower_service::Service<hyper::Uri> for SshDial {
 /// One connection: the engine's stream on an `ssh` child's stdin and stdout.
 pub struct SshPipe {
     _child: Child,
-    stdin: ChildStdin,
+    /// Closed (dropped) on shutdown: a pipe has no half-close of its own, and the engine
+    /// must see the end of an exec's input (ssh passes the EOF on).
+    stdin: Option<ChildStdin>,
     stdout: ChildStdout,
     /// Read to its end only when stdout ends before any answer.
     stderr: Option<ChildStderr>,
     said: Vec<u8>,
     answered: bool,
+    /// The right to be logging in, given back with the first answer.
+    login: Option<OwnedSemaphorePermit>,
 }
 
 impl SshPipe {
@@ -182,10 +210,20 @@ impl AsyncRead for SshPipe {
         ready!(Pin::new(&mut this.stdout).poll_read(cx, buf))?;
         if buf.filled().len() > before {
             this.answered = true;
+            this.login = None;
         } else if !this.answered {
             return Poll::Ready(Err(ready!(this.poll_failure(cx))));
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+impl SshPipe {
+    fn stdin(&mut self) -> io::Result<Pin<&mut ChildStdin>> {
+        self.stdin
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| io::ErrorKind::BrokenPipe.into())
     }
 }
 
@@ -195,20 +233,31 @@ impl AsyncWrite for SshPipe {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stdin).poll_write(cx, buf)
+        self.get_mut().stdin()?.poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stdin).poll_flush(cx)
+        match self.get_mut().stdin.as_mut() {
+            Some(stdin) => Pin::new(stdin).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stdin).poll_shutdown(cx)
+        let this = self.get_mut();
+        if let Some(stdin) = this.stdin.as_mut() {
+            ready!(Pin::new(stdin).poll_flush(cx))?;
+        }
+        // Dropping the pipe is what closes it.
+        this.stdin = None;
+        Poll::Ready(Ok(()))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -252,12 +301,13 @@ mod tests {
             .spawn()
             .unwrap();
         let mut pipe = SshPipe {
-            stdin: child.stdin.take().unwrap(),
+            stdin: child.stdin.take(),
             stdout: child.stdout.take().unwrap(),
             stderr: child.stderr.take(),
             _child: child,
             said: Vec::new(),
             answered: false,
+            login: None,
         };
         let mut buf = Vec::new();
         let e = pipe.read_to_end(&mut buf).await.unwrap_err();
@@ -265,5 +315,36 @@ mod tests {
             e.to_string().contains("Permission denied (publickey)"),
             "{e}"
         );
+    }
+
+    /// A shutdown closes the child's stdin: the far end sees the end of the input.
+    #[tokio::test]
+    async fn a_shutdown_ends_the_childs_input() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut child = Command::new("sh")
+            .args(["-c", "wc -c"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut pipe = SshPipe {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().unwrap(),
+            stderr: child.stderr.take(),
+            _child: child,
+            said: Vec::new(),
+            answered: false,
+            login: None,
+        };
+        pipe.write_all(b"12345").await.unwrap();
+        pipe.shutdown().await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(10), pipe.read_to_string(&mut out))
+            .await
+            .expect("wc saw the end of its input")
+            .unwrap();
+        assert_eq!(out.trim(), "5");
     }
 }

@@ -16,6 +16,14 @@
 //! base is already in the cache starts no writer at all. Updates of one repository's cache
 //! are serialised by a host-side lock beside the task locks.
 //!
+//! The cache lives on the engine (a remote one works the same: history goes over exec
+//! streams). After a switch to another engine (`DOCKER_HOST`, a context) the first spawn
+//! there finds none (warned as gone: the host cannot tell a removed cache from another
+//! engine's) and fills it. The memory keeps one block per cache generation,
+//! the most recent [`STATES_KEPT`], so switching back and forth fills each engine's cache
+//! incrementally; a generation is random per volume, so one engine's memory never passes for
+//! another's.
+//!
 //! Damage is found three ways and repaired by a rebuild (a fresh repository swapped in
 //! under the same volume, so running tasks keep their mount), each with a warning: the
 //! volume is gone or is not git-agent's (the engine makes an empty, unlabelled one when a
@@ -127,22 +135,39 @@ fn is_oid(s: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
+/// How many engines' caches the host remembers (most recent first).
+const STATES_KEPT: usize = 8;
+
 impl HostState {
+    /// One block: `generation <g>` then its `tip <oid>` lines.
+    #[cfg(test)]
     fn parse(text: &str) -> Option<HostState> {
-        let mut lines = text.lines();
-        let generation = lines.next()?.strip_prefix("generation ")?.to_string();
-        if generation.is_empty() || !generation.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return None;
-        }
-        let mut tips = Vec::new();
-        for l in lines {
+        let mut all = HostState::parse_all(text)?;
+        (all.len() == 1).then(|| all.remove(0))
+    }
+
+    /// Every block of the file (one per engine the repository's cache was filled on; a
+    /// generation is random per volume, so each names one engine's cache).
+    fn parse_all(text: &str) -> Option<Vec<HostState>> {
+        let mut all: Vec<HostState> = Vec::new();
+        for l in text.lines() {
+            if let Some(generation) = l.strip_prefix("generation ") {
+                if generation.is_empty() || !generation.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return None;
+                }
+                all.push(HostState {
+                    generation: generation.to_string(),
+                    tips: Vec::new(),
+                });
+                continue;
+            }
             let tip = l.strip_prefix("tip ")?;
             if !is_oid(tip) {
                 return None;
             }
-            tips.push(tip.to_string());
+            all.last_mut()?.tips.push(tip.to_string());
         }
-        Some(HostState { generation, tips })
+        (!all.is_empty()).then_some(all)
     }
 
     fn render(&self) -> String {
@@ -153,70 +178,60 @@ impl HostState {
         s
     }
 
-    /// What the host remembers of every cache it filled: one per engine, told apart by
-    /// their generations (a cache on another engine has another). A block that does not
-    /// parse is dropped.
     fn read_all(git: &Git) -> Vec<HostState> {
-        let Ok(text) = std::fs::read_to_string(state_path(git)) else {
-            return Vec::new();
-        };
-        let mut blocks: Vec<String> = Vec::new();
-        for line in text.lines() {
-            if line.starts_with("generation ") || blocks.is_empty() {
-                blocks.push(String::new());
-            }
-            let b = blocks.last_mut().expect("pushed");
-            b.push_str(line);
-            b.push('\n');
-        }
-        blocks.iter().filter_map(|b| HostState::parse(b)).collect()
+        std::fs::read_to_string(state_path(git))
+            .ok()
+            .and_then(|t| HostState::parse_all(&t))
+            .unwrap_or_default()
     }
 
-    /// What the host remembers of the cache of `generation`.
+    /// What the host sent to the cache of `generation`.
     fn read(git: &Git, generation: &str) -> Option<HostState> {
         HostState::read_all(git)
             .into_iter()
             .find(|s| s.generation == generation)
     }
 
-    /// Remember this cache, beside the other engines' (the newest [`KEPT_STATES`]).
+    /// Remember this block first, in place of an earlier one of its generation.
     fn write(&self, git: &Git) -> Result<()> {
         let mut all = HostState::read_all(git);
         all.retain(|s| s.generation != self.generation);
-        all.push(self.clone());
-        let skip = all.len().saturating_sub(KEPT_STATES);
-        write_states(git, &all[skip..])
+        all.insert(0, self.clone());
+        write_all(git, &all)
     }
 }
 
-/// How many engines' caches the host remembers.
-const KEPT_STATES: usize = 16;
-
-fn write_states(git: &Git, states: &[HostState]) -> Result<()> {
+fn write_all(git: &Git, all: &[HostState]) -> Result<()> {
     let path = state_path(git);
+    if all.is_empty() {
+        std::fs::remove_file(&path).ok();
+        return Ok(());
+    }
     let tmp = path.with_extension("tmp");
     std::fs::create_dir_all(state_dir(git))?;
-    let text: String = states.iter().map(HostState::render).collect();
+    let text: String = all
+        .iter()
+        .take(STATES_KEPT)
+        .map(HostState::render)
+        .collect();
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Forget what was sent to the cache of `generation` (it is gone or refilled).
+/// Forget what was sent to the cache of `generation` (it is gone or being refilled); the
+/// caches of other engines stay remembered.
 fn forget(git: &Git, generation: &str) {
     let mut all = HostState::read_all(git);
     let before = all.len();
     all.retain(|s| s.generation != generation);
     if all.len() != before {
-        write_states(git, &all).ok();
+        write_all(git, &all).ok();
     }
 }
 
-/// The generation a cache volume's labels name, if any.
-fn generation_of(labels: &Option<std::collections::HashMap<String, String>>) -> Option<&str> {
-    labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_GENERATION))
-        .map(String::as_str)
+/// The generation label of a cache volume's labels.
+fn generation_of(labels: &HashMap<String, String>) -> Option<&str> {
+    labels.get(LABEL_GENERATION).map(String::as_str)
 }
 
 /// A history to put into the cache: a ref on the host naming it (a bundle needs ref names)
@@ -255,7 +270,7 @@ pub async fn ensure<R: Runtime>(
         .and_then(|l| l.get(LABEL_GENERATION).cloned());
     let known = generation.as_deref().and_then(|g| HostState::read(git, g));
     match (found, generation) {
-        (Some(_), Some(g)) if known.as_ref().is_some_and(|k| k.generation == g) => {
+        (Some(_), Some(g)) if known.is_some() => {
             let known = known.expect("checked");
             let fresh = |t: &&Tip| !known.tips.contains(&t.oid);
             let new: Vec<&Tip> = tips.iter().filter(fresh).collect();
@@ -299,8 +314,12 @@ pub async fn ensure<R: Runtime>(
             Ok(volume)
         }
         (None, _) => {
+            // The host filled a cache of this repository before, here or on another engine
+            // (a switch of DOCKER_HOST or context): which one, it cannot tell.
             if !HostState::read_all(git).is_empty() {
-                warn(format!("the object cache {volume} is gone; rebuilding it"));
+                warn(format!(
+                    "the object cache {volume} is gone from this engine (removed, or another engine than before); rebuilding it"
+                ));
             }
             create(rt, git, repo, tips, writer).await?;
             Ok(volume)
@@ -668,10 +687,11 @@ pub async fn collect<R: Runtime>(
 ) -> Result<CollectOutcome> {
     let _lock = TaskLock::acquire(git, LOCK, "collecting the object cache", |_| {}).await?;
     let volume = volume_name(repo);
-    let found = rt.labels_of(ObjectKind::Volume, &volume).await?;
-    let Some(generation) = generation_of(&found).map(str::to_string) else {
+    // What the host remembers of another engine's cache stays: only this one's is touched.
+    let Some(labels) = rt.labels_of(ObjectKind::Volume, &volume).await? else {
         return Ok(CollectOutcome::Missing);
     };
+    let generation = generation_of(&labels).map(str::to_string);
     let keep = present_commits(git, keep)?;
     let id = start_writer(rt, repo, writer).await?;
     let mut args = vec!["gc"];
@@ -680,7 +700,9 @@ pub async fn collect<R: Runtime>(
     rt.remove_container(&id).await.ok();
     let out = res?;
     if out.exit_code == DAMAGED {
-        forget(git, &generation);
+        if let Some(g) = &generation {
+            forget(git, g);
+        }
         return Ok(CollectOutcome::Damaged(crate::error::sanitize(
             String::from_utf8_lossy(&out.stderr).trim(),
         )));
@@ -691,7 +713,7 @@ pub async fn collect<R: Runtime>(
             exit_detail(out.exit_code, &out.stderr)
         );
     }
-    if let Some(mut state) = HostState::read(git, &generation) {
+    if let Some(mut state) = generation.and_then(|g| HostState::read(git, &g)) {
         state.tips = independent(git, &keep)?;
         state.write(git)?;
     }
@@ -741,7 +763,7 @@ async fn remove_locked<R: Runtime>(rt: &R, git: &Git, repo: &RepoId) -> Result<b
     let volume = volume_name(repo);
     rt.remove_container(&writer_name(repo)).await?;
     let found = rt.labels_of(ObjectKind::Volume, &volume).await?;
-    if let Some(g) = generation_of(&found) {
+    if let Some(g) = found.as_ref().and_then(generation_of) {
         forget(git, g);
     }
     match found {
@@ -845,6 +867,48 @@ mod tests {
             None
         );
         assert_eq!(HostState::parse("generation g\nother\n"), None);
+        // A tip before any generation is junk too.
+        assert_eq!(
+            HostState::parse_all(&format!("tip {}\n", "a".repeat(40))),
+            None
+        );
+    }
+
+    /// One block per engine's cache: filling one engine's cache keeps what the host sent to
+    /// another's (a switch back finds it), and forgetting one forgets only that one.
+    #[test]
+    fn each_engines_cache_is_remembered_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let git = Git::discover(dir.path()).unwrap();
+        let state = |g: &str, tip: char| HostState {
+            generation: g.into(),
+            tips: vec![tip.to_string().repeat(40)],
+        };
+        state("local", 'a').write(&git).unwrap();
+        state("remote", 'b').write(&git).unwrap();
+        assert_eq!(HostState::read(&git, "local"), Some(state("local", 'a')));
+        assert_eq!(HostState::read(&git, "remote"), Some(state("remote", 'b')));
+        state("local", 'c').write(&git).unwrap();
+        assert_eq!(HostState::read(&git, "local"), Some(state("local", 'c')));
+        assert_eq!(HostState::read_all(&git).len(), 2);
+        forget(&git, "local");
+        assert_eq!(HostState::read(&git, "local"), None);
+        assert_eq!(HostState::read(&git, "remote"), Some(state("remote", 'b')));
+        // The file of one block, as hosts wrote it before, still reads.
+        std::fs::write(state_path(&git), state("old", 'd').render()).unwrap();
+        assert_eq!(HostState::read(&git, "old"), Some(state("old", 'd')));
+        // Only the most recent engines are kept.
+        for i in 0..STATES_KEPT + 3 {
+            state(&format!("g{i}"), 'e').write(&git).unwrap();
+        }
+        assert_eq!(HostState::read_all(&git).len(), STATES_KEPT);
+        assert!(HostState::read(&git, &format!("g{}", STATES_KEPT + 2)).is_some());
     }
 
     #[test]

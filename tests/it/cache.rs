@@ -235,7 +235,7 @@ fn a_deleted_cache_is_rebuilt() {
     );
     let run = committing_task(&env, "second", "b.txt");
     assert!(
-        run.stderr.contains("is gone; rebuilding it"),
+        run.stderr.contains("is gone from this engine"),
         "the rebuild is said:\n{run}"
     );
     assert!(volume_exists(&cache));

@@ -48,6 +48,7 @@ mod queue;
 mod races;
 mod reader_attack;
 mod recovery;
+mod remote;
 mod repo_formats;
 mod review_attack;
 mod runtime_changes;

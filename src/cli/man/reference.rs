@@ -311,7 +311,19 @@ pub const FILES: &[(&str, &str)] = &[
 pub const ENVIRONMENT: &[(&str, &str)] = &[
     (
         "DOCKER_HOST",
-        "The container engine to use (unix://, tcp://, ssh://); unset, the local socket unix:///var/run/docker.sock.",
+        "The container engine to use: unix:///path, tcp://host:port (with DOCKER_TLS_VERIFY for TLS) or ssh://user@host[:port] (through your ssh client, which runs docker system dial-stdio there). Unset: the Docker context (DOCKER_CONTEXT, else the docker CLI's current one), else the local socket unix:///var/run/docker.sock. git agent doctor says which engine answered.",
+    ),
+    (
+        "DOCKER_TLS_VERIFY",
+        "Any value: reach a tcp:// DOCKER_HOST over TLS, verifying the engine's certificate and showing a client certificate (the files in DOCKER_CERT_PATH). TLS without verification is not supported.",
+    ),
+    (
+        "DOCKER_CERT_PATH",
+        "The directory of ca.pem (the engine's CA), cert.pem and key.pem (the client certificate and its key) for DOCKER_TLS_VERIFY; default DOCKER_CONFIG, else ~/.docker.",
+    ),
+    (
+        "DOCKER_CONTEXT, DOCKER_CONFIG",
+        "The Docker context naming the engine when DOCKER_HOST is unset (default: currentContext of config.json), read from the docker CLI's directory (DOCKER_CONFIG, default ~/.docker): contexts/meta/<sha256 of the name>/meta.json and its TLS files under contexts/tls/. A context that skips TLS verification is refused.",
     ),
     (
         "ANTHROPIC_API_KEY, OPENAI_API_KEY, ...",
