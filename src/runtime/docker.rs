@@ -562,6 +562,7 @@ impl Runtime for DockerRuntime {
         let host = HostConfig {
             mounts: Some(mounts(&spec.mounts)),
             network_mode: Some(spec.network.clone()),
+            runtime: oci_runtime(spec.oci_runtime.as_deref())?,
             ..host_config(&spec.hardening)
         };
         let body = ContainerCreateBody {
@@ -696,6 +697,7 @@ impl Runtime for DockerRuntime {
         let host = HostConfig {
             mounts: Some(mounts(&spec.mounts)),
             network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".into())),
+            runtime: oci_runtime(spec.oci_runtime.as_deref())?,
             ..host_config(&spec.hardening)
         };
         let body = ContainerCreateBody {
@@ -1218,6 +1220,22 @@ impl Runtime for DockerRuntime {
             .collect())
     }
 
+    async fn oci_runtimes(&self) -> Result<Vec<String>> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(engine)
+            .context("cannot ask the engine for its OCI runtimes")?;
+        let mut names: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        names.sort();
+        if let Some(default) = info.default_runtime {
+            names.retain(|n| *n != default);
+            names.insert(0, default);
+        }
+        Ok(names)
+    }
+
     async fn remove_image_tag(&self, tag: &str) -> Result<bool> {
         let opts = RemoveImageOptionsBuilder::new()
             .force(false)
@@ -1536,6 +1554,18 @@ fn host_config(h: &Hardening) -> HostConfig {
         init: Some(h.init),
         log_config: h.limits.log.map(log_rotation),
         ..Default::default()
+    }
+}
+
+/// The engine's `Runtime` for a container: the name as it is, once it is known to be a
+/// name and nothing else (it reaches the engine, which looks it up among its runtimes).
+fn oci_runtime(name: Option<&str>) -> Result<Option<String>> {
+    match name {
+        Some(n) if !super::is_oci_runtime_name(n) => Err(hinted(
+            format!("refusing the OCI runtime {n:?}: it is not a runtime's name"),
+            "name one of the engine's runtimes (`docker info` lists them): git config agent.ociRuntime runsc",
+        )),
+        other => Ok(other.map(str::to_string)),
     }
 }
 

@@ -303,6 +303,10 @@ impl Runtime for Engine {
     async fn remove_image_tag(&self, tag: &str) -> Result<bool> {
         each!(self, rt => rt.remove_image_tag(tag).await)
     }
+
+    async fn oci_runtimes(&self) -> Result<Vec<String>> {
+        each!(self, rt => rt.oci_runtimes().await)
+    }
 }
 
 #[cfg(test)]

@@ -122,6 +122,8 @@ pub struct PreviewPlan {
     pub limits: super::spawn::Limits,
     /// git-agent's own gateway image (the door runs in it).
     pub door_image: String,
+    /// The task's OCI runtime: the preview runs the task's code (its door, the default).
+    pub oci_runtime: Option<String>,
 }
 
 /// The preview's container spec: the workspace read-only, the task's confinement with a
@@ -147,6 +149,7 @@ pub fn preview_spec(repo: &RepoId, task: &str, plan: &PreviewPlan, network: &str
         network: network.to_string(),
         alias: ALIAS.into(),
         hardening: super::task_hardening(&plan.limits, true),
+        oci_runtime: plan.oci_runtime.clone(),
     }
 }
 
@@ -265,6 +268,7 @@ mod tests {
                 disk: 0,
             },
             door_image: "gw".into(),
+            oci_runtime: Some("runsc".into()),
         }
     }
 

@@ -264,6 +264,8 @@ pub fn spec(
         network: network.to_string(),
         alias: service.name.clone(),
         hardening: super::task_hardening(limits, false),
+        // A service runs its image's program, not the task's code: the engine's default.
+        oci_runtime: None,
     }
 }
 

@@ -107,6 +107,9 @@ pub struct StartRequest {
     /// Service containers started on the task's network before its command (see
     /// [`super::services`]).
     pub services: Vec<super::services::Service>,
+    /// The engine's OCI runtime for the task's container (see [`super::oci`]), already
+    /// checked against the engine's.
+    pub oci_runtime: Option<String>,
 }
 
 /// Write the task's refs (status `creating`). Separate from [`start`] so the caller can clean
@@ -158,6 +161,7 @@ pub fn record_for(req: &StartRequest, repo: &RepoId) -> TaskRecord {
         changes: None,
         prompt: req.prompt.clone(),
         retry_of: req.retry_of.clone(),
+        oci_runtime: req.oci_runtime.clone(),
         // Fields later commands fill in (merge, ...).
         ..Default::default()
     }
@@ -196,6 +200,8 @@ pub struct Process<'a> {
     pub read_only: bool,
     /// The object cache volume the workspace borrows from (mounted read-only).
     pub cache: Option<&'a str>,
+    /// The engine's OCI runtime (the task's, see [`super::oci`]); `None`: the default.
+    pub oci_runtime: Option<&'a str>,
 }
 
 /// The engine-side description of a task's container.
@@ -213,6 +219,7 @@ pub fn sandbox_spec(
         tty,
         read_only,
         cache,
+        oci_runtime,
     } = process;
     let names = repo.object_names(task);
     let mut env = env.to_vec();
@@ -253,6 +260,7 @@ pub fn sandbox_spec(
         network: Some(names.network.clone()),
         tty,
         hardening: super::task_hardening(limits, read_only),
+        oci_runtime: oci_runtime.map(str::to_string),
     }
 }
 
@@ -390,6 +398,7 @@ pub async fn start<R: Runtime>(
             tty: req.interactive,
             read_only: req.read_only,
             cache: cache_volume.as_deref(),
+            oci_runtime: req.oci_runtime.as_deref(),
         },
         &req.limits,
     );
