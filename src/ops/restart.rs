@@ -341,6 +341,7 @@ pub(super) async fn resume<R: Runtime>(
             disk: limits.disk,
             home_volume: home,
             state_volume: loaded.record.read_only,
+            oci_runtime: loaded.record.oci_runtime.as_deref(),
         },
     )
     .await?;

@@ -535,6 +535,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create_warden(&self, spec: &WardenSpec) -> Result<String> {
+        self.shares_pid_namespace(&spec.task).await?;
         let host = HostConfig {
             mounts: Some(mounts(&spec.mounts)),
             network_mode: Some("none".into()),
@@ -1503,6 +1504,41 @@ impl DockerRuntime {
                 Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
+    }
+
+    /// Refuse to put a container into the PID namespace of `task` unless the task runs under
+    /// the engine's default OCI runtime. Under another (gVisor's `runsc`) the task's processes
+    /// live in that runtime's own kernel, and the namespace the engine hands out is the one
+    /// of the runtime's host processes: with Docker and runsc, the host's. A disk warden
+    /// there would see, and could kill, every process on the machine.
+    async fn shares_pid_namespace(&self, task: &str) -> Result<()> {
+        let c = self
+            .docker
+            .inspect_container(task, None)
+            .await
+            .map_err(engine)
+            .with_context(|| format!("cannot inspect container {task}"))?;
+        let runtime = c.host_config.and_then(|h| h.runtime).unwrap_or_default();
+        if runtime.is_empty() || runtime == "runc" {
+            return Ok(());
+        }
+        let default = self
+            .docker
+            .info()
+            .await
+            .map_err(engine)
+            .context("cannot ask the engine for its default OCI runtime")?
+            .default_runtime
+            .unwrap_or_default();
+        if runtime == default {
+            return Ok(());
+        }
+        Err(hinted(
+            format!(
+                "refusing to join the PID namespace of container {task}: it runs under the OCI runtime {runtime}, whose processes are not in a namespace of their own"
+            ),
+            "a task under another OCI runtime than the engine's default has no disk warden (git-agent does not start one); `git agent doctor` lists what is left",
+        ))
     }
 
     async fn cut_and_kill(&self, id: &str, networks: &[String]) -> Result<()> {

@@ -61,6 +61,17 @@ pub async fn check<R: Runtime>(rt: &R, name: Option<&str>) -> Result<()> {
     Err(unknown(&name, &available))
 }
 
+/// Is `name` the engine's default runtime (`None` always is)? Containers that must share a
+/// task's namespaces (the disk warden shares its PIDs) work only with the default: under
+/// gVisor the task's processes live in its own kernel, and the namespace the engine hands
+/// out for the task is that of the runtime's host processes.
+pub async fn is_default<R: Runtime>(rt: &R, name: Option<&str>) -> Result<bool> {
+    let Some(name) = name else {
+        return Ok(true);
+    };
+    Ok(rt.oci_runtimes().await?.first().map(String::as_str) == Some(name))
+}
+
 fn unknown(name: &str, available: &[String]) -> anyhow::Error {
     let has = if available.is_empty() {
         "none".to_string()

@@ -483,6 +483,7 @@ pub async fn start<R: Runtime>(
         disk: req.limits.disk,
         home_volume: req.home_volume,
         state_volume: req.read_only,
+        oci_runtime: req.oci_runtime.as_deref(),
     };
     let warden_up = async {
         let w = create_warden(rt, repo, task, &id, &warden).await?;
@@ -555,7 +556,9 @@ pub async fn create_warden<R: Runtime>(
     container: &str,
     req: &WardenRequest<'_>,
 ) -> Result<Option<String>> {
-    if req.disk == 0 {
+    if req.disk == 0 || !super::oci::is_default(rt, req.oci_runtime).await? {
+        // Under another OCI runtime the task's processes are in that runtime's kernel: no
+        // PID namespace to join (see `oci`); the sandbox helper's own watcher keeps the limit.
         return Ok(None);
     }
     let names = repo.object_names(task);
@@ -610,6 +613,8 @@ pub struct WardenRequest<'a> {
     pub disk: u64,
     pub home_volume: bool,
     pub state_volume: bool,
+    /// The task's OCI runtime: a warden joins only a task under the engine's default.
+    pub oci_runtime: Option<&'a str>,
 }
 
 /// How often the disk warden measures.

@@ -35,6 +35,7 @@ mod lifecycle;
 mod listing;
 mod manual;
 mod networks;
+mod oci_runtime;
 mod offline;
 mod opencode;
 mod orchestration;
