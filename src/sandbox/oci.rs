@@ -55,7 +55,7 @@ pub async fn check<R: Runtime>(rt: &R, name: Option<&str>) -> Result<()> {
     };
     let name = parse(name, "the OCI runtime")?;
     let available = rt.oci_runtimes().await?;
-    if available.iter().any(|a| *a == name) {
+    if available.contains(&name) {
         return Ok(());
     }
     Err(unknown(&name, &available))
