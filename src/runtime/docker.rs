@@ -1823,6 +1823,26 @@ mod tests {
         }
     }
 
+    /// A container's OCI runtime reaches the engine only as a runtime's name.
+    #[test]
+    fn an_oci_runtime_is_passed_on_only_as_a_name() {
+        assert_eq!(oci_runtime(None).unwrap(), None);
+        assert_eq!(
+            oci_runtime(Some("runsc")).unwrap().as_deref(),
+            Some("runsc")
+        );
+        for bad in [
+            "../../bin/sh",
+            "runc --foo",
+            "/usr/bin/runsc",
+            "--privileged",
+            "",
+        ] {
+            let err = oci_runtime(Some(bad)).unwrap_err();
+            assert!(crate::error::find_hint(&err).is_some(), "{bad:?}");
+        }
+    }
+
     /// Every field of a hardening reaches the engine, and nothing else is added: all
     /// capabilities but the kept ones dropped.
     #[test]

@@ -290,6 +290,9 @@ mod tests {
         assert!(spec.hardening.read_only_root);
         assert_eq!(spec.hardening.user, UserId::same(crate::image::TASK_UID));
         assert_eq!(spec.network, "net");
+        // It runs the task's code: under the task's OCI runtime; its door, git-agent's relay,
+        // under the engine's default.
+        assert_eq!(spec.oci_runtime.as_deref(), Some("runsc"));
         // No credential of any kind, only the way out through the gateway.
         assert!(
             spec.env
