@@ -342,3 +342,41 @@ fn the_local_runtime_refuses_an_oci_runtime() {
     assert!(run.stderr.contains("under no OCI runtime"), "{run}");
     assert!(env.task_refs("loc").is_empty());
 }
+
+/// The real Claude Code CLI (Node.js) under gVisor: its requests reach the fake model API
+/// only through the gateway, whose vault puts the real key in; its edits come back.
+#[test]
+fn claude_code_works_under_gvisor_through_the_vault() {
+    require_runsc!();
+    use crate::fake_anthropic::{FakeAnthropic, Step};
+    const KEY: &str = "sk-ant-test-key-for-gvisor";
+    let env = TestEnv::new();
+    let fake = FakeAnthropic::start_requiring_key(
+        vec![
+            Step::tool(
+                "Bash",
+                serde_json::json!({"command": "dmesg | head -1 > kernel.txt", "description": "Look at the kernel"}),
+            ),
+            Step::text("Done."),
+        ],
+        KEY,
+    );
+    crate::claude::use_fake(&env, &fake);
+    env.git(&["config", "agent.ociRuntime", "runsc"]).ok();
+    let spawn = env.agent_with(
+        &[
+            "spawn", "--agent", "claude", "--name", "cg", "-m", "look", "--wait",
+        ],
+        |c| {
+            c.env("ANTHROPIC_API_KEY", KEY);
+        },
+    );
+    assert_eq!(spawn.code, 0, "{spawn}\n{}", fake.describe());
+    assert_eq!(fake.steps_served(), 2, "{}", fake.describe());
+    assert_eq!(fake.main_requests()[0].api_key(), Some(KEY));
+    env.agent(&["sync", "cg"]).ok();
+    let refs = env.task_refs("cg");
+    let tip = refs.get("wip").or(refs.get("head")).unwrap().clone();
+    let kernel = env.git(&["show", &format!("{tip}:kernel.txt")]).ok().stdout;
+    assert!(kernel.contains("Starting gVisor"), "{kernel}");
+}
