@@ -38,6 +38,7 @@ pub async fn run(mut args: SpawnArgs) -> Result<i32> {
         read_only: args.read_only,
         git_readonly: super::spawn::git_readonly(&args),
         stack: args.stack.clone(),
+        oci_runtime: args.oci_runtime.clone(),
         description: String::new(),
         engine: args.engine.clone(),
     };

@@ -34,6 +34,10 @@ pub struct RetryArgs {
     /// Name of the new task (default: <task>-retry, numbered when taken).
     #[arg(long)]
     pub name: Option<String>,
+    /// Run the retry under this OCI runtime of the engine (default: the old task's, else
+    /// agent.ociRuntime; see `spawn --oci-runtime`).
+    #[arg(long, value_name = "NAME")]
+    pub oci_runtime: Option<String>,
     /// Print the new task's name and state as JSON.
     #[arg(long)]
     pub json: bool,
@@ -53,6 +57,7 @@ pub async fn run(args: RetryArgs) -> Result<i32> {
         base: args.base,
         prompt: args.message,
         name: args.name,
+        oci_runtime: args.oci_runtime,
     };
     let mut retry =
         crate::ops::retry::prepare(&ctx, &request, &Stderr).map_err(OpError::into_report)?;

@@ -92,6 +92,12 @@ pub struct SpawnArgs {
     /// `agent.engine`, else the configured engine with the most room).
     #[arg(long, value_name = "NAME")]
     pub engine: Option<String>,
+    /// Run the task's code under this OCI runtime of the engine, by name (e.g. `runsc`,
+    /// gVisor's: a kernel of its own between the agent and the host; default:
+    /// agent.ociRuntime, else the engine's default). Recorded with the task: restart, continue
+    /// and update --agent keep it. The gateway and other helpers stay on the default.
+    #[arg(long, value_name = "NAME")]
+    pub oci_runtime: Option<String>,
     /// Stream the task's output and exit with its exit status. The output is shown as
     /// `git agent logs` shows it: an agent's structured transcript (Claude Code's
     /// stream-json) as readable messages and tool calls, control characters escaped on a
@@ -209,6 +215,7 @@ pub fn prepare(ctx: &Ctx, args: &mut SpawnArgs) -> Result<ops::spawn::Prepared> 
         },
         read_only: args.read_only,
         git_readonly: git_readonly(args),
+        oci_runtime: args.oci_runtime.clone(),
     };
     let mut prepared = ops::spawn::prepare(ctx, request, &Stderr).map_err(OpError::into_report)?;
     if args.edit {

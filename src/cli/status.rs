@@ -167,6 +167,9 @@ pub async fn run(args: StatusArgs) -> Result<i32> {
     if r.read_only {
         lines.push("root:      read-only".to_string());
     }
+    if let Some(rt) = &r.oci_runtime {
+        lines.push(format!("runtime:   {} (OCI)", crate::error::sanitize(rt)));
+    }
     if let Some(t) = &r.template {
         lines.push(format!("template:  {t}"));
     }

@@ -304,6 +304,7 @@ pub async fn ask_draft<R: Runtime>(
     let r = &prepared.loaded.record;
     let names = ctx.repo.object_names(&r.name);
     let labels = ctx.repo.labels(&r.name);
+    crate::sandbox::oci::check(rt, r.oci_runtime.as_deref()).await?;
     rt.remove_container(&names.draft).await?;
     rt.create_volume(&names.draft_volume, &labels).await?;
     let limits = crate::sandbox::spawn::Limits::from_config(&ctx.config)?;
@@ -318,6 +319,7 @@ pub async fn ask_draft<R: Runtime>(
             tty: false,
             read_only: false,
             cache: None,
+            oci_runtime: r.oci_runtime.as_deref(),
         },
         &limits,
     );

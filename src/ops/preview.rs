@@ -169,7 +169,9 @@ pub async fn start<R: Runtime>(
         limits: Limits::from_config(&ctx.config)?,
         door_image,
         task_network: task_network.clone(),
+        oci_runtime: loaded.record.oci_runtime.clone(),
     };
+    crate::sandbox::oci::check(rt, plan.oci_runtime.as_deref()).await?;
     let url = preview::start(rt, &ctx.repo, &name, &plan).await?;
     events.emit(Event::step(
         Some(&name),

@@ -183,6 +183,9 @@ pub(super) async fn resume<R: Runtime>(
         agent: &agent,
         stack: loaded.record.stack.as_deref(),
     })?;
+    // The new run gets the task's OCI runtime: refused before anything changes when the
+    // engine no longer has it.
+    crate::sandbox::oci::check(rt, loaded.record.oci_runtime.as_deref()).await?;
     let image_id = super::image::ensure(rt, &plan, events).await?;
     // What the engine has of the task, before anything changes.
     let found = health::check(rt, &loaded).await?;
@@ -301,6 +304,7 @@ pub(super) async fn resume<R: Runtime>(
             tty: interactive,
             read_only: loaded.record.read_only,
             cache: loaded.record.sandbox.cache.as_deref(),
+            oci_runtime: loaded.record.oci_runtime.as_deref(),
         },
         &limits,
     );
@@ -337,6 +341,7 @@ pub(super) async fn resume<R: Runtime>(
             disk: limits.disk,
             home_volume: home,
             state_volume: loaded.record.read_only,
+            oci_runtime: loaded.record.oci_runtime.as_deref(),
         },
     )
     .await?;

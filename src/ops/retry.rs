@@ -33,6 +33,8 @@ pub struct RetryRequest {
     pub prompt: Option<String>,
     /// The new task's name (default `<old>-retry`, numbered when taken).
     pub name: Option<String>,
+    /// The OCI runtime (default: the old task's, else `agent.ociRuntime`).
+    pub oci_runtime: Option<String>,
 }
 
 /// A retry decided but not started: nothing is created yet.
@@ -165,6 +167,7 @@ pub fn spawn_request(
         network,
         read_only: old.read_only,
         git_readonly: Some(old.git_readonly),
+        oci_runtime: req.oci_runtime.clone().or_else(|| old.oci_runtime.clone()),
     })
 }
 
@@ -290,6 +293,7 @@ mod tests {
             timeout: Some(90),
             read_only: true,
             git_readonly: true,
+            oci_runtime: Some("runsc".into()),
             network: Some(crate::egress::NetworkPolicy {
                 profile: "dev".into(),
                 allow: vec!["example.com".into()],
@@ -323,6 +327,7 @@ mod tests {
         assert_eq!(s.network.profile.as_deref(), Some("dev"));
         assert_eq!(s.network.allow, ["example.com"]);
         assert_eq!(s.network.allow_address, ["10.1.2.3/32"]);
+        assert_eq!(s.oci_runtime.as_deref(), Some("runsc"));
 
         // A new description is filled into the old template; --base and --name win.
         let req = RetryRequest {
@@ -330,8 +335,10 @@ mod tests {
             base: Some("HEAD".into()),
             prompt: Some("again".into()),
             name: Some("other".into()),
+            oci_runtime: Some("runc".into()),
         };
         let s = spawn_request(&ctx, &old, &req).unwrap();
+        assert_eq!(s.oci_runtime.as_deref(), Some("runc"));
         assert_eq!(s.description, "again");
         assert_eq!(s.template.as_deref(), Some("fix"));
         assert_eq!(s.base.as_deref(), Some("HEAD"));

@@ -147,6 +147,9 @@ pub struct SpawnRequest {
     pub read_only: bool,
     /// The read-only git guards on or off (else agent.gitReadOnly).
     pub git_readonly: Option<bool>,
+    /// The engine's OCI runtime for the tasks' code (else agent.ociRuntime; see
+    /// [`crate::sandbox::oci`]).
+    pub oci_runtime: Option<String>,
 }
 
 /// A spawn decided but not started: nothing is created yet.
@@ -168,6 +171,8 @@ pub struct Prepared {
     interactive: bool,
     read_only: bool,
     git_readonly: bool,
+    /// The OCI runtime chosen (a name; checked against the engine's when the spawn starts).
+    oci_runtime: Option<String>,
     /// Set when this starts a queued task that a worker has claimed (see [`super::queue`]):
     /// the worker's lease and the task's group.
     claimed: Option<(Lease, Option<String>)>,
@@ -365,6 +370,7 @@ fn prepare_for(
         events.emit(Event::step(None, format!("using {line}")));
     }
     let git_readonly = crate::guard::enabled(req.git_readonly, &ctx.config)?;
+    let oci_runtime = crate::sandbox::oci::choose(req.oci_runtime.as_deref(), &ctx.config)?;
     Ok(Prepared {
         agents: req.agents,
         names,
@@ -381,6 +387,7 @@ fn prepare_for(
         interactive: req.interactive,
         read_only,
         git_readonly,
+        oci_runtime,
         claimed: None,
         retry_of: None,
         engine: None,
@@ -416,6 +423,7 @@ pub fn prepare_claimed(
         },
         read_only: q.read_only,
         git_readonly: q.git_readonly,
+        oci_runtime: q.oci_runtime.clone(),
     };
     let mut p = prepare_for(ctx, request, false, events)?;
     p.prompts = vec![r.prompt.clone()];
@@ -456,6 +464,7 @@ pub fn queued_records(
             group: group.clone(),
             read_only: p.read_only,
             git_readonly: p.git_readonly,
+            oci_runtime: p.oci_runtime.clone(),
             prompt: prompt.clone(),
             queue: Some(spawn.clone()),
             after: after.map(str::to_string),
@@ -513,6 +522,8 @@ pub async fn start<R: Runtime>(
     let services =
         crate::sandbox::services::load(&ctx.git.dir, crate::data::user_config_dir().as_deref())?;
     let mut p = prepared;
+    // An OCI runtime the engine does not have is refused before anything is made.
+    crate::sandbox::oci::check(rt, p.oci_runtime.as_deref()).await?;
     let claimed = p.claimed.take();
     let limits = Limits::from_config(&ctx.config)?;
     let subnets = crate::sandbox::network::SubnetRange::from_config(&ctx.config)?;
@@ -571,6 +582,7 @@ pub async fn start<R: Runtime>(
             object_cache,
             retry_of: p.retry_of.clone(),
             services: services.clone(),
+            oci_runtime: p.oci_runtime.clone(),
         });
     }
 
@@ -949,6 +961,7 @@ mod tests {
             network: NetworkChoice::default(),
             read_only: false,
             git_readonly: None,
+            oci_runtime: None,
         }
     }
 

@@ -628,6 +628,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create_warden(&self, spec: &WardenSpec) -> Result<String> {
+        self.shares_pid_namespace(&spec.task).await?;
         let host = HostConfig {
             mounts: Some(mounts(&spec.mounts)),
             network_mode: Some("none".into()),
@@ -655,6 +656,7 @@ impl Runtime for DockerRuntime {
         let host = HostConfig {
             mounts: Some(mounts(&spec.mounts)),
             network_mode: Some(spec.network.clone()),
+            runtime: oci_runtime(spec.oci_runtime.as_deref())?,
             ..host_config(&spec.hardening)
         };
         let body = ContainerCreateBody {
@@ -789,6 +791,7 @@ impl Runtime for DockerRuntime {
         let host = HostConfig {
             mounts: Some(mounts(&spec.mounts)),
             network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".into())),
+            runtime: oci_runtime(spec.oci_runtime.as_deref())?,
             ..host_config(&spec.hardening)
         };
         let body = ContainerCreateBody {
@@ -1356,6 +1359,22 @@ impl Runtime for DockerRuntime {
             .collect())
     }
 
+    async fn oci_runtimes(&self) -> Result<Vec<String>> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(engine)
+            .context("cannot ask the engine for its OCI runtimes")?;
+        let mut names: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        names.sort();
+        if let Some(default) = info.default_runtime {
+            names.retain(|n| *n != default);
+            names.insert(0, default);
+        }
+        Ok(names)
+    }
+
     async fn remove_image_tag(&self, tag: &str) -> Result<bool> {
         let opts = RemoveImageOptionsBuilder::new()
             .force(false)
@@ -1703,6 +1722,41 @@ impl DockerRuntime {
         }
     }
 
+    /// Refuse to put a container into the PID namespace of `task` unless the task runs under
+    /// the engine's default OCI runtime. Under another (gVisor's `runsc`) the task's processes
+    /// live in that runtime's own kernel, and the namespace the engine hands out is the one
+    /// of the runtime's host processes: with Docker and runsc, the host's. A disk warden
+    /// there would see, and could kill, every process on the machine.
+    async fn shares_pid_namespace(&self, task: &str) -> Result<()> {
+        let c = self
+            .docker
+            .inspect_container(task, None)
+            .await
+            .map_err(engine)
+            .with_context(|| format!("cannot inspect container {task}"))?;
+        let runtime = c.host_config.and_then(|h| h.runtime).unwrap_or_default();
+        if runtime.is_empty() || runtime == "runc" {
+            return Ok(());
+        }
+        let default = self
+            .docker
+            .info()
+            .await
+            .map_err(engine)
+            .context("cannot ask the engine for its default OCI runtime")?
+            .default_runtime
+            .unwrap_or_default();
+        if runtime == default {
+            return Ok(());
+        }
+        Err(hinted(
+            format!(
+                "refusing to join the PID namespace of container {task}: it runs under the OCI runtime {runtime}, whose processes are not in a namespace of their own"
+            ),
+            "a task under another OCI runtime than the engine's default has no disk warden (git-agent does not start one); `git agent doctor` lists what is left",
+        ))
+    }
+
     async fn cut_and_kill(&self, id: &str, networks: &[String]) -> Result<()> {
         for net in networks {
             self.docker
@@ -1773,6 +1827,18 @@ fn host_config(h: &Hardening) -> HostConfig {
         init: Some(h.init),
         log_config: h.limits.log.map(log_rotation),
         ..Default::default()
+    }
+}
+
+/// The engine's `Runtime` for a container: the name as it is, once it is known to be a
+/// name and nothing else (it reaches the engine, which looks it up among its runtimes).
+fn oci_runtime(name: Option<&str>) -> Result<Option<String>> {
+    match name {
+        Some(n) if !super::is_oci_runtime_name(n) => Err(hinted(
+            format!("refusing the OCI runtime {n:?}: it is not a runtime's name"),
+            "name one of the engine's runtimes (`docker info` lists them): git config agent.ociRuntime runsc",
+        )),
+        other => Ok(other.map(str::to_string)),
     }
 }
 
@@ -2014,6 +2080,26 @@ mod tests {
                 }),
             },
             init: true,
+        }
+    }
+
+    /// A container's OCI runtime reaches the engine only as a runtime's name.
+    #[test]
+    fn an_oci_runtime_is_passed_on_only_as_a_name() {
+        assert_eq!(oci_runtime(None).unwrap(), None);
+        assert_eq!(
+            oci_runtime(Some("runsc")).unwrap().as_deref(),
+            Some("runsc")
+        );
+        for bad in [
+            "../../bin/sh",
+            "runc --foo",
+            "/usr/bin/runsc",
+            "--privileged",
+            "",
+        ] {
+            let err = oci_runtime(Some(bad)).unwrap_err();
+            assert!(crate::error::find_hint(&err).is_some(), "{bad:?}");
         }
     }
 

@@ -116,6 +116,10 @@ pub enum LocalError {
         "the local runtime cannot mount volume {volume} read-only in container {name}: that needs root"
     )]
     CannotMountReadOnly { name: String, volume: String },
+    #[error(
+        "the local runtime cannot run a container under the OCI runtime {0}: it runs processes on the host, under no OCI runtime"
+    )]
+    NoOciRuntime(String),
 }
 
 impl LocalError {
@@ -125,6 +129,9 @@ impl LocalError {
                 Some("set GIT_AGENT_LOCAL_RUNTIME_DIR, or unset GIT_AGENT_RUNTIME to use Docker")
             }
             LocalError::NoTerminal(_) => Some("unset GIT_AGENT_RUNTIME to use Docker"),
+            LocalError::NoOciRuntime(_) => Some(
+                "unset GIT_AGENT_RUNTIME to use Docker, or unset agent.ociRuntime: git config --unset agent.ociRuntime",
+            ),
             LocalError::CannotBeUser { .. } | LocalError::CannotMountReadOnly { .. } => Some(
                 "run the tests as root (the local runtime then runs each process as its spec's user), or unset GIT_AGENT_RUNTIME to use Docker",
             ),
@@ -151,6 +158,10 @@ fn io(what: impl Into<String>, path: &Path) -> impl FnOnce(std::io::Error) -> an
     let what = what.into();
     let path = path.to_path_buf();
     move |source| LocalError::Io { what, path, source }.into_error()
+}
+
+fn no_oci_runtimes(asked: &str) -> anyhow::Error {
+    LocalError::NoOciRuntime(asked.to_string()).into_error()
 }
 
 fn not_found(what: &str, name: &str) -> anyhow::Error {
@@ -1095,6 +1106,9 @@ impl Runtime for LocalRuntime {
     }
 
     async fn create_container(&self, spec: &SandboxSpec) -> Result<String> {
+        if let Some(runtime) = &spec.oci_runtime {
+            return Err(no_oci_runtimes(runtime));
+        }
         let context = self.image_context(&spec.image)?;
         if let Some(network) = &spec.network {
             self.check_network(network)?;
@@ -1606,6 +1620,11 @@ impl Runtime for LocalRuntime {
             });
         }
         Ok(uses)
+    }
+
+    /// Processes run on the host: there is no OCI runtime to choose.
+    async fn oci_runtimes(&self) -> Result<Vec<String>> {
+        Err(no_oci_runtimes("any"))
     }
 
     async fn remove_image_tag(&self, tag: &str) -> Result<bool> {

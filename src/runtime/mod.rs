@@ -147,6 +147,9 @@ pub struct SandboxSpec {
     /// Give the main process a terminal with an open stdin (interactive agents).
     pub tty: bool,
     pub hardening: Hardening,
+    /// The engine's OCI runtime the container runs under (e.g. gVisor's `runsc`), by name
+    /// ([`is_oci_runtime_name`]); `None`: the engine's default.
+    pub oci_runtime: Option<String>,
 }
 
 /// A task's egress gateway: a container on an outer network with a route out and on the
@@ -201,6 +204,9 @@ pub struct CompanionSpec {
     pub network: String,
     pub alias: String,
     pub hardening: Hardening,
+    /// The engine's OCI runtime (see [`SandboxSpec::oci_runtime`]): a preview runs the task's
+    /// code and so the task's runtime; a service the engine's default.
+    pub oci_runtime: Option<String>,
 }
 
 /// The one way into a preview from the host: a relay container (from git-agent's own image)
@@ -543,10 +549,24 @@ pub trait Runtime {
     async fn images_labelled(&self, key: &str) -> Result<Vec<ImageInfo>>;
     /// Every container, running or not, with the image it was made from.
     async fn image_uses(&self) -> Result<Vec<ImageUse>>;
+    /// The names of the OCI runtimes the engine can run containers under (`runc`, `runsc`,
+    /// ...), its default first: what a [`SandboxSpec::oci_runtime`] may name.
+    async fn oci_runtimes(&self) -> Result<Vec<String>>;
     /// Remove the tag `tag`, and the image when that was its last tag. Never forced: the
     /// engine refuses (a [`EngineErrorKind::Conflict`]) while any container uses the image.
     /// Returns whether the image itself was deleted.
     async fn remove_image_tag(&self, tag: &str) -> Result<bool>;
+}
+
+/// Is `name` an OCI runtime's name as an engine registers it (`runsc`, `io.containerd.runc.v2`):
+/// letters, digits, `_`, `.` and `-`, starting with a letter or digit, at most 128 bytes.
+/// It is passed to the engine as it is, so nothing else is: no path, no flag, no space.
+pub fn is_oci_runtime_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// What kind of engine failure an [`EngineError`] is: decided from the client's error variant

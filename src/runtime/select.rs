@@ -61,7 +61,7 @@ pub fn chosen() -> Choice {
 
 /// The chosen container engine.
 pub enum Engine {
-    Docker(DockerRuntime),
+    Docker(Box<DockerRuntime>),
     #[cfg(feature = "local-runtime")]
     Local(LocalRuntime),
 }
@@ -70,7 +70,7 @@ impl Engine {
     /// Connect to the chosen engine (see [`DockerRuntime::connect`]).
     pub async fn connect() -> Result<Engine> {
         match chosen() {
-            Choice::Docker => Ok(Engine::Docker(DockerRuntime::connect().await?)),
+            Choice::Docker => Ok(Engine::Docker(Box::new(DockerRuntime::connect().await?))),
             #[cfg(feature = "local-runtime")]
             Choice::Local => Ok(Engine::Local(LocalRuntime::from_env()?)),
         }
@@ -86,7 +86,7 @@ impl Engine {
                     None => DockerRuntime::connect_within(limit).await,
                 };
                 match rt {
-                    Ok(rt) => Ok(Engine::Docker(rt)),
+                    Ok(rt) => Ok(Engine::Docker(Box::new(rt))),
                     Err(e) if def.name == super::engines::DEFAULT => Err(e),
                     Err(e) => Err(e.context(format!("engine '{}'", def.name))),
                 }
@@ -99,7 +99,9 @@ impl Engine {
     /// [`connect`](Self::connect), giving up after `limit`.
     pub async fn connect_within(limit: Duration) -> Result<Engine> {
         match chosen() {
-            Choice::Docker => Ok(Engine::Docker(DockerRuntime::connect_within(limit).await?)),
+            Choice::Docker => Ok(Engine::Docker(Box::new(
+                DockerRuntime::connect_within(limit).await?,
+            ))),
             #[cfg(feature = "local-runtime")]
             Choice::Local => Ok(Engine::Local(LocalRuntime::from_env()?)),
         }
@@ -323,6 +325,10 @@ impl Runtime for Engine {
 
     async fn remove_image_tag(&self, tag: &str) -> Result<bool> {
         each!(self, rt => rt.remove_image_tag(tag).await)
+    }
+
+    async fn oci_runtimes(&self) -> Result<Vec<String>> {
+        each!(self, rt => rt.oci_runtimes().await)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod checkup;
 pub mod gateway;
 pub mod health;
 pub mod network;
+pub mod oci;
 pub mod preview;
 pub mod reseed;
 pub mod services;

@@ -129,6 +129,8 @@ pub struct PreviewPlan {
     pub limits: super::spawn::Limits,
     /// git-agent's own gateway image (the door runs in it).
     pub door_image: String,
+    /// The task's OCI runtime: the preview runs the task's code (its door, the default).
+    pub oci_runtime: Option<String>,
 }
 
 /// The preview's container spec: the workspace read-only, the task's confinement with a
@@ -154,6 +156,7 @@ pub fn preview_spec(repo: &RepoId, task: &str, plan: &PreviewPlan, network: &str
         network: network.to_string(),
         alias: ALIAS.into(),
         hardening: super::task_hardening(&plan.limits, true),
+        oci_runtime: plan.oci_runtime.clone(),
     }
 }
 
@@ -273,6 +276,7 @@ mod tests {
                 disk: 0,
             },
             door_image: "gw".into(),
+            oci_runtime: Some("runsc".into()),
         }
     }
 
@@ -294,6 +298,9 @@ mod tests {
         assert!(spec.hardening.read_only_root);
         assert_eq!(spec.hardening.user, UserId::same(crate::image::TASK_UID));
         assert_eq!(spec.network, "net");
+        // It runs the task's code: under the task's OCI runtime; its door, git-agent's relay,
+        // under the engine's default.
+        assert_eq!(spec.oci_runtime.as_deref(), Some("runsc"));
         // No credential of any kind, only the way out through the gateway.
         assert!(
             spec.env

@@ -264,6 +264,8 @@ pub fn spec(
         network: network.to_string(),
         alias: service.name.clone(),
         hardening: super::task_hardening(limits, false),
+        // A service runs its image's program, not the task's code: the engine's default.
+        oci_runtime: None,
     }
 }
 
@@ -405,6 +407,8 @@ mod tests {
         assert_eq!(spec.network, "net");
         assert_eq!(spec.alias, "db");
         assert_eq!(spec.name, "git-agent-0123abcd.svc-db.t");
+        // A service runs its image's program, not the task's code: the engine's default.
+        assert_eq!(spec.oci_runtime, None);
         assert!(is_service(&spec.labels));
     }
 }

@@ -109,6 +109,9 @@ pub struct StartRequest {
     pub services: Vec<super::services::Service>,
     /// The engine the task runs on, by name (`None`: the environment's).
     pub engine: Option<String>,
+    /// The engine's OCI runtime for the task's container (see [`super::oci`]), already
+    /// checked against the engine's.
+    pub oci_runtime: Option<String>,
 }
 
 /// Write the task's refs (status `creating`). Separate from [`start`] so the caller can clean
@@ -161,6 +164,7 @@ pub fn record_for(req: &StartRequest, repo: &RepoId) -> TaskRecord {
         prompt: req.prompt.clone(),
         retry_of: req.retry_of.clone(),
         engine: req.engine.clone(),
+        oci_runtime: req.oci_runtime.clone(),
         // Fields later commands fill in (merge, ...).
         ..Default::default()
     }
@@ -199,6 +203,8 @@ pub struct Process<'a> {
     pub read_only: bool,
     /// The object cache volume the workspace borrows from (mounted read-only).
     pub cache: Option<&'a str>,
+    /// The engine's OCI runtime (the task's, see [`super::oci`]); `None`: the default.
+    pub oci_runtime: Option<&'a str>,
 }
 
 /// The engine-side description of a task's container.
@@ -216,6 +222,7 @@ pub fn sandbox_spec(
         tty,
         read_only,
         cache,
+        oci_runtime,
     } = process;
     let names = repo.object_names(task);
     let mut env = env.to_vec();
@@ -256,6 +263,7 @@ pub fn sandbox_spec(
         network: Some(names.network.clone()),
         tty,
         hardening: super::task_hardening(limits, read_only),
+        oci_runtime: oci_runtime.map(str::to_string),
     }
 }
 
@@ -393,6 +401,7 @@ pub async fn start<R: Runtime>(
             tty: req.interactive,
             read_only: req.read_only,
             cache: cache_volume.as_deref(),
+            oci_runtime: req.oci_runtime.as_deref(),
         },
         &req.limits,
     );
@@ -477,6 +486,7 @@ pub async fn start<R: Runtime>(
         disk: req.limits.disk,
         home_volume: req.home_volume,
         state_volume: req.read_only,
+        oci_runtime: req.oci_runtime.as_deref(),
     };
     let warden_up = async {
         let w = create_warden(rt, repo, task, &id, &warden).await?;
@@ -564,7 +574,9 @@ pub async fn create_warden<R: Runtime>(
     container: &str,
     req: &WardenRequest<'_>,
 ) -> Result<Option<String>> {
-    if req.disk == 0 {
+    if req.disk == 0 || !super::oci::is_default(rt, req.oci_runtime).await? {
+        // Under another OCI runtime the task's processes are in that runtime's kernel: no
+        // PID namespace to join (see `oci`); the sandbox helper's own watcher keeps the limit.
         return Ok(None);
     }
     let names = repo.object_names(task);
@@ -619,6 +631,8 @@ pub struct WardenRequest<'a> {
     pub disk: u64,
     pub home_volume: bool,
     pub state_volume: bool,
+    /// The task's OCI runtime: a warden joins only a task under the engine's default.
+    pub oci_runtime: Option<&'a str>,
 }
 
 /// How often the disk warden measures.

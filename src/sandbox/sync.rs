@@ -436,12 +436,14 @@ pub async fn start_reader_as<R: Runtime>(
             tty: false,
             read_only: loaded.record.read_only,
             cache: loaded.record.sandbox.cache.as_deref(),
+            oci_runtime: loaded.record.oci_runtime.as_deref(),
         },
         &limits,
     );
     super::cache::ensure_for_task(rt, store.git(), &repo, loaded, &limits, &|_| {}).await?;
     spec.name = name;
     spec.network = None;
+    super::oci::check(rt, spec.oci_runtime.as_deref()).await?;
     rt.remove_container(&spec.name).await?;
     let id = rt.create_container(&spec).await?;
     if let Err(e) = rt.start(&id).await {

@@ -200,6 +200,10 @@ pub struct TaskRecord {
     /// environment's engine; see [`crate::runtime::engines`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// The engine's OCI runtime the task's code runs under (`--oci-runtime`,
+    /// `agent.ociRuntime`; see [`crate::sandbox::oci`]); `None`: the engine's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci_runtime: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

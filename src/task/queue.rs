@@ -33,6 +33,9 @@ pub struct QueuedSpawn {
     /// `--stack`.
     #[serde(default)]
     pub stack: Option<String>,
+    /// `--oci-runtime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci_runtime: Option<String>,
     /// The description the prompt was rendered from (kept for the template vars).
     #[serde(default)]
     pub description: String,

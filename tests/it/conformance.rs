@@ -102,6 +102,7 @@ impl Fixture {
             working_dir: "/".into(),
             network: network.map(str::to_string),
             tty: false,
+            oci_runtime: None,
             hardening: Hardening {
                 user: self.user,
                 keep_caps: vec![],

@@ -36,6 +36,7 @@ mod lifecycle;
 mod listing;
 mod manual;
 mod networks;
+mod oci_runtime;
 mod offline;
 mod opencode;
 mod orchestration;

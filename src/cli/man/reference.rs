@@ -92,6 +92,12 @@ pub const CONFIG: &[ConfigKey] = &[
         "New tasks may run only read-only git commands (spawn --git-readonly; --no-git-readonly overrides).",
     ),
     (
+        "agent.ociRuntime",
+        "runtime name",
+        "unset (the engine's default)",
+        "The engine's OCI runtime new tasks run under (spawn --oci-runtime), by the name the engine knows it by (docker info lists them), e.g. runsc for gVisor: a kernel of its own between the agent and the host. Recorded with each task: restart, continue and update --agent keep it. The task's container, its readers, drafts and preview get it; the gateway, services and git-agent's other helpers stay on the default, and no disk warden joins such a task (the sandbox helper's own watcher keeps agent.diskLimit). Checked before anything is created; a path or options are refused. See README, \"A stronger boundary: gVisor\".",
+    ),
+    (
         "agent.network",
         "profile name",
         "api",
