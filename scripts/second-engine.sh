@@ -51,6 +51,8 @@ down() {
 
 # One run at a time (tests of several processes may ask for the engine together).
 mkdir -p "$RUN"
+# The daemons started below must not inherit the lock (9>&-), or it is held as long as they
+# run and every later call waits forever.
 exec 9>"$RUN/lock"
 flock 9
 
@@ -164,7 +166,7 @@ if ! engine_up; then
     --tlscacert "$certs/server/ca.pem" \
     --tlscert "$certs/server/cert.pem" \
     --tlskey "$certs/server/key.pem" \
-    >"$STATE/dockerd.log" 2>&1 &
+    >"$STATE/dockerd.log" 2>&1 9>&- &
   for _ in $(seq 1 60); do
     engine_up && break
     sleep 1
@@ -211,7 +213,7 @@ chmod 755 "$STATE/bin/ssh"
 mkdir -p /run/sshd
 if ! { [ -s "$RUN/sshd.pid" ] && kill -0 "$(cat "$RUN/sshd.pid")" 2>/dev/null; }; then
   log "starting sshd on $ENGINE_IP:22"
-  in_ns /usr/sbin/sshd -f "$ssh_dir/sshd_config"
+  in_ns /usr/sbin/sshd -f "$ssh_dir/sshd_config" 9>&-
 fi
 
 cat >"$STATE/env" <<EOF
