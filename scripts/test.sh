@@ -32,11 +32,20 @@ cargo test --locked --features local-runtime "$@"
 if [ $# -eq 0 ] && [ "${GIT_AGENT_TEST_PODMAN:-1}" != 0 ]; then
   podman_host="$(bash scripts/setup-podman.sh | sed -n 's/^DOCKER_HOST=//p')"
   [ -n "$podman_host" ] || { echo "test: scripts/setup-podman.sh printed no DOCKER_HOST" >&2; exit 1; }
-  podman_pass() {
+  # Stale aardvark-dns entries (see below) are cleared before each part: nothing of the pass
+  # runs then.
+  podman_clean() {
+    find /run/gitagent-podman/containers/networks/aardvark-dns -name 'git-agent-*' -delete 2>/dev/null || true
+  }
+  podman_run() {
+    podman_clean
     DOCKER_HOST="$podman_host" GIT_AGENT_TEST_ENGINE=podman \
-      cargo test --locked --features local-runtime --test it -- \
-      core_loop::spawn_sync_review_commit_signed_push egress::profiles_and_allow_change \
-      egress::the_vault_holds egress::streams_pass podman::
+      cargo test --locked --features local-runtime --test it -- "$@"
+  }
+  podman_pass() {
+    podman_run podman:: &&
+      podman_run core_loop::spawn_sync_review_commit_signed_push egress::profiles_and_allow_change \
+        egress::the_vault_holds egress::streams_pass
   }
   # Podman 4.3 leaves aardvark-dns's entry of a removed gateway behind (seen after every
   # task), and aardvark-dns 1.4 then often serves no name on a new network: a gateway cannot

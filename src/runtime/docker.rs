@@ -1728,6 +1728,13 @@ impl DockerRuntime {
     /// of the runtime's host processes: with Docker and runsc, the host's. A disk warden
     /// there would see, and could kill, every process on the machine.
     async fn shares_pid_namespace(&self, task: &str) -> Result<()> {
+        // Podman's Docker-compatible API names every container's runtime `oci`, whichever
+        // runs it (and its transient `stopped` state fails an inspect): this check cannot
+        // tell there, and the first line holds (no warden is made for a task whose record
+        // names another runtime, see `sandbox::oci`).
+        if self.is_podman().await {
+            return Ok(());
+        }
         let c = self
             .docker
             .inspect_container(task, None)
