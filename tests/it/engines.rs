@@ -3,51 +3,19 @@
 //! affecting only its own tasks. The second engine is `scripts/second-engine.sh`'s (a dockerd
 //! in its own network namespace, reached only over TCP with mutual TLS).
 
-use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use crate::common::TestEnv;
+use crate::remote::{TLS_HOST, certs, second_engine};
 use crate::require_docker;
 use crate::servers::docker;
-
-const TLS_HOST: &str = "tcp://10.77.0.2:2376";
-const CERTS: &str = "/var/lib/git-agent-second/certs/client";
-
-/// Bring the second engine up once; a failure under `GIT_AGENT_REQUIRE_DOCKER=1`.
-fn second_engine() -> bool {
-    static UP: OnceLock<Result<(), String>> = OnceLock::new();
-    let up = UP.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/second-engine.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .env("GIT_AGENT_TEST_BASE_IMAGE", crate::common::base_image())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
-    match up {
-        Ok(()) => true,
-        Err(why) if std::env::var_os("GIT_AGENT_REQUIRE_DOCKER").is_some() => {
-            panic!("GIT_AGENT_REQUIRE_DOCKER is set but the second engine is not up: {why}")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED: the second engine is not up: {why}");
-            false
-        }
-    }
-}
 
 /// Task containers of this test's repository running on the second engine.
 fn remote_tasks(env: &TestEnv) -> Vec<String> {
     let out = Command::new("docker")
         .env("DOCKER_HOST", TLS_HOST)
         .env("DOCKER_TLS_VERIFY", "1")
-        .env("DOCKER_CERT_PATH", CERTS)
+        .env("DOCKER_CERT_PATH", certs())
         .args([
             "ps",
             "--filter",
@@ -91,7 +59,7 @@ fn six_tasks_spread_over_two_engines_with_a_limit_of_three_each() {
         ("agent.engine.here.url", "unix:///var/run/docker.sock"),
         ("agent.engine.here.limit", "3"),
         ("agent.engine.there.url", TLS_HOST),
-        ("agent.engine.there.certPath", CERTS),
+        ("agent.engine.there.certPath", &certs()),
         ("agent.engine.there.limit", "3"),
     ] {
         env.git(&["config", k, v]).ok();

@@ -22,16 +22,16 @@ const STATE: &str = "/var/lib/git-agent-second";
 /// servers the tests run on the host there).
 const ENGINE_IP: &str = "10.77.0.2";
 const HOST_SIDE_IP: &str = "10.77.0.1";
-const TLS_HOST: &str = "tcp://10.77.0.2:2376";
+pub(crate) const TLS_HOST: &str = "tcp://10.77.0.2:2376";
 const SSH_HOST: &str = "ssh://root@10.77.0.2";
 
-fn certs() -> String {
+pub(crate) fn certs() -> String {
     format!("{STATE}/certs/client")
 }
 
 /// Bring the second engine up (once), or say why it cannot be: a failure under
 /// `GIT_AGENT_REQUIRE_DOCKER=1`, a skip otherwise.
-fn second_engine() -> bool {
+pub(crate) fn second_engine() -> bool {
     static UP: OnceLock<Result<(), String>> = OnceLock::new();
     let up = UP.get_or_init(|| {
         if !crate::common::docker_ready() {
