@@ -479,7 +479,7 @@ pub async fn start<R: Runtime>(
     // is created and started once the command runs: it is not on the way to the command, and
     // its requests would only compete with those that are. Under autostart the command may
     // already run while `go` is on its way, and the agent can stop that exec (it runs as the
-    // task's user): so there the warden waits for `go` at most WARDEN_GRACE, and `go` is
+    // task's user): so there the warden comes up beside `go`, never behind it, and `go` is
     // bounded in time (see [`go_borrowed`]).
     let warden = WardenRequest {
         image: &req.gateway_image,
@@ -502,30 +502,15 @@ pub async fn start<R: Runtime>(
             writer: &writer,
         };
         let started = go_borrowed(rt, &from, &id, task, warn, autostart.is_some());
-        // The warden follows `go`, so its container start does not compete with the
-        // checkout on the command's way. Under autostart `go` is in the agent's reach: if it
-        // is still out after WARDEN_GRACE, the warden comes up beside it instead.
-        tokio::pin!(started);
-        let went = if autostart.is_some() {
-            tokio::select! {
-                went = &mut started => Some(went),
-                _ = tokio::time::sleep(WARDEN_GRACE) => None,
-            }
+        if autostart.is_some() {
+            let (started, up) = tokio::join!(started, warden_up);
+            started?;
+            up?;
+            crate::crash::point("spawn.after-go");
         } else {
-            Some(started.as_mut().await)
-        };
-        match went {
-            Some(went) => {
-                went?;
-                crate::crash::point("spawn.after-go");
-                warden_up.await?;
-            }
-            None => {
-                let (went, up) = tokio::join!(started, warden_up);
-                went?;
-                up?;
-                crate::crash::point("spawn.after-go");
-            }
+            started.await?;
+            crate::crash::point("spawn.after-go");
+            warden_up.await?;
         }
     } else {
         go(rt, &id).await?;
@@ -716,10 +701,6 @@ pub async fn borrowed<R: Runtime>(
     let out = helper_exec(rt, id, &["borrowed"]).await?;
     checked_out(rt, from, id, task, warn, out).await
 }
-
-/// How long the disk warden waits for `go` under autostart before it comes up anyway: a
-/// checkout takes well under this; an agent that holds the exec does not keep the warden away.
-const WARDEN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// How long `go` may take under autostart before the run counts as started: the exec only
 /// waits for the checkout, and one that does not answer was stopped by the command that
