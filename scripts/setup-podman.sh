@@ -35,7 +35,8 @@ as_user() {
 api_up() { curl -sf --max-time 5 --unix-socket "$SOCKET" http://podman/_ping >/dev/null 2>&1; }
 
 # Packages: podman with netavark/aardvark-dns (its network stack), slirp4netns (the rootless
-# network namespace's way out), uidmap (newuidmap/newgidmap), runc (see above), acl (setfacl).
+# network namespace's way out), uidmap (newuidmap/newgidmap), runc (see above), acl (setfacl),
+# catatonit (the init of tasks' containers).
 need=()
 for cmd in podman:podman newuidmap:uidmap slirp4netns:slirp4netns runc:runc setfacl:acl \
   curl:curl; do
@@ -43,6 +44,8 @@ for cmd in podman:podman newuidmap:uidmap slirp4netns:slirp4netns runc:runc setf
 done
 [ -x /usr/lib/podman/netavark ] || need+=(netavark)
 [ -x /usr/lib/podman/aardvark-dns ] || need+=(aardvark-dns)
+# The init Podman runs for `init: true` containers (a recommendation of the podman package only).
+[ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

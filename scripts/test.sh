@@ -39,8 +39,9 @@ if [ $# -eq 0 ] && [ "${GIT_AGENT_TEST_PODMAN:-1}" != 0 ]; then
   }
   podman_run() {
     podman_clean
+    # Each command of a test is bounded (tests/it/common.rs); the part as a whole too.
     DOCKER_HOST="$podman_host" GIT_AGENT_TEST_ENGINE=podman \
-      cargo test --locked --features local-runtime --test it -- "$@"
+      timeout --kill-after=30 1200 cargo test --locked --features local-runtime --test it -- "$@"
   }
   podman_pass() {
     podman_run podman:: &&

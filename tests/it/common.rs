@@ -78,6 +78,78 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// How long one command of a test may run before the test fails instead of hanging the whole
+/// run: `GIT_AGENT_TEST_COMMAND_TIMEOUT` seconds, 300 by default.
+fn command_limit() -> std::time::Duration {
+    let secs = std::env::var("GIT_AGENT_TEST_COMMAND_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    std::time::Duration::from_secs(secs)
+}
+
+/// `cmd.output()`, bounded by [`command_limit`]: past it, the command's whole process group
+/// is killed and the test panics with what the command had printed so far.
+#[track_caller]
+pub fn bounded_output(cmd: &mut Command) -> Output {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let limit = command_limit();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    drop(child.stdin.take());
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the command") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            // The group: `git agent` runs git-agent as its child.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            let stdout = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
+            let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+            panic!(
+                "{cmd:?} ran longer than {}s (GIT_AGENT_TEST_COMMAND_TIMEOUT) and was killed\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+                limit.as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
 impl Run {
     fn from(out: Output) -> Run {
         Run {
@@ -207,12 +279,7 @@ impl TestEnv {
 
     /// `git <args>` in the repository.
     pub fn git(&self, args: &[&str]) -> Run {
-        Run::from(
-            self.base_command("git")
-                .args(args)
-                .output()
-                .expect("git runs"),
-        )
+        Run::from(bounded_output(self.base_command("git").args(args)))
     }
 
     /// `git agent <args>` in the repository.
@@ -224,7 +291,7 @@ impl TestEnv {
         let mut cmd = self.base_command("git");
         cmd.arg("agent").args(args);
         f(&mut cmd);
-        Run::from(cmd.output().expect("git agent runs"))
+        Run::from(bounded_output(&mut cmd))
     }
 
     /// The binary itself (not through git), for signalling it.
@@ -461,12 +528,13 @@ impl TestEnv {
 
     /// `docker exec` into a task's container as the task user (test-side tampering).
     pub fn docker_exec(&self, task: &str, script: &str) -> Run {
-        Run::from(
-            Command::new("docker")
-                .args(["exec", &self.container_of(task), "sh", "-c", script])
-                .output()
-                .unwrap(),
-        )
+        Run::from(bounded_output(Command::new("docker").args([
+            "exec",
+            &self.container_of(task),
+            "sh",
+            "-c",
+            script,
+        ])))
     }
 }
 

@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 use std::process::Command;
 
-use crate::common::{Run, TestEnv, base_image};
+use crate::common::{Run, TestEnv, base_image, bounded_output};
 use crate::fake_anthropic::{FakeAnthropic, Step};
 use crate::require_docker;
 use crate::servers::OuterServer;
@@ -265,10 +265,7 @@ fn profiles_and_allow_change_what_a_task_reaches() {
     assert_eq!(allow.stdout.trim(), "denied.test", "{allow}");
     env.agent(&["allow", "later", "bad/domain"]).fails();
     env.docker_exec("later", "touch /tmp/go").ok();
-    let code = Command::new("docker")
-        .args(["wait", &env.container_of("later")])
-        .output()
-        .unwrap();
+    let code = bounded_output(Command::new("docker").args(["wait", &env.container_of("later")]));
     assert!(code.status.success());
     let logs = env.agent(&["logs", "later"]).ok().stdout;
     let r = results(&logs);
