@@ -25,31 +25,18 @@ cargo fetch --locked >/dev/null
 # The engine-less local runtime is built into the test binary only (see README, "Tests").
 cargo test --locked --features local-runtime "$@"
 # A second pass on rootless Podman (its Docker-compatible API, see README, "Podman"): the core
-# loop, the gateway's allow and deny, the vault, and Podman's own attacks. The tests fail, not
-# skip, when Podman does not answer (GIT_AGENT_TEST_ENGINE=podman). Only for a whole run: a
-# filtered run (`scripts/test.sh <filter>`) asks for its tests alone. GIT_AGENT_TEST_PODMAN=0
-# leaves it out.
+# loop, every egress test (the gateway's allow and deny, DNS, the vault), and Podman's own
+# attacks. The tests fail, not skip, when Podman does not answer (GIT_AGENT_TEST_ENGINE=podman).
+# Only for a whole run: a filtered run (`scripts/test.sh <filter>`) asks for its tests alone.
+# GIT_AGENT_TEST_PODMAN=0 leaves it out.
 if [ $# -eq 0 ] && [ "${GIT_AGENT_TEST_PODMAN:-1}" != 0 ]; then
   podman_host="$(bash scripts/setup-podman.sh | sed -n 's/^DOCKER_HOST=//p')"
   [ -n "$podman_host" ] || { echo "test: scripts/setup-podman.sh printed no DOCKER_HOST" >&2; exit 1; }
-  # Stale aardvark-dns entries (see below) are cleared before each part: nothing of the pass
-  # runs then.
-  podman_clean() {
-    find /run/gitagent-podman/containers/networks/aardvark-dns -name 'git-agent-*' -delete 2>/dev/null || true
-  }
   podman_run() {
-    podman_clean
     # Each command of a test is bounded (tests/it/common.rs); the part as a whole too.
     DOCKER_HOST="$podman_host" GIT_AGENT_TEST_ENGINE=podman \
       timeout --kill-after=30 1200 cargo test --locked --features local-runtime --test it -- "$@"
   }
-  podman_pass() {
-    podman_run podman:: &&
-      podman_run core_loop::spawn_sync_review_commit_signed_push egress::profiles_and_allow_change \
-        egress::the_vault_holds egress::streams_pass
-  }
-  # Podman 4.3 leaves aardvark-dns's entry of a removed gateway behind (seen after every
-  # task), and aardvark-dns 1.4 then often serves no name on a new network: a gateway cannot
-  # find its own address. One more pass, said loudly; a second failure fails the run.
-  podman_pass || { echo "test: the Podman pass failed; running it once more (aardvark-dns, see README)" >&2; podman_pass; }
+  podman_run podman::
+  podman_run core_loop::spawn_sync_review_commit_signed_push egress::
 fi

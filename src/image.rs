@@ -221,6 +221,7 @@ pub fn plan(req: &ImageRequest<'_>) -> Result<ImagePlan> {
             limits: crate::sandbox::spawn::Limits::from_config(config)?,
             timeout: build_timeout(config)?,
             repo_path: req.root.display().to_string(),
+            subnets: crate::sandbox::network::SubnetRange::from_config(config)?,
         })
     } else {
         None

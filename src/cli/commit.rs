@@ -79,14 +79,21 @@ async fn draft_in_fresh_container<R: Runtime>(
         .network
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the task has no network policy"))?;
-    crate::ops::commit::draft_network(rt, ctx, &r.name)
+    let subnet = crate::ops::commit::draft_network(rt, ctx, prepared)
         .await
         .map_err(crate::ops::OpError::into_report)?;
-    let (env, _, _) =
-        crate::ops::setup::fresh_gateway(ctx, rt, &plan.agent, policy, &r.name, &super::Stderr)
-            .await
-            .map_err(crate::ops::OpError::into_report)?;
-    crate::ops::commit::ask_draft(rt, ctx, prepared, plan, &env)
+    let (env, _, _) = crate::ops::setup::fresh_gateway(
+        ctx,
+        rt,
+        &plan.agent,
+        policy,
+        &r.name,
+        subnet.as_ref(),
+        &super::Stderr,
+    )
+    .await
+    .map_err(crate::ops::OpError::into_report)?;
+    crate::ops::commit::ask_draft(rt, ctx, prepared, plan, &env, subnet.as_ref())
         .await
         .map_err(crate::ops::OpError::into_report)
 }

@@ -85,6 +85,8 @@ pub struct ProjectBuild {
     pub timeout: u64,
     /// The repository's path (labels of the build's network and gateway).
     pub repo_path: String,
+    /// Where the build's network takes its subnet from (`agent.subnets`).
+    pub subnets: crate::sandbox::network::SubnetRange,
 }
 
 /// The engine objects of one project build. `repo` id `build` cannot be a repository's
@@ -152,8 +154,8 @@ async fn run<R: Runtime>(
 ) -> Result<String> {
     let names = repo.object_names(task);
     crate::interrupt::checkpoint()?;
-    rt.create_network(&names.network, &repo.labels(task), true, None)
-        .await?;
+    let subnet =
+        crate::sandbox::network::create(rt, &p.subnets, &names.network, &repo.labels(task)).await?;
     crate::interrupt::checkpoint()?;
     let plan = GatewayPlan::new(p.policy.clone(), &AgentAccess::default())?;
     let spec = StepSpec {
@@ -168,16 +170,20 @@ async fn run<R: Runtime>(
         },
         network: names.network.clone(),
         hardening: step_hardening(&p.limits),
+        hosts: gateway::hosts(Some(&subnet)),
+        address: Some(crate::sandbox::network::task_address(&subnet)),
     };
-    let container = async {
-        let id = rt.create_step_container(&spec).await?;
-        rt.start(&id).await?;
-        Ok::<_, anyhow::Error>(id)
-    };
-    let gw = gateway::start(rt, repo, task, gateway_image, &p.outer_network, &plan);
-    let (id, gw) = tokio::join!(container, gw);
-    let id = id?;
-    gw?;
+    // Both are created side by side; the gateway joins the network first (it takes its fixed
+    // address there), then the step container and the gateway start.
+    let (id, gw) = tokio::join!(
+        rt.create_step_container(&spec),
+        gateway::create(rt, repo, task, gateway_image, &p.outer_network, &plan),
+    );
+    let (id, gw) = (id?, gw?);
+    gateway::attach(rt, &gw, Some(&subnet)).await?;
+    let (started, ready) = tokio::join!(rt.start(&id), gateway::start_ready(rt, &gw));
+    started?;
+    ready?;
     let stage_config = rt.image_config(stage).await?;
     let steps = snippet::parse(&p.text, &p.origin, &stage_config.env, &p.reserved)?;
     progress(Report::Note(&format!(

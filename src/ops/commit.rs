@@ -12,6 +12,7 @@
 use crate::agent::Agent;
 use crate::git::promote::{PromoteError, PromoteRequest, needs_message, promote, task_tip};
 use crate::runtime::Runtime;
+use crate::runtime::subnet::Ipv4Net;
 use crate::task::lock::TaskLock;
 use crate::task::store::Loaded;
 use crate::task::{Promotion, branch_name};
@@ -300,6 +301,7 @@ pub async fn ask_draft<R: Runtime>(
     prepared: &Prepared,
     plan: &DraftPlan,
     env: &[String],
+    subnet: Option<&Ipv4Net>,
 ) -> Result<String, CommitError> {
     let r = &prepared.loaded.record;
     let names = ctx.repo.object_names(&r.name);
@@ -320,6 +322,10 @@ pub async fn ask_draft<R: Runtime>(
             read_only: false,
             cache: None,
             oci_runtime: r.oci_runtime.as_deref(),
+            // The draft's agent reaches its API through the gateway.
+            hosts: crate::sandbox::gateway::hosts(subnet),
+            // Any: the task's own address may be taken again by a restart.
+            address: None,
         },
         &limits,
     );
@@ -335,15 +341,23 @@ pub async fn ask_draft<R: Runtime>(
 }
 
 /// Give the draft a network: the task's own when it still has one, else a new one under the
-/// task's name with a subnet of `agent.subnets` ([`remove_draft`] gives it back).
-pub async fn draft_network<R: Runtime>(rt: &R, ctx: &Ctx, task: &str) -> Result<(), CommitError> {
-    let names = ctx.repo.object_names(task);
-    if !rt.network_exists(&names.network).await? {
-        let range = crate::sandbox::network::SubnetRange::from_config(&ctx.config)?;
-        let labels = ctx.repo.labels(task);
-        crate::sandbox::network::create(rt, &range, &names.network, &labels).await?;
+/// task's name with a subnet of `agent.subnets` ([`remove_draft`] gives it back). Returns
+/// its subnet, when known.
+pub async fn draft_network<R: Runtime>(
+    rt: &R,
+    ctx: &Ctx,
+    prepared: &Prepared,
+) -> Result<Option<Ipv4Net>, CommitError> {
+    let r = &prepared.loaded.record;
+    let names = ctx.repo.object_names(&r.name);
+    if rt.network_exists(&names.network).await? {
+        return Ok(r.sandbox.subnet.as_deref().and_then(Ipv4Net::parse));
     }
-    Ok(())
+    let range = crate::sandbox::network::SubnetRange::from_config(&ctx.config)?;
+    let labels = ctx.repo.labels(&r.name);
+    Ok(Some(
+        crate::sandbox::network::create(rt, &range, &names.network, &labels).await?,
+    ))
 }
 
 /// Remove the draft's container, volume, gateway and network (whatever is there; the network

@@ -127,17 +127,17 @@ pub fn is_no_room(err: &anyhow::Error) -> bool {
 /// (through its Docker-compatible API) an internal network's DNS server (aardvark-dns)
 /// forwards every name to the host's resolvers, so a task could send data out in lookups.
 async fn check_boundary(ctx: &Ctx, name: &str, engine: &Engine) -> Result<()> {
-    let podman = match engine {
-        Engine::Docker(d) => d.is_podman().await,
+    let gap = match engine {
+        Engine::Docker(d) => d.podman_dns_gap().await,
         #[cfg(feature = "local-runtime")]
         _ => false,
     };
-    if podman && !ctx.config.bool("agent.allowPodmanDns", false)? {
+    if gap && !ctx.config.bool("agent.allowPodmanDns", false)? {
         return Err(hinted(
             format!(
-                "the engine '{name}' is Podman, whose task networks resolve any name through the host's DNS: a task could send data out in DNS lookups, around its gateway"
+                "the engine '{name}' is Podman reached other than through its local socket: its task networks would keep a name server that resolves any name through the host's resolvers, so a task could send data out in DNS lookups, around its gateway"
             ),
-            "run tasks on Docker, or accept that gap for your tasks: git config --global agent.allowPodmanDns true",
+            "reach Podman through its socket on this machine (unix://), run tasks on Docker, or accept that gap: git config --global agent.allowPodmanDns true",
         ));
     }
     Ok(())

@@ -169,6 +169,13 @@ pub async fn start<R: Runtime>(
         limits: Limits::from_config(&ctx.config)?,
         door_image,
         task_network: task_network.clone(),
+        task_subnet: loaded
+            .record
+            .sandbox
+            .subnet
+            .as_deref()
+            .and_then(crate::runtime::subnet::Ipv4Net::parse),
+        subnets: crate::sandbox::network::SubnetRange::from_config(&ctx.config)?,
         oci_runtime: loaded.record.oci_runtime.clone(),
     };
     crate::sandbox::oci::check(rt, plan.oci_runtime.as_deref()).await?;

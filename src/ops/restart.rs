@@ -14,6 +14,7 @@ use super::{Ctx, Event, Events};
 use crate::agent;
 use crate::data::Search;
 use crate::image::{self, ImageRequest};
+use crate::runtime::subnet::Ipv4Net;
 use crate::runtime::{ContainerState, Runtime};
 use crate::sandbox::health::{self, Workspace};
 use crate::sandbox::reseed::{self, Seed};
@@ -282,16 +283,26 @@ pub(super) async fn resume<R: Runtime>(
         let subnet = crate::sandbox::network::create(rt, &range, &names.network, &labels).await?;
         Some(subnet.to_string())
     };
-    let (mut env, gw_plan, gw) =
-        super::setup::fresh_gateway(ctx, rt, &agent, policy, &name, events).await?;
-    crate::guard::add_env(&mut env, loaded.record.git_readonly);
-    let limits = Limits::from_config(&ctx.config)?;
-    // The new run gets its services afresh (those of an earlier run went with it).
+    let net = subnet.as_deref().and_then(Ipv4Net::parse);
+    // The new run gets its services afresh (those of an earlier run went with it): the old
+    // ones go first, so the gateway finds its fixed address free.
     let services =
         crate::sandbox::services::load(&ctx.git.dir, crate::data::user_config_dir().as_deref())?;
     crate::sandbox::services::remove(rt, &ctx.repo, &name).await?;
-    crate::sandbox::services::start(rt, &ctx.repo, &name, &services, &limits, &names.network)
-        .await?;
+    let (mut env, gw_plan, gw) =
+        super::setup::fresh_gateway(ctx, rt, &agent, policy, &name, net.as_ref(), events).await?;
+    crate::guard::add_env(&mut env, loaded.record.git_readonly);
+    let limits = Limits::from_config(&ctx.config)?;
+    crate::sandbox::services::start(
+        rt,
+        &ctx.repo,
+        &name,
+        &services,
+        &limits,
+        &names.network,
+        net.as_ref(),
+    )
+    .await?;
     let home = loaded.record.sandbox.home_volume.is_some();
     let spec = sandbox_spec(
         &ctx.repo,
@@ -305,6 +316,8 @@ pub(super) async fn resume<R: Runtime>(
             read_only: loaded.record.read_only,
             cache: loaded.record.sandbox.cache.as_deref(),
             oci_runtime: loaded.record.oci_runtime.as_deref(),
+            hosts: crate::sandbox::spawn::task_hosts(net.as_ref(), &services),
+            address: net.as_ref().map(crate::sandbox::network::task_address),
         },
         &limits,
     );

@@ -189,13 +189,15 @@ pub fn run_plan(
 
 /// Give a task a new gateway under `policy` (any old one is removed), with fresh stand-ins:
 /// for a restarted run, or a one-off agent command of a finished task. The task's network
-/// must exist. Returns the run's environment, the plan, and the gateway's id.
+/// must exist (`subnet`: its subnet, where the gateway takes its fixed address). Returns the
+/// run's environment, the plan, and the gateway's id.
 pub async fn fresh_gateway<R: Runtime>(
     ctx: &Ctx,
     rt: &R,
     agent: &Agent,
     policy: crate::egress::NetworkPolicy,
     task: &str,
+    subnet: Option<&crate::runtime::subnet::Ipv4Net>,
     events: &dyn Events,
 ) -> Result<(Vec<String>, GatewayPlan, String), SetupError> {
     use crate::sandbox::gateway;
@@ -210,6 +212,7 @@ pub async fn fresh_gateway<R: Runtime>(
         &image,
         &gateway::outer_network(&ctx.config),
         &plan,
+        subnet,
     )
     .await?;
     Ok((env, plan, id))

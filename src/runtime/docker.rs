@@ -10,9 +10,9 @@ use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HostConfig, Ipam, IpamConfig,
-    Mount, MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
-    VolumeCreateRequest,
+    ContainerCreateBody, ContainerStateStatusEnum, EndpointIpamConfig, EndpointSettings,
+    HostConfig, Ipam, IpamConfig, Mount, MountType, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CommitContainerOptionsBuilder,
@@ -387,6 +387,7 @@ impl Runtime for DockerRuntime {
     async fn create_step_container(&self, spec: &StepSpec) -> Result<String> {
         let host = HostConfig {
             network_mode: Some(spec.network.clone()),
+            extra_hosts: extra_hosts(&spec.hosts),
             ..host_config(&spec.hardening)
         };
         let body = ContainerCreateBody {
@@ -398,6 +399,7 @@ impl Runtime for DockerRuntime {
             working_dir: Some("/".into()),
             labels: Some(spec.labels.clone()),
             host_config: Some(host),
+            networking_config: fixed_endpoint(Some(&spec.network), spec.address),
             ..Default::default()
         };
         let resp = self
@@ -488,6 +490,28 @@ impl Runtime for DockerRuntime {
         internal: bool,
         subnet: Option<&str>,
     ) -> Result<String> {
+        // Podman: an internal network without its name server (see `libpod`).
+        if internal
+            && self.is_podman().await
+            && let Some(socket) = self.unix_socket()
+        {
+            return match super::libpod::create_network(socket, name, labels, internal, subnet)
+                .await?
+            {
+                Ok(id) => Ok(id),
+                Err(r) => {
+                    let e = BollardError::DockerResponseServerError {
+                        status_code: r.status,
+                        message: r.message,
+                    };
+                    if r.status == 409 {
+                        Err(name_taken("network", name, e))
+                    } else {
+                        Err(engine(e).context(format!("cannot create network {name}")))
+                    }
+                }
+            };
+        }
         // An internal bridge has no route out; without an address of its own the host is
         // not reachable from it either (otherwise a task could connect to any service
         // listening on the host's addresses).
@@ -618,6 +642,7 @@ impl Runtime for DockerRuntime {
                     container: id.to_string(),
                     endpoint_config: Some(EndpointSettings {
                         aliases: Some(vec![spec.alias.clone()]),
+                        ipam_config: fixed_address(spec.address),
                         ..Default::default()
                     }),
                 },
@@ -657,6 +682,7 @@ impl Runtime for DockerRuntime {
             mounts: Some(mounts(&spec.mounts)),
             network_mode: Some(spec.network.clone()),
             runtime: oci_runtime(spec.oci_runtime.as_deref())?,
+            extra_hosts: extra_hosts(&spec.hosts),
             ..host_config(&spec.hardening)
         };
         let body = ContainerCreateBody {
@@ -674,6 +700,7 @@ impl Runtime for DockerRuntime {
                     spec.network.clone(),
                     EndpointSettings {
                         aliases: Some(vec![spec.alias.clone()]),
+                        ipam_config: fixed_address(spec.address),
                         ..Default::default()
                     },
                 )])),
@@ -698,6 +725,7 @@ impl Runtime for DockerRuntime {
                     host_port: Some(spec.host_port.to_string()),
                 }]),
             )])),
+            extra_hosts: extra_hosts(&spec.hosts),
             ..host_config(&spec.hardening)
         };
         let body = ContainerCreateBody {
@@ -792,6 +820,7 @@ impl Runtime for DockerRuntime {
             mounts: Some(mounts(&spec.mounts)),
             network_mode: Some(spec.network.clone().unwrap_or_else(|| "none".into())),
             runtime: oci_runtime(spec.oci_runtime.as_deref())?,
+            extra_hosts: extra_hosts(&spec.hosts),
             ..host_config(&spec.hardening)
         };
         let body = ContainerCreateBody {
@@ -808,6 +837,7 @@ impl Runtime for DockerRuntime {
             open_stdin: Some(spec.tty),
             attach_stdin: Some(spec.tty),
             host_config: Some(host),
+            networking_config: fixed_endpoint(spec.network.as_deref(), spec.address),
             ..Default::default()
         };
         let resp = self
@@ -1599,6 +1629,22 @@ impl DockerRuntime {
             .await
     }
 
+    /// The engine's Unix socket, when it is reached through one.
+    fn unix_socket(&self) -> Option<&std::path::Path> {
+        (self.address.scheme() == Scheme::Unix)
+            .then(|| self.address.url.strip_prefix("unix://"))
+            .flatten()
+            .map(std::path::Path::new)
+    }
+
+    /// Whether the engine is Podman reached other than through its local socket: its
+    /// internal networks then keep their name server (only libpod's own API, reached on the
+    /// socket, creates them without one; see `libpod`), which resolves any name through the
+    /// host's resolvers.
+    pub async fn podman_dns_gap(&self) -> bool {
+        self.is_podman().await && self.unix_socket().is_none()
+    }
+
     /// Podman starts the container whose processes `id` joins (`pid_mode: container:<x>`)
     /// when that one is not running, where Docker refuses the start. A disk warden started
     /// just after its task ended would bring the task back (its helper, seeing the task ran,
@@ -1804,6 +1850,36 @@ fn no_entrypoint() -> Option<Vec<String>> {
 
 /// The engine's settings for a [`Hardening`], faithfully: every capability dropped but the
 /// kept ones, and nothing added that the caller did not ask for.
+/// `/etc/hosts` lines for [`crate::runtime::Hosts`] (`None` when there are none).
+fn extra_hosts(hosts: &crate::runtime::Hosts) -> Option<Vec<String>> {
+    (!hosts.is_empty()).then(|| hosts.iter().map(|(n, a)| format!("{n}:{a}")).collect())
+}
+
+/// The endpoint of a container on `network` at a fixed address (none without both).
+fn fixed_endpoint(
+    network: Option<&str>,
+    address: Option<std::net::Ipv4Addr>,
+) -> Option<NetworkingConfig> {
+    let (network, address) = (network?, address?);
+    Some(NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            network.to_string(),
+            EndpointSettings {
+                ipam_config: fixed_address(Some(address)),
+                ..Default::default()
+            },
+        )])),
+    })
+}
+
+/// An endpoint's fixed IPv4 address, if any.
+fn fixed_address(address: Option<std::net::Ipv4Addr>) -> Option<EndpointIpamConfig> {
+    address.map(|a| EndpointIpamConfig {
+        ipv4_address: Some(a.to_string()),
+        ..Default::default()
+    })
+}
+
 fn host_config(h: &Hardening) -> HostConfig {
     let tmpfs = (!h.tmpfs.is_empty()).then(|| {
         h.tmpfs

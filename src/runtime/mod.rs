@@ -15,6 +15,7 @@
 pub mod address;
 pub mod docker;
 pub mod engines;
+pub mod libpod;
 #[cfg(feature = "local-runtime")]
 pub mod local;
 pub mod select;
@@ -150,7 +151,18 @@ pub struct SandboxSpec {
     /// The engine's OCI runtime the container runs under (e.g. gVisor's `runsc`), by name
     /// ([`is_oci_runtime_name`]); `None`: the engine's default.
     pub oci_runtime: Option<String>,
+    /// Extra names in the container's /etc/hosts (see [`Hosts`]).
+    pub hosts: Hosts,
+    /// Its fixed address on `network` (see [`GatewaySpec::address`]); `None`: any.
+    pub address: Option<std::net::Ipv4Addr>,
 }
+
+/// Names a container finds in its /etc/hosts, with their IPv4 addresses. Every container
+/// git-agent puts on an internal network finds the others it talks to (the gateway, the
+/// task's services, a preview) this way, at addresses git-agent fixed in the network's
+/// subnet: such a network needs no name server, and on Podman it has none (its name server
+/// would resolve any name through the host's, a way out around the gateway).
+pub type Hosts = Vec<(String, std::net::Ipv4Addr)>;
 
 /// A task's egress gateway: a container on an outer network with a route out and on the
 /// task's internal network (under `alias`). Its image (git-agent's own) decides its command.
@@ -165,6 +177,9 @@ pub struct GatewaySpec {
     /// A host name under which the container reaches the engine's host, if any.
     pub host_alias: Option<String>,
     pub hardening: Hardening,
+    /// Its fixed address on the task's network, when that network's subnet is git-agent's
+    /// (the names of the task's containers point there, see [`Hosts`]); `None`: any.
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 /// A task's disk warden: a container in the task's PID namespace that measures the task's
@@ -207,6 +222,10 @@ pub struct CompanionSpec {
     /// The engine's OCI runtime (see [`SandboxSpec::oci_runtime`]): a preview runs the task's
     /// code and so the task's runtime; a service the engine's default.
     pub oci_runtime: Option<String>,
+    /// Its fixed address on `network` (see [`GatewaySpec::address`]); `None`: any.
+    pub address: Option<std::net::Ipv4Addr>,
+    /// Extra names in its /etc/hosts (see [`Hosts`]).
+    pub hosts: Hosts,
 }
 
 /// The one way into a preview from the host: a relay container (from git-agent's own image)
@@ -227,6 +246,8 @@ pub struct DoorSpec {
     pub host_port: u16,
     pub port: u16,
     pub hardening: Hardening,
+    /// Extra names in its /etc/hosts (see [`Hosts`]).
+    pub hosts: Hosts,
 }
 
 /// A short-lived container that applies an untrusted build step to an image (see
@@ -239,6 +260,10 @@ pub struct StepSpec {
     pub labels: HashMap<String, String>,
     pub network: String,
     pub hardening: Hardening,
+    /// Extra names in its /etc/hosts (see [`Hosts`]).
+    pub hosts: Hosts,
+    /// Its fixed address on `network` (see [`GatewaySpec::address`]); `None`: any.
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 /// The parts of an image's configuration a build carries on.

@@ -636,6 +636,8 @@ async fn start_writer<R: Runtime>(rt: &R, repo: &RepoId, writer: &Writer<'_>) ->
         hardening: writer_hardening(writer.limits),
         // git-agent's own helper: the engine's default runtime.
         oci_runtime: None,
+        hosts: vec![],
+        address: None,
     };
     let id = rt.create_container(&spec).await?;
     if let Err(e) = rt.start(&id).await {

@@ -18,8 +18,10 @@ use crate::egress::log::{self, Connection};
 use crate::egress::vault::{self, Routes, Secret, Upstream};
 use crate::egress::{NetworkPolicy, normalize_domain};
 use crate::error::{hinted, sanitize};
+use crate::runtime::subnet::Ipv4Net;
 use crate::runtime::{
-    EngineErrorKind, GatewaySpec, Hardening, ResourceLimits, Runtime, Upload, UserId, engine_kind,
+    EngineErrorKind, GatewaySpec, Hardening, Hosts, ResourceLimits, Runtime, Upload, UserId,
+    engine_kind,
 };
 use crate::task::store::{CONNECTIONS_FILE, Loaded, TaskStore};
 
@@ -195,7 +197,9 @@ pub fn endpoints(vault: bool) -> String {
     eps
 }
 
-/// Create, configure and start a task's gateway. The task's internal network must exist.
+/// Create, configure and start a task's gateway. The task's internal network must exist;
+/// `subnet` is its subnet (the gateway takes its fixed address there, see
+/// [`crate::sandbox::network::gateway_address`]).
 pub async fn start<R: Runtime>(
     rt: &R,
     repo: &RepoId,
@@ -203,9 +207,18 @@ pub async fn start<R: Runtime>(
     image: &str,
     outer: &str,
     plan: &GatewayPlan,
+    subnet: Option<&Ipv4Net>,
 ) -> Result<String> {
     let created = create(rt, repo, task, image, outer, plan).await?;
-    bring_up(rt, &created).await
+    bring_up(rt, &created, subnet).await
+}
+
+/// The names a container on a task's network needs to find the gateway: the gateway's alias
+/// at its fixed address (none when the network's subnet is not git-agent's).
+pub fn hosts(subnet: Option<&Ipv4Net>) -> Hosts {
+    subnet
+        .map(|s| vec![(ALIAS.to_string(), super::network::gateway_address(s))])
+        .unwrap_or_default()
 }
 
 /// A gateway created and configured, on its outer network only.
@@ -235,6 +248,7 @@ pub async fn create<R: Runtime>(
         // The vault may forward to a model API the user runs on the host.
         host_alias: Some("host.docker.internal".into()),
         hardening: hardening(),
+        address: None,
     };
     let made = async {
         let id = rt.create_gateway(&spec).await?;
@@ -246,17 +260,31 @@ pub async fn create<R: Runtime>(
 }
 
 /// Attach a created gateway to its task's network, start it and wait until it serves.
-pub async fn bring_up<R: Runtime>(rt: &R, created: &Created) -> Result<String> {
-    attach(rt, created).await?;
+pub async fn bring_up<R: Runtime>(
+    rt: &R,
+    created: &Created,
+    subnet: Option<&Ipv4Net>,
+) -> Result<String> {
+    attach(rt, created, subnet).await?;
     start_ready(rt, created).await
 }
 
-/// Attach a created gateway to its task's network. (The engine is not asked to connect a
-/// container to a network while it starts another on it: the task's container starts after
-/// this.)
-pub async fn attach<R: Runtime>(rt: &R, created: &Created) -> Result<()> {
+/// Attach a created gateway to its task's network, at its fixed address in `subnet` when
+/// there is one (which it is told in `address`: it serves there, and only there). (The engine
+/// is not asked to connect a container to a network while it starts another on it: the
+/// task's container starts after this.)
+pub async fn attach<R: Runtime>(rt: &R, created: &Created, subnet: Option<&Ipv4Net>) -> Result<()> {
     let Created { id, spec } = created;
-    named_outer(rt, &spec.outer, rt.attach_gateway(id, spec).await).await
+    let address = subnet.map(super::network::gateway_address);
+    if let Some(a) = address {
+        rt.upload(id, CONF_DIR, &[upload("address", a.to_string(), 0o644)])
+            .await?;
+    }
+    let spec = GatewaySpec {
+        address,
+        ..spec.clone()
+    };
+    named_outer(rt, &spec.outer, rt.attach_gateway(id, &spec).await).await
 }
 
 /// Start an attached gateway and wait until it serves.

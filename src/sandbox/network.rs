@@ -25,6 +25,7 @@ use crate::runtime::subnet::Ipv4Net;
 use crate::runtime::{EngineErrorKind, ObjectKind, Runtime, engine_kind};
 use crate::task::Status;
 use crate::task::store::{Loaded, TaskStore};
+use std::net::Ipv4Addr;
 
 /// The git config key of the range task networks come from.
 pub const CONFIG_KEY: &str = "agent.subnets";
@@ -34,6 +35,37 @@ pub const CONFIG_KEY: &str = "agent.subnets";
 pub const DEFAULT_RANGE: &str = "10.242.0.0/16";
 /// The size of one task network: 16 addresses, 13 of them for containers.
 pub const SUBNET_PREFIX: u8 = 28;
+
+/// A host address of `subnet`, `n` up from its network address.
+fn host(subnet: &Ipv4Net, n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.addr()) + n)
+}
+
+/// The gateway's fixed address on a task network: the second host address (the engine's
+/// bridge takes the first). The gateway is on the network before any other container.
+pub fn gateway_address(subnet: &Ipv4Net) -> Ipv4Addr {
+    host(subnet, 2)
+}
+
+/// The task's (or a project build step's) fixed address: the third host address. Every
+/// container that starts beside the gateway has a fixed address: the engine hands out
+/// addresses when a container starts, not when it joins, so one given any address could
+/// take the gateway's before the gateway starts.
+pub fn task_address(subnet: &Ipv4Net) -> Ipv4Addr {
+    host(subnet, 3)
+}
+
+/// A preview's fixed address on the network it joins: the last host address.
+pub fn preview_address(subnet: &Ipv4Net) -> Ipv4Addr {
+    host(subnet, subnet.size() as u32 - 2)
+}
+
+/// The `index`th service's fixed address: down from the one below the preview's. Containers
+/// without a fixed address (a commit message's draft, a preview's door) are given theirs
+/// from those left, while the gateway and the task run.
+pub fn service_address(subnet: &Ipv4Net, index: usize) -> Ipv4Addr {
+    host(subnet, subnet.size() as u32 - 3 - index as u32)
+}
 /// The smallest range accepted: room for 16 task networks.
 pub const SMALLEST_RANGE: u8 = 24;
 /// The private IPv4 ranges (RFC 1918) a range must lie in.

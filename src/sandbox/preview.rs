@@ -23,6 +23,7 @@ use anyhow::Result;
 
 use super::{RepoId, owned_by};
 use crate::runtime::address::Published;
+use crate::runtime::subnet::Ipv4Net;
 use crate::runtime::{
     CompanionSpec, ContainerState, DoorSpec, Hardening, ObjectKind, ResourceLimits, Runtime,
     UserId, VolumeMount,
@@ -125,6 +126,10 @@ pub struct PreviewPlan {
     /// The task's internal network, when its run is live (the way out is its gateway);
     /// `None`: the preview gets an internal network of its own.
     pub task_network: Option<String>,
+    /// That network's subnet, when recorded (the preview takes its fixed address there).
+    pub task_subnet: Option<Ipv4Net>,
+    /// Where a network of the preview's own takes its subnet from (`agent.subnets`).
+    pub subnets: super::network::SubnetRange,
     /// The task's limits (the preview is confined like the task).
     pub limits: super::spawn::Limits,
     /// git-agent's own gateway image (the door runs in it).
@@ -135,7 +140,13 @@ pub struct PreviewPlan {
 
 /// The preview's container spec: the workspace read-only, the task's confinement with a
 /// read-only root, the gateway's proxy settings and no credentials.
-pub fn preview_spec(repo: &RepoId, task: &str, plan: &PreviewPlan, network: &str) -> CompanionSpec {
+pub fn preview_spec(
+    repo: &RepoId,
+    task: &str,
+    plan: &PreviewPlan,
+    network: &str,
+    subnet: Option<&Ipv4Net>,
+) -> CompanionSpec {
     let names = repo.object_names(task);
     let mut env = super::gateway::proxy_env();
     env.push("HOME=/tmp".into());
@@ -155,13 +166,26 @@ pub fn preview_spec(repo: &RepoId, task: &str, plan: &PreviewPlan, network: &str
         working_dir: Some(super::WORKSPACE.into()),
         network: network.to_string(),
         alias: ALIAS.into(),
+        address: subnet.map(super::network::preview_address),
+        // On the task's network its proxy settings name the task's gateway.
+        hosts: if plan.task_network.is_some() {
+            super::gateway::hosts(subnet)
+        } else {
+            vec![]
+        },
         hardening: super::task_hardening(&plan.limits, true),
         oci_runtime: plan.oci_runtime.clone(),
     }
 }
 
 /// The door's container spec.
-pub fn door_spec(repo: &RepoId, task: &str, plan: &PreviewPlan, inner: &str) -> DoorSpec {
+pub fn door_spec(
+    repo: &RepoId,
+    task: &str,
+    plan: &PreviewPlan,
+    inner: &str,
+    subnet: Option<&Ipv4Net>,
+) -> DoorSpec {
     let names = repo.object_names(task);
     DoorSpec {
         name: names.door.clone(),
@@ -173,6 +197,9 @@ pub fn door_spec(repo: &RepoId, task: &str, plan: &PreviewPlan, inner: &str) -> 
         host_ip: plan.published.bind_ip.clone(),
         host_port: plan.host_port,
         port: plan.port,
+        hosts: subnet
+            .map(|s| vec![(ALIAS.to_string(), super::network::preview_address(s))])
+            .unwrap_or_default(),
         hardening: door_hardening(),
     }
 }
@@ -195,22 +222,22 @@ pub async fn start<R: Runtime>(
     let names = repo.object_names(task);
     let labels = labels(repo, task);
     let started = async {
-        let network = match &plan.task_network {
-            Some(n) => n.clone(),
+        let (network, subnet) = match &plan.task_network {
+            Some(n) => (n.clone(), plan.task_subnet),
             None => {
-                rt.create_network(&names.preview_net, &labels, true, None)
-                    .await?;
-                names.preview_net.clone()
+                let subnet =
+                    super::network::create(rt, &plan.subnets, &names.preview_net, &labels).await?;
+                (names.preview_net.clone(), Some(subnet))
             }
         };
         rt.create_network(&names.preview_front, &labels, false, None)
             .await?;
         let preview = rt
-            .create_companion(&preview_spec(repo, task, plan, &network))
+            .create_companion(&preview_spec(repo, task, plan, &network, subnet.as_ref()))
             .await?;
         rt.start(&preview).await?;
         let door = rt
-            .create_door(&door_spec(repo, task, plan, &network))
+            .create_door(&door_spec(repo, task, plan, &network, subnet.as_ref()))
             .await?;
         rt.start(&door).await?;
         Ok::<_, anyhow::Error>(())
@@ -269,6 +296,8 @@ mod tests {
             host_port: 15173,
             published: Published::loopback(),
             task_network: Some("net".into()),
+            task_subnet: Ipv4Net::parse("10.242.0.16/28"),
+            subnets: Default::default(),
             limits: crate::sandbox::spawn::Limits {
                 pids: 100,
                 memory: 1 << 30,
@@ -289,7 +318,8 @@ mod tests {
 
     #[test]
     fn the_preview_reads_the_workspace_and_is_confined_like_the_task() {
-        let spec = preview_spec(&repo(), "t", &plan(), "net");
+        let subnet = Ipv4Net::parse("10.242.0.16/28");
+        let spec = preview_spec(&repo(), "t", &plan(), "net", subnet.as_ref());
         assert_eq!(spec.mounts.len(), 1);
         assert!(spec.mounts[0].read_only);
         assert_eq!(spec.mounts[0].target, "/workspace");
@@ -308,12 +338,35 @@ mod tests {
                 .all(|e| !e.contains("KEY") && !e.contains("TOKEN"))
         );
         assert!(spec.env.iter().any(|e| e.starts_with("HTTPS_PROXY=")));
+        // Its fixed address is the network's last; it finds the task's gateway by name.
+        assert_eq!(spec.address, Some("10.242.0.30".parse().unwrap()));
+        assert_eq!(
+            spec.hosts,
+            vec![(
+                "git-agent-gateway".to_string(),
+                "10.242.0.18".parse().unwrap()
+            )]
+        );
+        // On a network of its own there is no gateway to find.
+        let mut own = plan();
+        own.task_network = None;
+        assert!(
+            preview_spec(&repo(), "t", &own, "p", subnet.as_ref())
+                .hosts
+                .is_empty()
+        );
     }
 
     #[test]
     fn the_door_publishes_on_loopback_only() {
-        let spec = door_spec(&repo(), "t", &plan(), "net");
+        let subnet = Ipv4Net::parse("10.242.0.16/28");
+        let spec = door_spec(&repo(), "t", &plan(), "net", subnet.as_ref());
         assert_eq!(spec.host_ip, "127.0.0.1");
+        // It finds the preview by name at the preview's fixed address.
+        assert_eq!(
+            spec.hosts,
+            vec![(ALIAS.to_string(), "10.242.0.30".parse().unwrap())]
+        );
         assert_eq!((spec.port, spec.host_port), (5173, 15173));
         assert!(spec.hardening.keep_caps.is_empty());
         assert!(spec.hardening.read_only_root);
@@ -325,6 +378,9 @@ mod tests {
             bind_ip: "10.77.0.2".into(),
             url_host: "10.77.0.2".into(),
         };
-        assert_eq!(door_spec(&repo(), "t", &remote, "net").host_ip, "10.77.0.2");
+        assert_eq!(
+            door_spec(&repo(), "t", &remote, "net", None).host_ip,
+            "10.77.0.2"
+        );
     }
 }

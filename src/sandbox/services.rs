@@ -31,7 +31,8 @@ use anyhow::Result;
 
 use super::RepoId;
 use crate::error::hinted;
-use crate::runtime::{CompanionSpec, LABEL_REPO, LABEL_TASK, Runtime};
+use crate::runtime::subnet::Ipv4Net;
+use crate::runtime::{CompanionSpec, Hosts, LABEL_REPO, LABEL_TASK, Runtime};
 
 /// The repository's file, relative to the work tree.
 pub const REPO_FILE: &str = ".git-agent/services.toml";
@@ -263,13 +264,28 @@ pub fn spec(
         working_dir: None,
         network: network.to_string(),
         alias: service.name.clone(),
+        address: None,
+        hosts: vec![],
         hardening: super::task_hardening(limits, false),
         // A service runs its image's program, not the task's code: the engine's default.
         oci_runtime: None,
     }
 }
 
-/// Create and start a task's services on its network.
+/// The names of a task's services at their fixed addresses in `subnet` (none without one).
+pub fn hosts(subnet: Option<&Ipv4Net>, services: &[Service]) -> Hosts {
+    let Some(subnet) = subnet else {
+        return vec![];
+    };
+    services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.clone(), super::network::service_address(subnet, i)))
+        .collect()
+}
+
+/// Create and start a task's services on its network (at their fixed addresses in `subnet`,
+/// the network's, when it is known), each finding the gateway and the others by name.
 pub async fn start<R: Runtime>(
     rt: &R,
     repo: &RepoId,
@@ -277,17 +293,23 @@ pub async fn start<R: Runtime>(
     services: &[Service],
     limits: &super::spawn::Limits,
     network: &str,
+    subnet: Option<&Ipv4Net>,
 ) -> Result<()> {
-    for s in services {
-        let id = rt
-            .create_companion(&spec(repo, task, s, limits, network))
-            .await
-            .map_err(|e| {
-                e.context(format!(
-                    "cannot create service '{}' (image {}, from {})",
-                    s.name, s.image, s.origin
-                ))
-            })?;
+    let names = super::spawn::task_hosts(subnet, services);
+    for (i, s) in services.iter().enumerate() {
+        let mut spec = spec(repo, task, s, limits, network);
+        spec.address = subnet.map(|n| super::network::service_address(n, i));
+        spec.hosts = names
+            .iter()
+            .filter(|(n, _)| *n != s.name)
+            .cloned()
+            .collect();
+        let id = rt.create_companion(&spec).await.map_err(|e| {
+            e.context(format!(
+                "cannot create service '{}' (image {}, from {})",
+                s.name, s.image, s.origin
+            ))
+        })?;
         rt.start(&id).await?;
     }
     Ok(())

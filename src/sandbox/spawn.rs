@@ -205,6 +205,22 @@ pub struct Process<'a> {
     pub cache: Option<&'a str>,
     /// The engine's OCI runtime (the task's, see [`super::oci`]); `None`: the default.
     pub oci_runtime: Option<&'a str>,
+    /// The names it finds on its network (see [`task_hosts`]).
+    pub hosts: crate::runtime::Hosts,
+    /// Its fixed address there ([`super::network::task_address`]); `None`: any.
+    pub address: Option<std::net::Ipv4Addr>,
+}
+
+/// The names a task's container finds on its network: its gateway and its services, at their
+/// fixed addresses in `subnet` (none when the subnet is not known: then the engine's name
+/// server is asked, where there is one).
+pub fn task_hosts(
+    subnet: Option<&crate::runtime::subnet::Ipv4Net>,
+    services: &[super::services::Service],
+) -> crate::runtime::Hosts {
+    let mut hosts = super::gateway::hosts(subnet);
+    hosts.extend(super::services::hosts(subnet, services));
+    hosts
 }
 
 /// The engine-side description of a task's container.
@@ -223,6 +239,8 @@ pub fn sandbox_spec(
         read_only,
         cache,
         oci_runtime,
+        hosts,
+        address,
     } = process;
     let names = repo.object_names(task);
     let mut env = env.to_vec();
@@ -264,6 +282,8 @@ pub fn sandbox_spec(
         tty,
         hardening: super::task_hardening(limits, read_only),
         oci_runtime: oci_runtime.map(str::to_string),
+        hosts,
+        address,
     }
 }
 
@@ -402,6 +422,8 @@ pub async fn start<R: Runtime>(
             read_only: req.read_only,
             cache: cache_volume.as_deref(),
             oci_runtime: req.oci_runtime.as_deref(),
+            hosts: task_hosts(Some(&subnet), &req.services),
+            address: Some(super::network::task_address(&subnet)),
         },
         &req.limits,
     );
@@ -461,7 +483,7 @@ pub async fn start<R: Runtime>(
         Ok::<_, anyhow::Error>(id)
     };
     let gw_up = async {
-        let attached = gateway::attach(rt, &gw).await;
+        let attached = gateway::attach(rt, &gw, Some(&subnet)).await;
         let _ = attached_tx.send(());
         attached?;
         gateway::start_ready(rt, &gw).await
@@ -472,7 +494,16 @@ pub async fn start<R: Runtime>(
     crate::crash::point("spawn.after-gateway");
     checkpoint()?;
     // The services the task's tests need are there before its command starts.
-    super::services::start(rt, repo, task, &req.services, &req.limits, &names.network).await?;
+    super::services::start(
+        rt,
+        repo,
+        task,
+        &req.services,
+        &req.limits,
+        &names.network,
+        Some(&subnet),
+    )
+    .await?;
     checkpoint()?;
     // A headless command starts now that the repository, the prompt and its way out are in
     // place (an interactive one once the caller has attached, see [`go`]). The disk warden

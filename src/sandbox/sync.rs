@@ -437,6 +437,8 @@ pub async fn start_reader_as<R: Runtime>(
             read_only: loaded.record.read_only,
             cache: loaded.record.sandbox.cache.as_deref(),
             oci_runtime: loaded.record.oci_runtime.as_deref(),
+            hosts: vec![],
+            address: None,
         },
         &limits,
     );

@@ -209,10 +209,8 @@ impl TestEnv {
         std::fs::write(
             home.path().join(".gitconfig"),
             format!(
-                "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n[agent]\n\tbaseImage = {}\n\tfollow = false\n{}",
+                "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n[agent]\n\tbaseImage = {}\n\tfollow = false\n",
                 base_image(),
-                // The Podman pass accepts its DNS gap (see `podman::`), which spawn refuses.
-                if podman() { "\tallowPodmanDns = true\n" } else { "" }
             ),
         )
         .unwrap();

@@ -103,6 +103,8 @@ impl Fixture {
             network: network.map(str::to_string),
             tty: false,
             oci_runtime: None,
+            hosts: vec![],
+            address: None,
             hardening: Hardening {
                 user: self.user,
                 keep_caps: vec![],

@@ -108,6 +108,8 @@ fn concurrent_creations_of_one_name_conflict_cleanly() {
             image: base_image(),
             labels: labels.clone(),
             network: net.clone(),
+            hosts: vec![],
+            address: None,
             hardening: git_agent::image::project::step_hardening(
                 &git_agent::sandbox::spawn::Limits {
                     pids: 16,

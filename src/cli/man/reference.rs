@@ -131,7 +131,7 @@ pub const CONFIG: &[ConfigKey] = &[
         "agent.allowPodmanDns",
         "boolean",
         "false",
-        "Run tasks on Podman even though its task networks resolve any name through the host's DNS (aardvark-dns forwards them), which lets a task send data out in lookups around its gateway. Without it, spawn refuses a Podman engine.",
+        "Run tasks on a Podman engine reached other than through its local Unix socket (over SSH or TCP). git-agent creates Podman task networks without a name server through Podman's own API on its socket; elsewhere they keep aardvark-dns, which resolves any name through the host's resolvers and so lets a task send data out in lookups around its gateway. Without it, spawn refuses such an engine.",
     ),
     (
         "agent.engine",
