@@ -230,7 +230,58 @@ pub async fn run(
     }
     gateway_checks(&rt, ctx, &mut r).await?;
     task_checks(&rt, ctx, &mut r, fix).await?;
+    oci_runtime_checks(ctx, &mut r).await?;
     Ok(r.failed)
+}
+
+/// Tasks recorded under an OCI runtime (`agent.ociRuntime`) that their engine no longer has:
+/// their restart, preview and commit-message drafts would be refused. Each engine is asked
+/// once; an engine that does not answer was reported above.
+async fn oci_runtime_checks(ctx: &Ctx, r: &mut Report<'_>) -> Result<()> {
+    let mut by_engine: std::collections::BTreeMap<Option<String>, Vec<(String, String)>> =
+        Default::default();
+    for l in ctx.store.all()? {
+        if let Some(runtime) = &l.record.oci_runtime {
+            by_engine
+                .entry(l.record.engine.clone())
+                .or_default()
+                .push((l.record.name.clone(), runtime.clone()));
+        }
+    }
+    for (engine, tasks) in by_engine {
+        let Ok(def) =
+            crate::runtime::engines::of_task(&super::engine_defs(ctx)?, engine.as_deref())
+        else {
+            continue;
+        };
+        let Ok(rt) = Engine::connect_to(&def, crate::runtime::docker::READ_CONNECT_TIMEOUT).await
+        else {
+            continue;
+        };
+        let Ok(available) = rt.oci_runtimes().await else {
+            continue;
+        };
+        for (task, runtime) in tasks {
+            if available.contains(&runtime) {
+                continue;
+            }
+            let mut e = Report::entry(
+                "warn",
+                "runtime",
+                &format!(
+                    "task {task} runs under the OCI runtime '{runtime}', which the engine '{}' no longer has (it has: {}); restarting or previewing it is refused",
+                    def.name,
+                    available.join(", ")
+                ),
+                Some(&format!(
+                    "register '{runtime}' with the engine again (for gVisor's runsc: scripts/setup-engine.sh), or `git agent purge {task}`"
+                )),
+            );
+            e.task = Some(task);
+            r.push(e)?;
+        }
+    }
+    Ok(())
 }
 
 /// The repository's tasks and runtime objects (see [`checkup`]); with `fix`, repair first

@@ -248,7 +248,7 @@ fn profiles_and_allow_change_what_a_task_reaches() {
 
     // `git agent allow` opens a domain for a running task.
     let wait_then_probe = format!(
-        "{script}\nwhile (! -e \"/tmp/go\") {{ select(undef, undef, undef, 0.1) }}\nprint \"after-allow: \", proxy(\"GET http://denied.test:8000/ HTTP/1.0\\r\\n\\r\\n\"), \"\\n\";\n"
+        "{script}\nopen(my $f, '>', '/tmp/probed'); close $f;\nwhile (! -e \"/tmp/go\") {{ select(undef, undef, undef, 0.1) }}\nprint \"after-allow: \", proxy(\"GET http://denied.test:8000/ HTTP/1.0\\r\\n\\r\\n\"), \"\\n\";\n"
     );
     env.agent(&[
         "spawn",
@@ -261,6 +261,12 @@ fn profiles_and_allow_change_what_a_task_reaches() {
         "-",
     ])
     .ok();
+    // Its first requests are answered under the policy it started with.
+    let probed = std::time::Instant::now();
+    while env.docker_exec("later", "test -e /tmp/probed").code != 0 {
+        assert!(probed.elapsed().as_secs() < 60, "the task never probed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let allow = env.agent(&["allow", "later", "Denied.Test"]).ok();
     assert_eq!(allow.stdout.trim(), "denied.test", "{allow}");
     env.agent(&["allow", "later", "bad/domain"]).fails();

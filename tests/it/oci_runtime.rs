@@ -380,3 +380,40 @@ fn claude_code_works_under_gvisor_through_the_vault() {
     let kernel = env.git(&["show", &format!("{tip}:kernel.txt")]).ok().stdout;
     assert!(kernel.contains("Starting gVisor"), "{kernel}");
 }
+
+#[test]
+fn doctor_names_a_task_whose_runtime_the_engine_no_longer_has() {
+    require_docker!();
+    let env = TestEnv::new();
+    env.agent(&[
+        "add",
+        "--name",
+        "held",
+        "--oci-runtime",
+        "runc",
+        "-m",
+        "x",
+        "--",
+        "true",
+    ])
+    .ok();
+    let healthy = env.agent(&["doctor"]);
+    assert!(!healthy.stdout.contains("OCI runtime"), "{healthy}");
+    // As if the engine had lost the runtime the task was started under: the record now names
+    // one the engine does not have.
+    let script = r#"set -e
+        t=$(git show refs/agent/held/state:task.toml | sed 's/^oci_runtime = "runc"/oci_runtime = "gone-runtime"/' | git hash-object -w --stdin)
+        git show refs/agent/held/state:task.toml | grep -q '^oci_runtime = "runc"'
+        tree=$(git ls-tree refs/agent/held/state | awk -v t="$t" -F'\t' '$2 == "task.toml" { split($1, a, " "); print a[1] " " a[2] " " t "\t" $2; next } { print }' | git mktree)
+        c=$(git commit-tree -p refs/agent/held/state -m tamper "$tree")
+        git update-ref refs/agent/held/state "$c""#;
+    env.git(&["-c", "alias.x=!sh -c", "x", script]).ok();
+    let doctor = env.agent(&["doctor"]);
+    let all = format!("{}{}", doctor.stdout, doctor.stderr);
+    assert!(
+        all.contains("task held runs under the OCI runtime 'gone-runtime'")
+            && all.contains("runc")
+            && all.contains("git agent purge held"),
+        "{doctor}"
+    );
+}
