@@ -170,17 +170,27 @@ async fn run<R: Runtime>(
         },
         network: names.network.clone(),
         hardening: step_hardening(&p.limits),
-        hosts: gateway::hosts(Some(&subnet)),
-        address: Some(crate::sandbox::network::task_address(&subnet)),
+        hosts: gateway::hosts(subnet.as_ref()),
+        address: subnet.as_ref().map(crate::sandbox::network::task_address),
     };
     // Both are created side by side; the gateway joins the network first (it takes its fixed
     // address there), then the step container and the gateway start.
     let (id, gw) = tokio::join!(
         rt.create_step_container(&spec),
-        gateway::create(rt, repo, task, gateway_image, &p.outer_network, &plan),
+        gateway::create(
+            rt,
+            repo,
+            task,
+            gateway_image,
+            &p.outer_network,
+            &plan,
+            subnet
+                .as_ref()
+                .map(crate::sandbox::network::gateway_address),
+        ),
     );
     let (id, gw) = (id?, gw?);
-    gateway::attach(rt, &gw, Some(&subnet)).await?;
+    gateway::attach(rt, &gw, subnet.as_ref()).await?;
     let (started, ready) = tokio::join!(rt.start(&id), gateway::start_ready(rt, &gw));
     started?;
     ready?;

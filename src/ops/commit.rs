@@ -355,9 +355,7 @@ pub async fn draft_network<R: Runtime>(
     }
     let range = crate::sandbox::network::SubnetRange::from_config(&ctx.config)?;
     let labels = ctx.repo.labels(&r.name);
-    Ok(Some(
-        crate::sandbox::network::create(rt, &range, &names.network, &labels).await?,
-    ))
+    Ok(crate::sandbox::network::create(rt, &range, &names.network, &labels).await?)
 }
 
 /// Remove the draft's container, volume, gateway and network (whatever is there; the network

@@ -532,10 +532,13 @@ async fn gateway_checks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>) -> Re
             rt.remove_network(&probe).await.ok();
             r.ok(
                 "network",
-                format!(
-                    "internal networks without a host address work (task subnets from {range}, e.g. {subnet})",
-                    range = range.net()
-                ),
+                match subnet {
+                    Some(subnet) => format!(
+                        "internal networks without a host address work (task subnets from {range}, e.g. {subnet})",
+                        range = range.net()
+                    ),
+                    None => "internal networks work (the engine gives their addresses)".into(),
+                },
             )?;
         }
         Err(e) => {

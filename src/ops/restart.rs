@@ -280,8 +280,9 @@ pub(super) async fn resume<R: Runtime>(
     } else {
         let range = crate::sandbox::network::SubnetRange::from_config(&ctx.config)?;
         let labels = ctx.repo.labels(&name);
-        let subnet = crate::sandbox::network::create(rt, &range, &names.network, &labels).await?;
-        Some(subnet.to_string())
+        crate::sandbox::network::create(rt, &range, &names.network, &labels)
+            .await?
+            .map(|s| s.to_string())
     };
     let net = subnet.as_deref().and_then(Ipv4Net::parse);
     // The new run gets its services afresh (those of an earlier run went with it): the old

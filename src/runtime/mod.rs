@@ -434,6 +434,15 @@ pub enum Isolation {
 pub trait Runtime {
     /// What this backend confines (see [`Isolation`]).
     fn isolation(&self) -> Isolation;
+    /// Whether containers take the addresses git-agent fixes in the subnets it picks for its
+    /// networks ([`SandboxSpec::address`], [`GatewaySpec::address`], ...), and so find each
+    /// other by the [`Hosts`] it computes from them: Docker and Podman do. A backend whose
+    /// network plugin owns every address (Kubernetes' CNI, see docs/kubernetes.md) says no:
+    /// its networks get no subnet from git-agent, specs carry no fixed address and no hosts,
+    /// and the backend resolves the names a container needs itself.
+    fn fixes_addresses(&self) -> bool {
+        true
+    }
     /// Check the engine answers; the error carries a hint on how to start one.
     async fn ping(&self) -> Result<String>;
     /// The id of an image, if present locally.

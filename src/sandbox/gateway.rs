@@ -24,6 +24,7 @@ use crate::runtime::{
     engine_kind,
 };
 use crate::task::store::{CONNECTIONS_FILE, Loaded, TaskStore};
+use std::net::Ipv4Addr;
 
 /// The gateway's name on a task's internal network.
 pub const ALIAS: &str = "git-agent-gateway";
@@ -149,6 +150,12 @@ impl GatewayPlan {
     }
 }
 
+/// The gateway's fixed address (empty: none, it finds its address by its alias).
+fn address_file(address: Option<Ipv4Addr>) -> Upload {
+    let text = address.map(|a| a.to_string()).unwrap_or_default();
+    upload("address", text, 0o644)
+}
+
 fn upload(name: &str, text: String, mode: u32) -> Upload {
     Upload {
         name: name.to_string(),
@@ -209,7 +216,8 @@ pub async fn start<R: Runtime>(
     plan: &GatewayPlan,
     subnet: Option<&Ipv4Net>,
 ) -> Result<String> {
-    let created = create(rt, repo, task, image, outer, plan).await?;
+    let address = subnet.map(super::network::gateway_address);
+    let created = create(rt, repo, task, image, outer, plan, address).await?;
     bring_up(rt, &created, subnet).await
 }
 
@@ -225,10 +233,14 @@ pub fn hosts(subnet: Option<&Ipv4Net>) -> Hosts {
 pub struct Created {
     id: String,
     spec: GatewaySpec,
+    /// The fixed address it was told (see [`create`]).
+    address: Option<Ipv4Addr>,
 }
 
 /// Create a task's gateway on its outer network and upload its configuration: everything
 /// that does not need the task's network, so it can go on while that network is created.
+/// `address`: its fixed address on the task's network, where it will serve (told in its
+/// configuration; [`attach`] corrects it if the network got another subnet).
 pub async fn create<R: Runtime>(
     rt: &R,
     repo: &RepoId,
@@ -236,6 +248,7 @@ pub async fn create<R: Runtime>(
     image: &str,
     outer: &str,
     plan: &GatewayPlan,
+    address: Option<Ipv4Addr>,
 ) -> Result<Created> {
     let names = repo.object_names(task);
     let spec = GatewaySpec {
@@ -252,11 +265,13 @@ pub async fn create<R: Runtime>(
     };
     let made = async {
         let id = rt.create_gateway(&spec).await?;
-        rt.upload(&id, CONF_DIR, &plan.files()?).await?;
+        let mut files = plan.files()?;
+        files.push(address_file(address));
+        rt.upload(&id, CONF_DIR, &files).await?;
         Ok::<_, anyhow::Error>(id)
     };
     let id = named_outer(rt, outer, made.await).await?;
-    Ok(Created { id, spec })
+    Ok(Created { id, spec, address })
 }
 
 /// Attach a created gateway to its task's network, start it and wait until it serves.
@@ -274,11 +289,10 @@ pub async fn bring_up<R: Runtime>(
 /// is not asked to connect a container to a network while it starts another on it: the
 /// task's container starts after this.)
 pub async fn attach<R: Runtime>(rt: &R, created: &Created, subnet: Option<&Ipv4Net>) -> Result<()> {
-    let Created { id, spec } = created;
+    let Created { id, spec, .. } = created;
     let address = subnet.map(super::network::gateway_address);
-    if let Some(a) = address {
-        rt.upload(id, CONF_DIR, &[upload("address", a.to_string(), 0o644)])
-            .await?;
+    if address != created.address {
+        rt.upload(id, CONF_DIR, &[address_file(address)]).await?;
     }
     let spec = GatewaySpec {
         address,
@@ -289,7 +303,7 @@ pub async fn attach<R: Runtime>(rt: &R, created: &Created, subnet: Option<&Ipv4N
 
 /// Start an attached gateway and wait until it serves.
 pub async fn start_ready<R: Runtime>(rt: &R, created: &Created) -> Result<String> {
-    let Created { id, spec } = created;
+    let Created { id, spec, .. } = created;
     named_outer(rt, &spec.outer, rt.start(id).await).await?;
     helper(rt, id, &["ready"]).await.map_err(|e| {
         hinted(

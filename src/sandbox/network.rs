@@ -185,16 +185,70 @@ fn start_slot(name: &str) -> u64 {
 /// once a spawn may lose many times in a row; each loss is another spawn's success, so it
 /// goes on until the range is full. A conflict while the name is taken is the name's, and
 /// final.
+/// `None` (and a network without a subnet of git-agent's) on an engine that does not take
+/// fixed addresses ([`Runtime::fixes_addresses`]).
 pub async fn create<R: Runtime>(
     rt: &R,
     range: &SubnetRange,
     name: &str,
     labels: &HashMap<String, String>,
-) -> Result<Ipv4Net> {
-    let mut start = start_slot(name);
+) -> Result<Option<Ipv4Net>> {
+    create_picked(rt, range, name, labels, pick(rt, range, name).await?).await
+}
+
+/// The subnet a network about to be created will most likely get (see [`pick`]).
+pub struct Picked {
+    taken: Vec<Ipv4Net>,
+    start: u64,
+    subnet: Option<Ipv4Net>,
+}
+
+impl Picked {
+    /// The subnet picked; the network may still get another (see [`create`]), or none be
+    /// free.
+    pub fn subnet(&self) -> Option<Ipv4Net> {
+        self.subnet
+    }
+}
+
+/// Pick the subnet for network `name` ahead of its creation (one listing of the engine's
+/// networks), so that what must know it (the gateway's address) can be made meanwhile.
+pub async fn pick<R: Runtime>(rt: &R, range: &SubnetRange, name: &str) -> Result<Picked> {
+    if !rt.fixes_addresses() {
+        return Ok(Picked {
+            taken: vec![],
+            start: 0,
+            subnet: None,
+        });
+    }
+    let taken = used(rt).await?;
+    let start = start_slot(name);
+    Ok(Picked {
+        subnet: range.pick(&taken, start),
+        taken,
+        start,
+    })
+}
+
+/// [`create`] from a [`pick`]: the picked subnet first.
+pub async fn create_picked<R: Runtime>(
+    rt: &R,
+    range: &SubnetRange,
+    name: &str,
+    labels: &HashMap<String, String>,
+    picked: Picked,
+) -> Result<Option<Ipv4Net>> {
+    if !rt.fixes_addresses() {
+        rt.create_network(name, labels, true, None).await?;
+        return Ok(None);
+    }
+    let Picked {
+        mut taken,
+        mut start,
+        ..
+    } = picked;
     let mut refused: Vec<Ipv4Net> = Vec::new();
     let mut unexplained = 0;
-    let mut taken = used(rt).await?;
     loop {
         let holding = taken.iter().filter(|u| u.overlaps(&range.net())).count();
         taken.extend(refused.iter().copied());
@@ -214,7 +268,7 @@ pub async fn create<R: Runtime>(
             .create_network(name, labels, true, Some(&subnet.to_string()))
             .await
         {
-            Ok(_) => return Ok(subnet),
+            Ok(_) => return Ok(Some(subnet)),
             Err(e) => e,
         };
         if engine_kind(&e) != Some(EngineErrorKind::Conflict) || rt.network_exists(name).await? {

@@ -227,7 +227,7 @@ pub async fn start<R: Runtime>(
             None => {
                 let subnet =
                     super::network::create(rt, &plan.subnets, &names.preview_net, &labels).await?;
-                (names.preview_net.clone(), Some(subnet))
+                (names.preview_net.clone(), subnet)
             }
         };
         rt.create_network(&names.preview_front, &labels, false, None)

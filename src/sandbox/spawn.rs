@@ -384,8 +384,15 @@ pub async fn start<R: Runtime>(
         .then(|| gateway::endpoints(req.gateway.vault.is_some()));
     // The gateway is created and configured while the task's network is: only attaching
     // and starting it need that network.
+    // Its subnet is picked first: the gateway is told its fixed address there with the rest
+    // of its configuration.
+    let picked = super::network::pick(rt, &req.subnets, &names.network).await?;
+    let address = picked
+        .subnet()
+        .as_ref()
+        .map(super::network::gateway_address);
     let (subnet, gw) = tokio::join!(
-        super::network::create(rt, &req.subnets, &names.network, &labels),
+        super::network::create_picked(rt, &req.subnets, &names.network, &labels, picked),
         gateway::create(
             rt,
             repo,
@@ -393,6 +400,7 @@ pub async fn start<R: Runtime>(
             &req.gateway_image,
             &req.outer_network,
             &req.gateway,
+            address,
         ),
     );
     let subnet = subnet?;
@@ -422,12 +430,13 @@ pub async fn start<R: Runtime>(
             read_only: req.read_only,
             cache: cache_volume.as_deref(),
             oci_runtime: req.oci_runtime.as_deref(),
-            hosts: task_hosts(Some(&subnet), &req.services),
-            address: Some(super::network::task_address(&subnet)),
+            hosts: task_hosts(subnet.as_ref(), &req.services),
+            address: subnet.as_ref().map(super::network::task_address),
         },
         &req.limits,
     );
-    // The task's container starts once its gateway has joined the task's network.
+    // The task's container starts once its gateway (and its services) joined the task's
+    // network.
     let (attached_tx, attached_rx) = tokio::sync::oneshot::channel::<()>();
     let sandbox = async {
         if cache_volume.is_some() {
@@ -482,28 +491,43 @@ pub async fn start<R: Runtime>(
         crate::crash::point("spawn.after-deliver");
         Ok::<_, anyhow::Error>(id)
     };
+    // The task's services join its network (beside the gateway's start) before the task's
+    // container starts: a container finds by name only the members that were there when it
+    // started, on an engine that resolves names at start (see docs/kubernetes.md).
     let gw_up = async {
-        let attached = gateway::attach(rt, &gw, Some(&subnet)).await;
-        let _ = attached_tx.send(());
-        attached?;
-        gateway::start_ready(rt, &gw).await
+        let attached = gateway::attach(rt, &gw, subnet.as_ref()).await;
+        let mut tx = Some(attached_tx);
+        let mut release = || {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(());
+            }
+        };
+        if attached.is_err() {
+            release();
+            return attached;
+        }
+        let services = async {
+            let started = super::services::start(
+                rt,
+                repo,
+                task,
+                &req.services,
+                &req.limits,
+                &names.network,
+                subnet.as_ref(),
+            )
+            .await;
+            release();
+            started
+        };
+        let (services, ready) = tokio::join!(services, gateway::start_ready(rt, &gw));
+        services?;
+        ready.map(|_| ())
     };
     let (sandbox, gw) = tokio::join!(sandbox, gw_up);
     let id = sandbox?;
     gw?;
     crate::crash::point("spawn.after-gateway");
-    checkpoint()?;
-    // The services the task's tests need are there before its command starts.
-    super::services::start(
-        rt,
-        repo,
-        task,
-        &req.services,
-        &req.limits,
-        &names.network,
-        Some(&subnet),
-    )
-    .await?;
     checkpoint()?;
     // A headless command starts now that the repository, the prompt and its way out are in
     // place (an interactive one once the caller has attached, see [`go`]). The disk warden
@@ -552,7 +576,7 @@ pub async fn start<R: Runtime>(
         r.status = Status::Running;
         r.started = Some(now());
         r.sandbox.container = Some(id.clone());
-        r.sandbox.subnet = Some(subnet.to_string());
+        r.sandbox.subnet = subnet.map(|s| s.to_string());
         Ok(vec![])
     })
 }

@@ -297,7 +297,10 @@ fn concurrent_creations_pick_distinct_subnets() {
                             "git-agent.nettest".to_string(),
                             tag.clone(),
                         )]);
-                        network::create(&engine, &range, &format!("{tag}-{i}"), &labels).await
+                        let made = network::create(&engine, &range, &format!("{tag}-{i}"), &labels)
+                            .await?;
+                        // Docker takes fixed addresses: every network has a subnet.
+                        made.ok_or_else(|| anyhow::anyhow!("no subnet from Docker"))
                     })
                 })
             })
