@@ -123,9 +123,10 @@ pub fn is_no_room(err: &anyhow::Error) -> bool {
     err.downcast_ref::<NoRoom>().is_some()
 }
 
-/// Refuse an engine whose task networks leak, unless the user accepted it: on Podman 4
-/// (through its Docker-compatible API) an internal network's DNS server (aardvark-dns)
-/// forwards every name to the host's resolvers, so a task could send data out in lookups.
+/// Refuse an engine that would not hold a task in, unless the user accepted it: a Podman
+/// reached off its socket, whose task networks keep a DNS server (aardvark-dns) forwarding
+/// every name to the host's resolvers (a task could send data out in lookups); an engine that
+/// would not enforce a task's limits (rootless Podman on cgroups v1).
 async fn check_boundary(ctx: &Ctx, name: &str, engine: &Engine) -> Result<()> {
     let gap = match engine {
         Engine::Docker(d) => d.podman_dns_gap().await,
@@ -138,6 +139,21 @@ async fn check_boundary(ctx: &Ctx, name: &str, engine: &Engine) -> Result<()> {
                 "the engine '{name}' is Podman reached other than through its local socket: its task networks would keep a name server that resolves any name through the host's resolvers, so a task could send data out in DNS lookups, around its gateway"
             ),
             "reach Podman through its socket on this machine (unix://), run tasks on Docker, or accept that gap: git config --global agent.allowPodmanDns true",
+        ));
+    }
+    let unenforced = match engine {
+        Engine::Docker(d) => d.limits_unenforced().await,
+        #[cfg(feature = "local-runtime")]
+        _ => None,
+    };
+    if let Some(why) = unenforced
+        && !ctx.config.bool("agent.allowUnenforcedLimits", false)?
+    {
+        return Err(hinted(
+            format!(
+                "the engine '{name}' would not limit a task's memory, CPU or processes ({why}): an agent could exhaust the machine"
+            ),
+            "run Podman on cgroups v2 with the memory, pids and cpu controllers delegated to its user, run tasks on Docker, or accept that: git config --global agent.allowUnenforcedLimits true",
         ));
     }
     Ok(())

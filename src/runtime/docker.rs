@@ -849,8 +849,10 @@ impl Runtime for DockerRuntime {
 
     async fn start(&self, id: &str) -> Result<()> {
         // A start the runtime fails inside the engine (HTTP 500: runc's container init died,
-        // seen under load) leaves the container created and is tried again, twice, before it
-        // is reported; refusals (4xx) are reported at once.
+        // seen under load; or runc's create failing in the engine's own network hook, which
+        // Docker answers with a 400 though nothing in the request was wrong) leaves the
+        // container created and is tried again, twice, before it is reported; refusals (4xx)
+        // are reported at once.
         let mut delays = [300u64, 1000].into_iter();
         loop {
             self.podman_refuses_dead_pid_owner(id).await?;
@@ -858,9 +860,11 @@ impl Runtime for DockerRuntime {
                 Ok(()) => return Ok(()),
                 Err(e) => engine(e),
             };
-            let server_side = err
-                .downcast_ref::<EngineError>()
-                .is_some_and(|x| x.kind == EngineErrorKind::Other && x.status == Some(500));
+            let server_side = err.downcast_ref::<EngineError>().is_some_and(|x| {
+                x.kind == EngineErrorKind::Other
+                    && (x.status == Some(500)
+                        || (x.status == Some(400) && runtime_hook_failed(&x.message)))
+            });
             match delays.next() {
                 Some(ms) if server_side => {
                     tokio::time::sleep(std::time::Duration::from_millis(ms)).await
@@ -1645,6 +1649,17 @@ impl DockerRuntime {
         self.is_podman().await && self.unix_socket().is_none()
     }
 
+    /// Why this engine would not enforce a container's limits, if it would not: rootless
+    /// Podman on cgroups v1, or on v2 without the controllers delegated (see `libpod`). A
+    /// Podman reached off its socket is not asked (it is refused for its name server first).
+    pub async fn limits_unenforced(&self) -> Option<String> {
+        if !self.is_podman().await {
+            return None;
+        }
+        let info = super::libpod::info(self.unix_socket()?).await.ok()?;
+        super::libpod::limits_unenforced(&info)
+    }
+
     /// Podman starts the container whose processes `id` joins (`pid_mode: container:<x>`)
     /// when that one is not running, where Docker refuses the start. A disk warden started
     /// just after its task ended would bring the task back (its helper, seeing the task ran,
@@ -1850,6 +1865,12 @@ fn no_entrypoint() -> Option<Vec<String>> {
 
 /// The engine's settings for a [`Hardening`], faithfully: every capability dropped but the
 /// kept ones, and nothing added that the caller did not ask for.
+/// Whether a start failed in the OCI runtime's hook that the engine itself installs (Docker's
+/// network setup, `libnetwork-setkey`), an engine-internal failure seen under load.
+fn runtime_hook_failed(message: &str) -> bool {
+    message.contains("OCI runtime create failed") && message.contains("error running hook")
+}
+
 /// `/etc/hosts` lines for [`crate::runtime::Hosts`] (`None` when there are none).
 fn extra_hosts(hosts: &crate::runtime::Hosts) -> Option<Vec<String>> {
     (!hosts.is_empty()).then(|| hosts.iter().map(|(n, a)| format!("{n}:{a}")).collect())
@@ -2038,6 +2059,19 @@ fn build_failed(error: &str) -> anyhow::Error {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_failed_network_hook_is_the_engines_not_the_request() {
+        // What Docker 26 answered (HTTP 400) under load, seen in this project's CI.
+        let seen = "failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: error during container init: error running hook #0: error running hook: exit status 1, stdout: , stderr: time=\"2026-12-03T14:03:12Z\" level=fatal msg=\"no such file or directory\": unknown";
+        assert!(runtime_hook_failed(seen));
+        // A refusal of what was asked stays one.
+        assert!(!runtime_hook_failed(
+            "OCI runtime create failed: runc create failed: unable to start container process: exec: \"nope\": executable file not found in $PATH"
+        ));
+        assert!(!runtime_hook_failed("invalid mount config"));
+    }
+
     use super::*;
 
     fn server(status_code: u16, message: &str) -> BollardError {

@@ -1,5 +1,6 @@
-//! The one request git-agent makes of Podman's own API (libpod) rather than its
-//! Docker-compatible one: creating an internal network without a name server.
+//! The requests git-agent makes of Podman's own API (libpod) rather than its
+//! Docker-compatible one: creating an internal network without a name server, and reading
+//! whether the engine can enforce a container's limits (see [`limits_unenforced`]).
 //!
 //! Podman's Docker-compatible API turns on its name server (aardvark-dns) on every bridge
 //! network it creates. On an internal network that server still resolves any name through
@@ -50,6 +51,41 @@ fn body(
     v.to_string()
 }
 
+/// One request to libpod's `path` at `socket`: its status and body.
+async fn request(
+    socket: &Path,
+    method: hyper::Method,
+    path: &str,
+    body: String,
+) -> Result<(u16, bytes::Bytes)> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("cannot connect to Podman at {}", socket.display()))?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("cannot talk to Podman")?;
+    let driver = tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("/{VERSION}/libpod/{path}"))
+        .header("host", "podman")
+        .header("content-type", "application/json")
+        .body(body)?;
+    let resp = send
+        .send_request(req)
+        .await
+        .with_context(|| format!("Podman did not answer {path}"))?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .context("cannot read Podman's answer")?
+        .to_bytes();
+    driver.abort();
+    Ok((status, bytes))
+}
+
 /// Create network `name` without a name server through the libpod API at `socket`. Returns
 /// its id, or the engine's refusal.
 pub async fn create_network(
@@ -59,29 +95,13 @@ pub async fn create_network(
     internal: bool,
     subnet: Option<&str>,
 ) -> Result<std::result::Result<String, Refused>> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .with_context(|| format!("cannot connect to Podman at {}", socket.display()))?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("cannot talk to Podman")?;
-    let driver = tokio::spawn(conn);
-    let req = hyper::Request::post(format!("/{VERSION}/libpod/networks/create"))
-        .header("host", "podman")
-        .header("content-type", "application/json")
-        .body(body(name, labels, internal, subnet))?;
-    let resp = send
-        .send_request(req)
-        .await
-        .context("Podman did not answer the network create")?;
-    let status = resp.status().as_u16();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .context("cannot read Podman's answer")?
-        .to_bytes();
-    driver.abort();
+    let (status, bytes) = request(
+        socket,
+        hyper::Method::POST,
+        "networks/create",
+        body(name, labels, internal, subnet),
+    )
+    .await?;
     let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     if (200..300).contains(&status) {
         let id = json["id"]
@@ -101,6 +121,47 @@ pub async fn create_network(
     }))
 }
 
+/// Why a Podman engine would set none of a container's memory, CPU and process limits, if it
+/// would not, from its `info` (libpod's): rootless on cgroups v1, or rootless on cgroups v2
+/// without those controllers delegated to its user. It says so only in its own log.
+pub fn limits_unenforced(info: &serde_json::Value) -> Option<String> {
+    let host = &info["host"];
+    if host["security"]["rootless"].as_bool() != Some(true) {
+        return None;
+    }
+    match host["cgroupVersion"].as_str() {
+        Some("v1") => {
+            Some("rootless Podman on cgroups v1 sets no memory, CPU or process limits".into())
+        }
+        Some("v2") => {
+            let have: Vec<&str> = host["cgroupControllers"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
+                .unwrap_or_default();
+            let missing: Vec<&str> = ["memory", "pids", "cpu"]
+                .into_iter()
+                .filter(|c| !have.contains(c))
+                .collect();
+            (!missing.is_empty()).then(|| {
+                format!(
+                    "rootless Podman without the cgroup controllers {} delegated to its user sets no such limits",
+                    missing.join(", ")
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Podman's own `info` through its API at `socket`.
+pub async fn info(socket: &Path) -> Result<serde_json::Value> {
+    let (status, bytes) = request(socket, hyper::Method::GET, "info", String::new()).await?;
+    if !(200..300).contains(&status) {
+        return Err(anyhow!("Podman answered HTTP {status} to info"));
+    }
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +178,23 @@ mod tests {
         assert_eq!(v["options"]["isolate"], "true");
         let v: serde_json::Value = serde_json::from_str(&body("n", &labels, false, None)).unwrap();
         assert!(v.get("subnets").is_none());
+    }
+
+    #[test]
+    fn limits_are_unenforced_rootless_on_v1_or_without_delegated_controllers() {
+        let info = |rootless: bool, version: &str, controllers: &[&str]| {
+            serde_json::json!({"host": {"security": {"rootless": rootless},
+                "cgroupVersion": version, "cgroupControllers": controllers}})
+        };
+        assert!(
+            limits_unenforced(&info(true, "v1", &[]))
+                .unwrap()
+                .contains("cgroups v1")
+        );
+        assert!(limits_unenforced(&info(false, "v1", &[])).is_none());
+        assert!(limits_unenforced(&info(true, "v2", &["cpu", "memory", "pids"])).is_none());
+        let why = limits_unenforced(&info(true, "v2", &["cpu"])).unwrap();
+        assert!(why.contains("memory, pids"), "{why}");
+        assert!(limits_unenforced(&serde_json::json!({})).is_none());
     }
 }

@@ -209,8 +209,11 @@ impl TestEnv {
         std::fs::write(
             home.path().join(".gitconfig"),
             format!(
-                "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n[agent]\n\tbaseImage = {}\n\tfollow = false\n",
+                "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n[agent]\n\tbaseImage = {}\n\tfollow = false\n{}",
                 base_image(),
+                // The Podman pass runs on a machine whose rootless Podman cannot enforce limits
+                // (cgroups v1), which spawn refuses (see `podman::`).
+                if podman() { "\tallowUnenforcedLimits = true\n" } else { "" }
             ),
         )
         .unwrap();

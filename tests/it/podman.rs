@@ -118,3 +118,155 @@ fn a_task_on_rootless_podman_cannot_reach_the_hosts_loopback() {
     }
     assert!(untouched(&service), "a task reached the host's loopback");
 }
+
+/// Podman's API on TCP loopback, as its rootless user, for one test: Podman reached other
+/// than through its socket. Ended (with its process group) on drop.
+struct TcpPodman {
+    child: std::process::Child,
+    url: String,
+}
+
+impl TcpPodman {
+    fn start() -> TcpPodman {
+        use std::os::unix::process::CommandExt;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new("runuser")
+            .args([
+                "-u",
+                "gitagent-podman",
+                "--",
+                "env",
+                "HOME=/home/gitagent-podman",
+                "XDG_RUNTIME_DIR=/run/gitagent-podman",
+                "XDG_CONFIG_HOME=/home/gitagent-podman/.config",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                "podman",
+                "system",
+                "service",
+                "--time=0",
+                &url,
+            ])
+            .current_dir("/")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("runuser runs podman");
+        let tcp = TcpPodman { child, url };
+        for _ in 0..100 {
+            let up = std::process::Command::new("docker")
+                .args(["-H", &tcp.url, "version"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if up {
+                return tcp;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("podman system service on {} did not answer", tcp.url);
+    }
+}
+
+impl Drop for TcpPodman {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Only Podman's own API, on its socket, creates a network without a name server: reached
+/// another way, its task networks would resolve any name through the host's resolvers. spawn
+/// refuses such an engine, before making anything, until the user accepts that gap.
+#[test]
+fn podman_off_its_socket_is_refused_until_its_dns_gap_is_accepted() {
+    if !podman() {
+        eprintln!("SKIPPED: a Podman attack (run with GIT_AGENT_TEST_ENGINE=podman)");
+        return;
+    }
+    require_docker!();
+    let tcp = TcpPodman::start();
+    let env = TestEnv::new();
+    let before = env.snapshot();
+    let spawn = || {
+        env.agent_with(&["spawn", "--name", "off", "-m", "x", "--", "true"], |c| {
+            c.env("DOCKER_HOST", &tcp.url);
+        })
+    };
+    let run = spawn().fails();
+    assert!(
+        run.stderr.contains("name server") && run.stderr.contains("agent.allowPodmanDns true"),
+        "{run}"
+    );
+    assert!(
+        env.task_refs("off").is_empty(),
+        "{:?}",
+        env.task_refs("off")
+    );
+    let (c, v, n) = env.runtime_objects();
+    assert!(
+        c.is_empty() && v.is_empty() && n.is_empty(),
+        "{c:?} {v:?} {n:?}"
+    );
+    assert_eq!(env.snapshot(), before);
+    // Through its socket (the environment's DOCKER_HOST) the same repository spawns.
+    env.agent(&["spawn", "--name", "on", "-m", "x", "--wait", "--", "true"])
+        .ok();
+}
+
+/// Rootless Podman on cgroups v1 (or v2 without delegated controllers) accepts a container's
+/// memory, CPU and process limits and sets none of them, saying so only in its own log. spawn
+/// refuses such an engine, before making anything, until the user accepts it; where Podman
+/// enforces them, spawn goes on.
+#[test]
+fn podman_that_would_not_enforce_limits_is_refused_until_accepted() {
+    if !podman() {
+        eprintln!("SKIPPED: a Podman attack (run with GIT_AGENT_TEST_ENGINE=podman)");
+        return;
+    }
+    require_docker!();
+    let env = TestEnv::new();
+    env.git(&["config", "agent.allowUnenforcedLimits", "false"])
+        .ok();
+    let cgroups = docker(&["info", "--format", "{{.CgroupVersion}}"]);
+    let before = env.snapshot();
+    let run = env.agent(&[
+        "spawn", "--name", "unbound", "-m", "x", "--wait", "--", "true",
+    ]);
+    // This machine's kind: rootless Podman on cgroups v1.
+    if cgroups.stdout.trim() == "1" {
+        assert_eq!(run.code, 1, "{run}");
+        assert!(
+            run.stderr.contains("cgroups v1")
+                && run
+                    .stderr
+                    .contains("git config --global agent.allowUnenforcedLimits true"),
+            "{run}"
+        );
+        assert!(env.task_refs("unbound").is_empty());
+        let (c, v, n) = env.runtime_objects();
+        assert!(
+            c.is_empty() && v.is_empty() && n.is_empty(),
+            "{c:?} {v:?} {n:?}"
+        );
+        assert_eq!(env.snapshot(), before);
+        env.git(&["config", "agent.allowUnenforcedLimits", "true"])
+            .ok();
+        env.agent(&[
+            "spawn", "--name", "unbound", "-m", "x", "--wait", "--", "true",
+        ])
+        .ok();
+    } else {
+        // Enforced (or a v2 machine without the controllers, refused as above).
+        assert!(
+            run.code == 0 || run.stderr.contains("allowUnenforcedLimits"),
+            "{run}"
+        );
+    }
+}

@@ -134,6 +134,12 @@ pub const CONFIG: &[ConfigKey] = &[
         "Run tasks on a Podman engine reached other than through its local Unix socket (over SSH or TCP). git-agent creates Podman task networks without a name server through Podman's own API on its socket; elsewhere they keep aardvark-dns, which resolves any name through the host's resolvers and so lets a task send data out in lookups around its gateway. Without it, spawn refuses such an engine.",
     ),
     (
+        "agent.allowUnenforcedLimits",
+        "boolean",
+        "false",
+        "Run tasks on an engine that would not enforce their memory, CPU and process limits (rootless Podman on cgroups v1, or on v2 without those controllers delegated to its user). Without it, spawn refuses such an engine: an agent could exhaust the machine.",
+    ),
+    (
         "agent.engine",
         "engine name",
         "unset",
