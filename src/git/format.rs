@@ -23,8 +23,31 @@ pub struct RepoFormat {
 }
 
 impl Git {
-    /// Ask git how this repository is stored.
+    /// How this repository is stored: asked of git once per process and repository (it does
+    /// not change while a command runs).
     pub fn format(&self) -> Result<RepoFormat> {
+        static KNOWN: std::sync::Mutex<Vec<(std::path::PathBuf, RepoFormat)>> =
+            std::sync::Mutex::new(Vec::new());
+        let known = |g: &Git| {
+            KNOWN
+                .lock()
+                .ok()?
+                .iter()
+                .find(|(dir, _)| *dir == g.common_dir)
+                .map(|(_, f)| f.clone())
+        };
+        if let Some(f) = known(self) {
+            return Ok(f);
+        }
+        let f = self.ask_format()?;
+        if let Ok(mut k) = KNOWN.lock() {
+            k.push((self.common_dir.clone(), f.clone()));
+        }
+        Ok(f)
+    }
+
+    /// Ask git how this repository is stored.
+    fn ask_format(&self) -> Result<RepoFormat> {
         let text = self.run([
             "rev-parse",
             "--show-object-format",

@@ -97,6 +97,37 @@ impl Git {
                 .output()
                 .context("could not run git; is it installed and on PATH?")
         };
+        // The usual case in one process: a work tree. Anything else is asked again below, for
+        // the words that fit it.
+        let out = ask(&[
+            "rev-parse",
+            "--is-bare-repository",
+            "--is-inside-git-dir",
+            "--git-common-dir",
+            "--show-toplevel",
+        ])?;
+        if out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let lines: Vec<&str> = text.lines().collect();
+            if let [bare, _, common, top] = lines[..]
+                && bare == "false"
+                && !top.is_empty()
+            {
+                let common = PathBuf::from(common);
+                let common = if common.is_absolute() {
+                    common
+                } else {
+                    start.join(common)
+                };
+                let common_dir = common
+                    .canonicalize()
+                    .with_context(|| format!("cannot resolve git dir {}", common.display()))?;
+                return Ok(Git {
+                    dir: PathBuf::from(top),
+                    common_dir,
+                });
+            }
+        }
         let out = ask(&[
             "rev-parse",
             "--is-bare-repository",
