@@ -84,6 +84,20 @@ pub struct Git {
     pub common_dir: PathBuf,
 }
 
+/// The absolute common git dir from `rev-parse --git-common-dir` run at `start` (a relative
+/// answer is relative to where git ran, not to the top level).
+fn common_dir(start: &Path, answer: &str) -> Result<PathBuf> {
+    let common = PathBuf::from(answer);
+    let common = if common.is_absolute() {
+        common
+    } else {
+        start.join(common)
+    };
+    common
+        .canonicalize()
+        .with_context(|| format!("cannot resolve git dir {}", common.display()))
+}
+
 impl Git {
     /// Find the repository containing `start`, which may be any directory of a work tree
     /// (the main one or a linked one). A bare repository, or a directory inside a git dir,
@@ -113,18 +127,9 @@ impl Git {
                 && bare == "false"
                 && !top.is_empty()
             {
-                let common = PathBuf::from(common);
-                let common = if common.is_absolute() {
-                    common
-                } else {
-                    start.join(common)
-                };
-                let common_dir = common
-                    .canonicalize()
-                    .with_context(|| format!("cannot resolve git dir {}", common.display()))?;
                 return Ok(Git {
                     dir: PathBuf::from(top),
-                    common_dir,
+                    common_dir: common_dir(start, common)?,
                 });
             }
         }
@@ -144,16 +149,7 @@ impl Git {
         let mut lines = text.lines();
         let bare = lines.next() == Some("true");
         let in_git_dir = lines.next() == Some("true");
-        let common = PathBuf::from(lines.next().unwrap_or_default());
-        // A relative common dir is relative to where git ran, not to the top level.
-        let common = if common.is_absolute() {
-            common
-        } else {
-            start.join(common)
-        };
-        let common_dir = common
-            .canonicalize()
-            .with_context(|| format!("cannot resolve git dir {}", common.display()))?;
+        let common_dir = common_dir(start, lines.next().unwrap_or_default())?;
         if bare {
             return Err(hinted(
                 format!(
