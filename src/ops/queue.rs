@@ -238,8 +238,17 @@ pub async fn work(
                 return Ok(Worked::Refused(reason));
             }
             AfterState::Ready => {
-                // Its work comes home first (a stopped container still answers a sync).
-                let synced = super::sync::run(rt, ctx, &parent, events).await;
+                // Its work comes home first (a stopped container still answers a sync). An
+                // engine under load can fail one (a container start, a stream): tried again
+                // twice before the task starts on the work as last synced.
+                let mut synced = super::sync::run(rt, ctx, &parent, events).await;
+                for pause in [1, 3] {
+                    if synced.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
+                    synced = super::sync::run(rt, ctx, &parent, events).await;
+                }
                 if let Err(e) = synced {
                     events.emit(Event::warning(
                         Some(task),

@@ -316,7 +316,13 @@ fn after_chains_and_wait_exit_codes() {
     let (code, stderr) = finish(serve(&env, &["--once"]), Duration::from_secs(80));
     assert_eq!(code, 0, "{stderr}");
     let ok = env.agent(&["wait", &parent, &child]);
-    assert_eq!(ok.code, 0, "{ok}\n{stderr}");
+    let child_log =
+        std::fs::read_to_string(env.repo.join(format!(".git/git-agent/serve/{child}.log")))
+            .unwrap_or_default();
+    assert_eq!(
+        ok.code, 0,
+        "{ok}\n{stderr}\n--- child's worker log\n{child_log}"
+    );
     let head = env.task_refs(&parent)["head"].clone();
     assert_eq!(
         env.task_refs(&child)["base"],
