@@ -232,9 +232,8 @@ pub fn hosts(subnet: Option<&Ipv4Net>) -> Hosts {
 /// A gateway created and configured, on its outer network only.
 pub struct Created {
     id: String,
+    /// Its `address` is the one it was told (see [`create`]).
     spec: GatewaySpec,
-    /// The fixed address it was told (see [`create`]).
-    address: Option<Ipv4Addr>,
 }
 
 /// Create a task's gateway on its outer network and upload its configuration: everything
@@ -261,7 +260,7 @@ pub async fn create<R: Runtime>(
         // The vault may forward to a model API the user runs on the host.
         host_alias: Some("host.docker.internal".into()),
         hardening: hardening(),
-        address: None,
+        address,
     };
     let made = async {
         let id = rt.create_gateway(&spec).await?;
@@ -271,7 +270,7 @@ pub async fn create<R: Runtime>(
         Ok::<_, anyhow::Error>(id)
     };
     let id = named_outer(rt, outer, made.await).await?;
-    Ok(Created { id, spec, address })
+    Ok(Created { id, spec })
 }
 
 /// Attach a created gateway to its task's network, start it and wait until it serves.
@@ -289,9 +288,9 @@ pub async fn bring_up<R: Runtime>(
 /// is not asked to connect a container to a network while it starts another on it: the
 /// task's container starts after this.)
 pub async fn attach<R: Runtime>(rt: &R, created: &Created, subnet: Option<&Ipv4Net>) -> Result<()> {
-    let Created { id, spec, .. } = created;
+    let Created { id, spec } = created;
     let address = subnet.map(super::network::gateway_address);
-    if address != created.address {
+    if address != spec.address {
         rt.upload(id, CONF_DIR, &[address_file(address)]).await?;
     }
     let spec = GatewaySpec {
@@ -303,7 +302,7 @@ pub async fn attach<R: Runtime>(rt: &R, created: &Created, subnet: Option<&Ipv4N
 
 /// Start an attached gateway and wait until it serves.
 pub async fn start_ready<R: Runtime>(rt: &R, created: &Created) -> Result<String> {
-    let Created { id, spec, .. } = created;
+    let Created { id, spec } = created;
     named_outer(rt, &spec.outer, rt.start(id).await).await?;
     helper(rt, id, &["ready"]).await.map_err(|e| {
         hinted(
