@@ -455,9 +455,15 @@ async fn held_networks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: b
             continue;
         }
         let names = ctx.repo.object_names(&name);
-        if !inv.networks.contains(&names.network) {
+        // Its own network, or the spare's it ran on (see `sandbox::spare`).
+        let Some(held) = [Some(&names.network), l.record.sandbox.network.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|n| inv.networks.contains(*n))
+            .cloned()
+        else {
             continue;
-        }
+        };
         let detail = format!("task {name} has finished but still holds its network");
         let entry = |status, detail: String, fix: Option<String>| Entry {
             status,
@@ -480,7 +486,7 @@ async fn held_networks<R: Runtime>(rt: &R, ctx: &Ctx, r: &mut Report<'_>, fix: b
                 if let Some(l) = ctx.store.load(&name)? {
                     crate::sandbox::gateway::retire(rt, &ctx.store, l, &names).await?;
                 }
-                let gone = !rt.network_exists(&names.network).await?;
+                let gone = !rt.network_exists(&held).await?;
                 if gone {
                     r.push(entry("fixed", detail, None))?;
                 } else {

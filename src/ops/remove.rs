@@ -288,6 +288,13 @@ pub async fn purge<R: Runtime>(
             format!("could not remove the unused object cache: {e:#}"),
         ));
     }
+    // No task runs any more: the spare made for the next one goes too.
+    if let Err(e) = crate::sandbox::spare::retire_if_idle(rt, &ctx.store, &ctx.repo).await {
+        events.emit(Event::warning(
+            None,
+            format!("could not remove the spare network: {e:#}"),
+        ));
+    }
     events.emit(Event::step(
         Some(&name),
         format!("purged {name}{}", if refs { " and its refs" } else { "" }),

@@ -15,7 +15,7 @@ use crate::agent;
 use crate::data::Search;
 use crate::image::{self, ImageRequest};
 use crate::runtime::subnet::Ipv4Net;
-use crate::runtime::{ContainerState, Runtime};
+use crate::runtime::{ContainerState, ObjectKind, Runtime};
 use crate::sandbox::health::{self, Workspace};
 use crate::sandbox::reseed::{self, Seed};
 use crate::sandbox::spawn::{Limits, Process, deliver_prompt, go, sandbox_spec, supervised};
@@ -270,6 +270,18 @@ pub(super) async fn resume<R: Runtime>(
             &crate::egress::repo::load(&ctx.git.dir)?.allow,
         )?,
     };
+    // A run on a spare's network (see `sandbox::spare`) leaves it behind: the new run gets
+    // a network of the task's own name.
+    if let Some(old) = loaded
+        .record
+        .sandbox
+        .network
+        .as_ref()
+        .filter(|n| **n != names.network)
+        && crate::sandbox::owned_by(rt, &ctx.repo, &name, ObjectKind::Network, old).await?
+    {
+        rt.remove_network(old).await?;
+    }
     if loaded.record.network.is_none() {
         // A task from before egress control ran on a plain network: give it an internal one.
         rt.remove_network(&names.network).await?;

@@ -535,6 +535,7 @@ pub async fn start<R: Runtime>(
         None => (p.names.len() > 1).then(|| p.group.to_string()),
     };
     let object_cache = crate::sandbox::cache::enabled(&ctx.config)?;
+    let spare = crate::sandbox::spare::enabled(&ctx.config)?;
     let mut requests = Vec::new();
     for ((((agent, name), prompt), (env, gateway)), plan) in p
         .agents
@@ -580,6 +581,7 @@ pub async fn start<R: Runtime>(
             read_only: p.read_only,
             git_readonly: p.git_readonly,
             object_cache,
+            spare,
             retry_of: p.retry_of.clone(),
             services: services.clone(),
             oci_runtime: p.oci_runtime.clone(),

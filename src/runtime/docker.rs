@@ -1128,6 +1128,17 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    async fn rename(&self, id: &str, name: &str) -> Result<()> {
+        let opts = bollard::query_parameters::RenameContainerOptionsBuilder::new()
+            .name(name)
+            .build();
+        self.docker
+            .rename_container(id, opts)
+            .await
+            .map_err(engine)
+            .with_context(|| format!("cannot rename container {id} to {name}"))
+    }
+
     async fn remove_container(&self, id: &str) -> Result<()> {
         let opts = RemoveContainerOptionsBuilder::new().force(true).build();
         match self.docker.remove_container(id, Some(opts)).await {

@@ -1405,6 +1405,15 @@ impl Runtime for LocalRuntime {
         self.stop_dir(&dir, &rec, timeout).await
     }
 
+    async fn rename(&self, id: &str, _name: &str) -> Result<()> {
+        anyhow::bail!("the engine-less runtime cannot rename container {id}")
+    }
+
+    /// Its "containers" are processes on the host: nothing is gained by making one ahead.
+    fn keeps_spares(&self) -> bool {
+        false
+    }
+
     async fn remove_container(&self, id: &str) -> Result<()> {
         let Some((dir, rec)) = self.find(id)? else {
             return Ok(());

@@ -32,6 +32,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub const LABEL_TASK: &str = "git-agent.task";
 pub const LABEL_REPO: &str = "git-agent.repo";
 pub const LABEL_REPO_PATH: &str = "git-agent.repo-path";
+/// On a spare task network and its gateway, made ahead for a repository's next spawn (see
+/// `sandbox::spare`): the spare's id. The gateway keeps it once a task claims it.
+pub const LABEL_SPARE: &str = "git-agent.spare";
 
 /// A numeric user and group. Containers always get one explicitly, so that nothing in the
 /// image (`/etc/passwd`, `USER`) decides who their processes are.
@@ -552,6 +555,14 @@ pub trait Runtime {
     async fn stop(&self, id: &str, timeout_secs: i32) -> Result<()>;
     /// Remove objects; a missing object is not an error.
     async fn remove_container(&self, id: &str) -> Result<()>;
+    /// Give container `id` the name `name`; fails when the name is taken or the container
+    /// is gone (so a rename claims a container at most once).
+    async fn rename(&self, id: &str, name: &str) -> Result<()>;
+    /// Whether a spare task network and gateway may be made ahead on this engine (see
+    /// `sandbox::spare`): only where containers are real and addresses are fixed.
+    fn keeps_spares(&self) -> bool {
+        self.fixes_addresses()
+    }
     async fn remove_volume(&self, name: &str) -> Result<()>;
     async fn remove_network(&self, name: &str) -> Result<()>;
     /// The labels of a container, volume or network, or `None` when it does not exist.

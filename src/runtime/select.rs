@@ -278,6 +278,14 @@ impl Runtime for Engine {
         each!(self, rt => rt.remove_container(id).await)
     }
 
+    async fn rename(&self, id: &str, name: &str) -> Result<()> {
+        each!(self, rt => rt.rename(id, name).await)
+    }
+
+    fn keeps_spares(&self) -> bool {
+        each!(self, rt => rt.keeps_spares())
+    }
+
     async fn remove_volume(&self, name: &str) -> Result<()> {
         each!(self, rt => rt.remove_volume(name).await)
     }

@@ -454,7 +454,7 @@ fn independent(git: &Git, oids: &[String]) -> Result<Vec<String>> {
         .collect())
 }
 
-fn random_word() -> String {
+pub(super) fn random_word() -> String {
     let mut b = [0u8; 8];
     getrandom(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -24,7 +24,10 @@ use serde::Serialize;
 use super::{RepoId, health, stuck};
 use crate::git::Git;
 use crate::image::project::LABEL_BUILD;
-use crate::runtime::{LABEL_REPO, LABEL_REPO_PATH, LABEL_TASK, Listed, ObjectKind, Runtime};
+use crate::runtime::{
+    EngineErrorKind, LABEL_REPO, LABEL_REPO_PATH, LABEL_TASK, Listed, ObjectKind, Runtime,
+    engine_kind,
+};
 use crate::task::lock::{Lease, TaskLock};
 use crate::task::store::{Loaded, TaskStore};
 use crate::task::{Status, TaskName};
@@ -60,6 +63,8 @@ enum Repair {
     Build(Vec<Listed>),
     /// Remove a task's reader/draft containers and its sync scratch directory.
     SyncLeftovers(String, Vec<Listed>, Option<PathBuf>),
+    /// Remove a spare that can serve no spawn (containers first).
+    Spare(Vec<Listed>),
     /// Only the fix command can help.
     Manual,
 }
@@ -151,6 +156,16 @@ pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Re
             // The repository's object cache and its writer: no task's (see `cache_findings`).
             continue;
         }
+        if super::spare::is_spare_object(&o.labels) {
+            // A claimed spare's gateway is its task's by name; the rest is `spare_findings`'.
+            if o.kind == ObjectKind::Container
+                && let Some(("gw", task)) = parse_name(repo, &o.name)
+                && !known(task)
+            {
+                orphans.entry(task.to_string()).or_default().push(o.clone());
+            }
+            continue;
+        }
         if o.labels.get(LABEL_REPO) == Some(&repo.id) {
             let task = o.labels.get(LABEL_TASK).cloned().unwrap_or_default();
             if !known(&task) {
@@ -196,10 +211,42 @@ pub async fn examine<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Re
         });
     }
     cache_findings(repo, &tasks, &objects, &mut out);
+    spare_findings(rt, repo, &tasks, &objects, &mut out).await?;
     build_findings(rt, git, &mut out).await?;
     probe_findings(rt, git, &mut out).await?;
     scratch_findings(git, &tasks, &mut out)?;
     Ok(out)
+}
+
+/// Spares (see [`super::spare`]) that can serve no spawn: removed by the fix.
+async fn spare_findings<R: Runtime>(
+    rt: &R,
+    repo: &RepoId,
+    tasks: &[Loaded],
+    objects: &[Listed],
+    out: &mut Vec<Finding>,
+) -> Result<()> {
+    let mut states = HashMap::new();
+    for o in objects {
+        if o.kind == ObjectKind::Container && super::spare::id_of(repo, &o.labels).is_some() {
+            states.insert(o.name.clone(), rt.state(&o.id).await?);
+        }
+    }
+    let recorded: Vec<String> = tasks
+        .iter()
+        .filter_map(|l| l.record.sandbox.network.clone())
+        .collect();
+    for (problem, objs) in super::spare::findings(repo, objects, &states, &recorded) {
+        out.push(Finding {
+            check: "spare",
+            task: None,
+            problem,
+            fix: "`git agent doctor --fix` removes it (the next spawn makes a new spare)".into(),
+            repairable: true,
+            repair: Repair::Spare(sorted(objs)),
+        });
+    }
+    Ok(())
 }
 
 /// The object cache (see [`super::cache`]): kept with no task borrowing from it, or gone
@@ -530,6 +577,19 @@ pub async fn repair<R: Runtime>(
     };
     match &finding.repair {
         Repair::Manual => Ok(Outcome::Manual),
+        Repair::Spare(objs) => {
+            for o in objs {
+                match remove(rt, o).await {
+                    Ok(()) => {}
+                    // Claimed meanwhile (its network now holds a task): not broken after all.
+                    Err(e) if engine_kind(&e) == Some(EngineErrorKind::Conflict) => {
+                        return Ok(Outcome::Busy);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(Outcome::Repaired)
+        }
         Repair::DeadSpawn(task) => {
             let Some(_lock) = lock(task)? else {
                 return Ok(Outcome::Busy);

@@ -231,9 +231,65 @@ pub fn hosts(subnet: Option<&Ipv4Net>) -> Hosts {
 
 /// A gateway created and configured, on its outer network only.
 pub struct Created {
-    id: String,
+    pub(super) id: String,
     /// Its `address` is the one it was told (see [`create`]).
-    spec: GatewaySpec,
+    pub(super) spec: GatewaySpec,
+}
+
+/// The spec of a spare gateway (see [`super::spare`]): a task's gateway in everything but
+/// its name, labels and network, which are the spare's.
+pub fn spare_spec(
+    name: String,
+    network: String,
+    image: &str,
+    outer: &str,
+    labels: std::collections::HashMap<String, String>,
+    address: Ipv4Addr,
+) -> GatewaySpec {
+    GatewaySpec {
+        name,
+        image: image.to_string(),
+        labels,
+        inner: network,
+        outer: outer.to_string(),
+        alias: ALIAS.to_string(),
+        host_alias: Some("host.docker.internal".into()),
+        hardening: hardening(),
+        address: Some(address),
+    }
+}
+
+/// Create a spare gateway on its network and start it: it listens at its address with its
+/// modules loaded and reads no policy until [`claim`] (the `spare` marker).
+pub async fn start_spare<R: Runtime>(rt: &R, spec: GatewaySpec) -> Result<Created> {
+    let id = rt.create_gateway(&spec).await?;
+    let created = Created { id, spec };
+    let files = [
+        address_file(created.spec.address),
+        upload("spare", String::new(), 0o644),
+    ];
+    rt.upload(&created.id, CONF_DIR, &files).await?;
+    rt.attach_gateway(&created.id, &created.spec).await?;
+    rt.start(&created.id).await?;
+    Ok(created)
+}
+
+/// Give a claimed spare its task's policy (and vault): one archive, `claimed` last (the
+/// gateway reads the rest only once that is there).
+pub async fn claim<R: Runtime>(rt: &R, created: &Created, plan: &GatewayPlan) -> Result<()> {
+    let mut files = plan.files()?;
+    files.push(upload("claimed", String::new(), 0o644));
+    rt.upload(&created.id, CONF_DIR, &files).await
+}
+
+/// Wait until a started gateway serves (see [`start_ready`]).
+pub async fn ready<R: Runtime>(rt: &R, created: &Created) -> Result<()> {
+    helper(rt, &created.id, &["ready"]).await.map_err(|e| {
+        hinted(
+            format!("the task's gateway did not come up: {e:#}"),
+            "run `git agent doctor`; a vault that cannot resolve its API host keeps retrying",
+        )
+    })
 }
 
 /// Create a task's gateway on its outer network and upload its configuration: everything
@@ -304,12 +360,7 @@ pub async fn attach<R: Runtime>(rt: &R, created: &Created, subnet: Option<&Ipv4N
 pub async fn start_ready<R: Runtime>(rt: &R, created: &Created) -> Result<String> {
     let Created { id, spec } = created;
     named_outer(rt, &spec.outer, rt.start(id).await).await?;
-    helper(rt, id, &["ready"]).await.map_err(|e| {
-        hinted(
-            format!("the task's gateway did not come up: {e:#}"),
-            "run `git agent doctor`; a vault that cannot resolve its API host keeps retrying",
-        )
-    })?;
+    ready(rt, created).await?;
     Ok(id.clone())
 }
 
@@ -474,5 +525,11 @@ pub async fn retire<R: Runtime>(
         )
         .context("cannot record the task's connections")?;
     rt.remove_container(&names.gateway).await?;
-    super::network::release(rt, store, loaded, names).await
+    let loaded = super::network::release(rt, store, loaded, names).await?;
+    // The last run of the repository to end takes its spares along (best effort: a spare
+    // left is `gc`'s and `doctor --fix`'s to remove).
+    super::spare::retire_if_idle(rt, store, &RepoId::of(store.git()))
+        .await
+        .ok();
+    Ok(loaded)
 }

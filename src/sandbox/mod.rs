@@ -14,6 +14,7 @@ pub mod oci;
 pub mod preview;
 pub mod reseed;
 pub mod services;
+pub mod spare;
 pub mod spawn;
 pub mod stuck;
 pub mod sync;
@@ -517,6 +518,16 @@ pub async fn remove_objects<R: Runtime>(
             wanted.push((ObjectKind::Network, n.clone()));
         }
     }
+    // A gateway claimed from a spare came with the spare's network, which a spawn cut short
+    // before it recorded it would not name.
+    for g in [Some(&names.gateway), recorded.and_then(|s| s.gateway.as_ref())]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(n) = spare::network_of_gateway(rt, repo, g).await? {
+            wanted.push((ObjectKind::Network, n));
+        }
+    }
     // Containers first: volumes and networks in use cannot go.
     wanted.sort_by_key(|(k, _)| *k as u8);
     wanted.dedup();
@@ -546,9 +557,13 @@ pub async fn owned_by<R: Runtime>(
     kind: ObjectKind,
     name: &str,
 ) -> Result<bool> {
-    Ok(rt.labels_of(kind, name).await?.is_some_and(|l| {
-        l.get(LABEL_REPO) == Some(&repo.id) && l.get(LABEL_TASK).map(String::as_str) == Some(task)
-    }))
+    let Some(l) = rt.labels_of(kind, name).await? else {
+        return Ok(false);
+    };
+    if spare::is_spare_object(&l) {
+        return spare::owned(rt, repo, task, kind, name, &l).await;
+    }
+    Ok(l.get(LABEL_REPO) == Some(&repo.id) && l.get(LABEL_TASK).map(String::as_str) == Some(task))
 }
 
 #[cfg(test)]

@@ -288,7 +288,7 @@ pub async fn create_picked<R: Runtime>(
 }
 
 /// Is a task in this state running (or being set up)?
-fn live(status: Status) -> bool {
+pub(super) fn live(status: Status) -> bool {
     matches!(status, Status::Running | Status::Creating)
 }
 

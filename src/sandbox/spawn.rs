@@ -102,6 +102,9 @@ pub struct StartRequest {
     /// Borrow history from the repository's object cache (`agent.objectCache`) instead of
     /// streaming it into the task.
     pub object_cache: bool,
+    /// Claim a spare network and gateway made ahead, and make the next one once the
+    /// command runs (`agent.spareGateway`, see [`super::spare`]).
+    pub spare: bool,
     /// The task this one retries, if any (`git agent retry`).
     pub retry_of: Option<String>,
     /// Service containers started on the task's network before its command (see
@@ -287,16 +290,18 @@ pub fn sandbox_spec(
     }
 }
 
-/// Put the prompt where the supervised command reads it, into a container that has not
-/// started yet (an upload, not an exec).
+/// Put the prompt where the supervised command reads it (an upload, not an exec), with the
+/// marker `prompt-in` after it in the same archive: a command that starts by itself waits
+/// for that marker.
 async fn upload_prompt<R: Runtime>(rt: &R, id: &str, prompt: &str) -> Result<()> {
-    let file = crate::runtime::Upload {
-        name: "prompt".into(),
-        data: prompt.as_bytes().to_vec(),
+    let file = |name: &str, data: &[u8]| crate::runtime::Upload {
+        name: name.into(),
+        data: data.to_vec(),
         mode: 0o600,
         owner: u64::from(crate::image::TASK_UID),
     };
-    rt.upload(id, super::STATE_DIR, &[file])
+    let files = [file("prompt", prompt.as_bytes()), file("prompt-in", b"")];
+    rt.upload(id, super::STATE_DIR, &files)
         .await
         .context("could not deliver the prompt into the sandbox")
 }
@@ -382,29 +387,46 @@ pub async fn start<R: Runtime>(
     // `go` waits for them.)
     let autostart = (cache_volume.is_some() && !req.interactive && req.services.is_empty())
         .then(|| gateway::endpoints(req.gateway.vault.is_some()));
-    // The gateway is created and configured while the task's network is: only attaching
-    // and starting it need that network.
-    // Its subnet is picked first: the gateway is told its fixed address there with the rest
-    // of its configuration.
-    let picked = super::network::pick(rt, &req.subnets, &names.network).await?;
-    let address = picked
-        .subnet()
-        .as_ref()
-        .map(super::network::gateway_address);
-    let (subnet, gw) = tokio::join!(
-        super::network::create_picked(rt, &req.subnets, &names.network, &labels, picked),
-        gateway::create(
-            rt,
-            repo,
-            task,
-            &req.gateway_image,
-            &req.outer_network,
-            &req.gateway,
-            address,
-        ),
-    );
-    let subnet = subnet?;
-    let gw = gw?;
+    let want = super::spare::Want {
+        image: &req.gateway_image,
+        outer: &req.outer_network,
+        subnets: &req.subnets,
+    };
+    // A spare made ahead (see `super::spare`): its network exists and its gateway already
+    // listens there, so only the task's container starts.
+    let spare = match req.spare {
+        true => super::spare::claim(rt, repo, task, &want).await?,
+        false => None,
+    };
+    let (network, subnet, gw) = match spare {
+        Some(s) => (Some(s.network), Some(s.subnet), s.gateway),
+        None => {
+            // The gateway is created and configured while the task's network is: only
+            // attaching and starting it need that network.
+            // Its subnet is picked first: the gateway is told its fixed address there with
+            // the rest of its configuration.
+            let picked = super::network::pick(rt, &req.subnets, &names.network).await?;
+            let address = picked
+                .subnet()
+                .as_ref()
+                .map(super::network::gateway_address);
+            let (subnet, gw) = tokio::join!(
+                super::network::create_picked(rt, &req.subnets, &names.network, &labels, picked),
+                gateway::create(
+                    rt,
+                    repo,
+                    task,
+                    &req.gateway_image,
+                    &req.outer_network,
+                    &req.gateway,
+                    address,
+                ),
+            );
+            (None, subnet?, gw?)
+        }
+    };
+    let spared = network.is_some();
+    let network = network.unwrap_or_else(|| names.network.clone());
     crate::crash::point("spawn.after-network");
     checkpoint()?;
     // The gateway comes up side by side with the task's volumes and container (the task's
@@ -435,6 +457,10 @@ pub async fn start<R: Runtime>(
         },
         &req.limits,
     );
+    let spec = SandboxSpec {
+        network: Some(network.clone()),
+        ..spec
+    };
     // The task's container starts once its gateway (and its services) joined the task's
     // network.
     let (attached_tx, attached_rx) = tokio::sync::oneshot::channel::<()>();
@@ -464,11 +490,20 @@ pub async fn start<R: Runtime>(
         let id = rt.create_container(&spec).await?;
         crate::crash::point("spawn.after-container");
         checkpoint()?;
-        // The prompt goes in before the container starts: no exec to wait for.
-        upload_prompt(rt, &id, &req.prompt).await?;
-        // Not while the gateway joins the same network (its outcome is the gateway's to say).
-        let _ = attached_rx.await;
-        rt.start(&id).await?;
+        if autostart.is_some() {
+            // Not while the gateway joins the same network (its outcome is the gateway's to
+            // say). The prompt goes in once the container has started, while it checks out:
+            // its command waits for it (see `supervise --autostart` in the sandbox helper).
+            // (Not beside the start: the engine would make the start wait for the upload.)
+            let _ = attached_rx.await;
+            rt.start(&id).await?;
+            upload_prompt(rt, &id, &req.prompt).await?;
+        } else {
+            // The prompt goes in before the container starts: no exec to wait for.
+            upload_prompt(rt, &id, &req.prompt).await?;
+            let _ = attached_rx.await;
+            rt.start(&id).await?;
+        }
         crate::crash::point("spawn.after-start");
         checkpoint()?;
         let from = CacheSource {
@@ -495,7 +530,12 @@ pub async fn start<R: Runtime>(
     // container starts: a container finds by name only the members that were there when it
     // started, on an engine that resolves names at start (see docs/kubernetes.md).
     let gw_up = async {
-        let attached = gateway::attach(rt, &gw, subnet.as_ref()).await;
+        let attached = match spared {
+            // A spare's gateway joined its network before it started: it gets the task's
+            // policy (beside the task's volumes and container being made).
+            true => gateway::claim(rt, &gw, &req.gateway).await,
+            false => gateway::attach(rt, &gw, subnet.as_ref()).await,
+        };
         let mut tx = Some(attached_tx);
         let mut release = || {
             if let Some(tx) = tx.take() {
@@ -513,20 +553,28 @@ pub async fn start<R: Runtime>(
                 task,
                 &req.services,
                 &req.limits,
-                &names.network,
+                &network,
                 subnet.as_ref(),
             )
             .await;
             release();
             started
         };
-        let (services, ready) = tokio::join!(services, gateway::start_ready(rt, &gw));
+        let up = async {
+            match spared {
+                // Asked once the command is on its way (below): its exec would compete with
+                // the task's start, and the task's own wait for its way out comes first.
+                true => Ok(()),
+                false => gateway::start_ready(rt, &gw).await.map(|_| ()),
+            }
+        };
+        let (services, ready) = tokio::join!(services, up);
         services?;
-        ready.map(|_| ())
+        ready
     };
-    let (sandbox, gw) = tokio::join!(sandbox, gw_up);
+    let (sandbox, way_out) = tokio::join!(sandbox, gw_up);
     let id = sandbox?;
-    gw?;
+    way_out?;
     crate::crash::point("spawn.after-gateway");
     checkpoint()?;
     // A headless command starts now that the repository, the prompt and its way out are in
@@ -534,8 +582,8 @@ pub async fn start<R: Runtime>(
     // is created and started once the command runs: it is not on the way to the command, and
     // its requests would only compete with those that are. Under autostart the command may
     // already run while `go` is on its way, and the agent can stop that exec (it runs as the
-    // task's user): so there the warden comes up beside `go`, never behind it, and `go` is
-    // bounded in time (see [`go_borrowed`]).
+    // task's user): so there the warden comes up once `go` returns or a second has passed,
+    // whichever is first, and `go` is bounded in time (see [`go_borrowed`]).
     let warden = WardenRequest {
         image: &req.gateway_image,
         disk: req.limits.disk,
@@ -558,7 +606,20 @@ pub async fn start<R: Runtime>(
         };
         let started = go_borrowed(rt, &from, &id, task, warn, autostart.is_some());
         if autostart.is_some() {
-            let (started, up) = tokio::join!(started, warden_up);
+            // The warden's start would compete with the checkout for the engine and the CPU:
+            // it comes once `go` returns, or after WARDEN_AT_THE_LATEST should the command
+            // have stopped that exec.
+            let (went_tx, went_rx) = tokio::sync::oneshot::channel::<()>();
+            let went = async {
+                let r = started.await;
+                let _ = went_tx.send(());
+                r
+            };
+            let up = async {
+                let _ = tokio::time::timeout(WARDEN_AT_THE_LATEST, went_rx).await;
+                warden_up.await
+            };
+            let (started, up) = tokio::join!(went, up);
             started?;
             up?;
             crate::crash::point("spawn.after-go");
@@ -572,13 +633,27 @@ pub async fn start<R: Runtime>(
         crate::crash::point("spawn.after-go");
         warden_up.await?;
     }
-    store.update(task, "running", |r, _| {
+    if spared {
+        // A spare's gateway that could not take the task's policy fails the spawn here (its
+        // task, waiting on a way out that serves nothing, is removed with it).
+        gateway::ready(rt, &gw).await?;
+    }
+    let loaded = store.update(task, "running", |r, _| {
         r.status = Status::Running;
         r.started = Some(now());
         r.sandbox.container = Some(id.clone());
+        r.sandbox.network = Some(network.clone());
         r.sandbox.subnet = subnet.map(|s| s.to_string());
         Ok(vec![])
-    })
+    })?;
+    // The next spawn's network and gateway, made now that this one's command runs (not on
+    // its way). A spare that cannot be made costs the next spawn its own, nothing more.
+    if req.spare
+        && let Err(e) = super::spare::ensure(rt, repo, &want).await
+    {
+        warn(format!("could not make a spare network for the next task: {e:#}"));
+    }
+    Ok(loaded)
 }
 
 /// Refuse to start when any of the task's object names is taken. The engine would not
@@ -756,6 +831,9 @@ pub async fn borrowed<R: Runtime>(
     let out = helper_exec(rt, id, &["borrowed"]).await?;
     checked_out(rt, from, id, task, warn, out).await
 }
+
+/// How long a task's disk warden waits for `go` under autostart before it starts anyway.
+const WARDEN_AT_THE_LATEST: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long `go` may take under autostart before the run counts as started: the exec only
 /// waits for the checkout, and one that does not answer was stopped by the command that
