@@ -38,5 +38,5 @@ if [ $# -eq 0 ] && [ "${GIT_AGENT_TEST_PODMAN:-1}" != 0 ]; then
       timeout --kill-after=30 1200 cargo test --locked --features local-runtime --test it -- "$@"
   }
   podman_run podman::
-  podman_run core_loop::spawn_sync_review_commit_signed_push egress::
+  podman_run core_loop::spawn_sync_review_commit_signed_push egress:: spares::
 fi

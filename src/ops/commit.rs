@@ -334,7 +334,14 @@ pub async fn ask_draft<R: Runtime>(
         &names.draft_volume,
         crate::sandbox::WORKSPACE,
     )];
-    spec.network = r.sandbox.network.clone().or(spec.network);
+    // A network recorded under an older naming scheme is the task's; a spare's is not the
+    // draft's (its gateway went with the run; `draft_network` made the task's own).
+    spec.network = r
+        .sandbox
+        .network
+        .clone()
+        .filter(|n| !crate::sandbox::spare::is_spare_network(&ctx.repo, n))
+        .or(spec.network);
     let id = rt.create_container(&spec).await?;
     rt.start(&id).await?;
     Ok(crate::sandbox::spawn::ask(rt, &id, &plan.agent, &plan.prompt, env).await?)
@@ -366,7 +373,7 @@ pub async fn remove_draft<R: Runtime>(rt: &R, ctx: &Ctx, task: &str) {
     rt.remove_volume(&names.draft_volume).await.ok();
     rt.remove_container(&names.gateway).await.ok();
     if let Ok(Some(loaded)) = ctx.store.load(task) {
-        crate::sandbox::network::release(rt, &ctx.store, loaded, &names)
+        crate::sandbox::network::release(rt, &ctx.store, loaded, &names, None)
             .await
             .ok();
     }

@@ -555,8 +555,8 @@ pub trait Runtime {
     async fn stop(&self, id: &str, timeout_secs: i32) -> Result<()>;
     /// Remove objects; a missing object is not an error.
     async fn remove_container(&self, id: &str) -> Result<()>;
-    /// Give container `id` the name `name`; fails when the name is taken or the container
-    /// is gone (so a rename claims a container at most once).
+    /// Give container `id` (a name or an id) the name `name`; fails when the name is taken
+    /// or no container answers to `id` (so a rename from a name claims it at most once).
     async fn rename(&self, id: &str, name: &str) -> Result<()>;
     /// Whether a spare task network and gateway may be made ahead on this engine (see
     /// `sandbox::spare`): only where containers are real and addresses are fixed.

@@ -501,8 +501,9 @@ pub async fn retire<R: Runtime>(
     // The task's services live exactly as long as its run.
     super::services::remove(rt, &RepoId::of(store.git()), &loaded.record.name).await?;
     let Some(gw) = loaded.record.sandbox.gateway.clone() else {
-        return super::network::release(rt, store, loaded, names).await;
+        return super::network::release(rt, store, loaded, names, None).await;
     };
+    let network = loaded.record.sandbox.network.clone();
     let mut conns = live_connections(rt, &gw).await.unwrap_or_default();
     // Connections from earlier runs (before a restart) stay in front.
     let mut all = store
@@ -525,7 +526,7 @@ pub async fn retire<R: Runtime>(
         )
         .context("cannot record the task's connections")?;
     rt.remove_container(&names.gateway).await?;
-    let loaded = super::network::release(rt, store, loaded, names).await?;
+    let loaded = super::network::release(rt, store, loaded, names, network.as_deref()).await?;
     // The last run of the repository to end takes its spares along (best effort: a spare
     // left is `gc`'s and `doctor --fix`'s to remove).
     super::spare::retire_if_idle(rt, store, &RepoId::of(store.git()))

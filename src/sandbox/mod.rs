@@ -520,9 +520,12 @@ pub async fn remove_objects<R: Runtime>(
     }
     // A gateway claimed from a spare came with the spare's network, which a spawn cut short
     // before it recorded it would not name.
-    for g in [Some(&names.gateway), recorded.and_then(|s| s.gateway.as_ref())]
-        .into_iter()
-        .flatten()
+    for g in [
+        Some(&names.gateway),
+        recorded.and_then(|s| s.gateway.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
     {
         if let Some(n) = spare::network_of_gateway(rt, repo, g).await? {
             wanted.push((ObjectKind::Network, n));

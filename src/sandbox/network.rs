@@ -293,7 +293,8 @@ pub(super) fn live(status: Status) -> bool {
 }
 
 /// Give back the network of a task whose run has ended: record that it has none, then remove
-/// it (when it carries the task's labels). The caller holds the task's lock and has removed
+/// it (when it carries the task's labels). `recorded`: the network the record named before
+/// the caller recorded that the run has none. The caller holds the task's lock and has removed
 /// the gateway. A task recorded as live keeps its network. A network the engine still finds
 /// in use stays (whatever is on it ends with the task); `doctor --fix` releases it later.
 pub async fn release<R: Runtime>(
@@ -301,16 +302,22 @@ pub async fn release<R: Runtime>(
     store: &TaskStore,
     loaded: Loaded,
     names: &ObjectNames,
+    recorded: Option<&str>,
 ) -> Result<Loaded> {
     if live(loaded.record.status) {
         return Ok(loaded);
     }
     let task = loaded.record.name.clone();
     let mut doomed = vec![names.network.clone()];
-    if let Some(n) = &loaded.record.sandbox.network
-        && *n != names.network
+    // The network the record names (a spare's, see `super::spare`), or named before the
+    // caller recorded that the run has none.
+    for n in [loaded.record.sandbox.network.as_deref(), recorded]
+        .into_iter()
+        .flatten()
     {
-        doomed.push(n.clone());
+        if !doomed.iter().any(|d| d == n) {
+            doomed.push(n.to_string());
+        }
     }
     let recorded =
         loaded.record.sandbox.network.is_some() || loaded.record.sandbox.subnet.is_some();

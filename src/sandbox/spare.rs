@@ -1,12 +1,12 @@
 //! Spares: a task network and its gateway, made and started ahead for a repository's next
 //! spawn, so that a spawn starts one container (the task's) instead of two side by side.
 //!
-//! A spawn that finds a spare for its gateway image and outer network claims it: it renames
-//! the gateway to the task's gateway name (a rename succeeds once, so two spawns never claim
-//! the same spare), uploads the task's policy and vault, and starts the task's container on
-//! the spare's network. The gateway has listened there since it started, with its modules
-//! loaded, and reads its policy only once claimed (see dockerfiles/git-agent-gateway). Once
-//! its command runs, the spawn makes the next spare.
+//! A spawn that finds a spare for its gateway image and outer network claims it: under the
+//! repository's spare lock (so two spawns never claim the same spare) it renames the
+//! gateway to the task's gateway name, uploads the task's policy and vault, and starts the
+//! task's container on the spare's network. The gateway has listened there since it
+//! started, with its modules loaded, and reads its policy only once claimed (see
+//! dockerfiles/git-agent-gateway). Once its command runs, the spawn makes the next spare.
 //!
 //! Object names: `git-agent-<repo>.spare.<id>` (the gateway, until claimed) and
 //! `git-agent-<repo>.sparenet.<id>` (the network, for its whole life: a network cannot be
@@ -22,14 +22,14 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 
-use super::gateway;
-use super::network::{self, SubnetRange};
 use super::RepoId;
+use super::gateway;
 use super::network::live;
+use super::network::{self, SubnetRange};
 use crate::runtime::subnet::Ipv4Net;
 use crate::runtime::{
-    ContainerState, EngineErrorKind, LABEL_REPO, LABEL_REPO_PATH, LABEL_SPARE, LABEL_TASK,
-    Listed, ObjectKind, Runtime, engine_kind,
+    ContainerState, EngineErrorKind, LABEL_REPO, LABEL_REPO_PATH, LABEL_SPARE, LABEL_TASK, Listed,
+    ObjectKind, Runtime, engine_kind,
 };
 use crate::task::store::TaskStore;
 
@@ -70,6 +70,12 @@ fn network_prefix(repo: &RepoId) -> String {
 /// The network of spare `id`.
 pub fn network_name(repo: &RepoId, id: &str) -> String {
     format!("{}{id}", network_prefix(repo))
+}
+
+/// Is `name` a spare's network (claimed or not) of this repository?
+pub fn is_spare_network(repo: &RepoId, name: &str) -> bool {
+    name.strip_prefix(&network_prefix(repo))
+        .is_some_and(valid_id)
 }
 
 /// The id of a spare object of this repository, from its labels.
@@ -114,8 +120,7 @@ async fn unclaimed<R: Runtime>(rt: &R, repo: &RepoId) -> Result<Vec<Listed>> {
         .await?
         .into_iter()
         .filter(|o| {
-            id_of(repo, &o.labels)
-                .is_some_and(|id| o.name.strip_prefix(&prefix) == Some(id))
+            id_of(repo, &o.labels).is_some_and(|id| o.name.strip_prefix(&prefix) == Some(id))
         })
         .collect())
 }
@@ -189,6 +194,7 @@ async fn make<R: Runtime>(rt: &R, repo: &RepoId, want: &Want<'_>) -> Result<()> 
 /// none. A spare found broken on the way is removed.
 pub async fn claim<R: Runtime>(
     rt: &R,
+    git: &crate::git::Git,
     repo: &RepoId,
     task: &str,
     want: &Want<'_>,
@@ -196,6 +202,10 @@ pub async fn claim<R: Runtime>(
     if !rt.keeps_spares() {
         return Ok(None);
     }
+    // Claims of one repository take turns: the engine's rename of a running container is
+    // no claim by itself (two renames from one name can both succeed, the second moving the
+    // container on from the first claimer).
+    let _turn = crate::task::lock::repo_lock(git, "spares")?;
     let names = repo.object_names(task);
     for o in unclaimed(rt, repo).await? {
         let Some(subnet) = fits(&o, want) else {
@@ -208,8 +218,9 @@ pub async fn claim<R: Runtime>(
             remove_pair(rt, repo, &o.id, &id).await;
             continue;
         }
-        // Another spawn may claim it first: then the rename fails and the next one is tried.
-        if rt.rename(&o.id, &names.gateway).await.is_err() {
+        // By its spare name: one claimed meanwhile (from another host sharing the engine
+        // and the repository's path) has none, and the next one is tried.
+        if rt.rename(&o.name, &names.gateway).await.is_err() {
             continue;
         }
         let network = network_name(repo, &id);
@@ -292,7 +303,11 @@ pub async fn owned<R: Runtime>(
                 return Ok(false);
             }
             let holders = rt
-                .list_objects(ObjectKind::Container, &format!("git-agent-{}.", repo.id), None)
+                .list_objects(
+                    ObjectKind::Container,
+                    &format!("git-agent-{}.", repo.id),
+                    None,
+                )
                 .await?;
             Ok(!holders
                 .iter()
@@ -329,7 +344,10 @@ pub fn findings(
         };
         match o.kind {
             ObjectKind::Container if o.name.strip_prefix(&gprefix) == Some(id) => {
-                let state = states.get(&o.name).cloned().unwrap_or(ContainerState::Missing);
+                let state = states
+                    .get(&o.name)
+                    .cloned()
+                    .unwrap_or(ContainerState::Missing);
                 if state != ContainerState::Running {
                     let mut objs = vec![o.clone()];
                     let net = network_name(repo, id);
@@ -343,9 +361,9 @@ pub fn findings(
                 }
             }
             ObjectKind::Network if o.name == network_name(repo, id) => {
-                let held = objects.iter().any(|c| {
-                    c.kind == ObjectKind::Container && id_of(repo, &c.labels) == Some(id)
-                });
+                let held = objects
+                    .iter()
+                    .any(|c| c.kind == ObjectKind::Container && id_of(repo, &c.labels) == Some(id));
                 if !held && !recorded_networks.contains(&o.name) {
                     out.push((
                         format!("the spare network {} has no gateway and no task", o.name),

@@ -395,7 +395,7 @@ pub async fn start<R: Runtime>(
     // A spare made ahead (see `super::spare`): its network exists and its gateway already
     // listens there, so only the task's container starts.
     let spare = match req.spare {
-        true => super::spare::claim(rt, repo, task, &want).await?,
+        true => super::spare::claim(rt, store.git(), repo, task, &want).await?,
         false => None,
     };
     let (network, subnet, gw) = match spare {
@@ -651,7 +651,9 @@ pub async fn start<R: Runtime>(
     if req.spare
         && let Err(e) = super::spare::ensure(rt, repo, &want).await
     {
-        warn(format!("could not make a spare network for the next task: {e:#}"));
+        warn(format!(
+            "could not make a spare network for the next task: {e:#}"
+        ));
     }
     Ok(loaded)
 }

@@ -44,6 +44,19 @@ fn open(path: &Path) -> Result<File> {
         .with_context(|| format!("cannot open lock file {}", path.display()))
 }
 
+/// An exclusive lock of the whole repository (its worktrees share it) named `name`, waited
+/// for: for a short critical section, such as claiming a spare (see `sandbox::spare`).
+/// Released when the file is dropped.
+pub fn repo_lock(git: &Git, name: &str) -> Result<File> {
+    let file = open(&state_dir(git).join(format!("{name}.lock")))?;
+    // SAFETY: flock on a file descriptor we own; the result is checked.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot lock the repository");
+    }
+    Ok(file)
+}
+
 /// Try to take an exclusive lock on `file` without waiting.
 fn try_flock(file: &File) -> Result<bool> {
     // SAFETY: flock on a file descriptor we own; the result is checked.

@@ -454,6 +454,19 @@ impl TestEnv {
         )
     }
 
+    /// The network a task's record names (its own, or the spare's it claimed), if any.
+    pub fn network_of(&self, task: &str) -> Option<String> {
+        let toml = self
+            .git(&["show", &format!("refs/agent/{task}/state:task.toml")])
+            .ok()
+            .stdout;
+        let record: toml::Table = toml::from_str(&toml).unwrap();
+        record["sandbox"]
+            .get("network")
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
+    }
+
     pub fn container_of(&self, task: &str) -> String {
         self.names_of(task).container
     }

@@ -497,6 +497,15 @@ fn doctor_and_panic() {
         "{healthy}"
     );
 
+    // The spare made for the next spawn (see `sandbox::spare`) is stopped with the rest.
+    let spare_prefix = format!("git-agent-{}.spare.", env.repo_id());
+    let spares: Vec<String> = env
+        .runtime_objects()
+        .0
+        .into_iter()
+        .filter(|c| c.starts_with(&spare_prefix))
+        .collect();
+    assert_eq!(spares.len(), 1, "{spares:?}");
     // Only this repository's tasks: other tests share the engine.
     let panic = env.agent(&["panic", "--this-repo"]).ok();
     let mut stopped: Vec<&str> = panic.stdout.lines().collect();
@@ -512,6 +521,7 @@ fn doctor_and_panic() {
         .iter()
         .cloned()
         .chain([env.names_of("p1").warden, env.names_of("p2").warden])
+        .chain(spares)
         .collect();
     listed.sort();
     all.sort();

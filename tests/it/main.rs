@@ -57,6 +57,7 @@ mod scripting;
 mod servers;
 mod share;
 mod snapshots;
+mod spares;
 mod state;
 mod sync_races;
 mod trust;

@@ -236,7 +236,7 @@ fn list_and_status_report_a_dead_gateway_and_a_missing_network() {
         .output()
         .unwrap();
     assert!(killed.status.success(), "{killed:?}");
-    remove_network(&env.names_of("netgone").network);
+    remove_network(&env.network_of("netgone").unwrap());
 
     let list = env.agent(&["list"]).ok().stdout;
     assert!(

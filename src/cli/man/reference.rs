@@ -182,6 +182,12 @@ pub const CONFIG: &[ConfigKey] = &[
         "Tasks borrow history from one read-only object cache per repository on the engine and check out only their base; false streams the base's whole history into each task.",
     ),
     (
+        "agent.spareGateway",
+        "boolean",
+        "true",
+        "While a task of the repository runs, keep one task network and its gateway started ahead, so that the next spawn starts only its task's container (the spare is renamed to the task's gateway and given its policy). The spare goes when the last running task ends, and with git agent gc; false makes every spawn create its own.",
+    ),
+    (
         "agent.maxBundleSize",
         "size (k, m, g)",
         "1g",
