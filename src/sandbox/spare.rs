@@ -244,12 +244,21 @@ pub async fn claim<R: Runtime>(
     Ok(None)
 }
 
+/// Remove a spare's gateway, then its network. An engine may still count the gateway on the
+/// network for a moment after removing it (Podman under load): the network is asked again
+/// twice before it is left to `doctor --fix`.
 async fn remove_pair<R: Runtime>(rt: &R, repo: &RepoId, container: &str, id: &str) {
     rt.remove_container(container).await.ok();
-    match rt.remove_network(&network_name(repo, id)).await {
-        Ok(()) => {}
-        Err(e) if engine_kind(&e) == Some(EngineErrorKind::Conflict) => {}
-        Err(_) => {}
+    let network = network_name(repo, id);
+    for pause in [100, 400, 0] {
+        match rt.remove_network(&network).await {
+            Ok(()) => return,
+            Err(e) if engine_kind(&e) == Some(EngineErrorKind::NotFound) => return,
+            Err(_) if pause > 0 => {
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await
+            }
+            Err(_) => return,
+        }
     }
 }
 
