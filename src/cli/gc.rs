@@ -8,7 +8,8 @@ use crate::ops::gc::GcResult;
 
 /// Prune the repository's object cache on the engine: removed when no task's workspace
 /// borrows from it, else cut down to the history those tasks start from and repacked; a
-/// damaged cache is rebuilt.
+/// damaged cache is rebuilt. With no task running, the repository's spare networks and
+/// gateways (`agent.spareGateway`) are removed too.
 #[derive(Debug, Args)]
 pub struct GcArgs {
     /// Print the result as JSON.
