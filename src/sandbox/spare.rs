@@ -262,7 +262,8 @@ async fn remove_pair<R: Runtime>(rt: &R, repo: &RepoId, container: &str, id: &st
     }
 }
 
-/// Remove this repository's unclaimed spares on this engine; how many went.
+/// Remove this repository's unclaimed spares on this engine, and spare networks that no
+/// container holds any more (a spare cut short while it was made); how many spares went.
 pub async fn remove_unclaimed<R: Runtime>(rt: &R, repo: &RepoId) -> Result<usize> {
     if !rt.keeps_spares() {
         return Ok(0);
@@ -271,6 +272,28 @@ pub async fn remove_unclaimed<R: Runtime>(rt: &R, repo: &RepoId) -> Result<usize
     for o in &found {
         if let Some(id) = id_of(repo, &o.labels) {
             remove_pair(rt, repo, &o.id, id).await;
+        }
+    }
+    let containers = rt
+        .list_objects(
+            ObjectKind::Container,
+            &format!("git-agent-{}.", repo.id),
+            None,
+        )
+        .await?;
+    for n in rt
+        .list_objects(ObjectKind::Network, &network_prefix(repo), None)
+        .await?
+    {
+        let Some(id) = id_of(repo, &n.labels) else {
+            continue;
+        };
+        let held = containers
+            .iter()
+            .any(|c| id_of(repo, &c.labels) == Some(id));
+        if !held && n.name == network_name(repo, id) {
+            // One a task still runs on is in use: the engine refuses, and it stays.
+            rt.remove_network(&n.name).await.ok();
         }
     }
     Ok(found.len())

@@ -221,6 +221,32 @@ fn a_broken_spare_is_not_claimed_and_doctor_fix_removes_one() {
     let (containers, _, networks) = env.runtime_objects();
     assert!(containers.contains(&names.gateway), "{containers:?}");
     assert!(networks.contains(&names.network), "{networks:?}");
+
+    // A spare cut short while it was made (its network, no gateway yet) is reported, and
+    // goes with the last running task.
+    let half = format!("git-agent-{}.sparenet.00c0ffee", env.repo_id());
+    let made = docker(&[
+        "network",
+        "create",
+        "--internal",
+        "--label",
+        &format!("git-agent.repo={}", env.repo_id()),
+        "--label",
+        "git-agent.spare=00c0ffee",
+        &half,
+    ]);
+    assert_eq!(made.code, 0, "{made}");
+    let doctor = env.agent(&["doctor"]);
+    assert!(doctor.stdout.contains(&half), "{doctor}");
+    for t in ["keep", "next"] {
+        env.agent(&["stop", "--timeout", "1", t]).ok();
+    }
+    let (containers, _, networks) = env.runtime_objects();
+    assert!(networks.is_empty(), "{networks:?}");
+    assert!(
+        !containers.iter().any(|c| c.contains(".spare.")),
+        "{containers:?}"
+    );
 }
 
 /// Two spawns at once with one spare: both start, on different networks and gateways; at
