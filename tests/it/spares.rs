@@ -301,3 +301,53 @@ fn wait_exited_or_stop(env: &TestEnv, task: &str) {
     env.agent(&["stop", "--timeout", "1", task]).ok();
     wait_exited(&env.container_of(task));
 }
+
+/// The real Claude Code through a claimed spare: the spare learnt only on its claim that its
+/// task has a vault, and the model API receives the real key for the stand-in.
+#[test]
+fn a_claimed_spare_runs_the_vault_for_the_real_claude_code() {
+    use crate::fake_anthropic::{FakeAnthropic, Step};
+    require_docker!();
+    const KEY: &str = "sk-ant-test-key-for-a-spare";
+    let env = TestEnv::new();
+    let fake = FakeAnthropic::start_requiring_key(vec![Step::text("Nothing to change.")], KEY);
+    crate::claude::use_fake(&env, &fake);
+    env.agent(&["spawn", "--name", "keep", "-m", "x", "--", "sleep", "600"])
+        .ok();
+    let (made, _) = spares(&env);
+    assert_eq!(made.len(), 1, "{made:?}");
+    let id = label(&made[0], "git-agent.spare");
+    let spawn = env.agent_with(
+        &[
+            "spawn",
+            "--agent",
+            "claude",
+            "--name",
+            "cc",
+            "-m",
+            "look around",
+            "--wait",
+        ],
+        |c| {
+            c.env("ANTHROPIC_API_KEY", KEY);
+        },
+    );
+    assert_eq!(spawn.code, 0, "{spawn}\n{}", fake.describe());
+    // The agent holds only a stand-in (see `egress::vault`): the real key reached the API
+    // through the claimed gateway's vault.
+    let first = &fake.main_requests()[0];
+    assert_eq!(first.api_key(), Some(KEY), "{}", fake.describe());
+    // It ran on the spare that the exec task's spawn made.
+    let history = env
+        .git(&[
+            "log",
+            "-p",
+            "--format=",
+            "refs/agent/cc/state",
+            "--",
+            "task.toml",
+        ])
+        .ok()
+        .stdout;
+    assert!(history.contains(&format!(".sparenet.{id}")), "{history}");
+}
