@@ -351,3 +351,55 @@ fn a_claimed_spare_runs_the_vault_for_the_real_claude_code() {
         .stdout;
     assert!(history.contains(&format!(".sparenet.{id}")), "{history}");
 }
+
+/// kill -9 of a spawn after it claimed a spare (at the steps where the claimed gateway is
+/// the task's but the record does not name the spare's network yet, and later): the one
+/// documented command, `purge --refs`, leaves nothing of it, the spare's network included.
+#[test]
+fn a_spawn_killed_after_claiming_a_spare_is_purged_whole() {
+    require_docker!();
+    let env = TestEnv::new();
+    for (i, point) in [
+        "spawn.after-network",
+        "spawn.after-start",
+        "spawn.after-gateway",
+    ]
+    .iter()
+    .enumerate()
+    {
+        // A running task whose spawn made a spare for the next one.
+        let keeper = format!("keep{i}");
+        env.agent(&["spawn", "--name", &keeper, "-m", "x", "--", "sleep", "600"])
+            .ok();
+        let (made, nets) = spares(&env);
+        assert_eq!(made.len(), 1, "{point}: {made:?}");
+        let task = format!("cut{i}");
+        env.agent_crash_at(
+            point,
+            &["spawn", "--name", &task, "-m", "x", "--", "sleep", "600"],
+        );
+        let gw = env.names_of(&task).gateway;
+        assert_eq!(
+            label(&gw, "git-agent.spare"),
+            label_of_gone_spare(&nets[0]),
+            "{point}: the spawn claimed the spare"
+        );
+        env.agent(&["purge", "--refs", &task]).ok();
+        let (containers, _, networks) = env.runtime_objects();
+        let names = env.names_of(&task);
+        for (_, n) in names.all() {
+            assert!(
+                !containers.contains(&n.to_string()) && !networks.contains(&n.to_string()),
+                "{point}: {n} left"
+            );
+        }
+        assert!(!networks.contains(&nets[0]), "{point}: {networks:?}");
+        env.agent(&["purge", "--refs", &keeper]).ok();
+    }
+    assert_eq!(spares(&env), (vec![], vec![]));
+}
+
+/// The spare id a spare network's name ends with.
+fn label_of_gone_spare(network: &str) -> String {
+    network.rsplit('.').next().unwrap().to_string()
+}
