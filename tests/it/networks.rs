@@ -53,18 +53,6 @@ fn recorded_subnet(env: &TestEnv, task: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn recorded_network(env: &TestEnv, task: &str) -> Option<String> {
-    let toml = env
-        .git(&["show", &format!("refs/agent/{task}/state:task.toml")])
-        .ok()
-        .stdout;
-    let record: toml::Table = toml::from_str(&toml).unwrap();
-    record["sandbox"]
-        .get("network")
-        .and_then(|s| s.as_str())
-        .map(str::to_string)
-}
-
 fn in_range(range: &str, subnet: &str) -> bool {
     let range = Ipv4Net::parse(range).unwrap();
     Ipv4Net::parse(subnet).is_some_and(|s| range.contains(&s) && s.prefix() == 28)
@@ -142,7 +130,7 @@ fn a_finished_task_gives_back_its_network_and_restart_makes_a_new_one() {
     assert!(containers.contains(&names.container), "{containers:?}");
     assert!(volumes.contains(&names.volume), "{volumes:?}");
     assert!(env.task_refs("rel").contains_key("state"));
-    assert_eq!(recorded_network(&env, "rel"), None);
+    assert_eq!(env.network_of("rel"), None);
     assert_eq!(recorded_subnet(&env, "rel"), None);
     // A finished task without a network is normal.
     let list = env.json(&["list", "--json"])["tasks"].clone();
@@ -164,7 +152,7 @@ fn a_finished_task_gives_back_its_network_and_restart_makes_a_new_one() {
         Some(subnet.as_str())
     );
     assert_eq!(
-        recorded_network(&env, "rel").as_deref(),
+        env.network_of("rel").as_deref(),
         Some(names.network.as_str())
     );
     wait_exited(&names.container);
@@ -252,7 +240,7 @@ fn fifty_tasks_start_at_once_and_finished_ones_hold_no_networks() {
         assert_eq!(row["status"], "running", "{row}");
         assert_eq!(row["problems"], serde_json::json!([]), "{row}");
         // Its own network, or the spare's it claimed (see `sandbox::spare`).
-        let subnet = engine_subnet(&recorded_network(&env, n).unwrap());
+        let subnet = engine_subnet(&env.network_of(n).unwrap());
         assert!(in_range(range, &subnet), "{n}: {subnet:?}");
         assert_eq!(recorded_subnet(&env, n).as_deref(), Some(subnet.as_str()));
         assert!(subnets.insert(subnet.clone()), "{subnet} given twice");

@@ -48,18 +48,6 @@ fn label(container: &str, key: &str) -> String {
     .to_string()
 }
 
-fn recorded_network(env: &TestEnv, task: &str) -> Option<String> {
-    let toml = env
-        .git(&["show", &format!("refs/agent/{task}/state:task.toml")])
-        .ok()
-        .stdout;
-    let record: toml::Table = toml::from_str(&toml).unwrap();
-    record["sandbox"]
-        .get("network")
-        .and_then(|s| s.as_str())
-        .map(str::to_string)
-}
-
 /// A perl probe of the way out (the base image has no curl): two hosts through the proxy.
 fn probe() -> String {
     r#"use IO::Socket::INET; $| = 1;
@@ -163,7 +151,7 @@ fn the_next_spawn_claims_the_spare_with_its_own_policy_and_spares_go_with_the_la
         .ok();
     let gw = env.names_of("third").gateway;
     assert_eq!(label(&gw, "git-agent.spare"), spare_id);
-    let third_net = recorded_network(&env, "third").unwrap();
+    let third_net = env.network_of("third").unwrap();
     assert!(third_net.ends_with(&spare_id), "{third_net}");
     let doctor = env.agent(&["doctor"]);
     assert!(!doctor.stdout.contains("spare"), "{doctor}");
@@ -200,7 +188,7 @@ fn a_broken_spare_is_not_claimed_and_doctor_fix_removes_one() {
         .ok();
     let names = env.names_of("next");
     assert_eq!(
-        recorded_network(&env, "next").as_deref(),
+        env.network_of("next").as_deref(),
         Some(names.network.as_str())
     );
     assert_eq!(label(&names.gateway, "git-agent.spare"), "");
@@ -266,10 +254,7 @@ fn two_spawns_never_share_a_spare_and_spares_can_be_turned_off() {
     });
     assert_eq!(a.code, 0, "{a}");
     assert_eq!(b.code, 0, "{b}");
-    let (na, nb) = (
-        recorded_network(&env, "a").unwrap(),
-        recorded_network(&env, "b").unwrap(),
-    );
+    let (na, nb) = (env.network_of("a").unwrap(), env.network_of("b").unwrap());
     assert_ne!(na, nb);
     let claimed = [&na, &nb]
         .iter()
