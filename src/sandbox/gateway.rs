@@ -236,15 +236,15 @@ pub struct Created {
     pub(super) spec: GatewaySpec,
 }
 
-/// The spec of a spare gateway (see [`super::spare`]): a task's gateway in everything but
-/// its name, labels and network, which are the spare's.
-pub fn spare_spec(
+/// A gateway's spec: named `name`, labelled `labels`, on network `network` at `address`
+/// (a task's own, or a spare's, see [`super::spare`]); everything else is the same for all.
+pub fn spec(
     name: String,
     network: String,
     image: &str,
     outer: &str,
     labels: std::collections::HashMap<String, String>,
-    address: Ipv4Addr,
+    address: Option<Ipv4Addr>,
 ) -> GatewaySpec {
     GatewaySpec {
         name,
@@ -253,9 +253,10 @@ pub fn spare_spec(
         inner: network,
         outer: outer.to_string(),
         alias: ALIAS.to_string(),
+        // The vault may forward to a model API the user runs on the host.
         host_alias: Some("host.docker.internal".into()),
         hardening: hardening(),
-        address: Some(address),
+        address,
     }
 }
 
@@ -306,18 +307,14 @@ pub async fn create<R: Runtime>(
     address: Option<Ipv4Addr>,
 ) -> Result<Created> {
     let names = repo.object_names(task);
-    let spec = GatewaySpec {
-        name: names.gateway.clone(),
-        image: image.to_string(),
-        labels: repo.labels(task),
-        inner: names.network.clone(),
-        outer: outer.to_string(),
-        alias: ALIAS.to_string(),
-        // The vault may forward to a model API the user runs on the host.
-        host_alias: Some("host.docker.internal".into()),
-        hardening: hardening(),
+    let spec = spec(
+        names.gateway,
+        names.network,
+        image,
+        outer,
+        repo.labels(task),
         address,
-    };
+    );
     let made = async {
         let id = rt.create_gateway(&spec).await?;
         let mut files = plan.files()?;

@@ -173,13 +173,13 @@ async fn make<R: Runtime>(rt: &R, repo: &RepoId, want: &Want<'_>) -> Result<()> 
     };
     // The network's labels name the subnet it was meant to get; the gateway's, the one it
     // got (the one a claim reads).
-    let spec = gateway::spare_spec(
+    let spec = gateway::spec(
         format!("{}{id}", gateway_prefix(repo)),
         net.clone(),
         want.image,
         want.outer,
         labels(repo, &id, want, &subnet),
-        network::gateway_address(&subnet),
+        Some(network::gateway_address(&subnet)),
     );
     let name = spec.name.clone();
     if let Err(e) = gateway::start_spare(rt, spec).await {
@@ -226,13 +226,13 @@ pub async fn claim<R: Runtime>(
         let network = network_name(repo, &id);
         let created = gateway::Created {
             id: o.id.clone(),
-            spec: gateway::spare_spec(
+            spec: gateway::spec(
                 names.gateway.clone(),
                 network.clone(),
                 want.image,
                 want.outer,
                 o.labels.clone(),
-                network::gateway_address(&subnet),
+                Some(network::gateway_address(&subnet)),
             ),
         };
         return Ok(Some(Claimed {
