@@ -65,29 +65,20 @@ pub enum GcResult {
 /// Prune the object cache of this repository.
 pub async fn run<R: Runtime>(rt: &R, ctx: &Ctx, events: &dyn Events) -> Result<GcResult, GcError> {
     let volume = cache::volume_name(&ctx.repo);
+    let tasks = ctx.store.all()?;
     // Spares serve the next spawn beside running work: with none running they go.
-    let running = ctx.store.all()?.iter().any(|l| {
-        matches!(
-            l.record.status,
-            crate::task::Status::Running | crate::task::Status::Creating
-        )
-    });
-    if !running {
-        let n = crate::sandbox::spare::remove_unclaimed(rt, &ctx.repo).await?;
-        if n > 0 {
-            events.emit(Event::step(
-                None,
-                format!(
-                    "removed {n} spare network{} and gateway{} (no task runs)",
-                    if n == 1 { "" } else { "s" },
-                    if n == 1 { "" } else { "s" }
-                ),
-            ));
-        }
+    let n = crate::sandbox::spare::retire_if_idle(rt, &ctx.repo, &tasks).await?;
+    if n > 0 {
+        events.emit(Event::step(
+            None,
+            format!(
+                "removed {n} spare network{} and gateway{} (no task runs)",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "" } else { "s" }
+            ),
+        ));
     }
-    let users: Vec<_> = ctx
-        .store
-        .all()?
+    let users: Vec<_> = tasks
         .into_iter()
         .filter(|l| l.record.sandbox.cache.is_some())
         .collect();

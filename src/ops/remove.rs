@@ -289,7 +289,11 @@ pub async fn purge<R: Runtime>(
         ));
     }
     // No task runs any more: the spare made for the next one goes too.
-    if let Err(e) = crate::sandbox::spare::retire_if_idle(rt, &ctx.store, &ctx.repo).await {
+    let idle = async {
+        let tasks = ctx.store.all()?;
+        crate::sandbox::spare::retire_if_idle(rt, &ctx.repo, &tasks).await
+    };
+    if let Err(e) = idle.await {
         events.emit(Event::warning(
             None,
             format!("could not remove the spare network: {e:#}"),

@@ -495,8 +495,9 @@ pub async fn retire<R: Runtime>(
     loaded: Loaded,
     names: &ObjectNames,
 ) -> Result<Loaded> {
+    let repo = RepoId::of(store.git());
     // The task's services live exactly as long as its run.
-    super::services::remove(rt, &RepoId::of(store.git()), &loaded.record.name).await?;
+    super::services::remove(rt, &repo, &loaded.record.name).await?;
     let Some(gw) = loaded.record.sandbox.gateway.clone() else {
         return super::network::release(rt, store, loaded, names, None).await;
     };
@@ -526,8 +527,8 @@ pub async fn retire<R: Runtime>(
     let loaded = super::network::release(rt, store, loaded, names, network.as_deref()).await?;
     // The last run of the repository to end takes its spares along (best effort: a spare
     // left is `gc`'s and `doctor --fix`'s to remove).
-    super::spare::retire_if_idle(rt, store, &RepoId::of(store.git()))
-        .await
-        .ok();
+    if let Ok(tasks) = store.all() {
+        super::spare::retire_if_idle(rt, &repo, &tasks).await.ok();
+    }
     Ok(loaded)
 }

@@ -31,7 +31,7 @@ use crate::runtime::{
     ContainerState, EngineErrorKind, LABEL_REPO, LABEL_REPO_PATH, LABEL_SPARE, LABEL_TASK, Listed,
     ObjectKind, Runtime, engine_kind,
 };
-use crate::task::store::TaskStore;
+use crate::task::store::Loaded;
 
 /// The gateway image a spare runs, the outer network it joins, and the subnet it took:
 /// a spawn claims only a spare made for its own.
@@ -301,15 +301,13 @@ pub async fn remove_unclaimed<R: Runtime>(rt: &R, repo: &RepoId) -> Result<usize
 
 /// Remove the repository's unclaimed spares when none of its tasks runs any more (a spare
 /// serves the next spawn beside running work; kept beside none, it only holds a subnet and
-/// a container). Called when a run is seen to end.
-pub async fn retire_if_idle<R: Runtime>(rt: &R, store: &TaskStore, repo: &RepoId) -> Result<()> {
-    if !rt.keeps_spares() {
-        return Ok(());
+/// a container). `tasks`: the repository's tasks as the caller read them. Called when a run
+/// is seen to end, and by `gc`; how many spares went.
+pub async fn retire_if_idle<R: Runtime>(rt: &R, repo: &RepoId, tasks: &[Loaded]) -> Result<usize> {
+    if tasks.iter().any(|l| live(l.record.status)) {
+        return Ok(0);
     }
-    if store.all()?.iter().any(|l| live(l.record.status)) {
-        return Ok(());
-    }
-    remove_unclaimed(rt, repo).await.map(|_| ())
+    remove_unclaimed(rt, repo).await
 }
 
 /// Is spare object `name` (of kind `kind`, with `labels`) task `task`'s? A claimed gateway
