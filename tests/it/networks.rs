@@ -58,20 +58,12 @@ fn in_range(range: &str, subnet: &str) -> bool {
     Ipv4Net::parse(subnet).is_some_and(|s| range.contains(&s) && s.prefix() == 28)
 }
 
-/// A perl probe (the base image has no curl) of the way out: through the gateway to an
-/// allowed and a denied host, and around it.
+/// The probe of the way out: through the gateway to an allowed and a denied host, and
+/// around it.
 fn probe(server_ip: &str) -> String {
-    format!(
-        r#"use IO::Socket::INET; $| = 1;
-sub proxy {{ my ($h) = @_;
-  my $s = IO::Socket::INET->new(PeerAddr => "git-agent-gateway:3128", Timeout => 5) or return "no proxy: $!";
-  print $s "GET http://$h:8000/ HTTP/1.0\r\nHost: $h\r\n\r\n"; my $all = join("", <$s>); my ($l) = split(/\r?\n/, $all);
-  return $all =~ /hello from the outside/ ? "$l +body" : $l; }}
-my $d = IO::Socket::INET->new(PeerAddr => "{server_ip}:8000", Timeout => 3);
-print "allowed: ", proxy("allowed.test"), "\n";
-print "denied: ", proxy("denied.test"), "\n";
-print "direct: ", ($d ? "CONNECTED" : "failed"), "\n";
-"#
+    crate::servers::proxy_probe(
+        &[("allowed", "allowed.test"), ("denied", "denied.test")],
+        Some(server_ip),
     )
 }
 

@@ -191,3 +191,32 @@ impl Drop for OuterServer {
         }
     }
 }
+
+/// A perl probe of a task's way out (the base image has no curl): for each `(label, host)`,
+/// a plain HTTP request through the gateway's proxy to `host:8000`, printed as
+/// `label: <status line>` (with ` +body` when [`OuterServer`]'s body came back); then, with
+/// `direct`, a TCP connection to `direct:8000` around the gateway (`direct: CONNECTED` or
+/// `direct: failed`).
+pub fn proxy_probe(hosts: &[(&str, &str)], direct: Option<&str>) -> String {
+    let mut script = r#"use IO::Socket::INET; $| = 1;
+sub proxy { my ($h) = @_;
+  my $s = IO::Socket::INET->new(PeerAddr => "git-agent-gateway:3128", Timeout => 5) or return "no proxy: $!";
+  print $s "GET http://$h:8000/ HTTP/1.0\r\nHost: $h\r\n\r\n"; my $all = join("", <$s>); my ($l) = split(/\r?\n/, $all);
+  return $all =~ /hello from the outside/ ? "$l +body" : $l; }
+"#
+    .to_string();
+    if let Some(ip) = direct {
+        script.push_str(&format!(
+            "my $d = IO::Socket::INET->new(PeerAddr => \"{ip}:8000\", Timeout => 3);\n"
+        ));
+    }
+    for (label, host) in hosts {
+        script.push_str(&format!(
+            "print \"{label}: \", proxy(\"{host}\"), \"\\n\";\n"
+        ));
+    }
+    if direct.is_some() {
+        script.push_str("print \"direct: \", ($d ? \"CONNECTED\" : \"failed\"), \"\\n\";\n");
+    }
+    script
+}

@@ -48,17 +48,9 @@ fn label(container: &str, key: &str) -> String {
     .to_string()
 }
 
-/// A perl probe of the way out (the base image has no curl): two hosts through the proxy.
+/// The probe of the way out: two hosts through the proxy.
 fn probe() -> String {
-    r#"use IO::Socket::INET; $| = 1;
-sub proxy { my ($h) = @_;
-  my $s = IO::Socket::INET->new(PeerAddr => "git-agent-gateway:3128", Timeout => 5) or return "no proxy: $!";
-  print $s "GET http://$h:8000/ HTTP/1.0\r\nHost: $h\r\n\r\n"; my $all = join("", <$s>); my ($l) = split(/\r?\n/, $all);
-  return $all =~ /hello from the outside/ ? "$l +body" : $l; }
-print "one: ", proxy("one.test"), "\n";
-print "two: ", proxy("two.test"), "\n";
-"#
-    .to_string()
+    crate::servers::proxy_probe(&[("one", "one.test"), ("two", "two.test")], None)
 }
 
 fn wait_exited(container: &str) {
